@@ -1,0 +1,14 @@
+"""The archive: a registry of metadata and lineage beside a write-once datastore.
+
+Public API: :class:`Archive` (open, ingest, query, validity, runs, provenance,
+calibration selection), :class:`DatasetRecord`, :class:`RunRecord`,
+:class:`ProvenanceNode`.
+"""
+
+from .calibrations import CalibrationChoice
+from .core import Archive, IngestReport, IngestResult
+from .lineage import ProvenanceNode
+from .records import DatasetRecord, IfuState, RunRecord
+
+__all__ = ["Archive", "CalibrationChoice", "DatasetRecord", "IfuState", "IngestReport", "IngestResult",
+           "ProvenanceNode", "RunRecord"]

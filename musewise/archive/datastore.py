@@ -1,0 +1,222 @@
+"""Write-once, content-checksummed file store (the bytes; the registry holds the metadata).
+
+Files are written under a temporary name, checksummed while copied, then moved
+to their final location (a template over the data ID, see
+:func:`musewise.archive.templates.path_for`). A file once stored is never
+overwritten: a second write to the same location must carry identical bytes.
+Any fsspec filesystem works (a local folder by default; a shared filesystem or
+an object store for multi-site installations).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import uuid
+from pathlib import Path
+
+import fsspec
+
+from ..exceptions import DatastoreError, IntegrityError
+
+#: Copy/hash block size (bytes): large enough to run at disk speed.
+CHUNK = 16 * 1024 * 1024
+TMP_MARK = ".tmp-"
+
+
+def sha256_file(path, chunk: int = CHUNK) -> tuple[str, int]:
+    """Return (sha256 hex digest, size in bytes) of a local file."""
+    h = hashlib.sha256()
+    size = 0
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(view[:n])
+            size += n
+    return h.hexdigest(), size
+
+
+class Datastore:
+    """A write-once file store rooted at an fsspec URL.
+
+    Parameters
+    ----------
+    url : str
+        Local folder or fsspec URL (``file:///data/musewise``, ``s3://bucket/prefix``).
+    """
+
+    def __init__(self, url: str):
+        self.url = str(url)
+        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        self.is_local = "file" in (
+            self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        )
+        self.fs.makedirs(self.root, exist_ok=True)
+
+    def __repr__(self):
+        return f"Datastore({self.url!r})"
+
+    def _abs(self, relpath: str) -> str:
+        if relpath.startswith("/") or ".." in relpath.split("/"):
+            raise DatastoreError(f"datastore paths must be relative and inside the store: {relpath!r}")
+        return posixpath.join(self.root, relpath)
+
+    def exists(self, relpath: str) -> bool:
+        return self.fs.exists(self._abs(relpath))
+
+    def put(self, source, relpath: str) -> "PendingFile":
+        """Copy a local file into the store under a temporary name, checksumming it.
+
+        The file becomes visible at ``relpath`` only when :meth:`PendingFile.commit`
+        is called (the archive does so inside its transaction).
+
+        Parameters
+        ----------
+        source : path-like
+            Local file to copy.
+        relpath : str
+            Final location relative to the store root.
+
+        Returns
+        -------
+        PendingFile
+            With ``sha256`` and ``size`` (bytes) of what was copied.
+        """
+        final = self._abs(relpath)
+        tmp = f"{final}{TMP_MARK}{uuid.uuid4().hex}"
+        self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        h = hashlib.sha256()
+        size = 0
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        try:
+            with open(source, "rb", buffering=0) as src, self.fs.open(tmp, "wb") as dst:
+                while True:
+                    n = src.readinto(buf)
+                    if not n:
+                        break
+                    h.update(view[:n])
+                    dst.write(view[:n])
+                    size += n
+        except OSError as exc:
+            self._discard(tmp)
+            raise DatastoreError(f"cannot copy {source} into the datastore: {exc}") from exc
+        return PendingFile(self, relpath, tmp, h.hexdigest(), size)
+
+    def _discard(self, abspath: str) -> None:
+        try:
+            if self.fs.exists(abspath):
+                self.fs.rm(abspath)
+        except OSError:
+            pass
+
+    def remove(self, relpath: str) -> None:
+        """Delete a stored file (used only to undo a failed transaction)."""
+        self._discard(self._abs(relpath))
+
+    def local_path(self, relpath: str) -> str:
+        """A local filesystem path with the file's bytes (cached locally for remote stores)."""
+        if self.is_local:
+            p = self._abs(relpath)
+            if not os.path.exists(p):
+                raise DatastoreError(f"file missing from the datastore: {relpath}")
+            return p
+        cache = fsspec.filesystem("filecache", fs=self.fs)
+        return cache.open(self._abs(relpath)).name
+
+    def open(self, relpath: str, mode: str = "rb"):
+        """Open a stored file for reading (write modes are refused: the store is write-once)."""
+        if "r" not in mode or any(c in mode for c in "wa+"):
+            raise DatastoreError("the datastore is write-once: files can only be opened for reading")
+        return self.fs.open(self._abs(relpath), mode)
+
+    def verify(self, relpath: str, sha256: str) -> None:
+        """Re-read a stored file and check its checksum.
+
+        Raises
+        ------
+        IntegrityError
+            If the bytes on disk differ from the recorded checksum.
+        """
+        if self.is_local:
+            got, _ = sha256_file(self._abs(relpath))
+        else:
+            h = hashlib.sha256()
+            with self.open(relpath) as f:
+                for block in iter(lambda: f.read(CHUNK), b""):
+                    h.update(block)
+            got = h.hexdigest()
+        if got != sha256:
+            raise IntegrityError(
+                f"{relpath}: checksum {got[:12]}... differs from recorded {sha256[:12]}..."
+            )
+
+    def temporaries(self) -> list[str]:
+        """Leftover temporary files of interrupted writes (relative paths)."""
+        out = []
+        for p in self.fs.find(self.root):
+            if TMP_MARK in posixpath.basename(p):
+                out.append(posixpath.relpath(p, self.root))
+        return out
+
+    def walk(self) -> list[str]:
+        """Every committed file in the store (relative paths)."""
+        return [
+            posixpath.relpath(p, self.root)
+            for p in self.fs.find(self.root)
+            if TMP_MARK not in posixpath.basename(p)
+        ]
+
+
+class PendingFile:
+    """A file copied into the store but not yet visible under its final name."""
+
+    def __init__(self, store: Datastore, relpath: str, tmp: str, sha256: str, size: int):
+        self.store, self.relpath, self.tmp = store, relpath, tmp
+        self.sha256, self.size = sha256, size
+        self.committed = False
+        self.adopted = False
+
+    def commit(self) -> None:
+        """Move the file to its final name.
+
+        If a file is already there (left by a process killed after this step but
+        before its database commit) with identical bytes it is adopted; different
+        bytes are refused, since stored files are never overwritten.
+        """
+        final = self.store._abs(self.relpath)
+        if self.store.fs.exists(final):
+            try:
+                self.store.verify(self.relpath, self.sha256)
+            except IntegrityError as exc:
+                self.discard()
+                raise DatastoreError(
+                    f"refusing to overwrite {self.relpath} with different bytes (write-once store)"
+                ) from exc
+            self.discard()
+            self.adopted = True
+        else:
+            self.store.fs.mv(self.tmp, final)
+        self.committed = True
+
+    def discard(self) -> None:
+        """Remove the temporary copy."""
+        self.store._discard(self.tmp)
+
+    def undo(self) -> None:
+        """Remove whatever this write left behind (temporary or final file)."""
+        if self.committed and not self.adopted:
+            self.store.remove(self.relpath)
+        else:
+            self.discard()
+
+
+def ensure_local_dir(path) -> Path:
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    return p

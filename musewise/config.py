@@ -1,0 +1,150 @@
+"""One configurable object for a musewise installation.
+
+Every setting is a traitlet with help text. Values come, in increasing order of
+precedence, from the defaults below, a ``musewise_config.py`` in the data root
+(or the file named by ``$MUSEWISE_CONFIG``), environment variables
+(``MUSEWISE_ROOT``, ``MUSEWISE_DB_URL``, ``MUSEWISE_DATASTORE``,
+``MUSEWISE_USER``, ``MUSEWISE_DASK_SCHEDULER``) and keyword arguments.
+Site paths and secrets belong in the environment or the site's config file,
+never in the repository.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+
+from traitlets import Bool, Float, Int, Unicode, default
+from traitlets.config import Config, Configurable, PyFileConfigLoader
+
+from .exceptions import ConfigurationError
+
+_ENV = {
+    "root": "MUSEWISE_ROOT",
+    "db_url": "MUSEWISE_DB_URL",
+    "datastore_url": "MUSEWISE_DATASTORE",
+    "user": "MUSEWISE_USER",
+    "dask_scheduler": "MUSEWISE_DASK_SCHEDULER",
+    "esorex": "MUSEWISE_ESOREX",
+}
+
+
+class MusewiseConfig(Configurable):
+    """Settings of one musewise installation (archive, datastore, execution)."""
+
+    root = Unicode(
+        help="Data root of the installation: holds the SQLite archive, the datastore "
+        "and users' scratch space unless those are set separately."
+    ).tag(config=True)
+
+    @default("root")
+    def _root_default(self):
+        return str(Path.home() / "musewise-data")
+
+    db_url = Unicode(
+        help="SQLAlchemy URL of the archive database. Default: SQLite file "
+        "<root>/archive.sqlite. For the shared site use "
+        "postgresql+psycopg://user@host/dbname."
+    ).tag(config=True)
+
+    @default("db_url")
+    def _db_url_default(self):
+        return f"sqlite:///{Path(self.root) / 'archive.sqlite'}"
+
+    datastore_url = Unicode(
+        help="fsspec URL of the write-once datastore (a local folder, a shared "
+        "filesystem path, or an object-store URL such as s3://bucket/musewise)."
+    ).tag(config=True)
+
+    @default("datastore_url")
+    def _datastore_default(self):
+        return str(Path(self.root) / "datastore")
+
+    scratch = Unicode(
+        help="Folder for per-user scratch space and reduction working directories."
+    ).tag(config=True)
+
+    @default("scratch")
+    def _scratch_default(self):
+        return str(Path(self.root) / "scratch")
+
+    user = Unicode(
+        help="Name of the archive user acting in this session (the JupyterHub user "
+        "inside the hub)."
+    ).tag(config=True)
+
+    @default("user")
+    def _user_default(self):
+        return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
+
+    project = Unicode(
+        "consortium",
+        help="Project that committed products are published to by default.",
+    ).tag(config=True)
+
+    esorex = Unicode("esorex", help="The esorex executable that runs MUSE pipeline recipes.").tag(
+        config=True
+    )
+
+    dask_scheduler = Unicode(
+        "",
+        help="Address of a running Dask scheduler (tcp://host:8786). Empty: start a "
+        "LocalCluster. 'jobqueue:slurm' etc. uses dask-jobqueue with cluster_kwargs.",
+    ).tag(config=True)
+
+    n_workers = Int(2, help="Workers of the LocalCluster started when no scheduler is set.").tag(
+        config=True
+    )
+
+    calibration_window_days = Float(
+        14.0,
+        help="A calibration is eligible for a frame if taken within this many days "
+        "of it (days).",
+    ).tag(config=True)
+
+    checksum_on_read = Bool(
+        False, help="Verify the sha256 checksum every time a file is read from the datastore."
+    ).tag(config=True)
+
+    @classmethod
+    def load(cls, config_file: str | os.PathLike | None = None, **overrides) -> "MusewiseConfig":
+        """Build the configuration from file, environment and keyword overrides.
+
+        Parameters
+        ----------
+        config_file : path, optional
+            A traitlets Python config file (``c.MusewiseConfig.root = ...``).
+            Default: ``$MUSEWISE_CONFIG``, else ``<root>/musewise_config.py`` if present.
+        **overrides
+            Trait values that take precedence over everything else.
+
+        Raises
+        ------
+        ConfigurationError
+            If an override names no setting or the config file cannot be read.
+        """
+        unknown = set(overrides) - set(cls.class_trait_names(config=True))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown musewise setting(s) {sorted(unknown)}; known: "
+                f"{sorted(cls.class_trait_names(config=True))}"
+            )
+        values = {k: os.environ[v] for k, v in _ENV.items() if os.environ.get(v)}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        cfg = Config()
+        path = config_file or os.environ.get("MUSEWISE_CONFIG")
+        if not path and values.get("root"):
+            candidate = Path(values["root"]) / "musewise_config.py"
+            path = str(candidate) if candidate.exists() else None
+        if path:
+            p = Path(path)
+            try:
+                cfg = PyFileConfigLoader(p.name, path=str(p.parent)).load_config()
+            except Exception as exc:  # traitlets raises several types
+                raise ConfigurationError(f"cannot read musewise config file {p}: {exc}") from exc
+        return cls(config=cfg, **values)
+
+    def as_dict(self) -> dict:
+        """All settings as a plain dict (for provenance records and display)."""
+        return {k: getattr(self, k) for k in self.class_trait_names(config=True)}

@@ -1,0 +1,222 @@
+"""Inspect files before they enter the archive: is it MUSE, what is it, is it whole?
+
+This layer reads headers only; it knows nothing of the database. The archive
+calls :func:`inspect_file` and refuses whatever raises :class:`InvalidFrameError`,
+so a corrupt, truncated or non-MUSE file never reaches the store.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from astropy.io import fits
+from astropy.time import Time
+
+from .exceptions import InvalidFrameError
+from .vocabulary import DatasetKind, FrameType, kind_of_category
+
+#: Primary-header keywords copied into the registry (searchable without opening the file).
+HEADER_KEYS = (
+    "INSTRUME", "OBJECT", "RA", "DEC", "EXPTIME", "DATE-OBS", "MJD-OBS", "ARCFILE",
+    "ESO DPR CATG", "ESO DPR TYPE", "ESO DPR TECH", "ESO INS MODE", "ESO OBS NAME",
+    "ESO OBS ID", "ESO OBS TARG NAME", "ESO TPL START", "ESO TEL AIRM START",
+    "ESO PRO CATG", "ESO PRO REC1 ID", "ESO PRO REC1 PIPE ID", "ESO PRO REC1 DRS ID",
+    "ESO PRO DATANCOM", "BUNIT",
+)
+_CHAN = re.compile(r"^CHAN(\d\d)$")
+_IFU_SUFFIX = re.compile(r"-(\d\d)\.fits(\.fz)?$")
+#: Shift that makes a UTC timestamp fall on its observing night at Paranal (UTC-3/-4):
+#: the night of 2026-11-20 runs from noon 20 Nov to noon 21 Nov local time.
+NIGHT_SHIFT = timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """What a file is, read from its headers.
+
+    Attributes
+    ----------
+    kind : DatasetKind
+    category : str
+        Frame type (``BIAS``...) of a raw frame, ``ESO PRO CATG`` of a product.
+    night : str or None
+        Observing night ``YYYY-MM-DD``.
+    date_obs : datetime or None
+        Start of exposure, UTC.
+    mjd_obs : float or None
+        Modified Julian Date of the start (days).
+    exptime : float or None
+        Exposure time (s).
+    mode : str or None
+        ``ESO INS MODE``.
+    ifus : tuple of int
+        IFUs whose data the file holds.
+    ifu : int or None
+        The IFU of a single-IFU product.
+    """
+
+    kind: DatasetKind
+    category: str
+    night: str | None
+    date_obs: datetime | None
+    mjd_obs: float | None
+    exptime: float | None
+    mode: str | None
+    object: str | None
+    ifus: tuple[int, ...]
+    ifu: int | None
+    pipeline_version: str | None
+    header: dict = field(default_factory=dict, compare=False)
+
+
+def night_of(date_obs: datetime) -> str:
+    """Observing night (``YYYY-MM-DD``, local evening date at Paranal) of a UTC time."""
+    return (date_obs - NIGHT_SHIFT).date().isoformat()
+
+
+def _check_complete(path: Path, hdul) -> None:
+    size = path.stat().st_size
+    for i in range(len(hdul)):
+        info = hdul.fileinfo(i)
+        end = info["datLoc"] + info["datSpan"]
+        if end > size:
+            raise InvalidFrameError(
+                path, f"truncated: HDU {i} needs {end} bytes but the file has {size}"
+            )
+
+
+def _jsonable(v):
+    if isinstance(v, (bool, int, float, str)) or v is None:
+        return v
+    return str(v)
+
+
+def inspect_file(path, ifu: int | None = None) -> FrameInfo:
+    """Read and check a MUSE FITS file's headers.
+
+    Parameters
+    ----------
+    path : path-like
+        A raw MUSE frame or a MUSE pipeline product (FITS, optionally .fz).
+    ifu : int, optional
+        The IFU of a single-IFU product when the headers do not say.
+
+    Returns
+    -------
+    FrameInfo
+
+    Raises
+    ------
+    InvalidFrameError
+        If the file is missing, not FITS, truncated, not from MUSE, or lacks the
+        keywords that say what it is.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidFrameError(path, "no such file")
+    if path.stat().st_size < 2880:
+        raise InvalidFrameError(path, "not a FITS file (shorter than one 2880-byte block)")
+    with open(path, "rb") as f:
+        if not f.read(30).startswith(b"SIMPLE  =                    T"):
+            raise InvalidFrameError(path, "not a FITS file (no SIMPLE = T card)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", fits.verify.VerifyWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            with fits.open(path, memmap=False, lazy_load_hdus=False, do_not_scale_image_data=True) as hdul:
+                _check_complete(path, hdul)
+                headers = [h.header for h in hdul]
+    except InvalidFrameError:
+        raise
+    except Exception as exc:  # astropy raises OSError, ValueError, VerifyWarning...
+        raise InvalidFrameError(path, f"unreadable FITS: {exc}") from exc
+    return _classify(path, headers, ifu)
+
+
+def _classify(path: Path, headers, ifu) -> FrameInfo:
+    h0 = headers[0]
+    if str(h0.get("INSTRUME", "")).strip().upper() != "MUSE":
+        raise InvalidFrameError(path, f"INSTRUME is {h0.get('INSTRUME')!r}, not 'MUSE'")
+    catg = h0.get("ESO PRO CATG")
+    chans = []
+    for h in headers[1:]:
+        m = _CHAN.match(str(h.get("EXTNAME", "")))
+        if m:
+            chans.append(int(m.group(1)))
+    if catg:
+        category = str(catg).strip()
+        kind = kind_of_category(category)
+        if ifu is None:
+            m = _IFU_SUFFIX.search(path.name)
+            if len(chans) == 1:
+                ifu = chans[0]
+            elif m:
+                ifu = int(m.group(1))
+            elif h0.get("ESO DRS MUSE IFU") is not None:
+                ifu = int(h0["ESO DRS MUSE IFU"])
+        ifus = (ifu,) if ifu else tuple(sorted(set(chans)))
+    else:
+        dpr = h0.get("ESO DPR TYPE")
+        if dpr is None:
+            raise InvalidFrameError(path, "neither ESO DPR TYPE (raw frame) nor ESO PRO CATG (product) is set")
+        try:
+            category = FrameType.from_dpr(dpr).value
+        except ValueError as exc:
+            raise InvalidFrameError(path, str(exc)) from exc
+        kind = DatasetKind.RAW
+        if not chans:
+            raise InvalidFrameError(path, "raw MUSE frame without any CHANnn IFU extension")
+        for h in headers[1:]:
+            if _CHAN.match(str(h.get("EXTNAME", ""))) and h.get("NAXIS") != 2:
+                raise InvalidFrameError(path, f"extension {h['EXTNAME']} is not a 2-D CCD image")
+        ifus = tuple(sorted(chans))
+        ifu = ifus[0] if len(ifus) == 1 else None
+    date_obs = mjd = None
+    if h0.get("MJD-OBS") is not None:
+        mjd = float(h0["MJD-OBS"])
+        date_obs = Time(mjd, format="mjd").to_datetime()
+    elif h0.get("DATE-OBS"):
+        try:
+            t = Time(h0["DATE-OBS"], format="isot", scale="utc")
+        except ValueError as exc:
+            raise InvalidFrameError(path, f"DATE-OBS {h0['DATE-OBS']!r} is not an ISO date") from exc
+        mjd, date_obs = float(t.mjd), t.to_datetime()
+    if kind == DatasetKind.RAW and date_obs is None:
+        raise InvalidFrameError(path, "raw frame without MJD-OBS or DATE-OBS")
+    exptime = h0.get("EXPTIME")
+    pipe = h0.get("ESO PRO REC1 PIPE ID")
+    header = {k: _jsonable(h0[k]) for k in HEADER_KEYS if k in h0}
+    return FrameInfo(
+        kind=kind,
+        category=category,
+        night=night_of(date_obs) if date_obs else None,
+        date_obs=date_obs,
+        mjd_obs=mjd,
+        exptime=float(exptime) if exptime is not None else None,
+        mode=str(h0["ESO INS MODE"]).strip() if h0.get("ESO INS MODE") else None,
+        object=str(h0["OBJECT"]).strip() if h0.get("OBJECT") else None,
+        ifus=tuple(i for i in ifus if i),
+        ifu=ifu,
+        pipeline_version=str(pipe) if pipe else None,
+        header=header,
+    )
+
+
+def find_fits(paths) -> list[Path]:
+    """Expand files and folders into the FITS files they contain, sorted."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.is_file() and q.name.endswith((".fits", ".fits.fz")))
+        else:
+            out.append(p)
+    return out
+
+
+def file_size(path) -> int:
+    return os.stat(path).st_size

@@ -1,0 +1,148 @@
+"""Controlled vocabulary of the archive: frame types, product categories, privileges.
+
+Values are the strings ESO uses in ``ESO DPR TYPE`` / ``ESO PRO CATG`` so that
+what the archive stores matches what the pipeline reads and writes.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Privilege(enum.IntEnum):
+    """Who may see a dataset or run.
+
+    PRIVATE (1) only its owner; PROJECT (2) members of its project;
+    CONSORTIUM (3) every registered consortium member; PUBLIC (4) everyone.
+    Administrators see everything.
+    """
+
+    PRIVATE = 1
+    PROJECT = 2
+    CONSORTIUM = 3
+    PUBLIC = 4
+
+
+class DatasetKind(str, enum.Enum):
+    """Broad class of an archived file."""
+
+    RAW = "raw"                  #: a frame as it came off the telescope (or the simulator)
+    STATIC = "static"            #: a static calibration shipped with the pipeline
+    CALIBRATION = "calibration"  #: a master calibration made by a reduction run
+    SCIENCE = "science"          #: a science product (pixel table, cube, image)
+    NOTEBOOK = "notebook"        #: an executed reduction or QC notebook
+    AUXILIARY = "auxiliary"      #: figures, logs and other by-products
+
+
+class FrameType(str, enum.Enum):
+    """Raw frame types, named by the set-of-frames tag the MUSE pipeline expects."""
+
+    BIAS = "BIAS"
+    DARK = "DARK"
+    FLAT = "FLAT"
+    ARC = "ARC"
+    SKYFLAT = "SKYFLAT"
+    STD = "STD"
+    OBJECT = "OBJECT"
+    SKY = "SKY"
+
+    @classmethod
+    def from_dpr(cls, dpr_type: str, dpr_catg: str = "") -> "FrameType":
+        """Map ``ESO DPR TYPE`` (e.g. ``FLAT,LAMP``) to a frame type.
+
+        Raises
+        ------
+        ValueError
+            If the DPR type is not a MUSE raw frame type.
+        """
+        t = (dpr_type or "").strip().upper()
+        table = {
+            "BIAS": cls.BIAS, "DARK": cls.DARK, "FLAT,LAMP": cls.FLAT,
+            "WAVE": cls.ARC, "FLAT,SKY": cls.SKYFLAT, "STD": cls.STD,
+            "OBJECT": cls.OBJECT, "SKY": cls.SKY,
+        }
+        if t not in table:
+            raise ValueError(f"unknown ESO DPR TYPE {dpr_type!r}")
+        return table[t]
+
+
+#: Product categories (``ESO PRO CATG``) that are calibrations, keyed to the
+#: astronomer's name for them.
+CALIBRATION_CATEGORIES = {
+    "MASTER_BIAS": "MasterBias",
+    "MASTER_DARK": "MasterDark",
+    "MASTER_FLAT": "MasterFlat",
+    "TRACE_TABLE": "TraceTable",
+    "WAVECAL_TABLE": "WavecalTable",
+    "WAVECAL_RESIDUALS": "WavecalResiduals",
+    "LSF_PROFILE": "LSF",
+    "TWILIGHT_CUBE": "TwilightCube",
+    "STD_RESPONSE": "StdResponse",
+    "STD_TELLURIC": "StdTelluric",
+    "BADPIX_TABLE": "BadPixTable",
+}
+
+#: Static calibrations delivered with the pipeline (never made by a run here).
+STATIC_CATEGORIES = {
+    "LINE_CATALOG": "LineCatalog",
+    "GEOMETRY_TABLE": "GeometryTable",
+    "EXTINCT_TABLE": "ExtinctionTable",
+    "STD_FLUX_TABLE": "StdFluxTable",
+    "FILTER_LIST": "FilterList",
+    "SKY_LINES": "SkyLines",
+}
+
+#: Science products.
+SCIENCE_CATEGORIES = {
+    "PIXTABLE_OBJECT": "PixTable",
+    "PIXTABLE_STD": "PixTable",
+    "PIXTABLE_SKY": "PixTable",
+    "PIXTABLE_REDUCED": "PixTable",
+    "PIXTABLE_POSITIONED": "PixTable",
+    "PIXTABLE_COMBINED": "PixTable",
+    "DATACUBE_FINAL": "DataCube",
+    "DATACUBE_STD": "DataCube",
+    "IMAGE_FOV": "Image",
+    "OBJECT_RESAMPLED": "Image",
+}
+
+
+def kind_of_category(category: str) -> DatasetKind:
+    """Return the dataset kind of a product category (``ESO PRO CATG``).
+
+    Unknown categories made by a reduction are treated as auxiliary products.
+    """
+    if category in STATIC_CATEGORIES:
+        return DatasetKind.STATIC
+    if category in CALIBRATION_CATEGORIES:
+        return DatasetKind.CALIBRATION
+    if category in SCIENCE_CATEGORIES:
+        return DatasetKind.SCIENCE
+    if category in FrameType.__members__:
+        return DatasetKind.RAW
+    return DatasetKind.AUXILIARY
+
+
+class RunStatus(str, enum.Enum):
+    """Life cycle of a reduction run."""
+
+    PLANNED = "planned"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class QualityFlag(str, enum.Enum):
+    """Quality grade a reviewer or a QC notebook gives one IFU of a dataset."""
+
+    UNCHECKED = "unchecked"
+    GOOD = "good"
+    WARNING = "warning"
+    BAD = "bad"
+
+
+#: Observing modes of MUSE (``ESO INS MODE``).
+INSTRUMENT_MODES = ("WFM-NOAO-N", "WFM-NOAO-E", "WFM-AO-N", "WFM-AO-E", "NFM-AO-N")
+
+#: Number of IFUs of MUSE.
+N_IFU = 24
