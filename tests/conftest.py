@@ -3,9 +3,10 @@
 Fixtures
 --------
 postgres_server (session)
-    A real PostgreSQL server from Debian's packages, started in a temporary
-    folder on 127.0.0.1 and a free port, stopped at the end. Skips (locally) or
-    fails (with ``CI=true``) when PostgreSQL is not installed.
+    A real PostgreSQL server from Debian's packages (:class:`musewise.testing.TemporaryPostgres`),
+    started in a temporary folder on 127.0.0.1 and a free port, stopped at the end; its
+    ``create_database()`` returns the URL of a fresh database. Skips (locally) or fails
+    (with ``CI=true``) when PostgreSQL is not installed.
 db_url (parametrised: ``sqlite``, ``postgresql``)
     A fresh, empty database for each test, on each backend.
 archive_config
@@ -23,38 +24,14 @@ output_dir
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import time
-import uuid
 from pathlib import Path
 
 import pytest
 
+from musewise.testing import TemporaryPostgres, free_port, postgres_bindir  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pg_bindir() -> Path | None:
-    for v in ("17", "16", "15", "14", "13"):
-        p = Path(f"/usr/lib/postgresql/{v}/bin")
-        if (p / "initdb").exists():
-            return p
-    return None
-
-
-def _as_postgres(cmd):
-    # initdb and postgres refuse to run as root: run them as the 'postgres' system user.
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--"] + cmd
-    return cmd
 
 
 def need(condition: bool, reason: str):
@@ -67,45 +44,12 @@ def need(condition: bool, reason: str):
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory):
-    """A real PostgreSQL server on 127.0.0.1; yields a base URL without database name."""
-    bindir = _pg_bindir()
-    need(bindir is not None, "PostgreSQL server not installed (make test installs it: apt-get install postgresql)")
-    data = tmp_path_factory.mktemp("pgdata")
-    sock = tmp_path_factory.mktemp("pgsock")
-    if os.geteuid() == 0:
-        shutil.chown(data, "postgres")
-        shutil.chown(sock, "postgres")
-        os.chmod(data.parent, 0o755)
-        os.chmod(sock.parent, 0o755)
-        for parent in list(data.parents)[:-1]:
-            try:
-                os.chmod(parent, os.stat(parent).st_mode | 0o005)
-            except PermissionError:
-                pass
-    subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "musewise",
-                                 "--auth=trust", "-E", "UTF8", "--no-sync"]),
-                   check=True, capture_output=True)
-    port = free_port()
-    log = data / "server.log"
-    subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o",
-                                 f"-h 127.0.0.1 -p {port} -k {sock} -c fsync=off -c max_connections=200",
-                                 "start"]), check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://musewise@127.0.0.1:{port}"
-    finally:
-        subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-                       capture_output=True)
-
-
-def _create_pg_database(base_url: str) -> str:
-    import psycopg
-
-    name = "t_" + uuid.uuid4().hex[:12]
-    dsn = base_url.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"{base_url}/{name}"
+def postgres_server():
+    """A real PostgreSQL server on 127.0.0.1 (a :class:`TemporaryPostgres`)."""
+    need(postgres_bindir() is not None,
+         "PostgreSQL server not installed (make test installs it: apt-get install postgresql)")
+    with TemporaryPostgres() as pg:
+        yield pg
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -113,7 +57,7 @@ def db_url(request, tmp_path):
     """A fresh empty database URL on each backend."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'archive.sqlite'}"
-    return _create_pg_database(request.getfixturevalue("postgres_server"))
+    return request.getfixturevalue("postgres_server").create_database()
 
 
 @pytest.fixture

@@ -318,7 +318,11 @@ class Archive:
             if existing is None:
                 raise
             return IngestResult(existing, False)
-        return IngestResult(self._refresh(rec) if created else rec, created)
+        try:
+            return IngestResult(self.get(rec.id), created)
+        except NotFoundError:
+            raise DuplicateError(f"{path}: these bytes are already archived as dataset {rec.id}, "
+                                 f"which user {self.user_name!r} may not see") from None
 
     def _find_by_checksum(self, path) -> DatasetRecord | None:
         from .datastore import sha256_file
@@ -341,8 +345,7 @@ class Archive:
         existing = s.scalar(select(StoredFile).where(StoredFile.sha256 == pending.sha256))
         if existing is not None:
             pending.discard()
-            ds = s.scalar(select(Dataset).where(Dataset.file_id == existing.id))
-            return self._record(s, ds), False
+            return s.scalar(select(Dataset).where(Dataset.file_id == existing.id)), False
         pending.relpath = path_for(info, path.name, run_id=run_id, sha256=pending.sha256)
         tx.files.append(pending)
         sf = StoredFile(sha256=pending.sha256, size=pending.size, path=pending.relpath, original_name=path.name)
@@ -398,9 +401,6 @@ class Archive:
             size=ds.file.size, filename=ds.file.original_name, storage_path=ds.file.path,
             pipeline_version=ds.pipeline_version, created=ds.created, header=ds.header or {},
         )
-
-    def _refresh(self, ds_or_rec) -> DatasetRecord:
-        return self.get(ds_or_rec.id)
 
     def _visible(self, s: Session):
         return visible_datasets(self._user(s))

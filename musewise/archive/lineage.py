@@ -142,9 +142,10 @@ def _store_notebook(arch, tx, run: Run, notebook) -> None:
         return
     path = Path(notebook)
     privilege, project = Privilege(run.privilege), None
-    ds, _ = arch._add_file(tx, path, _notebook_info(run, path), privilege=privilege, project=project,
-                           run_id=run.id, owner=run.user)
-    ds.project_id = run.project_id
+    ds, created = arch._add_file(tx, path, _notebook_info(run, path), privilege=privilege, project=project,
+                                 run_id=run.id, owner=run.user)
+    if created:
+        ds.project_id = run.project_id
     run.notebook_id = ds.id
 
 

@@ -214,3 +214,8 @@ class QCParameter(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
 
     __table_args__ = (Index("ix_qc_dataset", "dataset_id", "name"),)
+
+
+# Tables of the review queue and data releases live in their own module; importing it
+# here registers them in Base.metadata for Alembic and create_all.
+from . import schema_review  # noqa: E402,F401

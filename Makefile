@@ -1,0 +1,70 @@
+# musewise: set-up, demo and tests on a fresh Debian machine.
+#   make demo   simulate a night, ingest it, reduce it with the ESO MUSE pipeline, start the hub
+#   make test   the whole test suite (SQLite and PostgreSQL, real pipeline, real hub, headless Chromium)
+# Both install what they need: Debian packages (as root), a virtualenv from pyproject.toml,
+# and the npm packages of package.json (configurable-http-proxy).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+IFUS ?= 2
+DEMO_ROOT ?= $(CURDIR)/demo
+PYTEST_ARGS ?=
+STAMP := $(VENV)/.stamps
+# python3-venv/-dev: a Debian python3 needs them for the virtualenv; esorex + cpl-plugin-muse:
+# the ESO MUSE pipeline; postgresql: the shared-site database the tests run against;
+# chromium: the headless browser of the page and widget tests; nodejs/npm: configurable-http-proxy.
+APT_PACKAGES := esorex cpl-plugin-muse postgresql chromium
+# Installed only when the command is missing (a machine may have its own Python or Node.js).
+APT_IF_MISSING := "$(PYTHON) -c 'import ensurepip'":python3-venv "npm --version":npm
+
+.PHONY: demo test test-fast bench setup system venv node clean help
+
+help:
+	@sed -n '2,5p' Makefile
+
+setup: system venv node
+
+system: $(STAMP)/system
+$(STAMP)/system:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done; \
+	  for pair in $(APT_IF_MISSING); do eval "$${pair%:*}" >/dev/null 2>&1 || echo $${pair##*:}; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo ">> installing Debian packages: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else \
+	    echo "musewise needs these Debian packages, which only root can install:"; \
+	    echo "    sudo apt-get install -y $$missing"; exit 1; \
+	  fi; \
+	fi
+	@mkdir -p $(STAMP) && touch $@
+
+venv: $(STAMP)/venv
+$(STAMP)/venv: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip wheel setuptools
+	$(PY) -m pip install -q -e '.[all]'
+	$(PY) -m ipykernel install --prefix $(VENV) --name musewise --display-name "musewise (Python 3)" >/dev/null
+	@mkdir -p $(STAMP) && touch $@
+
+node: $(STAMP)/node
+$(STAMP)/node: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	@mkdir -p $(STAMP) && touch $@
+
+demo: setup
+	$(PY) -m musewise.demo --root $(DEMO_ROOT) --ifus $(IFUS)
+
+test: setup
+	$(VENV)/bin/pytest -ra --durations=15 $(PYTEST_ARGS)
+
+test-fast: setup
+	$(VENV)/bin/pytest -ra -m "not pipeline and not browser and not hub" $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) node_modules test-output demo .pytest_cache
