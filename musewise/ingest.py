@@ -18,7 +18,7 @@ from astropy.io import fits
 from astropy.time import Time
 
 from .exceptions import InvalidFrameError
-from .vocabulary import DatasetKind, FrameType, kind_of_category
+from .vocabulary import N_IFU, DatasetKind, FrameType, kind_of_category
 
 #: Primary-header keywords copied into the registry (searchable without opening the file).
 HEADER_KEYS = (
@@ -160,6 +160,9 @@ def _classify(path: Path, headers, ifu) -> FrameInfo:
             elif h0.get("ESO DRS MUSE IFU") is not None:
                 ifu = int(h0["ESO DRS MUSE IFU"])
         ifus = (ifu,) if ifu else tuple(sorted(set(chans)))
+        if not ifus and kind == DatasetKind.STATIC:
+            # a static calibration serves every IFU, and can be invalidated for one of them
+            ifus = tuple(range(1, N_IFU + 1))
     else:
         dpr = h0.get("ESO DPR TYPE")
         if dpr is None:

@@ -92,7 +92,7 @@ def sim_frames(tmp_path_factory):
     from musewise.ingest import inspect_file
 
     frames: dict[str, list[Path]] = {}
-    for p in paths:
+    for p in list(paths) + sorted((out / "static").glob("*.fits")):
         info = inspect_file(p)
         key = info.category if info.kind.value == "raw" else "static"
         frames.setdefault(key, []).append(Path(p))

@@ -54,7 +54,7 @@ def test_ingest_classifies_and_queries(archive, sim_frames):
     assert archive.query(category="OBJECT", night="2026-11-19") == []
     assert len(archive.query(category="OBJECT", date_from="2026-11-20", date_to="2026-11-20")) == len(
         sim_frames["OBJECT"])
-    assert archive.query(ifu=2) == []
+    assert archive.query(ifu=2, kind="raw") == []
     assert archive.count(kind="raw", ifu=1, valid=True) == n_raw
     page = archive.query(kind="raw", order_by="mjd_obs", limit=2, offset=1)
     full = archive.query(kind="raw", order_by="mjd_obs")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, exists, func, or_, select
 
 from ..exceptions import CalibrationNotFoundError
-from ..vocabulary import DatasetKind
+from ..vocabulary import STATIC_CATEGORIES, DatasetKind
 from .records import DatasetRecord
 from .schema import Dataset, DatasetIfu
 
@@ -60,10 +60,14 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
         valid_here = exists().where(and_(DatasetIfu.dataset_id == Dataset.id, DatasetIfu.ifu == int(ifu),
                                          DatasetIfu.is_valid.is_(True)))
         base = [Dataset.category == category, vis]
-        if mode is not None:
-            base.append(or_(Dataset.mode == mode, Dataset.mode.is_(None)))
-        in_window = or_(Dataset.mjd_obs.between(mjd - window_days, mjd + window_days),
-                        and_(Dataset.mjd_obs.is_(None), Dataset.kind == DatasetKind.STATIC.value))
+        if category in STATIC_CATEGORIES:
+            # static calibrations carry no date and serve any mode
+            in_window = Dataset.kind == DatasetKind.STATIC.value
+        else:
+            # plain equality and range terms, so the (category, ifu, mode, mjd_obs) index is used
+            if mode is not None:
+                base.append(Dataset.mode == mode)
+            in_window = Dataset.mjd_obs.between(mjd - window_days, mjd + window_days)
         distance = func.abs(func.coalesce(Dataset.mjd_obs, mjd) - mjd)
         q = (select(Dataset, distance.label("dist")).where(*base, in_window, valid_here)
              .order_by(distance, Dataset.created.desc(), Dataset.id.desc()).limit(1))

@@ -172,7 +172,8 @@ class Archive:
             tx.session.flush()
             for f in tx.files:
                 f.commit()
-            _crash_point("before-db-commit")
+            if tx.files:
+                _crash_point("before-db-commit")
             tx.session.commit()
         except BaseException:
             tx.session.rollback()
@@ -204,7 +205,9 @@ class Archive:
     def user(self) -> User:
         """The acting user's row (detached)."""
         with self.session() as s:
-            return self._user(s)
+            u = self._user(s)
+            s.expunge(u)  # keep its loaded attributes after the session ends
+            return u
 
     def _require_admin(self, s: Session) -> User:
         u = self._user(s)

@@ -119,7 +119,7 @@ class Dataset(Base):
 
     __table_args__ = (
         UniqueConstraint("file_id", "category", name="uq_dataset_file_category"),
-        Index("ix_datasets_select", "category", "ifu", "mode", "mjd_obs"),
+        Index("ix_datasets_select", "category", "mode", "mjd_obs"),
         Index("ix_datasets_night", "night", "category"),
         Index("ix_datasets_run", "run_id"),
     )

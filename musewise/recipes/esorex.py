@@ -10,6 +10,7 @@ pipeline versions, so an upgraded pipeline is described afresh.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ..exceptions import RecipeError
+from ..exceptions import ParameterError, RecipeError
 from .base import (
     InputTag,
     LogCallback,
@@ -453,8 +454,6 @@ class EsorexRecipe(Recipe):
             Bad SOF tags, non-zero exit or timeout. Its ``log_text`` and ``result``
             attributes hold the log and the (failed) result.
         """
-        from ..exceptions import ParameterError
-
         eff = self.effective_params(params)
         if ifu is not None:
             if "nifu" not in self.parameters:
@@ -578,9 +577,7 @@ def _to_json(name: str, info: dict) -> dict:
         "pipeline_version": info["pipeline_version"],
         "esorex_version": info.get("esorex_version", ""),
         "parameters": [p.to_dict() for p in info["parameters"].values()],
-        "input_tags": [vars(t) if not hasattr(t, "__dataclass_fields__") else
-                       {f: getattr(t, f) for f in t.__dataclass_fields__}
-                       for t in info["input_tags"]],
+        "input_tags": [dataclasses.asdict(t) for t in info["input_tags"]],
         "output_tags": list(info["output_tags"]),
     }
 

@@ -56,7 +56,7 @@ EMISSION_LINES: tuple[SpectralLine, ...] = (
     SpectralLine("[OII] 3726", 3727.09, "[OII]"),
     SpectralLine("[OII] 3729", 3729.88, ""),
     SpectralLine("H-beta", 4862.69, "Hβ"),
-    SpectralLine("[OIII] 4959", 4960.29, "[OIII]"),
+    SpectralLine("[OIII] 4959", 4960.29, ""),
     SpectralLine("[OIII] 5007", 5008.24, "[OIII]"),
     SpectralLine("H-alpha", 6564.61, "Hα"),
 )

@@ -52,11 +52,19 @@ def _write_hdus(path: str | os.PathLike, hdus: list, overwrite: bool) -> Path:
     return path
 
 
+def _ascii(text: str) -> str:
+    """A label as printable ASCII for a FITS card (Angstrom sign, plus-minus, Greek)."""
+    for a, b in (("Å", "A"), ("±", "+-"), ("α", "a"), ("β", "b"), ("σ", "sigma"), ("λ", "lambda")):
+        text = text.replace(a, b)
+    return "".join(c if 32 <= ord(c) < 127 else "?" for c in text)[:68]
+
+
 def _meta_cards(meta: dict) -> list[tuple[str, object]]:
     cards = []
     for key, value in meta.items():
         if isinstance(value, (bool, int, float, str)) and value is not None:
-            cards.append((f"HIERARCH MUSEWISE {key.upper()}", value))
+            cards.append((f"HIERARCH MUSEWISE {key.upper()}",
+                          _ascii(value) if isinstance(value, str) else value))
     return cards
 
 
@@ -122,7 +130,7 @@ class Spectrum:
         wave = np.asarray(self.wave, dtype=np.float64)
         primary = fits.PrimaryHDU()
         primary.header["HIERARCH MUSEWISE KIND"] = "SPECTRUM"
-        primary.header["OBJECT"] = self.label[:68]
+        primary.header["OBJECT"] = _ascii(self.label)
         for k, v in _meta_cards(self.meta):
             primary.header[k] = v
         step = np.diff(wave)
@@ -237,7 +245,7 @@ class Image:
         """
         primary = fits.PrimaryHDU()
         primary.header["HIERARCH MUSEWISE KIND"] = "IMAGE"
-        primary.header["OBJECT"] = self.label[:68]
+        primary.header["OBJECT"] = _ascii(self.label)
         for k, v in _meta_cards(self.meta):
             primary.header[k] = v
         hdus = [primary]
@@ -294,8 +302,10 @@ class Image:
             except (OSError, ValueError, TypeError) as exc:
                 raise InvalidFrameError(path, f"image data unreadable ({exc})") from exc
             var = None
-            if "STAT" in [h.name for h in hdul] and hdul["STAT"].header.get("NAXIS") == 2:
-                stat = hdul["STAT"]
+            # DATA pairs with STAT; a multi-IFU frame's CHAN05.DATA with CHAN05.STAT
+            stat_name = hdu.name[:-4] + "STAT" if hdu.name.endswith("DATA") else "STAT"
+            if stat_name in [h.name for h in hdul] and hdul[stat_name].header.get("NAXIS") == 2:
+                stat = hdul[stat_name]
                 if (stat.header["NAXIS2"], stat.header["NAXIS1"]) == data.shape:
                     var = np.array(stat.data, dtype=np.float32)
             label = hdul[0].header.get("HIERARCH ESO PRO CATG", "") or hdul[0].header.get(

@@ -104,7 +104,7 @@ def upgrade():
     with op.batch_alter_table('datasets', schema=None) as batch_op:
         batch_op.create_index('ix_datasets_night', ['night', 'category'], unique=False)
         batch_op.create_index('ix_datasets_run', ['run_id'], unique=False)
-        batch_op.create_index('ix_datasets_select', ['category', 'ifu', 'mode', 'mjd_obs'], unique=False)
+        batch_op.create_index('ix_datasets_select', ['category', 'mode', 'mjd_obs'], unique=False)
 
     # runs <-> datasets reference each other: the runs.notebook_id key is added once both exist
     if op.get_bind().dialect.name != "sqlite":

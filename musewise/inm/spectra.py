@@ -1,0 +1,131 @@
+"""Spectral ingredients: telescope + instrument throughput, atmosphere, night sky.
+
+All wavelengths are in air, Angstrom. Flux densities are in
+erg s-1 cm-2 Angstrom-1 (surface brightness per arcsec**2 where stated).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Collecting area of a VLT Unit Telescope (cm**2), central obstruction removed.
+TELESCOPE_AREA = 48.5e4
+#: Planck constant times speed of light (erg Angstrom).
+HC = 6.62607015e-27 * 2.99792458e18
+
+#: Night-sky emission lines: (air wavelength in Angstrom, surface brightness in
+#: erg s-1 cm-2 arcsec-2). [OI] 5577, 6300, 6364, Na D, and the brightest OH lines.
+SKY_LINES = (
+    (5577.339, 1.8e-15), (5889.950, 3.0e-16), (5895.924, 2.5e-16),
+    (6300.304, 6.0e-16), (6363.780, 2.0e-16), (6498.729, 8.0e-17),
+    (6863.955, 1.5e-16), (6923.220, 1.2e-16), (7276.405, 1.5e-16),
+    (7316.282, 3.0e-16), (7340.885, 2.5e-16), (7750.640, 2.0e-16),
+    (7794.112, 2.2e-16), (7913.708, 3.0e-16), (7993.332, 3.5e-16),
+    (8344.602, 6.0e-16), (8399.170, 5.0e-16), (8430.170, 4.0e-16),
+    (8761.314, 3.5e-16), (8827.096, 6.0e-16), (8885.850, 5.0e-16),
+    (8919.533, 3.0e-16), (8943.395, 5.0e-16), (8988.380, 3.0e-16),
+    (9001.115, 4.0e-16), (9037.952, 3.5e-16), (9049.232, 3.0e-16),
+)
+
+#: Night-sky continuum at 5000 Angstrom (erg s-1 cm-2 Angstrom-1 arcsec-2).
+SKY_CONTINUUM = 6.0e-18
+
+
+def throughput(lam, mode: str = "WFM-NOAO-N") -> np.ndarray:
+    """End-to-end efficiency (atmosphere excluded): telescope, MUSE and CCD QE.
+
+    Peaks at ~0.35 near 7000 Angstrom. In the nominal modes (``*-N``) a blocking
+    filter cuts the light below ~4750 Angstrom (which also keeps the second
+    order out); the extended modes (``*-E``) reach 4600 Angstrom.
+
+    Parameters
+    ----------
+    lam : array_like
+        Air wavelength (Angstrom).
+    mode : str
+        ``ESO INS MODE``.
+    """
+    lam = np.asarray(lam, dtype=float)
+    t = 0.35 * np.exp(-0.5 * ((lam - 7000.0) / 2600.0) ** 2)
+    cut = 4750.0 if mode.endswith("-N") else 4600.0
+    return t / (1.0 + np.exp(-(lam - cut) / 12.0))
+
+
+def extinction(lam) -> np.ndarray:
+    """Paranal atmospheric extinction (mag per airmass): Rayleigh + aerosols + ozone."""
+    lam = np.asarray(lam, dtype=float)
+    ozone = 0.03 * np.exp(-0.5 * ((lam - 6000.0) / 500.0) ** 2)
+    return 0.012 + 0.24 * (lam / 4500.0) ** -4 + 0.05 * (lam / 5000.0) ** -1.3 + ozone
+
+
+def photons_per_erg(lam) -> np.ndarray:
+    """Detected-photon conversion ``A lambda / (h c)``: (photon s-1 Angstrom-1) per
+    (erg s-1 cm-2 Angstrom-1), for unit efficiency."""
+    return TELESCOPE_AREA * np.asarray(lam, dtype=float) / HC
+
+
+def response_mag(lam, mode: str = "WFM-NOAO-N") -> np.ndarray:
+    """The ``STD_RESPONSE`` ``response`` column: ``2.5 log10`` of
+    (e- s-1 Angstrom-1) per (erg s-1 cm-2 Angstrom-1) above the atmosphere."""
+    return 2.5 * np.log10(np.maximum(photons_per_erg(lam) * throughput(lam, mode), 1e-30))
+
+
+def gaussian_lines(lam, centres, fluxes, sigma) -> np.ndarray:
+    """Sum of Gaussian lines (flux per Angstrom) evaluated at ``lam``.
+
+    Parameters
+    ----------
+    lam : ndarray
+        Wavelengths (Angstrom), any shape.
+    centres, fluxes : sequence of float
+        Line centres (Angstrom) and integrated fluxes (any unit u).
+    sigma : float or sequence of float
+        Line widths (Angstrom).
+
+    Returns
+    -------
+    ndarray
+        Flux density (u per Angstrom), same shape as ``lam``.
+    """
+    lam = np.asarray(lam, dtype=float)
+    out = np.zeros_like(lam)
+    sig = np.broadcast_to(np.asarray(sigma, dtype=float), (len(centres),))
+    for c, f, s in zip(centres, fluxes, sig):
+        # Only rows within 8 sigma: keeps many-line spectra cheap.
+        lo, hi = np.searchsorted(lam.ravel(), [c - 8 * s, c + 8 * s]) if lam.ndim == 1 else (0, None)
+        seg = lam[lo:hi] if lam.ndim == 1 else lam
+        val = f / (np.sqrt(2 * np.pi) * s) * np.exp(-0.5 * ((seg - c) / s) ** 2)
+        if lam.ndim == 1:
+            out[lo:hi] += val
+        else:
+            out += val
+    return out
+
+
+def sky_spectrum(lam, line_sigma: float) -> np.ndarray:
+    """Night-sky surface brightness (erg s-1 cm-2 Angstrom-1 arcsec-2) at ``lam``.
+
+    A continuum that rises to the red plus :data:`SKY_LINES`, each a Gaussian of
+    width ``line_sigma`` (Angstrom, the instrumental LSF).
+    """
+    lam = np.asarray(lam, dtype=float)
+    cont = SKY_CONTINUUM * (lam / 5000.0) ** 0.8
+    c, f = zip(*SKY_LINES)
+    return cont + gaussian_lines(lam, c, f, line_sigma)
+
+
+def blackbody(lam, temperature: float) -> np.ndarray:
+    """Planck ``B_lambda`` shape normalised to 1 at 5500 Angstrom."""
+    lam = np.asarray(lam, dtype=float)
+    x = 1.438777e8 / temperature  # hc/k in Angstrom K
+
+    def b(w):
+        return w ** -5 / np.expm1(x / w)
+
+    return b(lam) / b(5500.0)
+
+
+def twilight_spectrum(lam) -> np.ndarray:
+    """Shape of the twilight sky: scattered sunlight (5800 K) with Rayleigh blueing."""
+    lam = np.asarray(lam, dtype=float)
+    return blackbody(lam, 5800.0) * (lam / 5500.0) ** -2.0

@@ -1,0 +1,177 @@
+"""Static calibrations: the files ESO ships with the pipeline, made for the model.
+
+Each is consistent with what the simulator does, so the real pipeline reduces
+the simulated frames end to end:
+
+=================  ===============================================  ==================
+PRO CATG           Content                                           Used by
+=================  ===============================================  ==================
+LINE_CATALOG       Ne, Xe, HgCd arc lines (``VERSION = 3``)          muse_wavecal, muse_lsf
+GEOMETRY_TABLE     slice positions in the field (``layout``)          muse_scibasic, twilight
+EXTINCT_TABLE      Paranal extinction (mag/airmass)                   muse_scipost, standard
+STD_FLUX_TABLE     flux of the simulated standard star                muse_standard
+STD_RESPONSE       instrument response (from the throughput model)    muse_scipost
+FILTER_LIST        white, Johnson V, Cousins R and I passbands        muse_scipost (images)
+SKY_LINES          night-sky line list                                muse_scipost (model)
+=================  ===============================================  ==================
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.io.fits.verify import VerifyWarning
+from astropy.table import Table
+
+from ..exceptions import ConfigurationError
+from . import layout as L
+from .lamps import arc_lines
+from .model import SUPPORTED_MODES
+from .scene import STANDARD_STAR, StandardStar
+from .spectra import SKY_LINES, extinction, response_mag, throughput
+
+#: Wavelength grid of the tabulated static calibrations (Angstrom).
+TABLE_WAVELENGTHS = np.arange(4000.0, 10000.1, 5.0)
+
+
+def _write(path: Path, table_hdus, catg: str, mode: str | None = None, **primary) -> Path:
+    ph = fits.PrimaryHDU()
+    ph.header["INSTRUME"] = "MUSE"
+    ph.header["HIERARCH ESO PRO CATG"] = catg
+    if mode:
+        ph.header["HIERARCH ESO INS MODE"] = mode
+    ph.header["ORIGIN"] = "musewise.inm (simulated static calibration)"
+    for k, v in primary.items():
+        ph.header[k] = v
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VerifyWarning)
+        fits.HDUList([ph, *table_hdus]).writeto(path, overwrite=True)
+    return path
+
+
+def line_catalog_table() -> Table:
+    """The arc ``LINE_CATALOG``: lambda (Angstrom), flux, ion, quality."""
+    lines = arc_lines()
+    t = Table()
+    t["lambda"] = np.array([x.wavelength for x in lines], np.float32)
+    t["flux"] = np.array([x.flux for x in lines], np.float32)
+    t["ion"] = np.array([x.ion for x in lines])
+    t["quality"] = np.array([x.quality for x in lines], np.int32)
+    t["lambda"].unit = "Angstrom"
+    return t
+
+
+def geometry_table() -> Table:
+    """The ``GEOMETRY_TABLE`` of all 24 IFUs x 48 slices (units: spaxels, degrees)."""
+    rows = []
+    for ifu in range(1, 25):
+        for k in range(1, L.N_SLICE + 1):
+            s, x, y = L.slice_sky_position(ifu, k)
+            rows.append((ifu, k, s, x, y, 0.0, L.SLICE_WIDTH_SKY, 0.01, 0.01, 0.01, 0.1))
+    names = ("SubField", "SliceCCD", "SliceSky", "x", "y", "angle", "width",
+             "xerr", "yerr", "angleerr", "widtherr")
+    t = Table(rows=rows, names=names, dtype=("i4", "i4", "i4") + ("f8",) * 8)
+    for c in ("x", "y", "width", "xerr", "yerr", "widtherr"):
+        t[c].unit = "pix"
+    t["angle"].unit = "deg"
+    t["angleerr"].unit = "deg"
+    return t
+
+
+def _filter(name, lam, thr):
+    hdu = fits.table_to_hdu(Table([lam, thr], names=("lambda", "throughput")))
+    hdu.header["EXTNAME"] = name
+    return hdu
+
+
+def filter_list() -> list[fits.BinTableHDU]:
+    """``FILTER_LIST`` extensions: white (4650-9300 A), Johnson_V, Cousins_R, Cousins_I."""
+    lam = np.arange(4500.0, 10000.1, 5.0)
+
+    def box(lo, hi, edge):
+        return 1.0 / (1 + np.exp(-(lam - lo) / edge)) / (1 + np.exp((lam - hi) / edge))
+
+    return [_filter("white", lam, ((lam >= 4650) & (lam <= 9300)).astype(float)),
+            _filter("Johnson_V", lam, box(4800, 6400, 60) * np.exp(-0.5 * ((lam - 5450) / 500) ** 2)),
+            _filter("Cousins_R", lam, box(5600, 7600, 80)),
+            _filter("Cousins_I", lam, box(7100, 9000, 80))]
+
+
+def write_static_calibrations(outdir: str | os.PathLike, mode: str = "WFM-NOAO-N",
+                              standard: StandardStar = STANDARD_STAR) -> dict[str, Path]:
+    """Write the static calibrations the pipeline needs for simulated data.
+
+    Parameters
+    ----------
+    outdir : path
+        Folder (created if missing); files are named ``<PRO CATG>.fits``.
+    mode : str
+        ``ESO INS MODE`` the calibrations are for (response and headers).
+    standard : StandardStar
+        The standard star described by ``STD_FLUX_TABLE``.
+
+    Returns
+    -------
+    dict
+        ``{PRO CATG: path}`` for LINE_CATALOG, GEOMETRY_TABLE, EXTINCT_TABLE,
+        STD_FLUX_TABLE, STD_RESPONSE, FILTER_LIST and SKY_LINES.
+
+    Raises
+    ------
+    ConfigurationError
+        If the mode is not simulated.
+    """
+    if mode not in SUPPORTED_MODES:
+        raise ConfigurationError(f"mode {mode!r} is not simulated; use one of {SUPPORTED_MODES}")
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    lam = TABLE_WAVELENGTHS
+    files = {}
+
+    lc = fits.table_to_hdu(line_catalog_table())
+    lc.header["EXTNAME"] = "LINE_CATALOG"
+    lc.header["VERSION"] = 3
+    files["LINE_CATALOG"] = _write(out / "LINE_CATALOG.fits", [lc], "LINE_CATALOG", VERSION=3)
+
+    files["GEOMETRY_TABLE"] = _write(out / "GEOMETRY_TABLE.fits",
+                                     [fits.table_to_hdu(geometry_table())], "GEOMETRY_TABLE", mode)
+
+    ext = Table([lam, extinction(lam)], names=("lambda", "extinction"))
+    ext["lambda"].unit = "Angstrom"  # extinction: mag per airmass (no FITS unit)
+    files["EXTINCT_TABLE"] = _write(out / "EXTINCT_TABLE.fits", [fits.table_to_hdu(ext)],
+                                    "EXTINCT_TABLE")
+
+    flux = standard.flux(lam)
+    std = fits.table_to_hdu(Table([lam, flux, 0.01 * flux], names=("lambda", "flux", "fluxerr")))
+    std.header["EXTNAME"] = standard.name
+    std.header["RA"] = standard.ra
+    std.header["DEC"] = standard.dec
+    std.columns["lambda"].unit = "Angstrom"
+    std.columns["flux"].unit = "erg/s/cm**2/Angstrom"
+    std.columns["fluxerr"].unit = "erg/s/cm**2/Angstrom"
+    files["STD_FLUX_TABLE"] = _write(out / "STD_FLUX_TABLE.fits", [std], "STD_FLUX_TABLE")
+
+    # Keep the response finite where the blocking filter kills the light.
+    ok = throughput(lam, mode) > 1e-3
+    resp = np.where(ok, response_mag(lam, mode), response_mag(lam[ok][0], mode))
+    rt = Table([lam, resp, np.full_like(lam, 0.01)], names=("lambda", "response", "resperr"))
+    rt["lambda"].unit = "Angstrom"
+    files["STD_RESPONSE"] = _write(out / "STD_RESPONSE.fits", [fits.table_to_hdu(rt)],
+                                   "STD_RESPONSE", mode)
+
+    files["FILTER_LIST"] = _write(out / "FILTER_LIST.fits", filter_list(), "FILTER_LIST")
+
+    wl, fl = (np.array(v) for v in zip(*SKY_LINES))
+    names = np.array([f"SKY{w:.0f}" for w in wl])
+    group = np.arange(len(wl), dtype=np.int32)
+    sl = fits.table_to_hdu(Table([names, group, wl, fl * 1e20],
+                                 names=("name", "group", "lambda", "flux")))
+    sl.header["EXTNAME"] = "LINES"
+    sl.columns["lambda"].unit = "Angstrom"
+    sl.columns["flux"].unit = "10**(-20)*erg/(s cm2 arcsec2)"
+    files["SKY_LINES"] = _write(out / "SKY_LINES.fits", [sl], "SKY_LINES")
+    return files

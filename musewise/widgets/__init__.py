@@ -1,0 +1,36 @@
+"""Interactive viewers for MUSE data in JupyterLab and Voila (ipywidgets + bokeh).
+
+* :class:`CubeViewer` - white light, spaxel/aperture spectra, planes and
+  narrow bands of a cube;
+* :class:`SpectrumViewer` - a 1-D spectrum with variance, sky and emission lines;
+* :class:`ImageViewer` - any 2-D product (IMAGE_FOV, master bias/flat of an IFU);
+* :class:`MuseCube` - the lazy, memory-mapped cube reader the viewers use,
+  usable without any UI.
+
+Each viewer is an ``ipywidgets.VBox``, so panels (QC, archive browser) can embed them.
+The UI modules (ipywidgets, bokeh) load on first use: ``from musewise.widgets
+import MuseCube`` needs only numpy and astropy.
+"""
+
+from __future__ import annotations
+
+from .cubeio import MuseCube, OutsideCubeError
+from .products import Image, Spectrum
+
+_LAZY = {
+    "CubeViewer": ".cube_viewer",
+    "SpectrumViewer": ".spectrum_viewer",
+    "ImageViewer": ".image_viewer",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'musewise.widgets' has no attribute {name!r}")
+
+
+__all__ = ["CubeViewer", "Image", "ImageViewer", "MuseCube", "OutsideCubeError", "Spectrum",
+           "SpectrumViewer"]
