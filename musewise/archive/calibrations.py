@@ -59,7 +59,8 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
         vis = arch._visible(s)
         valid_here = exists().where(and_(DatasetIfu.dataset_id == Dataset.id, DatasetIfu.ifu == int(ifu),
                                          DatasetIfu.is_valid.is_(True)))
-        base = [Dataset.category == category, vis]
+        # per-IFU products of another IFU are excluded cheaply before the per-IFU validity test
+        base = [Dataset.category == category, or_(Dataset.ifu == int(ifu), Dataset.ifu.is_(None)), vis]
         if category in STATIC_CATEGORIES:
             # static calibrations carry no date and serve any mode
             in_window = Dataset.kind == DatasetKind.STATIC.value
