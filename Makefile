@@ -50,8 +50,8 @@ $(STAMP)/venv: pyproject.toml
 	@mkdir -p $(STAMP) && touch $@
 
 node: $(STAMP)/node
-$(STAMP)/node: package.json
-	npm install --no-audit --no-fund --loglevel=error
+$(STAMP)/node: package.json package-lock.json
+	if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
 	@mkdir -p $(STAMP) && touch $@
 
 demo: setup

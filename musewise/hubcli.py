@@ -1,0 +1,447 @@
+"""The shared JupyterHub of a musewise site: ``musewise hub``.
+
+``musewise hub`` starts JupyterHub with ``hub/jupyterhub_config.py`` (or, for
+an installed package, the built-in defaults of :func:`configure`):
+
+* login: a shared demo password (JupyterHub's ``SharedPasswordAuthenticator``),
+  or sign-up with administrator approval (``NativeAuthenticator``), or the
+  consortium's OAuth provider (see the commented example in the config file);
+* every user who logs in is registered in the archive (a consortium member,
+  not an administrator) by :func:`register_in_archive`;
+* single-user servers run as local processes (:class:`MusewiseSpawner`) with
+  the ``musewise`` kernel, the archive configured (``MUSEWISE_ROOT``,
+  ``MUSEWISE_DB_URL``, ``MUSEWISE_DATASTORE``, ``MUSEWISE_USER``), the example
+  notebooks and templates copied into a home folder under the data root and a
+  writable scratch folder;
+* the archive's web view (:mod:`musewise.web`) runs as the hub service
+  ``archive`` at ``/services/archive/``.
+
+Settings are the traits of :class:`MusewiseHub` (``c.MusewiseHub.port = 8000``
+in the config file); ``musewise hub`` options set them through ``MUSEWISE_HUB_*``
+environment variables, which take precedence over the config file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from traitlets import Dict, Int, Set, Unicode, default
+from traitlets.config import Configurable
+
+from .config import MusewiseConfig
+
+REPO = Path(__file__).resolve().parents[1]
+#: Demo logins (any user name) - for demonstrations and tests only, never for a real site.
+DEMO_PASSWORD = "muse-demo"
+DEMO_ADMIN_PASSWORD = "muse-demo-admin-password-change-me"
+KERNEL_NAME = "musewise"
+SERVICE_NAME = "archive"
+
+_ENV = {
+    "ip": "MUSEWISE_HUB_IP", "port": "MUSEWISE_HUB_PORT", "hub_port": "MUSEWISE_HUB_HUB_PORT",
+    "proxy_api_port": "MUSEWISE_HUB_PROXY_API_PORT", "service_port": "MUSEWISE_HUB_SERVICE_PORT",
+    "authenticator": "MUSEWISE_HUB_AUTH", "demo_password": "MUSEWISE_HUB_PASSWORD",
+    "admin_password": "MUSEWISE_HUB_ADMIN_PASSWORD", "admin_token": "MUSEWISE_HUB_ADMIN_TOKEN",
+    "state_dir": "MUSEWISE_HUB_STATE", "copy_into_home": "MUSEWISE_HUB_COPY_INTO_HOME",
+}
+
+
+class MusewiseHub(Configurable):
+    """Settings of the musewise JupyterHub (read by :func:`configure`)."""
+
+    ip = Unicode("127.0.0.1", help="Address the hub's public proxy listens on.").tag(config=True)
+    port = Int(8000, help="Port of the hub's public proxy.").tag(config=True)
+    hub_port = Int(8081, help="Port of the hub process itself (on 127.0.0.1).").tag(config=True)
+    proxy_api_port = Int(0, help="Port of the proxy's REST API on 127.0.0.1 (0: JupyterHub's default, port + 1).").tag(config=True)
+    service_port = Int(10101, help="Port of the archive web view service (on 127.0.0.1).").tag(config=True)
+    authenticator = Unicode(
+        "shared-password",
+        help="'shared-password': any user name with the demo password (demos and tests only); "
+        "'native': sign-up with administrator approval; anything else: leave "
+        "c.JupyterHub.authenticator_class to the config file (e.g. OAuth).",
+    ).tag(config=True)
+    demo_password = Unicode(DEMO_PASSWORD, help="The shared password of 'shared-password' logins (>= 8 characters).").tag(config=True)
+    admin_password = Unicode(DEMO_ADMIN_PASSWORD, help="The password of admin_users with 'shared-password' logins (>= 32 characters).").tag(config=True)
+    admin_users = Set({"admin"}, help="Hub administrators.").tag(config=True)
+    admin_token = Unicode(
+        "", help="An API token with hub-administration rights for automation (e.g. tests, culling), "
+        "registered as service 'musewise-admin'. Take it from the environment, never commit it."
+    ).tag(config=True)
+    archive_admin = Unicode("admin", help="Archive administrator the hub acts as to register new users.").tag(config=True)
+    state_dir = Unicode(help="Hub state: its database, cookie secret, and users' home folders. Default <root>/hub.").tag(config=True)
+    home_template = Unicode(help="Users' home folders ({username} is replaced). Default <state_dir>/home/{username}.").tag(config=True)
+    copy_into_home = Dict(
+        help="Folders copied into every user's home at each start (files the user already has are "
+        "kept): name in home -> source folder. Default: the repository's notebooks/ and templates/. "
+        "Environment: MUSEWISE_HUB_COPY_INTO_HOME=examples=/path:templates=/path."
+    ).tag(config=True)
+
+    @default("state_dir")
+    def _state_default(self):
+        return str(Path(MusewiseConfig.load().root) / "hub")
+
+    @default("home_template")
+    def _home_default(self):
+        return str(Path(self.state_dir) / "home" / "{username}")
+
+    @default("copy_into_home")
+    def _copy_default(self):
+        return {"examples": str(REPO / "notebooks"), "templates": str(REPO / "templates")}
+
+    @classmethod
+    def from_config(cls, c) -> "MusewiseHub":
+        """The settings of config ``c``, overridden by ``MUSEWISE_HUB_*`` environment variables."""
+        env = {}
+        for name, var in _ENV.items():
+            if os.environ.get(var):
+                trait = cls.class_traits()[name]
+                value = os.environ[var]
+                if isinstance(trait, Int):
+                    value = int(value)
+                elif isinstance(trait, Dict):  # name=folder pairs separated by os.pathsep
+                    value = dict(pair.split("=", 1) for pair in value.split(os.pathsep) if pair)
+                env[name] = value
+        return cls(config=c, **env)
+
+
+def archive_environment(config: MusewiseConfig | None = None) -> dict[str, str]:
+    """``MUSEWISE_*`` variables that point a process at this site's archive (explicit paths)."""
+    config = config or MusewiseConfig.load()
+    env = {"MUSEWISE_ROOT": config.root, "MUSEWISE_DB_URL": config.db_url, "MUSEWISE_DATASTORE": config.datastore_url}
+    if os.environ.get("MUSEWISE_CONFIG"):
+        env["MUSEWISE_CONFIG"] = os.environ["MUSEWISE_CONFIG"]
+    return env
+
+
+def ensure_kernelspec() -> Path:
+    """Install the ``musewise`` kernelspec into this environment (``sys.prefix``) if missing."""
+    target = Path(sys.prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME
+    if not (target / "kernel.json").exists():
+        from ipykernel.kernelspec import install
+
+        install(kernel_name=KERNEL_NAME, display_name="musewise (Python 3)", prefix=sys.prefix)
+    return target
+
+
+def _spawner_class():
+    # Defined on first use: importing jupyterhub for every `musewise` command would be slow.
+    from jupyterhub.spawner import SimpleLocalProcessSpawner
+
+    class MusewiseSpawner(SimpleLocalProcessSpawner):
+        """Single-user servers as local processes of the hub's own unix user.
+
+        For the demo and tests: no system accounts are needed, every user gets a
+        home under the data root. A real site switches to ``SystemdSpawner`` or
+        ``BatchSpawner`` (see ``hub/jupyterhub_config.py``) and keeps the archive
+        environment and the home preparation by calling :func:`prepare_home` and
+        :func:`archive_environment` from its spawner's hooks.
+        """
+
+        archive_env = Dict(help="MUSEWISE_* variables of the archive, passed to every server.").tag(config=True)
+        copy_into_home = Dict(help="See MusewiseHub.copy_into_home.").tag(config=True)
+        scratch_root = Unicode(help="Users' scratch folders live in <scratch_root>/<username>.").tag(config=True)
+
+        def get_env(self):
+            env = super().get_env()
+            env.update(self.archive_env)
+            env["MUSEWISE_USER"] = self.user.name
+            env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+            return env
+
+        async def start(self):
+            await asyncio.to_thread(ensure_kernelspec)
+            await asyncio.to_thread(prepare_home, self.home_dir, self.user.name, self.copy_into_home,
+                                    self.scratch_root)
+            return await super().start()
+
+    return MusewiseSpawner
+
+
+def prepare_home(home, username: str, copy_into_home: dict, scratch_root: str = "") -> Path:
+    """Create a user's home with copies of the example notebooks and a link to their scratch folder.
+
+    Files the user already has are kept, so their edits survive restarts; new
+    examples appear at the next start.
+    """
+    home = Path(home)
+    home.mkdir(parents=True, exist_ok=True)
+    for name, source in copy_into_home.items():
+        src = Path(source)
+        if not src.is_dir():
+            continue
+        for f in src.rglob("*"):
+            dest = home / name / f.relative_to(src)
+            if f.is_file() and not dest.exists() and ".ipynb_checkpoints" not in f.parts:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, dest)
+    if scratch_root:
+        scratch = Path(scratch_root) / username
+        scratch.mkdir(parents=True, exist_ok=True)
+        link = home / "scratch"
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(scratch, target_is_directory=True)
+    return home
+
+
+def __getattr__(name):
+    if name == "MusewiseSpawner":
+        cls = _spawner_class()
+        globals()["MusewiseSpawner"] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_archives: dict = {}
+
+
+def _hub_archive(admin: str):
+    from .archive import Archive
+
+    key = (admin, tuple(sorted(archive_environment().items())))
+    if key not in _archives:
+        arch = Archive.open(user=admin)
+        admins = [u["name"] for u in arch.users() if u["is_admin"]]
+        if admin not in admins:
+            arch = arch.as_user(admins[0])
+        _archives[key] = arch
+    return _archives[key]
+
+
+def register_user(name: str, admin: str = "admin") -> bool:
+    """Register hub user ``name`` in the archive as a consortium member; False if already there."""
+    from .exceptions import DuplicateError
+
+    arch = _hub_archive(admin)
+    if any(u["name"] == name for u in arch.users()):
+        return False
+    try:
+        arch.add_user(name, admin=False, member=True, full_name=name)
+    except DuplicateError:
+        return False
+    logging.getLogger("musewise.hub").info("registered hub user %s in the archive", name)
+    return True
+
+
+def register_in_archive(archive_admin: str = "admin"):
+    """A JupyterHub ``post_auth_hook``: every user who logs in exists in the archive.
+
+    Users only reach this after their login succeeded, so with NativeAuthenticator
+    they are registered at their first login after an administrator approved them.
+    """
+
+    async def hook(authenticator, handler, authentication):
+        if authentication:
+            await asyncio.to_thread(register_user, authentication["name"], archive_admin)
+        return authentication
+
+    return hook
+
+
+def configure(c, hub: MusewiseHub | None = None) -> MusewiseHub:
+    """Apply musewise's defaults to a JupyterHub config object ``c``.
+
+    Call it from ``jupyterhub_config.py`` after setting ``c.MusewiseHub`` traits;
+    set anything you want to override after the call.
+    """
+    hub = hub or MusewiseHub.from_config(c)
+    mw = MusewiseConfig.load()
+    archive_env = archive_environment(mw)
+    state = Path(hub.state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+
+    c.JupyterHub.ip = hub.ip
+    c.JupyterHub.port = hub.port
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = hub.hub_port
+    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+    c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+    chp = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
+    if chp.exists():
+        c.ConfigurableHTTPProxy.command = [str(chp)]
+    if hub.proxy_api_port:
+        c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub.proxy_api_port}"
+
+    # Who may log in.
+    c.Authenticator.admin_users = set(hub.admin_users)
+    if hub.authenticator == "shared-password":
+        c.JupyterHub.authenticator_class = "shared-password"
+        c.SharedPasswordAuthenticator.user_password = hub.demo_password
+        c.SharedPasswordAuthenticator.admin_password = hub.admin_password
+        c.Authenticator.allow_all = True
+    elif hub.authenticator == "native":
+        import nativeauthenticator
+
+        c.JupyterHub.authenticator_class = "native"
+        c.JupyterHub.template_paths = [str(Path(nativeauthenticator.__file__).parent / "templates")]
+        c.NativeAuthenticator.open_signup = False  # an administrator approves each sign-up at /hub/authorize
+        c.NativeAuthenticator.minimum_password_length = 10
+        c.Authenticator.allow_all = True  # approval, not a list of names, decides
+    c.Authenticator.post_auth_hook = register_in_archive(hub.archive_admin)
+
+    # Single-user servers.
+    c.JupyterHub.spawner_class = __getattr__("MusewiseSpawner")
+    c.Spawner.ip = "127.0.0.1"
+    c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+    c.Spawner.default_url = "/lab"
+    c.Spawner.args = [f"--MultiKernelManager.default_kernel_name={KERNEL_NAME}"]
+    if os.geteuid() == 0:
+        c.Spawner.args.append("--allow-root")
+    c.Spawner.http_timeout = 120
+    c.Spawner.start_timeout = 120
+    c.MusewiseSpawner.home_dir_template = hub.home_template
+    c.MusewiseSpawner.archive_env = archive_env
+    c.MusewiseSpawner.copy_into_home = dict(hub.copy_into_home)
+    c.MusewiseSpawner.scratch_root = mw.scratch
+
+    # The archive web view, and who may use it.
+    c.JupyterHub.services = [{
+        "name": SERVICE_NAME,
+        "url": f"http://127.0.0.1:{hub.service_port}",
+        "command": [sys.executable, "-m", "musewise.web"],
+        "environment": {**archive_env, "MUSEWISE_USER": hub.archive_admin},
+        "oauth_no_confirm": True,
+        "display": True,
+    }]
+    roles = []
+    scope = f"access:services!service={SERVICE_NAME}"
+    if "extra_user_scopes" in _hub_traits():
+        c.JupyterHub.extra_user_scopes = {scope}
+    else:
+        roles.append({"name": "user", "scopes": ["self", scope]})
+    if hub.admin_token:
+        c.JupyterHub.services.append({"name": "musewise-admin", "api_token": hub.admin_token})
+        roles.append({"name": "musewise-admin", "services": ["musewise-admin"],
+                      "scopes": ["admin:users", "admin:servers", "tokens", "access:servers", "read:hub",
+                                 "access:services"]})
+    c.JupyterHub.load_roles = roles
+    return hub
+
+
+def _hub_traits():
+    from jupyterhub.app import JupyterHub
+
+    return JupyterHub.class_trait_names()
+
+
+def demo_banner(hub: MusewiseHub | None = None) -> str:
+    """The address of the hub and how to log in (printed by ``musewise hub`` and ``make demo``)."""
+    hub = hub or MusewiseHub.from_config(None)
+    url = f"http://{hub.ip}:{hub.port}"
+    lines = [f"musewise hub: {url}/hub/login", f"  archive web view: {url}/services/archive/"]
+    if hub.authenticator == "shared-password":
+        lines += [f"  log in as alice, bob or carol (or any name) with the password {hub.demo_password!r}",
+                  f"  administrators {', '.join(sorted(hub.admin_users))}: password {hub.admin_password!r}",
+                  "  (demo logins: anyone with the password can log in; not for a real site)"]
+    elif hub.authenticator == "native":
+        lines += [f"  sign up at {url}/hub/signup; administrators ({', '.join(sorted(hub.admin_users))}) "
+                  f"approve sign-ups at {url}/hub/authorize"]
+    return "\n".join(lines)
+
+
+def config_file(path: str | None = None) -> Path:
+    """The JupyterHub config to run: ``path``, the repository's ``hub/jupyterhub_config.py``, or a minimal one."""
+    if path:
+        return Path(path)
+    repo_cfg = REPO / "hub" / "jupyterhub_config.py"
+    if repo_cfg.exists():
+        return repo_cfg
+    state = Path(MusewiseHub.from_config(None).state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    cfg = state / "jupyterhub_config.py"
+    cfg.write_text("from musewise.hubcli import configure\n\nconfigure(c)\n")
+    return cfg
+
+
+def wait_until_ready(url: str, timeout: float = 120.0, proc=None) -> bool:
+    """Wait until the hub at ``url`` answers its API (False if it did not within ``timeout`` s)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(f"{url}/hub/api/", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def cmd_hub(args) -> int:
+    """Run the hub in the foreground; print the address and logins once it answers."""
+    import signal
+    import subprocess
+
+    settings = {"ip": args.ip, "port": args.port, "authenticator": args.auth, "demo_password": args.password,
+                "state_dir": args.state_dir, "hub_port": args.hub_port, "proxy_api_port": args.proxy_api_port,
+                "service_port": args.service_port}
+    for name, value in settings.items():
+        if value is not None:
+            os.environ[_ENV[name]] = str(value)
+    for key, value in (("MUSEWISE_ROOT", getattr(args, "root", None)), ("MUSEWISE_DB_URL", getattr(args, "db_url", None))):
+        if value:
+            os.environ[key] = value
+    # Explicit archive paths: users' servers run with another HOME, so defaults would differ.
+    os.environ.update(archive_environment())
+    ensure_kernelspec()
+    hub = MusewiseHub.from_config(None)
+    cfg = config_file(args.config)
+    Path(hub.state_dir).mkdir(parents=True, exist_ok=True)
+    extra = [a for a in args.jupyterhub_args if a != "--"]
+    print(f"starting JupyterHub with {cfg} (state in {hub.state_dir}) ...", flush=True)
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(cfg), *extra], cwd=hub.state_dir)
+    # Stopping this command stops the hub (which stops its proxy, service and users' servers).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: proc.send_signal(signum))
+    try:
+        if wait_until_ready(f"http://{hub.ip}:{hub.port}", timeout=180, proc=proc):
+            print("\n" + demo_banner(hub) + "\n", flush=True)
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        return proc.wait()
+
+
+def add_hub_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``musewise hub`` to the ``musewise`` command's sub-commands."""
+    p = subparsers.add_parser("hub", help="start the shared JupyterHub with the archive web view",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--ip", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="public port (default 8000)")
+    p.add_argument("--auth", choices=["shared-password", "native", "config"],
+                   help="login: a shared demo password (default), sign-up with approval, or as the config file says")
+    p.add_argument("--password", help=f"the shared demo password (default {DEMO_PASSWORD!r})")
+    p.add_argument("--state-dir", help="hub state and users' homes (default <root>/hub)")
+    p.add_argument("--hub-port", type=int, help="port of the hub process (default 8081)")
+    p.add_argument("--proxy-api-port", type=int, help="port of the proxy's API (default port + 1)")
+    p.add_argument("--service-port", type=int, help="port of the archive web view (default 10101)")
+    p.add_argument("--config", help="JupyterHub config file (default hub/jupyterhub_config.py)")
+    p.add_argument("jupyterhub_args", nargs=argparse.REMAINDER, help="after --: passed to jupyterhub")
+    p.set_defaults(func=cmd_hub)
+    return p
+
+
+def main(argv=None) -> int:
+    """``python -m musewise.hubcli [options]``: the same as ``musewise hub``."""
+    parser = argparse.ArgumentParser(prog="musewise")
+    for name in ("--root", "--db-url"):
+        parser.add_argument(name)
+    add_hub_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["hub", *(argv if argv is not None else sys.argv[1:])])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""The archive's web view: a JupyterHub service at ``/services/archive/``.
+
+Pages (HTML, for logged-in hub users) and a JSON API (for scripts, with a hub
+API token in ``Authorization: token ...``), both showing exactly what
+:mod:`musewise.archive.privileges` lets the user see.
+
+Modules, one per concept:
+
+``app``         the tornado application and the service's entry point (``python -m musewise.web``)
+``base``        the handler base class: hub login, the per-user archive, errors
+``pages``       HTML pages: versions, dataset tables, product page, run page, SQL page, download
+``api``         the JSON API under ``api/``
+``sqlpage``     :func:`run_readonly_sql`, the read-only SQL sandbox (no web dependency)
+``quicklook``   quick-look PNG images of FITS files, cached
+``provenance``  the provenance tree as HTML
+``notebook``    executed notebooks as HTML (nbconvert)
+"""
+
+from .sqlpage import run_readonly_sql
+
+__all__ = ["run_readonly_sql"]

@@ -1,0 +1,125 @@
+"""The handler base class: who the hub says the user is, and their view of the archive."""
+
+from __future__ import annotations
+
+import json
+import traceback
+
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from tornado import web
+from tornado.ioloop import IOLoop
+
+from ..exceptions import MusewiseError, NotFoundError, PermissionDeniedError, QueryError
+
+#: HTTP status for the musewise errors a request may raise.
+STATUS = ((NotFoundError, 404), (PermissionDeniedError, 403), (QueryError, 400), (ValueError, 400))
+
+
+class ArchiveHandler(HubOAuthenticated, web.RequestHandler):
+    """Base of every page and API handler.
+
+    Subclasses implement ``get`` (decorated with :func:`tornado.web.authenticated`)
+    and read the archive through :attr:`arch`, which is the service's archive
+    seen by the logged-in user, so privileges apply to everything shown.
+    Errors raised by the archive become 404 (not found *or* not visible: the
+    two are indistinguishable on purpose), 403 or 400.
+    """
+
+    #: True for JSON handlers: errors are JSON and unauthenticated requests get 403, not a login redirect.
+    is_api = False
+
+    @property
+    def hub_auth(self):
+        # One HubOAuth per application (not per class), so several apps can live in one process.
+        return self.settings["hub_auth"]
+
+    async def prepare(self):
+        # Ask the hub who this is without blocking the event loop (HubAuth's synchronous
+        # path would wait on a thread); get_current_user then finds the answer cached.
+        await self.hub_auth.get_user(self, sync=False)
+
+    @property
+    def user_name(self) -> str:
+        return self.current_user["name"]
+
+    @property
+    def arch(self):
+        """The archive as seen by the logged-in user."""
+        if not hasattr(self, "_arch"):
+            self._arch = self.settings["archive"].as_user(self.user_name)
+        return self._arch
+
+    def url(self, path: str = "") -> str:
+        """Absolute URL path of a page of this service (``path`` relative to its prefix)."""
+        return self.settings["prefix"] + path.lstrip("/")
+
+    def get_template_namespace(self):
+        ns = super().get_template_namespace()
+        ns.update(url=self.url, user=self.current_user, hub_prefix=self.settings.get("hub_prefix", "/hub/"),
+                  human_size=human_size)
+        return ns
+
+    def get_login_url(self):
+        if self.is_api:
+            raise web.HTTPError(403, "send a hub API token: Authorization: token <token>")
+        return super().get_login_url()
+
+    async def blocking(self, fn, *args):
+        """Run slow work (images, notebooks, SQL) off the event loop."""
+        return await IOLoop.current().run_in_executor(None, fn, *args)
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = self._reason
+        for cls, code in STATUS:
+            if isinstance(exc, cls):
+                status_code = code
+                self.set_status(code)
+                message = str(exc)
+                break
+        else:
+            if isinstance(exc, web.HTTPError) and exc.log_message:
+                message = exc.log_message % exc.args if exc.args else exc.log_message
+            elif isinstance(exc, MusewiseError):
+                message = str(exc)
+        self.clear_header("Content-Disposition")
+        if self.is_api:
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"status": status_code, "message": message}))
+            return
+        detail = ""
+        if self.settings.get("debug") and status_code >= 500 and "exc_info" in kwargs:
+            detail = "".join(traceback.format_exception(*kwargs["exc_info"]))
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        try:
+            self.render("error.html", status=status_code, message=message, detail=detail)
+        except Exception:  # noqa: BLE001 - never fail while reporting a failure
+            self.finish(f"<h1>{status_code}</h1>")
+
+    def log_exception(self, typ, value, tb):
+        # Expected refusals are not server errors: keep the log for real failures.
+        if isinstance(value, tuple(cls for cls, _ in STATUS)):
+            return
+        super().log_exception(typ, value, tb)
+
+
+class OAuthCallbackHandler(HubOAuthCallbackHandler):
+    """Completes the hub's OAuth login (at ``<prefix>oauth_callback``)."""
+
+    @property
+    def hub_auth(self):
+        return self.settings["hub_auth"]
+
+
+def human_size(n: int) -> str:
+    """A file size in bytes as text (``12.3 MB``)."""
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
+def jsonable(obj):
+    """Turn records (dataclasses with datetimes, enums) into JSON-ready values."""
+    return json.loads(json.dumps(obj, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))

@@ -1,0 +1,271 @@
+"""HTML pages of the archive's web view."""
+
+from __future__ import annotations
+
+import functools
+import math
+import platform
+import shutil
+import subprocess
+from urllib.parse import urlencode
+
+from tornado import web
+
+from .. import __version__
+from ..archive.core import ORDERABLE
+from ..exceptions import NotFoundError, QueryError
+from ..vocabulary import CALIBRATION_CATEGORIES, SCIENCE_CATEGORIES, STATIC_CATEGORIES, FrameType
+from .base import ArchiveHandler
+from .notebook import notebook_html
+from .provenance import provenance_html
+from .quicklook import quicklook_png
+from .sqlpage import TABLES, run_readonly_sql
+
+#: The tables by category: tab name -> (title, dataset kinds shown).
+SECTIONS = {
+    "raw": ("Raw frames", ["raw"]),
+    "calibrations": ("Calibration products", ["calibration", "static"]),
+    "science": ("Science products", ["science"]),
+    "notebooks": ("Executed notebooks", ["notebook"]),
+    "all": ("All datasets", None),
+}
+#: Filters the tables accept as query arguments (all passed to ``Archive.query``).
+FILTERS = ("category", "night", "date_from", "date_to", "ifu", "mode", "object", "project", "owner", "valid",
+           "run_id")
+CATEGORIES = sorted({*FrameType.__members__, *CALIBRATION_CATEGORIES, *STATIC_CATEGORIES,
+                     *SCIENCE_CATEGORIES, "NOTEBOOK"})
+PER_PAGE = 50
+#: Download block size (bytes).
+CHUNK = 1 << 20
+
+
+def dataset_filters(handler) -> dict:
+    """Archive.query filters from a request's arguments (empty ones ignored)."""
+    out = {}
+    for key in FILTERS:
+        raw = handler.get_argument(key, "").strip()
+        if not raw:
+            continue
+        if key in ("ifu", "run_id"):
+            try:
+                out[key] = int(raw)
+            except ValueError as exc:
+                raise QueryError(f"{key} must be a whole number, not {raw!r}") from exc
+        elif key == "valid":
+            if raw not in ("yes", "no"):
+                raise QueryError("valid must be 'yes' or 'no'")
+            out[key] = raw == "yes"
+        else:
+            out[key] = raw
+    return out
+
+
+def paging(handler) -> tuple[str, bool, int, int]:
+    """(order_by, descending, page, per_page) from a request's arguments."""
+    sort = handler.get_argument("sort", "date_obs")
+    if sort not in ORDERABLE:
+        raise QueryError(f"cannot sort by {sort!r}; choose one of {', '.join(ORDERABLE)}")
+    try:
+        page = max(1, int(handler.get_argument("page", "1")))
+        per_page = min(500, max(1, int(handler.get_argument("per_page", str(PER_PAGE)))))
+    except ValueError as exc:
+        raise QueryError("page and per_page must be whole numbers") from exc
+    return sort, handler.get_argument("desc", "") == "1", page, per_page
+
+
+@functools.lru_cache(maxsize=1)
+def _pipeline_versions() -> dict[str, str]:
+    out = {"esorex": "not installed", "cpl-plugin-muse": "not installed"}
+    if shutil.which("esorex"):
+        try:
+            text = subprocess.run(["esorex", "--version"], capture_output=True, text=True, timeout=20).stdout
+            line = next((ln for ln in text.splitlines() if "version" in ln.lower()), "")
+            out["esorex"] = line.strip(" *").split("version")[-1].strip(" *") or "unknown"
+        except (OSError, subprocess.SubprocessError):
+            out["esorex"] = "unknown"
+    try:
+        v = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "cpl-plugin-muse"], capture_output=True,
+                           text=True, timeout=20)
+        if v.returncode == 0 and v.stdout.strip():
+            out["cpl-plugin-muse"] = v.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+def component_versions(arch) -> list[tuple[str, str]]:
+    """Versions of the parts that make products: musewise, pipeline, Python stack, database."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    rows = [("musewise", __version__), ("Python", platform.python_version())]
+    rows += list(_pipeline_versions().items())
+    for pkg in ("numpy", "astropy", "sqlalchemy", "jupyterhub", "tornado", "matplotlib", "nbconvert"):
+        try:
+            rows.append((pkg, version(pkg)))
+        except PackageNotFoundError:
+            rows.append((pkg, "not installed"))
+    engine = arch.engine
+    with engine.connect() as conn:
+        info = engine.dialect.server_version_info or ()
+        if engine.dialect.name == "sqlite":
+            import sqlite3
+
+            db = f"SQLite {sqlite3.sqlite_version}"
+        else:
+            db = f"{engine.dialect.name} {'.'.join(map(str, info))}"
+        conn.rollback()
+    rows.append(("database", db))
+    return rows
+
+
+class HomeHandler(ArchiveHandler):
+    """Start page: counts per section, links, and how to use the API."""
+
+    @web.authenticated
+    def get(self):
+        counts = {key: self.arch.count(kind=kinds) if kinds else self.arch.count()
+                  for key, (_, kinds) in SECTIONS.items()}
+        self.render("home.html", sections=SECTIONS, counts=counts, runs=self.arch.runs(limit=10))
+
+
+class VersionsHandler(ArchiveHandler):
+    @web.authenticated
+    async def get(self):
+        rows = await self.blocking(component_versions, self.arch)
+        self.render("versions.html", rows=rows)
+
+
+class TableHandler(ArchiveHandler):
+    """One section's table with server-side filtering, sorting and paging."""
+
+    @web.authenticated
+    def get(self, section="all"):
+        if section not in SECTIONS:
+            raise web.HTTPError(404, f"no section {section!r}")
+        title, kinds = SECTIONS[section]
+        filters = dataset_filters(self)
+        if kinds:
+            filters["kind"] = kinds
+        sort, desc, page, per_page = paging(self)
+        total = self.arch.count(**filters)
+        records = self.arch.query(order_by=sort, descending=desc, limit=per_page,
+                                  offset=(page - 1) * per_page, **filters)
+        args = {k: self.get_argument(k, "") for k in FILTERS if self.get_argument(k, "")}
+
+        def link(**change):
+            merged = {**args, "sort": sort, "desc": "1" if desc else "", "page": page, "per_page": per_page,
+                      **change}
+            return self.url(f"datasets/{section}") + "?" + urlencode({k: v for k, v in merged.items() if v})
+
+        self.render("table.html", section=section, title=title, sections=SECTIONS, records=records,
+                    total=total, page=page, pages=max(1, math.ceil(total / per_page)), sort=sort, desc=desc,
+                    args=args, link=link, categories=CATEGORIES, orderable=ORDERABLE)
+
+
+class DatasetHandler(ArchiveHandler):
+    """A product page: metadata, headers, quick look, per-IFU flags, provenance, notebook."""
+
+    @web.authenticated
+    def get(self, dataset_id):
+        rec = self.arch.get(int(dataset_id))
+        tree = provenance_html(self.arch.provenance(rec.id), self.url)
+        run = notebook_id = None
+        if rec.run_id:
+            try:
+                run = self.arch.get_run(rec.run_id)
+                if run.notebook_id:
+                    notebook_id = self.arch.get(run.notebook_id).id  # shown only if visible
+            except NotFoundError:
+                pass
+        if rec.kind == "notebook":
+            notebook_id = rec.id
+        self.render("dataset.html", rec=rec, tree=tree, run=run, notebook_id=notebook_id,
+                    qc=self.arch.qc(rec.id), history=self.arch.validity_history(rec.id),
+                    has_image=rec.kind != "notebook")
+
+
+class QuicklookHandler(ArchiveHandler):
+    @web.authenticated
+    async def get(self, dataset_id):
+        ifu = self.get_argument("ifu", None)
+        png = await self.blocking(quicklook_png, self.arch, int(dataset_id), self.settings["cache_dir"] / "quicklook",
+                                  int(ifu) if ifu and ifu.isdigit() else None)
+        self.set_header("Content-Type", "image/png")
+        self.set_header("Cache-Control", "private, max-age=86400")
+        self.finish(png)
+
+
+class NotebookHandler(ArchiveHandler):
+    """An archived notebook as HTML, in a sandbox (its outputs may hold scripts)."""
+
+    @web.authenticated
+    async def get(self, dataset_id):
+        html = await self.blocking(notebook_html, self.arch, int(dataset_id), self.settings["cache_dir"] / "notebooks")
+        # A sandboxed page has an origin of its own: scripts in outputs cannot reach the user's session.
+        self.set_header("Content-Security-Policy", "sandbox allow-scripts allow-popups")
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.finish(html)
+
+
+class DownloadHandler(ArchiveHandler):
+    """Stream a dataset's file to the user (who must be allowed to see it)."""
+
+    @web.authenticated
+    async def get(self, dataset_id):
+        await stream_file(self, int(dataset_id))
+
+
+async def stream_file(handler, dataset_id: int) -> None:
+    rec = handler.arch.get(dataset_id)
+    handler.set_header("Content-Type", "application/x-ipynb+json" if rec.kind == "notebook" else "application/fits")
+    handler.set_header("Content-Length", str(rec.size))
+    safe = "".join(ch for ch in rec.filename if ch.isprintable() and ch not in '"\\') or f"dataset-{rec.id}"
+    handler.set_header("Content-Disposition", f'attachment; filename="{safe}"')
+    handler.set_header("X-Checksum-SHA256", rec.sha256)
+    with handler.arch.datastore.open(rec.storage_path) as f:
+        while True:
+            block = f.read(CHUNK)
+            if not block:
+                break
+            handler.write(block)
+            await handler.flush()
+    handler.finish()
+
+
+class RunHandler(ArchiveHandler):
+    @web.authenticated
+    def get(self, run_id):
+        run = self.arch.get_run(int(run_id))
+        outputs = []
+        for i in run.output_ids:
+            try:
+                outputs.append(self.arch.get(i))
+            except NotFoundError:
+                pass
+        inputs = []
+        for inp in run.inputs:
+            try:
+                inputs.append((inp, self.arch.get(inp.dataset_id)))
+            except NotFoundError:
+                inputs.append((inp, None))
+        self.render("run.html", run=run, inputs=inputs, outputs=outputs)
+
+
+class SQLPageHandler(ArchiveHandler):
+    """Read-only SQL over what the user may see (see :mod:`musewise.web.sqlpage`)."""
+
+    EXAMPLE = ("SELECT category, night, count(*) AS n\nFROM datasets\nGROUP BY category, night\n"
+               "ORDER BY night, category")
+
+    @web.authenticated
+    async def get(self):
+        sql = self.get_argument("q", "")
+        columns, rows, error = [], [], ""
+        if sql.strip():
+            try:
+                columns, rows = await self.blocking(run_readonly_sql, self.arch, sql, self.settings["sql_limit"])
+            except QueryError as exc:
+                error = str(exc)
+                self.set_status(400)
+        self.render("sql.html", sql=sql or self.EXAMPLE, ran=bool(sql.strip()), columns=columns, rows=rows,
+                    error=error, limit=self.settings["sql_limit"], tables=TABLES)

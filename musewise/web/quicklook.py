@@ -1,0 +1,120 @@
+"""Quick-look PNG images of archived FITS files, rendered server-side and cached.
+
+What is drawn depends on what the file holds:
+
+* a raw frame: one IFU's CCD (extension ``CHANnn``), downsampled;
+* a 2-D product (master bias, flat, image): its first image;
+* a cube: the white-light image, the mean over wavelength computed a block of
+  planes at a time so a 3 GB cube never sits in memory at once.
+
+Images are cached by the file's sha256 (plus the IFU): stored files never change,
+so a cached image never goes stale, and an image can only be requested for a
+dataset the user may see.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+#: Longest side of a quick-look image (pixels).
+MAX_SIDE = 600
+#: Wavelength planes averaged at a time for a cube's white-light image.
+CUBE_CHUNK = 64
+_CHAN = re.compile(r"^CHAN(\d\d)$")
+
+
+def quicklook_png(arch, dataset_id: int, cache_dir, ifu: int | None = None) -> bytes:
+    """The quick-look PNG of a dataset, from the cache or freshly rendered.
+
+    Parameters
+    ----------
+    arch : Archive
+        Seen by the requesting user (raises NotFoundError if the dataset is not visible).
+    dataset_id : int
+    cache_dir : path-like
+        Folder of cached images.
+    ifu : int, optional
+        The IFU of a raw frame to show (default its first).
+    """
+    rec = arch.get(dataset_id)
+    cache = Path(cache_dir) / f"{rec.sha256}-{ifu or 0}.png"
+    if cache.exists():
+        return cache.read_bytes()
+    png = render_quicklook(arch.path(dataset_id), title=f"#{rec.id} {rec.category} {rec.night or ''}", ifu=ifu)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    # Write-then-rename: two requests rendering at once never leave half an image.
+    fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(png)
+    os.replace(tmp, cache)
+    return png
+
+
+def image_of(path, ifu: int | None = None) -> tuple[np.ndarray | None, str]:
+    """The 2-D array to show for a FITS file, and a description of it.
+
+    Returns ``(None, reason)`` when the file holds no image (a table, a notebook).
+    """
+    from astropy.io import fits
+
+    with fits.open(path, memmap=True) as hdul:
+        chans = {int(m.group(1)): h for h in hdul[1:] if (m := _CHAN.match(str(h.name)))}
+        if chans:
+            n = ifu if ifu in chans else min(chans)
+            return _downsample(chans[n].data), f"IFU {n:02d} CCD"
+        for h in hdul:
+            if not getattr(h, "is_image", False) or h.header.get("NAXIS", 0) < 2 or h.data is None:
+                continue
+            if h.header["NAXIS"] == 2:
+                return _downsample(h.data), f"image {h.name}"
+            if h.header["NAXIS"] == 3:
+                return _white_light(h.data), f"white light of cube {h.name}"
+    return None, "no image in this file"
+
+
+def _downsample(data) -> np.ndarray:
+    # A strided read touches only the pixels kept, which keeps a 4k x 4k CCD quick.
+    step = max(1, int(np.ceil(max(data.shape) / MAX_SIDE)))
+    return np.asarray(data[::step, ::step], dtype=np.float32)
+
+
+def _white_light(cube) -> np.ndarray:
+    total = np.zeros(cube.shape[1:], dtype=np.float64)
+    count = np.zeros(cube.shape[1:], dtype=np.int64)
+    for start in range(0, cube.shape[0], CUBE_CHUNK):
+        block = np.asarray(cube[start:start + CUBE_CHUNK], dtype=np.float64)
+        good = np.isfinite(block)
+        total += np.where(good, block, 0.0).sum(axis=0)
+        count += good.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        white = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return _downsample(white)
+
+
+def render_quicklook(path, title: str = "", ifu: int | None = None) -> bytes:
+    """Render a FITS file's quick-look image as PNG bytes (1-99 percentile grey scale)."""
+    from matplotlib.figure import Figure
+
+    data, what = image_of(path, ifu=ifu)
+    fig = Figure(figsize=(5.5, 5.0), dpi=100)
+    ax = fig.add_subplot()
+    if data is None or not np.isfinite(data).any():
+        ax.text(0.5, 0.5, what if data is None else "image holds no finite values",
+                ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    else:
+        lo, hi = np.nanpercentile(data, [1, 99])
+        im = ax.imshow(data, origin="lower", cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1,
+                       interpolation="nearest")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_xlabel("x (downsampled pixels)")
+    ax.set_title(f"{title}\n{what}", fontsize=9)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
