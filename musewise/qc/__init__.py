@@ -1,0 +1,39 @@
+"""Quality control of MUSE products: QC notebooks, thresholds, and the distributed review.
+
+Public API
+----------
+:func:`run_qc`, :func:`after_product`, :class:`QCResult`
+    Measure a product in its papermill notebook (``qc_notebooks/qc_<type>.ipynb``),
+    archive the run and notebook, store the numbers, flag what crosses a limit.
+:class:`QCThresholds`, :class:`QCConfig`
+    The site's limits and QC settings (traitlets, ``c.QCThresholds.* = ...``).
+:func:`queue`, :func:`claim`, :func:`unclaim`, :func:`review`, :func:`mark_affected`,
+:func:`review_history`, :func:`review_state`
+    The review workflow (see :mod:`musewise.qc.review`).
+:mod:`musewise.qc.measures`
+    The measuring functions.
+"""
+
+from .review import (
+    AffectedProduct,
+    AlreadyClaimedError,
+    Claim,
+    QueueItem,
+    ReviewOutcome,
+    ReviewStatus,
+    claim,
+    current_claim,
+    mark_affected,
+    queue,
+    review,
+    review_history,
+    review_state,
+    unclaim,
+)
+from .runner import QCError, QCNotApplicableError, QCResult, after_product, qc_type_of, run_qc
+from .thresholds import QC_TYPES, QCConfig, QCThresholds, Verdict
+
+__all__ = ["AffectedProduct", "AlreadyClaimedError", "Claim", "QCConfig", "QCError", "QCNotApplicableError",
+           "QCResult", "QCThresholds", "QC_TYPES", "QueueItem", "ReviewOutcome", "ReviewStatus", "Verdict",
+           "after_product", "claim", "current_claim", "mark_affected", "qc_type_of", "queue", "review",
+           "review_history", "review_state", "run_qc", "unclaim"]

@@ -1,0 +1,173 @@
+"""Helpers called by the QC notebooks (``qc_notebooks/qc_<type>.ipynb``): measure, tabulate, plot, save.
+
+The notebooks hold no algorithm: they call these functions and
+:mod:`musewise.qc.measures`, so a QC can be redone from plain Python.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from . import measures
+from .thresholds import Verdict, judge
+
+
+def measure(qc_type: str, product: str, siblings: dict | None = None, raws=(), ifu: int | None = None):
+    """Run the measurement of a QC type on a product (paths), returning a :class:`~.measures.Measurement`."""
+    siblings = siblings or {}
+    if qc_type == "bias":
+        return measures.measure_master_bias(product, raws, ifu=ifu or None)
+    if qc_type == "dark":
+        return measures.measure_master_dark(product)
+    if qc_type == "flat":
+        return measures.measure_master_flat(product, siblings.get("TRACE_TABLE"))
+    if qc_type == "wavecal":
+        return measures.measure_wavecal(product, siblings.get("WAVECAL_RESIDUALS"))
+    if qc_type == "cube":
+        return measures.measure_datacube(product)
+    raise ValueError(f"unknown QC type {qc_type!r}")
+
+
+def show_table(m, verdict: Verdict | None = None) -> None:
+    """Print the QC numbers with units, marking those that crossed a limit."""
+    failed = {c.name: c.flag for c in verdict.checks} if verdict else {}
+    for name, value, unit in m.table():
+        mark = failed.get(name, "")
+        print(f"{name:28s} {value:14.6g} {unit:14s} {'' if mark in ('', 'good') else mark.upper()}")
+    for note in m.notes:
+        print("note:", note)
+
+
+def check(limits: dict, m) -> Verdict:
+    """Judge a measurement against the limits handed to the notebook."""
+    return judge(limits, m.values)
+
+
+def save_result(path, m, verdict: Verdict) -> None:
+    """Write the numbers and verdict for :func:`musewise.qc.run_qc` to pick up (JSON)."""
+    values = {k: (None if v is None or not math.isfinite(v) else v) for k, v in m.values.items()}
+    Path(path).write_text(json.dumps({"values": values, "units": m.units, "notes": m.notes,
+                                      "verdict": verdict.as_dict()}, indent=1))
+
+
+def _imshow(ax, img, title, percentiles=(1, 99)):
+    finite = img[np.isfinite(img)]
+    lo, hi = np.percentile(finite, percentiles) if finite.size else (0, 1)
+    im = ax.imshow(img, origin="lower", vmin=lo, vmax=hi, cmap="gray", interpolation="nearest")
+    ax.set_title(title)
+    return im
+
+
+def plot_bias(m):
+    """Master bias image with quadrant borders, and level / read noise per quadrant."""
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    img = m.arrays["image"]
+    im = _imshow(a1, img, "master bias (adu, subsampled)")
+    fig.colorbar(im, ax=a1)
+    qs = m.arrays.get("quadrants", [])
+    n = [q.number for q in qs]
+    a2.bar(np.array(n) - 0.2, [m.values.get(f"level.q{i}", np.nan) for i in n], 0.4, label="master level (adu)")
+    if any(f"ron.q{i}" in m.values for i in n):
+        a2.bar(np.array(n) + 0.2, [m.values.get(f"ron.q{i}", np.nan) for i in n], 0.4, label="read noise (e-)")
+    a2.set_xticks(n)
+    a2.set_xlabel("quadrant")
+    a2.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_dark(m):
+    """Master dark image and dark current per quadrant."""
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    im = _imshow(a1, m.arrays["image"], "master dark (count/pix/h, subsampled)")
+    fig.colorbar(im, ax=a1)
+    n = sorted(int(k.split("q")[-1]) for k in m.values if k.startswith("dark.q"))
+    a2.bar(n, [m.values[f"dark.q{i}"] for i in n])
+    a2.set_xlabel("quadrant")
+    a2.set_ylabel("dark current (count/pix/h)")
+    a2.set_xticks(n)
+    fig.tight_layout()
+    return fig
+
+
+def plot_flat(m):
+    """Master flat with the traced slice centres, and the flat level of each slice."""
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    img = m.arrays["image"]
+    _imshow(a1, img, "master flat (subsampled) and slice traces")
+    centres, rows = m.arrays.get("trace_centres", {}), m.arrays.get("trace_rows")
+    if centres and rows is not None:
+        step = 1
+        full_ny = rows.max() / 0.9 if rows.max() else 1
+        step = max(1.0, full_ny / img.shape[0])
+        for xs in centres.values():
+            a1.plot(xs / step, rows / step, "r-", lw=0.5)
+    levels = m.arrays.get("slice_levels", {})
+    if levels:
+        a2.plot(list(levels), list(levels.values()), "o-")
+        a2.set_xlabel("slice")
+        a2.set_ylabel("median flat level")
+    a2.set_title(f"{int(m.values.get('n_slices', 0))} slices traced")
+    fig.tight_layout()
+    return fig
+
+
+def plot_wavecal(m):
+    """Residual RMS and lines used per slice; residuals against wavelength."""
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    rms, nl = m.arrays.get("rms", {}), m.arrays.get("nlines", {})
+    if rms:
+        a1.plot(list(rms), list(rms.values()), "o-", label="RMS (Angstrom)")
+        a1.set_xlabel("slice")
+        a1.set_ylabel("residual RMS (Angstrom)")
+        b = a1.twinx()
+        b.plot(list(nl), list(nl.values()), "s", color="C1", label="lines used")
+        b.set_ylabel("lines used")
+    if "residuals" in m.arrays:
+        lam, res, _sl = m.arrays["residuals"]
+        a2.plot(lam, res, ",", alpha=0.5)
+        a2.set_xlabel("wavelength (Angstrom)")
+        a2.set_ylabel("residual (Angstrom)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_cube(m):
+    """White-light image with fitted point sources, and the sky-line residual maps."""
+    import matplotlib.pyplot as plt
+
+    sky = m.arrays.get("sky", {})
+    n = 1 + len(sky)
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 4), squeeze=False)
+    _imshow(axes[0, 0], m.arrays["white"], "white light")
+    for p in m.arrays.get("psf", []):
+        axes[0, 0].plot(p["x"], p["y"], "r+")
+    for ax, (line, e) in zip(axes[0, 1:], sky.items()):
+        im = ax.imshow(e["map"], origin="lower", cmap="RdBu_r")
+        ax.set_title(f"residual {line:.0f} A (snr {e['snr']:.1f})")
+        fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+PLOTS = {"bias": plot_bias, "dark": plot_dark, "flat": plot_flat, "wavecal": plot_wavecal, "cube": plot_cube}
+
+
+def plot(qc_type: str, m):
+    """The standard QC figure of a type."""
+    return PLOTS[qc_type](m)
+
+
+__all__ = ["check", "measure", "plot", "save_result", "show_table"]

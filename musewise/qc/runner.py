@@ -1,0 +1,267 @@
+"""``run_qc``: measure a product in its QC notebook, store the numbers, flag what crosses a limit.
+
+One QC run per call, recorded in the archive like a reduction: a run of recipe
+``qc_<type>`` whose inputs are the product (plus the files its numbers are measured
+against: the raw frames of a master bias, the TRACE_TABLE of a master flat, the
+WAVECAL_RESIDUALS of a wavelength solution), whose executed notebook - figures
+embedded - is archived with the run. The numbers go to :meth:`Archive.add_qc`
+(named ``<type>.<measurement>``); a threshold crossed flags the product IFU with
+:meth:`Archive.set_validity` and puts it in the review queue (state ``pending``).
+A passing product keeps its flag (``unchecked``): a person still reviews it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..exceptions import MusewiseError, NotFoundError
+from ..vocabulary import QualityFlag
+from .thresholds import QC_TYPES, QCConfig, QCThresholds, Verdict
+
+log = logging.getLogger(__name__)
+
+#: The QC notebooks shipped with musewise.
+DEFAULT_NOTEBOOKS = Path(__file__).resolve().parents[2] / "qc_notebooks"
+
+
+class QCError(MusewiseError, RuntimeError):
+    """A QC run failed (it is recorded as a failed run with its notebook).
+
+    Attributes
+    ----------
+    dataset_id : int
+    run_id : int or None
+    """
+
+    def __init__(self, message, dataset_id=None, run_id=None):
+        self.dataset_id, self.run_id = dataset_id, run_id
+        super().__init__(message)
+
+
+class QCNotApplicableError(MusewiseError, ValueError):
+    """No QC notebook exists for the product's category."""
+
+
+@dataclass
+class QCResult:
+    """Outcome of one QC run.
+
+    Attributes
+    ----------
+    dataset_id : int
+    qc_type : str
+        ``bias``, ``dark``, ``flat``, ``wavecal`` or ``cube``.
+    run_id : int
+        The archived ``qc_<type>`` run.
+    notebook_id : int or None
+        The archived executed notebook (figures inside).
+    values, units : dict
+        QC numbers as stored (``<type>.<name>``) and their units.
+    verdict : Verdict
+        Flag and threshold checks.
+    flag_applied : bool
+        Whether the flag was written to the archive (needs review rights; a product
+        holding no IFU has no flag to set).
+    notes : list of str
+        What could not be measured.
+    """
+
+    dataset_id: int
+    qc_type: str
+    run_id: int
+    notebook_id: int | None
+    values: dict[str, float]
+    units: dict[str, str]
+    verdict: Verdict
+    flag_applied: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def flag(self) -> str:
+        return self.verdict.flag
+
+    def __str__(self):
+        return (f"QC {self.qc_type} of dataset {self.dataset_id} (run {self.run_id}): {self.flag} - "
+                f"{self.verdict.summary()}")
+
+
+def qc_type_of(category: str) -> str:
+    """The QC type of a product category.
+
+    Raises
+    ------
+    QCNotApplicableError
+        If no QC notebook covers the category.
+    """
+    try:
+        return QC_TYPES[category]
+    except KeyError:
+        raise QCNotApplicableError(
+            f"no QC notebook for {category!r}; QC covers {', '.join(sorted(QC_TYPES))}") from None
+
+
+def notebook_for(qc_type: str, config: QCConfig) -> Path:
+    """The QC notebook of a type (``qc_<type>.ipynb`` in ``QCConfig.notebooks_dir``)."""
+    folder = Path(config.notebooks_dir) if config.notebooks_dir else DEFAULT_NOTEBOOKS
+    path = folder / f"qc_{qc_type}.ipynb"
+    if not path.is_file():
+        raise NotFoundError(f"QC notebook {path} not found (set c.QCConfig.notebooks_dir)")
+    return path
+
+
+def _companions(arch, rec, qc_type):
+    """Files a product's QC is measured against: (inputs for the run, siblings, raw paths)."""
+    inputs = [(rec.id, rec.category, "product under quality control")]
+    siblings, raws = {}, []
+    want = {"flat": "TRACE_TABLE", "wavecal": "WAVECAL_RESIDUALS"}.get(qc_type)
+    if rec.run_id is not None and want:
+        for other in arch.query(run_id=rec.run_id, category=want):
+            if rec.ifu is None or other.ifu in (None, rec.ifu):
+                siblings[want] = arch.path(other.id)
+                inputs.append((other.id, want, f"{want} made by the same run {rec.run_id}"))
+                break
+    if rec.run_id is not None and qc_type == "bias":
+        try:
+            run = arch.get_run(rec.run_id)
+        except NotFoundError:
+            run = None
+        for i in (run.inputs if run else ()):
+            if i.tag == "BIAS":
+                try:
+                    raws.append(arch.path(i.dataset_id))
+                except NotFoundError:  # a raw frame the user may not see: compare without it
+                    continue
+                inputs.append((i.dataset_id, "BIAS", "raw bias combined into the master"))
+    return inputs, siblings, raws
+
+
+def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, config: QCConfig | None = None,
+           keep_workdir: bool = False) -> QCResult:
+    """Run the QC notebook of a product, archive it, store its numbers and flag the product.
+
+    Parameters
+    ----------
+    arch : Archive
+    dataset_id : int
+        A product of a category in :data:`~musewise.qc.thresholds.QC_TYPES`.
+    thresholds : QCThresholds, optional
+        Default: the site's (``c.QCThresholds...`` in the musewise config file).
+    config : QCConfig, optional
+        Notebook folder, kernel, claim time; default the site's.
+    keep_workdir : bool
+        Keep the scratch folder of the run (for debugging).
+
+    Returns
+    -------
+    QCResult
+
+    Raises
+    ------
+    QCNotApplicableError
+        No QC notebook for this category.
+    QCError
+        The notebook failed; the failed run and its notebook are archived.
+    """
+    import papermill as pm
+
+    thresholds = thresholds or QCThresholds(config=arch.config.config)
+    config = config or QCConfig(config=arch.config.config)
+    rec = arch.get(dataset_id)
+    qc_type = qc_type_of(rec.category)
+    template = notebook_for(qc_type, config)
+    inputs, siblings, raws = _companions(arch, rec, qc_type)
+    limits = thresholds.limits(qc_type)
+    run_id = arch.begin_run(
+        f"qc_{qc_type}", {"limits": limits}, night=rec.night, ifu=rec.ifu, mode=rec.mode, inputs=inputs,
+        privilege=rec.privilege, project=rec.project, details={"qc_of": rec.id, "category": rec.category},
+    )
+    workdir = Path(arch.config.scratch) / arch.user_name / "qc" / f"run{run_id:06d}"
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    out_nb = workdir / f"qc_{qc_type}_{rec.id}_run{run_id:06d}.ipynb"
+    result_path = workdir / "qc_result.json"
+    parameters = dict(
+        dataset_id=rec.id, category=rec.category, ifu=rec.ifu or 0, night=rec.night or "",
+        product=arch.path(rec.id), siblings=json.dumps(siblings), raws=json.dumps(raws),
+        limits=json.dumps(limits), result_path=str(result_path),
+    )
+    try:
+        pm.execute_notebook(str(template), str(out_nb), parameters=parameters, cwd=str(workdir),
+                            kernel_name=config.kernel_name, progress_bar=False, log_output=False,
+                            execution_timeout=int(config.execution_timeout))
+        res = json.loads(result_path.read_text())
+    except Exception as exc:  # PapermillExecutionError, a dead kernel, no result written...
+        ename = getattr(exc, "ename", None)
+        error = f"{ename}: {getattr(exc, 'evalue', '')}" if ename else f"{type(exc).__name__}: {exc}"
+        arch.fail_run(run_id, error, notebook=out_nb if out_nb.exists() else None)
+        raise QCError(f"QC of dataset {rec.id} failed in run {run_id}: {error}", rec.id, run_id) from exc
+    verdict = Verdict.from_dict(res["verdict"])
+    arch.finish_run(run_id, [], notebook=out_nb,
+                    details={"flag": verdict.flag, "summary": verdict.summary(), "notes": res.get("notes", [])})
+    values = {f"{qc_type}.{k}": v for k, v in res["values"].items()}
+    # qc_parameters.unit holds 32 characters.
+    units = {f"{qc_type}.{k}": (u or "")[:32] for k, u in res["units"].items()}
+    arch.add_qc(rec.id, values, ifu=rec.ifu, units=units, run_id=run_id)
+    applied = False
+    if verdict.flag != QualityFlag.GOOD.value:
+        applied = _flag(arch, rec, verdict, run_id, qc_type, config)
+    notebook_id = arch.get_run(run_id).notebook_id
+    if not keep_workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return QCResult(rec.id, qc_type, run_id, notebook_id, values, units, verdict, applied, res.get("notes", []))
+
+
+def _flag(arch, rec, verdict: Verdict, run_id: int, qc_type: str, config: QCConfig) -> bool:
+    from .review import mark_pending
+
+    reason = f"qc_{qc_type} run {run_id}: {verdict.summary()}"
+    ifus = [rec.ifu] if rec.ifu else [s.ifu for s in rec.ifus]
+    applied = False
+    if ifus and arch.can_review(rec.id):
+        invalidate = config.invalidate_bad and verdict.flag == QualityFlag.BAD.value
+        arch.set_validity(rec.id, rec.ifu, flag=verdict.flag, is_valid=False if invalidate else None,
+                          comment=reason)
+        applied = True
+    elif ifus:
+        log.warning("dataset %s fails QC (%s) but user %s may not flag it; left for its reviewers",
+                    rec.id, verdict.flag, arch.user_name)
+    mark_pending(arch, rec.id, ifus or [0], reason)
+    return applied
+
+
+def after_product(arch, record, **kw) -> QCResult | None:
+    """Hook for the reduction layer: run QC on a new product if a QC notebook covers it.
+
+    Never raises for a failing QC (the failed QC run is in the archive and logged), so
+    a reduction is not lost because its QC broke.
+
+    Parameters
+    ----------
+    arch : Archive
+    record : DatasetRecord or int
+        The product just archived.
+    **kw
+        Passed to :func:`run_qc`.
+
+    Returns
+    -------
+    QCResult or None
+        None when the category has no QC or the QC run failed.
+    """
+    rec = arch.get(record) if isinstance(record, int) else record
+    if rec.category not in QC_TYPES:
+        return None
+    try:
+        return run_qc(arch, rec.id, **kw)
+    except (QCError, NotFoundError) as exc:
+        log.warning("QC of dataset %s failed: %s", rec.id, exc)
+        return None
+
+
+__all__ = ["DEFAULT_NOTEBOOKS", "QCError", "QCNotApplicableError", "QCResult", "after_product",
+           "notebook_for", "qc_type_of", "run_qc"]

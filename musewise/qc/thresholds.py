@@ -1,0 +1,196 @@
+"""QC thresholds per product type, and the verdict they give on a set of measurements.
+
+Every threshold is a traitlet of :class:`QCThresholds`, settable in the site's
+``musewise_config.py``::
+
+    c.QCThresholds.bias_ron_bad = 4.5        # e-
+    c.QCConfig.claim_minutes = 60
+
+A measurement beyond its ``*_warn`` limit flags the product IFU ``warning``;
+beyond ``*_bad``, ``bad``. A value that could not be measured (NaN) passes:
+missing numbers are reported in the notebook, not guessed at.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from traitlets import Bool, Float, Int, Unicode
+from traitlets.config import Configurable
+
+from ..vocabulary import QualityFlag
+
+#: QC type (notebook ``qc_<type>.ipynb``, run recipe ``qc_<type>``) of each product category.
+QC_TYPES = {
+    "MASTER_BIAS": "bias",
+    "MASTER_DARK": "dark",
+    "MASTER_FLAT": "flat",
+    "WAVECAL_TABLE": "wavecal",
+    "DATACUBE_FINAL": "cube",
+}
+
+
+class QCThresholds(Configurable):
+    """Limits that turn QC numbers into quality flags (``warning`` and ``bad``)."""
+
+    # -- master bias
+    bias_ron_warn = Float(3.5, help="Read noise of any quadrant (e-) above which a MASTER_BIAS is flagged "
+                                    "'warning' (MUSE CCDs: ~2.5-3 e-).").tag(config=True)
+    bias_ron_bad = Float(5.0, help="Read noise of any quadrant (e-) above which a MASTER_BIAS is 'bad'.").tag(config=True)
+    bias_level_warn = Float(1.0, help="|median| of the master bias in any quadrant (adu) above which it is "
+                                      "'warning' (should be ~0 after overscan subtraction).").tag(config=True)
+    bias_level_bad = Float(3.0, help="|median| of the master bias in any quadrant (adu) above which it is "
+                                     "'bad'.").tag(config=True)
+    bias_noise_ratio_warn = Float(1.5, help="Master noise over RON/sqrt(n raw) above which the combination "
+                                            "is suspect ('warning').").tag(config=True)
+    bias_noise_ratio_bad = Float(3.0, help="Master noise over RON/sqrt(n raw) above which it is 'bad'.").tag(config=True)
+    bias_level_spread_warn = Float(5.0, help="Scatter of the raw bias level between the input frames (adu) "
+                                             "above which it is 'warning'.").tag(config=True)
+    bias_level_spread_bad = Float(20.0, help="Scatter of the raw bias level between the input frames (adu) "
+                                            "above which it is 'bad'.").tag(config=True)
+    # -- master dark
+    dark_current_warn = Float(3.0, help="Dark current of any quadrant (count/pix/h) above which a MASTER_DARK "
+                                        "is 'warning'.").tag(config=True)
+    dark_current_bad = Float(10.0, help="Dark current of any quadrant (count/pix/h) above which it is 'bad'.").tag(config=True)
+    dark_hot_fraction_warn = Float(0.01, help="Fraction of hot pixels above which a MASTER_DARK is 'warning'.").tag(config=True)
+    dark_hot_fraction_bad = Float(0.05, help="Fraction of hot pixels above which it is 'bad'.").tag(config=True)
+    # -- master flat
+    flat_missing_slices_warn = Int(1, help="Slices missing from the TRACE_TABLE (of 48) from which a "
+                                           "MASTER_FLAT is 'warning'.").tag(config=True)
+    flat_missing_slices_bad = Int(1, help="Slices missing from the TRACE_TABLE (of 48) from which it is "
+                                          "'bad' (any missing slice loses 1/48 of the field).").tag(config=True)
+    flat_uniformity_warn = Float(0.10, help="Relative scatter of the slice flat levels above which a "
+                                            "MASTER_FLAT is 'warning'.").tag(config=True)
+    flat_uniformity_bad = Float(0.25, help="Relative scatter of the slice flat levels above which it is "
+                                           "'bad'.").tag(config=True)
+    # -- wavelength calibration
+    wavecal_rms_warn = Float(0.05, help="Residual RMS of the worst slice (Angstrom) above which a "
+                                        "WAVECAL_TABLE is 'warning'.").tag(config=True)
+    wavecal_rms_bad = Float(0.10, help="Residual RMS of the worst slice (Angstrom) above which it is "
+                                       "'bad'.").tag(config=True)
+    wavecal_min_lines_warn = Int(30, help="Fewest arc lines used in a slice below which a WAVECAL_TABLE "
+                                          "is 'warning'.").tag(config=True)
+    wavecal_min_lines_bad = Int(15, help="Fewest arc lines used in a slice below which it is 'bad'.").tag(config=True)
+    # -- data cube
+    cube_sky_snr_warn = Float(3.0, help="Significance (sigma) of the median sky-line residual above which a "
+                                        "DATACUBE_FINAL is 'warning'.").tag(config=True)
+    cube_sky_snr_bad = Float(10.0, help="Significance (sigma) of the median sky-line residual above which it "
+                                        "is 'bad'.").tag(config=True)
+    cube_fwhm_warn = Float(1.5, help="PSF FWHM of point sources (arcsec) above which a DATACUBE_FINAL is "
+                                     "'warning'.").tag(config=True)
+    cube_fwhm_bad = Float(2.5, help="PSF FWHM of point sources (arcsec) above which it is 'bad'.").tag(config=True)
+
+    #: (qc type, measurement name, sense, threshold prefix, unit): ``max`` fails above the
+    #: limit, ``min`` below it, ``absmax`` when the absolute value is above it.
+    RULES = (
+        ("bias", "ron.max", "max", "bias_ron", "e-"),
+        ("bias", "level.absmax", "max", "bias_level", "adu"),
+        ("bias", "noise_ratio.max", "max", "bias_noise_ratio", ""),
+        ("bias", "raw_level_spread.max", "max", "bias_level_spread", "adu"),
+        ("dark", "dark.max", "max", "dark_current", "count/pix/h"),
+        ("dark", "hot_fraction", "max", "dark_hot_fraction", ""),
+        ("flat", "missing_slices", "max_incl", "flat_missing_slices", ""),
+        ("flat", "slice_level.rms", "max", "flat_uniformity", ""),
+        ("wavecal", "rms.max", "max", "wavecal_rms", "Angstrom"),
+        ("wavecal", "lines.min", "min", "wavecal_min_lines", ""),
+        ("cube", "sky_snr.max", "max", "cube_sky_snr", "sigma"),
+        ("cube", "fwhm.median", "max", "cube_fwhm", "arcsec"),
+    )
+
+    def limits(self, qc_type: str) -> dict[str, dict]:
+        """The limits applying to a QC type: measurement name -> {sense, warn, bad, unit}."""
+        return {name: {"sense": sense, "warn": getattr(self, prefix + "_warn"),
+                       "bad": getattr(self, prefix + "_bad"), "unit": unit}
+                for t, name, sense, prefix, unit in self.RULES if t == qc_type}
+
+    def check(self, qc_type: str, values: dict[str, float]) -> "Verdict":
+        """Judge measurements of a product of ``qc_type`` against the limits."""
+        return judge(self.limits(qc_type), values)
+
+
+class QCConfig(Configurable):
+    """How QC runs: notebooks, kernel, automatic flagging, claims."""
+
+    notebooks_dir = Unicode("", help="Folder with the QC notebooks qc_<type>.ipynb (default: the "
+                                     "qc_notebooks/ folder shipped with musewise).").tag(config=True)
+    kernel_name = Unicode("python3", help="Jupyter kernel that executes the QC notebooks.").tag(config=True)
+    execution_timeout = Int(1800, help="Longest time one QC notebook cell may run (s).").tag(config=True)
+    invalidate_bad = Bool(False, help="Also mark an IFU invalid (not only flag it 'bad') when a QC number "
+                                      "crosses a 'bad' limit. Off by default: a person decides validity.").tag(config=True)
+    claim_minutes = Float(120.0, help="A reviewer's claim on a product expires after this many minutes, "
+                                      "so an abandoned review does not block others.").tag(config=True)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One threshold test: the value measured, the limits, and its outcome (a QualityFlag value)."""
+
+    name: str
+    value: float
+    sense: str
+    warn: float
+    bad: float
+    unit: str
+    flag: str
+
+    def describe(self) -> str:
+        op = {"max": ">", "max_incl": ">=", "min": "<"}[self.sense]
+        lim = self.bad if self.flag == QualityFlag.BAD.value else self.warn
+        return f"{self.name} = {self.value:.4g} {self.unit} {op} {lim:g} ({self.flag})".replace("  ", " ")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of all checks of a product: the worst flag and the failed checks."""
+
+    flag: str
+    checks: tuple[Check, ...]
+
+    @property
+    def failed(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.flag != QualityFlag.GOOD.value)
+
+    def summary(self) -> str:
+        if not self.failed:
+            return "all QC numbers within limits"
+        return "; ".join(c.describe() for c in self.failed)
+
+    def as_dict(self) -> dict:
+        return {"flag": self.flag, "checks": [asdict(c) for c in self.checks]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Verdict":
+        return cls(d["flag"], tuple(Check(**c) for c in d["checks"]))
+
+
+def _crosses(value: float, limit: float, sense: str) -> bool:
+    if sense == "max":
+        return value > limit
+    if sense == "max_incl":
+        return value >= limit
+    return value < limit
+
+
+def judge(limits: dict[str, dict], values: dict[str, float]) -> Verdict:
+    """Compare ``values`` with ``limits`` (see :meth:`QCThresholds.limits`)."""
+    checks = []
+    rank = {QualityFlag.GOOD.value: 0, QualityFlag.WARNING.value: 1, QualityFlag.BAD.value: 2}
+    worst = QualityFlag.GOOD.value
+    for name, lim in limits.items():
+        v = values.get(name)
+        if v is None or not math.isfinite(float(v)):
+            continue
+        v = float(v)
+        flag = QualityFlag.GOOD.value
+        if _crosses(v, lim["bad"], lim["sense"]):
+            flag = QualityFlag.BAD.value
+        elif _crosses(v, lim["warn"], lim["sense"]):
+            flag = QualityFlag.WARNING.value
+        checks.append(Check(name, v, lim["sense"], float(lim["warn"]), float(lim["bad"]), lim["unit"], flag))
+        if rank[flag] > rank[worst]:
+            worst = flag
+    return Verdict(worst, tuple(checks))
+
+
+__all__ = ["Check", "QCConfig", "QCThresholds", "QC_TYPES", "Verdict", "judge"]

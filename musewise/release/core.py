@@ -1,0 +1,446 @@
+"""Data releases: a named, versioned, frozen set of products with checksums and provenance.
+
+Decisions
+---------
+* **Frozen.** A release's rows (``releases``, ``release_items``, ``ivoa_obscore``)
+  can never be updated or deleted: the database refuses (triggers of migration 0002),
+  and so does the ORM (:class:`ReleaseFrozenError`). A new version is a new release.
+* **What may be released.** Products (calibrations, science products) the releasing
+  user may review (owner, project reviewers/managers, administrators), all of whose
+  IFUs are valid. The manifest records each product's flags at release time.
+* **Invalidated after release.** Validity stays editable - the archive's audit
+  trail is the truth about data quality - but never silently: :func:`release_status`
+  lists every invalidation of a released product since the release (read from the
+  validity audit trail, whichever path made it), :func:`musewise.qc.review` records it
+  against the release, and the release itself stays as frozen.
+* **Manifest.** JSON (UTF-8, sorted keys) with, per product, its data ID, sha256,
+  size, path inside the release folder, record and full provenance tree
+  (:meth:`Archive.provenance`). Its own sha256 is stored with the release and in
+  ``manifest.sha256`` of an exported folder.
+* **Export** writes ``products/<CATEGORY>/<file>``, ``manifest.json``,
+  ``manifest.sha256``, ``provenance/<id>.txt``, ``obscore.csv`` and a
+  ``README.md``; :func:`verify_folder` checks it anywhere, without an archive.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from .. import __version__
+from ..archive.datastore import sha256_file
+from ..archive.privileges import can_review
+from ..archive.schema import Dataset, User, ValidityEvent, utcnow
+from ..archive.schema_review import ObsCoreRecord, Release, ReleaseFrozenError, ReleaseItem, ReviewEvent
+from ..exceptions import DuplicateError, IntegrityError, MusewiseError, NotFoundError, PermissionDeniedError
+from ..vocabulary import DatasetKind
+
+MANIFEST = "manifest.json"
+MANIFEST_SUM = "manifest.sha256"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+class ReleaseVerificationError(IntegrityError):
+    """An exported release folder or a released file does not match its manifest.
+
+    Attributes
+    ----------
+    problems : list of str
+        One line per file that is changed, missing or unexpected.
+    """
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__(f"{len(self.problems)} problem(s): " + "; ".join(self.problems[:5]))
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """A data release as the archive reports it."""
+
+    id: int
+    name: str
+    version: str
+    description: str
+    created: datetime
+    created_by: str
+    manifest_sha256: str
+    n_products: int
+    total_bytes: int
+    dataset_ids: tuple[int, ...] = field(default=())
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.version}"
+
+
+@dataclass
+class VerifyReport:
+    """Outcome of checking a release (folder or archive files) against its manifest."""
+
+    checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def canonical_json(obj) -> bytes:
+    """The bytes a manifest is written as (sorted keys, UTF-8): its checksum is over these."""
+    return json.dumps(obj, sort_keys=True, indent=1, default=str, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def _record(s, rel: Release) -> ReleaseRecord:
+    ids = tuple(s.scalars(select(ReleaseItem.dataset_id).where(ReleaseItem.release_id == rel.id)
+                          .order_by(ReleaseItem.dataset_id)))
+    return ReleaseRecord(rel.id, rel.name, rel.version, rel.description, rel.created,
+                         s.get(User, rel.created_by).name, rel.manifest_sha256, rel.n_products, rel.total_bytes, ids)
+
+
+def _release_path(rec) -> str:
+    return f"products/{rec.category}/{rec.id:06d}_{rec.filename}"
+
+
+def create_release(arch, name: str, version: str, dataset_ids, description: str = "") -> ReleaseRecord:
+    """Freeze products as data release ``name`` ``version``.
+
+    Parameters
+    ----------
+    arch : Archive
+    name, version : str
+        Identity of the release (letters, digits, ``._+-``); the pair is unique.
+    dataset_ids : iterable of int
+        The products.
+    description : str
+        What the release is, for its README.
+
+    Returns
+    -------
+    ReleaseRecord
+
+    Raises
+    ------
+    DuplicateError
+        A release with this name and version exists.
+    PermissionDeniedError
+        The user may not review one of the products.
+    ValueError
+        A dataset is not a product, or has an invalid IFU, or the list is empty.
+    IntegrityError
+        A product's stored file no longer matches its checksum.
+    """
+    for label, v in (("name", name), ("version", version)):
+        if not _NAME.match(str(v)):
+            raise ValueError(f"release {label} {v!r}: use letters, digits and ._+- only")
+    ids = sorted({int(i) for i in dataset_ids})
+    if not ids:
+        raise ValueError("a release needs at least one product")
+    from .obscore import obscore_row
+
+    with arch.session() as s:
+        user = arch._user(s)
+        if s.scalar(select(Release.id).where(Release.name == name, Release.version == version)) is not None:
+            raise DuplicateError(f"release {name} {version} already exists; releases are frozen, "
+                                 f"make a new version")
+        roles = arch._roles(s, user)
+        for did in ids:
+            ds = arch._load(s, did)
+            if ds.kind not in (DatasetKind.CALIBRATION.value, DatasetKind.SCIENCE.value):
+                raise ValueError(f"dataset {did} is a {ds.kind} dataset, not a product")
+            if not can_review(user, ds.owner_id, ds.project_id, roles):
+                raise PermissionDeniedError(f"user {user.name!r} may not release dataset {did} "
+                                            f"(owner, project reviewers and administrators may)")
+            bad = [i.ifu for i in ds.ifus if not i.is_valid]
+            if bad:
+                raise ValueError(f"dataset {did} has invalid IFU(s) {bad}; only valid products are released")
+    now = utcnow()
+    products = []
+    rows = []
+    for did in ids:
+        rec = arch.get(did)
+        arch.verify(did)  # a release must never freeze bytes that already differ from the record
+        products.append({
+            "dataset_id": rec.id, "category": rec.category, "night": rec.night, "ifu": rec.ifu,
+            "filename": rec.filename, "path": _release_path(rec), "sha256": rec.sha256, "size": rec.size,
+            "flags": {str(st.ifu): st.flag for st in rec.ifus},
+            "record": rec.as_dict(), "provenance": arch.provenance(did).to_dict(),
+        })
+        rows.append((rec, _release_path(rec)))
+    manifest = {
+        "format": "musewise-release/1", "name": name, "version": version, "description": description,
+        "created": now.isoformat(timespec="seconds") + "Z", "created_by": arch.user_name,
+        "musewise_version": __version__, "products": products,
+    }
+    blob = canonical_json(manifest)
+    digest = hashlib.sha256(blob).hexdigest()
+    try:
+        with arch.transaction() as tx:
+            s = tx.session
+            user = arch._user(s)
+            rel = Release(name=name, version=version, description=description, created=now, created_by=user.id,
+                          manifest=blob.decode("utf-8"), manifest_sha256=digest, n_products=len(products),
+                          total_bytes=sum(p["size"] for p in products))
+            s.add(rel)
+            s.flush()
+            for rec, path in rows:
+                s.add(ReleaseItem(release_id=rel.id, dataset_id=rec.id, sha256=rec.sha256, size=rec.size, path=path))
+                s.add(ObsCoreRecord(**obscore_row(arch, rec, rel, path)))
+                s.add(ReviewEvent(user_id=user.id, action="release_create", dataset_id=rec.id, release_id=rel.id,
+                                  comment=f"frozen in release {name} {version}", at=now))
+            s.flush()
+            out = _record(s, rel)
+    except Exception as exc:
+        from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+        if isinstance(exc, SAIntegrityError):
+            raise DuplicateError(f"release {name} {version} already exists") from None
+        raise
+    return out
+
+
+def _find(s, name: str, version: str | None) -> Release:
+    q = select(Release).where(Release.name == name)
+    if version is not None:
+        q = q.where(Release.version == version)
+    rel = s.scalars(q.order_by(Release.created.desc(), Release.id.desc())).first()
+    if rel is None:
+        raise NotFoundError(f"no release {name}" + (f" {version}" if version else ""))
+    return rel
+
+
+def _visible_release(arch, s, rel: Release) -> bool:
+    ids = list(s.scalars(select(ReleaseItem.dataset_id).where(ReleaseItem.release_id == rel.id)))
+    seen = s.scalar(select(Dataset.id).where(Dataset.id.in_(ids), ~arch._visible(s)).limit(1))
+    return seen is None
+
+
+def get_release(arch, name: str, version: str | None = None) -> ReleaseRecord:
+    """A release (the newest version when ``version`` is None) whose products the user may all see."""
+    with arch.session() as s:
+        rel = _find(s, name, version)
+        if not _visible_release(arch, s, rel):
+            raise NotFoundError(f"no release {name} {version or ''} visible to user {arch.user_name!r}")
+        return _record(s, rel)
+
+
+def list_releases(arch) -> list[ReleaseRecord]:
+    """Releases whose products the user may all see, newest first."""
+    with arch.session() as s:
+        rels = s.scalars(select(Release).order_by(Release.created.desc(), Release.id.desc())).all()
+        return [_record(s, r) for r in rels if _visible_release(arch, s, r)]
+
+
+def manifest_of(arch, name: str, version: str | None = None) -> dict:
+    """The manifest of a release, checked against its recorded checksum.
+
+    Raises
+    ------
+    ReleaseVerificationError
+        If the stored manifest no longer matches its checksum.
+    """
+    get_release(arch, name, version)
+    with arch.session() as s:
+        rel = _find(s, name, version)
+        blob = rel.manifest.encode("utf-8")
+        if hashlib.sha256(blob).hexdigest() != rel.manifest_sha256:
+            raise ReleaseVerificationError([f"manifest of release {rel.name} {rel.version}: checksum differs"])
+        return json.loads(blob)
+
+
+def release_status(arch, name: str, version: str | None = None, verify_files: bool = True) -> dict:
+    """Is a release intact, and what happened to its products since?
+
+    Returns
+    -------
+    dict
+        ``release`` (ReleaseRecord), ``files`` (VerifyReport over the archived files:
+        a changed byte in the datastore shows here), ``invalidated`` (list of dicts:
+        dataset_id, ifu, user, at, comment) - invalidations since the release.
+    """
+    rec = get_release(arch, name, version)
+    manifest = manifest_of(arch, name, version)
+    report = VerifyReport()
+    if verify_files:
+        for p in manifest["products"]:
+            report.checked += 1
+            try:
+                r = arch.get(p["dataset_id"])
+                if r.sha256 != p["sha256"]:
+                    report.problems.append(f"#{p['dataset_id']}: archive record checksum differs from the release")
+                arch.datastore.verify(r.storage_path, p["sha256"])
+            except MusewiseError as exc:
+                report.problems.append(f"#{p['dataset_id']} {p['filename']}: {exc}")
+    with arch.session() as s:
+        rows = s.execute(select(ValidityEvent, User.name).join(User, ValidityEvent.user_id == User.id)
+                         .where(ValidityEvent.dataset_id.in_(rec.dataset_ids), ValidityEvent.at >= rec.created,
+                                ValidityEvent.valid_before.is_(True), ValidityEvent.valid_after.is_(False))
+                         .order_by(ValidityEvent.id)).all()
+        inval = [{"dataset_id": e.dataset_id, "ifu": e.ifu, "user": u, "at": e.at, "comment": e.comment}
+                 for e, u in rows]
+    return {"release": rec, "files": report, "invalidated": inval}
+
+
+def _readme(manifest: dict, digest: str) -> str:
+    lines = [
+        f"# MUSE data release {manifest['name']} {manifest['version']}", "",
+        manifest.get("description") or "", "",
+        f"Frozen {manifest['created']} by {manifest['created_by']} with musewise {manifest['musewise_version']}.",
+        f"{len(manifest['products'])} products.", "",
+        "## Contents", "",
+        "* `products/<CATEGORY>/` - the product files (FITS), named `<archive id>_<file name>`",
+        f"* `{MANIFEST}` - every product with its sha256 checksum, size, archive record and full provenance",
+        f"* `{MANIFEST_SUM}` - the sha256 of `{MANIFEST}` (`sha256sum -c {MANIFEST_SUM}` checks it)",
+        "* `provenance/<id>.txt` - the reduction history of each product, readable",
+        "* `obscore.csv` - the products described with the IVOA ObsCore 1.1 columns", "",
+        "## Checking a copy", "",
+        "    musewise release verify THIS_FOLDER", "",
+        "checks the manifest against its checksum and every product file against the manifest,",
+        "reporting any changed, missing or unexpected file. Without musewise:", "",
+        f"    sha256sum -c {MANIFEST_SUM}", "",
+        "## Products", "",
+        "| id | category | night | IFU | file | sha256 |", "|---|---|---|---|---|---|",
+    ]
+    for p in manifest["products"]:
+        lines.append(f"| {p['dataset_id']} | {p['category']} | {p['night'] or ''} | {p['ifu'] or ''} | "
+                     f"`{p['path']}` | `{p['sha256'][:16]}...` |")
+    lines += ["", f"Manifest sha256: `{digest}`", ""]
+    return "\n".join(lines)
+
+
+def export_release(arch, name: str, version: str | None, folder, *, link: bool = False) -> Path:
+    """Write a release as a self-contained folder to copy to another site.
+
+    Parameters
+    ----------
+    folder : path-like
+        Target; created, must be empty or absent.
+    link : bool
+        Hard-link product files instead of copying (same filesystem only).
+
+    Returns
+    -------
+    Path
+        The folder.
+
+    Raises
+    ------
+    ReleaseVerificationError
+        If an archived file no longer matches the release (nothing is exported).
+    """
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise DuplicateError(f"{folder} is not empty")
+    status = release_status(arch, name, version)
+    if not status["files"].ok:
+        raise ReleaseVerificationError(status["files"].problems)
+    rec = status["release"]
+    with arch.session() as s:
+        rel = _find(s, rec.name, rec.version)
+        blob, digest = rel.manifest.encode("utf-8"), rel.manifest_sha256
+        obs = [{c.name: getattr(o, c.name) for c in ObsCoreRecord.__table__.columns}
+               for o in s.scalars(select(ObsCoreRecord).where(ObsCoreRecord.release_id == rel.id)
+                                  .order_by(ObsCoreRecord.dataset_id))]
+    manifest = json.loads(blob)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "provenance").mkdir()
+    for p in manifest["products"]:
+        src = arch.path(p["dataset_id"])
+        dst = folder / p["path"]
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if link:
+            os.link(src, dst)
+        else:
+            shutil.copyfile(src, dst)
+        (folder / "provenance" / f"{p['dataset_id']}.txt").write_text(arch.provenance(p["dataset_id"]).to_text() + "\n")
+    (folder / MANIFEST).write_bytes(blob)
+    (folder / MANIFEST_SUM).write_text(f"{digest}  {MANIFEST}\n")
+    (folder / "README.md").write_text(_readme(manifest, digest))
+    if obs:
+        with open(folder / "obscore.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(obs[0]))
+            w.writeheader()
+            w.writerows(obs)
+    with arch.transaction() as tx:
+        user = arch._user(tx.session)
+        tx.session.add(ReviewEvent(user_id=user.id, action="release_export", release_id=rec.id,
+                                   comment=f"exported to {folder}"))
+    return folder
+
+
+def verify_folder(folder) -> VerifyReport:
+    """Check an exported release folder: the manifest against its checksum, every file against the manifest.
+
+    Needs no archive: this runs at the receiving site.
+
+    Returns
+    -------
+    VerifyReport
+        ``problems`` names each changed, missing or unexpected file (empty when intact).
+    """
+    folder = Path(folder)
+    report = VerifyReport()
+    mpath, spath = folder / MANIFEST, folder / MANIFEST_SUM
+    if not mpath.is_file():
+        report.problems.append(f"{MANIFEST} missing")
+        return report
+    blob = mpath.read_bytes()
+    digest = hashlib.sha256(blob).hexdigest()
+    if not spath.is_file():
+        report.problems.append(f"{MANIFEST_SUM} missing: the manifest cannot be checked")
+    else:
+        want = spath.read_text().split()[0] if spath.read_text().split() else ""
+        if want != digest:
+            report.problems.append(f"{MANIFEST}: sha256 {digest[:16]}... differs from {MANIFEST_SUM} "
+                                   f"({want[:16]}...): the manifest was changed")
+    try:
+        manifest = json.loads(blob)
+        products = manifest["products"]
+    except (ValueError, KeyError) as exc:
+        report.problems.append(f"{MANIFEST} unreadable: {exc}")
+        return report
+    listed = set()
+    for p in products:
+        path = folder / p["path"]
+        listed.add(Path(p["path"]).as_posix())
+        report.checked += 1
+        if not path.is_file():
+            report.problems.append(f"{p['path']}: missing")
+            continue
+        sha, size = sha256_file(path)
+        if size != p["size"]:
+            report.problems.append(f"{p['path']}: {size} bytes, manifest says {p['size']}")
+        elif sha != p["sha256"]:
+            report.problems.append(f"{p['path']}: changed (sha256 {sha[:16]}... instead of {p['sha256'][:16]}...)")
+    prod_dir = folder / "products"
+    if prod_dir.is_dir():
+        for f in sorted(prod_dir.rglob("*")):
+            rel = f.relative_to(folder).as_posix()
+            if f.is_file() and rel not in listed:
+                report.problems.append(f"{rel}: not in the manifest")
+    return report
+
+
+def amend_release(arch, name: str, version: str, **changes) -> None:
+    """Releases cannot be changed: always raises (kept so the refusal is explicit and documented).
+
+    Raises
+    ------
+    ReleaseFrozenError
+    """
+    raise ReleaseFrozenError(f"release {name} {version} is frozen; create version N+1 instead "
+                             f"(changes asked: {sorted(changes)})")
+
+
+__all__ = ["ReleaseFrozenError", "ReleaseRecord", "ReleaseVerificationError", "VerifyReport", "amend_release",
+           "canonical_json", "create_release", "export_release", "get_release", "list_releases", "manifest_of",
+           "release_status", "verify_folder"]

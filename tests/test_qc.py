@@ -1,0 +1,193 @@
+"""QC notebooks and thresholds: numbers measured, stored, and flags raised on the ``archive`` fixture.
+
+Fixtures here
+-------------
+qc_dir
+    A scratch folder for the small MUSE-like files of :mod:`musewise.qc.testing`.
+broken_notebooks
+    A QC notebook folder whose ``qc_bias`` notebook raises: the failure mode of a QC run.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import numpy as np
+import pytest
+from traitlets.config import Config
+
+from musewise.qc import (
+    QCConfig,
+    QCError,
+    QCNotApplicableError,
+    QCThresholds,
+    after_product,
+    queue,
+    review_state,
+    run_qc,
+)
+from musewise.qc import measures
+from musewise.qc import testing as qct
+from musewise.qc.thresholds import judge
+
+
+@pytest.fixture
+def qc_dir(tmp_path):
+    d = tmp_path / "qcfiles"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def broken_notebooks(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    d = tmp_path / "broken"
+    d.mkdir()
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [new_code_cell("dataset_id = 0", metadata={"tags": ["parameters"]}),
+                new_code_cell("raise RuntimeError('detector model exploded')")]
+    nbformat.write(nb, d / "qc_bias.ipynb")
+    return d
+
+
+# ----------------------------------------------------------------------------- measures (no archive)
+def test_bias_read_noise_matches_the_simulated_noise(qc_dir):
+    raws = [qct.write_raw_bias(qc_dir / f"b{k}.fits", datetime(2026, 11, 20, 18, k), ron_adu=3.0, seed=k)
+            for k in range(3)]
+    master = qct.write_master_bias(qc_dir / "MASTER_BIAS-01.fits", raws, level_offset=0.5)
+    m = measures.measure_master_bias(master, raws, ifu=1)
+    for q, (gain, level) in enumerate(zip(qct.GAINS, qct.LEVELS), start=1):
+        assert m.values[f"ron_adu.q{q}"] == pytest.approx(3.0, rel=0.1)
+        assert m.values[f"ron.q{q}"] == pytest.approx(3.0 * gain, rel=0.1)
+        assert m.values[f"raw_level.q{q}"] == pytest.approx(level, abs=0.5)
+        assert m.values[f"level.q{q}"] == pytest.approx(0.5, abs=0.4)
+    assert m.units["ron.q1"] == "e-" and m.units["level.q1"] == "adu"
+    # Averaging 3 frames lowers the noise by ~sqrt(3): the combination looks right.
+    assert 0.8 < m.values["noise_ratio.max"] < 1.4
+
+
+def test_cube_sky_residuals_and_psf(qc_dir):
+    clean = measures.measure_datacube(qct.write_cube(qc_dir / "c0.fits", datetime(2026, 11, 21, 2), fwhm_pix=4.0))
+    dirty = measures.measure_datacube(qct.write_cube(qc_dir / "c1.fits", datetime(2026, 11, 21, 2), sky_residual=30))
+    assert clean.values["sky_snr.max"] < 3 < dirty.values["sky_snr.5577"]
+    assert dirty.values["sky_snr.6300"] > 3
+    assert clean.values["fwhm.median"] == pytest.approx(4.0 * 0.2, rel=0.1)  # arcsec
+    assert clean.units["fwhm.median"] == "arcsec"
+
+
+def test_thresholds_are_configurable_and_judge_warn_bad():
+    cfg = Config()
+    cfg.QCThresholds.bias_ron_warn = 2.0
+    cfg.QCThresholds.bias_ron_bad = 2.5
+    th = QCThresholds(config=cfg)
+    assert th.check("bias", {"ron.max": 1.9}).flag == "good"
+    assert th.check("bias", {"ron.max": 2.2}).flag == "warning"
+    v = th.check("bias", {"ron.max": 2.7, "level.absmax": 0.1})
+    assert v.flag == "bad" and "ron.max" in v.summary()
+    assert th.check("bias", {"ron.max": float("nan")}).flag == "good"  # unmeasured is not guessed
+    assert QCThresholds().check("flat", {"missing_slices": 1}).flag == "bad"
+    assert QCThresholds().check("wavecal", {"lines.min": 20}).flag == "warning"
+    assert judge({}, {"x": 1}).flag == "good"
+    assert QCThresholds.class_traits()["bias_ron_bad"].help
+
+
+# ----------------------------------------------------------------------------- run_qc on the archive
+def test_run_qc_stores_numbers_notebook_and_leaves_good_product_for_review(archive, qc_dir):
+    rec, raw_ids = qct.bias_product(archive, qc_dir)
+    res = run_qc(archive, rec.id)
+    assert res.flag == "good" and not res.flag_applied
+    run = archive.get_run(res.run_id)
+    assert run.recipe == "qc_bias" and run.status == "succeeded"
+    assert {i.dataset_id for i in run.inputs} == {rec.id, *raw_ids}
+    stored = {q["name"]: q for q in archive.qc(rec.id)}
+    assert stored["bias.ron.q1"]["unit"] == "e-" and stored["bias.ron.q1"]["run_id"] == res.run_id
+    assert 2.0 < stored["bias.ron.max"]["value"] < 3.2
+    # The executed notebook, with its figures embedded, is archived with the QC run.
+    nb = json.loads(open(archive.path(run.notebook_id)).read())
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    # A passing product still waits for a person; it is not a dependent of its QC run.
+    assert archive.get(rec.id).ifus[0].flag == "unchecked"
+    assert [(i.dataset_id, i.state) for i in queue(archive)] == [(rec.id, "unchecked")]
+    assert archive.dependents(rec.id) == []
+
+
+def test_threshold_crossed_flags_product_and_queues_it(archive, qc_dir):
+    rec, _ = qct.bias_product(archive, qc_dir, level_offset=5.0)
+    res = run_qc(archive, rec.id)
+    assert res.flag == "bad" and res.flag_applied
+    st = archive.get(rec.id).ifus[0]
+    assert st.flag == "bad" and st.is_valid  # a person decides validity (QCConfig.invalidate_bad)
+    hist = archive.validity_history(rec.id)
+    assert hist[-1]["flag_after"] == "bad" and f"qc_bias run {res.run_id}" in hist[-1]["comment"]
+    (item,) = queue(archive)
+    assert item.state == "pending" and "level.absmax" in item.reason
+    assert review_state(archive, rec.id)[1]["state"] == "pending"
+    # Site thresholds change the verdict: the same product is only a warning with wider limits.
+    cfg = Config()
+    cfg.QCThresholds.bias_level_warn = 4.0
+    cfg.QCThresholds.bias_level_bad = 8.0
+    res2 = run_qc(archive, rec.id, thresholds=QCThresholds(config=cfg))
+    assert res2.flag == "warning"
+    assert archive.get(rec.id).ifus[0].flag == "warning"
+
+
+def test_invalidate_bad_option_and_cube_qc(archive, qc_dir):
+    cube = qct.write_cube(qc_dir / "DATACUBE_FINAL.fits", datetime(2026, 11, 21, 2), sky_residual=40)
+    rec = qct.archive_product(archive, cube, "muse_scipost", ifu=None, category="DATACUBE_FINAL")
+    res = run_qc(archive, rec.id, config=QCConfig(invalidate_bad=True))
+    assert res.flag == "bad" and res.values["cube.sky_snr.max"] > 10
+    # A merged cube holds no IFU: no archive flag to set, but it waits in the queue.
+    assert not res.flag_applied
+    assert [(i.dataset_id, i.ifu, i.state) for i in queue(archive)] == [(rec.id, 0, "pending")]
+
+
+def test_after_product_hook(archive, qc_dir):
+    rec, raw_ids = qct.bias_product(archive, qc_dir)
+    assert after_product(archive, archive.get(raw_ids[0])) is None  # raw frames have no QC
+    with pytest.raises(QCNotApplicableError, match="no QC notebook"):
+        run_qc(archive, raw_ids[0])
+    res = after_product(archive, rec.id)
+    assert res is not None and res.qc_type == "bias"
+
+
+def test_failed_qc_notebook_is_recorded(archive, qc_dir, broken_notebooks):
+    rec, _ = qct.bias_product(archive, qc_dir)
+    with pytest.raises(QCError, match="detector model exploded") as err:
+        run_qc(archive, rec.id, config=QCConfig(notebooks_dir=str(broken_notebooks)))
+    run = archive.get_run(err.value.run_id)
+    assert run.status == "failed" and run.notebook_id is not None
+    # The hook never breaks a reduction: it logs and returns None.
+    assert after_product(archive, rec.id, config=QCConfig(notebooks_dir=str(broken_notebooks))) is None
+
+
+@pytest.mark.pipeline
+def test_qc_of_a_real_master_bias(archive, sim_frames, tmp_path):
+    """The real ``muse_bias`` on simulated raw frames of IFU 1, then its QC notebook."""
+    import shutil
+    import subprocess
+
+    from conftest import need
+
+    need(shutil.which("esorex") is not None, "esorex not installed (apt-get install esorex cpl-plugin-muse)")
+    raws = sim_frames["BIAS"][:3]
+    ids = [archive.ingest(p).record.id for p in raws]
+    (tmp_path / "bias.sof").write_text("".join(f"{p} BIAS\n" for p in raws))
+    subprocess.run(["esorex", f"--output-dir={tmp_path}", "muse_bias", "--nifu=1", str(tmp_path / "bias.sof")],
+                   cwd=tmp_path, check=True, capture_output=True)
+    run = archive.begin_run("muse_bias", {"nifu": 1}, night="2026-11-20", ifu=1,
+                            inputs=[(i, "BIAS", "raw bias") for i in ids])
+    (rec,) = archive.finish_run(run, [(str(tmp_path / "MASTER_BIAS-01.fits"), None, 1)])
+    res = run_qc(archive, rec.id)
+    assert res.flag == "good", res.verdict.summary()
+    # Our read noise agrees with the pipeline's own QC keyword (which, despite its
+    # [count] comment, is in electrons: RON_adu x GAIN) within 5 %.
+    from astropy.io import fits
+
+    h = fits.getheader(archive.path(rec.id))
+    for q in range(1, 5):
+        assert res.values[f"bias.ron.q{q}"] == pytest.approx(h[f"ESO QC BIAS MASTER{q} RON"], rel=0.05)
