@@ -4,6 +4,10 @@
   narrow bands of a cube;
 * :class:`SpectrumViewer` - a 1-D spectrum with variance, sky and emission lines;
 * :class:`ImageViewer` - any 2-D product (IMAGE_FOV, master bias/flat of an IFU);
+* :class:`QCPanel` - the 24 IFUs of a product (or a night's per-IFU products): flags,
+  validity, quick-look and the audited review controls;
+* :class:`ArchiveBrowser` - search and page through the archive, open a product in the
+  right viewer, with its provenance and the run's notebook;
 * :class:`MuseCube` - the lazy, memory-mapped cube reader the viewers use,
   usable without any UI.
 
@@ -21,6 +25,8 @@ _LAZY = {
     "CubeViewer": ".cube_viewer",
     "SpectrumViewer": ".spectrum_viewer",
     "ImageViewer": ".image_viewer",
+    "QCPanel": ".qc_panel",
+    "ArchiveBrowser": ".archive_browser",
 }
 
 
@@ -32,5 +38,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'musewise.widgets' has no attribute {name!r}")
 
 
-__all__ = ["CubeViewer", "Image", "ImageViewer", "MuseCube", "OutsideCubeError", "Spectrum",
-           "SpectrumViewer"]
+__all__ = ["ArchiveBrowser", "CubeViewer", "Image", "ImageViewer", "MuseCube", "OutsideCubeError",
+           "QCPanel", "Spectrum", "SpectrumViewer"]
