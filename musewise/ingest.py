@@ -160,8 +160,9 @@ def _classify(path: Path, headers, ifu) -> FrameInfo:
             elif h0.get("ESO DRS MUSE IFU") is not None:
                 ifu = int(h0["ESO DRS MUSE IFU"])
         ifus = (ifu,) if ifu else tuple(sorted(set(chans)))
-        if not ifus and kind == DatasetKind.STATIC:
-            # a static calibration serves every IFU, and can be invalidated for one of them
+        if not ifus:
+            # a product not tied to one IFU (static table, merged calibration, cube) serves or
+            # contains every IFU, and can be flagged or invalidated for one of them
             ifus = tuple(range(1, N_IFU + 1))
     else:
         dpr = h0.get("ESO DPR TYPE")

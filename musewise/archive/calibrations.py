@@ -61,18 +61,27 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
                                          DatasetIfu.is_valid.is_(True)))
         # per-IFU products of another IFU are excluded cheaply before the per-IFU validity test
         base = [Dataset.category == category, or_(Dataset.ifu == int(ifu), Dataset.ifu.is_(None)), vis]
+        # Undated calibrations (static tables, or defaults such as a shipped STD_RESPONSE) serve any
+        # mode and date; for a dated category they are only the fallback when no dated one is eligible.
+        undated = Dataset.mjd_obs.is_(None)
         if category in STATIC_CATEGORIES:
-            # static calibrations carry no date and serve any mode
-            in_window = Dataset.kind == DatasetKind.STATIC.value
+            in_window = undated
         else:
-            # plain equality and range terms, so the (category, ifu, mode, mjd_obs) index is used
-            if mode is not None:
-                base.append(Dataset.mode == mode)
-            in_window = Dataset.mjd_obs.between(mjd - window_days, mjd + window_days)
+            # plain equality and range terms, so the (category, mode, mjd_obs) index is used
+            dated = [Dataset.mode == mode] if mode is not None else []
+            in_window = and_(*dated, Dataset.mjd_obs.between(mjd - window_days, mjd + window_days))
         distance = func.abs(func.coalesce(Dataset.mjd_obs, mjd) - mjd)
-        q = (select(Dataset, distance.label("dist")).where(*base, in_window, valid_here)
-             .order_by(distance, Dataset.created.desc(), Dataset.id.desc()).limit(1))
-        row = s.execute(q).first()
+
+        def pick(window):
+            q = (select(Dataset, distance.label("dist")).where(*base, window, valid_here)
+                 .order_by(distance, Dataset.created.desc(), Dataset.id.desc()).limit(1))
+            return s.execute(q).first(), window
+
+        row, in_window = pick(in_window)
+        if row is None and category not in STATIC_CATEGORIES:
+            row, fallback = pick(undated)
+            if row is not None:
+                in_window = fallback
         if row is None:
             n_any = s.scalar(select(func.count()).select_from(Dataset).where(*base))
             n_window = s.scalar(select(func.count()).select_from(Dataset).where(*base, in_window))
@@ -85,7 +94,7 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
         ds, dist = row
         n = s.scalar(select(func.count()).select_from(Dataset).where(*base, in_window, valid_here))
         rec = arch._record(s, ds)
-        when = "static calibration" if ds.mjd_obs is None else (
+        when = "undated default calibration" if ds.mjd_obs is None else (
             f"{dist:.2f} d {'before' if ds.mjd_obs <= mjd else 'after'} the frame (window +-{window_days:g} d)")
         reason = (f"{category} #{ds.id}: IFU {ifu} valid, mode {ds.mode or 'any'}, {when}; "
                   f"best of {n} eligible (closest in time, then newest)")

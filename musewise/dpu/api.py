@@ -1,0 +1,179 @@
+"""``dpu.run``: reduce one step of a night, recorded in the archive with full lineage."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+from ..exceptions import ParameterError, RecipeError
+from ..vocabulary import Privilege
+from .config import DpuConfig
+from .runner import RunOutcome, archive_settings, execute_run
+from .selection import RunSpec, select_runs
+from .steps import get_step
+
+
+class ReductionFailed(RecipeError):
+    """One or more runs of a reduction failed; each is recorded as failed in the archive.
+
+    Attributes
+    ----------
+    outcomes : list of RunOutcome
+        All runs of the call, failed and succeeded.
+    """
+
+    def __init__(self, recipe, outcomes: list[RunOutcome]):
+        self.outcomes = outcomes
+        bad = [o for o in outcomes if not o.ok]
+        first = bad[0]
+        msg = (f"{len(bad)} of {len(outcomes)} run(s) failed: "
+               + ", ".join(f"run {o.run_id} ({o.label})" for o in bad)
+               + f"; first error: {first.error.splitlines()[0] if first.error else '?'}")
+        super().__init__(recipe, msg, ifu=first.ifu)
+
+
+def open_default_archive(archive=None):
+    """``archive``, or the archive of the default configuration."""
+    if archive is not None:
+        return archive
+    from ..archive import Archive
+
+    return Archive.open()
+
+
+def validate_parameters(step_name: str, p: dict | None, dcfg: DpuConfig) -> dict:
+    """Site defaults overlaid with ``p``, checked against the recipe before anything runs.
+
+    Raises
+    ------
+    ParameterError
+        Unknown, mistyped, or reserved (``nifu``, ``merge``: musewise sets them) parameter.
+    """
+    from ..recipes import get_recipe
+
+    step = get_step(step_name)
+    recipe = get_recipe(step.recipe)
+    for reserved in ("nifu", "merge"):
+        if reserved in (p or {}):
+            raise ParameterError(step.recipe, f"parameter {reserved!r} is set by musewise from the "
+                                 f"IFUs requested; use ifu=... instead")
+    return recipe.validate(dcfg.parameters_for(step.recipe, p))
+
+
+def prepare(recipe: str, date: str, ifu=None, *, commit: bool = False, p: dict | None = None,
+            archive=None, mode: str | None = None) -> list[RunSpec]:
+    """Validate parameters and choose inputs: the runs :func:`run` would execute.
+
+    Raises
+    ------
+    ParameterError, CalibrationNotFoundError, NotFoundError
+        Before anything runs.
+    """
+    arch = open_default_archive(archive)
+    dcfg = DpuConfig.from_config(arch.config)
+    step = get_step(recipe)
+    params = validate_parameters(step.name, p, dcfg)
+    ifus = None if ifu is None else ([ifu] if isinstance(ifu, int) else list(ifu))
+    privilege = Privilege.PROJECT if commit else Privilege.PRIVATE
+    return select_runs(arch, step, str(date), ifus=ifus, mode=mode, params=params,
+                       privilege=int(privilege), project=arch.config.project)
+
+
+def execute(specs: list[RunSpec], archive, *, engine: str | None = None, progress: bool = True,
+            desc: str = "") -> list[RunOutcome]:
+    """Execute prepared runs (in parallel on Dask when there are several)."""
+    from .engine import get_engine
+
+    arch = archive
+    dcfg = DpuConfig.from_config(arch.config)
+    name = engine or dcfg.engine
+    if name == "auto":
+        name = "dask" if len(specs) > 1 else "local"
+    settings = archive_settings(arch.config, arch.user_name)
+    dpu_settings = {k: getattr(dcfg, k) for k in ("kernel_name", "templates_dir", "keep_workdirs",
+                                                   "run_timeout")}
+    if name == "local":
+        func = functools.partial(execute_run, settings=settings, dpu_settings=dpu_settings, arch=arch)
+    else:
+        func = functools.partial(execute_run, settings=settings, dpu_settings=dpu_settings)
+    eng = get_engine(name, arch.config, dcfg)
+    return eng.map(func, specs, progress=progress, desc=desc or (specs[0].step if specs else "run"))
+
+
+def run(recipe: str, date: str | None = None, ifu=None, commit: bool = False, p: dict | None = None,
+        archive=None, dry_run: bool = False, *, mode: str | None = None, engine: str | None = None,
+        progress: bool = True, raise_on_failure: bool = True):
+    """Reduce one step of a night, every IFU in parallel, recorded with full lineage.
+
+    Inputs are the night's raw frames of the step's type (or, for ``scipost`` and
+    ``standard``, the newest valid pixel tables of every IFU of each exposure) and
+    the best calibrations the archive offers (valid for the IFU, same mode,
+    closest in time, newest version). Parameters are checked before anything runs.
+    Each run executes the recipe's template notebook; products and the executed
+    notebook are archived together.
+
+    Parameters
+    ----------
+    recipe : str
+        Step or recipe: ``bias``, ``flat``, ``wavecal``, ``scibasic``, ``scipost``,
+        ``muse_bias``, or a registered Python recipe.
+    date : str
+        Observing night ``YYYY-MM-DD``.
+    ifu : int or list of int, optional
+        IFUs to reduce (1-24); default: all present in the night's raw frames.
+    commit : bool
+        False: products are private to you (a trial). True: published to the
+        configured project (``Privilege.PROJECT``), the consortium's reference reduction.
+    p : dict, optional
+        Recipe parameters, e.g. ``{'crsigma': 20}`` (site defaults from
+        ``DpuConfig.default_parameters`` apply to the others).
+    archive : Archive, optional
+        Default: ``Archive.open()``.
+    dry_run : bool
+        Only choose the inputs and return the runs (:class:`RunSpec`) that would execute.
+    mode : str, optional
+        Instrument mode; default that of the night's science frames.
+    engine : str, optional
+        ``local``, ``dask`` or ``auto`` (default ``DpuConfig.engine``).
+    raise_on_failure : bool
+        Raise :class:`ReductionFailed` after all runs ended if one failed.
+
+    Returns
+    -------
+    list of RunOutcome (or of RunSpec with ``dry_run``)
+
+    Raises
+    ------
+    ParameterError
+        Unknown or mistyped parameter; nothing ran.
+    CalibrationNotFoundError
+        A calibration is missing for an IFU; nothing ran.
+    ReductionFailed
+        A run failed (it is recorded as failed, with its executed notebook).
+
+    Examples
+    --------
+    >>> from musewise import dpu
+    >>> dpu.run('bias', date='2026-11-20', ifu=1)                          # doctest: +SKIP
+    >>> dpu.run('scipost', date='2026-11-20', commit=True, p={'crsigma': 20})  # doctest: +SKIP
+    """
+    if date is None:
+        raise ValueError("say which night to reduce: date='YYYY-MM-DD'")
+    arch = open_default_archive(archive)
+    specs = prepare(recipe, date, ifu, commit=commit, p=p, archive=arch, mode=mode)
+    if dry_run:
+        for s in specs:
+            print(s.describe())
+        return specs
+    t0 = time.perf_counter()
+    outcomes = execute(specs, arch, engine=engine, progress=progress, desc=get_step(recipe).name)
+    if progress:
+        ok = sum(o.ok for o in outcomes)
+        print(f"{get_step(recipe).name} {date}: {ok}/{len(outcomes)} run(s) succeeded in "
+              f"{time.perf_counter() - t0:.1f} s")
+    if raise_on_failure and any(not o.ok for o in outcomes):
+        raise ReductionFailed(get_step(recipe).recipe, outcomes)
+    return outcomes
+
+
+__all__ = ["ReductionFailed", "execute", "prepare", "run", "validate_parameters"]

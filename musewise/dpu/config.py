@@ -1,0 +1,101 @@
+"""Settings of the reduction layer (site-wide, so everyone reduces the same way).
+
+They are read from the same traitlets config file as
+:class:`~musewise.config.MusewiseConfig` (``c.DpuConfig.<name> = ...``).
+
+Execution clusters
+------------------
+Runs are Dask tasks. With ``MusewiseConfig.dask_scheduler`` empty, a
+``distributed.LocalCluster`` with ``MusewiseConfig.n_workers`` worker processes
+(one thread each) is started. A running scheduler is used by address
+(``tcp://host:8786``). On a batch system, use dask-jobqueue
+(``pip install dask-jobqueue``) with ``dask_scheduler = "jobqueue:slurm"`` and,
+in the site config::
+
+    c.MusewiseConfig.dask_scheduler = "jobqueue:slurm"
+    c.DpuConfig.cluster_kwargs = {"queue": "muse", "cores": 2, "memory": "24GB",
+                                  "walltime": "04:00:00", "processes": 1}
+    c.DpuConfig.cluster_jobs = 12      # batch jobs to start (scale)
+
+Workers must see the archive database, the datastore and ``scratch`` at the
+same paths as the submitting session.
+"""
+
+from __future__ import annotations
+
+from traitlets import Bool, Dict, Int, List, Unicode
+from traitlets.config import Configurable
+
+#: Parameters musewise gives recipes unless the user says otherwise. The
+#: simulated MUSE frames carry no sky continuum model worth fitting, so
+#: muse_scipost subtracts none (a site with real data overrides this);
+#: muse_wavecal writes its fit residuals, which the reduction notebook plots.
+DEFAULT_PARAMETERS = {
+    "muse_scipost": {"skymethod": "none"},
+    "muse_wavecal": {"residuals": True},
+}
+
+
+class DpuConfig(Configurable):
+    """How the reduction layer selects, runs and records reductions."""
+
+    default_parameters = Dict(
+        DEFAULT_PARAMETERS,
+        help="Recipe parameters used unless the user gives others, by recipe name "
+        "(e.g. {'muse_scipost': {'skymethod': 'none'}}). They are recorded on every run.",
+    ).tag(config=True)
+
+    optional_steps = List(
+        Unicode(), [],
+        help="Optional steps the planner adds to the cascade towards scipost: any of "
+        "'dark', 'lsf', 'twilight'. Bias, flat, wavecal and scibasic are always needed.",
+    ).tag(config=True)
+
+    engine = Unicode(
+        "auto",
+        help="Where runs execute: 'dask' (the cluster of MusewiseConfig.dask_scheduler, or a "
+        "LocalCluster), 'local' (one after the other in this process), or 'auto' (local for a "
+        "single run, Dask for several).",
+    ).tag(config=True)
+
+    cluster_kwargs = Dict(
+        {},
+        help="Keyword arguments of the dask-jobqueue cluster class when "
+        "MusewiseConfig.dask_scheduler is 'jobqueue:<system>' (queue, cores, memory, walltime...).",
+    ).tag(config=True)
+
+    cluster_jobs = Int(
+        1, help="Number of batch jobs a dask-jobqueue cluster is scaled to."
+    ).tag(config=True)
+
+    kernel_name = Unicode(
+        "python3", help="Jupyter kernel that executes the reduction notebooks."
+    ).tag(config=True)
+
+    templates_dir = Unicode(
+        "",
+        help="Folder of the reduction notebook templates (muse_bias.ipynb...). Empty: the "
+        "templates/ folder shipped with musewise, else generated on the fly.",
+    ).tag(config=True)
+
+    keep_workdirs = Bool(
+        True,
+        help="Keep each run's working directory under scratch after its products are "
+        "archived (they are copies; removing saves space).",
+    ).tag(config=True)
+
+    run_timeout = Int(
+        4 * 3600, help="Time limit of one reduction notebook (s)."
+    ).tag(config=True)
+
+    @classmethod
+    def from_config(cls, mwconfig) -> "DpuConfig":
+        """The DpuConfig of a :class:`~musewise.config.MusewiseConfig` (same config file)."""
+        return cls(config=getattr(mwconfig, "config", None))
+
+    def parameters_for(self, recipe: str, given: dict | None = None) -> dict:
+        """Site defaults of ``recipe`` overlaid with ``given``."""
+        return {**self.default_parameters.get(recipe, {}), **(given or {})}
+
+
+__all__ = ["DEFAULT_PARAMETERS", "DpuConfig"]

@@ -1,0 +1,302 @@
+"""Choosing the inputs of a run from the archive: frames of the night, best calibrations.
+
+Everything here reads the archive and decides; nothing runs. A run is
+described by a :class:`RunSpec` (plain, picklable data) that any worker
+process can execute with its own archive connection.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from ..exceptions import CalibrationNotFoundError, NotFoundError
+from ..vocabulary import DatasetKind, Privilege
+from .steps import PER_EXPOSURE, PER_IFU, PER_NIGHT, Step
+
+#: Two products with MJD-OBS closer than this (days, ~0.1 s) belong to one exposure.
+SAME_EXPOSURE_DAYS = 1e-6
+
+
+@dataclass(frozen=True)
+class RunInput:
+    """One input of a run: archive ID, SOF tag, why it was chosen, and where to read it."""
+
+    dataset_id: int
+    tag: str
+    reason: str
+    path: str
+    ifu: int | None = None
+
+
+@dataclass
+class RunSpec:
+    """Everything needed to execute one run, as plain data (sent to Dask workers).
+
+    Parameters
+    ----------
+    step : str
+        Step name (``bias``).
+    recipe : str
+        Recipe name (``muse_bias``).
+    night : str
+        Observing night ``YYYY-MM-DD``.
+    ifu : int or None
+        The IFU of a per-IFU run; None when the run combines IFUs.
+    mode : str or None
+        Instrument mode of the reduced frames.
+    inputs : list of RunInput
+    params : dict
+        Validated parameters given to the recipe (site defaults and the user's).
+    privilege : int
+        Privilege of the products (PRIVATE for trial runs, PROJECT when committed).
+    project : str
+        Project that owns the run.
+    exposure : str
+        Label of the exposure reduced by a per-exposure run (its DATE-OBS), else "".
+    ifus : list of int
+        IFUs whose data the run reads.
+    """
+
+    step: str
+    recipe: str
+    night: str
+    ifu: int | None
+    mode: str | None
+    inputs: list[RunInput]
+    params: dict
+    privilege: int = int(Privilege.PRIVATE)
+    project: str = ""
+    exposure: str = ""
+    ifus: list[int] = field(default_factory=list)
+
+    @property
+    def sof(self) -> list[tuple[str, str]]:
+        """The set of frames: (path, tag) pairs."""
+        return [(i.path, i.tag) for i in self.inputs]
+
+    @property
+    def label(self) -> str:
+        where = f"IFU {self.ifu:02d}" if self.ifu else (self.exposure or f"{len(self.ifus)} IFUs")
+        return f"{self.step} {self.night} {where}"
+
+    def describe(self) -> str:
+        """The run and its inputs as text (what ``dry_run`` prints)."""
+        params = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        lines = [f"{self.recipe} {self.label}" + (f" ({params})" if params else "")]
+        for i in self.inputs:
+            lines.append(f"    {i.tag:<16} #{i.dataset_id:<6} {i.reason}")
+        return "\n".join(lines)
+
+
+def raw_frames(arch, tag: str, night: str, ifu: int | None = None, mode: str | None = None):
+    """Raw frames of one type taken in a night (optionally holding a valid IFU, in a mode)."""
+    kw = dict(kind=DatasetKind.RAW.value, category=tag, night=night, order_by="mjd_obs")
+    if ifu is not None:
+        kw.update(ifu=ifu, valid=True)
+    if mode is not None:
+        kw["mode"] = mode
+    return arch.query(**kw)
+
+
+def ifus_of_night(arch, night: str, tags=("BIAS", "FLAT", "ARC", "OBJECT")) -> list[int]:
+    """IFUs present in the night's raw frames of the given types."""
+    found = set()
+    for rec in arch.query(kind=DatasetKind.RAW.value, category=list(tags), night=night):
+        found.update(s.ifu for s in rec.ifus)
+    return sorted(found)
+
+
+def night_mode(arch, night: str) -> str | None:
+    """The instrument mode of the night's science frames (None if there are none)."""
+    for tag in ("OBJECT", "STD", "SKYFLAT"):
+        for rec in raw_frames(arch, tag, night):
+            if rec.mode:
+                return rec.mode
+    return None
+
+
+def choose_calibration(arch, category: str, *, ifu: int | None, mjd: float, mode: str | None,
+                       night: str) -> RunInput:
+    """The best calibration of ``category`` for an IFU at a time, with the reason.
+
+    Calibrations holding IFUs go through :meth:`Archive.best_calibration`. IFU-less
+    static tables (extinction, flux tables, line catalogue) are taken as the newest
+    visible one of their category, since they hold no IFU to be valid for.
+
+    Raises
+    ------
+    CalibrationNotFoundError
+        If none is eligible; the message says why the candidates were refused.
+    """
+    try:
+        ch = arch.best_calibration(category, ifu=ifu or 1, mjd=mjd, mode=mode)
+    except CalibrationNotFoundError:
+        # A table valid for the whole instrument has no IFU rows; best_calibration
+        # (which asks for a valid IFU) cannot see it.
+        cands = [r for r in arch.query(category=category, order_by="created", descending=True)
+                 if not r.ifus]
+        if not cands:
+            raise
+        r = cands[0]
+        return RunInput(r.id, category, f"{category} #{r.id}: instrument-wide table ({r.kind}), "
+                        f"newest of {len(cands)}", arch.path(r.id), None)
+    r = ch.record
+    return RunInput(r.id, category, ch.reason, arch.path(r.id), r.ifu or ifu)
+
+
+def _calibrations(arch, step: Step, ifu, mjd, mode, night, skip=()) -> list[RunInput]:
+    out = []
+    for cat in step.calibrations:
+        if cat in skip:
+            continue
+        out.append(choose_calibration(arch, cat, ifu=ifu, mjd=mjd, mode=mode, night=night))
+    for cat in step.optional:
+        if cat in skip:
+            continue
+        try:
+            out.append(choose_calibration(arch, cat, ifu=ifu, mjd=mjd, mode=mode, night=night))
+        except CalibrationNotFoundError:
+            pass  # optional: the recipe runs without it
+    return out
+
+
+def latest_products(arch, category: str, night: str, ifus=None, valid: bool = True) -> dict:
+    """Newest valid product of a category per (exposure MJD, IFU) in a night.
+
+    Returns
+    -------
+    dict
+        ``{(mjd_obs rounded, ifu): DatasetRecord}``.
+    """
+    found: dict = {}
+    for rec in arch.query(category=category, night=night, order_by="created"):
+        if rec.kind == DatasetKind.RAW.value:
+            continue
+        ifu = rec.ifu
+        if ifus is not None and ifu not in ifus:
+            continue
+        if valid and not rec.is_valid:
+            continue
+        key = (exposure_key(rec.mjd_obs), ifu)
+        found[key] = rec  # ordered by creation: the newest wins
+    return found
+
+
+def exposure_key(mjd: float | None) -> float | None:
+    """A stable key for one exposure from its MJD-OBS (days)."""
+    return None if mjd is None else round(float(mjd) / SAME_EXPOSURE_DAYS) * SAME_EXPOSURE_DAYS
+
+
+def select_runs(arch, step: Step, night: str, ifus=None, mode: str | None = None,
+                params: dict | None = None, privilege: int = int(Privilege.PRIVATE),
+                project: str = "", skip_missing_ifus: bool = False) -> list[RunSpec]:
+    """Describe the runs that reduce ``step`` for a night: inputs chosen, nothing run.
+
+    Parameters
+    ----------
+    arch : Archive
+    step : Step
+    night : str
+        ``YYYY-MM-DD``.
+    ifus : list of int, optional
+        Default: every IFU present in the night's raw frames.
+    mode : str, optional
+        Instrument mode; default: that of the night's science frames.
+    params : dict
+        Validated recipe parameters.
+
+    Raises
+    ------
+    NotFoundError
+        No frame to reduce.
+    CalibrationNotFoundError
+        A required calibration is missing for some IFU.
+    """
+    mode = mode or night_mode(arch, night)
+    if ifus is None:
+        ifus = ifus_of_night(arch, night)
+    ifus = sorted({int(i) for i in ifus})
+    if not ifus:
+        raise NotFoundError(f"no raw frames of night {night} in the archive (nothing to reduce)")
+    base = dict(step=step.name, recipe=step.recipe, night=night, mode=mode, params=dict(params or {}),
+                privilege=int(privilege), project=project)
+    specs = []
+    if step.per == PER_IFU and step.input_kind == "raw":
+        for ifu in ifus:
+            frames = raw_frames(arch, step.input_tag, night, ifu=ifu)
+            if mode and step.input_tag in ("OBJECT", "STD", "SKYFLAT", "SKY"):
+                frames = [f for f in frames if f.mode in (mode, None)]
+            if len(frames) < step.min_inputs:
+                if skip_missing_ifus:
+                    continue
+                raise NotFoundError(
+                    f"{step.recipe} needs at least {step.min_inputs} {step.input_tag} frame(s) with "
+                    f"IFU {ifu} valid in night {night}; the archive has {len(frames)}"
+                )
+            mjd = frames[len(frames) // 2].mjd_obs
+            inputs = [RunInput(f.id, step.input_tag, f"{step.input_tag} of night {night}, IFU {ifu} valid",
+                               arch.path(f.id), ifu) for f in frames]
+            inputs += _calibrations(arch, step, ifu, mjd, mode, night)
+            specs.append(RunSpec(ifu=ifu, inputs=inputs, ifus=[ifu], **base))
+        return specs
+    if step.per == PER_NIGHT and step.input_kind == "raw":
+        frames = [f for f in raw_frames(arch, step.input_tag, night)
+                  if any(s.ifu in ifus and s.is_valid for s in f.ifus)]
+        if len(frames) < step.min_inputs:
+            raise NotFoundError(f"{step.recipe} needs {step.input_tag} frames in night {night}; found {len(frames)}")
+        mjd = frames[len(frames) // 2].mjd_obs
+        inputs = [RunInput(f.id, step.input_tag, f"{step.input_tag} of night {night}", arch.path(f.id))
+                  for f in frames]
+        for ifu in ifus:
+            inputs += _calibrations(arch, step, ifu, mjd, mode, night)
+        return [RunSpec(ifu=None, inputs=_dedupe(inputs), ifus=ifus, **base)]
+    # Steps reducing products of other runs (scipost, standard, exp_combine).
+    products = latest_products(arch, step.input_tag, night, ifus=set(ifus) | {None})
+    by_exposure: dict = defaultdict(dict)
+    for (key, ifu), rec in products.items():
+        by_exposure[key][ifu] = rec
+    if not by_exposure:
+        raise NotFoundError(
+            f"no valid {step.input_tag} of night {night} for IFUs {ifus}; reduce them first "
+            f"(dpu.make('{step.name}', date='{night}') builds what is missing)"
+        )
+    groups = [dict(sorted(v.items(), key=lambda kv: kv[0] or 0)) for _, v in sorted(by_exposure.items())]
+    if step.per == PER_NIGHT:
+        merged = {}
+        for g in groups:
+            for ifu, rec in g.items():
+                merged[(rec.id, ifu)] = rec
+        groups = [merged]
+    for g in groups:
+        recs = list(g.values())
+        if len(recs) < step.min_inputs:
+            raise NotFoundError(f"{step.recipe} needs {step.min_inputs} {step.input_tag} in night {night}; found {len(recs)}")
+        mjd = recs[0].mjd_obs
+        inputs = [RunInput(r.id, step.input_tag,
+                           f"newest valid {step.input_tag}" + (f" of IFU {r.ifu}" if r.ifu else "")
+                           + f" for exposure {_when(r)}",
+                           arch.path(r.id), r.ifu) for r in recs]
+        used_ifus = sorted({r.ifu for r in recs if r.ifu})
+        for ifu in used_ifus or [None]:
+            inputs += _calibrations(arch, step, ifu, mjd, mode, night)
+        specs.append(RunSpec(ifu=None, inputs=_dedupe(inputs), ifus=used_ifus,
+                             exposure=_when(recs[0]) if step.per == PER_EXPOSURE else "", **base))
+    return specs
+
+
+def _when(rec) -> str:
+    return rec.date_obs.isoformat(timespec="seconds") if rec.date_obs else f"MJD {rec.mjd_obs}"
+
+
+def _dedupe(inputs: list[RunInput]) -> list[RunInput]:
+    seen, out = set(), []
+    for i in inputs:
+        if i.dataset_id not in seen:
+            seen.add(i.dataset_id)
+            out.append(i)
+    return out
+
+
+__all__ = ["RunInput", "RunSpec", "choose_calibration", "ifus_of_night", "latest_products",
+           "night_mode", "raw_frames", "select_runs"]

@@ -1,0 +1,153 @@
+"""The reduction cascade: which recipe makes what from which inputs.
+
+A :class:`Step` names one stage of the MUSE reduction in the astronomer's
+words (``bias``, ``flat``, ``scipost``...), the pipeline recipe that does it,
+the frames it reduces, the calibrations it needs and the products it makes.
+The planner walks these steps backwards from a target; :func:`musewise.dpu.run`
+uses them to select inputs from the archive.
+
+The chain for a science cube is::
+
+    bias -> [dark] -> flat -> wavecal -> [lsf] -> [twilight] -> scibasic -> scipost
+
+(brackets: optional, switched on in :class:`~musewise.dpu.config.DpuConfig`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..exceptions import NotFoundError
+
+#: How a step is split into runs.
+PER_IFU = "ifu"            #: one run per IFU (``--nifu=N``), all matching raw frames of the night
+PER_EXPOSURE = "exposure"  #: one run per exposure, with the products of every IFU (scipost)
+PER_NIGHT = "night"        #: one run for the whole night, every IFU and exposure (exp_combine)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One stage of the reduction.
+
+    Parameters
+    ----------
+    name : str
+        Short name users type (``bias``, ``scipost``).
+    recipe : str
+        Registered recipe name (``muse_bias``).
+    input_tag : str
+        SOF tag of the frames being reduced: a raw frame type (``BIAS``) or,
+        for steps reducing products, a product category (``PIXTABLE_OBJECT``).
+    input_kind : str
+        ``"raw"`` when ``input_tag`` is a raw frame type, ``"product"`` otherwise.
+    calibrations : tuple of str
+        Calibration categories (``ESO PRO CATG``) that must be found.
+    optional : tuple of str
+        Calibration categories used when one is found.
+    products : tuple of str
+        Categories the step makes; the first is its main product.
+    per : str
+        :data:`PER_IFU`, :data:`PER_EXPOSURE` or :data:`PER_NIGHT`.
+    min_inputs : int
+        Fewest frames of ``input_tag`` the recipe accepts.
+    """
+
+    name: str
+    recipe: str
+    input_tag: str
+    input_kind: str = "raw"
+    calibrations: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    products: tuple[str, ...] = ()
+    per: str = PER_IFU
+    min_inputs: int = 1
+    quicklook: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def main_product(self) -> str:
+        return self.products[0]
+
+    @property
+    def combines_ifus(self) -> bool:
+        """True when one run takes the products of several IFUs."""
+        return self.per != PER_IFU
+
+
+#: The steps musewise knows, in dependency order.
+STEPS: dict[str, Step] = {s.name: s for s in (
+    Step("bias", "muse_bias", "BIAS", products=("MASTER_BIAS",), min_inputs=3, quicklook=("image",)),
+    Step("dark", "muse_dark", "DARK", calibrations=("MASTER_BIAS",), products=("MASTER_DARK",),
+         quicklook=("image",)),
+    Step("flat", "muse_flat", "FLAT", calibrations=("MASTER_BIAS",), optional=("MASTER_DARK",),
+         products=("MASTER_FLAT", "TRACE_TABLE"), quicklook=("image",)),
+    Step("wavecal", "muse_wavecal", "ARC",
+         calibrations=("MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "LINE_CATALOG"),
+         optional=("MASTER_DARK",), products=("WAVECAL_TABLE", "WAVECAL_RESIDUALS"),
+         quicklook=("residuals",)),
+    Step("lsf", "muse_lsf", "ARC",
+         calibrations=("MASTER_BIAS", "TRACE_TABLE", "WAVECAL_TABLE", "LINE_CATALOG"),
+         products=("LSF_PROFILE",), quicklook=("table",)),
+    Step("twilight", "muse_twilight", "SKYFLAT",
+         calibrations=("MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "WAVECAL_TABLE", "GEOMETRY_TABLE"),
+         optional=("MASTER_DARK",), products=("TWILIGHT_CUBE",), per=PER_NIGHT, quicklook=("cube",)),
+    Step("scibasic", "muse_scibasic", "OBJECT",
+         calibrations=("MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "WAVECAL_TABLE", "GEOMETRY_TABLE"),
+         optional=("MASTER_DARK", "TWILIGHT_CUBE"), products=("PIXTABLE_OBJECT",),
+         quicklook=("pixtable",)),
+    Step("scibasic_std", "muse_scibasic", "STD",
+         calibrations=("MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "WAVECAL_TABLE", "GEOMETRY_TABLE"),
+         optional=("MASTER_DARK", "TWILIGHT_CUBE"), products=("PIXTABLE_STD",),
+         quicklook=("pixtable",)),
+    Step("standard", "muse_standard", "PIXTABLE_STD", input_kind="product",
+         calibrations=("EXTINCT_TABLE", "STD_FLUX_TABLE"), optional=("FILTER_LIST",),
+         products=("STD_RESPONSE", "STD_TELLURIC"), per=PER_EXPOSURE, quicklook=("response",)),
+    Step("scipost", "muse_scipost", "PIXTABLE_OBJECT", input_kind="product",
+         calibrations=("EXTINCT_TABLE", "STD_RESPONSE"),
+         optional=("STD_TELLURIC", "FILTER_LIST", "LSF_PROFILE"),
+         products=("DATACUBE_FINAL", "IMAGE_FOV"), per=PER_EXPOSURE, quicklook=("cube",)),
+    Step("exp_combine", "muse_exp_combine", "PIXTABLE_REDUCED", input_kind="product",
+         optional=("FILTER_LIST",), products=("DATACUBE_FINAL", "IMAGE_FOV"), per=PER_NIGHT,
+         min_inputs=2, quicklook=("cube",)),
+)}
+
+#: Which step makes each product category (static calibrations have none: they are ingested).
+PRODUCER: dict[str, str] = {}
+for _s in STEPS.values():
+    for _c in _s.products:
+        PRODUCER.setdefault(_c, _s.name)
+del _s, _c
+
+
+def get_step(name: str) -> Step:
+    """The step called ``name``; a recipe name (``muse_bias``) or a Python recipe also works.
+
+    A registered recipe that is not one of :data:`STEPS` (a plain-Python recipe)
+    becomes a step reducing its first raw input tag: one run per IFU for raw
+    frames, one run per exposure for products (e.g. a cube).
+
+    Raises
+    ------
+    NotFoundError
+        ``No reduction step named 'x'; known: ...``.
+    """
+    if name in STEPS:
+        return STEPS[name]
+    for s in STEPS.values():
+        if s.recipe == name:
+            return s
+    from ..recipes import get_recipe, recipes
+
+    if name in recipes:
+        rec = get_recipe(name)
+        raw = rec.raw_tags
+        if raw:
+            kind = "raw" if raw[0] in ("BIAS", "DARK", "FLAT", "ARC", "SKYFLAT", "STD", "OBJECT", "SKY") else "product"
+            return Step(rec.name, rec.name, raw[0], input_kind=kind,
+                        calibrations=tuple(t.tag for t in rec.input_tags if t.is_calibration and t.required),
+                        optional=tuple(t.tag for t in rec.input_tags if t.is_calibration and not t.required),
+                        products=tuple(rec.output_tags) or ("UNKNOWN",),
+                        per=PER_IFU if kind == "raw" else PER_EXPOSURE)
+    raise NotFoundError(f"No reduction step named {name!r}; known: {', '.join(STEPS)}")
+
+
+__all__ = ["PER_EXPOSURE", "PER_IFU", "PER_NIGHT", "PRODUCER", "STEPS", "Step", "get_step"]

@@ -1,0 +1,144 @@
+"""Builder of the papermill reduction-notebook templates (``templates/<recipe>.ipynb``).
+
+All templates share one shape; they differ in the quick-look cell. Run
+``python -m musewise.dpu.templates [folder]`` to regenerate the committed
+notebooks after changing this file.
+
+A template has a cell tagged ``parameters`` (papermill replaces it):
+
+``recipe``, ``step``, ``run_id``, ``ifu``, ``night``, ``sof`` (JSON list of
+[path, tag]), ``inputs`` (JSON list of {dataset_id, tag, reason, path}),
+``workdir``, ``params`` (JSON dict), ``archive`` (JSON dict of archive settings,
+without secrets), ``quicklook`` (JSON list of figure kinds), ``timeout`` (s).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+#: Recipes with a template of their own; any other recipe uses ``generic.ipynb``.
+TEMPLATE_RECIPES = (
+    "muse_bias", "muse_dark", "muse_flat", "muse_wavecal", "muse_lsf", "muse_twilight",
+    "muse_scibasic", "muse_scipost", "muse_exp_combine", "muse_standard",
+)
+
+#: Quick-look cell per recipe (the default shows master images).
+_QUICKLOOK = {
+    "muse_bias": "nb.quicklook(result, ['image'])  # master bias of the IFU, 1-99 percentile scale",
+    "muse_dark": "nb.quicklook(result, ['image'])  # master dark",
+    "muse_flat": "nb.quicklook(result, ['image'])  # master flat; the trace table is in the QC numbers",
+    "muse_wavecal": "nb.quicklook(result, ['residuals'])  # residuals of the wavelength solution",
+    "muse_lsf": "nb.quicklook(result, ['table'])  # line-spread-function profile",
+    "muse_twilight": "nb.quicklook(result, ['cube'])  # white-light image of the twilight cube",
+    "muse_scibasic": "nb.quicklook(result, ['pixtable'])  # pixel tables: see the QC numbers",
+    "muse_scipost": "nb.quicklook(result, ['cube'])  # white-light image of the final cube and the field image",
+    "muse_exp_combine": "nb.quicklook(result, ['cube'])  # white-light image of the combined cube",
+    "muse_standard": "nb.quicklook(result, ['table'])  # response curve",
+}
+
+_TITLE = {
+    "muse_bias": "Master bias", "muse_dark": "Master dark", "muse_flat": "Master flat and trace table",
+    "muse_wavecal": "Wavelength calibration", "muse_lsf": "Line-spread function",
+    "muse_twilight": "Twilight sky flat", "muse_scibasic": "Basic science reduction (pixel tables)",
+    "muse_scipost": "Science post-processing (cube)", "muse_exp_combine": "Exposure combination",
+    "muse_standard": "Flux calibration from a standard star",
+}
+
+
+def build_template(recipe: str | None = None) -> nbformat.NotebookNode:
+    """The template notebook of ``recipe`` (None: the generic one for Python recipes)."""
+    name = recipe or "generic"
+    title = _TITLE.get(name, "Reduction run")
+    cells = [
+        new_markdown_cell(
+            f"# {title} (`{name}`)\n\n"
+            "Executed by `musewise.dpu` with papermill; the executed notebook is archived with the "
+            "run. Everything below calls musewise functions, so the same reduction can be redone "
+            "from Python. Inputs were chosen by the archive (reasons below)."),
+        new_code_cell(
+            f"recipe = {recipe!r}\n"
+            "step = ''\n"
+            "run_id = 0\n"
+            "ifu = None\n"
+            "night = ''\n"
+            "sof = '[]'          # JSON: [[path, tag], ...]\n"
+            "inputs = '[]'       # JSON: [{dataset_id, tag, reason, path}, ...]\n"
+            "workdir = '.'\n"
+            "params = '{}'       # JSON: recipe parameters\n"
+            "archive = '{}'      # JSON: archive settings (no secrets)\n"
+            "quicklook = '[\"image\"]'\n"
+            "timeout = 0",
+            metadata={"tags": ["parameters"]}),
+        new_code_cell(
+            "import json\n"
+            "%matplotlib inline\n"
+            "from musewise.dpu import notebook as nb\n"
+            "sof, inputs, params = json.loads(sof), json.loads(inputs), json.loads(params)\n"
+            "archive, quicklook = json.loads(archive), json.loads(quicklook)\n"
+            "print(f'run {run_id}: {recipe} night {night} IFU {ifu} parameters {params}')"),
+        new_markdown_cell("## Inputs"),
+        new_code_cell("nb.show_inputs(inputs)"),
+        new_markdown_cell("## Run the recipe\n\nA failure stops the notebook here; the error "
+                          "and the end of the pipeline log are shown below it."),
+        new_code_cell(
+            "result = nb.execute(recipe, sof, workdir, params, ifu=ifu,\n"
+            "                    inputs=[i['dataset_id'] for i in inputs], timeout=timeout or None)"),
+        new_markdown_cell("## Log"),
+        new_code_cell("nb.show_log(result)"),
+        new_markdown_cell("## Quick look"),
+        new_code_cell(_QUICKLOOK.get(name, "nb.quicklook(result, quicklook)")),
+        new_markdown_cell("## QC parameters (ESO QC header keywords; also stored in the archive)"),
+        new_code_cell("qc = nb.qc_table(result)"),
+    ]
+    for i, cell in enumerate(cells):
+        cell["id"] = f"{name.replace('_', '-')}-{i:02d}"  # stable ids: regenerating changes nothing
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.metadata["musewise"] = {"template": name}
+    return nb
+
+
+def default_templates_dir() -> Path:
+    """The ``templates/`` folder of the musewise source tree."""
+    return Path(__file__).resolve().parents[2] / "templates"
+
+
+def write_templates(folder: str | Path | None = None) -> list[Path]:
+    """Write every template (and ``generic.ipynb``) into ``folder``; returns the files."""
+    folder = Path(folder) if folder else default_templates_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in TEMPLATE_RECIPES + (None,):
+        p = folder / f"{name or 'generic'}.ipynb"
+        nbformat.write(build_template(name), p)
+        out.append(p)
+    return out
+
+
+def template_for(recipe: str, folder: str | Path | None = None, scratch: str | Path | None = None) -> Path:
+    """The template notebook file to execute for ``recipe``.
+
+    Looks in ``folder`` (or the shipped ``templates/``) for ``<recipe>.ipynb`` then
+    ``generic.ipynb``; writes the built template to ``scratch`` when neither exists
+    (an installed package without the source tree).
+    """
+    for d in [Path(folder)] if folder else [default_templates_dir()]:
+        for n in (recipe, "generic"):
+            p = d / f"{n}.ipynb"
+            if p.exists():
+                return p
+    d = Path(scratch or ".") / "templates"
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / f"{recipe}.ipynb"
+    nbformat.write(build_template(recipe if recipe in TEMPLATE_RECIPES else None), p)
+    return p
+
+
+if __name__ == "__main__":
+    for path in write_templates(sys.argv[1] if len(sys.argv) > 1 else None):
+        print(path)

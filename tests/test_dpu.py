@@ -1,0 +1,267 @@
+"""The reduction layer: runs, lineage, failures, concurrency, target processing.
+
+The long cascade (bias -> flat -> wavecal -> scibasic -> scipost, real esorex,
+one IFU) runs once on SQLite (module fixture ``cascade``); the cheaper tests
+run on SQLite and PostgreSQL through the ``archive`` fixture, and two of them
+(failure, concurrency) run the real pipeline on both.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from musewise import dpu
+from musewise.exceptions import CalibrationNotFoundError, ParameterError, RecipeError
+from musewise.vocabulary import Privilege
+
+NIGHT = "2026-11-20"
+
+pipeline = pytest.mark.pipeline
+
+
+def _need_esorex():
+    from conftest import need
+
+    need(shutil.which("esorex") is not None, "esorex not installed (apt-get install esorex cpl-plugin-muse)")
+
+
+@pytest.fixture(scope="module")
+def dpu_night(tmp_path_factory):
+    """A night for IFU 1 with what the cascade needs: 3 bias, 3 flats (muse_flat wants 3),
+    one arc per lamp, one science exposure, and the static calibrations. By frame type."""
+    from musewise.ingest import inspect_file
+    from musewise.inm import simulate_night
+
+    out = tmp_path_factory.mktemp("dpu-night")
+    paths = simulate_night(out, night=NIGHT, ifus=(1,), n_bias=3, n_dark=0, n_flat=3, n_arc_per_lamp=1,
+                           n_skyflat=0, n_std=0, n_object=1, seed=11, progress=False)
+    frames: dict[str, list[Path]] = {}
+    for p in paths:
+        frames.setdefault(inspect_file(p).category, []).append(Path(p))
+    frames["static"] = sorted((out / "static").glob("*.fits"))
+    return frames
+
+
+def _ingest(arch, frames, *types):
+    files = [p for t in types for p in frames[t]]
+    rep = arch.ingest_many(files, progress=False)
+    assert not rep.refused, rep.refused
+    return rep
+
+
+# ------------------------------------------------------------------------------ cheap checks
+def test_committed_templates_are_the_built_ones():
+    import nbformat
+
+    from musewise.dpu.templates import TEMPLATE_RECIPES, build_template, default_templates_dir
+
+    for name in TEMPLATE_RECIPES + (None,):
+        path = default_templates_dir() / f"{name or 'generic'}.ipynb"
+        assert path.exists(), f"{path} missing: run python -m musewise.dpu.templates"
+        nb = nbformat.read(path, as_version=4)
+        assert nb.cells == build_template(name).cells, f"{path} is stale"
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1 and "sof" in tagged[0].source and "params" in tagged[0].source
+
+
+def test_cascade_steps_core_and_optional_by_configuration():
+    from musewise.dpu.planner import cascade
+
+    names = [s.name for s in cascade("scipost", dpu.DpuConfig())]
+    assert names == ["bias", "flat", "wavecal", "scibasic", "scipost"]
+    cfg = dpu.DpuConfig(optional_steps=["dark", "lsf", "twilight"])
+    names = [s.name for s in cascade("scipost", cfg)]
+    assert names == ["bias", "dark", "flat", "wavecal", "lsf", "twilight", "scibasic", "scipost"]
+    assert [s.name for s in cascade("flat", cfg)] == ["bias", "dark", "flat"]
+
+
+def test_unknown_or_mistyped_parameter_refused_before_anything_runs(archive, dpu_night):
+    _ingest(archive, dpu_night, "BIAS")
+    with pytest.raises(ParameterError, match="crsigmaa|unknown parameter"):
+        dpu.run("bias", date=NIGHT, ifu=1, p={"crsigmaa": 20}, archive=archive)
+    with pytest.raises(ParameterError, match="nlow"):
+        dpu.run("bias", date=NIGHT, ifu=1, p={"nlow": "many"}, archive=archive)
+    with pytest.raises(ParameterError, match="nifu"):
+        dpu.run("bias", date=NIGHT, ifu=1, p={"nifu": 2}, archive=archive)
+    assert archive.runs() == []
+
+
+def test_missing_calibration_is_a_clear_error_and_runs_nothing(archive, dpu_night):
+    _ingest(archive, dpu_night, "FLAT", "static")
+    with pytest.raises(CalibrationNotFoundError, match="MASTER_BIAS.*IFU 1") as exc:
+        dpu.run("flat", date=NIGHT, ifu=1, archive=archive)
+    assert exc.value.category == "MASTER_BIAS" and exc.value.ifu == 1
+    assert archive.runs() == []
+
+
+def test_dry_run_shows_inputs_with_reasons_and_records_nothing(archive, dpu_night):
+    _ingest(archive, dpu_night, "BIAS")
+    specs = dpu.run("bias", date=NIGHT, archive=archive, dry_run=True)
+    assert [s.ifu for s in specs] == [1]
+    assert sorted(i.dataset_id for i in specs[0].inputs) == sorted(r.id for r in archive.query(category="BIAS"))
+    assert all(i.tag == "BIAS" and "IFU 1" in i.reason for i in specs[0].inputs)
+    assert archive.runs() == []
+
+
+def test_cli_run_dry_run_and_bad_parameter(archive, archive_config, dpu_night, monkeypatch, capsys):
+    import argparse
+
+    from musewise.dpu.cli import add_run_parser
+
+    _ingest(archive, dpu_night, "BIAS")
+    monkeypatch.setenv("MUSEWISE_ROOT", archive_config.root)
+    monkeypatch.setenv("MUSEWISE_DB_URL", archive_config.db_url)
+    parser = argparse.ArgumentParser(prog="musewise")
+    add_run_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["run", "bias", "--date", NIGHT, "--ifu", "1", "-p", "combine=median",
+                              "--dry-run", "--user", "admin"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "muse_bias" in out and "combine=median" in out and out.count("BIAS of night") == 3
+    args = parser.parse_args(["run", "bias", "--date", NIGHT, "-p", "combine=mean", "--user", "admin"])
+    with pytest.raises(ParameterError, match="combine"):
+        args.func(args)
+    assert archive.runs() == []
+
+
+# ------------------------------------------------------------------------------ real pipeline
+@pipeline
+def test_failed_run_is_recorded_with_its_notebook_and_no_product(archive, dpu_night):
+    _need_esorex()
+    _ingest(archive, dpu_night, "BIAS")
+    # minmax rejecting 5+5 of 3 frames: accepted by the parameter checks, refused by muse_bias.
+    with pytest.raises(RecipeError) as exc:
+        dpu.run("bias", date=NIGHT, ifu=1, p={"combine": "minmax", "nlow": 5, "nhigh": 5}, archive=archive)
+    (outcome,) = exc.value.outcomes
+    run = archive.get_run(outcome.run_id)
+    assert run.status == "failed"
+    assert "Not enough images" in run.error or "esorex exited" in run.error
+    assert run.output_ids == ()
+    assert archive.query(category="MASTER_BIAS") == []
+    assert run.notebook_id is not None
+    nb = json.loads(Path(archive.path(run.notebook_id)).read_text())
+    text = json.dumps(nb)
+    assert "RecipeError" in text and "muse_bias" in text
+    assert archive.fsck()["orphans"] == []
+
+
+@pipeline
+def test_two_concurrent_runs_keep_all_products(archive, dpu_night):
+    """Two users' runs of the same step at once, on 2 Dask worker processes."""
+    _need_esorex()
+    _ingest(archive, dpu_night, "BIAS")
+    results, errors = {}, []
+
+    def go(user):
+        try:
+            results[user] = dpu.run("bias", date=NIGHT, ifu=1, archive=archive.as_user(user),
+                                    engine="dask", progress=False)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(u,)) for u in ("alice", "bob")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    runs = [results[u][0] for u in ("alice", "bob")]
+    assert all(o.ok and len(o.products) == 1 for o in runs), [(o.status, o.error) for o in runs]
+    products = [archive.get(o.products[0]) for o in runs]
+    assert products[0].id != products[1].id
+    assert {p.owner for p in products} == {"alice", "bob"}
+    assert all(p.privilege == Privilege.PRIVATE for p in products)  # commit=False: trial products
+    assert len(archive.query(category="MASTER_BIAS")) == 2
+    assert len(archive.runs(recipe="muse_bias")) == 2
+    for p in products:
+        archive.verify(p.id)
+    assert archive.fsck() == {"orphans": [], "temporaries": [], "missing": [], "corrupt": []}
+    # Private: the other user does not see it.
+    assert archive.as_user("bob").query(category="MASTER_BIAS", owner="alice") == []
+
+
+@pytest.fixture(scope="module")
+def cascade(tmp_path_factory, dpu_night):
+    """The whole chain to a cube on SQLite, committed, with crsigma=20 for scipost."""
+    _need_esorex()
+    from musewise.archive import Archive
+    from musewise.config import MusewiseConfig
+
+    root = tmp_path_factory.mktemp("cascade")
+    arch = Archive(MusewiseConfig.load(root=str(root), user="admin", project="consortium"), user="admin")
+    _ingest(arch, dpu_night, "BIAS", "FLAT", "ARC", "OBJECT", "static")
+    dpu.make("scipost", NIGHT, [1], dry_run=False, commit=True, archive=arch, p={"crsigma": 20},
+             progress=False)
+    cube = [r for r in arch.query(category="DATACUBE_FINAL") if r.is_valid][-1]
+    yield arch, cube
+    arch.close()
+
+
+@pipeline
+def test_cascade_cube_provenance_reaches_the_raw_biases(cascade):
+    arch, cube = cascade
+    tree = arch.provenance(cube.id)
+    raw_bias = {r.id for r in arch.query(category="BIAS")}
+    seen = {n.dataset_id for n in tree.walk()}
+    assert raw_bias <= seen
+    recipes = {n.run.recipe for n in tree.walk() if n.run}
+    assert recipes == {"muse_scipost", "muse_scibasic", "muse_wavecal", "muse_flat", "muse_bias"}
+    text = dpu.provenance_tree(cube.id, arch)
+    assert "muse_bias" in text and "crsigma=20" in text
+    # every run left its executed notebook, and calibration choices say why
+    for n in tree.walk():
+        if n.run:
+            assert n.run.notebook_id is not None
+            nb = Path(arch.path(n.run.notebook_id)).read_text()
+            assert '"image/png"' in nb, f"no quick-look figure in the {n.run.recipe} notebook"
+            assert "Created product" in nb or n.run.recipe == "muse_scipost"  # the log is shown
+    flat_inputs = [n for n in tree.walk() if n.tag == "MASTER_FLAT"]
+    assert flat_inputs and "IFU 1 valid" in flat_inputs[0].reason
+
+
+@pipeline
+def test_cascade_parameters_on_the_run_and_in_the_command(cascade):
+    arch, cube = cascade
+    run = arch.get_run(cube.run_id)
+    assert run.parameters["crsigma"] == 20.0
+    assert "--crsigma=20.0" in run.details["command"]
+    assert run.privilege == Privilege.PROJECT and cube.privilege == Privilege.PROJECT
+    bias = arch.query(category="MASTER_BIAS")[-1]
+    assert any(q["name"].startswith("BIAS") and q["run_id"] == bias.run_id for q in arch.qc(bias.id))
+
+
+@pipeline
+def test_cascade_invalid_flat_rebuilds_what_depended_on_it_not_the_bias(cascade):
+    arch, cube = cascade
+    assert dpu.plan("scipost", NIGHT, [1], archive=arch, p={"crsigma": 20}).todo == []
+    flat = arch.query(category="MASTER_FLAT")[-1]
+    bias = arch.query(category="MASTER_BIAS")[-1]
+    affected = {r.category for r in arch.dependents(flat.id)}
+    assert {"WAVECAL_TABLE", "PIXTABLE_OBJECT", "DATACUBE_FINAL"} <= affected
+    arch.set_validity(flat.id, 1, is_valid=False, comment="test: lamp flicker")
+    pl = dpu.plan("scipost", NIGHT, [1], archive=arch, p={"crsigma": 20})
+    assert pl.steps == ["flat", "wavecal", "scibasic", "scipost"]
+    assert [i.status for i in pl.items if i.step == "bias"] == ["current"]
+    n_bias_runs = len(arch.runs(recipe="muse_bias"))
+    dpu.make("scipost", NIGHT, [1], dry_run=False, commit=True, archive=arch, p={"crsigma": 20},
+             progress=False)
+    assert len(arch.runs(recipe="muse_bias")) == n_bias_runs
+    assert dpu.plan("scipost", NIGHT, [1], archive=arch, p={"crsigma": 20}).todo == []
+    new_cube = [r for r in arch.query(category="DATACUBE_FINAL") if r.is_valid][-1]
+    assert new_cube.id != cube.id
+    new_flats = [n for n in arch.provenance(new_cube.id).walk() if n.tag == "MASTER_FLAT"]
+    assert new_flats and all(n.dataset_id != flat.id for n in new_flats)
+    assert {n.dataset_id for n in arch.provenance(new_cube.id).walk() if n.tag == "MASTER_BIAS"} == {bias.id}
+
+
+@pipeline
+def test_cascade_other_parameters_make_only_the_cube_out_of_date(cascade):
+    arch, _ = cascade
+    pl = dpu.plan("scipost", NIGHT, [1], archive=arch, p={"crsigma": 25})
+    assert pl.steps == ["scipost"]
+    assert "crsigma" in pl.todo[0].reason
