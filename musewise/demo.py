@@ -80,7 +80,6 @@ def main(argv=None) -> int:
     banner("3. reducing the night with the ESO MUSE pipeline (notebooks on Dask)")
     from . import dpu
 
-    print(dpu.plan("scipost", args.night, list(ifus), archive=arch))
     cube_id = dpu.demo_cascade(arch, args.night, ifus, commit=True)
     describe_archive(arch)
 

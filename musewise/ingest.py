@@ -151,6 +151,10 @@ def _classify(path: Path, headers, ifu) -> FrameInfo:
     if catg:
         category = str(catg).strip()
         kind = kind_of_category(category)
+        if kind == DatasetKind.CALIBRATION and not h0.get("ESO PRO REC1 ID") and not h0.get("MJD-OBS") \
+                and not h0.get("DATE-OBS"):
+            # made by no recipe and taken at no time: a default shipped with the pipeline
+            kind = DatasetKind.STATIC
         if ifu is None:
             m = _IFU_SUFFIX.search(path.name)
             if len(chans) == 1:
@@ -160,9 +164,8 @@ def _classify(path: Path, headers, ifu) -> FrameInfo:
             elif h0.get("ESO DRS MUSE IFU") is not None:
                 ifu = int(h0["ESO DRS MUSE IFU"])
         ifus = (ifu,) if ifu else tuple(sorted(set(chans)))
-        if not ifus:
-            # a product not tied to one IFU (static table, merged calibration, cube) serves or
-            # contains every IFU, and can be flagged or invalidated for one of them
+        if not ifus and kind == DatasetKind.STATIC:
+            # a static calibration serves every IFU, and can be invalidated for one of them
             ifus = tuple(range(1, N_IFU + 1))
     else:
         dpr = h0.get("ESO DPR TYPE")

@@ -315,3 +315,24 @@ def test_cli_ingest_ls_query(tmp_path, sim_frames, capsys):
     r = subprocess.run([str(Path(sys.executable).parent / "musewise"), "--root", root, "--user", "admin",
                         "fsck"], capture_output=True, text=True)
     assert r.returncode == 0 and "orphans: 0" in r.stdout
+
+
+def test_instrument_wide_and_undated_calibrations(archive, sim_frames, tmp_path):
+    raw = archive.ingest(sim_frames["BIAS"][0]).record
+    # an undated default (made by no recipe) is static and serves every IFU when nothing dated exists
+    default = archive.ingest(next(p for p in sim_frames["static"] if "STD_RESPONSE" in p.name)).record
+    assert default.kind == "static" and len(default.ifus) == 24
+    assert archive.best_calibration("STD_RESPONSE", ifu=7, mjd=raw.mjd_obs).record.id == default.id
+    # a merged (IFU-less) product made by a run is preferred, for any IFU
+    with fits.open(sim_frames["static"][0]) as h:
+        hdus = fits.HDUList([fits.PrimaryHDU(header=h[0].header.copy()), *[x.copy() for x in h[1:]]])
+    hdus[0].header["ESO PRO CATG"] = "STD_RESPONSE"
+    hdus[0].header["ESO PRO REC1 ID"] = "muse_standard"
+    hdus[0].header["MJD-OBS"] = raw.mjd_obs
+    merged = tmp_path / "STD_RESPONSE_0001.fits"
+    hdus.writeto(merged)
+    run = archive.begin_run("muse_standard", {}, night=raw.night, inputs=[(raw.id, "STD", "")])
+    made = archive.finish_run(run, [(merged, None, None)])[0]
+    assert made.kind == "calibration" and made.ifus == ()
+    choice = archive.best_calibration("STD_RESPONSE", ifu=7, mjd=raw.mjd_obs)
+    assert choice.record.id == made.id and "undated" not in choice.reason

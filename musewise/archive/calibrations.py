@@ -57,8 +57,12 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
     night = night_of(Time(mjd, format="mjd").to_datetime())
     with arch.session() as s:
         vis = arch._visible(s)
-        valid_here = exists().where(and_(DatasetIfu.dataset_id == Dataset.id, DatasetIfu.ifu == int(ifu),
-                                         DatasetIfu.is_valid.is_(True)))
+        # valid for this IFU, or instrument-wide (a merged product holds no per-IFU rows)
+        valid_here = or_(
+            exists().where(and_(DatasetIfu.dataset_id == Dataset.id, DatasetIfu.ifu == int(ifu),
+                                DatasetIfu.is_valid.is_(True))),
+            ~exists().where(DatasetIfu.dataset_id == Dataset.id),
+        )
         # per-IFU products of another IFU are excluded cheaply before the per-IFU validity test
         base = [Dataset.category == category, or_(Dataset.ifu == int(ifu), Dataset.ifu.is_(None)), vis]
         # Undated calibrations (static tables, or defaults such as a shipped STD_RESPONSE) serve any

@@ -120,27 +120,15 @@ def choose_calibration(arch, category: str, *, ifu: int | None, mjd: float, mode
                        night: str) -> RunInput:
     """The best calibration of ``category`` for an IFU at a time, with the reason.
 
-    Calibrations holding IFUs go through :meth:`Archive.best_calibration`. IFU-less
-    static tables (extinction, flux tables, line catalogue) are taken as the newest
-    visible one of their category, since they hold no IFU to be valid for.
+    The choice is :meth:`Archive.best_calibration`'s: instrument-wide tables hold every
+    IFU, and undated defaults (static tables) serve when no dated one is eligible.
 
     Raises
     ------
     CalibrationNotFoundError
         If none is eligible; the message says why the candidates were refused.
     """
-    try:
-        ch = arch.best_calibration(category, ifu=ifu or 1, mjd=mjd, mode=mode)
-    except CalibrationNotFoundError:
-        # A table valid for the whole instrument has no IFU rows; best_calibration
-        # (which asks for a valid IFU) cannot see it.
-        cands = [r for r in arch.query(category=category, order_by="created", descending=True)
-                 if not r.ifus]
-        if not cands:
-            raise
-        r = cands[0]
-        return RunInput(r.id, category, f"{category} #{r.id}: instrument-wide table ({r.kind}), "
-                        f"newest of {len(cands)}", arch.path(r.id), None)
+    ch = arch.best_calibration(category, ifu=ifu or 1, mjd=mjd, mode=mode)
     r = ch.record
     return RunInput(r.id, category, ch.reason, arch.path(r.id), r.ifu or ifu)
 
