@@ -14,7 +14,7 @@ import json
 import sys
 
 from . import __version__
-from .exceptions import MusewiseError
+from .exceptions import ConfigurationError, MusewiseError
 
 #: Layers that add their own sub-commands: (module, function adding the parser).
 PLUGINS = (
@@ -28,7 +28,7 @@ PLUGINS = (
 def _archive(args):
     from .archive import Archive
 
-    return Archive.open(user=args.user, root=args.root, db_url=args.db_url)
+    return Archive.from_cli(args)
 
 
 def add_filters(p: argparse.ArgumentParser) -> None:
@@ -180,8 +180,10 @@ def cmd_project(args):
         arch.add_project(args.name, args.description or "")
         print(f"added project {args.name}")
     else:
-        arch.add_member(args.user, args.name, args.role)
-        print(f"{args.user} is {args.role} of {args.name}")
+        if not args.member:
+            raise ConfigurationError("say which user with --member")
+        arch.add_member(args.member, args.name, args.role)
+        print(f"{args.member} is {args.role} of {args.name}")
 
 
 def cmd_fsck(args):
@@ -264,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["add", "member"])
     s.add_argument("name")
     s.add_argument("--description")
-    s.add_argument("--user")
+    s.add_argument("--member", metavar="USER", help="the user to add to the project")
     s.add_argument("--role", default="member", choices=["member", "reviewer", "manager"])
     s.set_defaults(func=cmd_project)
 

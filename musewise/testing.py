@@ -9,6 +9,7 @@ PostgreSQL backend by hand::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -97,3 +98,67 @@ class TemporaryPostgres:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+#: Debian's Chromium and the flags it needs headless on a closed network (no background traffic).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic")
+
+
+@contextlib.contextmanager
+def chromium_page(width: int = 1300, height: int = 900):
+    """A headless Debian Chromium page driven by Playwright (closed at exit)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()
+
+
+@contextlib.contextmanager
+def voila_server(folder, target: str = ".", timeout: float = 60.0):
+    """Serve notebooks of ``folder`` with Voila on 127.0.0.1 (random port, token auth).
+
+    Yields ``(base_url, token)``; the server and the kernels it started are stopped at exit.
+    """
+    import secrets
+    import signal
+    import sys
+    import time
+
+    folder = Path(folder)
+    repo = Path(__file__).resolve().parents[1]
+    port, token = free_port(), secrets.token_hex(16)
+    env = dict(os.environ, PYTHONPATH=f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               JUPYTER_PLATFORM_DIRS="1")
+    log_path = folder / "voila.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "voila", target, "--no-browser", f"--port={port}",
+             "--Voila.ip=127.0.0.1", f"--token={token}", "--Voila.port_retries=0"],
+            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError("voila exited:\n" + log_path.read_text())
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise RuntimeError("voila did not start:\n" + log_path.read_text())
+                time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}", token
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # voila and the kernels it started
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)

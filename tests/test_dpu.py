@@ -33,13 +33,14 @@ def _need_esorex():
 @pytest.fixture(scope="module")
 def dpu_night(tmp_path_factory):
     """A night for IFU 1 with what the cascade needs: 3 bias, 3 flats (muse_flat wants 3),
-    one arc per lamp, one science exposure, and the static calibrations. By frame type."""
+    one arc per lamp, two science exposures (so per-exposure products are told apart) and the
+    static calibrations. By frame type."""
     from musewise.ingest import inspect_file
     from musewise.inm import simulate_night
 
     out = tmp_path_factory.mktemp("dpu-night")
     paths = simulate_night(out, night=NIGHT, ifus=(1,), n_bias=3, n_dark=0, n_flat=3, n_arc_per_lamp=1,
-                           n_skyflat=0, n_std=0, n_object=1, seed=11, progress=False)
+                           n_skyflat=0, n_std=0, n_object=2, seed=11, progress=False)
     frames: dict[str, list[Path]] = {}
     for p in paths:
         frames.setdefault(inspect_file(p).category, []).append(Path(p))

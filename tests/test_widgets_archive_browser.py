@@ -14,12 +14,6 @@ Screenshots go to ``test-output/<test name>/``.
 
 from __future__ import annotations
 
-import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,19 +21,11 @@ import nbformat
 import numpy as np
 import pytest
 
+from musewise.testing import CHROMIUM, chromium_page, voila_server
+
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 NIGHT = "2026-11-20"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _make_archive(folder: Path) -> None:
@@ -95,49 +81,17 @@ def qc_voila(tmp_path_factory):
         "browser = ArchiveBrowser(arch, page_size=10, order_by='id', descending=False)\n"
         "browser")]
     nbformat.write(nb, folder / "browser.ipynb")
-    port, token = _free_port(), secrets.token_hex(16)
-    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-               JUPYTER_PLATFORM_DIRS="1")
-    log = open(folder / "voila.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", ".", "--no-browser", f"--port={port}",
-         "--Voila.ip=127.0.0.1", f"--token={token}", "--Voila.port_retries=0"],
-        cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("voila exited:\n" + (folder / "voila.log").read_text())
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise RuntimeError("voila did not start:\n" + (folder / "voila.log").read_text())
-                time.sleep(0.3)
-        yield {"url": lambda nb: f"http://127.0.0.1:{port}/voila/render/{nb}?token={token}", "folder": folder}
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # voila and the kernel it started
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-        log.close()
+    with voila_server(folder) as (base, token):
+        yield {"url": lambda nb: f"{base}/voila/render/{nb}?token={token}", "folder": folder}
 
 
 @pytest.fixture
 def page():
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1250, "height": 1000})
-        finally:
-            browser.close()
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with chromium_page(1250, 1000) as pg:
+        yield pg
 
 
 def test_qc_panel_renders_and_a_tile_click_shows_the_ifu(qc_voila, page, output_dir):

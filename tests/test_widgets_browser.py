@@ -12,13 +12,7 @@ A screenshot is saved to ``test-output/widgets_cube_viewer.png``.
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -26,22 +20,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from musewise.testing import CHROMIUM, chromium_page, voila_server
 from musewise.widgets.testdata import write_synthetic_cube
 
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 OUTPUT = REPO / "test-output"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,57 +41,17 @@ def voila_url(tmp_path_factory):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nbformat.write(nb, folder / "viewer.ipynb")
-    port, token = _free_port(), secrets.token_hex(16)
-    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-               JUPYTER_PLATFORM_DIRS="1")
-    log = open(folder / "voila.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", "viewer.ipynb", "--no-browser", f"--port={port}",
-         "--Voila.ip=127.0.0.1", f"--token={token}", "--Voila.port_retries=0"],
-        cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def stop():
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # voila and the kernel it started
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-        log.close()
-
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("voila exited:\n" + (folder / "voila.log").read_text())
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise RuntimeError("voila did not start:\n" +
-                                       (folder / "voila.log").read_text())
-                time.sleep(0.3)
+    with voila_server(folder, "viewer.ipynb") as (base, token):
         yield {"url": f"{base}/?token={token}", "base": base, "folder": folder}
-    finally:
-        stop()
 
 
 @pytest.fixture
 def page():
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    sync_playwright = sync_api.sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1300, "height": 900})
-        finally:
-            browser.close()
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with chromium_page(1300, 900) as pg:
+        yield pg
 
 
 def test_token_is_required(voila_url):

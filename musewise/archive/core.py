@@ -130,6 +130,12 @@ class Archive:
             config = MusewiseConfig.load(**{**config.as_dict(), **settings})
         return cls(config, user=user)
 
+    @classmethod
+    def from_cli(cls, args) -> "Archive":
+        """Open the archive named by ``musewise``'s global options (``--root``, ``--db-url``, ``--user``)."""
+        return cls.open(user=getattr(args, "user", None), root=getattr(args, "root", None),
+                        db_url=getattr(args, "db_url", None))
+
     def __repr__(self):
         return f"<Archive {self.engine.url.render_as_string(hide_password=True)} user={self.user_name!r}>"
 

@@ -28,7 +28,7 @@ def _common(p):
     p.add_argument("-p", "--param", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="recipe parameter (repeatable), e.g. -p crsigma=20")
     p.add_argument("--engine", choices=("auto", "local", "dask"), help="where runs execute")
-    p.add_argument("--user", help="archive user (default: the configured user)")
+    p.add_argument("--user", default=argparse.SUPPRESS, help="archive user (default: the configured user)")
 
 
 def add_run_parser(subparsers) -> argparse.ArgumentParser:
@@ -55,7 +55,7 @@ def add_run_parser(subparsers) -> argparse.ArgumentParser:
 def _archive(args):
     from ..archive import Archive
 
-    return Archive.open(user=args.user) if args.user else Archive.open()
+    return Archive.from_cli(args)
 
 
 def handle_run(args) -> int:

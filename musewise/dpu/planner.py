@@ -183,8 +183,8 @@ class _Planner:
                 self._valid[key] = (all(s.is_valid for s in states), rec)
         return self._valid[key]
 
-    def judge(self, step: Step, ifu, product, dep_items) -> tuple[str, str]:
-        """Status and reason for an existing product."""
+    def judge(self, step: Step, ifu, product, dep_items, mjd=None) -> tuple[str, str]:
+        """Status and reason for an existing product (of exposure ``mjd`` for per-exposure steps)."""
         run = self.run_of(product.run_id)
         recipe = self.get_recipe(step.recipe)
         if run.pipeline_version != recipe.pipeline_version:
@@ -204,8 +204,13 @@ class _Planner:
         for d in dep_items:
             if d.needed:
                 return "out of date", f"its input step {d.step} will be rebuilt"
-            if d.product_id and d.product_id not in used_ids and _category_used(run, self, d):
-                return "out of date", f"a newer {STEPS[d.step].main_product} #{d.product_id} exists"
+            newest = d.product_id
+            if mjd is not None and d.exposure is None and newest:
+                # a per-IFU step makes one product per exposure: compare with this exposure's newest
+                same = [p for p in self.products(STEPS[d.step], d.ifu) if exposure_key(p.mjd_obs) == mjd]
+                newest = same[-1].id if same else None
+            if newest and newest not in used_ids and _category_used(run, self, d):
+                return "out of date", f"a newer {STEPS[d.step].main_product} #{newest} exists"
         return "current", f"run {run.id}, {run.pipeline_version}"
 
     def state(self, step: Step, ifu, steps) -> list[PlannedRun]:
@@ -246,7 +251,7 @@ class _Planner:
             return PlannedRun(step.name, ifu, mjd, "missing", f"no valid {step.main_product}"
                               + (f" for IFU {ifu}" if ifu else "") + f" of night {self.night}")
         product = prods[-1]
-        status, reason = self.judge(step, ifu, product, dep_items)
+        status, reason = self.judge(step, ifu, product, dep_items, mjd)
         return PlannedRun(step.name, ifu, mjd, status, reason, product.id)
 
     def _ifus_of_run(self, run_id):

@@ -13,7 +13,7 @@ import argparse
 def _archive(args):
     from ..archive import Archive
 
-    return Archive.open(user=args.user, root=args.root, db_url=args.db_url)
+    return Archive.from_cli(args)
 
 
 def add_qc_parser(subparsers) -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ import sys
 def _archive(args):
     from ..archive import Archive
 
-    return Archive.open(user=args.user, root=args.root, db_url=args.db_url)
+    return Archive.from_cli(args)
 
 
 def add_release_parser(subparsers) -> argparse.ArgumentParser:
