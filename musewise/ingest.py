@@ -7,7 +7,6 @@ so a corrupt, truncated or non-MUSE file never reaches the store.
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -224,6 +223,3 @@ def find_fits(paths) -> list[Path]:
             out.append(p)
     return out
 
-
-def file_size(path) -> int:
-    return os.stat(path).st_size

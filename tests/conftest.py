@@ -17,6 +17,8 @@ archive
     (consortium member, no project) and ``eve`` (outside user, public data only).
 sim_frames (session)
     A small simulated night for IFU 1 written by the instrument model.
+page
+    A headless Chromium page (Playwright, ``/usr/bin/chromium``), closed after the test.
 output_dir
     ``test-output/<test name>/`` for screenshots and other artefacts a person may look at.
 """
@@ -97,6 +99,16 @@ def sim_frames(tmp_path_factory):
         key = info.category if info.kind.value == "raw" else "static"
         frames.setdefault(key, []).append(Path(p))
     return frames
+
+
+@pytest.fixture
+def page():
+    """A headless Debian Chromium page (Playwright); skipped locally, failed in CI, when missing."""
+    from musewise.testing import CHROMIUM, chromium_page
+
+    need(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
+    with chromium_page(1300, 1000) as pg:
+        yield pg
 
 
 @pytest.fixture

@@ -256,29 +256,25 @@ def test_api_token_from_the_hub_reads_the_json_api(hub):
 
 
 @pytest.mark.browser
-def test_browser_login_and_product_page(hub, output_dir):
-    need(Path("/usr/bin/chromium").exists(), "chromium not installed (apt-get install chromium)")
-    from musewise.testing import chromium_page
-
+def test_browser_login_and_product_page(hub, page, output_dir):
     url, ids = hub["url"], hub["ids"]
-    with chromium_page(1300, 1000) as page:
-        page.goto(f"{url}/hub/login")
-        page.fill("input[name=username]", "carol")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("input[type=submit], button[type=submit]")
-        page.wait_for_url(re.compile(r".*/(hub/spawn|hub/home|user/carol).*"), timeout=60000)
-        page.goto(f"{url}/services/archive/datasets/{ids['master']}")
-        page.wait_for_selector("#provenance", timeout=60000)
-        tree = page.inner_text("#provenance")
-        assert "muse_bias" in tree and "same night, IFU 1" in tree and "combine=sigclip" in tree
-        frame = page.frame_locator("iframe.notebook")
-        frame.locator("text=mean bias level 1000.2 ADU").wait_for(timeout=60000)
-        page.wait_for_function("document.querySelector('img.quicklook').naturalWidth > 0", timeout=60000)
-        assert "carol" in page.inner_text("header")
-        page.screenshot(path=str(output_dir / "product_page.png"), full_page=True)
-        # The private product of bob is not there for carol.
-        r = page.goto(f"{url}/services/archive/datasets/{ids['private']}")
-        assert r.status == 404
-        page.goto(f"{url}/services/archive/datasets/raw")
-        assert "3 datasets" in page.inner_text("#count")
-        page.screenshot(path=str(output_dir / "raw_frames.png"), full_page=True)
+    page.goto(f"{url}/hub/login")
+    page.fill("input[name=username]", "carol")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url(re.compile(r".*/(hub/spawn|hub/home|user/carol).*"), timeout=60000)
+    page.goto(f"{url}/services/archive/datasets/{ids['master']}")
+    page.wait_for_selector("#provenance", timeout=60000)
+    tree = page.inner_text("#provenance")
+    assert "muse_bias" in tree and "same night, IFU 1" in tree and "combine=sigclip" in tree
+    frame = page.frame_locator("iframe.notebook")
+    frame.locator("text=mean bias level 1000.2 ADU").wait_for(timeout=60000)
+    page.wait_for_function("document.querySelector('img.quicklook').naturalWidth > 0", timeout=60000)
+    assert "carol" in page.inner_text("header")
+    page.screenshot(path=str(output_dir / "product_page.png"), full_page=True)
+    # The private product of bob is not there for carol.
+    r = page.goto(f"{url}/services/archive/datasets/{ids['private']}")
+    assert r.status == 404
+    page.goto(f"{url}/services/archive/datasets/raw")
+    assert "3 datasets" in page.inner_text("#count")
+    page.screenshot(path=str(output_dir / "raw_frames.png"), full_page=True)

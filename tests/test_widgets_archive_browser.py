@@ -21,7 +21,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from musewise.testing import CHROMIUM, chromium_page, voila_server
+from musewise.testing import voila_server
 
 pytestmark = pytest.mark.browser
 
@@ -83,15 +83,6 @@ def qc_voila(tmp_path_factory):
     nbformat.write(nb, folder / "browser.ipynb")
     with voila_server(folder) as (base, token):
         yield {"url": lambda nb: f"{base}/voila/render/{nb}?token={token}", "folder": folder}
-
-
-@pytest.fixture
-def page():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with chromium_page(1250, 1000) as pg:
-        yield pg
 
 
 def test_qc_panel_renders_and_a_tile_click_shows_the_ifu(qc_voila, page, output_dir):

@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from musewise.testing import CHROMIUM, chromium_page, voila_server
+from musewise.testing import voila_server
 from musewise.widgets.testdata import write_synthetic_cube
 
 pytestmark = pytest.mark.browser
@@ -43,15 +43,6 @@ def voila_url(tmp_path_factory):
     nbformat.write(nb, folder / "viewer.ipynb")
     with voila_server(folder, "viewer.ipynb") as (base, token):
         yield {"url": f"{base}/?token={token}", "base": base, "folder": folder}
-
-
-@pytest.fixture
-def page():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with chromium_page(1300, 900) as pg:
-        yield pg
 
 
 def test_token_is_required(voila_url):

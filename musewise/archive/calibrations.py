@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, exists, func, or_, select
 
 from ..exceptions import CalibrationNotFoundError
-from ..vocabulary import STATIC_CATEGORIES, DatasetKind
+from ..vocabulary import STATIC_CATEGORIES
 from .records import DatasetRecord
 from .schema import Dataset, DatasetIfu
 

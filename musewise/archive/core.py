@@ -18,7 +18,6 @@ from sqlalchemy import and_, exists, func, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .. import __version__
 from ..config import MusewiseConfig
 from ..exceptions import (
     DuplicateError,
@@ -28,11 +27,11 @@ from ..exceptions import (
     PermissionDeniedError,
 )
 from ..ingest import FrameInfo, find_fits, inspect_file
-from ..vocabulary import DatasetKind, Privilege, QualityFlag
+from ..vocabulary import Privilege, QualityFlag
 from . import lineage
 from .database import make_engine, upgrade
 from .datastore import Datastore, PendingFile
-from .privileges import can_review, can_see, visible_datasets
+from .privileges import can_review, visible_datasets
 from .records import DatasetRecord, IfuState
 from .schema import (
     Dataset,
@@ -40,7 +39,6 @@ from .schema import (
     Membership,
     Project,
     QCParameter,
-    Run,
     StoredFile,
     User,
     ValidityEvent,
@@ -687,7 +685,7 @@ class Archive:
 
     # ------------------------------------------------------------------ calibrations
     def best_calibration(self, category: str, *, ifu: int, mjd: float, mode: str | None = None,
-                         window_days: float | None = None, exclude_pipeline_versions=()):
+                         window_days: float | None = None):
         """Choose the calibration to use for a frame (see :mod:`musewise.archive.calibrations`)."""
         from .calibrations import best_calibration
 
@@ -730,4 +728,4 @@ def _crash_point(name: str) -> None:
         os.kill(os.getpid(), 9)
 
 
-__all__ = ["Archive", "IngestResult", "IngestReport", "Transaction", "SAIntegrityError", "can_see"]
+__all__ = ["Archive", "IngestResult", "IngestReport", "Transaction"]

@@ -14,7 +14,6 @@ import hashlib
 import os
 import posixpath
 import uuid
-from pathlib import Path
 
 import fsspec
 
@@ -215,8 +214,3 @@ class PendingFile:
         else:
             self.discard()
 
-
-def ensure_local_dir(path) -> Path:
-    p = Path(path)
-    p.mkdir(parents=True, exist_ok=True)
-    return p
