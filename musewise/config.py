@@ -15,7 +15,7 @@ import getpass
 import os
 from pathlib import Path
 
-from traitlets import Bool, Float, Int, Unicode, default
+from traitlets import Bool, Dict, Int, List, Unicode, default
 from traitlets.config import Config, Configurable, PyFileConfigLoader
 
 from .exceptions import ConfigurationError
@@ -97,11 +97,36 @@ class MusewiseConfig(Configurable):
         config=True
     )
 
-    calibration_window_days = Float(
-        14.0,
-        help="A calibration is eligible for a frame if taken within this many days "
-        "of it (days).",
+    calibration_validity_days = Dict(
+        {},
+        help="Certified validity of new calibrations per category, as [days before, days after] "
+        "their MJD-OBS, overriding musewise.vocabulary.DEFAULT_VALIDITY_DAYS "
+        "(e.g. {'STD_RESPONSE': [3, 3]}).",
     ).tag(config=True)
+
+    collections = List(
+        Unicode(),
+        [],
+        help="Collection search path of personal work, searched in order (chains stand for their "
+        "members). Empty: the user's own trials (u/<user>/calib, u/<user>), then the project's "
+        "reference reduction (<project>/calib, <project>/reference), then MUSE/calib, MUSE/static, "
+        "MUSE/ingested, MUSE/raw.",
+    ).tag(config=True)
+
+    reference_privilege = Int(
+        3,
+        help="Privilege of the reference reduction's products (commit=True runs): 3 consortium "
+        "(every member sees them from their first login), 2 project, 4 public.",
+    ).tag(config=True)
+
+    def validity_days(self, category: str) -> tuple[float, float]:
+        """Default certified validity of a new calibration of ``category``: (days before, days after)."""
+        from .vocabulary import DEFAULT_VALIDITY_DAYS, FALLBACK_VALIDITY_DAYS
+
+        if category in self.calibration_validity_days:
+            before, after = self.calibration_validity_days[category]
+            return float(before), float(after)
+        return DEFAULT_VALIDITY_DAYS.get(category, FALLBACK_VALIDITY_DAYS)
 
     checksum_on_read = Bool(
         False, help="Verify the sha256 checksum every time a file is read from the datastore."

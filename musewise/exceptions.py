@@ -45,6 +45,18 @@ class PermissionDeniedError(MusewiseError, PermissionError):
     """The user lacks the privilege for the requested action."""
 
 
+class ReferenceInputError(PermissionDeniedError):
+    """A reference run (``commit=True``) was given an input from outside the reference reduction."""
+
+
+class RunStateError(MusewiseError, ValueError):
+    """A run cannot change state that way (e.g. it already ended)."""
+
+
+class ReleaseRefusedError(MusewiseError, ValueError):
+    """A product may not be released (invalid, affected by an invalid input, or not a product)."""
+
+
 class DatastoreError(MusewiseError, OSError):
     """The file store could not read or write a file."""
 

@@ -231,7 +231,10 @@ def test_cascade_parameters_on_the_run_and_in_the_command(cascade):
     run = arch.get_run(cube.run_id)
     assert run.parameters["crsigma"] == 20.0
     assert "--crsigma=20.0" in run.details["command"]
-    assert run.privilege == Privilege.PROJECT and cube.privilege == Privilege.PROJECT
+    # commit=True: the reference reduction, visible to every consortium member, in the reference chain
+    assert run.privilege == Privilege.CONSORTIUM and cube.privilege == Privilege.CONSORTIUM
+    assert run.is_reference and cube.collection == run.collection
+    assert cube.collection in arch.collection("consortium/reference").members
     bias = arch.query(category="MASTER_BIAS")[-1]
     assert any(q["name"].startswith("BIAS") and q["run_id"] == bias.run_id for q in arch.qc(bias.id))
 

@@ -83,8 +83,12 @@ def test_only_valid_reviewable_products_are_released(archive, products):
     with pytest.raises(PermissionDeniedError):
         create_release(archive.as_user("carol"), "DR2", "1", [bias.id])
     archive.set_validity(bias.id, 1, is_valid=False, comment="bad bias")
-    with pytest.raises(ValueError, match="invalid IFU"):
+    with pytest.raises(ValueError, match="marked invalid"):
         create_release(archive, "DR2", "1", [bias.id])
+    # A cube holds no per-IFU row: its own verdict keeps it out of a release too.
+    archive.set_validity(cube.id, is_valid=False, flag="bad", comment="sky residuals")
+    with pytest.raises(ValueError, match="marked invalid"):
+        create_release(archive, "DR2", "1", [cube.id])
 
 
 def test_changed_product_file_is_detected(archive, dr1, products, tmp_path):

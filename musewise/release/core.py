@@ -41,7 +41,8 @@ from ..archive.datastore import sha256_file
 from ..archive.privileges import can_review
 from ..archive.schema import Dataset, User, ValidityEvent, utcnow
 from ..archive.schema_review import ObsCoreRecord, Release, ReleaseFrozenError, ReleaseItem, ReviewEvent
-from ..exceptions import DuplicateError, IntegrityError, MusewiseError, NotFoundError, PermissionDeniedError
+from ..exceptions import (DuplicateError, IntegrityError, MusewiseError, NotFoundError, PermissionDeniedError,
+                          ReleaseRefusedError)
 from ..vocabulary import DatasetKind
 
 MANIFEST = "manifest.json"
@@ -148,21 +149,27 @@ def create_release(arch, name: str, version: str, dataset_ids, description: str 
     from .obscore import obscore_row
 
     with arch.session() as s:
-        user = arch._user(s)
+        user = arch.acting_user(s)
         if s.scalar(select(Release.id).where(Release.name == name, Release.version == version)) is not None:
             raise DuplicateError(f"release {name} {version} already exists; releases are frozen, "
                                  f"make a new version")
-        roles = arch._roles(s, user)
+        roles = arch.roles(s, user)
         for did in ids:
-            ds = arch._load(s, did)
+            ds = arch.load(s, did)
             if ds.kind not in (DatasetKind.CALIBRATION.value, DatasetKind.SCIENCE.value):
                 raise ValueError(f"dataset {did} is a {ds.kind} dataset, not a product")
             if not can_review(user, ds.owner_id, ds.project_id, roles):
                 raise PermissionDeniedError(f"user {user.name!r} may not release dataset {did} "
                                             f"(owner, project reviewers and administrators may)")
+            if not ds.is_valid:
+                raise ReleaseRefusedError(f"dataset {did} is marked invalid ({ds.flag}: {ds.comment}); "
+                                          f"only valid products are released")
+            if ds.affected_by is not None:
+                raise ReleaseRefusedError(f"dataset {did} is affected by invalid #{ds.affected_by}; rebuild it "
+                                          f"or have a reviewer clear the input before releasing")
             bad = [i.ifu for i in ds.ifus if not i.is_valid]
             if bad:
-                raise ValueError(f"dataset {did} has invalid IFU(s) {bad}; only valid products are released")
+                raise ReleaseRefusedError(f"dataset {did} has invalid IFU(s) {bad}; only valid products are released")
     now = utcnow()
     products = []
     rows = []
@@ -172,7 +179,7 @@ def create_release(arch, name: str, version: str, dataset_ids, description: str 
         products.append({
             "dataset_id": rec.id, "category": rec.category, "night": rec.night, "ifu": rec.ifu,
             "filename": rec.filename, "path": _release_path(rec), "sha256": rec.sha256, "size": rec.size,
-            "flags": {str(st.ifu): st.flag for st in rec.ifus},
+            "flags": {str(st.ifu): st.flag for st in rec.ifus}, "flag": rec.flag, "collection": rec.collection,
             "record": rec.as_dict(), "provenance": arch.provenance(did).to_dict(),
         })
         rows.append((rec, _release_path(rec)))
@@ -186,7 +193,7 @@ def create_release(arch, name: str, version: str, dataset_ids, description: str 
     try:
         with arch.transaction() as tx:
             s = tx.session
-            user = arch._user(s)
+            user = arch.acting_user(s)
             rel = Release(name=name, version=version, description=description, created=now, created_by=user.id,
                           manifest=blob.decode("utf-8"), manifest_sha256=digest, n_products=len(products),
                           total_bytes=sum(p["size"] for p in products))
@@ -220,7 +227,7 @@ def _find(s, name: str, version: str | None) -> Release:
 
 def _visible_release(arch, s, rel: Release) -> bool:
     ids = list(s.scalars(select(ReleaseItem.dataset_id).where(ReleaseItem.release_id == rel.id)))
-    seen = s.scalar(select(Dataset.id).where(Dataset.id.in_(ids), ~arch._visible(s)).limit(1))
+    seen = s.scalar(select(Dataset.id).where(Dataset.id.in_(ids), ~arch.visible(s)).limit(1))
     return seen is None
 
 
@@ -371,7 +378,7 @@ def export_release(arch, name: str, version: str | None, folder, *, link: bool =
             w.writeheader()
             w.writerows(obs)
     with arch.transaction() as tx:
-        user = arch._user(tx.session)
+        user = arch.acting_user(tx.session)
         tx.session.add(ReviewEvent(user_id=user.id, action="release_export", release_id=rec.id,
                                    comment=f"exported to {folder}"))
     return folder
