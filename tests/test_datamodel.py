@@ -260,3 +260,24 @@ def test_migration_0003_upgrades_an_archive_of_0002(db_url, tmp_path):
                           "is_valid, flag, comment, created) SELECT kind, category, file_id, owner_id, privilege, "
                           "collection_id, is_valid, flag, comment, created FROM datasets WHERE id = 3"))
     assert arch.count(category="MASTER_BIAS") == 3
+
+
+def test_ingest_and_products_can_move_into_the_datastore(archive, bias_files, tmp_path):
+    import shutil
+
+    raws, master, _ = bias_files
+    copy = tmp_path / "moved.fits"
+    shutil.copy(raws[0], copy)
+    rec = archive.ingest(copy, move=True).record
+    assert not copy.exists() and Path(archive.path(rec.id)).read_bytes() == Path(raws[0]).read_bytes()
+    # A product moved by a transaction that fails goes back where it was.
+    work = tmp_path / "work" / "MASTER_BIAS-01.fits"
+    work.parent.mkdir()
+    shutil.copy(master, work)
+    run = archive.begin_run("muse_bias", {}, night="2026-11-20", ifu=1, inputs=[(rec.id, "BIAS", "")])
+    with pytest.raises(Exception):
+        archive.finish_run(run, [(str(work), "MASTER_BIAS", 1)], notebook=tmp_path / "missing.ipynb", move=True)
+    assert work.exists() and archive.get_run(run).status == "running"
+    made = archive.finish_run(run, [(str(work), "MASTER_BIAS", 1)], move=True)
+    assert not work.exists() and made[0].sha256 == sha256_file(master)[0]
+    assert archive.fsck(verify_checksums=True) == {"orphans": [], "temporaries": [], "missing": [], "corrupt": []}

@@ -359,7 +359,7 @@ class Archive:
     # ------------------------------------------------------------------ ingest
     def ingest(self, path, *, privilege: Privilege | int = Privilege.CONSORTIUM, project: str | None = None,
                ifu: int | None = None, info: FrameInfo | None = None, valid_from: float | None = None,
-               valid_to: float | None = None) -> IngestResult:
+               valid_to: float | None = None, move: bool = False) -> IngestResult:
         """Archive one raw frame, static calibration or product made elsewhere.
 
         The file is checked (MUSE, complete, classifiable), copied into the
@@ -381,6 +381,9 @@ class Archive:
             IFU of a single-IFU product whose headers do not say.
         valid_from, valid_to : float, optional
             Certified validity of a static table (MJD, days; default: open).
+        move : bool
+            Move the file into the datastore instead of copying it (same filesystem only;
+            a file already archived is left where it is).
 
         Raises
         ------
@@ -392,7 +395,8 @@ class Archive:
         info = info or inspect_file(path, ifu=ifu)
         try:
             with self.transaction() as tx:
-                ds, created = self._ingest_file(tx, Path(path), info, privilege, project, valid_from, valid_to)
+                ds, created = self._ingest_file(tx, Path(path), info, privilege, project, valid_from, valid_to,
+                                                move)
                 did = ds.id
         except SAIntegrityError:
             # Another process archived the same bytes between our check and our commit.
@@ -413,13 +417,14 @@ class Archive:
             return s.scalar(select(Dataset.id).join(StoredFile).where(
                 StoredFile.sha256 == sha, Dataset.run_id.is_(None)).order_by(Dataset.id).limit(1))
 
-    def _ingest_file(self, tx: Transaction, path: Path, info: FrameInfo, privilege, project, valid_from, valid_to):
+    def _ingest_file(self, tx: Transaction, path: Path, info: FrameInfo, privilege, project, valid_from, valid_to,
+                     move):
         s = tx.session
         name = {DatasetKind.RAW: RAW_COLLECTION, DatasetKind.STATIC: STATIC_COLLECTION}.get(info.kind,
                                                                                            INGESTED_COLLECTION)
         coll = ensure_collection(s, name, CollectionType.RUN, description="as ingested")
         proj = self.project_row(s, project)
-        sf, fresh = self.store_file(tx, path, info)
+        sf, fresh = self.store_file(tx, path, info, move=move)
         if not fresh:
             # The same bytes as ingested before are the same frame: its existing dataset.
             old = s.scalar(select(Dataset).where(Dataset.file_id == sf.id, Dataset.run_id.is_(None))
@@ -435,11 +440,13 @@ class Archive:
                                      "static table, certified on ingest")
         return ds, True
 
-    def store_file(self, tx: Transaction, path: Path, info: FrameInfo, run_id: int | None = None):
+    def store_file(self, tx: Transaction, path: Path, info: FrameInfo, run_id: int | None = None, *,
+                   move: bool = False):
         """Copy a file into the datastore within ``tx`` and return its :class:`StoredFile` row.
 
         Identical bytes stored before are not stored again: their row comes back with
-        ``fresh`` False, and the new dataset shares that file.
+        ``fresh`` False, and the new dataset shares that file. ``move``: move the file
+        rather than copy it where the datastore is on the same filesystem.
 
         Returns
         -------
@@ -448,7 +455,7 @@ class Archive:
         """
         s = tx.session
         relpath = path_for(info, path.name, run_id=run_id)
-        pending = self.datastore.put(path, relpath + ".incoming")
+        pending = self.datastore.put(path, relpath + ".incoming", move=move)
         existing = s.scalar(select(StoredFile).where(StoredFile.sha256 == pending.sha256))
         if existing is not None:
             pending.discard()
@@ -489,6 +496,7 @@ class Archive:
         total = sum(os.path.getsize(f) for f in files if f.is_file())
         with tqdm(total=total, unit="B", unit_scale=True, desc="ingest", disable=not progress) as bar:
             for f in files:
+                size = os.path.getsize(f) if f.is_file() else 0  # before a move takes it away
                 try:
                     res = self.ingest(f, **kw)
                 except InvalidFrameError as exc:
@@ -501,7 +509,7 @@ class Archive:
                         report.bytes += res.record.size
                     else:
                         report.duplicates.append(res.record)
-                bar.update(os.path.getsize(f) if f.is_file() else 0)
+                bar.update(size)
         return report
 
     # ------------------------------------------------------------------ reading
@@ -827,7 +835,8 @@ class Archive:
                                  collections=list(collections) if collections is not None
                                  else self.search_path(reference=reference))
 
-    def finish_run(self, run_id: int, outputs=(), *, notebook=None, details: dict | None = None) -> list[DatasetRecord]:
+    def finish_run(self, run_id: int, outputs=(), *, notebook=None, details: dict | None = None,
+                   move: bool = False) -> list[DatasetRecord]:
         """Record a successful run: archive its outputs and executed notebook in its RUN collection, all or nothing.
 
         Calibration products are certified for the default range of their category; the
@@ -840,8 +849,10 @@ class Archive:
             Product files; category/IFU default to what their headers say.
         notebook : path-like, optional
             The executed notebook of the run.
+        move : bool
+            Move the products into the datastore instead of copying them (same filesystem).
         """
-        return lineage.finish_run(self, run_id, outputs, notebook=notebook, details=details)
+        return lineage.finish_run(self, run_id, outputs, notebook=notebook, details=details, move=move)
 
     def fail_run(self, run_id: int, error: str, *, notebook=None, details: dict | None = None) -> None:
         """Record a failed run with its error and executed notebook; no product is archived."""

@@ -190,8 +190,8 @@ def _notebook_info(run: Run, path: Path) -> FrameInfo:
                      header={"recipe": run.recipe, "run_id": run.id})
 
 
-def _store(arch, tx, run: Run, path: Path, info: FrameInfo) -> Dataset:
-    stored, _fresh = arch.store_file(tx, path, info, run_id=run.id)
+def _store(arch, tx, run: Run, path: Path, info: FrameInfo, move: bool = False) -> Dataset:
+    stored, _fresh = arch.store_file(tx, path, info, run_id=run.id, move=move)
     return arch.add_dataset(tx.session, stored, info, owner=run.user, project_id=run.project_id,
                             privilege=run.privilege, collection=tx.session.get(Collection, run.collection_id),
                             run_id=run.id)
@@ -225,7 +225,7 @@ def _chain_run(arch, s, run: Run, made: list[Dataset]) -> None:
             certify_row(s, calib, ds, begin, end, user, f"made by run {run.id}; default range of {ds.category}")
 
 
-def finish_run(arch, run_id, outputs, *, notebook, details) -> list[DatasetRecord]:
+def finish_run(arch, run_id, outputs, *, notebook, details, move=False) -> list[DatasetRecord]:
     # Inspect every output before opening the transaction: a bad file refuses the whole run.
     infos = []
     for out in outputs:
@@ -236,7 +236,7 @@ def finish_run(arch, run_id, outputs, *, notebook, details) -> list[DatasetRecor
         infos.append((Path(path), info))
     for attempt in range(2):
         try:
-            return _finish(arch, run_id, infos, notebook, details)
+            return _finish(arch, run_id, infos, notebook, details, move)
         except SAIntegrityError:
             # Two runs stored identical new bytes at the same instant: the retry finds them stored.
             if attempt:
@@ -244,7 +244,7 @@ def finish_run(arch, run_id, outputs, *, notebook, details) -> list[DatasetRecor
     raise AssertionError("unreachable")
 
 
-def _finish(arch, run_id, infos, notebook, details) -> list[DatasetRecord]:
+def _finish(arch, run_id, infos, notebook, details, move) -> list[DatasetRecord]:
     with arch.transaction() as tx:
         s = tx.session
         run = _own_run(arch, s, run_id)
@@ -256,7 +256,7 @@ def _finish(arch, run_id, infos, notebook, details) -> list[DatasetRecord]:
                 info = dataclasses.replace(info, mode=run.mode)
             if info.kind == DatasetKind.RAW:
                 info = dataclasses.replace(info, kind=DatasetKind.AUXILIARY)
-            made.append(_store(arch, tx, run, path, info))
+            made.append(_store(arch, tx, run, path, info, move))
         _store_notebook(arch, tx, run, notebook)
         _chain_run(arch, s, run, made)
         run.status, run.ended = RunStatus.SUCCEEDED.value, utcnow()

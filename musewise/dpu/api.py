@@ -104,7 +104,8 @@ def execute(specs: list[RunSpec], archive, *, engine: str | None = None, progres
     else:
         func = functools.partial(execute_run, settings=settings, dpu_settings=dpu_settings)
     eng = get_engine(name, arch.config, dcfg)
-    return eng.map(func, specs, progress=progress, desc=desc or (specs[0].step if specs else "run"))
+    heavy = [s.recipe in dcfg.heavy_recipes for s in specs]
+    return eng.map(func, specs, progress=progress, desc=desc or (specs[0].step if specs else "run"), heavy=heavy)
 
 
 def run(recipe: str, date: str | None = None, ifu=None, commit: bool = False, p: dict | None = None,

@@ -84,6 +84,17 @@ class DpuConfig(Configurable):
         "archived (they are copies; removing saves space).",
     ).tag(config=True)
 
+    heavy_recipes = List(
+        Unicode(), ["muse_scipost", "muse_exp_combine", "muse_twilight"],
+        help="Recipes whose runs hold all IFUs of one or more exposures in memory (about 12 GB "
+             "for 24 IFUs of one exposure). At most heavy_concurrency of them run at once on "
+             "the whole cluster, whatever its number of workers.",
+    ).tag(config=True)
+
+    heavy_concurrency = Int(
+        1, help="How many runs of heavy_recipes may run at the same time across the cluster.",
+    ).tag(config=True)
+
     run_timeout = Int(
         4 * 3600, help="Time limit of one reduction notebook (s)."
     ).tag(config=True)

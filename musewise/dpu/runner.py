@@ -217,7 +217,8 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
         return RunOutcome(run_id, label, "failed", [], rr.notebook_id, error,
                           time.perf_counter() - t0, recipe_seconds, str(workdir), spec.step, spec.ifu)
     outputs = [(o["path"], o["category"] or None, o["ifu"] or spec.ifu) for o in res["result"]["outputs"]]
-    made = arch.finish_run(run_id, outputs, notebook=nb_path, details=run_details)
+    # A succeeded run's workdir is removed unless kept: its products move into the datastore.
+    made = arch.finish_run(run_id, outputs, notebook=nb_path, details=run_details, move=not dcfg.keep_workdirs)
     qc = res.get("qc") or {}
     for rec, (path, _cat, ifu) in zip(made, outputs):
         values = qc.get(path) or {}
