@@ -27,6 +27,7 @@ _ENV = {
     "user": "MUSEWISE_USER",
     "dask_scheduler": "MUSEWISE_DASK_SCHEDULER",
     "esorex": "MUSEWISE_ESOREX",
+    "crash_point": "MUSEWISE_TEST_CRASH_AT",
 }
 
 
@@ -127,6 +128,12 @@ class MusewiseConfig(Configurable):
             before, after = self.calibration_validity_days[category]
             return float(before), float(after)
         return DEFAULT_VALIDITY_DAYS.get(category, FALLBACK_VALIDITY_DAYS)
+
+    crash_point = Unicode(
+        "",
+        help="For the kill-safety tests only: the archive kills its own process (SIGKILL) at this "
+        "instant of a write ('before-db-commit'). Empty in every real installation.",
+    ).tag(config=True)
 
     checksum_on_read = Bool(
         False, help="Verify the sha256 checksum every time a file is read from the datastore."

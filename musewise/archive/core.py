@@ -200,7 +200,7 @@ class Archive:
             for f in tx.files:
                 f.commit()
             if tx.files:
-                _crash_point("before-db-commit")
+                self._crash_point("before-db-commit")
             tx.session.commit()
         except BaseException:
             tx.session.rollback()
@@ -209,6 +209,11 @@ class Archive:
             raise
         finally:
             tx.session.close()
+
+    def _crash_point(self, name: str) -> None:
+        # Lets the kill-safety tests stop a real ingest at a chosen instant (MusewiseConfig.crash_point).
+        if self.config.crash_point == name:
+            os.kill(os.getpid(), 9)
 
     # ------------------------------------------------------------------ users
     def _bootstrap_first_user(self) -> None:
@@ -947,12 +952,6 @@ class Archive:
                     except MusewiseError:
                         report["corrupt"].append(p)
         return report
-
-
-def _crash_point(name: str) -> None:
-    # Lets the kill-safety tests stop a real ingest at a chosen instant.
-    if os.environ.get("MUSEWISE_TEST_CRASH_AT") == name:
-        os.kill(os.getpid(), 9)
 
 
 __all__ = ["Archive", "IngestResult", "IngestReport", "Transaction"]
