@@ -11,6 +11,7 @@ no bytes: only the registry is exercised.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from ..vocabulary import DatasetKind, Privilege, RunStatus
@@ -65,6 +66,7 @@ def add_cascade(arch, nights=("2026-11-20", "2026-11-21"), ifus=ALL_IFUS, exposu
     """
     out = Cascade()
     counter = [0]
+    batch = uuid.uuid4().hex  # file rows of several cascades in one archive stay distinct
     with arch.transaction() as tx:
         s = tx.session
         user = arch.user
@@ -72,7 +74,7 @@ def add_cascade(arch, nights=("2026-11-20", "2026-11-21"), ifus=ALL_IFUS, exposu
         def dataset(kind, category, night=None, ifu=None, run_id=None, holds=None):
             counter[0] += 1
             n = counter[0]
-            f = StoredFile(sha256=f"{n:064x}", size=2880, path=f"cascade/{n:06d}-{category}.fits",
+            f = StoredFile(sha256=f"{batch}{n:032x}", size=2880, path=f"cascade/{batch}/{n:06d}-{category}.fits",
                            original_name=f"{category}{'-%02d' % ifu if ifu else ''}-{n}.fits")
             ds = Dataset(kind=kind.value, category=category, file=f, night=night, ifu=ifu, owner_id=user.id,
                          privilege=int(privilege), run_id=run_id, mode="WFM-NOAO-N", pipeline_version="muse-2.8.7")
