@@ -114,7 +114,11 @@ def provenance_html(graph, url) -> str:
                 parts.append(f'<ul class="inputs">{"".join(rows)}</ul>')
         parts.append("</li>")
         items.append("".join(parts))
+    counts = f"{_plural(len(graph.datasets), 'dataset')}, {_plural(len(graph.runs), 'run')}"
     opened = " open" if len(graph.datasets) <= OPEN_LIST else ""
-    return (f'<details class="provlist"{opened}><summary>{len(graph.datasets)} datasets, {len(graph.runs)} runs'
+    return (f'<details class="provlist"{opened}><summary>{counts}'
             f'</summary><ul class="tree">{"".join(items)}</ul></details>')
 
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")

@@ -175,6 +175,7 @@ class ArchiveBrowser(BokehJSMixin, widgets.VBox):
         self._notebook_button = widgets.Button(description="Show run notebook", icon="book", disabled=True)
         self._notebook_button.on_click(lambda _b: self.show_notebook())
         self._run_choice = widgets.Dropdown(description="run notebook", options=[], value=None,
+                                            style={"description_width": "initial"},
                                             layout=widgets.Layout(width="400px"))
         self._run_choice.observe(lambda c: self._filling or c.new is None or self.show_run_notebook(c.new), "value")
         self._notebook = widgets.HTML("")

@@ -100,9 +100,10 @@ def provenance_html(graph, run_link=None, *, notes: dict[int, str] | None = None
     trunc = (f"<p class='invalid'>history longer than {graph.max_nodes} nodes: older steps are not shown</p>"
              if graph.truncated else "")
     svg = graph.to_svg(run_url=run_link)
+    counts = f"{_plural(len(graph.datasets), 'dataset')}, {_plural(len(graph.runs), 'run')}"
     opened = " open" if len(graph.datasets) <= open_list else ""
     return (f'{TREE_CSS}<div class="mw-prov">{trunc}<div class="graph">{svg}</div>'
-            f"<details{opened}><summary>{len(graph.datasets)} datasets, {len(graph.runs)} runs</summary>"
+            f"<details{opened}><summary>{counts}</summary>"
             f'<ul>{"".join(items)}</ul></details></div>')
 
 
@@ -125,3 +126,7 @@ def notebook_srcdoc(html: str, height: int = 600) -> str:
     """
     return (f'<iframe sandbox="" style="width:100%;height:{int(height)}px;border:1px solid #ccc" '
             f'srcdoc="{escape(html, quote=True)}"></iframe>')
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
