@@ -7,7 +7,8 @@ Steps, each printed as it happens:
 2. the archive ingests them (checksummed, atomically) and says what it holds;
 3. the reduction cascade bias -> flat -> wavecal -> scibasic -> scipost runs
    through the template notebooks and the real ESO MUSE pipeline on Dask;
-4. the provenance tree of the final cube is printed;
+4. the provenance graph of the final cube is printed (each dataset and run once) and
+   written as W3C PROV-JSON and a Graphviz drawing beside the archive;
 5. the shared JupyterHub starts on 127.0.0.1:8000 and its address and demo
    logins are printed (Ctrl-C stops it).
 
@@ -85,7 +86,11 @@ def main(argv=None) -> int:
     describe_archive(arch)
 
     banner(f"4. provenance of the final cube (dataset {cube_id})")
-    print(arch.provenance(cube_id).to_text())
+    graph = arch.provenance(cube_id)
+    print(graph.to_text())
+    (root / f"provenance-{cube_id}.prov.json").write_text(graph.to_prov_json(indent=1))
+    (root / f"provenance-{cube_id}.svg").write_text(graph.to_svg())
+    print(f"\nW3C PROV-JSON: {root / f'provenance-{cube_id}.prov.json'}; drawing: {root / f'provenance-{cube_id}.svg'}")
     print(f"\nreduced in {time.time() - t0:.0f} s; archive in {root}")
     print(f"  look at it: musewise --root {root} ls --kind science ; musewise --root {root} provenance {cube_id}")
 

@@ -206,22 +206,20 @@ def cascade(tmp_path_factory, dpu_night):
 @pipeline
 def test_cascade_cube_provenance_reaches_the_raw_biases(cascade):
     arch, cube = cascade
-    tree = arch.provenance(cube.id)
+    graph = arch.provenance(cube.id)
     raw_bias = {r.id for r in arch.query(category="BIAS")}
-    seen = {n.dataset_id for n in tree.walk()}
-    assert raw_bias <= seen
-    recipes = {n.run.recipe for n in tree.walk() if n.run}
+    assert raw_bias <= set(graph.datasets)
+    recipes = {r.recipe for r in graph.runs.values()}
     assert recipes == {"muse_scipost", "muse_scibasic", "muse_wavecal", "muse_flat", "muse_bias"}
     text = dpu.provenance_tree(cube.id, arch)
     assert "muse_bias" in text and "crsigma=20" in text
     # every run left its executed notebook, and calibration choices say why
-    for n in tree.walk():
-        if n.run:
-            assert n.run.notebook_id is not None
-            nb = Path(arch.path(n.run.notebook_id)).read_text()
-            assert '"image/png"' in nb, f"no quick-look figure in the {n.run.recipe} notebook"
-            assert "Created product" in nb or n.run.recipe == "muse_scipost"  # the log is shown
-    flat_inputs = [n for n in tree.walk() if n.tag == "MASTER_FLAT"]
+    for run in graph.runs.values():
+        assert run.notebook_id is not None
+        nb = Path(arch.path(run.notebook_id)).read_text()
+        assert '"image/png"' in nb, f"no quick-look figure in the {run.recipe} notebook"
+        assert "Created product" in nb or run.recipe == "muse_scipost"  # the log is shown
+    flat_inputs = [u for u in graph.used if u.tag == "MASTER_FLAT"]
     assert flat_inputs and "IFU 1 valid" in flat_inputs[0].reason
 
 
@@ -258,9 +256,10 @@ def test_cascade_invalid_flat_rebuilds_what_depended_on_it_not_the_bias(cascade)
     assert dpu.plan("scipost", NIGHT, [1], archive=arch, p={"crsigma": 20}).todo == []
     new_cube = [r for r in arch.query(category="DATACUBE_FINAL") if r.is_valid][-1]
     assert new_cube.id != cube.id
-    new_flats = [n for n in arch.provenance(new_cube.id).walk() if n.tag == "MASTER_FLAT"]
-    assert new_flats and all(n.dataset_id != flat.id for n in new_flats)
-    assert {n.dataset_id for n in arch.provenance(new_cube.id).walk() if n.tag == "MASTER_BIAS"} == {bias.id}
+    new_graph = arch.provenance(new_cube.id)
+    new_flats = [u.dataset_id for u in new_graph.used if u.tag == "MASTER_FLAT"]
+    assert new_flats and flat.id not in new_flats
+    assert {u.dataset_id for u in new_graph.used if u.tag == "MASTER_BIAS"} == {bias.id}
 
 
 @pipeline

@@ -51,9 +51,11 @@ def test_manifest_has_checksums_and_provenance(archive, products, dr1):
     entry = {p["dataset_id"]: p for p in m["products"]}
     assert entry[bias.id]["sha256"] == bias.sha256 and entry[cube.id]["size"] == cube.size
     prov = entry[cube.id]["provenance"]
-    assert prov["run"]["recipe"] == "muse_scipost"
-    assert prov["inputs"][0]["dataset_id"] == bias.id
-    assert {i["dataset_id"] for i in prov["inputs"][0]["inputs"]} == set(raws)
+    runs = {r["id"]: r for r in prov["runs"]}
+    made_by = {g["dataset_id"]: g["run_id"] for g in prov["generated"]}
+    assert prov["root"] == cube.id and runs[made_by[cube.id]]["recipe"] == "muse_scipost"
+    assert [u["dataset_id"] for u in prov["used"] if u["run_id"] == made_by[cube.id]] == [bias.id]
+    assert {u["dataset_id"] for u in prov["used"] if u["run_id"] == made_by[bias.id]} == set(raws)
     assert [r.label for r in list_releases(archive)] == ["DR1 1.0"]
     assert list_releases(archive.as_user("eve")) == []  # consortium data: not for outside users
 

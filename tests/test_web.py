@@ -345,7 +345,8 @@ def test_json_api(web, populated):
     run = get(f"api/runs/{ids['run']}", user="carol").json()
     assert run["recipe"] == "muse_bias" and run["output_ids"] == [ids["master"]]
     prov = get(f"api/provenance/{ids['master']}", user="carol").json()
-    assert sorted(i["dataset_id"] for i in prov["inputs"]) == sorted(ids["raw"])
+    assert prov["root"] == ids["master"] and [r["id"] for r in prov["runs"]] == [ids["run"]]
+    assert sorted(u["dataset_id"] for u in prov["used"]) == sorted(ids["raw"])
     sql = get("api/sql", user="carol", method="POST", data=json.dumps({"q": "SELECT count(*) AS n FROM datasets"}))
     assert sql.json()["columns"] == ["n"] and sql.json()["rows"] == [[arch.as_user("carol").count()]]
     bad = get("api/sql", user="carol", params={"q": "DELETE FROM datasets"})

@@ -871,9 +871,29 @@ class Archive:
         """Runs visible to the user (filters: recipe, night, ifu, status), newest first."""
         return lineage.list_runs(self, **filters)
 
-    def provenance(self, dataset_id: int):
-        """The tree of runs and inputs that made a dataset (a :class:`ProvenanceNode`)."""
-        return lineage.provenance(self, dataset_id)
+    def provenance(self, dataset_id: int, *, max_nodes: int | None = None) -> "ProvenanceGraph":
+        """The runs and inputs that made a dataset, as a graph holding each once.
+
+        Parameters
+        ----------
+        dataset_id : int
+        max_nodes : int, optional
+            Most datasets + runs walked (default 20,000); a larger history comes back ``truncated``.
+
+        Returns
+        -------
+        ProvenanceGraph
+            Exports to W3C PROV (``to_prov_json``, ``to_provn``), Graphviz (``to_svg``) and text.
+
+        Raises
+        ------
+        NotFoundError
+            If the dataset does not exist or the user may not see it.
+        """
+        from .provenance import DEFAULT_MAX_NODES, build_provenance
+
+        with self.session() as s:
+            return build_provenance(s, self.acting_user(s), dataset_id, max_nodes=max_nodes or DEFAULT_MAX_NODES)
 
     def dependents(self, dataset_id: int, recursive: bool = True) -> list[DatasetRecord]:
         """Products made (directly, or through other products) from a dataset."""

@@ -3,14 +3,14 @@
 *The reduction history is the product*: every product row points to the run
 that made it, every run lists its inputs with the set-of-frames tag and the
 reason each was chosen, and the executed notebook of the run is itself an
-archived dataset.
+archived dataset. The whole history of a product, as a graph, is built by
+:mod:`musewise.archive.provenance`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
@@ -36,60 +36,6 @@ from .collections import chain_prepend, ensure_collection
 from .privileges import visible_runs
 from .records import DatasetRecord, RunInputRecord, RunRecord
 from .schema import Collection, CollectionChain, Dataset, Project, Run, RunInput, User, utcnow
-
-
-@dataclass
-class ProvenanceNode:
-    """One dataset in a provenance tree, with the run that made it and that run's inputs.
-
-    ``dataset`` is None when the dataset exists but the user may not see it.
-    """
-
-    dataset_id: int
-    dataset: DatasetRecord | None
-    tag: str = ""
-    reason: str = ""
-    run: RunRecord | None = None
-    inputs: list["ProvenanceNode"] = field(default_factory=list)
-
-    def walk(self):
-        """Yield this node and every node below it, depth first."""
-        yield self
-        for child in self.inputs:
-            yield from child.walk()
-
-    def label(self) -> str:
-        d = self.dataset
-        if d is None:
-            return f"#{self.dataset_id} (not visible to you)"
-        ifu = f" IFU {d.ifu:02d}" if d.ifu else ""
-        valid = "" if d.is_valid else "  [INVALID]"
-        return f"#{d.id} {d.category}{ifu} {d.night or ''} {d.filename}{valid}"
-
-    def to_text(self, indent: str = "") -> str:
-        """The tree as indented text, one dataset a line, with the recipe and parameters of each run."""
-        head = f"{self.tag + ': ' if self.tag else ''}{self.label()}"
-        lines = [indent + head]
-        if self.run is not None:
-            params = ", ".join(f"{k}={v}" for k, v in sorted(self.run.parameters.items()))
-            lines.append(f"{indent}  <- run {self.run.id} {self.run.recipe}"
-                         f" [{self.run.status}, {self.run.pipeline_version or 'n/a'}]"
-                         + (f" ({params})" if params else ""))
-        for child in self.inputs:
-            lines.append(child.to_text(indent + "     "))
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict:
-        return {
-            "dataset_id": self.dataset_id,
-            "dataset": self.dataset.as_dict() if self.dataset else None,
-            "tag": self.tag, "reason": self.reason,
-            "run": self.run.as_dict() if self.run else None,
-            "inputs": [c.to_dict() for c in self.inputs],
-        }
-
-    def __str__(self):
-        return self.to_text()
 
 
 def _run_record(s, run: Run, output_ids=()) -> RunRecord:
@@ -298,27 +244,6 @@ def list_runs(arch, *, recipe=None, night=None, ifu=None, status=None, limit=Non
         return [_run_record(s, r) for r in s.scalars(q)]
 
 
-def provenance(arch, dataset_id, max_depth: int = 25) -> ProvenanceNode:
-    with arch.session() as s:
-        user = arch.acting_user(s)
-        vis = arch.visible(s)
-        arch.load(s, dataset_id)
-
-        def node(did, tag="", reason="", depth=0):
-            ds = s.scalar(select(Dataset).where(Dataset.id == did, vis))
-            n = ProvenanceNode(did, arch.record(s, ds) if ds is not None else None, tag, reason)
-            if ds is None or ds.run_id is None or depth >= max_depth:
-                return n
-            run = s.scalar(select(Run).where(Run.id == ds.run_id, visible_runs(user)))
-            if run is None:
-                return n
-            n.run = _run_record(s, run)
-            n.inputs = [node(i.dataset_id, i.tag, i.reason, depth + 1) for i in run.inputs]
-            return n
-
-        return node(int(dataset_id))
-
-
 def dependents(arch, dataset_id, recursive=True) -> list[DatasetRecord]:
     with arch.session() as s:
         arch.load(s, dataset_id)
@@ -336,4 +261,4 @@ def dependents(arch, dataset_id, recursive=True) -> list[DatasetRecord]:
         return sorted(found.values(), key=lambda r: r.id)
 
 
-__all__ = ["ProvenanceNode", "User"]
+__all__ = ["User"]

@@ -378,8 +378,11 @@ def _spec_exposure(arch, spec):
 
 
 def provenance_tree(dataset_id: int, archive=None) -> str:
-    """The provenance of a product as indented text: each run with its recipe,
-    parameters and inputs, down to the raw frames."""
+    """The provenance of a product as text: each dataset once, with the run that
+    made it (recipe, parameters) and that run's inputs, down to the raw frames.
+
+    ``archive.provenance(dataset_id)`` gives the graph itself (PROV, Graphviz).
+    """
     from .api import open_default_archive
 
     return open_default_archive(archive).provenance(dataset_id).to_text()

@@ -11,7 +11,7 @@ Endpoints (all read-only, all limited to what the token's user may see):
 ``GET api/datasets/<id>``          one dataset with its header and per-IFU state
 ``GET api/datasets/<id>/file``     the file, streamed (header ``X-Checksum-SHA256``)
 ``GET api/runs/<id>``              one run: recipe, parameters, inputs, outputs, notebook
-``GET api/provenance/<id>``        the provenance tree of a dataset
+``GET api/provenance/<id>``        the provenance graph of a dataset: ``datasets``, ``runs``, ``used``, ``generated``
 ``GET|POST api/sql``               ``q=<SELECT ...>`` or JSON ``{"q": ...}``: read-only SQL
 """
 
@@ -77,8 +77,9 @@ class RunAPI(APIHandler):
 
 class ProvenanceAPI(APIHandler):
     @web.authenticated
-    def get(self, dataset_id):
-        self.send(self.arch.provenance(int(dataset_id)).to_dict())
+    async def get(self, dataset_id):
+        graph = await self.blocking(self.arch.provenance, int(dataset_id))
+        self.send(graph.to_dict())
 
 
 class SQLAPI(APIHandler):

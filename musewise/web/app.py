@@ -58,6 +58,7 @@ def make_app(archive, *, prefix: str = "/services/archive/", hub_auth=None, cach
         (f"datasets/{ident}/quicklook.png", pages.QuicklookHandler),
         (f"datasets/{ident}/notebook.html", pages.NotebookHandler),
         (f"datasets/{ident}/file", pages.DownloadHandler),
+        (f"datasets/{ident}/provenance\\.(json|provn|svg)", pages.ProvenanceHandler),
         (f"runs/{ident}", pages.RunHandler),
         ("sql", pages.SQLPageHandler),
         ("api/datasets", api.DatasetsAPI),

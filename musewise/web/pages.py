@@ -17,7 +17,7 @@ from ..exceptions import NotFoundError, QueryError
 from ..vocabulary import CALIBRATION_CATEGORIES, SCIENCE_CATEGORIES, STATIC_CATEGORIES, FrameType
 from .base import ArchiveHandler
 from .notebook import notebook_html
-from .provenance import provenance_html
+from .provenance import provenance_section, provenance_svg
 from .quicklook import quicklook_png
 from .sqlpage import TABLES, run_readonly_sql
 
@@ -166,9 +166,10 @@ class DatasetHandler(ArchiveHandler):
     """A product page: metadata, headers, quick look, per-IFU flags, provenance, notebook."""
 
     @web.authenticated
-    def get(self, dataset_id):
+    async def get(self, dataset_id):
         rec = self.arch.get(int(dataset_id))
-        tree = provenance_html(self.arch.provenance(rec.id), self.url)
+        # The graph walk and the drawing take the longest: off the event loop, so other requests go on.
+        tree = await self.blocking(provenance_section, self.arch, rec.id, self.url)
         run = notebook_id = None
         if rec.run_id:
             try:
@@ -182,6 +183,30 @@ class DatasetHandler(ArchiveHandler):
         self.render("dataset.html", rec=rec, tree=tree, run=run, notebook_id=notebook_id,
                     qc=self.arch.qc(rec.id), history=self.arch.validity_history(rec.id),
                     has_image=rec.kind != "notebook")
+
+
+class ProvenanceHandler(ArchiveHandler):
+    """A dataset's provenance to download: W3C PROV-JSON, PROV-N, or the drawing as SVG."""
+
+    #: URL suffix -> (content type, rendering of a ProvenanceGraph given the handler's url function).
+    FORMATS = {
+        "json": ("application/json", lambda g, url: g.to_prov_json(indent=1)),
+        "provn": ("text/provenance-notation; charset=UTF-8", lambda g, url: g.to_provn()),
+        "svg": ("image/svg+xml", provenance_svg),
+    }
+
+    @web.authenticated
+    async def get(self, dataset_id, fmt):
+        ctype, render = self.FORMATS[fmt]
+
+        def build():
+            return render(self.arch.provenance(int(dataset_id)), self.url)
+
+        body = await self.blocking(build)
+        self.set_header("Content-Type", ctype)
+        if fmt != "svg":
+            self.set_header("Content-Disposition", f'attachment; filename="provenance-{int(dataset_id)}.{fmt}"')
+        self.finish(body)
 
 
 class QuicklookHandler(ArchiveHandler):
