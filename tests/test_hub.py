@@ -79,12 +79,13 @@ def hub(tmp_path_factory):
 
     port, token = free_port(), uuid.uuid4().hex
     env = {**os.environ, "MUSEWISE_ROOT": str(root), "MUSEWISE_DB_URL": arch.config.db_url,
-           "MUSEWISE_DATASTORE": arch.config.datastore_url, "MUSEWISE_HUB_ADMIN_TOKEN": token,
-           "MUSEWISE_HUB_COPY_INTO_HOME": f"examples={examples}{os.pathsep}templates={REPO / 'templates'}"}
+           "MUSEWISE_DATASTORE": arch.config.datastore_url, "MUSEWISE_HUB_ADMIN_TOKEN": token}
     env.pop("MUSEWISE_CONFIG", None)
     cmd = [sys.executable, "-m", "musewise.cli", "hub", "--ip", "127.0.0.1", "--port", str(port),
            "--hub-port", str(free_port()), "--proxy-api-port", str(free_port()),
-           "--service-port", str(free_port()), "--password", PASSWORD]
+           "--service-port", str(free_port()), "--password", PASSWORD,
+           "--", f"--MusewiseHub.copy_into_home=examples={examples}",
+           f"--MusewiseHub.copy_into_home=templates={REPO / 'templates'}"]
     log = root / "hub.log"
     started = time.monotonic()
     with open(log, "wb") as out:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ..exceptions import ParameterError, RecipeError
+from ..exceptions import ParameterError, PipelineNotInstalledError, RecipeError
 from .base import (
     InputTag,
     LogCallback,
@@ -46,10 +46,6 @@ DEFAULT_TIMEOUT = 4 * 3600.0
 TAIL_LINES = 12
 
 _CACHE_FORMAT = 1
-
-
-class PipelineNotInstalledError(RecipeError, FileNotFoundError):
-    """esorex or the MUSE recipe plug-ins are not installed."""
 
 
 def esorex_executable(esorex: str | None = None) -> str:
