@@ -24,6 +24,24 @@ from collections import Counter
 from pathlib import Path
 
 DEMO_USERS = {"alice": {"consortium": "reviewer"}, "bob": {"consortium": "member"}, "carol": {}}
+#: The demo archive's administrator, who ingests and reduces the night.
+DEMO_ADMIN = "admin"
+
+
+def write_demo_config(root: Path) -> Path:
+    """Make the demo's administrator the default user of ``musewise --root <root> ...``.
+
+    The demo archive is the person's own sandbox: the commands it prints should work
+    as printed, whoever is logged in (``--user`` or ``$MUSEWISE_USER`` still choose
+    another user, and hub users act as themselves). An existing file is left alone.
+    """
+    cfg = root / "musewise_config.py"
+    if not cfg.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        cfg.write_text("# Written by `make demo`: musewise commands on this data root act as the demo's\n"
+                       "# administrator unless --user or $MUSEWISE_USER says otherwise.\n"
+                       f"c.MusewiseConfig.user = {DEMO_ADMIN!r}\n")
+    return cfg
 
 
 def banner(text: str) -> None:
@@ -52,7 +70,7 @@ def main(argv=None) -> int:
             else tuple(range(1, int(args.ifus) + 1)))
     root = Path(args.root).resolve()
     os.environ["MUSEWISE_ROOT"] = str(root)
-    os.environ.setdefault("MUSEWISE_USER", "admin")
+    write_demo_config(root)
 
     from .archive import Archive
     from .exceptions import DuplicateError
@@ -65,7 +83,7 @@ def main(argv=None) -> int:
     print(f"wrote {len(raw)} raw frames and the static calibrations to {incoming}")
 
     banner("2. ingesting into the archive")
-    arch = Archive.open(user="admin")
+    arch = Archive.open(user=DEMO_ADMIN)
     for name, projects in DEMO_USERS.items():
         try:
             arch.add_user(name, projects=projects)
