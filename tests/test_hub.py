@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -73,7 +74,8 @@ def hub(tmp_path_factory):
     arch.add_user("alice", projects={"galaxies": "reviewer"})
     arch.add_user("bob", projects=["galaxies"])
     arch.add_user("carol")
-    ids = populate(arch, tmp_path_factory.mktemp("work"))
+    work = tmp_path_factory.mktemp("work")
+    ids = populate(arch, work)
     examples = tmp_path_factory.mktemp("examples")
     (examples / "README.md").write_text("example notebooks\n")
 
@@ -111,6 +113,8 @@ def hub(tmp_path_factory):
     finally:
         _kill_tree(proc)
         arch.close()
+        for folder in (root, work, examples):  # archive, hub state, users' homes: hundreds of MB
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def login(hub, name, password=PASSWORD) -> requests.Session:
