@@ -86,3 +86,21 @@ def test_a_checkout_uses_its_own_folders():
     # Edits to the committed notebooks must be seen at once, without reinstalling.
     assert shared_folder("templates") == REPO / "templates"
     assert shared_folder("qc_notebooks") == REPO / "qc_notebooks"
+
+
+def test_a_notebook_run_leaves_the_terminal_quiet(tmp_path):
+    """Kernels started for musewise notebooks do not write their log into the user's terminal."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell("print('x is', x)")])
+    nb.metadata["kernelspec"] = {"name": "musewise", "display_name": "musewise", "language": "python"}
+    nbformat.write(nb, tmp_path / "t.ipynb")
+    code = ("import papermill as pm, sys; from musewise.kernel import papermill_options; "
+            "pm.execute_notebook(sys.argv[1], sys.argv[2], parameters={'x': 2}, **papermill_options('musewise'))")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "t.ipynb"), str(tmp_path / "out.ipynb")],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "" and r.stderr == "", r.stdout + r.stderr  # e.g. "running over TCP without encryption"
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert out.cells[-1].outputs[0]["text"] == "x is 2\n"  # the output went into the notebook
