@@ -26,7 +26,8 @@ The tree::
     │   └── ReductionFailed
     ├── QCError (RuntimeError)
     ├── QCNotApplicableError (ValueError)
-    └── AlreadyClaimedError (RuntimeError)
+    ├── AlreadyClaimedError (RuntimeError)
+    └── MissingDependencyError (ImportError)
 """
 
 from __future__ import annotations

@@ -407,28 +407,29 @@ def cmd_hub(args) -> int:
     import signal
     import subprocess
 
+    from traitlets.config.loader import KVArgParseConfigLoader
+
     from .optional import require
 
     require("jupyterhub", "musewise hub")
     mw = MusewiseConfig.load(root=getattr(args, "root", None), db_url=getattr(args, "db_url", None))
-    options = {"ip": args.ip, "port": args.port, "authenticator": args.auth, "demo_password": args.password,
-               "state_dir": args.state_dir, "hub_port": args.hub_port, "proxy_api_port": args.proxy_api_port,
-               "service_port": args.service_port}
+    options = {"ip": args.ip, "port": args.port, "authenticator": args.auth, "state_dir": args.state_dir,
+               "hub_port": args.hub_port, "proxy_api_port": args.proxy_api_port, "service_port": args.service_port}
     # The options become command-line settings of jupyterhub, which configure() reads
     # with precedence over the config file; --MusewiseHub.* after `--` are passed as they are.
     extra = [a for a in args.jupyterhub_args if a != "--"]
     hub_args = [f"--MusewiseHub.{name}={value}" for name, value in options.items() if value is not None] + extra
-    from traitlets.config.loader import KVArgParseConfigLoader
-
     own = KVArgParseConfigLoader([a for a in hub_args if a.startswith("--MusewiseHub.")]).load_config()
-    hub = MusewiseHub(config=own)
+    # The password goes to jupyterhub in its environment, which other users cannot read (its argv they can).
+    secrets = {SECRET_ENV["demo_password"]: args.password} if args.password else {}
+    hub = MusewiseHub(config=own, **({"demo_password": args.password} if args.password else {}))
     if "state_dir" not in own.MusewiseHub:  # the default, under this command's data root
         hub.state_dir = str(Path(mw.root) / "hub")
     ensure_kernelspec(mw.kernel_name)
     cfg = config_file(args.config, hub.state_dir)
     Path(hub.state_dir).mkdir(parents=True, exist_ok=True)
     # Explicit archive paths: users' servers run with another HOME, so defaults would differ.
-    env = {**os.environ, **archive_environment(mw)}
+    env = {**os.environ, **archive_environment(mw), **secrets}
     print(f"starting JupyterHub with {cfg} (state in {hub.state_dir}) ...", flush=True)
     proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(cfg), *hub_args], cwd=hub.state_dir,
                             env=env)
