@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from collections import Counter
@@ -42,6 +43,22 @@ def write_demo_config(root: Path) -> Path:
                        "# administrator unless --user or $MUSEWISE_USER says otherwise.\n"
                        f"c.MusewiseConfig.user = {DEMO_ADMIN!r}\n")
     return cfg
+
+
+def musewise_command() -> str:
+    """How to type the ``musewise`` command of this environment in the user's shell.
+
+    ``musewise`` if it is on ``$PATH`` (an activated virtualenv), else the path of
+    the virtualenv's console script (``.venv/bin/musewise`` after ``make demo``).
+    """
+    script = Path(sys.executable).parent / "musewise"
+    found = shutil.which("musewise")
+    if found and Path(found).resolve() == script.resolve():
+        return "musewise"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def banner(text: str) -> None:
@@ -104,7 +121,8 @@ def main(argv=None) -> int:
     banner(f"4. provenance of the final cube (dataset {cube_id})")
     print(arch.provenance(cube_id).to_text())
     print(f"\nreduced in {time.time() - t0:.0f} s; archive in {root}")
-    print(f"  look at it: musewise --root {root} ls --kind science ; musewise --root {root} provenance {cube_id}")
+    mw = musewise_command()
+    print(f"  look at it: {mw} --root {root} ls --kind science ; {mw} --root {root} provenance {cube_id}")
 
     if args.no_hub:
         return 0

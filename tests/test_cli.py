@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import pytest
@@ -38,7 +40,7 @@ def test_a_broken_layer_is_not_hidden(monkeypatch, tmp_path):
 
 def test_the_commands_the_demo_prints_work_as_printed(tmp_path, no_user_env, capsys):
     from musewise.archive import Archive
-    from musewise.demo import DEMO_ADMIN, write_demo_config
+    from musewise.demo import DEMO_ADMIN, musewise_command, write_demo_config
 
     root = tmp_path / "demo"
     Archive.open(root=str(root), user=DEMO_ADMIN).close()  # the first user is the administrator
@@ -49,3 +51,8 @@ def test_the_commands_the_demo_prints_work_as_printed(tmp_path, no_user_env, cap
     assert cli.main(printed) == 0  # ...but in the demo's data root the demo's administrator acts
     assert "0 of 0 datasets" in capsys.readouterr().out
     assert cli.main(["--root", str(root), "--user", "alice", "ls"]) == 2  # --user still decides
+    # typed into a shell as printed (the console script of this environment), as another login
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUSEWISE_")}
+    r = subprocess.run(f"{musewise_command()} --root {root} ls --kind science", shell=True, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "0 of 0 datasets" in r.stdout, r.stderr
