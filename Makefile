@@ -46,7 +46,7 @@ $(STAMP)/venv: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel setuptools
 	$(PY) -m pip install -q -e '.[all]'
-	$(PY) -m ipykernel install --prefix $(VENV) --name musewise --display-name "musewise (Python 3)" >/dev/null
+	$(PY) -m musewise.kernel  # the kernel of MusewiseConfig.kernel_name, in $(VENV)/share/jupyter/kernels
 	@mkdir -p $(STAMP) && touch $@
 
 node: $(STAMP)/node

@@ -1,8 +1,10 @@
 """The ``musewise`` command line.
 
 Sub-commands: ``simulate``, ``ingest``, ``ls``, ``query``, ``show``, ``provenance``,
-``validity``, ``user``, ``project``, ``fsck``, and - where those layers are
-installed - ``run``, ``plan``, ``qc``, ``release``, ``hub``.
+``validity``, ``user``, ``project``, ``fsck``, and those the other layers add:
+``run``, ``make``, ``qc``, ``release``, ``hub``. Every sub-command is always
+listed; one that needs an optional package (``hub``: the ``hub`` extra) says
+how to install it when it is used (:func:`musewise.optional.require`).
 """
 
 from __future__ import annotations
@@ -285,11 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_fsck)
 
     for module, func in PLUGINS:
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        getattr(mod, func)(sub)
+        # Part of musewise, so always importable: an ImportError here is a bug to see,
+        # not a layer to hide. Optional packages are imported by the sub-command itself.
+        getattr(importlib.import_module(module), func)(sub)
     return p
 
 

@@ -4,7 +4,9 @@ Every setting is a traitlet with help text. Values come, in increasing order of
 precedence, from the defaults below, a ``musewise_config.py`` in the data root
 (or the file named by ``$MUSEWISE_CONFIG``), environment variables
 (``MUSEWISE_ROOT``, ``MUSEWISE_DB_URL``, ``MUSEWISE_DATASTORE``,
-``MUSEWISE_USER``, ``MUSEWISE_DASK_SCHEDULER``) and keyword arguments.
+``MUSEWISE_USER``, ``MUSEWISE_DASK_SCHEDULER``, ``MUSEWISE_ESOREX``,
+``MUSEWISE_RECIPE_CACHE``) and keyword arguments. Only this module reads them:
+the other modules are given the values.
 Site paths and secrets belong in the environment or the site's config file,
 never in the repository.
 """
@@ -28,6 +30,7 @@ _ENV = {
     "dask_scheduler": "MUSEWISE_DASK_SCHEDULER",
     "esorex": "MUSEWISE_ESOREX",
     "crash_point": "MUSEWISE_TEST_CRASH_AT",
+    "recipe_cache": "MUSEWISE_RECIPE_CACHE",
 }
 
 
@@ -87,6 +90,24 @@ class MusewiseConfig(Configurable):
     esorex = Unicode("esorex", help="The esorex executable that runs MUSE pipeline recipes.").tag(
         config=True
     )
+
+    recipe_cache = Unicode(
+        help="Folder of the cached descriptions of the pipeline recipes (parameters, input "
+        "tags, products, read from esorex once per pipeline version). Default: "
+        "$XDG_CACHE_HOME/musewise/recipes (~/.cache/musewise/recipes)."
+    ).tag(config=True)
+
+    @default("recipe_cache")
+    def _recipe_cache_default(self):
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return str(Path(base) / "musewise" / "recipes")
+
+    kernel_name = Unicode(
+        "musewise",
+        help="Jupyter kernel that executes reduction and QC notebooks and that the hub's "
+        "servers start by default. `make setup` registers it in the virtualenv "
+        "(python -m musewise.kernel).",
+    ).tag(config=True)
 
     dask_scheduler = Unicode(
         "",

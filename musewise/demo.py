@@ -19,12 +19,47 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 DEMO_USERS = {"alice": {"consortium": "reviewer"}, "bob": {"consortium": "member"}, "carol": {}}
+#: The demo archive's administrator, who ingests and reduces the night.
+DEMO_ADMIN = "admin"
+
+
+def write_demo_config(root: Path) -> Path:
+    """Make the demo's administrator the default user of ``musewise --root <root> ...``.
+
+    The demo archive is the person's own sandbox: the commands it prints should work
+    as printed, whoever is logged in (``--user`` or ``$MUSEWISE_USER`` still choose
+    another user, and hub users act as themselves). An existing file is left alone.
+    """
+    cfg = root / "musewise_config.py"
+    if not cfg.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        cfg.write_text("# Written by `make demo`: musewise commands on this data root act as the demo's\n"
+                       "# administrator unless --user or $MUSEWISE_USER says otherwise.\n"
+                       f"c.MusewiseConfig.user = {DEMO_ADMIN!r}\n")
+    return cfg
+
+
+def musewise_command() -> str:
+    """How to type the ``musewise`` command of this environment in the user's shell.
+
+    ``musewise`` if it is on ``$PATH`` (an activated virtualenv), else the path of
+    the virtualenv's console script (``.venv/bin/musewise`` after ``make demo``).
+    """
+    script = Path(sys.executable).parent / "musewise"
+    found = shutil.which("musewise")
+    if found and Path(found).resolve() == script.resolve():
+        return "musewise"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def banner(text: str) -> None:
@@ -53,7 +88,7 @@ def main(argv=None) -> int:
             else tuple(range(1, int(args.ifus) + 1)))
     root = Path(args.root).resolve()
     os.environ["MUSEWISE_ROOT"] = str(root)
-    os.environ.setdefault("MUSEWISE_USER", "admin")
+    write_demo_config(root)
 
     from .archive import Archive
     from .exceptions import DuplicateError
@@ -66,7 +101,7 @@ def main(argv=None) -> int:
     print(f"wrote {len(raw)} raw frames and the static calibrations to {incoming}")
 
     banner("2. ingesting into the archive")
-    arch = Archive.open(user="admin")
+    arch = Archive.open(user=DEMO_ADMIN)
     for name, projects in DEMO_USERS.items():
         try:
             arch.add_user(name, projects=projects)
@@ -92,7 +127,8 @@ def main(argv=None) -> int:
     (root / f"provenance-{cube_id}.svg").write_text(graph.to_svg())
     print(f"\nW3C PROV-JSON: {root / f'provenance-{cube_id}.prov.json'}; drawing: {root / f'provenance-{cube_id}.svg'}")
     print(f"\nreduced in {time.time() - t0:.0f} s; archive in {root}")
-    print(f"  look at it: musewise --root {root} ls --kind science ; musewise --root {root} provenance {cube_id}")
+    mw = musewise_command()
+    print(f"  look at it: {mw} --root {root} ls --kind science ; {mw} --root {root} provenance {cube_id}")
 
     if args.no_hub:
         return 0

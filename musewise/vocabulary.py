@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 
+from .exceptions import InvalidArgumentError
+
 
 class Privilege(enum.IntEnum):
     """Who may see a dataset or run.
@@ -52,7 +54,7 @@ class FrameType(str, enum.Enum):
 
         Raises
         ------
-        ValueError
+        InvalidArgumentError
             If the DPR type is not a MUSE raw frame type.
         """
         t = (dpr_type or "").strip().upper()
@@ -62,7 +64,7 @@ class FrameType(str, enum.Enum):
             "OBJECT": cls.OBJECT, "SKY": cls.SKY,
         }
         if t not in table:
-            raise ValueError(f"unknown ESO DPR TYPE {dpr_type!r}")
+            raise InvalidArgumentError(f"unknown ESO DPR TYPE {dpr_type!r}")
         return table[t]
 
 

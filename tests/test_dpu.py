@@ -35,17 +35,18 @@ def dpu_night(tmp_path_factory):
     """A night for IFU 1 with what the cascade needs: 3 bias, 3 flats (muse_flat wants 3),
     one arc per lamp, two science exposures (so per-exposure products are told apart) and the
     static calibrations. By frame type."""
+    from conftest import fixture_tmp
     from musewise.ingest import inspect_file
     from musewise.inm import simulate_night
 
-    out = tmp_path_factory.mktemp("dpu-night")
-    paths = simulate_night(out, night=NIGHT, ifus=(1,), n_bias=3, n_dark=0, n_flat=3, n_arc_per_lamp=1,
-                           n_skyflat=0, n_std=0, n_object=2, seed=11, progress=False)
-    frames: dict[str, list[Path]] = {}
-    for p in paths:
-        frames.setdefault(inspect_file(p).category, []).append(Path(p))
-    frames["static"] = sorted((out / "static").glob("*.fits"))
-    return frames
+    with fixture_tmp(tmp_path_factory, "dpu-night") as out:
+        paths = simulate_night(out, night=NIGHT, ifus=(1,), n_bias=3, n_dark=0, n_flat=3, n_arc_per_lamp=1,
+                               n_skyflat=0, n_std=0, n_object=2, seed=11, progress=False)
+        frames: dict[str, list[Path]] = {}
+        for p in paths:
+            frames.setdefault(inspect_file(p).category, []).append(Path(p))
+        frames["static"] = sorted((out / "static").glob("*.fits"))
+        yield frames
 
 
 def _ingest(arch, frames, *types):
@@ -193,14 +194,18 @@ def cascade(tmp_path_factory, dpu_night):
     from musewise.archive import Archive
     from musewise.config import MusewiseConfig
 
-    root = tmp_path_factory.mktemp("cascade")
-    arch = Archive(MusewiseConfig.load(root=str(root), user="admin", project="consortium"), user="admin")
-    _ingest(arch, dpu_night, "BIAS", "FLAT", "ARC", "OBJECT", "static")
-    dpu.make("scipost", NIGHT, [1], dry_run=False, commit=True, archive=arch, p={"crsigma": 20},
-             progress=False)
-    cube = [r for r in arch.query(category="DATACUBE_FINAL") if r.is_valid][-1]
-    yield arch, cube
-    arch.close()
+    from conftest import fixture_tmp
+
+    with fixture_tmp(tmp_path_factory, "cascade") as root:
+        arch = Archive(MusewiseConfig.load(root=str(root), user="admin", project="consortium"), user="admin")
+        try:
+            _ingest(arch, dpu_night, "BIAS", "FLAT", "ARC", "OBJECT", "static")
+            dpu.make("scipost", NIGHT, [1], dry_run=False, commit=True, archive=arch, p={"crsigma": 20},
+                     progress=False)
+            cube = [r for r in arch.query(category="DATACUBE_FINAL") if r.is_valid][-1]
+            yield arch, cube
+        finally:
+            arch.close()
 
 
 @pipeline

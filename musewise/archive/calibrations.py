@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, or_, select
 
-from ..exceptions import CalibrationNotFoundError, NotFoundError, ParameterError, PermissionDeniedError
+from ..exceptions import CalibrationNotFoundError, InvalidArgumentError, NotFoundError, PermissionDeniedError
 from ..vocabulary import MAX_CERTIFIED_SPAN_DAYS, CollectionType
 from .collections import get_collection, resolve
 from .privileges import can_review, visible_datasets
@@ -66,16 +66,16 @@ def _range_text(begin, end) -> str:
 def _check_range(begin, end) -> None:
     if begin is not None and end is not None:
         if end <= begin:
-            raise ParameterError("certify", f"the certified range must end after it begins ({begin} >= {end})")
+            raise InvalidArgumentError(f"the certified range must end after it begins ({begin} >= {end})")
         if end - begin > MAX_CERTIFIED_SPAN_DAYS:
-            raise ParameterError("certify", f"a finite certified range spans at most {MAX_CERTIFIED_SPAN_DAYS:g} d "
+            raise InvalidArgumentError(f"a finite certified range spans at most {MAX_CERTIFIED_SPAN_DAYS:g} d "
                                             f"(here {end - begin:.1f} d); leave an end open for longer validity")
 
 
 def certify_row(s, collection: Collection, ds: Dataset, begin, end, user: User | None, comment: str) -> Certification:
     """Certify (or re-range) ``ds`` in ``collection`` within an open session, with its audit event."""
     if collection.type != CollectionType.CALIBRATION.value:
-        raise ParameterError("certify", f"{collection.name!r} is a {collection.type} collection, "
+        raise InvalidArgumentError(f"{collection.name!r} is a {collection.type} collection, "
                                         f"not a calibration collection")
     _check_range(begin, end)
     row = s.scalar(select(Certification).where(Certification.collection_id == collection.id,
@@ -135,7 +135,7 @@ def certify(arch, dataset_id, collection, begin, end, comment) -> CertificationR
 def decertify(arch, dataset_id, collection, comment) -> None:
     """See :meth:`Archive.decertify`."""
     if not comment or not comment.strip():
-        raise ParameterError("decertify", "say why in `comment` when withdrawing a certification")
+        raise InvalidArgumentError("say why in `comment` when withdrawing a certification")
     with arch.transaction() as tx:
         s = tx.session
         user = arch.acting_user(s)

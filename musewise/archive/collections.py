@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, false, func, or_, select
 from sqlalchemy.orm import Session
 
-from ..exceptions import NotFoundError, ParameterError
+from ..exceptions import InvalidArgumentError, NotFoundError
 from ..vocabulary import (
     RAW_COLLECTION,
     STATIC_CALIB_COLLECTION,
@@ -57,7 +57,7 @@ def ensure_collection(s: Session, name: str, type_: CollectionType, *, owner_id:
 
     Raises
     ------
-    ParameterError
+    InvalidArgumentError
         If it exists with another type.
     """
     c = s.scalar(select(Collection).where(Collection.name == name))
@@ -67,7 +67,7 @@ def ensure_collection(s: Session, name: str, type_: CollectionType, *, owner_id:
         s.add(c)
         s.flush()
     elif c.type != CollectionType(type_).value:
-        raise ParameterError("collections", f"collection {name!r} is a {c.type} collection, not {type_.value}")
+        raise InvalidArgumentError(f"collection {name!r} is a {c.type} collection, not {type_.value}")
     return c
 
 
@@ -100,14 +100,14 @@ def set_chain(s: Session, parent: Collection, children: list[Collection]) -> Non
 
     Raises
     ------
-    ParameterError
+    InvalidArgumentError
         If ``parent`` is not CHAINED or a member would make the chain contain itself.
     """
     if parent.type != CollectionType.CHAINED.value:
-        raise ParameterError("collections", f"{parent.name!r} is not a chained collection")
+        raise InvalidArgumentError(f"{parent.name!r} is not a chained collection")
     for c in children:
         if c.id == parent.id or parent.id in _chains_below(s, [c.id]):
-            raise ParameterError("collections", f"chaining {c.name!r} into {parent.name!r} makes a cycle")
+            raise InvalidArgumentError(f"chaining {c.name!r} into {parent.name!r} makes a cycle")
     s.query(CollectionChain).filter(CollectionChain.parent_id == parent.id).delete()
     n = len(children)
     for i, c in enumerate(children):

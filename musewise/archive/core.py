@@ -24,7 +24,7 @@ from ..exceptions import (
     InvalidFrameError,
     MusewiseError,
     NotFoundError,
-    ParameterError,
+    InvalidArgumentError,
     PermissionDeniedError,
 )
 from ..ingest import FrameInfo, find_fits, inspect_file
@@ -338,7 +338,7 @@ class Archive:
 
         Raises
         ------
-        PermissionDeniedError, NotFoundError, ParameterError
+        PermissionDeniedError, NotFoundError, InvalidArgumentError
         """
         with self.transaction() as tx:
             s = tx.session
@@ -666,7 +666,7 @@ class Archive:
         list of DatasetRecord
         """
         if order_by not in ORDERABLE:
-            raise ParameterError("query", f"cannot order by {order_by!r}; choose one of {ORDERABLE}")
+            raise InvalidArgumentError(f"cannot order by {order_by!r}; choose one of {ORDERABLE}")
         with self.session() as s:
             q = self.select_datasets(s, **filters)
             col = getattr(Dataset, order_by)

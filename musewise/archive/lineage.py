@@ -180,14 +180,11 @@ def finish_run(arch, run_id, outputs, *, notebook, details, move=False) -> list[
         if category and category != info.category:
             info = dataclasses.replace(info, category=category, kind=kind_of_category(category))
         infos.append((Path(path), info))
-    for attempt in range(2):
-        try:
-            return _finish(arch, run_id, infos, notebook, details, move)
-        except SAIntegrityError:
-            # Two runs stored identical new bytes at the same instant: the retry finds them stored.
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+    try:
+        return _finish(arch, run_id, infos, notebook, details, move)
+    except SAIntegrityError:
+        # Two runs stored identical new bytes at the same instant: the retry finds them stored.
+        return _finish(arch, run_id, infos, notebook, details, move)
 
 
 def _finish(arch, run_id, infos, notebook, details, move) -> list[DatasetRecord]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+from ..exceptions import NotFoundError
 from ..vocabulary import Privilege
 
 
@@ -82,7 +83,7 @@ class DatasetRecord:
         for s in self.ifus:
             if s.ifu == ifu:
                 return s
-        raise KeyError(f"dataset {self.id} holds no IFU {ifu}")
+        raise NotFoundError(f"dataset {self.id} holds no IFU {ifu}")
 
     def as_dict(self) -> dict:
         d = asdict(self)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from ..exceptions import DuplicateError, NotFoundError, ParameterError
+from ..exceptions import DuplicateError, InvalidArgumentError, NotFoundError
 from .schema import Membership, Project, User
 
 ROLES = ("member", "reviewer", "manager")
@@ -17,7 +17,7 @@ ROLES = ("member", "reviewer", "manager")
 
 def _check_role(role: str) -> str:
     if role not in ROLES:
-        raise ParameterError("users", f"unknown project role {role!r}; choose one of {ROLES}")
+        raise InvalidArgumentError(f"unknown project role {role!r}; choose one of {ROLES}")
     return role
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from sqlalchemy import or_, select, update
 
-from ..exceptions import NotFoundError, ParameterError, PermissionDeniedError
+from ..exceptions import InvalidArgumentError, NotFoundError, PermissionDeniedError
 from ..vocabulary import DatasetKind, QualityFlag
 from .privileges import can_review
 from .schema import Dataset, Run, RunInput, User, ValidityEvent, utcnow
@@ -29,10 +29,10 @@ def set_validity(arch, s, dataset_id, ifu, *, is_valid, flag, comment) -> None:
         try:
             flag = QualityFlag(getattr(flag, "value", flag)).value
         except ValueError:
-            raise ParameterError("set_validity", f"unknown quality flag {flag!r}; choose one of "
+            raise InvalidArgumentError(f"unknown quality flag {flag!r}; choose one of "
                                                  f"{[f.value for f in QualityFlag]}") from None
     if is_valid is False and not (comment or "").strip():
-        raise ParameterError("set_validity", "say why in `comment` when marking data invalid")
+        raise InvalidArgumentError("say why in `comment` when marking data invalid")
     user = arch.acting_user(s)
     ds = arch.load(s, dataset_id)
     if not can_review(user, ds.owner_id, ds.project_id, arch.roles(s, user)):

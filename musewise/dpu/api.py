@@ -5,31 +5,12 @@ from __future__ import annotations
 import functools
 import time
 
-from ..exceptions import ParameterError, RecipeError
+from ..exceptions import InvalidArgumentError, ParameterError, ReductionFailed
 from ..vocabulary import Privilege
 from .config import DpuConfig
 from .runner import RunOutcome, archive_settings, execute_run
 from .selection import RunSpec, select_runs
 from .steps import get_step
-
-
-class ReductionFailed(RecipeError):
-    """One or more runs of a reduction failed; each is recorded as failed in the archive.
-
-    Attributes
-    ----------
-    outcomes : list of RunOutcome
-        All runs of the call, failed and succeeded.
-    """
-
-    def __init__(self, recipe, outcomes: list[RunOutcome]):
-        self.outcomes = outcomes
-        bad = [o for o in outcomes if not o.ok]
-        first = bad[0]
-        msg = (f"{len(bad)} of {len(outcomes)} run(s) failed: "
-               + ", ".join(f"run {o.run_id} ({o.label})" for o in bad)
-               + f"; first error: {first.error.splitlines()[0] if first.error else '?'}")
-        super().__init__(recipe, msg, ifu=first.ifu)
 
 
 def open_default_archive(archive=None):
@@ -97,8 +78,7 @@ def execute(specs: list[RunSpec], archive, *, engine: str | None = None, progres
     if name == "auto":
         name = "dask" if len(specs) > 1 else "local"
     settings = archive_settings(arch.config, arch.user_name)
-    dpu_settings = {k: getattr(dcfg, k) for k in ("kernel_name", "templates_dir", "keep_workdirs",
-                                                   "run_timeout")}
+    dpu_settings = {k: getattr(dcfg, k) for k in ("templates_dir", "keep_workdirs", "run_timeout")}
     if name == "local":
         func = functools.partial(execute_run, settings=settings, dpu_settings=dpu_settings, arch=arch)
     else:
@@ -171,7 +151,7 @@ def run(recipe: str, date: str | None = None, ifu=None, commit: bool = False, p:
     >>> dpu.run('scipost', date='2026-11-20', commit=True, p={'crsigma': 20})  # doctest: +SKIP
     """
     if date is None:
-        raise ParameterError(recipe, "say which night to reduce: date='YYYY-MM-DD'")
+        raise InvalidArgumentError("say which night to reduce: date='YYYY-MM-DD'")
     arch = open_default_archive(archive)
     specs = prepare(recipe, date, ifu, commit=commit, p=p, archive=arch, mode=mode, collections=collections)
     if dry_run:
@@ -189,4 +169,5 @@ def run(recipe: str, date: str | None = None, ifu=None, commit: bool = False, p:
     return outcomes
 
 
+# ReductionFailed is imported from here by the planner; it lives in musewise.exceptions.
 __all__ = ["ReductionFailed", "execute", "prepare", "run", "validate_parameters"]

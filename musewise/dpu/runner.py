@@ -121,7 +121,7 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
     settings : dict
         Archive settings (:func:`archive_settings`).
     dpu_settings : dict, optional
-        :class:`DpuConfig` values (kernel, templates folder, time limit).
+        :class:`DpuConfig` values (templates folder, time limit, keep_workdirs).
     arch : Archive, optional
         An open archive to use instead of reopening one (same process only).
 
@@ -132,6 +132,7 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
     """
     import papermill as pm
 
+    from ..kernel import papermill_options
     from ..recipes import get_recipe
     from .config import DpuConfig
     from .templates import template_for
@@ -156,17 +157,11 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     out_nb = workdir / f"{spec.recipe}_run{run_id:06d}.ipynb"
-    from .steps import get_step
-
-    try:
-        quick = list(get_step(spec.step).quicklook)
-    except Exception:
-        quick = []
     parameters = dict(
         recipe=spec.recipe, step=spec.step, run_id=run_id, ifu=spec.ifu, night=spec.night,
         sof=json.dumps(spec.sof), inputs=json.dumps([dataclasses.asdict(i) for i in spec.inputs]),
         workdir=str(workdir), params=json.dumps(spec.params),
-        archive=json.dumps(public_settings(settings), default=str), quicklook=json.dumps(quick),
+        archive=json.dumps(public_settings(settings), default=str),
         timeout=int(dcfg.run_timeout),
     )
     from .notebook import read_result
@@ -178,7 +173,7 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
         try:
             pm.execute_notebook(
                 template, str(out_nb), parameters=parameters, cwd=str(workdir),
-                kernel_name=dcfg.kernel_name, progress_bar=False, log_output=False,
+                **papermill_options(arch.config.kernel_name),
                 execution_timeout=int(dcfg.run_timeout) + 600,
             )
         except Exception as exc:  # PapermillExecutionError, a dead kernel, a timeout...

@@ -41,8 +41,8 @@ from ..archive.datastore import sha256_file
 from ..archive.privileges import can_review
 from ..archive.schema import Dataset, User, ValidityEvent, utcnow
 from ..archive.schema_review import ObsCoreRecord, Release, ReleaseFrozenError, ReleaseItem, ReviewEvent
-from ..exceptions import (DuplicateError, IntegrityError, MusewiseError, NotFoundError, PermissionDeniedError,
-                          ReleaseRefusedError)
+from ..exceptions import (DuplicateError, IntegrityError, InvalidArgumentError, MusewiseError, NotFoundError,
+                          PermissionDeniedError, ReleaseRefusedError)
 from ..vocabulary import DatasetKind
 
 MANIFEST = "manifest.json"
@@ -142,10 +142,10 @@ def create_release(arch, name: str, version: str, dataset_ids, description: str 
     """
     for label, v in (("name", name), ("version", version)):
         if not _NAME.match(str(v)):
-            raise ValueError(f"release {label} {v!r}: use letters, digits and ._+- only")
+            raise InvalidArgumentError(f"release {label} {v!r}: use letters, digits and ._+- only")
     ids = sorted({int(i) for i in dataset_ids})
     if not ids:
-        raise ValueError("a release needs at least one product")
+        raise InvalidArgumentError("a release needs at least one product")
     from .obscore import obscore_row
 
     with arch.session() as s:
@@ -157,7 +157,7 @@ def create_release(arch, name: str, version: str, dataset_ids, description: str 
         for did in ids:
             ds = arch.load(s, did)
             if ds.kind not in (DatasetKind.CALIBRATION.value, DatasetKind.SCIENCE.value):
-                raise ValueError(f"dataset {did} is a {ds.kind} dataset, not a product")
+                raise ReleaseRefusedError(f"dataset {did} is a {ds.kind} dataset, not a product")
             if not can_review(user, ds.owner_id, ds.project_id, roles):
                 raise PermissionDeniedError(f"user {user.name!r} may not release dataset {did} "
                                             f"(owner, project reviewers and administrators may)")

@@ -96,7 +96,10 @@ class SQLAPI(APIHandler):
         await self._run(str(body.get("q", "")), body.get("limit"))
 
     async def _run(self, sql, limit=None):
-        limit = min(int(limit or self.settings["sql_limit"]), self.settings["sql_limit"])
+        try:
+            limit = min(int(limit or self.settings["sql_limit"]), self.settings["sql_limit"])
+        except (TypeError, ValueError) as exc:
+            raise QueryError(f"limit must be a whole number, not {limit!r}") from exc
         columns, rows = await self.blocking(run_readonly_sql, self.arch, sql, limit)
         self.send({"columns": columns, "rows": rows, "truncated": len(rows) >= limit})
 
