@@ -14,6 +14,10 @@ The tree::
     │   └── CalibrationNotFoundError
     ├── DuplicateError (ValueError)
     ├── PermissionDeniedError (PermissionError)
+    │   ├── ReferenceInputError
+    │   └── ReleaseFrozenError
+    ├── RunStateError (ValueError)
+    ├── ReleaseRefusedError (ValueError)
     ├── DatastoreError (OSError)
     ├── IntegrityError (ValueError)
     │   └── ReleaseVerificationError
@@ -83,6 +87,10 @@ class ReferenceInputError(PermissionDeniedError):
 
 class RunStateError(MusewiseError, ValueError):
     """A run cannot change state that way (e.g. it already ended)."""
+
+
+class ReleaseFrozenError(PermissionDeniedError):
+    """An attempt to change or delete a frozen data release."""
 
 
 class ReleaseRefusedError(MusewiseError, ValueError):

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
-from ..exceptions import MusewiseError, NotFoundError, ParameterError, PermissionDeniedError
+from ..exceptions import AlreadyClaimedError, InvalidArgumentError, MusewiseError, NotFoundError, PermissionDeniedError
 from ..vocabulary import DatasetKind, QualityFlag
 from ..archive.privileges import can_review
 from ..archive.validity import dependents_of
@@ -45,9 +45,6 @@ class ReviewStatus(str, enum.Enum):
     AFFECTED = "affected"    #: made from a product since invalidated; awaits a person
     REVIEWED = "reviewed"    #: a person gave a verdict
 
-
-class AlreadyClaimedError(MusewiseError, RuntimeError):
-    """Another reviewer holds an unexpired claim on the product."""
 
 
 #: Dataset kinds that are reviewed (raw frames and notebooks are not).
@@ -302,7 +299,7 @@ def review(arch, dataset_id: int, ifu: int | None, is_valid: bool, flag: Quality
     """
     flag = QualityFlag(getattr(flag, "value", flag)).value
     if not comment.strip():
-        raise ParameterError("review", "a review needs a comment saying what was looked at and why")
+        raise InvalidArgumentError("a review needs a comment saying what was looked at and why")
     releases, affected = [], []
     # One transaction: the verdict, its review state, the claim's end and the affected marks
     # all land together or not at all.

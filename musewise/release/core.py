@@ -42,26 +42,13 @@ from ..archive.privileges import can_review
 from ..archive.schema import Dataset, User, ValidityEvent, utcnow
 from ..archive.schema_review import ObsCoreRecord, Release, ReleaseFrozenError, ReleaseItem, ReviewEvent
 from ..exceptions import (DuplicateError, IntegrityError, InvalidArgumentError, MusewiseError, NotFoundError,
-                          PermissionDeniedError, ReleaseRefusedError)
+                          PermissionDeniedError, ReleaseRefusedError, ReleaseVerificationError)
 from ..vocabulary import DatasetKind
 
 MANIFEST = "manifest.json"
 MANIFEST_SUM = "manifest.sha256"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
-
-class ReleaseVerificationError(IntegrityError):
-    """An exported release folder or a released file does not match its manifest.
-
-    Attributes
-    ----------
-    problems : list of str
-        One line per file that is changed, missing or unexpected.
-    """
-
-    def __init__(self, problems):
-        self.problems = list(problems)
-        super().__init__(f"{len(self.problems)} problem(s): " + "; ".join(self.problems[:5]))
 
 
 @dataclass(frozen=True)
