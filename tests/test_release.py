@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 
 import pytest
+from prov.model import ProvDocument
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
@@ -110,6 +111,9 @@ def test_export_and_verify_detect_a_changed_byte(archive, dr1, tmp_path, capsys)
     for name in ("manifest.json", "manifest.sha256", "README.md", "obscore.csv"):
         assert (folder / name).is_file()
     assert len(list((folder / "provenance").glob("*.txt"))) == 2
+    cube = dr1.dataset_ids[1]
+    doc = ProvDocument.deserialize(source=str(folder / "provenance" / f"{cube}.prov.json"), format="json")
+    assert doc.get_record(f"mw:dataset-{cube}")  # the released cube, as a W3C PROV entity
     rep = verify_folder(folder)
     assert rep.ok and rep.checked == 2
     # One flipped bit in one product file is found and named.

@@ -261,12 +261,10 @@ class ProvenanceGraph:
         for node in self.walk():
             if not isinstance(node, DatasetNode):
                 continue
-            run = self.producer(node.id)
-            if run is None:
-                if node.id == self.root_id or node.visible is False or self.consumers(node.id):
-                    lines.append(node.label())
-                continue
             lines.append(node.label())
+            run = self.producer(node.id)
+            if run is None:  # a raw frame, a static calibration, or hidden
+                continue
             if run.id in described:
                 lines.append(f"  <- {run.label().split(' [')[0]} (above)")
                 continue
@@ -372,7 +370,12 @@ class ProvenanceGraph:
                '  edge [color="#7a8691", arrowsize=0.5, fontname="Helvetica", fontsize=7];']
         condensed = max_drawn is not None and len(self.datasets) + len(self.runs) > max_drawn
         name: dict[tuple[str, int], str] = {}
-        groups = self._groups() if condensed else [[("d", i)] for i in self.datasets] + [[("r", i)] for i in self.runs]
+        if not condensed:
+            groups = [[("d", i)] for i in self.datasets] + [[("r", i)] for i in self.runs]
+        else:  # by night, or, for a history of many nights, by category and recipe alone
+            groups = self._groups(by_night=True)
+            if len(groups) > max_drawn:
+                groups = self._groups(by_night=False)
         for n, members in enumerate(groups):
             kind, first = members[0]
             if len(members) == 1:
@@ -398,7 +401,7 @@ class ProvenanceGraph:
         out.append("}")
         return "\n".join(out) + "\n"
 
-    def _groups(self) -> list[list[tuple[str, int]]]:
+    def _groups(self, by_night: bool) -> list[list[tuple[str, int]]]:
         # The product stays alone; hidden nodes share one group of each kind.
         by_key: dict[tuple, list[tuple[str, int]]] = {}
         for d in self.datasets.values():
@@ -408,16 +411,12 @@ class ProvenanceGraph:
                 key = ("d-hidden",)
             else:
                 p = self.producer(d.id)
-                key = ("d", d.category, d.night, p.recipe if p is not None and p.visible else "")
+                key = ("d", d.category, d.night if by_night else "", p.recipe if p is not None and p.visible else "")
             by_key.setdefault(key, []).append(("d", d.id))
         for r in self.runs.values():
-            key = ("r", r.recipe, self._run_night(r)) if r.visible else ("r-hidden",)
+            key = ("r", r.recipe, r.night if by_night else "") if r.visible else ("r-hidden",)
             by_key.setdefault(key, []).append(("r", r.id))
         return list(by_key.values())
-
-    @staticmethod
-    def _run_night(r: RunNode) -> str:
-        return r.night or ""
 
     def _dataset_attrs(self, d: DatasetNode, dataset_url) -> dict:
         attrs = {"shape": "ellipse", "id": f"dataset_{d.id}", "tooltip": d.label()}
@@ -458,7 +457,8 @@ class ProvenanceGraph:
                         "fillcolor": "#eeeeee", "fontcolor": "#777777", "style": "dashed,filled"}
             ifus = sorted({n.ifu for n in nodes if n.ifu})
             bad = sum(n.is_valid is False for n in nodes)
-            label = (f"{len(ids)} x {d.category}\n{d.night or ''}" + (f" IFU {_ranges(ifus)}" if ifus else "")
+            nights = sorted({n.night for n in nodes if n.night})
+            label = (f"{len(ids)} x {d.category}\n{_span(nights)}" + (f" IFU {_ranges(ifus)}" if ifus else "")
                      + (f"\n{bad} INVALID" if bad else ""))
             return {"shape": "ellipse", "peripheries": "2", "label": label, "tooltip": listed,
                     "fillcolor": "#fde0dc" if bad else "#fffbe6", "color": "#b71c1c" if bad else "#c9b458"}
@@ -468,7 +468,8 @@ class ProvenanceGraph:
             return {"shape": "box", "label": f"{len(ids)} runs not visible to you", "tooltip": listed,
                     "fillcolor": "#eeeeee", "fontcolor": "#777777", "style": "dashed,filled"}
         failed = sum(n.status == "failed" for n in nodes)
-        label = f"{len(ids)} x run {r.recipe}\n{self._run_night(r)}" + (f"\n{failed} failed" if failed else "")
+        nights = sorted({n.night for n in nodes if n.night})
+        label = f"{len(ids)} x run {r.recipe}\n{_span(nights)}" + (f"\n{failed} failed" if failed else "")
         return {"shape": "box", "peripheries": "2", "label": label, "tooltip": "runs " + listed,
                 "fillcolor": "#f7c6c0" if failed else "#dbe7f7", "color": "#5b7fa8"}
 
@@ -489,6 +490,13 @@ class ProvenanceGraph:
                                      "apt-get install graphviz") from exc
         text = svg.decode()
         return text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE: the SVG is embedded in pages
+
+
+def _span(nights: list[str]) -> str:
+    """``2026-11-20`` or ``2026-11-20 .. 2026-12-03 (9 nights)``."""
+    if len(nights) <= 1:
+        return nights[0] if nights else ""
+    return f"{nights[0]} .. {nights[-1]} ({len(nights)} nights)"
 
 
 def _ranges(values: list[int]) -> str:
@@ -575,7 +583,7 @@ def build_provenance(session, user: User | None, dataset_id: int, *,
                 if run_id is not None:
                     made_by[did] = run_id
         if root not in datasets and root not in found:
-            raise NotFoundError(f"no dataset {root} visible to you")
+            raise NotFoundError(f"no dataset {root} visible to user {user.name if user else 'anonymous'!r}")
         for did in frontier:
             datasets[did] = found.get(did) or DatasetNode(did, visible=False)
 

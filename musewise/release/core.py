@@ -14,11 +14,12 @@ Decisions
   validity audit trail, whichever path made it), :func:`musewise.qc.review` records it
   against the release, and the release itself stays as frozen.
 * **Manifest.** JSON (UTF-8, sorted keys) with, per product, its data ID, sha256,
-  size, path inside the release folder, record and full provenance tree
-  (:meth:`Archive.provenance`). Its own sha256 is stored with the release and in
+  size, path inside the release folder, record and full provenance graph
+  (:meth:`Archive.provenance`, ``to_dict``). Its own sha256 is stored with the release and in
   ``manifest.sha256`` of an exported folder.
 * **Export** writes ``products/<CATEGORY>/<file>``, ``manifest.json``,
-  ``manifest.sha256``, ``provenance/<id>.txt``, ``obscore.csv`` and a
+  ``manifest.sha256``, ``provenance/<id>.txt`` and ``provenance/<id>.prov.json``
+  (W3C PROV-JSON), ``obscore.csv`` and a
   ``README.md``; :func:`verify_folder` checks it anywhere, without an archive.
 """
 
@@ -355,7 +356,9 @@ def export_release(arch, name: str, version: str | None, folder, *, link: bool =
             os.link(src, dst)
         else:
             shutil.copyfile(src, dst)
-        (folder / "provenance" / f"{p['dataset_id']}.txt").write_text(arch.provenance(p["dataset_id"]).to_text() + "\n")
+        graph = arch.provenance(p["dataset_id"])
+        (folder / "provenance" / f"{p['dataset_id']}.txt").write_text(graph.to_text() + "\n")
+        (folder / "provenance" / f"{p['dataset_id']}.prov.json").write_text(graph.to_prov_json(indent=1) + "\n")
     (folder / MANIFEST).write_bytes(blob)
     (folder / MANIFEST_SUM).write_text(f"{digest}  {MANIFEST}\n")
     (folder / "README.md").write_text(_readme(manifest, digest))
