@@ -14,33 +14,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import and_, exists, func, select
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import MusewiseConfig
-from ..exceptions import (
-    DuplicateError,
-    InvalidFrameError,
-    MusewiseError,
-    NotFoundError,
-    InvalidArgumentError,
-    PermissionDeniedError,
-)
-from ..ingest import FrameInfo, find_fits, inspect_file
-from ..vocabulary import (
-    RAW_COLLECTION,
-    STATIC_CALIB_COLLECTION,
-    STATIC_COLLECTION,
-    CollectionType,
-    DatasetKind,
-    Privilege,
-    QualityFlag,
-)
-from . import calibrations, lineage, users, validity
+from ..exceptions import NotFoundError, PermissionDeniedError
+from ..ingest import FrameInfo
+from ..vocabulary import CollectionType, Privilege, QualityFlag
+from . import calibrations, lineage, queries, storage, users, validity
 from .calibrations import CalibrationChoice
 from .collections import (
-    INGESTED_COLLECTION,
     SearchPath,
     chain_members,
     default_search_path,
@@ -53,19 +36,9 @@ from .database import make_engine, upgrade
 from .datastore import Datastore, PendingFile
 from .privileges import can_review, visible_datasets
 from .records import CertificationRecord, CollectionRecord, DatasetRecord, IfuState
-from .schema import (
-    Collection,
-    Dataset,
-    DatasetIfu,
-    Project,
-    QCParameter,
-    StoredFile,
-    User,
-)
-from .templates import path_for
+from .schema import Collection, Dataset, Project, QCParameter, StoredFile, User
+from .storage import IngestReport, IngestResult
 
-#: Columns users may sort query results by.
-ORDERABLE = ("id", "date_obs", "mjd_obs", "night", "category", "created", "exptime", "ifu", "object")
 
 
 @dataclass
@@ -75,29 +48,6 @@ class Transaction:
     session: Session
     files: list[PendingFile] = field(default_factory=list)
 
-
-@dataclass
-class IngestResult:
-    """Outcome of ingesting one file: the dataset, and whether it was new."""
-
-    record: DatasetRecord
-    created: bool
-
-
-@dataclass
-class IngestReport:
-    """Outcome of ingesting many files."""
-
-    ingested: list[DatasetRecord] = field(default_factory=list)
-    duplicates: list[DatasetRecord] = field(default_factory=list)
-    refused: list[tuple[str, str]] = field(default_factory=list)
-    bytes: int = 0
-
-    def summary(self) -> str:
-        return (
-            f"{len(self.ingested)} ingested, {len(self.duplicates)} already archived, "
-            f"{len(self.refused)} refused ({self.bytes / 1e9:.2f} GB new)"
-        )
 
 
 class Archive:
@@ -397,53 +347,8 @@ class Archive:
         DuplicateError
             The same bytes are archived already as a dataset the user may not see.
         """
-        info = info or inspect_file(path, ifu=ifu)
-        try:
-            with self.transaction() as tx:
-                ds, created = self._ingest_file(tx, Path(path), info, privilege, project, valid_from, valid_to,
-                                                move)
-                did = ds.id
-        except SAIntegrityError:
-            # Another process archived the same bytes between our check and our commit.
-            did, created = self._find_ingested(path), False
-            if did is None:
-                raise
-        try:
-            return IngestResult(self.get(did), created)
-        except NotFoundError:
-            raise DuplicateError(f"{path}: these bytes are archived already, as a dataset user "
-                                 f"{self.user_name!r} may not see") from None
-
-    def _find_ingested(self, path) -> int | None:
-        from .datastore import sha256_file
-
-        sha, _ = sha256_file(path)
-        with self.session() as s:
-            return s.scalar(select(Dataset.id).join(StoredFile).where(
-                StoredFile.sha256 == sha, Dataset.run_id.is_(None)).order_by(Dataset.id).limit(1))
-
-    def _ingest_file(self, tx: Transaction, path: Path, info: FrameInfo, privilege, project, valid_from, valid_to,
-                     move):
-        s = tx.session
-        name = {DatasetKind.RAW: RAW_COLLECTION, DatasetKind.STATIC: STATIC_COLLECTION}.get(info.kind,
-                                                                                           INGESTED_COLLECTION)
-        coll = ensure_collection(s, name, CollectionType.RUN, description="as ingested")
-        proj = self.project_row(s, project)
-        sf, fresh = self.store_file(tx, path, info, move=move)
-        if not fresh:
-            # The same bytes as ingested before are the same frame: its existing dataset.
-            old = s.scalar(select(Dataset).where(Dataset.file_id == sf.id, Dataset.run_id.is_(None))
-                           .order_by(Dataset.id).limit(1))
-            if old is not None:
-                return old, False
-        ds = self.add_dataset(s, sf, info, owner=self.acting_user(s), project_id=proj.id,
-                              privilege=privilege, collection=coll)
-        if info.kind == DatasetKind.STATIC:
-            calib = ensure_collection(s, STATIC_CALIB_COLLECTION, CollectionType.CALIBRATION,
-                                      description="static calibration tables, certified for their dates")
-            calibrations.certify_row(s, calib, ds, valid_from, valid_to, self.acting_user(s),
-                                     "static table, certified on ingest")
-        return ds, True
+        return storage.ingest(self, path, privilege=privilege, project=project, ifu=ifu, info=info,
+                              valid_from=valid_from, valid_to=valid_to, move=move)
 
     def store_file(self, tx: Transaction, path: Path, info: FrameInfo, run_id: int | None = None, *,
                    move: bool = False):
@@ -458,64 +363,20 @@ class Archive:
         (StoredFile, bool)
             The row, and whether the bytes are new.
         """
-        s = tx.session
-        relpath = path_for(info, path.name, run_id=run_id)
-        pending = self.datastore.put(path, relpath + ".incoming", move=move)
-        existing = s.scalar(select(StoredFile).where(StoredFile.sha256 == pending.sha256))
-        if existing is not None:
-            pending.discard()
-            return existing, False
-        pending.relpath = path_for(info, path.name, run_id=run_id, sha256=pending.sha256)
-        tx.files.append(pending)
-        sf = StoredFile(sha256=pending.sha256, size=pending.size, path=pending.relpath, original_name=path.name)
-        s.add(sf)
-        s.flush()
-        return sf, True
+        return storage.store_file(self, tx, path, info, run_id, move=move)
 
     def add_dataset(self, s: Session, stored: StoredFile, info: FrameInfo, *, owner: User, project_id: int | None,
                     privilege, collection: Collection, run_id: int | None = None) -> Dataset:
         """Register a dataset of ``info`` over a stored file, in ``collection`` (within an open transaction)."""
-        exposure = info.date_obs.isoformat(timespec="seconds") if info.date_obs is not None else None
-        ds = Dataset(
-            kind=info.kind.value, category=info.category, file_id=stored.id, night=info.night,
-            date_obs=info.date_obs, mjd_obs=info.mjd_obs, exptime=info.exptime, mode=info.mode,
-            object=info.object, ifu=info.ifu, pipeline_version=info.pipeline_version,
-            header=info.header, owner_id=owner.id, project_id=project_id,
-            privilege=int(Privilege(int(privilege))), run_id=run_id, collection_id=collection.id,
-            exposure=exposure, is_valid=True, flag=QualityFlag.UNCHECKED.value, comment="",
-        )
-        ds.ifus = [DatasetIfu(ifu=i, is_valid=True, flag=QualityFlag.UNCHECKED.value) for i in info.ifus]
-        s.add(ds)
-        s.flush()
-        return ds
+        return storage.add_dataset(self, s, stored, info, owner=owner, project_id=project_id, privilege=privilege,
+                                   collection=collection, run_id=run_id)
 
     def ingest_many(self, paths, *, progress: bool = True, **kw) -> IngestReport:
         """Ingest files and folders (searched for ``*.fits``), one transaction per file.
 
         A refused file is reported and skipped; it does not stop the others.
         """
-        from tqdm.auto import tqdm
-
-        files = find_fits(paths)
-        report = IngestReport()
-        total = sum(os.path.getsize(f) for f in files if f.is_file())
-        with tqdm(total=total, unit="B", unit_scale=True, desc="ingest", disable=not progress) as bar:
-            for f in files:
-                size = os.path.getsize(f) if f.is_file() else 0  # before a move takes it away
-                try:
-                    res = self.ingest(f, **kw)
-                except InvalidFrameError as exc:
-                    report.refused.append((str(f), exc.reason))
-                except DuplicateError as exc:
-                    report.refused.append((str(f), str(exc)))
-                else:
-                    if res.created:
-                        report.ingested.append(res.record)
-                        report.bytes += res.record.size
-                    else:
-                        report.duplicates.append(res.record)
-                bar.update(size)
-        return report
+        return storage.ingest_many(self, paths, progress=progress, **kw)
 
     # ------------------------------------------------------------------ reading
     def record(self, s: Session, ds: Dataset) -> DatasetRecord:
@@ -595,44 +456,10 @@ class Archive:
                         owner=None, object=None, privilege=None, exposure=None, collection=None,
                         collections=None):
         """The SELECT behind :meth:`query`, restricted to what the user may see."""
-        q = select(Dataset).where(self.visible(s))
-        for col, val in ((Dataset.kind, kind), (Dataset.category, category), (Dataset.night, night),
-                         (Dataset.mode, mode), (Dataset.run_id, run_id), (Dataset.object, object),
-                         (Dataset.privilege, privilege), (Dataset.exposure, exposure)):
-            if val is None:
-                continue
-            if isinstance(val, (list, tuple, set)):
-                q = q.where(col.in_([getattr(v, "value", v) for v in val]))
-            else:
-                q = q.where(col == getattr(val, "value", val))
-        if date_from is not None:
-            q = q.where(Dataset.night >= str(date_from))
-        if date_to is not None:
-            q = q.where(Dataset.night <= str(date_to))
-        if project is not None:
-            q = q.join(Project, Dataset.project_id == Project.id).where(Project.name == project)
-        if owner is not None:
-            q = q.where(Dataset.owner_id == select(User.id).where(User.name == owner).scalar_subquery())
-        if collection is not None:
-            q = q.where(Dataset.collection_id == select(Collection.id).where(Collection.name == collection)
-                        .scalar_subquery())
-        if collections is not None:
-            q = q.where(resolve(s, collections).contains(Dataset.collection_id))
-        if ifu is not None:
-            cond = [DatasetIfu.dataset_id == Dataset.id, DatasetIfu.ifu == int(ifu)]
-            if valid is not None:
-                cond.append(DatasetIfu.is_valid.is_(True))
-            has_ifu = exists().where(and_(*cond))
-            if valid is None:
-                q = q.where(has_ifu)
-            else:
-                usable = and_(Dataset.is_valid.is_(True), Dataset.affected_by.is_(None), has_ifu)
-                q = q.where(usable if valid else ~usable)
-        elif valid is not None:
-            bad_ifu = exists().where(and_(DatasetIfu.dataset_id == Dataset.id, DatasetIfu.is_valid.is_(False)))
-            usable = and_(Dataset.is_valid.is_(True), Dataset.affected_by.is_(None), ~bad_ifu)
-            q = q.where(usable if valid else ~usable)
-        return q
+        return queries.select_datasets(self, s, kind=kind, category=category, night=night, date_from=date_from,
+                                       date_to=date_to, ifu=ifu, valid=valid, project=project, mode=mode,
+                                       run_id=run_id, owner=owner, object=object, privilege=privilege,
+                                       exposure=exposure, collection=collection, collections=collections)
 
     def query(self, *, order_by: str = "date_obs", descending: bool = False, limit: int | None = None,
               offset: int = 0, **filters) -> list[DatasetRecord]:
@@ -665,15 +492,7 @@ class Archive:
         -------
         list of DatasetRecord
         """
-        if order_by not in ORDERABLE:
-            raise InvalidArgumentError(f"cannot order by {order_by!r}; choose one of {ORDERABLE}")
-        with self.session() as s:
-            q = self.select_datasets(s, **filters)
-            col = getattr(Dataset, order_by)
-            q = q.order_by(col.desc() if descending else col, Dataset.id).offset(int(offset))
-            if limit is not None:
-                q = q.limit(int(limit))
-            return [self.record(s, ds) for ds in s.scalars(q).unique()]
+        return queries.query(self, order_by=order_by, descending=descending, limit=limit, offset=offset, **filters)
 
     def find(self, category: str, *, collections=None, ifu: int | None = None, **filters) -> list[DatasetRecord]:
         """Usable datasets of ``category`` found through a search path, best first.
@@ -692,18 +511,12 @@ class Archive:
         **filters
             As for :meth:`query` (``night``, ``exposure``, ``mode``...).
         """
-        with self.session() as s:
-            path = self.resolve_path(s, collections)
-            q = self.select_datasets(s, category=category, ifu=ifu, valid=True, **filters)
-            q = q.where(path.contains(Dataset.collection_id))
-            q = q.order_by(path.rank(Dataset.collection_id), Dataset.created.desc(), Dataset.id.desc())
-            return [self.record(s, ds) for ds in s.scalars(q).unique()]
+        return queries.find(self, category, collections=collections, ifu=ifu, **filters)
 
     def count(self, **filters) -> int:
         """Number of datasets :meth:`query` would return with these filters."""
-        with self.session() as s:
-            q = self.select_datasets(s, **filters)
-            return s.scalar(select(func.count()).select_from(q.subquery()))
+        return queries.count(self, **filters)
+
 
     # ------------------------------------------------------------------ validity
     def set_validity(self, dataset_id: int, ifu: int | None = None, *, is_valid: bool | None = None,
@@ -871,7 +684,7 @@ class Archive:
         """Runs visible to the user (filters: recipe, night, ifu, status), newest first."""
         return lineage.list_runs(self, **filters)
 
-    def provenance(self, dataset_id: int, *, max_nodes: int | None = None) -> "ProvenanceGraph":
+    def provenance(self, dataset_id: int, *, max_nodes: int | None = None):
         """The runs and inputs that made a dataset, as a graph holding each once.
 
         Parameters
@@ -955,23 +768,7 @@ class Archive:
             ``temporaries``: unfinished copies; ``missing``: rows whose file is gone;
             ``corrupt``: files whose checksum no longer matches (with ``verify_checksums``).
         """
-        with self.session() as s:
-            rows = dict(s.execute(select(StoredFile.path, StoredFile.sha256)).all())
-        on_disk = set(self.datastore.walk())
-        report = {
-            "orphans": sorted(on_disk - set(rows)),
-            "temporaries": sorted(self.datastore.temporaries()),
-            "missing": sorted(set(rows) - on_disk),
-            "corrupt": [],
-        }
-        if verify_checksums:
-            for p, sha in rows.items():
-                if p in on_disk:
-                    try:
-                        self.datastore.verify(p, sha)
-                    except MusewiseError:
-                        report["corrupt"].append(p)
-        return report
+        return storage.fsck(self, verify_checksums)
 
 
 __all__ = ["Archive", "IngestResult", "IngestReport", "Transaction"]

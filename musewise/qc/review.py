@@ -30,11 +30,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
-from ..exceptions import AlreadyClaimedError, InvalidArgumentError, MusewiseError, NotFoundError, PermissionDeniedError
+from ..exceptions import AlreadyClaimedError, InvalidArgumentError, PermissionDeniedError
 from ..vocabulary import DatasetKind, QualityFlag
 from ..archive.privileges import can_review
 from ..archive.validity import dependents_of
-from ..archive.schema import Dataset, DatasetIfu, RunInput, User, utcnow
+from ..archive.schema import Dataset, DatasetIfu, User, utcnow
 from ..archive.schema_review import QCClaim, ReleaseItem, ReviewEvent, ReviewState
 
 

@@ -42,7 +42,7 @@ from ..archive.datastore import sha256_file
 from ..archive.privileges import can_review
 from ..archive.schema import Dataset, User, ValidityEvent, utcnow
 from ..archive.schema_review import ObsCoreRecord, Release, ReleaseFrozenError, ReleaseItem, ReviewEvent
-from ..exceptions import (DuplicateError, IntegrityError, InvalidArgumentError, MusewiseError, NotFoundError,
+from ..exceptions import (DuplicateError, InvalidArgumentError, MusewiseError, NotFoundError,
                           PermissionDeniedError, ReleaseRefusedError, ReleaseVerificationError)
 from ..vocabulary import DatasetKind
 

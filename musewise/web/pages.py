@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from tornado import web
 
 from .. import __version__
-from ..archive.core import ORDERABLE
+from ..archive.queries import ORDERABLE
 from ..exceptions import NotFoundError, QueryError
 from ..vocabulary import CALIBRATION_CATEGORIES, SCIENCE_CATEGORIES, STATIC_CATEGORIES, FrameType
 from .base import ArchiveHandler
