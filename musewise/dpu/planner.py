@@ -348,7 +348,7 @@ def make(target: str, date: str, ifus=None, *, dry_run: bool = True, commit: boo
     print(pl.to_text())
     if dry_run or not pl.todo:
         return pl
-    from .api import ReductionFailed
+    from ..exceptions import ReductionFailed
 
     params = dict(step_params or {})
     if p:

@@ -427,17 +427,6 @@ def verify_folder(folder) -> VerifyReport:
     return report
 
 
-def amend_release(arch, name: str, version: str, **changes) -> None:
-    """Releases cannot be changed: always raises (kept so the refusal is explicit and documented).
-
-    Raises
-    ------
-    ReleaseFrozenError
-    """
-    raise ReleaseFrozenError(f"release {name} {version} is frozen; create version N+1 instead "
-                             f"(changes asked: {sorted(changes)})")
-
-
-__all__ = ["ReleaseFrozenError", "ReleaseRecord", "ReleaseVerificationError", "VerifyReport", "amend_release",
+__all__ = ["ReleaseFrozenError", "ReleaseRecord", "ReleaseVerificationError", "VerifyReport",
            "canonical_json", "create_release", "export_release", "get_release", "list_releases", "manifest_of",
            "release_status", "verify_folder"]
