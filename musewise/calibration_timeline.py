@@ -124,7 +124,7 @@ class TimelineBar:
     state : str
         A key of :data:`STATE_STYLE`: ``usable``, ``invalid``, ``ifu-invalid`` or ``affected``.
     note : str
-        The dataset's verdict in words (flag, comment, what affected it).
+        Details of its state: flag and comment, which IFU is invalid, or which input made it affected.
     certified_by, comment : str
         Who set the range last, and why.
     chosen : bool
@@ -173,8 +173,10 @@ class TimelineBar:
     def tooltip(self) -> str:
         """One line a person reads on hovering the bar."""
         ifu = "all IFUs" if self.ifu is None else f"IFU {self.ifu:02d}"
+        state = STATE_STYLE[self.state][2] if self.state != "usable" else ""
+        said = ": ".join(p for p in (state, self.note) if p)
         return (f"#{self.dataset_id} {self.category} {ifu} in {self.collection}: {self.range_text}"
-                f"{' - ' + self.note if self.note else ''}"
+                f"{' - ' + said if said else ''}"
                 f"{' (certified by ' + self.certified_by + ')' if self.certified_by else ''}"
                 f"{' - chosen at the marker' if self.chosen else ''}")
 
@@ -302,20 +304,21 @@ def _lanes(bars_of_row: list, order: dict) -> list[tuple[str, list]]:
 
 
 def _state(rec, ifu: int | None) -> tuple[str, str]:
+    # (key of STATE_STYLE, the details a person needs: flag and comment, or what made it unusable)
     if rec is None:
         return "usable", ""
     words = f"{rec.flag}{': ' + rec.comment if rec.comment else ''}"
     if not rec.is_valid:
-        return "invalid", f"invalid ({words})"
+        return "invalid", words
     if rec.affected_by is not None:
-        return "affected", f"affected by invalid #{rec.affected_by}"
+        return "affected", f"input #{rec.affected_by} is invalid"
     states = {s.ifu: s for s in rec.ifus}
     if ifu is not None and ifu in states and not states[ifu].is_valid:
         s = states[ifu]
-        return "ifu-invalid", f"IFU {ifu:02d} invalid ({s.flag}{': ' + s.comment if s.comment else ''})"
+        return "ifu-invalid", f"IFU {ifu:02d}: {s.flag}{': ' + s.comment if s.comment else ''}"
     bad = [s.ifu for s in rec.ifus if not s.is_valid]
     if ifu is None and bad:
-        return "ifu-invalid", f"IFU {', '.join(f'{i:02d}' for i in bad)} invalid"
+        return "ifu-invalid", f"IFU {', '.join(f'{i:02d}' for i in bad)}"
     return "usable", "" if rec.flag == "unchecked" else words
 
 

@@ -21,6 +21,7 @@ from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 
 from ..calibration_timeline import (
     DEFAULT_SPAN_DAYS,
+    STATE_STYLE,
     build_timeline,
     mjd_to_datetime,
     night_mjd,
@@ -252,8 +253,9 @@ class CalibrationTimeline(BokehJSMixin, widgets.VBox):
                               for v in (bar.begin_mjd, bar.end_mjd))
             self._state.value = (f"<b>#{bar.dataset_id}</b> {escape(bar.category)} in <b>{escape(bar.collection)}</b>"
                                  f": {escape(bar.range_text)} ({when} UTC)"
-                                 + (f", <b style='color:#c62828'>{escape(bar.note)}</b>" if bar.state != "usable"
-                                    else (f", {escape(bar.note)}" if bar.note else ""))
+                                 + (f", <b style='color:#c62828'>{escape(STATE_STYLE[bar.state][2])}</b>"
+                                    if bar.state != "usable" else "")
+                                 + (f" ({escape(bar.note)})" if bar.note else "")
                                  + (f"<br><i>{escape(bar.comment)}</i> ({escape(bar.certified_by)})"
                                     if bar.comment else ""))
             if not self.can_review:
