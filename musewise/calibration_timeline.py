@@ -17,6 +17,7 @@ ipywidgets; bokeh is imported by :func:`timeline_figure` alone.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -462,8 +463,9 @@ def timeline_figure(timeline: Timeline, *, width: int = 900, lane_height: int = 
                     fill_alpha=0.8, line_color="line", line_width="width", hatch_pattern="hatch",
                     hatch_color="line", hatch_alpha=0.9, name="bars",
                     selection_line_color="#000000", selection_line_width=3, nonselection_fill_alpha=0.35)
-    ends = ColumnDataSource({"x": [], "y": [], "marker": []}, name="open_end_data")
-    fig.scatter(x="x", y="y", marker="marker", size=11, color="#333333", source=ends, name="open_ends")
+    ends = ColumnDataSource({"x": [], "y": [], "side": [], "angle": []}, name="open_end_data")
+    fig.scatter(x="x", y="y", marker="triangle", angle="angle", size=12, fill_color="#ffffff",
+                line_color="#1d232a", line_width=1.5, source=ends, name="open_ends")
     fig.add_tools(HoverTool(renderers=[bars], tooltips=[("", "@tip"), ("dates", "@dates")]))
     fig.select_one(TapTool).renderers = [bars]
     fig.add_layout(Span(location=0, dimension="height", line_color="#c62828", line_width=2, line_dash="dashed",
@@ -485,7 +487,7 @@ def update_timeline_figure(fig, timeline: Timeline) -> None:
     tl = timeline
     n = max(1.0, tl.height)
     data = {k: [] for k in _BAR_COLUMNS}
-    ends = {"x": [], "y": [], "marker": []}
+    ends = {"x": [], "y": [], "side": [], "angle": []}
     for b in tl.bars:
         line, hatch, words = STATE_STYLE[b.state]
         for key, value in (("certification_id", b.certification_id), ("dataset_id", b.dataset_id),
@@ -495,11 +497,16 @@ def update_timeline_figure(fig, timeline: Timeline) -> None:
                            ("range", b.range_text), ("state", words + (f": {b.note}" if b.note else "")),
                            ("tip", b.tooltip()), ("dates", _dates(b))):
             data[key].append(value)
-        for is_open, x, marker in ((b.open_begin, b.x0, "triangle_left"), (b.open_end, b.x1, "triangle_right")):
+        # Just inside the bar's end, so the plot's frame does not clip it.
+        inset = 0.008 * (tl.mjd_to - tl.mjd_from)
+        # A triangle pointing up, turned to point out of the bar (bokeh has no left/right triangle).
+        for is_open, x, side, angle in ((b.open_begin, b.x0 + inset, "begin", math.pi / 2),
+                                        (b.open_end, b.x1 - inset, "end", -math.pi / 2)):
             if is_open:
                 ends["x"].append(x)
                 ends["y"].append(b.y)
-                ends["marker"].append(marker)
+                ends["side"].append(side)
+                ends["angle"].append(angle)
     renderer = fig.select_one({"name": "bars"})
     renderer.data_source.selected.indices = []
     renderer.data_source.data = data

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from traitlets import TraitError
 
 from musewise.calibration_timeline import (
     STATE_STYLE,
@@ -203,9 +204,31 @@ def test_figure_draws_every_bar_the_marker_and_open_ends(archive, history):
     assert src.data["hatch"][i] == STATE_STYLE["invalid"][1] and src.data["line"][i] == STATE_STYLE["invalid"][0]
     assert fig.select_one({"name": "marker"}).location == pytest.approx(61365.0)
     opens = fig.select_one({"name": "open_ends"}).data_source.data
-    assert list(opens["marker"]) == ["triangle_right"]  # the static table, open-ended
+    assert list(opens["side"]) == ["end"] and opens["x"][0] < tl.mjd_to  # the static table, open-ended
     assert set(fig.yaxis.major_label_overrides.values()) == {r.label for r in tl.rows}
     assert "2026-11-20" in fig.title.text
+
+
+@pytest.mark.browser
+def test_figure_renders_in_chromium(archive, history, page, output_dir):
+    from bokeh.embed import file_html
+    from bokeh.resources import INLINE
+
+    from musewise.archive.collections import default_search_path
+
+    tl = build_timeline(archive.as_user("alice"), night=NIGHT, span_days=25,
+                        collections=default_search_path("alice", "galaxies", reference=False))
+    html = output_dir / "timeline_figure.html"
+    html.write_text(file_html(timeline_figure(tl), INLINE, "calibration timeline"))
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(html.as_uri())
+    page.wait_for_selector("canvas", timeout=30000)
+    page.wait_for_function("window.Bokeh && Bokeh.documents.length === 1", timeout=30000)
+    n = page.evaluate("Bokeh.documents[0].get_model_by_name('bar_data').data.certification_id.length")
+    assert n == len(tl.bars) and errors == []
+    page.screenshot(path=str(output_dir / "timeline_figure.png"))
 
 
 # --------------------------------------------------------------------------- the widget
@@ -270,7 +293,10 @@ def test_widget_tap_on_a_bar_selects_it_and_night_moves_the_marker(archive, hist
     w.night = "2026-11-30"
     assert w.figure.select_one({"name": "marker"}).location == pytest.approx(61375.0)
     assert w.timeline.marker == pytest.approx(61375.0)
+    with pytest.raises(TraitError, match="not on this timeline"):
+        w.select(10 ** 6)
     w.ifu = 2
     assert [r.label for r in w.timeline.rows] == ["IFU 02"]
+    assert w.certification_id is None  # the IFU 1 range selected before is no longer shown
     with pytest.raises(ParameterError, match="YYYY-MM-DD"):
         w.night = "soon"

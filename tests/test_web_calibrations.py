@@ -235,6 +235,7 @@ def _login(page, hub, base, who, path):
     assert who in page.inner_text("header")
 
 
+@pytest.mark.browser
 def test_browser_reviewer_changes_a_range_and_a_forged_post_is_refused(site, archive, page, output_dir):
     hub, base, _, ids = site
     did = ids["bias"][(1, 61365.1)]
@@ -265,6 +266,7 @@ def test_browser_reviewer_changes_a_range_and_a_forged_post_is_refused(site, arc
     assert (c.begin_mjd, c.comment) == (61360.0, "bias drifts after the 28th")
 
 
+@pytest.mark.browser
 def test_browser_non_reviewer_sees_no_form_and_a_forged_post_is_refused(site, archive, page, output_dir):
     hub, base, _, ids = site
     did = ids["bias"][(1, 61365.1)]
