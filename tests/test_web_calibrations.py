@@ -151,6 +151,10 @@ def test_timeline_page_draws_a_linked_bar_per_certified_range(site, archive):
     r = get("calibrations", user="carol", params={"ifu": 2, "night": NIGHT})
     assert ">LINE_CATALOG all IFUs<" in r.text and ids["static"] in _bars(r.text).values()
     assert "state-affected" in r.text  # the flat made from the invalid bias
+    # Without a night: the newest night a calibration was made for (a bounded window around it).
+    r = get("calibrations", user="carol", params={"category": "MASTER_BIAS"})
+    assert 'value="2026-11-30"' in r.text and '<line id="marker"' in r.text
+    assert ids["bias"][(1, 61375.1)] in _bars(r.text).values()
     for bad in ({"night": "tomorrow"}, {"ifu": "30"}, {"span": "-1"}):
         assert get("calibrations", user="carol", params=bad).status_code == 400
 

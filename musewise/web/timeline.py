@@ -198,14 +198,25 @@ def _timeline_args(handler) -> dict:
             "span_days": span or DEFAULT_SPAN_DAYS, "collections": split_path(handler.get_argument("collections", ""))}
 
 
+def latest_calibration_night(arch, category: str | None = None) -> str:
+    """The newest observing night of a calibration (of ``category``) the user may see ("" if none)."""
+    for rec in arch.query(kind=["calibration"], category=category, order_by="night", descending=True, limit=20):
+        if rec.night:  # NULL nights sort first in descending order on PostgreSQL
+            return rec.night
+    return ""
+
+
 class CalibrationsHandler(ArchiveHandler):
     """``/calibrations``: the timeline of certified calibrations for the form's category, IFU and night."""
 
     @web.authenticated
     def get(self):
         args = _timeline_args(self)
-        tl = build_timeline(self.arch, **{**args, "collections": args["collections"] or None})
         form = {k: self.get_argument(k, "") for k in ("category", "ifu", "night", "mjd", "span", "collections")}
+        if not args["night"] and args["mjd"] is None:
+            # Without a night, the latest night a calibration was made for: a bounded, current window.
+            args["night"] = form["night"] = latest_calibration_night(self.arch, args["category"]) or None
+        tl = build_timeline(self.arch, **{**args, "collections": args["collections"] or None})
         path = self.arch.search_path()
         use_path = self.url("calibrations") + "?" + urlencode(
             {**{k: v for k, v in form.items() if v and k != "collections"}, "collections": ", ".join(path)})
