@@ -248,7 +248,9 @@ def test_widget_shows_the_timeline_and_a_reviewer_changes_a_range(archive, histo
     assert (rec.begin_mjd, rec.end_mjd) == (61360.0, 61369.5) and rec.certified_by == "alice"
     assert w.timeline.bar(cert.certification_id).end_mjd == 61369.5  # redrawn
     src = w.figure.select_one({"name": "bars"}).data_source
-    assert src.data["right"][src.data["certification_id"].index(cert.certification_id)] == 61369.5
+    i = src.data["certification_id"].index(cert.certification_id)
+    assert src.data["right"][i] == 61369.5
+    assert list(src.selected.indices) == [i]  # still selected in the plot
     from musewise.archive.calibrations import certification_history
 
     last = certification_history(alice, did)[-1]

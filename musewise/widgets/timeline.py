@@ -35,6 +35,12 @@ from .bokehjs import BokehJSMixin, bokeh_plot
 __all__ = ["CalibrationTimeline"]
 
 
+_CSS = """<style>
+.mw-audit table {border-collapse: collapse; font-size: 12px}
+.mw-audit td, .mw-audit th {border-bottom: 1px solid #ddd; padding: 1px 6px; text-align: left}
+</style>"""
+
+
 def _fmt(v) -> str:
     return "" if v is None else f"{v:.3f}"
 
@@ -108,7 +114,7 @@ class CalibrationTimeline(BokehJSMixin, widgets.VBox):
         widgets.dlink((self, "status"), (self._status, "value"),
                       lambda s: f"<span style='font-size:smaller'>{escape(s)}</span>")
         self._history = widgets.HTML("", layout=widgets.Layout(max_height="200px", overflow="auto"))
-        self.children = [self.plot, self._legend, self._picker, self._state,
+        self.children = [widgets.HTML(_CSS), self.plot, self._legend, self._picker, self._state,
                          widgets.HBox([self._begin, self._end, self._comment, self._apply]), self._status,
                          self._history]
         self._ready = True
@@ -242,6 +248,11 @@ class CalibrationTimeline(BokehJSMixin, widgets.VBox):
     def _show_selected(self):
         bar = self.selected
         self._picker.value = self.certification_id
+        # The plot shows the same selection (after a redraw, or a choice in the dropdown).
+        source = self.figure.select_one({"name": "bars"}).data_source
+        want = [source.data["certification_id"].index(bar.certification_id)] if bar is not None else []
+        if list(source.selected.indices) != want:
+            source.selected.indices = want
         if bar is None:
             self.can_review = False
             self._state.value = "<i>tap a bar, or choose a range above</i>"
