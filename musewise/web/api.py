@@ -13,6 +13,10 @@ Endpoints (all read-only, all limited to what the token's user may see):
 ``GET api/runs/<id>``              one run: recipe, parameters, inputs, outputs, notebook
 ``GET api/provenance/<id>``        the provenance graph of a dataset: ``datasets``, ``runs``, ``used``, ``generated``
 ``GET|POST api/sql``               ``q=<SELECT ...>`` or JSON ``{"q": ...}``: read-only SQL
+``GET api/certifications``         ``category``, ``ifu``, ``collection``, ``mjd_from``, ``mjd_to``: certified
+                                   ranges of calibrations (see :mod:`musewise.web.timeline`)
+
+The table filters include ``collection``: a RUN collection, or a search path ``a, b``.
 """
 
 from __future__ import annotations

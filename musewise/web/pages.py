@@ -31,7 +31,7 @@ SECTIONS = {
 }
 #: Filters the tables accept as query arguments (all passed to ``Archive.query``).
 FILTERS = ("category", "night", "date_from", "date_to", "ifu", "mode", "object", "project", "owner", "valid",
-           "run_id")
+           "run_id", "collection")
 CATEGORIES = sorted({*FrameType.__members__, *CALIBRATION_CATEGORIES, *STATIC_CATEGORIES,
                      *SCIENCE_CATEGORIES, "NOTEBOOK"})
 PER_PAGE = 50
@@ -51,6 +51,8 @@ def dataset_filters(handler) -> dict:
                 out[key] = int(raw)
             except ValueError as exc:
                 raise QueryError(f"{key} must be a whole number, not {raw!r}") from exc
+        elif key == "collection":
+            out.update(collection_filter(handler.arch, raw))
         elif key == "valid":
             if raw not in ("yes", "no"):
                 raise QueryError("valid must be 'yes' or 'no'")
@@ -58,6 +60,35 @@ def dataset_filters(handler) -> dict:
         else:
             out[key] = raw
     return out
+
+
+def collection_filter(arch, text: str) -> dict:
+    """The ``collection`` argument as Archive.query filters: a RUN collection, or a search path.
+
+    One RUN collection name gives ``collection=``; a chain, or several names (``a, b``),
+    give ``collections=`` (datasets found through that path).
+
+    Raises
+    ------
+    QueryError
+        An unknown name, or a calibration collection (whose calibrations are certified
+        there, not written there: see the timeline).
+    """
+    from .timeline import split_path
+
+    names = split_path(text)
+    known = {}
+    for n in names:
+        try:
+            known[n] = arch.collection(n, members=0).type
+        except NotFoundError:
+            raise QueryError(f"no collection named {n!r}") from None
+        if known[n] == "calibration":
+            raise QueryError(f"{n!r} is a calibration collection: datasets are certified there, not written "
+                             f"there; see its certified ranges on the calibration timeline (search path {n})")
+    if len(names) == 1 and known[names[0]] == "run":
+        return {"collection": names[0]}
+    return {"collections": names} if names else {}
 
 
 def paging(handler) -> tuple[str, bool, int, int]:
@@ -159,7 +190,9 @@ class TableHandler(ArchiveHandler):
 
         self.render("table.html", section=section, title=title, sections=SECTIONS, records=records,
                     total=total, page=page, pages=max(1, math.ceil(total / per_page)), sort=sort, desc=desc,
-                    args=args, link=link, categories=CATEGORIES, orderable=ORDERABLE)
+                    args=args, link=link, categories=CATEGORIES, orderable=ORDERABLE,
+                    collections=[c for c in self.arch.list_collections()
+                                 if c.type != "calibration" and "/run/" not in c.name])
 
 
 class DatasetHandler(ArchiveHandler):

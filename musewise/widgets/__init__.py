@@ -8,6 +8,8 @@
   validity, quick-look and the audited review controls;
 * :class:`ArchiveBrowser` - search and page through the archive, open a product in the
   right viewer, with its provenance and the run's notebook;
+* :class:`CalibrationTimeline` - which calibration is certified when, per IFU, and the
+  reviewers' control to change a certified range;
 * :class:`MuseCube` - the lazy, memory-mapped cube reader the viewers use,
   usable without any UI.
 
@@ -27,6 +29,7 @@ _LAZY = {
     "ImageViewer": ".image_viewer",
     "QCPanel": ".qc_panel",
     "ArchiveBrowser": ".archive_browser",
+    "CalibrationTimeline": ".timeline",
 }
 
 
@@ -38,5 +41,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'musewise.widgets' has no attribute {name!r}")
 
 
-__all__ = ["ArchiveBrowser", "CubeViewer", "Image", "ImageViewer", "MuseCube", "OutsideCubeError",
+__all__ = ["ArchiveBrowser", "CalibrationTimeline", "CubeViewer", "Image", "ImageViewer", "MuseCube", "OutsideCubeError",
            "QCPanel", "Spectrum", "SpectrumViewer"]
