@@ -8,12 +8,13 @@ from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 from tornado.ioloop import IOLoop
 
-from ..exceptions import NotFoundError, ParameterError, PermissionDeniedError, QueryError
+from ..exceptions import InvalidArgumentError, NotFoundError, ParameterError, PermissionDeniedError, QueryError
 
 #: HTTP status of the errors that refuse a request (the user can change the request).
 #: Anything else a handler raises - a ValueError from deep inside included - is a
 #: failure of the service: a logged 500 whose page says nothing of the cause.
-STATUS = ((NotFoundError, 404), (PermissionDeniedError, 403), (QueryError, 400), (ParameterError, 400))
+STATUS = ((NotFoundError, 404), (PermissionDeniedError, 403), (QueryError, 400), (ParameterError, 400),
+          (InvalidArgumentError, 400))
 
 #: What a 500 page says (the cause and traceback are in the service's log, not on the page).
 INTERNAL_ERROR = "internal error of the archive web view; it has been logged for the administrators"

@@ -113,8 +113,8 @@ def timeline_svg(tl: Timeline, url, *, width: int = 1100, lane: int = 22, label_
         out.append(f'<text x="{xt:.1f}" y="26" text-anchor="middle" font-size="10" fill="#6b7680">'
                    f'{mjd_to_datetime(t):%Y-%m-%d}</text>')
         t += step
-    out.append(f'<text x="4" y="13" font-size="11" fill="#55606b">MJD</text>'
-               f'<text x="4" y="26" font-size="10" fill="#6b7680">date (UTC)</text>')
+    out.append('<text x="4" y="13" font-size="11" fill="#55606b">MJD</text>'
+               '<text x="4" y="26" font-size="10" fill="#6b7680">date (UTC)</text>')
     # Bars.
     h = lane * 0.7
     for b in tl.bars:

@@ -30,7 +30,7 @@ from bokeh.models import ColumnDataSource, DataTable, HTMLTemplateFormatter, Tab
 from sqlalchemy import select
 from traitlets import Bool, Enum, Int, TraitError, Unicode, validate
 
-from ..archive.core import ORDERABLE
+from ..archive.queries import ORDERABLE
 from ..exceptions import NotFoundError
 from .bokehjs import BokehJSMixin, bokeh_plot, refresh_bokeh_models
 from .provenance_view import notebook_srcdoc, provenance_html, render_notebook
