@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select, union_all
 
 from ..exceptions import CalibrationNotFoundError, NotFoundError, ParameterError, PermissionDeniedError
 from ..vocabulary import MAX_CERTIFIED_SPAN_DAYS, CollectionType
@@ -195,35 +195,46 @@ def certification_history(arch, dataset_id: int) -> list[dict]:
                  "comment": e.comment} for e, c, u in rows]
 
 
-def _candidates(s, user, category, ifu, mjd, mode, calib_ids=None, near: bool = False):
+def _nearby(s, category, ifu, mjd, w: float) -> list:
+    """``(id, collection_id)`` of the certifications of ``category`` for IFU ``ifu`` (or for every IFU)
+    whose range comes within ``w`` days of ``mjd``.
+
+    Index-only range scans of the certifications alone (no dataset is read): finite
+    ranges begin at most :data:`MAX_CERTIFIED_SPAN_DAYS` before ``mjd``; open-begun ranges
+    sort first in ``ix_certifications_lookup``; open-ended ones are in the partial index
+    ``ix_certifications_open_end``. A registry of millions of certifications scans a few
+    thousand index entries.
+    """
+    c = Certification
+    parts = []
+    for on_ifu in (c.ifu == int(ifu), c.ifu.is_(None)):
+        sel = select(c.id, c.collection_id).where(c.category == category, on_ifu)
+        parts += [sel.where(c.begin_mjd.between(mjd - MAX_CERTIFIED_SPAN_DAYS - w, mjd + w), c.end_mjd > mjd - w),
+                  sel.where(c.begin_mjd.is_(None), or_(c.end_mjd.is_(None), c.end_mjd > mjd - w)),
+                  sel.where(c.end_mjd.is_(None), c.begin_mjd <= mjd + w)]
+    return s.execute(union_all(*parts)).all()
+
+
+def _candidates(s, user, category, ifu, mjd, mode, calib_ids=None, near: bool = False, exclude=()):
     """Certification rows (with dataset, collection name) around ``mjd`` for category/IFU, visible to ``user``.
 
     ``near`` False: those whose range covers ``mjd`` in the given collections; True:
-    those within :data:`LOSER_WINDOW_DAYS` of it in any collection. Two index range
-    scans: finite ranges (bounded by :data:`MAX_CERTIFIED_SPAN_DAYS`) and open ones.
+    those within :data:`LOSER_WINDOW_DAYS` of it in any collection (the newest
+    :data:`MAX_LOSERS`, ``exclude`` left out). The rows are picked by :func:`_nearby`,
+    then only those few are read with their datasets.
     """
     w = LOSER_WINDOW_DAYS if near else 0.0
-    base = [Certification.category == category,
-            or_(Certification.ifu == int(ifu), Certification.ifu.is_(None)), visible_datasets(user)]
-    if calib_ids is not None:
-        base.append(Certification.collection_id.in_(calib_ids))
-    finite = and_(Certification.begin_mjd.between(mjd - MAX_CERTIFIED_SPAN_DAYS - w, mjd + w),
-                  Certification.end_mjd > mjd - w)
-    if not near:
-        finite = and_(finite, Certification.begin_mjd <= mjd)
-    open_ended = and_(or_(Certification.begin_mjd.is_(None), Certification.end_mjd.is_(None)),
-                      or_(Certification.begin_mjd.is_(None), Certification.begin_mjd <= mjd + w),
-                      or_(Certification.end_mjd.is_(None), Certification.end_mjd > mjd - w))
-    out = []
-    for cond in (finite, open_ended):
-        q = (select(Certification, Dataset, Collection.name)
-             .join(Dataset, Dataset.id == Certification.dataset_id)
-             .join(Collection, Collection.id == Certification.collection_id)
-             .where(*base, cond))
-        if near:
-            q = q.limit(MAX_LOSERS * 4)
-        out.extend(s.execute(q).unique().all())
-    return out
+    ids = [i for i, cid in _nearby(s, category, ifu, mjd, w)
+           if i not in exclude and (calib_ids is None or cid in calib_ids)]
+    if not ids:
+        return []
+    q = (select(Certification, Dataset, Collection.name)
+         .join(Dataset, Dataset.id == Certification.dataset_id)
+         .join(Collection, Collection.id == Certification.collection_id)
+         .where(Certification.id.in_(ids), visible_datasets(user)))
+    if near:
+        q = q.order_by(Certification.id.desc()).limit(MAX_LOSERS)  # no more are ever reported
+    return s.execute(q).unique().all()
 
 
 def _covers(cert: Certification, mjd: float) -> bool:
@@ -288,9 +299,7 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
                 eligible.append((order[cert.collection_id], abs((ds.mjd_obs if ds.mjd_obs is not None else mjd) - mjd),
                                  -ds.created.timestamp(), -ds.id, cert, ds, cname))
         eligible.sort(key=lambda e: e[:4])
-        for cert, ds, cname in _candidates(s, user, category, ifu, mjd, mode, near=True):
-            if cert.id in seen:
-                continue
+        for cert, ds, cname in _candidates(s, user, category, ifu, mjd, mode, near=True, exclude=seen):
             seen.add(cert.id)
             if cert.collection_id not in order:
                 if reference and ds.privilege == 1:
@@ -303,8 +312,8 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
             else:
                 why = _unusable(ds, ifu, mode) or "not eligible"
             losers.append((ds, cname, why))
-        night = night_of(Time(mjd, format="mjd").to_datetime())
         if not eligible:
+            night = night_of(Time(mjd, format="mjd").to_datetime())
             detail = "; ".join(f"#{d.id} ({c}) {w}" for d, c, w in losers[:8])
             raise CalibrationNotFoundError(
                 category, ifu, night,

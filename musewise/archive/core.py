@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from ..config import MusewiseConfig
 from ..exceptions import (
@@ -522,6 +522,38 @@ class Archive:
             affected_by=ds.affected_by, header=ds.header or {},
         )
 
+    def records(self, s: Session, q) -> list[DatasetRecord]:
+        """The :class:`DatasetRecord` of every dataset ``q`` selects, in its order.
+
+        ``q`` is a ``select(Dataset)`` (e.g. from :meth:`select_datasets`, ordered and paged).
+        Read as plain rows, two queries whatever the number: loading ORM objects with their
+        file, owner, project, collection and IFU states costs ten times more, and the planner
+        and the browser read hundreds of records at a time.
+        """
+        f, u, p, c = aliased(StoredFile), aliased(User), aliased(Project), aliased(Collection)
+        d = Dataset
+        rows = s.execute(
+            q.with_only_columns(d.id, d.kind, d.category, d.night, d.date_obs, d.mjd_obs, d.exptime, d.mode,
+                                d.object, d.ifu, d.privilege, d.run_id, d.pipeline_version, d.created,
+                                d.exposure, d.is_valid, d.flag, d.comment, d.affected_by, d.header, u.name, p.name,
+                                f.sha256, f.size, f.original_name, f.path, c.name)
+            .join_from(d, f, f.id == d.file_id).join_from(d, u, u.id == d.owner_id)
+            .outerjoin_from(d, p, p.id == d.project_id).join_from(d, c, c.id == d.collection_id)).all()
+        states: dict[int, list[IfuState]] = {}
+        ids = [r[0] for r in rows]
+        for i in range(0, len(ids), 5000):
+            for st, who in s.execute(select(DatasetIfu, User.name).outerjoin(User, User.id == DatasetIfu.updated_by)
+                                     .where(DatasetIfu.dataset_id.in_(ids[i:i + 5000]))
+                                     .order_by(DatasetIfu.dataset_id, DatasetIfu.ifu)):
+                states.setdefault(st.dataset_id, []).append(
+                    IfuState(st.ifu, st.is_valid, st.flag, st.comment, who, st.updated))
+        return [DatasetRecord(
+            id=r[0], kind=r[1], category=r[2], night=r[3], date_obs=r[4], mjd_obs=r[5], exptime=r[6], mode=r[7],
+            object=r[8], ifu=r[9], ifus=tuple(states.get(r[0], ())), owner=r[20], project=r[21],
+            privilege=Privilege(r[10]), run_id=r[11], sha256=r[22], size=r[23], filename=r[24], storage_path=r[25],
+            pipeline_version=r[12], created=r[13], collection=r[26], exposure=r[14], is_valid=bool(r[15]),
+            flag=r[16], comment=r[17] or "", affected_by=r[18], header=r[19] or {}) for r in rows]
+
     def visible(self, s: Session):
         """SQL condition on :class:`Dataset`: rows the acting user may see."""
         return visible_datasets(self.acting_user(s))
@@ -555,8 +587,8 @@ class Archive:
         """``{id: DatasetRecord}`` of those of ``dataset_ids`` the user may see (one query)."""
         ids = sorted({int(i) for i in dataset_ids})
         with self.session() as s:
-            rows = s.scalars(select(Dataset).where(Dataset.id.in_(ids), self.visible(s))).unique() if ids else []
-            return {d.id: self.record(s, d) for d in rows}
+            return {r.id: r for r in self.records(s, select(Dataset).where(Dataset.id.in_(ids), self.visible(s)))} \
+                if ids else {}
 
     def path(self, dataset_id: int) -> str:
         """Local filesystem path from which the dataset's file can be read."""
@@ -660,7 +692,7 @@ class Archive:
             q = q.order_by(col.desc() if descending else col, Dataset.id).offset(int(offset))
             if limit is not None:
                 q = q.limit(int(limit))
-            return [self.record(s, ds) for ds in s.scalars(q).unique()]
+            return self.records(s, q)
 
     def find(self, category: str, *, collections=None, ifu: int | None = None, **filters) -> list[DatasetRecord]:
         """Usable datasets of ``category`` found through a search path, best first.
@@ -684,7 +716,7 @@ class Archive:
             q = self.select_datasets(s, category=category, ifu=ifu, valid=True, **filters)
             q = q.where(path.contains(Dataset.collection_id))
             q = q.order_by(path.rank(Dataset.collection_id), Dataset.created.desc(), Dataset.id.desc())
-            return [self.record(s, ds) for ds in s.scalars(q).unique()]
+            return self.records(s, q)
 
     def count(self, **filters) -> int:
         """Number of datasets :meth:`query` would return with these filters."""
@@ -850,6 +882,10 @@ class Archive:
     def get_run(self, run_id: int):
         """The :class:`RunRecord` of a run visible to the user."""
         return lineage.get_run(self, run_id)
+
+    def get_runs(self, run_ids) -> dict:
+        """``{id: RunRecord}`` of those of ``run_ids`` visible to the user (a few queries for any number)."""
+        return lineage.get_runs(self, run_ids)
 
     def runs(self, **filters):
         """Runs visible to the user (filters: recipe, night, ifu, status), newest first."""
