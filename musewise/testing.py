@@ -49,17 +49,24 @@ class TemporaryPostgres:
 
     ``url`` is the SQLAlchemy base URL (no database name); :meth:`create_database`
     makes a fresh empty database and returns its URL.
+
+    Parameters
+    ----------
+    dir : path-like, optional
+        Folder to create the server's data folder in (default: the system's temporary
+        folder); benchmarks filling gigabytes put it on a larger disk.
     """
 
-    def __init__(self):
+    def __init__(self, dir=None):
         self.bindir = postgres_bindir()
         if self.bindir is None:
             raise ConfigurationError("PostgreSQL server not installed: apt-get install -y postgresql")
+        self.dir = None if dir is None else str(dir)
         self.base = self.url = None
 
     def start(self) -> "TemporaryPostgres":
-        # A folder of its own under /tmp, owned by the server's user.
-        self.base = Path(tempfile.mkdtemp(prefix="musewise-pg-"))
+        # A folder of its own (under /tmp by default), owned by the server's user.
+        self.base = Path(tempfile.mkdtemp(prefix="musewise-pg-", dir=self.dir))
         data, sock = self.base / "data", self.base / "sock"
         data.mkdir()
         sock.mkdir()

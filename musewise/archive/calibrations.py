@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import bindparam, or_, select, union_all
 
 from ..exceptions import CalibrationNotFoundError, InvalidArgumentError, NotFoundError, PermissionDeniedError
 from ..vocabulary import MAX_CERTIFIED_SPAN_DAYS, CollectionType
 from .collections import get_collection, resolve
 from .privileges import can_review, visible_datasets
 from .records import CalibrationLoser, CertificationRecord, DatasetRecord
-from .schema import Certification, CertificationEvent, Collection, Dataset, User, utcnow
+from .schema import Certification, CertificationEvent, Collection, Dataset, DatasetIfu, User, utcnow
 
 #: Candidates up to this many days outside their certified range are reported as losers (days).
 LOSER_WINDOW_DAYS = 30.0
@@ -195,51 +195,103 @@ def certification_history(arch, dataset_id: int) -> list[dict]:
                  "comment": e.comment} for e, c, u in rows]
 
 
-def _candidates(s, user, category, ifu, mjd, mode, calib_ids=None, near: bool = False):
-    """Certification rows (with dataset, collection name) around ``mjd`` for category/IFU, visible to ``user``.
+def _nearby_statement():
+    # Built once (bound parameters): this lookup runs for every calibration of every run.
+    c = Certification
+    lo, hi, after = bindparam("lo"), bindparam("hi"), bindparam("after")
+    parts = []
+    for on_ifu in (c.ifu == bindparam("ifu"), c.ifu.is_(None)):
+        sel = select(c.id, c.collection_id).where(c.category == bindparam("category"), on_ifu)
+        parts += [sel.where(c.begin_mjd.between(lo, hi), c.end_mjd > after),
+                  sel.where(c.begin_mjd.is_(None), or_(c.end_mjd.is_(None), c.end_mjd > after)),
+                  sel.where(c.end_mjd.is_(None), c.begin_mjd <= hi)]
+    return union_all(*parts)
+
+
+_NEARBY = _nearby_statement()
+
+
+def _nearby(s, category, ifu, mjd, w: float) -> list:
+    """``(id, collection_id)`` of the certifications of ``category`` for IFU ``ifu`` (or for every IFU)
+    whose range comes within ``w`` days of ``mjd``.
+
+    Index-only range scans of the certifications alone (no dataset is read): finite
+    ranges begin at most :data:`MAX_CERTIFIED_SPAN_DAYS` before ``mjd``; open-begun ranges
+    sort first in ``ix_certifications_lookup``; open-ended ones are in the partial index
+    ``ix_certifications_open_end``. A registry of millions of certifications scans a few
+    thousand index entries.
+    """
+    return s.execute(_NEARBY, {"category": category, "ifu": int(ifu), "lo": mjd - MAX_CERTIFIED_SPAN_DAYS - w,
+                               "hi": mjd + w, "after": mjd - w}).all()
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A certified calibration near the frame: what the choice and its losers' reasons read."""
+
+    cert_id: int
+    collection_id: int
+    begin_mjd: float | None
+    end_mjd: float | None
+    id: int
+    mjd_obs: float | None
+    mode: str | None
+    is_valid: bool
+    flag: str
+    comment: str
+    affected_by: int | None
+    privilege: int
+    created: object
+    owner: str
+    collection: str
+    ifus: dict  # {ifu: is_valid}
+
+
+def _candidates(s, user, category, ifu, mjd, calib_ids=None, near: bool = False, exclude=()) -> list[_Candidate]:
+    """Certified calibrations around ``mjd`` for category/IFU, visible to ``user``.
 
     ``near`` False: those whose range covers ``mjd`` in the given collections; True:
-    those within :data:`LOSER_WINDOW_DAYS` of it in any collection. Two index range
-    scans: finite ranges (bounded by :data:`MAX_CERTIFIED_SPAN_DAYS`) and open ones.
+    those within :data:`LOSER_WINDOW_DAYS` of it in any collection (the newest
+    :data:`MAX_LOSERS`, ``exclude`` certification ids left out). The rows are picked by
+    :func:`_nearby`, then only those few are read, as plain rows (two queries).
     """
     w = LOSER_WINDOW_DAYS if near else 0.0
-    base = [Certification.category == category,
-            or_(Certification.ifu == int(ifu), Certification.ifu.is_(None)), visible_datasets(user)]
-    if calib_ids is not None:
-        base.append(Certification.collection_id.in_(calib_ids))
-    finite = and_(Certification.begin_mjd.between(mjd - MAX_CERTIFIED_SPAN_DAYS - w, mjd + w),
-                  Certification.end_mjd > mjd - w)
-    if not near:
-        finite = and_(finite, Certification.begin_mjd <= mjd)
-    open_ended = and_(or_(Certification.begin_mjd.is_(None), Certification.end_mjd.is_(None)),
-                      or_(Certification.begin_mjd.is_(None), Certification.begin_mjd <= mjd + w),
-                      or_(Certification.end_mjd.is_(None), Certification.end_mjd > mjd - w))
-    out = []
-    for cond in (finite, open_ended):
-        q = (select(Certification, Dataset, Collection.name)
-             .join(Dataset, Dataset.id == Certification.dataset_id)
-             .join(Collection, Collection.id == Certification.collection_id)
-             .where(*base, cond))
-        if near:
-            q = q.limit(MAX_LOSERS * 4)
-        out.extend(s.execute(q).unique().all())
-    return out
+    ids = [i for i, cid in _nearby(s, category, ifu, mjd, w)
+           if i not in exclude and (calib_ids is None or cid in calib_ids)]
+    if not ids:
+        return []
+    if near:
+        ids = sorted(ids, reverse=True)[:MAX_LOSERS * 4]  # the newest; some may be hidden from the user
+    c, d = Certification, Dataset
+    q = (select(c.id, c.collection_id, c.begin_mjd, c.end_mjd, d.id, d.mjd_obs, d.mode, d.is_valid, d.flag,
+                d.comment, d.affected_by, d.privilege, d.created, User.name, Collection.name)
+         .join(d, d.id == c.dataset_id).join(User, User.id == d.owner_id)
+         .join(Collection, Collection.id == c.collection_id)
+         .where(c.id.in_(ids), visible_datasets(user)))
+    if near:
+        q = q.order_by(c.id.desc()).limit(MAX_LOSERS)  # no more are ever reported
+    rows = s.execute(q).all()
+    states: dict[int, dict] = {}
+    if rows:
+        for did, i, ok in s.execute(select(DatasetIfu.dataset_id, DatasetIfu.ifu, DatasetIfu.is_valid)
+                                    .where(DatasetIfu.dataset_id.in_({r[4] for r in rows}))):
+            states.setdefault(did, {})[i] = bool(ok)
+    return [_Candidate(*r[:7], bool(r[7]), r[8], r[9] or "", *r[10:], states.get(r[4], {})) for r in rows]
 
 
-def _covers(cert: Certification, mjd: float) -> bool:
+def _covers(cert, mjd: float) -> bool:
     return (cert.begin_mjd is None or cert.begin_mjd <= mjd) and (cert.end_mjd is None or mjd < cert.end_mjd)
 
 
-def _unusable(ds: Dataset, ifu: int, mode) -> str:
+def _unusable(ds: _Candidate, ifu: int, mode) -> str:
     # Why a calibration may not serve IFU ``ifu`` in ``mode``; "" if it may.
     if not ds.is_valid:
         return f"marked invalid ({ds.flag}{': ' + ds.comment if ds.comment else ''})"
     if ds.affected_by is not None:
         return f"affected by invalid #{ds.affected_by}"
-    states = {i.ifu: i for i in ds.ifus}
-    if states and ifu not in states:
+    if ds.ifus and ifu not in ds.ifus:
         return f"holds no IFU {ifu}"
-    if ifu in states and not states[ifu].is_valid:
+    if ds.ifus.get(ifu) is False:
         return f"IFU {ifu} marked invalid"
     if mode is not None and ds.mode is not None and ds.mode != mode:
         return f"mode {ds.mode}, not {mode}"
@@ -279,8 +331,9 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
         path = resolve(s, collections)
         order = {cid: i for i, cid in enumerate(path.calibration_ids)}
         eligible, losers, seen = [], [], set()
-        for cert, ds, cname in _candidates(s, user, category, ifu, mjd, mode, list(order)):
-            seen.add(cert.id)
+        for ds in _candidates(s, user, category, ifu, mjd, list(order)):
+            cert, cname = ds, ds.collection
+            seen.add(ds.cert_id)
             why = _unusable(ds, ifu, mode)
             if why:
                 losers.append((ds, cname, why))
@@ -288,13 +341,12 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
                 eligible.append((order[cert.collection_id], abs((ds.mjd_obs if ds.mjd_obs is not None else mjd) - mjd),
                                  -ds.created.timestamp(), -ds.id, cert, ds, cname))
         eligible.sort(key=lambda e: e[:4])
-        for cert, ds, cname in _candidates(s, user, category, ifu, mjd, mode, near=True):
-            if cert.id in seen:
-                continue
-            seen.add(cert.id)
+        for ds in _candidates(s, user, category, ifu, mjd, near=True, exclude=seen):
+            cert, cname = ds, ds.collection
+            seen.add(ds.cert_id)
             if cert.collection_id not in order:
                 if reference and ds.privilege == 1:
-                    why = (f"personal trial of {ds.owner.name} in {cname}: a reference run reads only the "
+                    why = (f"personal trial of {ds.owner} in {cname}: a reference run reads only the "
                            f"reference reduction, raw frames and static data")
                 else:
                     why = f"in collection {cname}, which is not in the search path"
@@ -303,8 +355,8 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
             else:
                 why = _unusable(ds, ifu, mode) or "not eligible"
             losers.append((ds, cname, why))
-        night = night_of(Time(mjd, format="mjd").to_datetime())
         if not eligible:
+            night = night_of(Time(mjd, format="mjd").to_datetime())
             detail = "; ".join(f"#{d.id} ({c}) {w}" for d, c, w in losers[:8])
             raise CalibrationNotFoundError(
                 category, ifu, night,
@@ -318,7 +370,7 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
                    f"{d2:.2f} d from the frame, farther than #{ds.id} ({dist:.2f} d)" if d2 > dist else
                    f"older version than #{ds.id}")
             losers.insert(0, (ds2, c2, why))
-        rec = arch.record(s, ds)
+        rec = arch.records(s, select(Dataset).where(Dataset.id == ds.id))[0]
         when = "undated" if ds.mjd_obs is None else (
             f"{dist:.2f} d {'before' if ds.mjd_obs <= mjd else 'after'} the frame")
         reason = (f"{category} #{ds.id} in {cname}: certified {_range_text(cert.begin_mjd, cert.end_mjd)} "

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import case, false, func, or_, select
+from sqlalchemy import case, exists, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..exceptions import InvalidArgumentError, NotFoundError
@@ -123,17 +123,39 @@ def chain_members(s: Session, parent: Collection, limit: int | None = None) -> l
     return list(s.scalars(q))
 
 
-def _chains_below(s: Session, ids: list[int]) -> set[int]:
+def _graph(s: Session) -> tuple[dict[int, str], dict[int, list[tuple[int, int]]]]:
+    """The chained and calibration collections, and the chain rows holding them.
+
+    Returns ``({id: type}, {parent id: [(position, child id)]})``. These are few (one
+    per user and project) beside the RUN collections (one per run, a million in a big
+    archive), so a search path resolves in two index lookups without reading the runs
+    a chain holds.
+    """
+    types = dict(s.execute(select(Collection.id, Collection.type).where(
+        Collection.type.in_([CollectionType.CHAINED.value, CollectionType.CALIBRATION.value]))).all())
+    children: dict[int, list[tuple[int, int]]] = {}
+    if types:
+        for parent, child, pos in s.execute(select(CollectionChain.parent_id, CollectionChain.child_id,
+                                                   CollectionChain.position)
+                                            .where(CollectionChain.child_id.in_(list(types)))):
+            children.setdefault(parent, []).append((pos, child))
+    return types, children
+
+
+def _below(ids, types, children) -> set[int]:
     # Every chained collection reachable from ``ids`` (the ids themselves included).
     seen: set[int] = set()
-    frontier = [i for i in ids]
+    frontier = [i for i in ids if types.get(i) == CollectionType.CHAINED.value]
     while frontier:
-        rows = s.execute(select(Collection.id, Collection.type).where(Collection.id.in_(frontier))).all()
-        chains = [cid for cid, t in rows if t == CollectionType.CHAINED.value and cid not in seen]
-        seen.update(chains)
-        frontier = list(s.scalars(select(CollectionChain.child_id).where(CollectionChain.parent_id.in_(chains)))) \
-            if chains else []
+        seen.update(frontier)
+        frontier = list({c for p in frontier for _, c in children.get(p, ())
+                         if types.get(c) == CollectionType.CHAINED.value and c not in seen})
     return seen
+
+
+def _chains_below(s: Session, ids: list[int]) -> set[int]:
+    # Every chained collection reachable from ``ids`` (the ids themselves included).
+    return _below(ids, *_graph(s))
 
 
 @dataclass(frozen=True)
@@ -161,7 +183,9 @@ class SearchPath:
         if leaves:
             conds.append(column.in_(leaves))
         if chains:
-            conds.append(column.in_(select(CollectionChain.child_id).where(CollectionChain.parent_id.in_(chains))))
+            # Correlated EXISTS (a primary-key probe per row), not IN (SELECT ...): a chain may
+            # hold a million runs, which IN would materialise for every query.
+            conds.append(exists().where(CollectionChain.parent_id.in_(chains), CollectionChain.child_id == column))
         return or_(*conds) if conds else false()
 
     def contains(self, column):
@@ -186,18 +210,18 @@ def resolve(s: Session, names) -> SearchPath:
     names = [str(n) for n in names]
     rows = {c.name: c for c in s.scalars(select(Collection).where(Collection.name.in_(names)))}
     entries, calib, kept = [], [], []
+    graph = None
     for name in names:
         c = rows.get(name)
         if c is None:
             continue
         kept.append(name)
         if c.type == CollectionType.CHAINED.value:
-            chains = _chains_below(s, [c.id])
-            direct = [cid for cid, t in s.execute(
-                select(Collection.id, Collection.type).join(CollectionChain, CollectionChain.child_id == Collection.id)
-                .where(CollectionChain.parent_id.in_(chains), Collection.type == CollectionType.CALIBRATION.value)
-                .order_by(CollectionChain.position.desc())).all()]
-            calib.extend(i for i in direct if i not in calib)
+            types, children = graph = graph or _graph(s)
+            chains = _below([c.id], types, children)
+            direct = sorted(((pos, ch) for p in chains for pos, ch in children.get(p, ())
+                             if types.get(ch) == CollectionType.CALIBRATION.value), key=lambda pc: -pc[0])
+            calib.extend(ch for _, ch in direct if ch not in calib)
             entries.append(((), tuple(sorted(chains))))
         else:
             if c.type == CollectionType.CALIBRATION.value and c.id not in calib:

@@ -229,6 +229,29 @@ def get_run(arch, run_id) -> RunRecord:
         return _run_record(s, run, list(outs))
 
 
+def get_runs(arch, run_ids) -> dict[int, RunRecord]:
+    """``{id: RunRecord}`` of those of ``run_ids`` visible to the user, in a few queries whatever their number."""
+    ids = sorted({int(i) for i in run_ids})
+    if not ids:
+        return {}
+    with arch.session() as s:
+        runs = list(s.scalars(select(Run).where(Run.id.in_(ids), visible_runs(arch.acting_user(s)))).unique())
+        outs: dict[int, list[int]] = {r.id: [] for r in runs}
+        held: list = []
+        if runs:
+            # Load the runs' collections and projects at once; _run_record finds them in the
+            # session (held here: the session's identity map keeps only referenced objects).
+            held = list(s.scalars(select(Collection).where(Collection.id.in_({r.collection_id for r in runs}))))
+            held += list(s.scalars(select(Project).where(Project.id.in_({r.project_id for r in runs}))))
+            for did, rid in s.execute(select(Dataset.id, Dataset.run_id).where(
+                    Dataset.run_id.in_(list(outs)), arch.visible(s),
+                    Dataset.kind != DatasetKind.NOTEBOOK.value).order_by(Dataset.id)):
+                outs[rid].append(did)
+        out = {r.id: _run_record(s, r, outs[r.id]) for r in runs}
+        del held
+        return out
+
+
 def list_runs(arch, *, recipe=None, night=None, ifu=None, status=None, limit=None) -> list[RunRecord]:
     with arch.session() as s:
         q = select(Run).where(visible_runs(arch.acting_user(s)))

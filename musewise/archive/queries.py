@@ -7,11 +7,13 @@ of the acting user.
 from __future__ import annotations
 
 from sqlalchemy import and_, exists, func, select
+from sqlalchemy.orm import aliased
 
 from ..exceptions import InvalidArgumentError
 from .collections import resolve
-from .records import DatasetRecord
-from .schema import Collection, Dataset, DatasetIfu, Project, User
+from ..vocabulary import Privilege
+from .records import DatasetRecord, IfuState
+from .schema import Collection, Dataset, DatasetIfu, Project, StoredFile, User
 
 #: Columns users may sort query results by.
 ORDERABLE = ("id", "date_obs", "mjd_obs", "night", "category", "created", "exptime", "ifu", "object")
@@ -72,7 +74,7 @@ def query(arch, *, order_by: str = "date_obs", descending: bool = False, limit: 
         q = q.order_by(col.desc() if descending else col, Dataset.id).offset(int(offset))
         if limit is not None:
             q = q.limit(int(limit))
-        return [arch.record(s, ds) for ds in s.scalars(q).unique()]
+        return records(arch, s, q)
 
 def find(arch, category: str, *, collections=None, ifu: int | None = None, **filters) -> list[DatasetRecord]:
     """See :meth:`Archive.find`."""
@@ -81,7 +83,7 @@ def find(arch, category: str, *, collections=None, ifu: int | None = None, **fil
         q = select_datasets(arch, s, category=category, ifu=ifu, valid=True, **filters)
         q = q.where(path.contains(Dataset.collection_id))
         q = q.order_by(path.rank(Dataset.collection_id), Dataset.created.desc(), Dataset.id.desc())
-        return [arch.record(s, ds) for ds in s.scalars(q).unique()]
+        return records(arch, s, q)
 
 def count(arch, **filters) -> int:
     """See :meth:`Archive.count`."""
@@ -89,4 +91,32 @@ def count(arch, **filters) -> int:
         q = select_datasets(arch, s, **filters)
         return s.scalar(select(func.count()).select_from(q.subquery()))
 
-__all__ = ["ORDERABLE", "count", "find", "query", "select_datasets"]
+
+def records(arch, s, q) -> list[DatasetRecord]:
+    """See :meth:`Archive.records`."""
+    f, u, p, c = aliased(StoredFile), aliased(User), aliased(Project), aliased(Collection)
+    d = Dataset
+    rows = s.execute(
+        q.with_only_columns(d.id, d.kind, d.category, d.night, d.date_obs, d.mjd_obs, d.exptime, d.mode,
+                            d.object, d.ifu, d.privilege, d.run_id, d.pipeline_version, d.created,
+                            d.exposure, d.is_valid, d.flag, d.comment, d.affected_by, d.header, u.name, p.name,
+                            f.sha256, f.size, f.original_name, f.path, c.name)
+        .join_from(d, f, f.id == d.file_id).join_from(d, u, u.id == d.owner_id)
+        .outerjoin_from(d, p, p.id == d.project_id).join_from(d, c, c.id == d.collection_id)).all()
+    states: dict[int, list[IfuState]] = {}
+    ids = [r[0] for r in rows]
+    for i in range(0, len(ids), 5000):
+        for st, who in s.execute(select(DatasetIfu, User.name).outerjoin(User, User.id == DatasetIfu.updated_by)
+                                 .where(DatasetIfu.dataset_id.in_(ids[i:i + 5000]))
+                                 .order_by(DatasetIfu.dataset_id, DatasetIfu.ifu)):
+            states.setdefault(st.dataset_id, []).append(
+                IfuState(st.ifu, st.is_valid, st.flag, st.comment, who, st.updated))
+    return [DatasetRecord(
+        id=r[0], kind=r[1], category=r[2], night=r[3], date_obs=r[4], mjd_obs=r[5], exptime=r[6], mode=r[7],
+        object=r[8], ifu=r[9], ifus=tuple(states.get(r[0], ())), owner=r[20], project=r[21],
+        privilege=Privilege(r[10]), run_id=r[11], sha256=r[22], size=r[23], filename=r[24], storage_path=r[25],
+        pipeline_version=r[12], created=r[13], collection=r[26], exposure=r[14], is_valid=bool(r[15]),
+        flag=r[16], comment=r[17] or "", affected_by=r[18], header=r[19] or {}) for r in rows]
+
+
+__all__ = ["ORDERABLE", "count", "find", "query", "records", "select_datasets"]

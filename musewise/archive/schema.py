@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -88,6 +89,10 @@ class Collection(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
+    #: Resolving a search path lists the few chained and calibration collections among a
+    #: million RUN collections.
+    __table_args__ = (Index("ix_collections_type", "type"),)
+
 
 class CollectionChain(Base):
     """One member of a CHAINED collection; members are searched highest ``position`` first."""
@@ -122,7 +127,14 @@ class Certification(Base):
 
     __table_args__ = (
         UniqueConstraint("collection_id", "dataset_id", name="uq_certification_collection_dataset"),
-        Index("ix_certifications_lookup", "category", "ifu", "begin_mjd"),
+        # A lookup reads the range and collection from the index alone (no table row) for the
+        # thousands of certifications it passes over, then only the few that match.
+        Index("ix_certifications_lookup", "category", "ifu", "begin_mjd", "end_mjd", "collection_id",
+              postgresql_include=["id"]),
+        # Open-ended ranges (``end_mjd`` None) may begin at any time: a small index of their own.
+        Index("ix_certifications_open_end", "category", "ifu", "begin_mjd", "collection_id",
+              sqlite_where=text("end_mjd IS NULL"), postgresql_where=text("end_mjd IS NULL"),
+              postgresql_include=["id"]),
         Index("ix_certifications_dataset", "dataset_id"),
     )
 

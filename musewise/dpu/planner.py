@@ -145,18 +145,36 @@ class _Planner:
         self.get_recipe = get_recipe
         self.memo: dict = {}
         self._runs: dict = {}
-        self._valid: dict = {}
+        self._records: dict = {}
 
     def run_of(self, run_id):
-        if run_id not in self._runs:
-            self._runs[run_id] = self.arch.get_run(run_id)
+        self._load_runs([run_id])
+        if self._runs.get(run_id) is None:
+            raise NotFoundError(f"no run {run_id} visible to user {self.arch.user_name!r}")
         return self._runs[run_id]
+
+    def _load_runs(self, run_ids) -> None:
+        # The runs of a step's products and the records of all their inputs, in one batch each:
+        # judging a night reads hundreds of runs and inputs, one query apiece would dominate.
+        todo = {int(r) for r in run_ids} - set(self._runs)
+        if not todo:
+            return
+        got = self.arch.get_runs(todo)
+        self._runs.update({r: got.get(r) for r in todo})
+        self._load_records(i.dataset_id for run in got.values() for i in run.inputs)
+
+    def _load_records(self, ids) -> None:
+        todo = {int(i) for i in ids} - set(self._records)
+        if todo:
+            got = self.arch.get_many(todo)
+            self._records.update({i: got.get(i) for i in todo})  # None: gone, or not visible
 
     def products(self, step: Step, ifu):
         """Usable products of the step's main category this night found through the search path, best last."""
         if step.main_product not in self._found:
-            self._found[step.main_product] = list(reversed(
-                self.arch.find(step.main_product, collections=self.collections, night=self.night)))
+            found = list(reversed(self.arch.find(step.main_product, collections=self.collections, night=self.night)))
+            self._found[step.main_product] = found
+            self._load_runs(r.run_id for r in found if r.kind != DatasetKind.RAW.value and r.run_id is not None)
         out = []
         for rec in self._found[step.main_product]:
             if rec.kind == DatasetKind.RAW.value or rec.run_id is None:
@@ -175,15 +193,12 @@ class _Planner:
         return {k: v for k, v in eff.items() if k not in _MANAGED}
 
     def input_valid(self, did, ifu):
-        key = (did, ifu)
-        if key not in self._valid:
-            try:
-                rec = self.arch.get(did)
-            except NotFoundError:
-                self._valid[key] = (False, None)
-            else:
-                self._valid[key] = (rec.usable_for(ifu if any(s.ifu == ifu for s in rec.ifus) else None), rec)
-        return self._valid[key]
+        """(usable for ``ifu``, record or None) of an input dataset."""
+        self._load_records([did])
+        rec = self._records[int(did)]
+        if rec is None:
+            return False, None
+        return rec.usable_for(ifu if any(s.ifu == ifu for s in rec.ifus) else None), rec
 
     def judge(self, step: Step, ifu, product, dep_items, mjd=None) -> tuple[str, str]:
         """Status and reason for an existing product (of exposure ``mjd`` for per-exposure steps)."""

@@ -57,6 +57,7 @@ def upgrade():
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('name'),
     )
+    op.create_index('ix_collections_type', 'collections', ['type'], unique=False)
     op.create_table(
         'collection_chains',
         sa.Column('parent_id', sa.Integer(), nullable=False),
@@ -86,7 +87,12 @@ def upgrade():
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('collection_id', 'dataset_id', name='uq_certification_collection_dataset'),
     )
-    op.create_index('ix_certifications_lookup', 'certifications', ['category', 'ifu', 'begin_mjd'], unique=False)
+    op.create_index('ix_certifications_lookup', 'certifications',
+                    ['category', 'ifu', 'begin_mjd', 'end_mjd', 'collection_id'], unique=False,
+                    postgresql_include=['id'])
+    op.create_index('ix_certifications_open_end', 'certifications', ['category', 'ifu', 'begin_mjd', 'collection_id'],
+                    unique=False, sqlite_where=sa.text('end_mjd IS NULL'), postgresql_where=sa.text('end_mjd IS NULL'),
+                    postgresql_include=['id'])
     op.create_index('ix_certifications_dataset', 'certifications', ['dataset_id'], unique=False)
     op.create_table(
         'certification_events',
@@ -226,8 +232,10 @@ def downgrade():
             b.drop_column(col)
     op.drop_table('certification_events')
     op.drop_index('ix_certifications_dataset', table_name='certifications')
+    op.drop_index('ix_certifications_open_end', table_name='certifications')
     op.drop_index('ix_certifications_lookup', table_name='certifications')
     op.drop_table('certifications')
     op.drop_index('ix_collection_chains_child', table_name='collection_chains')
     op.drop_table('collection_chains')
+    op.drop_index('ix_collections_type', table_name='collections')
     op.drop_table('collections')
