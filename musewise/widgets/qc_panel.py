@@ -189,9 +189,9 @@ class QCPanel(BokehJSMixin, widgets.VBox):
         if dataset_id is None and not (category and night):
             raise InvalidArgumentError("give a dataset_id, or a category and a night")
         self.archive = archive
-        #: The collection search path the products of a night are found through
-        #: (default: the archive's; ``archive.search_path(reference=True)`` for the reference reduction).
-        self.collections = list(collections) if collections is not None else archive.search_path()
+        #: Collections the products of a night are found through (None: every product the
+        #: user may see; ``archive.search_path(reference=True)``: the reference reduction).
+        self.collections = list(collections) if collections is not None else None
         self._root_id = None if dataset_id is None else int(dataset_id)
         self._mode = mode
         self.category, self.night = category or "", night or ""
@@ -260,8 +260,9 @@ class QCPanel(BokehJSMixin, widgets.VBox):
             if not records:
                 from ..exceptions import NotFoundError
 
+                where = f" in collections {self.collections}" if self.collections else ""
                 raise NotFoundError(f"no {self.category} of night {self.night} visible to user "
-                                    f"{arch.user_name!r} in collections {self.collections}")
+                                    f"{arch.user_name!r}{where}")
             self._title.value = (f"<h4>{escape(self.category)} of {escape(self.night)}: "
                                  f"{len({r.id for r in records.values()})} products</h4>")
         self.records = records
