@@ -22,7 +22,6 @@ import ipywidgets as widgets
 import numpy as np
 from traitlets import Bool, Enum, Float, Instance, Int, TraitError, Unicode, observe, validate
 
-from .bokehjs import BokehJSMixin, refresh_bokeh_models
 from .cubeio import MuseCube, OutsideCubeError, resolve_source
 from .image_viewer import ImageViewer
 from .lines import EMISSION_LINES, observed_wavelength
@@ -35,7 +34,7 @@ __all__ = ["CubeViewer", "IMAGE_MODES"]
 IMAGE_MODES = ("white light", "plane", "narrow band")
 
 
-class CubeViewer(BokehJSMixin, widgets.VBox):
+class CubeViewer(widgets.VBox):
     """Interactive viewer of a MUSE cube for JupyterLab and Voila.
 
     Click a spaxel (or, with *follow mouse*, hover) to see its spectrum with the
@@ -365,9 +364,6 @@ class CubeViewer(BokehJSMixin, widgets.VBox):
             return
         if self.image_mode == "white light":
             self.show_white_light()
-            # The browser may not have built the plot's view yet (Voila renders
-            # after the notebook ran) and would drop the patch: resend the state.
-            refresh_bokeh_models(self.image_viewer)
         else:
             self.status = "white-light image ready"
 

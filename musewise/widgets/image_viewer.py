@@ -20,7 +20,7 @@ from bokeh.models import ColumnDataSource, LinearColorMapper, Range1d
 from bokeh.plotting import figure
 from traitlets import Enum, Float, Int, Unicode, observe, validate, TraitError
 
-from .bokehjs import BokehJSMixin, bokeh_plot
+from .bokehjs import bokeh_plot
 from .cubeio import resolve_source
 from .products import Image
 
@@ -81,7 +81,7 @@ def _block_mean(data: np.ndarray, factor: int) -> np.ndarray:
                           axis=(1, 3)).astype(np.float32)
 
 
-class ImageViewer(BokehJSMixin, widgets.VBox):
+class ImageViewer(widgets.VBox):
     """Interactive display of a 2-D image with colour-scale controls.
 
     Display it in JupyterLab or Voila, or embed it in another layout (it is an

@@ -12,7 +12,7 @@ from bokeh.models import ColumnDataSource, LabelSet, Span
 from bokeh.plotting import figure
 from traitlets import Bool, Float, TraitError, observe, validate
 
-from .bokehjs import BokehJSMixin, bokeh_plot
+from .bokehjs import bokeh_plot
 from .lines import EMISSION_LINES, SKY_LINES, observed_wavelength, sky_line_wavelength
 from .products import Spectrum
 
@@ -32,7 +32,7 @@ def _as_spectrum(source) -> Spectrum:
                     "a FITS path or a (wave, flux[, variance]) tuple")
 
 
-class SpectrumViewer(BokehJSMixin, widgets.VBox):
+class SpectrumViewer(widgets.VBox):
     """Interactive 1-D spectrum: flux, 1-sigma band from the variance, line markers.
 
     Zoom along wavelength with the mouse wheel, pan by dragging, box-zoom and
