@@ -147,6 +147,7 @@ class ImageViewer(widgets.VBox):
         fig.on_event(events.Tap, self._on_tap)
         self.figure = fig
         self.plot = bokeh_plot(fig)
+        self.plot.add_class("musewise-image-plot")
         self._range = widgets.FloatRangeSlider(
             value=(self.percentile_low, self.percentile_high), min=0.0, max=100.0, step=0.1,
             description="cut (%)", continuous_update=False, readout_format=".1f",
