@@ -103,7 +103,7 @@ class CubeViewer(widgets.VBox):
         nl, ny, nx = self.cube.shape
         wave = self.cube.wave
 
-        self.image_viewer = ImageViewer(width=440, height=440)
+        self.image_viewer = ImageViewer(width=520, height=420)
         self.spectrum_viewer = SpectrumViewer(redshift=redshift, width=620, height=380)
         widgets.link((self, "redshift"), (self.spectrum_viewer, "redshift"))
 
