@@ -188,3 +188,112 @@ def test_aperture_comparison_uses_the_same_sky_radius(ramp):
     c = compare_spectra(ramp, b, 6, 6, radius=1.5)
     assert c.a.meta["npix"] == c.b.meta["npix"] == 9
     np.testing.assert_allclose(c.difference.data, 9 * sky, rtol=1e-5)
+
+
+# ----------------------------------------------------------------- widgets
+@pytest.fixture(scope="module")
+def two_cubes(tmp_path_factory):
+    """A synthetic cube and its 'sky-cleaned' copy (DATA minus 0.5 everywhere) on disk."""
+    folder = tmp_path_factory.mktemp("pair")
+    a = write_synthetic_cube(folder / "DATACUBE_A.fits", shape=(80, 20, 24), seed=11).path
+    with fits.open(a) as hdul:
+        hdul["DATA"].data = hdul["DATA"].data - np.float32(0.5)
+        hdul.writeto(folder / "DATACUBE_B.fits")
+    return a, folder / "DATACUBE_B.fits"
+
+
+def test_region_viewer_shows_the_spectrum_of_a_click_a_polygon_and_a_file(two_cubes, tmp_path):
+    from musewise.widgets import RegionViewer
+
+    a, _ = two_cubes
+    viewer = RegionViewer(a, cache_dir=tmp_path / "cache", radius_arcsec=0.5)
+    spec = viewer.click(7, 12)  # what a click in circle mode does
+    want = region_spectrum(viewer.cube, CircleSkyRegion(pixel_to_sky(viewer.cube.wcs_header, 7, 12),
+                                                        0.5 * u.arcsec))
+    np.testing.assert_allclose(spec.data, want.data)
+    np.testing.assert_allclose(viewer.spectrum_viewer.spectrum.var, want.var)
+    assert spec.meta["npix"] == 21 and "21 spaxels" in viewer._what.value
+    outline = viewer.image_viewer._regions.data
+    assert len(outline["xs"]) == 1 and min(outline["xs"][0]) == pytest.approx(7 - 2.5, abs=0.05)
+    # a polygon drawn in the browser arrives as the drawing source's data
+    viewer.shape = "polygon"
+    assert viewer.image_viewer.figure.toolbar.active_tap is viewer.image_viewer._poly_tool
+    viewer.image_viewer._drawn.data = {"xs": [[2.5, 5.5, 5.5, 2.5]], "ys": [[2.5, 2.5, 4.5, 4.5]]}
+    assert viewer.spectrum.meta["npix"] == 6
+    with fits.open(a) as hdul:
+        box = hdul["DATA"].data[:, 3:5, 3:6].astype(np.float64)
+    np.testing.assert_allclose(viewer.spectrum.data, box.sum(axis=(1, 2)), rtol=1e-5)
+    path = viewer.save_region(tmp_path / "drawn.reg")
+    assert "polygon" in path.read_text() and "icrs" in path.read_text()
+    other = RegionViewer(a, cache_dir=tmp_path / "cache")
+    other.load_regions(path)
+    np.testing.assert_allclose(other.spectrum.data, viewer.spectrum.data)
+    other._path.value = str(tmp_path / "missing.reg")
+    other._load.click()
+    assert "no such region file" in other.status
+
+
+def test_compare_viewer_links_spaxels_and_shows_the_difference(two_cubes, tmp_path):
+    from musewise.widgets import CompareViewer
+
+    a, b = two_cubes
+    viewer = CompareViewer(a, b, labels=("before", "after"), cache_dir=tmp_path / "cache")
+    assert viewer.comparison.xy_a == viewer.comparison.xy_b == (12, 10)  # the centre
+    c = viewer.select_spaxel(5, 8)
+    np.testing.assert_allclose(c.difference.data, 0.5, atol=1e-5)
+    np.testing.assert_allclose(viewer.difference_viewer.spectrum.var, 2 * c.a.var, rtol=1e-6)
+    assert viewer.spectrum_viewer._overlays.data["label"] == [c.b.label]
+    assert "before spaxel (5, 8) ↔ after spaxel (5, 8)" in viewer._selection.value
+    viewer.select_spaxel_b(3, 4)
+    assert viewer.comparison.xy_a == (3, 4)
+    with pytest.raises(OutsideCubeError):
+        viewer.select_spaxel(40, 4)
+    assert "outside" in viewer.status
+
+
+@pytest.mark.browser
+def test_region_and_compare_viewers_in_the_browser(two_cubes, tmp_path, page, output_dir):
+    import shutil
+
+    from musewise.testing import voila_server
+
+    a, b = two_cubes
+    for f in (a, b):
+        shutil.copy(f, tmp_path / f.name)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "from regions import CirclePixelRegion, PixCoord\n"
+            "from musewise.widgets import CompareViewer, RegionViewer\n"
+            "RegionViewer('DATACUBE_A.fits', CirclePixelRegion(PixCoord(16.8, 6), 2.5),"
+            " cache_dir='cache')"),
+        nbformat.v4.new_code_cell(
+            "CompareViewer('DATACUBE_A.fits', 'DATACUBE_B.fits', labels=('before', 'after'),"
+            " cache_dir='cache')"),
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "views.ipynb")
+    with voila_server(tmp_path, "views.ipynb") as (base, token):
+        page.set_viewport_size({"width": 1300, "height": 1900})
+        page.goto(f"{base}/?token={token}", wait_until="domcontentloaded", timeout=60_000)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and \
+                page.locator(".musewise-bokeh-plot[data-musewise-rendered='1']").count() < 6:
+            assert page.locator(".musewise-plot-error").count() == 0
+            page.wait_for_timeout(300)
+        assert page.locator(".musewise-bokeh-plot[data-musewise-rendered='1']").count() == 6
+        assert "circle r=2.5 spaxels" in page.locator(".musewise-region").inner_text()
+        # click the left image of the comparison: both images get the linked spaxel
+        selection = page.locator(".musewise-selection")
+        assert "(12, 10)" in selection.inner_text()
+        images = page.locator(".musewise-image-plot").nth(1)
+        box = [h.bounding_box() for h in images.locator("canvas").element_handles()]
+        box = max((bb for bb in box if bb), key=lambda bb: bb["width"])
+        page.mouse.click(box["x"] + 0.35 * box["width"], box["y"] + 0.5 * box["height"])
+        page.wait_for_function("() => !document.querySelector('.musewise-selection')"
+                               ".innerText.includes('(12, 10)')", timeout=20_000)
+        m = re.search(r"before spaxel \((\d+), (\d+)\) ↔ after spaxel \((\d+), (\d+)\)",
+                      selection.inner_text())
+        assert m and m.group(1) == m.group(3) and int(m.group(1)) < 12
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(output_dir / "region_and_compare_viewers.png"), full_page=True)

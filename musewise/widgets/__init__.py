@@ -8,6 +8,10 @@
   validity, quick-look and the audited review controls;
 * :class:`ArchiveBrowser` - search and page through the archive, open a product in the
   right viewer, with its provenance and the run's notebook;
+* :class:`RegionViewer` - the summed spectrum (with variance) of a circle or polygon
+  drawn on a cube's image; region files in and out (:mod:`.skyregions`);
+* :class:`CompareViewer` - two cubes of one field side by side, a sky-linked spaxel and
+  the difference spectrum (:mod:`.compare`);
 * :class:`MuseCube` - the lazy, memory-mapped cube reader the viewers use,
   usable without any UI.
 
@@ -27,6 +31,8 @@ _LAZY = {
     "ImageViewer": ".image_viewer",
     "QCPanel": ".qc_panel",
     "ArchiveBrowser": ".archive_browser",
+    "RegionViewer": ".region_viewer",
+    "CompareViewer": ".compare_viewer",
 }
 
 
@@ -38,5 +44,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'musewise.widgets' has no attribute {name!r}")
 
 
-__all__ = ["ArchiveBrowser", "CubeViewer", "Image", "ImageViewer", "MuseCube", "OutsideCubeError",
-           "QCPanel", "Spectrum", "SpectrumViewer"]
+__all__ = ["ArchiveBrowser", "CompareViewer", "CubeViewer", "Image", "ImageViewer", "MuseCube",
+           "OutsideCubeError", "QCPanel", "RegionViewer", "Spectrum", "SpectrumViewer"]

@@ -26,7 +26,7 @@ import numpy as np
 from bokeh import events
 from bokeh.layouts import column
 from bokeh.models import (Arrow, BoxZoomTool, ColumnDataSource, CustomJS, Div, LabelSet,
-                          LinearColorMapper, NormalHead, Range1d)
+                          LinearColorMapper, NormalHead, PolyDrawTool, Range1d, TapTool)
 from bokeh.plotting import figure
 from traitlets import Enum, Float, Int, Unicode, observe, validate, TraitError
 
@@ -179,6 +179,8 @@ class ImageViewer(widgets.VBox):
         self._click_callbacks = []
         self._hover_callbacks = []
         self._last_hover = None
+        self._drawn = None  # polygons drawn in the browser (enable_polygon_drawing)
+        self._draw_callbacks = []
         self._mapper = LinearColorMapper(palette=self.palette, low=0.0, high=1.0,
                                          nan_color="#4b2a5a")
         self._source = ColumnDataSource({"image": [np.zeros((1, 1), np.float32)],
@@ -193,6 +195,7 @@ class ImageViewer(widgets.VBox):
                      x_range=Range1d(-0.5, 0.5), y_range=Range1d(-0.5, 0.5), title=self.title,
                      toolbar_location="above", match_aspect=True)
         fig.add_tools(BoxZoomTool(match_aspect=True))  # a zoom box keeps pixels square
+        self._tap_tool = fig.select_one(TapTool)
         fig.image(image="image", x="x", y="y", dw="dw", dh="dh", source=self._source,
                   color_mapper=self._mapper)
         self._regions = ColumnDataSource({"xs": [], "ys": [], "label": []})
@@ -350,6 +353,48 @@ class ImageViewer(widgets.VBox):
             ys.append(v[:, 1].tolist())
         labels = [""] * len(xs) if labels is None else list(labels)
         self._regions.data = {"xs": xs, "ys": ys, "label": labels}
+
+    def enable_polygon_drawing(self, callback) -> PolyDrawTool:
+        """Let the user draw polygons on the image; call ``callback(vertices)`` as one changes.
+
+        With the toolbar's polygon tool active, a double click starts a polygon,
+        clicks add vertices and a double click ends it (bokeh's ``PolyDrawTool``);
+        ``vertices`` is an (n, 2) array of 0-based pixels (x, y) of the last polygon,
+        passed once it has at least three vertices.
+
+        Returns
+        -------
+        bokeh.models.PolyDrawTool
+            The tool (made the active tap tool).
+        """
+        if self._drawn is None:
+            self._drawn = ColumnDataSource({"xs": [], "ys": []})
+            patches = self.figure.patches("xs", "ys", source=self._drawn, fill_alpha=0.15,
+                                          fill_color="#00c8ff", line_color="#00c8ff",
+                                          line_width=2)
+            self._poly_tool = PolyDrawTool(renderers=[patches], description="Draw a polygon")
+            self.figure.add_tools(self._poly_tool)
+            self._drawn.on_change("data", lambda attr, old, new: self._on_drawn())
+        self._draw_callbacks.append(callback)
+        return self._poly_tool
+
+    def set_drawing_active(self, active: bool) -> None:
+        """Make the polygon tool (if enabled) the active tap tool, or give taps back to clicks."""
+        if self._drawn is not None:
+            self.figure.toolbar.active_tap = self._poly_tool if active else self._tap_tool
+
+    def clear_drawing(self) -> None:
+        """Remove the polygons drawn by the user."""
+        if self._drawn is not None:
+            self._drawn.data = {"xs": [], "ys": []}
+
+    def _on_drawn(self):
+        xs, ys = self._drawn.data["xs"], self._drawn.data["ys"]
+        if not xs or len(xs[-1]) < 3:
+            return
+        verts = np.column_stack([np.asarray(xs[-1], float), np.asarray(ys[-1], float)])
+        for cb in self._draw_callbacks:
+            cb(verts)
 
     def set_readout_wavelength(self, text: str) -> None:
         """Text appended to the cursor readout, e.g. the wavelength of the plane shown."""
