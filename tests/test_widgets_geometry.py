@@ -183,3 +183,36 @@ def test_one_ifu_cube_in_the_browser_has_square_spaxels_and_radec(tmp_path, page
 def cube_header(path):
     with fits.open(path) as hdul:
         return hdul["DATA"].header
+
+
+def test_cube_viewer_marks_and_regions_in_sky_coordinates_round_trip(tmp_path):
+    from regions import CircleSkyRegion, PointSkyRegion
+
+    from musewise.widgets.skyregions import read_regions, write_regions
+
+    cube = write_synthetic_cube(tmp_path / "DATACUBE_FINAL.fits", shape=(20, 24, 40), seed=6)
+    viewer = CubeViewer(cube.path, cache_dir=tmp_path / "cache", prefetch=False, background=False)
+    header = cube_header(cube.path)
+    viewer.select_spaxel(10, 5)
+    want = pixel_to_sky(header, 10, 5)
+    assert viewer.sky_position().separation(want).to(u.mas).value < 1e-3
+    assert format_radec(want) in viewer._selection.value
+    # a catalogue of two sources, marked by RA/Dec
+    cat = pixel_to_sky(header, [12.0, 28.0], [14.4, 7.2])
+    np.testing.assert_allclose(viewer.mark_sky(cat, ["src 1", "src 2"]), [[12, 14.4], [28, 7.2]],
+                               atol=1e-6)
+    # a region file made elsewhere (e.g. DS9): a circle and a point
+    reg = write_regions([CircleSkyRegion(pixel_to_sky(header, 28.0, 7.0), 0.6 * u.arcsec),
+                         PointSkyRegion(pixel_to_sky(header, 5.0, 20.0), meta={"text": "star"})],
+                        tmp_path / "ds9.reg")
+    viewer.show_regions(reg)
+    outlines = viewer.image_viewer._regions.data
+    assert len(outlines["xs"]) == 1
+    assert np.mean(outlines["xs"][0]) == pytest.approx(28.0, abs=0.05)
+    assert viewer.image_viewer._sky_marks.data["label"] == ["star"]
+    out = viewer.save_regions(tmp_path / "out.reg")
+    back = read_regions(out)
+    kinds = sorted(type(r).__name__ for r in back)
+    assert kinds == ["CircleSkyRegion", "PointSkyRegion", "PointSkyRegion"]
+    sel = [r for r in back if r.meta.get("text") == "spaxel (10, 5)"]
+    assert sel and sel[0].center.separation(want).to(u.mas).value < 10

@@ -26,6 +26,8 @@ from .cubeio import MuseCube, OutsideCubeError, resolve_source
 from .image_viewer import ImageViewer
 from .lines import EMISSION_LINES, observed_wavelength
 from .products import Image, Spectrum
+from .sky import NoWCSError, format_radec, pixel_to_sky
+from .skyregions import read_regions, region_pixels, write_regions
 from .spectrum_viewer import SpectrumViewer
 
 __all__ = ["CubeViewer", "IMAGE_MODES"]
@@ -94,6 +96,8 @@ class CubeViewer(widgets.VBox):
         super().__init__(**kwargs)
         self._syncing = False
         self._hover_on = False
+        self._marks = None    # (SkyCoord, labels) marked on the image
+        self._regions = []    # regions drawn on the image
         self._record = source if hasattr(source, "id") and hasattr(source, "category") else None
         self.cube = MuseCube.open(resolve_source(source, archive), white_light=white_light,
                                   cache_dir=cache_dir)
@@ -129,7 +133,7 @@ class CubeViewer(widgets.VBox):
         self._export_spec = widgets.Button(description="Export spectrum", icon="download")
         self._export_img = widgets.Button(description="Export image", icon="download")
         self._status = widgets.HTML("")
-        self._selection = widgets.HTML("", layout=widgets.Layout(width="300px"))
+        self._selection = widgets.HTML("", layout=widgets.Layout(width="420px"))
         self._title = widgets.HTML(self._title_html())
         widgets.link((self._line, "value"), (self, "line"))
         widgets.link((self._width, "value"), (self, "band_width"))
@@ -279,6 +283,77 @@ class CubeViewer(widgets.VBox):
             self.status = f"<b>{exc}</b>"
             raise
 
+    def sky_position(self, x: float | None = None, y: float | None = None):
+        """RA/Dec (``SkyCoord``) of a spaxel, default the selected one.
+
+        Raises
+        ------
+        NoWCSError
+            If the cube has no celestial WCS.
+        """
+        x = self.x if x is None else x
+        y = self.y if y is None else y
+        return pixel_to_sky(self.cube.wcs_header, x, y)
+
+    def mark_sky(self, coords, labels=None) -> np.ndarray:
+        """Mark sky positions (``SkyCoord``, e.g. a catalogue) on the image; returns their
+        spaxel coordinates (n, 2). An empty list removes the marks.
+
+        Raises
+        ------
+        NoWCSError
+            If the cube has no celestial WCS.
+        """
+        if coords is None or (getattr(coords, "shape", None) != () and len(coords) == 0):
+            self._marks = None
+        else:
+            self._marks = (coords, labels)
+        return self.image_viewer.mark_sky(coords, labels)
+
+    def show_regions(self, regions) -> list:
+        """Draw regions (``regions`` sky or pixel regions, or a .reg/.crtf/.fits file) on the
+        image; returns them. Point regions become marks. ``[]`` removes them.
+
+        Raises
+        ------
+        NotFoundError, InvalidFrameError
+            For a region file that is missing or cannot be read.
+        """
+        from regions import PointSkyRegion
+
+        if isinstance(regions, (str, os.PathLike)):
+            regions = read_regions(regions)
+        regions = list(regions)
+        points = [r for r in regions if isinstance(r, PointSkyRegion)]
+        shapes = [r for r in regions if not isinstance(r, PointSkyRegion)]
+        outlines = [region_pixels(r, self.cube.wcs_header, self.cube.shape[1:]).outline
+                    for r in shapes]
+        self.image_viewer.show_outlines(outlines)
+        if points:
+            from astropy.coordinates import SkyCoord
+
+            self.mark_sky(SkyCoord([r.center for r in points]),
+                          [r.meta.get("text", "") for r in points])
+        self._regions = shapes
+        return regions
+
+    def save_regions(self, path: str | os.PathLike) -> Path:
+        """Write the regions and sky marks shown, and the selected spaxel, to a region file
+        in sky coordinates (DS9 ``.reg``, CASA ``.crtf`` or FITS, by suffix)."""
+        from regions import PointSkyRegion
+
+        out = list(self._regions)
+        if self._marks is not None:
+            coords, labels = self._marks
+            coords = coords.reshape(-1)
+            labels = [""] * len(coords) if labels is None else list(np.atleast_1d(labels))
+            for c, text in zip(coords, labels):
+                out.append(PointSkyRegion(c, meta={"text": str(text)} if text else None))
+        sel = PointSkyRegion(self.sky_position(), meta={"text": f"spaxel ({self.x}, {self.y})"})
+        path = write_regions(out + [sel], path)
+        self.status = f"regions written to {path}"
+        return path
+
     def export_spectrum(self, path: str | os.PathLike | None = None) -> Path:
         """Write the spectrum shown to FITS (default ``<export_dir>/<cube>_spec_x.._y...fits``)."""
         if path is None:
@@ -344,7 +419,12 @@ class CubeViewer(widgets.VBox):
 
     def _show_spectrum(self, spec: Spectrum) -> Spectrum:
         self._spectrum = spec
-        self._selection.value = f"<span class='musewise-selection'>{spec.label}</span>"
+        try:
+            sky = format_radec(self.sky_position(spec.meta["x"], spec.meta["y"]))
+        except NoWCSError:
+            sky = ""
+        self._selection.value = (f"<span class='musewise-selection'>{spec.label}</span> "
+                                 f"<span class='musewise-selection-sky'>{sky}</span>")
         self.spectrum_viewer.show(spec)
         return spec
 
