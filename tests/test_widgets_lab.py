@@ -6,7 +6,8 @@ headless Chromium, opens a notebook with a ``CubeViewer`` of an *archived* cube 
 302 x 24 spaxel synthetic cube, the shape of the demo's one-IFU cube) and a second
 viewer on the same page, runs it, saves, reloads the page, opens a second tab,
 re-runs the cell and clicks a spaxel. Each time every plot must render (no
-"javascript error") and the click must change the spectrum shown.
+"javascript error"), the click must change the spectrum shown, and the cursor readout
+must give the RA/Dec of the spaxel under the mouse.
 
 Screenshots go to ``test-output/<test name>/``.
 """
@@ -175,5 +176,13 @@ def test_viewer_in_jupyterlab_survives_reload_second_tab_and_rerun(hub, archived
         " return e && e.innerText !== 'spaxel (151, 12)'; }", timeout=30_000)
     m = re.fullmatch(r"spaxel \((\d+), (\d+)\)", _selection(page))
     assert m and int(m.group(1)) < 151, _selection(page)
+    assert "RA 03:32:" in page.locator(".musewise-selection-sky").first.inner_text()
+
+    # 6. The cursor readout gives the RA/Dec of the spaxel under the mouse.
+    readout = page.locator(".musewise-readout div").first
+    for dx in (0.6, 0.61, 0.62):
+        page.mouse.move(box["x"] + dx * box["width"], box["y"] + 0.5 * box["height"])
+        page.wait_for_timeout(200)
+    assert re.search(r"spaxel \(\d+, \d+\)\s+RA \d\d:\d\d:\d\d\.\d{3} Dec -27:", readout.inner_text())
     page.wait_for_timeout(800)
     page.screenshot(path=str(output_dir / "4_rerun_and_click.png"))

@@ -13,7 +13,7 @@ from traitlets import Float, Instance, TraitError, Unicode, validate
 
 from .compare import Comparison, compare_spectra, linked_spaxel
 from .cubeio import MuseCube, OutsideCubeError, resolve_source
-from .image_viewer import ImageViewer
+from .image_viewer import ImageViewer, side_by_side
 from .spectrum_viewer import SpectrumViewer
 
 __all__ = ["CompareViewer"]
@@ -68,7 +68,7 @@ class CompareViewer(widgets.VBox):
         self.children = [
             widgets.HTML(f"<b>{labels[0]}</b> {self.cube_a.name} &nbsp; vs &nbsp; "
                          f"<b>{labels[1]}</b> {self.cube_b.name}"),
-            widgets.HBox([self.image_a, self.image_b]),
+            side_by_side(self.image_a, self.image_b),
             widgets.HBox([self._radius, self._selection, self._status]),
             self.spectrum_viewer,
             self.difference_viewer,

@@ -23,7 +23,7 @@ import numpy as np
 from traitlets import Bool, Enum, Float, Instance, Int, TraitError, Unicode, observe, validate
 
 from .cubeio import MuseCube, OutsideCubeError, resolve_source
-from .image_viewer import ImageViewer
+from .image_viewer import ImageViewer, side_by_side
 from .lines import EMISSION_LINES, observed_wavelength
 from .products import Image, Spectrum
 from .sky import NoWCSError, format_radec, pixel_to_sky
@@ -151,7 +151,7 @@ class CubeViewer(widgets.VBox):
 
         self.children = [
             self._title,
-            widgets.HBox([self.image_viewer, self.spectrum_viewer]),
+            side_by_side(self.image_viewer, self.spectrum_viewer),
             widgets.HBox([self._mode, self._wave]),
             widgets.HBox([self._line, self._width, self._radius, self._follow,
                           self._selection]),

@@ -35,7 +35,7 @@ from .cubeio import resolve_source
 from .products import Image
 from .sky import NoWCSError, north_east, sky_to_pixel, square_frame, tan_parameters
 
-__all__ = ["ImageViewer", "scale_image", "STRETCHES", "PALETTES", "READOUT_JS"]
+__all__ = ["ImageViewer", "scale_image", "side_by_side", "STRETCHES", "PALETTES", "READOUT_JS"]
 
 #: Colour stretches offered by the viewer.
 STRETCHES = ("linear", "sqrt", "log", "asinh")
@@ -121,6 +121,13 @@ function musewiseReadout(x, y, geo) {
 """
 
 
+def side_by_side(*children) -> widgets.HBox:
+    """Viewers side by side when the page is wide enough, else one below the other (e.g. in a
+    JupyterLab column next to the file browser), never squeezed and clipped."""
+    return widgets.HBox(list(children), layout=widgets.Layout(flex_flow="row wrap",
+                                                              align_items="flex-start"))
+
+
 def _block_mean(data: np.ndarray, factor: int) -> np.ndarray:
     ny, nx = data.shape
     ny2, nx2 = -(-ny // factor) * factor, -(-nx // factor) * factor
@@ -173,6 +180,7 @@ class ImageViewer(widgets.VBox):
         # Own traits are applied once the plot exists (their observers redraw it).
         own = {k: kwargs.pop(k) for k in list(kwargs) if k in ImageViewer.class_own_traits()}
         super().__init__(**kwargs)
+        self.layout.flex = "0 0 auto"  # keep the plot's size inside boxes: never squeezed
         self._archive = archive
         self._image: Image | None = None
         self._factor = 1

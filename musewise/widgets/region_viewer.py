@@ -17,7 +17,7 @@ from traitlets import Enum, Float, Instance, TraitError, Unicode, observe, valid
 
 from ..exceptions import MusewiseError
 from .cubeio import MuseCube, resolve_source
-from .image_viewer import ImageViewer
+from .image_viewer import ImageViewer, side_by_side
 from .products import Spectrum
 from .sky import NoWCSError, celestial_wcs, pixel_to_sky
 from .skyregions import describe_region, read_regions, region_pixels, region_spectrum, write_regions
@@ -89,7 +89,7 @@ class RegionViewer(widgets.VBox):
         self._save.on_click(lambda b: self._try(lambda: self.save_region(self._path.value)))
         self.children = [
             widgets.HTML(f"<b>{self.cube.name}</b>: spectrum of a region"),
-            widgets.HBox([self.image_viewer, self.spectrum_viewer]),
+            side_by_side(self.image_viewer, self.spectrum_viewer),
             widgets.HBox([self._shape, self._radius, self._what]),
             widgets.HBox([self._path, self._load, self._save, self._status]),
         ]

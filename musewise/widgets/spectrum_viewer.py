@@ -87,6 +87,7 @@ class SpectrumViewer(widgets.VBox):
                  height: int = 360, **kwargs):
         own = {k: kwargs.pop(k) for k in list(kwargs) if k in SpectrumViewer.class_own_traits()}
         super().__init__(**kwargs)
+        self.layout.flex = "0 0 auto"  # keep the plot's size inside boxes: never squeezed
         self._spectrum: Spectrum | None = None
         self._click_callbacks = []
         self._src = ColumnDataSource({"wave": [], "flux": [], "lo": [], "hi": []})
