@@ -34,6 +34,9 @@ class CompareViewer(widgets.VBox):
         White-light cache folder.
     aperture_radius : float
         Radius (spaxels of cube A) of the apertures compared; 0 for single spaxels.
+    prefetch : bool
+        Read both cubes once in the background so that later spectra come from the
+        page cache.
     """
 
     aperture_radius = Float(0.0, help="Aperture radius, spaxels of cube A (0: one spaxel).")
@@ -42,10 +45,13 @@ class CompareViewer(widgets.VBox):
     cube_b = Instance(MuseCube, help="Second cube.")
 
     def __init__(self, a, b, *, labels=("A", "B"), archive=None, cache_dir=None,
-                 aperture_radius: float = 0.0, **kwargs):
+                 aperture_radius: float = 0.0, prefetch: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.cube_a = MuseCube.open(resolve_source(a, archive), cache_dir=cache_dir)
         self.cube_b = MuseCube.open(resolve_source(b, archive), cache_dir=cache_dir)
+        if prefetch:
+            for cube in (self.cube_a, self.cube_b):
+                cube.prefetch()
         self.labels = tuple(labels)
         self.aperture_radius = aperture_radius
         self._comparison: Comparison | None = None
