@@ -216,3 +216,10 @@ def test_cube_viewer_marks_and_regions_in_sky_coordinates_round_trip(tmp_path):
     assert kinds == ["CircleSkyRegion", "PointSkyRegion", "PointSkyRegion"]
     sel = [r for r in back if r.meta.get("text") == "spaxel (10, 5)"]
     assert sel and sel[0].center.separation(want).to(u.mas).value < 10
+    # the same with the buttons; a missing file is told, not raised
+    viewer._regions_path.value = str(tmp_path / "buttons.reg")
+    viewer._save_regions.click()
+    assert (tmp_path / "buttons.reg").exists() and "buttons.reg" in viewer.status
+    viewer._regions_path.value = str(tmp_path / "missing.reg")
+    viewer._load_regions.click()
+    assert "no such region file" in viewer.status

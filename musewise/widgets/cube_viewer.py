@@ -22,6 +22,7 @@ import ipywidgets as widgets
 import numpy as np
 from traitlets import Bool, Enum, Float, Instance, Int, TraitError, Unicode, observe, validate
 
+from ..exceptions import MusewiseError
 from .cubeio import MuseCube, OutsideCubeError, resolve_source
 from .image_viewer import ImageViewer, side_by_side
 from .lines import EMISSION_LINES, observed_wavelength
@@ -132,6 +133,12 @@ class CubeViewer(widgets.VBox):
                                         layout=widgets.Layout(width="120px"))
         self._export_spec = widgets.Button(description="Export spectrum", icon="download")
         self._export_img = widgets.Button(description="Export image", icon="download")
+        self._regions_path = widgets.Text(value="regions.reg", description="regions",
+                                          layout=widgets.Layout(width="230px"))
+        self._load_regions = widgets.Button(description="Show regions", icon="upload",
+                                            layout=widgets.Layout(width="130px"))
+        self._save_regions = widgets.Button(description="Save regions", icon="download",
+                                            layout=widgets.Layout(width="130px"))
         self._status = widgets.HTML("")
         self._selection = widgets.HTML("", layout=widgets.Layout(width="420px"))
         self._title = widgets.HTML(self._title_html())
@@ -148,6 +155,8 @@ class CubeViewer(widgets.VBox):
         self.spectrum_viewer.on_click(lambda lam: self.set_wavelength(lam))
         self._export_spec.on_click(lambda b: self.export_spectrum())
         self._export_img.on_click(lambda b: self.export_image())
+        self._load_regions.on_click(lambda b: self._said(self.show_regions, self._regions_path.value))
+        self._save_regions.on_click(lambda b: self._said(self.save_regions, self._regions_path.value))
 
         self.children = [
             self._title,
@@ -155,7 +164,9 @@ class CubeViewer(widgets.VBox):
             widgets.HBox([self._mode, self._wave]),
             widgets.HBox([self._line, self._width, self._radius, self._follow,
                           self._selection]),
-            widgets.HBox([self._export_spec, self._export_img, self._status]),
+            widgets.HBox([self._export_spec, self._export_img, self._regions_path,
+                          self._load_regions, self._save_regions]),
+            self._status,
         ]
 
         # First image: never wait for a full pass over the cube.
@@ -321,6 +332,7 @@ class CubeViewer(widgets.VBox):
         """
         from regions import PointSkyRegion
 
+        source = regions
         if isinstance(regions, (str, os.PathLike)):
             regions = read_regions(regions)
         regions = list(regions)
@@ -335,6 +347,8 @@ class CubeViewer(widgets.VBox):
             self.mark_sky(SkyCoord([r.center for r in points]),
                           [r.meta.get("text", "") for r in points])
         self._regions = shapes
+        if isinstance(source, (str, os.PathLike)):
+            self.status = f"{len(regions)} regions from {source}"
         return regions
 
     def save_regions(self, path: str | os.PathLike) -> Path:
@@ -394,6 +408,13 @@ class CubeViewer(widgets.VBox):
                 rec += " <span style='color:#c00'>marked invalid</span>"
         return (f"<b>{self.cube.name}</b>{rec}: {nx} x {ny} spaxels, {nl} planes "
                 f"{self.cube.wave[0]:.2f}-{self.cube.wave[-1]:.2f} Å")
+
+    def _said(self, action, *args):
+        """Run a button's action; a failure is told in the status line, not raised."""
+        try:
+            action(*args)
+        except (MusewiseError, OSError, ValueError) as exc:
+            self.status = f"<b>{exc}</b>"
 
     @contextlib.contextmanager
     def _quiet(self):
