@@ -89,7 +89,6 @@ class BokehPlot(anywidget.AnyWidget):
         if model.document is None:
             Document().add_root(model)
         self._model = model
-        self.requests = 0  #: number of state requests answered (views built), for tests
         model.document.on_change_dispatch_to(self)
         self.on_msg(self._on_view_msg)
 
@@ -142,7 +141,6 @@ class BokehPlot(anywidget.AnyWidget):
         if what == "bokehjs":
             self.send({"msg": "musewise-reply", "token": token, "sources": list(bokehjs_sources())})
         elif what == "state":
-            self.requests += 1
             self.send({"msg": "musewise-reply", "token": token,
                        "bundle": serialize_json(self.render_bundle())})
 
