@@ -101,6 +101,10 @@ def test_image_viewer_draws_the_compass_and_sky_marks():
     pix = viewer.mark_sky(coords, labels=["a", "b"])
     np.testing.assert_allclose(pix, [[10, 3], [200, 20]], atol=1e-6)
     assert viewer._sky_marks.data["label"] == ["a", "b"]
+    viewer.mark_sky(coords[0], "one")
+    assert viewer._sky_marks.data["label"] == ["one"]
+    viewer.mark_sky([])
+    assert viewer._sky_marks.data["x"] == []
     no_wcs = ImageViewer(np.zeros((5, 5), np.float32))
     assert no_wcs.compass() is None
     with pytest.raises(NoWCSError):

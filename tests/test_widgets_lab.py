@@ -138,6 +138,9 @@ def test_viewer_in_jupyterlab_survives_reload_second_tab_and_rerun(hub, archived
     _run_cell(page, 0)
     _run_cell(page, 1)
     _wait_plots(page, 3, shot=output_dir / 'failed.png')
+    news = page.get_by_role("button", name="No")  # JupyterLab's "notify about news?" toast
+    if news.count():
+        news.first.click()
     assert _selection(page) == "spaxel (151, 12)"
     page.screenshot(path=str(output_dir / "1_first_run.png"))
     page.keyboard.press("Control+s")

@@ -27,7 +27,7 @@ from .cubeio import MuseCube, OutsideCubeError, resolve_source
 from .image_viewer import ImageViewer, side_by_side
 from .lines import EMISSION_LINES, observed_wavelength
 from .products import Image, Spectrum
-from .sky import NoWCSError, format_radec, pixel_to_sky
+from .sky import NoWCSError, format_radec, no_positions, pixel_to_sky
 from .skyregions import read_regions, region_pixels, write_regions
 from .spectrum_viewer import SpectrumViewer
 
@@ -315,10 +315,7 @@ class CubeViewer(widgets.VBox):
         NoWCSError
             If the cube has no celestial WCS.
         """
-        if coords is None or (getattr(coords, "shape", None) != () and len(coords) == 0):
-            self._marks = None
-        else:
-            self._marks = (coords, labels)
+        self._marks = None if no_positions(coords) else (coords, labels)
         return self.image_viewer.mark_sky(coords, labels)
 
     def show_regions(self, regions) -> list:

@@ -33,7 +33,8 @@ from traitlets import Enum, Float, Int, Unicode, observe, validate, TraitError
 from .bokehjs import bokeh_plot
 from .cubeio import resolve_source
 from .products import Image
-from .sky import NoWCSError, north_east, sky_to_pixel, square_frame, tan_parameters
+from .sky import (NoWCSError, no_positions, north_east, sky_to_pixel, square_frame,
+                  tan_parameters)
 
 __all__ = ["ImageViewer", "scale_image", "side_by_side", "STRETCHES", "PALETTES", "READOUT_JS"]
 
@@ -342,7 +343,7 @@ class ImageViewer(widgets.VBox):
         NoWCSError
             If the image shown has no celestial WCS.
         """
-        if coords is None or (not getattr(coords, "shape", ()) == () and len(coords) == 0):
+        if no_positions(coords):
             self._sky_marks.data = {"x": [], "y": [], "label": []}
             return np.zeros((0, 2))
         x, y = sky_to_pixel(self.wcs_header, coords)

@@ -21,7 +21,8 @@ from astropy.wcs import WCS, FITSFixedWarning
 from ..exceptions import MusewiseError
 
 __all__ = ["NoWCSError", "FrameGeometry", "celestial_wcs", "pixel_to_sky", "sky_to_pixel",
-           "north_east", "pixel_scale", "format_radec", "square_frame", "tan_parameters"]
+           "north_east", "pixel_scale", "format_radec", "square_frame", "tan_parameters",
+           "no_positions"]
 
 
 class NoWCSError(MusewiseError, ValueError):
@@ -57,6 +58,11 @@ def sky_to_pixel(wcs_header, coord: SkyCoord) -> tuple[np.ndarray, np.ndarray]:
     """0-based pixel coordinates (x, y) of sky positions."""
     x, y = celestial_wcs(wcs_header).world_to_pixel(coord)
     return np.asarray(x, float), np.asarray(y, float)
+
+
+def no_positions(coords) -> bool:
+    """True for None or an empty list/array of sky positions (a scalar SkyCoord is one)."""
+    return coords is None or (not getattr(coords, "isscalar", False) and len(coords) == 0)
 
 
 def pixel_scale(wcs_header) -> float:
