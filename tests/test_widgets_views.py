@@ -217,7 +217,7 @@ def test_region_viewer_shows_the_spectrum_of_a_click_a_polygon_and_a_file(two_cu
     assert len(outline["xs"]) == 1 and min(outline["xs"][0]) == pytest.approx(7 - 2.5, abs=0.05)
     # a polygon drawn in the browser arrives as the drawing source's data
     viewer.shape = "polygon"
-    assert viewer.image_viewer.figure.toolbar.active_tap is viewer.image_viewer._poly_tool
+    assert viewer.image_viewer.figure.toolbar.active_multi is viewer.image_viewer._poly_tool
     viewer.image_viewer._drawn.data = {"xs": [[2.5, 5.5, 5.5, 2.5]], "ys": [[2.5, 2.5, 4.5, 4.5]]}
     assert viewer.spectrum.meta["npix"] == 6
     with fits.open(a) as hdul:
@@ -295,5 +295,11 @@ def test_region_and_compare_viewers_in_the_browser(two_cubes, tmp_path, page, ou
         m = re.search(r"before spaxel \((\d+), (\d+)\) ↔ after spaxel \((\d+), (\d+)\)",
                       selection.inner_text())
         assert m and m.group(1) == m.group(3) and int(m.group(1)) < 12
+        # a click on the region viewer's image (circle mode) makes a 1" circle there
+        region_img = page.locator(".musewise-image-plot").nth(0)
+        boxes = [h.bounding_box() for h in region_img.locator("canvas").element_handles()]
+        rb = max((bb for bb in boxes if bb), key=lambda bb: bb["width"])
+        page.mouse.click(rb["x"] + 0.4 * rb["width"], rb["y"] + 0.4 * rb["height"])
+        page.locator(".musewise-region", has_text='circle r=1"').wait_for(timeout=20_000)
         page.wait_for_timeout(800)
         page.screenshot(path=str(output_dir / "region_and_compare_viewers.png"), full_page=True)

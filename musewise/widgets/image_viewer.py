@@ -374,7 +374,7 @@ class ImageViewer(widgets.VBox):
         Returns
         -------
         bokeh.models.PolyDrawTool
-            The tool (made the active tap tool).
+            The tool (activated by :meth:`set_drawing_active`).
         """
         if self._drawn is None:
             self._drawn = ColumnDataSource({"xs": [], "ys": []})
@@ -388,9 +388,10 @@ class ImageViewer(widgets.VBox):
         return self._poly_tool
 
     def set_drawing_active(self, active: bool) -> None:
-        """Make the polygon tool (if enabled) the active tap tool, or give taps back to clicks."""
+        """Make the polygon tool (if enabled) active, or inactive (taps are then clicks only)."""
         if self._drawn is not None:
-            self.figure.toolbar.active_tap = self._poly_tool if active else self._tap_tool
+            # PolyDrawTool takes taps, drags and moves: it is the toolbar's "multi" tool
+            self.figure.toolbar.active_multi = self._poly_tool if active else None
 
     def clear_drawing(self) -> None:
         """Remove the polygons drawn by the user."""
