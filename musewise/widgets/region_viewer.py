@@ -32,9 +32,10 @@ REGION_SHAPES = ("circle", "polygon")
 class RegionViewer(widgets.VBox):
     """Draw a circle or a polygon on a cube's white-light image and see its summed spectrum.
 
-    *circle*: click the centre; the radius is ``radius_arcsec``. *polygon*: with the
-    polygon tool (active in this mode) double-click to start, click to add vertices,
-    double-click to end; the spectrum follows each vertex. Regions can also be
+    *circle*: click the centre; the radius is ``radius_arcsec``. *polygon*: pick the
+    polygon tool in the image's toolbar (if it is not highlighted already), double-click
+    to start, click to add vertices, double-click to end; the spectrum follows each
+    vertex. Clicks do not draw circles in this mode. Regions can also be
     given in code (:meth:`set_region`, sky or pixel regions of ``regions``) or read
     from a file (:meth:`load_regions`); :meth:`save_region` writes the region
     shown, in sky coordinates.
