@@ -14,8 +14,9 @@ PYTEST_ARGS ?=
 STAMP := $(VENV)/.stamps
 # python3-venv/-dev: a Debian python3 needs them for the virtualenv; esorex + cpl-plugin-muse:
 # the ESO MUSE pipeline; postgresql: the shared-site database the tests run against;
-# chromium: the headless browser of the page and widget tests; nodejs/npm: configurable-http-proxy.
-APT_PACKAGES := esorex cpl-plugin-muse postgresql chromium
+# chromium: the headless browser of the page and widget tests; graphviz: the dot program that draws
+# provenance graphs; nodejs/npm: configurable-http-proxy.
+APT_PACKAGES := esorex cpl-plugin-muse postgresql chromium graphviz
 # Installed only when the command is missing (a machine may have its own Python or Node.js).
 APT_IF_MISSING := "$(PYTHON) -c 'import ensurepip'":python3-venv "npm --version":npm
 
@@ -27,7 +28,8 @@ help:
 setup: system venv node
 
 system: $(STAMP)/system
-$(STAMP)/system:
+# Re-checked when this file changes (a new package in APT_PACKAGES reaches machines already set up).
+$(STAMP)/system: Makefile
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done; \
 	  for pair in $(APT_IF_MISSING); do eval "$${pair%:*}" >/dev/null 2>&1 || echo $${pair##*:}; done); \
 	if [ -n "$$missing" ]; then \
@@ -46,7 +48,7 @@ $(STAMP)/venv: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel setuptools
 	$(PY) -m pip install -q -e '.[all]'
-	$(PY) -m ipykernel install --prefix $(VENV) --name musewise --display-name "musewise (Python 3)" >/dev/null
+	$(PY) -m musewise.kernel  # the kernel of MusewiseConfig.kernel_name, in $(VENV)/share/jupyter/kernels
 	@mkdir -p $(STAMP) && touch $@
 
 node: $(STAMP)/node

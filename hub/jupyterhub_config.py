@@ -3,7 +3,8 @@
 # Start it with `musewise hub` (options: `musewise hub --help`), which runs
 #     jupyterhub -f hub/jupyterhub_config.py
 # with the archive settings (MUSEWISE_ROOT, MUSEWISE_DB_URL, MUSEWISE_DATASTORE)
-# and the hub options (MUSEWISE_HUB_*) in the environment. The proxy comes from
+# in the environment and its options as command-line settings (--MusewiseHub.port=8000,
+# which musewise.hubcli.configure() gives precedence over this file). The proxy comes from
 # ./node_modules (`npm ci` at the repository root installs it).
 #
 # Defaults (see musewise.hubcli.configure):
@@ -26,7 +27,7 @@ from musewise.hubcli import configure
 c = get_config()  # noqa: F821 - provided by JupyterHub
 
 # ---------------------------------------------------------------- musewise settings
-# Command-line options of `musewise hub` (environment MUSEWISE_HUB_*) override these.
+# Options of `musewise hub` (and `musewise hub -- --MusewiseHub.<name>=...`) override these.
 # c.MusewiseHub.ip = "127.0.0.1"
 # c.MusewiseHub.port = 8000
 # c.MusewiseHub.authenticator = "native"          # sign-up + approval at /hub/authorize

@@ -1,8 +1,10 @@
 """The ``musewise`` command line.
 
 Sub-commands: ``simulate``, ``ingest``, ``ls``, ``query``, ``show``, ``provenance``,
-``validity``, ``user``, ``project``, ``fsck``, and - where those layers are
-installed - ``run``, ``plan``, ``qc``, ``release``, ``hub``.
+``validity``, ``user``, ``project``, ``fsck``, and those the other layers add:
+``run``, ``make``, ``qc``, ``release``, ``hub``. Every sub-command is always
+listed; one that needs an optional package (``hub``: the ``hub`` extra) says
+how to install it when it is used (:func:`musewise.optional.require`).
 """
 
 from __future__ import annotations
@@ -148,14 +150,21 @@ def cmd_show(args):
             print(f"    {k} = {v}")
 
 
+#: ``musewise provenance --format``: how each format renders a ProvenanceGraph.
+PROVENANCE_FORMATS = {
+    "text": lambda g: g.to_text(),
+    "json": lambda g: json.dumps(g.to_dict(), indent=1, default=str),
+    "prov-json": lambda g: g.to_prov_json(indent=1),
+    "provn": lambda g: g.to_provn(),
+    "dot": lambda g: g.to_dot(max_drawn=None),
+}
+
+
 def cmd_provenance(args):
     arch = _archive(args)
-    tree = arch.provenance(args.id)
-    if args.json:
-        json.dump(tree.to_dict(), sys.stdout, indent=1, default=str)
-        print()
-    else:
-        print(tree.to_text())
+    graph = arch.provenance(args.id)
+    fmt = "json" if args.json else args.format
+    print(PROVENANCE_FORMATS[fmt](graph).rstrip("\n"))
 
 
 def cmd_validity(args):
@@ -241,7 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("provenance", help="the reduction history of a dataset")
     s.add_argument("id", type=int)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--format", choices=list(PROVENANCE_FORMATS), default="text",
+                   help="text (readable, each dataset once), json (musewise's graph), prov-json or provn "
+                        "(W3C PROV), dot (Graphviz, every node: `| dot -Tsvg > p.svg`)")
+    s.add_argument("--json", action="store_true", help="same as --format json")
     s.set_defaults(func=cmd_provenance)
 
     s = sub.add_parser("validity", help="mark a dataset's IFU valid/invalid and set its quality flag")
@@ -275,11 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_fsck)
 
     for module, func in PLUGINS:
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        getattr(mod, func)(sub)
+        # Part of musewise, so always importable: an ImportError here is a bug to see,
+        # not a layer to hide. Optional packages are imported by the sub-command itself.
+        getattr(importlib.import_module(module), func)(sub)
     return p
 
 

@@ -4,7 +4,9 @@ Every setting is a traitlet with help text. Values come, in increasing order of
 precedence, from the defaults below, a ``musewise_config.py`` in the data root
 (or the file named by ``$MUSEWISE_CONFIG``), environment variables
 (``MUSEWISE_ROOT``, ``MUSEWISE_DB_URL``, ``MUSEWISE_DATASTORE``,
-``MUSEWISE_USER``, ``MUSEWISE_DASK_SCHEDULER``) and keyword arguments.
+``MUSEWISE_USER``, ``MUSEWISE_DASK_SCHEDULER``, ``MUSEWISE_ESOREX``,
+``MUSEWISE_RECIPE_CACHE``) and keyword arguments. Only this module reads them:
+the other modules are given the values.
 Site paths and secrets belong in the environment or the site's config file,
 never in the repository.
 """
@@ -15,7 +17,7 @@ import getpass
 import os
 from pathlib import Path
 
-from traitlets import Bool, Float, Int, Unicode, default
+from traitlets import Bool, Dict, Int, List, Unicode, default
 from traitlets.config import Config, Configurable, PyFileConfigLoader
 
 from .exceptions import ConfigurationError
@@ -27,6 +29,8 @@ _ENV = {
     "user": "MUSEWISE_USER",
     "dask_scheduler": "MUSEWISE_DASK_SCHEDULER",
     "esorex": "MUSEWISE_ESOREX",
+    "crash_point": "MUSEWISE_TEST_CRASH_AT",
+    "recipe_cache": "MUSEWISE_RECIPE_CACHE",
 }
 
 
@@ -87,6 +91,24 @@ class MusewiseConfig(Configurable):
         config=True
     )
 
+    recipe_cache = Unicode(
+        help="Folder of the cached descriptions of the pipeline recipes (parameters, input "
+        "tags, products, read from esorex once per pipeline version). Default: "
+        "$XDG_CACHE_HOME/musewise/recipes (~/.cache/musewise/recipes)."
+    ).tag(config=True)
+
+    @default("recipe_cache")
+    def _recipe_cache_default(self):
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return str(Path(base) / "musewise" / "recipes")
+
+    kernel_name = Unicode(
+        "musewise",
+        help="Jupyter kernel that executes reduction and QC notebooks and that the hub's "
+        "servers start by default. `make setup` registers it in the virtualenv "
+        "(python -m musewise.kernel).",
+    ).tag(config=True)
+
     dask_scheduler = Unicode(
         "",
         help="Address of a running Dask scheduler (tcp://host:8786). Empty: start a "
@@ -97,10 +119,41 @@ class MusewiseConfig(Configurable):
         config=True
     )
 
-    calibration_window_days = Float(
-        14.0,
-        help="A calibration is eligible for a frame if taken within this many days "
-        "of it (days).",
+    calibration_validity_days = Dict(
+        {},
+        help="Certified validity of new calibrations per category, as [days before, days after] "
+        "their MJD-OBS, overriding musewise.vocabulary.DEFAULT_VALIDITY_DAYS "
+        "(e.g. {'STD_RESPONSE': [3, 3]}).",
+    ).tag(config=True)
+
+    collections = List(
+        Unicode(),
+        [],
+        help="Collection search path of personal work, searched in order (chains stand for their "
+        "members). Empty: the user's own trials (u/<user>/calib, u/<user>), then the project's "
+        "reference reduction (<project>/calib, <project>/reference), then MUSE/calib, MUSE/static, "
+        "MUSE/ingested, MUSE/raw.",
+    ).tag(config=True)
+
+    reference_privilege = Int(
+        3,
+        help="Privilege of the reference reduction's products (commit=True runs): 3 consortium "
+        "(every member sees them from their first login), 2 project, 4 public.",
+    ).tag(config=True)
+
+    def validity_days(self, category: str) -> tuple[float, float]:
+        """Default certified validity of a new calibration of ``category``: (days before, days after)."""
+        from .vocabulary import DEFAULT_VALIDITY_DAYS, FALLBACK_VALIDITY_DAYS
+
+        if category in self.calibration_validity_days:
+            before, after = self.calibration_validity_days[category]
+            return float(before), float(after)
+        return DEFAULT_VALIDITY_DAYS.get(category, FALLBACK_VALIDITY_DAYS)
+
+    crash_point = Unicode(
+        "",
+        help="For the kill-safety tests only: the archive kills its own process (SIGKILL) at this "
+        "instant of a write ('before-db-commit'). Empty in every real installation.",
     ).tag(config=True)
 
     checksum_on_read = Bool(

@@ -7,7 +7,8 @@ Steps, each printed as it happens:
 2. the archive ingests them (checksummed, atomically) and says what it holds;
 3. the reduction cascade bias -> flat -> wavecal -> scibasic -> scipost runs
    through the template notebooks and the real ESO MUSE pipeline on Dask;
-4. the provenance tree of the final cube is printed;
+4. the provenance graph of the final cube is printed (each dataset and run once) and
+   written as W3C PROV-JSON and a Graphviz drawing beside the archive;
 5. the shared JupyterHub starts on 127.0.0.1:8000 and its address and demo
    logins are printed (Ctrl-C stops it).
 
@@ -18,12 +19,47 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 DEMO_USERS = {"alice": {"consortium": "reviewer"}, "bob": {"consortium": "member"}, "carol": {}}
+#: The demo archive's administrator, who ingests and reduces the night.
+DEMO_ADMIN = "admin"
+
+
+def write_demo_config(root: Path) -> Path:
+    """Make the demo's administrator the default user of ``musewise --root <root> ...``.
+
+    The demo archive is the person's own sandbox: the commands it prints should work
+    as printed, whoever is logged in (``--user`` or ``$MUSEWISE_USER`` still choose
+    another user, and hub users act as themselves). An existing file is left alone.
+    """
+    cfg = root / "musewise_config.py"
+    if not cfg.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        cfg.write_text("# Written by `make demo`: musewise commands on this data root act as the demo's\n"
+                       "# administrator unless --user or $MUSEWISE_USER says otherwise.\n"
+                       f"c.MusewiseConfig.user = {DEMO_ADMIN!r}\n")
+    return cfg
+
+
+def musewise_command() -> str:
+    """How to type the ``musewise`` command of this environment in the user's shell.
+
+    ``musewise`` if it is on ``$PATH`` (an activated virtualenv), else the path of
+    the virtualenv's console script (``.venv/bin/musewise`` after ``make demo``).
+    """
+    script = Path(sys.executable).parent / "musewise"
+    found = shutil.which("musewise")
+    if found and Path(found).resolve() == script.resolve():
+        return "musewise"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def banner(text: str) -> None:
@@ -52,7 +88,7 @@ def main(argv=None) -> int:
             else tuple(range(1, int(args.ifus) + 1)))
     root = Path(args.root).resolve()
     os.environ["MUSEWISE_ROOT"] = str(root)
-    os.environ.setdefault("MUSEWISE_USER", "admin")
+    write_demo_config(root)
 
     from .archive import Archive
     from .exceptions import DuplicateError
@@ -65,13 +101,14 @@ def main(argv=None) -> int:
     print(f"wrote {len(raw)} raw frames and the static calibrations to {incoming}")
 
     banner("2. ingesting into the archive")
-    arch = Archive.open(user="admin")
+    arch = Archive.open(user=DEMO_ADMIN)
     for name, projects in DEMO_USERS.items():
         try:
             arch.add_user(name, projects=projects)
         except DuplicateError:
             pass
-    report = arch.ingest_many([incoming], progress=True)
+    # The simulated frames are scratch: moved into the datastore, not copied (half the disk).
+    report = arch.ingest_many([incoming], progress=True, move=True)
     print(report.summary())
     for path, reason in report.refused:
         print(f"  refused {path}: {reason}")
@@ -84,9 +121,14 @@ def main(argv=None) -> int:
     describe_archive(arch)
 
     banner(f"4. provenance of the final cube (dataset {cube_id})")
-    print(arch.provenance(cube_id).to_text())
+    graph = arch.provenance(cube_id)
+    print(graph.to_text())
+    (root / f"provenance-{cube_id}.prov.json").write_text(graph.to_prov_json(indent=1))
+    (root / f"provenance-{cube_id}.svg").write_text(graph.to_svg())
+    print(f"\nW3C PROV-JSON: {root / f'provenance-{cube_id}.prov.json'}; drawing: {root / f'provenance-{cube_id}.svg'}")
     print(f"\nreduced in {time.time() - t0:.0f} s; archive in {root}")
-    print(f"  look at it: musewise --root {root} ls --kind science ; musewise --root {root} provenance {cube_id}")
+    mw = musewise_command()
+    print(f"  look at it: {mw} --root {root} ls --kind science ; {mw} --root {root} provenance {cube_id}")
 
     if args.no_hub:
         return 0

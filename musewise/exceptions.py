@@ -3,6 +3,35 @@
 Every error raised on purpose by musewise derives from :class:`MusewiseError`;
 each leaf also derives from the builtin that describes it best, so callers can
 catch either ``musewise.exceptions.NotFoundError`` or plain ``LookupError``.
+
+The tree::
+
+    MusewiseError
+    ├── ConfigurationError (ValueError)
+    ├── InvalidArgumentError (ValueError)
+    ├── InvalidFrameError (ValueError)
+    ├── NotFoundError (LookupError)
+    │   └── CalibrationNotFoundError
+    ├── DuplicateError (ValueError)
+    ├── PermissionDeniedError (PermissionError)
+    │   ├── ReferenceInputError
+    │   └── ReleaseFrozenError
+    ├── RunStateError (ValueError)
+    ├── ReleaseRefusedError (ValueError)
+    ├── DatastoreError (OSError)
+    ├── IntegrityError (ValueError)
+    │   └── ReleaseVerificationError
+    ├── QueryError (ValueError)
+    ├── OutsideCubeError (IndexError)
+    ├── RecipeDefinitionError (TypeError)
+    ├── RecipeError (RuntimeError)
+    │   ├── ParameterError (ValueError)
+    │   ├── PipelineNotInstalledError (FileNotFoundError)
+    │   └── ReductionFailed
+    ├── QCError (RuntimeError)
+    ├── QCNotApplicableError (ValueError)
+    ├── AlreadyClaimedError (RuntimeError)
+    └── MissingDependencyError (ImportError)
 """
 
 from __future__ import annotations
@@ -14,6 +43,13 @@ class MusewiseError(Exception):
 
 class ConfigurationError(MusewiseError, ValueError):
     """A configuration value is missing or invalid."""
+
+
+class InvalidArgumentError(MusewiseError, ValueError):
+    """A function was given a value it cannot use (unknown name, out of range, wrong shape).
+
+    The message names the value and what is accepted instead.
+    """
 
 
 class InvalidFrameError(MusewiseError, ValueError):
@@ -45,6 +81,22 @@ class PermissionDeniedError(MusewiseError, PermissionError):
     """The user lacks the privilege for the requested action."""
 
 
+class ReferenceInputError(PermissionDeniedError):
+    """A reference run (``commit=True``) was given an input from outside the reference reduction."""
+
+
+class RunStateError(MusewiseError, ValueError):
+    """A run cannot change state that way (e.g. it already ended)."""
+
+
+class ReleaseFrozenError(PermissionDeniedError):
+    """An attempt to change or delete a frozen data release."""
+
+
+class ReleaseRefusedError(MusewiseError, ValueError):
+    """A product may not be released (invalid, affected by an invalid input, or not a product)."""
+
+
 class DatastoreError(MusewiseError, OSError):
     """The file store could not read or write a file."""
 
@@ -55,6 +107,24 @@ class IntegrityError(MusewiseError, ValueError):
 
 class QueryError(MusewiseError, ValueError):
     """A user query was refused (not read-only, unknown column, bad syntax)."""
+
+
+class ReleaseVerificationError(IntegrityError):
+    """An exported release folder or a released file does not match its manifest.
+
+    Parameters
+    ----------
+    problems : sequence of str
+        One line per file that is changed, missing or unexpected (kept as ``problems``).
+    """
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__(f"{len(self.problems)} problem(s): " + "; ".join(self.problems[:5]))
+
+
+class OutsideCubeError(MusewiseError, IndexError):
+    """A spaxel or wavelength lies outside the cube."""
 
 
 class CalibrationNotFoundError(NotFoundError):
@@ -78,6 +148,11 @@ class CalibrationNotFoundError(NotFoundError):
         if detail:
             msg += f": {detail}"
         super().__init__(msg)
+
+
+class RecipeDefinitionError(MusewiseError, TypeError):
+    """A recipe is defined wrongly: a function signature, parameter type or return value
+    musewise cannot use, or an object registered as a recipe that is not one."""
 
 
 class RecipeError(MusewiseError, RuntimeError):
@@ -104,3 +179,72 @@ class RecipeError(MusewiseError, RuntimeError):
 
 class ParameterError(RecipeError, ValueError):
     """A recipe parameter is unknown or has the wrong type; raised before anything runs."""
+
+
+class PipelineNotInstalledError(RecipeError, FileNotFoundError):
+    """esorex or the MUSE recipe plug-ins are not installed; the message names the install command."""
+
+
+class ReductionFailed(RecipeError):
+    """One or more runs of a reduction failed; each is recorded as failed in the archive.
+
+    Parameters
+    ----------
+    recipe : str
+        The recipe of the runs.
+    outcomes : list of musewise.dpu.runner.RunOutcome
+        All runs of the call, failed and succeeded (kept as ``outcomes``).
+    """
+
+    def __init__(self, recipe, outcomes):
+        self.outcomes = list(outcomes)
+        bad = [o for o in self.outcomes if not o.ok]
+        first = bad[0]
+        msg = (f"{len(bad)} of {len(self.outcomes)} run(s) failed: "
+               + ", ".join(f"run {o.run_id} ({o.label})" for o in bad)
+               + f"; first error: {first.error.splitlines()[0] if first.error else '?'}")
+        super().__init__(recipe, msg, ifu=first.ifu)
+
+
+class QCError(MusewiseError, RuntimeError):
+    """A QC run failed (it is recorded as a failed run with its notebook).
+
+    Parameters
+    ----------
+    message : str
+    dataset_id : int, optional
+        The product under quality control.
+    run_id : int, optional
+        The failed QC run.
+    """
+
+    def __init__(self, message, dataset_id=None, run_id=None):
+        self.dataset_id, self.run_id = dataset_id, run_id
+        super().__init__(message)
+
+
+class QCNotApplicableError(MusewiseError, ValueError):
+    """No QC notebook exists for the product's category (or the QC type is unknown)."""
+
+
+class AlreadyClaimedError(MusewiseError, RuntimeError):
+    """Another reviewer holds an unexpired claim on the product."""
+
+
+
+class MissingDependencyError(MusewiseError, ImportError):
+    """A feature needs an optional package that is not installed.
+
+    Parameters
+    ----------
+    feature : str
+        What was asked for, e.g. ``musewise hub``.
+    package : str
+        The missing distribution, e.g. ``jupyterhub``.
+    install : str
+        The command that installs it, e.g. ``pip install 'musewise[hub]'``.
+    """
+
+    def __init__(self, feature, package, install):
+        self.feature, self.package, self.install = feature, package, install
+        super().__init__(f"{feature} needs {package}, which is not installed: {install}")

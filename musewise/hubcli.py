@@ -9,7 +9,7 @@ an installed package, the built-in defaults of :func:`configure`):
 * every user who logs in is registered in the archive (a consortium member,
   not an administrator) by :func:`register_in_archive`;
 * single-user servers run as local processes (:class:`MusewiseSpawner`) with
-  the ``musewise`` kernel, the archive configured (``MUSEWISE_ROOT``,
+  the kernel of ``MusewiseConfig.kernel_name`` (``musewise``), the archive configured (``MUSEWISE_ROOT``,
   ``MUSEWISE_DB_URL``, ``MUSEWISE_DATASTORE``, ``MUSEWISE_USER``), the example
   notebooks and templates copied into a home folder under the data root and a
   writable scratch folder;
@@ -17,8 +17,10 @@ an installed package, the built-in defaults of :func:`configure`):
   ``archive`` at ``/services/archive/``.
 
 Settings are the traits of :class:`MusewiseHub` (``c.MusewiseHub.port = 8000``
-in the config file); ``musewise hub`` options set them through ``MUSEWISE_HUB_*``
-environment variables, which take precedence over the config file.
+in the config file). ``musewise hub`` options are passed to ``jupyterhub`` as
+command-line settings (``--MusewiseHub.port=8000``), which take precedence over
+the config file; so can be any other trait (``musewise hub -- --MusewiseHub.admin_users=...``).
+The secrets among them may instead come from the environment (see their help).
 """
 
 from __future__ import annotations
@@ -32,24 +34,22 @@ import sys
 from pathlib import Path
 
 from traitlets import Dict, Int, Set, Unicode, default
-from traitlets.config import Configurable
+from traitlets.config import Config, Configurable
 
 from .config import MusewiseConfig
+from .kernel import ensure_kernelspec
+from .resources import shared_folder
 
 REPO = Path(__file__).resolve().parents[1]
 #: Demo logins (any user name) - for demonstrations and tests only, never for a real site.
 DEMO_PASSWORD = "muse-demo"
 DEMO_ADMIN_PASSWORD = "muse-demo-admin-password-change-me"
-KERNEL_NAME = "musewise"
 SERVICE_NAME = "archive"
 
-_ENV = {
-    "ip": "MUSEWISE_HUB_IP", "port": "MUSEWISE_HUB_PORT", "hub_port": "MUSEWISE_HUB_HUB_PORT",
-    "proxy_api_port": "MUSEWISE_HUB_PROXY_API_PORT", "service_port": "MUSEWISE_HUB_SERVICE_PORT",
-    "authenticator": "MUSEWISE_HUB_AUTH", "demo_password": "MUSEWISE_HUB_PASSWORD",
-    "admin_password": "MUSEWISE_HUB_ADMIN_PASSWORD", "admin_token": "MUSEWISE_HUB_ADMIN_TOKEN",
-    "state_dir": "MUSEWISE_HUB_STATE", "copy_into_home": "MUSEWISE_HUB_COPY_INTO_HOME",
-}
+#: Secrets that may come from the environment rather than a file or a command line
+#: (where other users could read them): trait -> variable.
+SECRET_ENV = {"demo_password": "MUSEWISE_HUB_PASSWORD", "admin_password": "MUSEWISE_HUB_ADMIN_PASSWORD",
+              "admin_token": "MUSEWISE_HUB_ADMIN_TOKEN"}
 
 
 class MusewiseHub(Configurable):
@@ -66,21 +66,40 @@ class MusewiseHub(Configurable):
         "'native': sign-up with administrator approval; anything else: leave "
         "c.JupyterHub.authenticator_class to the config file (e.g. OAuth).",
     ).tag(config=True)
-    demo_password = Unicode(DEMO_PASSWORD, help="The shared password of 'shared-password' logins (>= 8 characters).").tag(config=True)
-    admin_password = Unicode(DEMO_ADMIN_PASSWORD, help="The password of admin_users with 'shared-password' logins (>= 32 characters).").tag(config=True)
+    demo_password = Unicode(
+        help="The shared password of 'shared-password' logins (>= 8 characters). Default "
+        f"$MUSEWISE_HUB_PASSWORD, else {DEMO_PASSWORD!r}."
+    ).tag(config=True)
+    admin_password = Unicode(
+        help="The password of admin_users with 'shared-password' logins (>= 32 characters). "
+        "Default $MUSEWISE_HUB_ADMIN_PASSWORD, else a demo password printed in the banner."
+    ).tag(config=True)
     admin_users = Set({"admin"}, help="Hub administrators.").tag(config=True)
     admin_token = Unicode(
-        "", help="An API token with hub-administration rights for automation (e.g. tests, culling), "
-        "registered as service 'musewise-admin'. Take it from the environment, never commit it."
+        help="An API token with hub-administration rights for automation (e.g. tests, culling), "
+        "registered as service 'musewise-admin'. Default $MUSEWISE_HUB_ADMIN_TOKEN (none if unset); "
+        "never commit it."
     ).tag(config=True)
     archive_admin = Unicode("admin", help="Archive administrator the hub acts as to register new users.").tag(config=True)
     state_dir = Unicode(help="Hub state: its database, cookie secret, and users' home folders. Default <root>/hub.").tag(config=True)
     home_template = Unicode(help="Users' home folders ({username} is replaced). Default <state_dir>/home/{username}.").tag(config=True)
     copy_into_home = Dict(
         help="Folders copied into every user's home at each start (files the user already has are "
-        "kept): name in home -> source folder. Default: the repository's notebooks/ and templates/. "
-        "Environment: MUSEWISE_HUB_COPY_INTO_HOME=examples=/path:templates=/path."
+        "kept): name in home -> source folder. Default: musewise's notebooks/ and templates/. "
+        "On the command line: --MusewiseHub.copy_into_home=examples=/path (repeatable)."
     ).tag(config=True)
+
+    @default("demo_password")
+    def _demo_password_default(self):
+        return os.environ.get(SECRET_ENV["demo_password"]) or DEMO_PASSWORD
+
+    @default("admin_password")
+    def _admin_password_default(self):
+        return os.environ.get(SECRET_ENV["admin_password"]) or DEMO_ADMIN_PASSWORD
+
+    @default("admin_token")
+    def _admin_token_default(self):
+        return os.environ.get(SECRET_ENV["admin_token"], "")
 
     @default("state_dir")
     def _state_default(self):
@@ -92,22 +111,29 @@ class MusewiseHub(Configurable):
 
     @default("copy_into_home")
     def _copy_default(self):
-        return {"examples": str(REPO / "notebooks"), "templates": str(REPO / "templates")}
+        return {"examples": str(shared_folder("notebooks")), "templates": str(shared_folder("templates"))}
 
     @classmethod
-    def from_config(cls, c) -> "MusewiseHub":
-        """The settings of config ``c``, overridden by ``MUSEWISE_HUB_*`` environment variables."""
-        env = {}
-        for name, var in _ENV.items():
-            if os.environ.get(var):
-                trait = cls.class_traits()[name]
-                value = os.environ[var]
-                if isinstance(trait, Int):
-                    value = int(value)
-                elif isinstance(trait, Dict):  # name=folder pairs separated by os.pathsep
-                    value = dict(pair.split("=", 1) for pair in value.split(os.pathsep) if pair)
-                env[name] = value
-        return cls(config=c, **env)
+    def from_config(cls, c=None, cli_config=None) -> "MusewiseHub":
+        """The settings of config ``c`` (the config file's), overridden by the command line's.
+
+        Parameters
+        ----------
+        c : traitlets.config.Config, optional
+        cli_config : traitlets.config.Config, optional
+            Settings given on the command line (``--MusewiseHub.port=9100``). Default:
+            those of the running JupyterHub (the config file is read while it starts,
+            before it applies its command line, so they are merged here).
+        """
+        if cli_config is None:
+            from traitlets.config import Application
+
+            cli_config = getattr(Application.instance(), "cli_config", None) if Application.initialized() else None
+        merged = Config()
+        for part in (c, cli_config):
+            if part is not None:
+                merged.merge(part)
+        return cls(config=merged)
 
 
 def archive_environment(config: MusewiseConfig | None = None) -> dict[str, str]:
@@ -117,16 +143,6 @@ def archive_environment(config: MusewiseConfig | None = None) -> dict[str, str]:
     if os.environ.get("MUSEWISE_CONFIG"):
         env["MUSEWISE_CONFIG"] = os.environ["MUSEWISE_CONFIG"]
     return env
-
-
-def ensure_kernelspec() -> Path:
-    """Install the ``musewise`` kernelspec into this environment (``sys.prefix``) if missing."""
-    target = Path(sys.prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME
-    if not (target / "kernel.json").exists():
-        from ipykernel.kernelspec import install
-
-        install(kernel_name=KERNEL_NAME, display_name="musewise (Python 3)", prefix=sys.prefix)
-    return target
 
 
 def _spawner_class():
@@ -144,6 +160,7 @@ def _spawner_class():
         """
 
         archive_env = Dict(help="MUSEWISE_* variables of the archive, passed to every server.").tag(config=True)
+        kernel_name = Unicode("musewise", help="Kernel registered before each start (MusewiseConfig.kernel_name).").tag(config=True)
         copy_into_home = Dict(help="See MusewiseHub.copy_into_home.").tag(config=True)
         scratch_root = Unicode(help="Users' scratch folders live in <scratch_root>/<username>.").tag(config=True)
 
@@ -155,7 +172,7 @@ def _spawner_class():
             return env
 
         async def start(self):
-            await asyncio.to_thread(ensure_kernelspec)
+            await asyncio.to_thread(ensure_kernelspec, self.kernel_name)
             await asyncio.to_thread(prepare_home, self.home_dir, self.user.name, self.copy_into_home,
                                     self.scratch_root)
             return await super().start()
@@ -249,6 +266,8 @@ def configure(c, hub: MusewiseHub | None = None) -> MusewiseHub:
     Call it from ``jupyterhub_config.py`` after setting ``c.MusewiseHub`` traits;
     set anything you want to override after the call.
     """
+    from .optional import require
+
     hub = hub or MusewiseHub.from_config(c)
     mw = MusewiseConfig.load()
     archive_env = archive_environment(mw)
@@ -276,7 +295,7 @@ def configure(c, hub: MusewiseHub | None = None) -> MusewiseHub:
         c.SharedPasswordAuthenticator.admin_password = hub.admin_password
         c.Authenticator.allow_all = True
     elif hub.authenticator == "native":
-        import nativeauthenticator
+        nativeauthenticator = require("nativeauthenticator", "musewise hub --auth native")
 
         c.JupyterHub.authenticator_class = "native"
         c.JupyterHub.template_paths = [str(Path(nativeauthenticator.__file__).parent / "templates")]
@@ -290,13 +309,14 @@ def configure(c, hub: MusewiseHub | None = None) -> MusewiseHub:
     c.Spawner.ip = "127.0.0.1"
     c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
     c.Spawner.default_url = "/lab"
-    c.Spawner.args = [f"--MultiKernelManager.default_kernel_name={KERNEL_NAME}"]
+    c.Spawner.args = [f"--MultiKernelManager.default_kernel_name={mw.kernel_name}"]
     if os.geteuid() == 0:
         c.Spawner.args.append("--allow-root")
     c.Spawner.http_timeout = 120
     c.Spawner.start_timeout = 120
     c.MusewiseSpawner.home_dir_template = hub.home_template
     c.MusewiseSpawner.archive_env = archive_env
+    c.MusewiseSpawner.kernel_name = mw.kernel_name
     c.MusewiseSpawner.copy_into_home = dict(hub.copy_into_home)
     c.MusewiseSpawner.scratch_root = mw.scratch
 
@@ -332,7 +352,7 @@ def _hub_traits():
 
 def demo_banner(hub: MusewiseHub | None = None) -> str:
     """The address of the hub and how to log in (printed by ``musewise hub`` and ``make demo``)."""
-    hub = hub or MusewiseHub.from_config(None)
+    hub = hub or MusewiseHub()
     url = f"http://{hub.ip}:{hub.port}"
     lines = [f"musewise hub: {url}/hub/login", f"  archive web view: {url}/services/archive/"]
     if hub.authenticator == "shared-password":
@@ -345,14 +365,17 @@ def demo_banner(hub: MusewiseHub | None = None) -> str:
     return "\n".join(lines)
 
 
-def config_file(path: str | None = None) -> Path:
-    """The JupyterHub config to run: ``path``, the repository's ``hub/jupyterhub_config.py``, or a minimal one."""
+def config_file(path: str | None = None, state_dir: str | None = None) -> Path:
+    """The JupyterHub config to run: ``path``, the repository's ``hub/jupyterhub_config.py``, or a minimal one.
+
+    The minimal one is written into ``state_dir`` (default ``MusewiseHub.state_dir``).
+    """
     if path:
         return Path(path)
     repo_cfg = REPO / "hub" / "jupyterhub_config.py"
     if repo_cfg.exists():
         return repo_cfg
-    state = Path(MusewiseHub.from_config(None).state_dir)
+    state = Path(state_dir or MusewiseHub().state_dir)
     state.mkdir(parents=True, exist_ok=True)
     cfg = state / "jupyterhub_config.py"
     cfg.write_text("from musewise.hubcli import configure\n\nconfigure(c)\n")
@@ -384,24 +407,32 @@ def cmd_hub(args) -> int:
     import signal
     import subprocess
 
-    settings = {"ip": args.ip, "port": args.port, "authenticator": args.auth, "demo_password": args.password,
-                "state_dir": args.state_dir, "hub_port": args.hub_port, "proxy_api_port": args.proxy_api_port,
-                "service_port": args.service_port}
-    for name, value in settings.items():
-        if value is not None:
-            os.environ[_ENV[name]] = str(value)
-    for key, value in (("MUSEWISE_ROOT", getattr(args, "root", None)), ("MUSEWISE_DB_URL", getattr(args, "db_url", None))):
-        if value:
-            os.environ[key] = value
-    # Explicit archive paths: users' servers run with another HOME, so defaults would differ.
-    os.environ.update(archive_environment())
-    ensure_kernelspec()
-    hub = MusewiseHub.from_config(None)
-    cfg = config_file(args.config)
-    Path(hub.state_dir).mkdir(parents=True, exist_ok=True)
+    from traitlets.config.loader import KVArgParseConfigLoader
+
+    from .optional import require
+
+    require("jupyterhub", "musewise hub")
+    mw = MusewiseConfig.load(root=getattr(args, "root", None), db_url=getattr(args, "db_url", None))
+    options = {"ip": args.ip, "port": args.port, "authenticator": args.auth, "state_dir": args.state_dir,
+               "hub_port": args.hub_port, "proxy_api_port": args.proxy_api_port, "service_port": args.service_port}
+    # The options become command-line settings of jupyterhub, which configure() reads
+    # with precedence over the config file; --MusewiseHub.* after `--` are passed as they are.
     extra = [a for a in args.jupyterhub_args if a != "--"]
+    hub_args = [f"--MusewiseHub.{name}={value}" for name, value in options.items() if value is not None] + extra
+    own = KVArgParseConfigLoader([a for a in hub_args if a.startswith("--MusewiseHub.")]).load_config()
+    # The password goes to jupyterhub in its environment, which other users cannot read (its argv they can).
+    secrets = {SECRET_ENV["demo_password"]: args.password} if args.password else {}
+    hub = MusewiseHub(config=own, **({"demo_password": args.password} if args.password else {}))
+    if "state_dir" not in own.MusewiseHub:  # the default, under this command's data root
+        hub.state_dir = str(Path(mw.root) / "hub")
+    ensure_kernelspec(mw.kernel_name)
+    cfg = config_file(args.config, hub.state_dir)
+    Path(hub.state_dir).mkdir(parents=True, exist_ok=True)
+    # Explicit archive paths: users' servers run with another HOME, so defaults would differ.
+    env = {**os.environ, **archive_environment(mw), **secrets}
     print(f"starting JupyterHub with {cfg} (state in {hub.state_dir}) ...", flush=True)
-    proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(cfg), *extra], cwd=hub.state_dir)
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(cfg), *hub_args], cwd=hub.state_dir,
+                            env=env)
     # Stopping this command stops the hub (which stops its proxy, service and users' servers).
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, frame: proc.send_signal(signum))

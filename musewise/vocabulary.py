@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 
+from .exceptions import InvalidArgumentError
+
 
 class Privilege(enum.IntEnum):
     """Who may see a dataset or run.
@@ -52,7 +54,7 @@ class FrameType(str, enum.Enum):
 
         Raises
         ------
-        ValueError
+        InvalidArgumentError
             If the DPR type is not a MUSE raw frame type.
         """
         t = (dpr_type or "").strip().upper()
@@ -62,7 +64,7 @@ class FrameType(str, enum.Enum):
             "OBJECT": cls.OBJECT, "SKY": cls.SKY,
         }
         if t not in table:
-            raise ValueError(f"unknown ESO DPR TYPE {dpr_type!r}")
+            raise InvalidArgumentError(f"unknown ESO DPR TYPE {dpr_type!r}")
         return table[t]
 
 
@@ -123,6 +125,77 @@ def kind_of_category(category: str) -> DatasetKind:
     return DatasetKind.AUXILIARY
 
 
+class CollectionType(str, enum.Enum):
+    """The kinds of collection a dataset can be found through (after LSST's Butler).
+
+    RUN: where one run (or one ingest stream) writes its datasets; every dataset
+    belongs to exactly one RUN collection. CHAINED: an ordered search path over
+    other collections, e.g. a project's reference chain (newest run first) or a
+    user's own trials. CALIBRATION: calibrations certified for a time range
+    (MJD, days); a calibration lookup searches these.
+    """
+
+    RUN = "run"
+    CHAINED = "chained"
+    CALIBRATION = "calibration"
+
+
+#: Collection of every raw frame ingested (a RUN collection).
+RAW_COLLECTION = "MUSE/raw"
+#: Collection of the static calibration tables ingested (a RUN collection).
+STATIC_COLLECTION = "MUSE/static"
+#: Calibration collection certifying the static tables for their dates of validity.
+STATIC_CALIB_COLLECTION = "MUSE/calib"
+
+
+def reference_chain(project: str) -> str:
+    """Name of a project's reference chain: the reference reduction everyone shares."""
+    return f"{project}/reference"
+
+
+def reference_calibrations(project: str) -> str:
+    """Name of the calibration collection of a project's reference reduction."""
+    return f"{project}/calib"
+
+
+def user_chain(user: str) -> str:
+    """Name of a user's chain of personal trial runs (``commit=False``)."""
+    return f"u/{user}"
+
+
+def user_calibrations(user: str) -> str:
+    """Name of the calibration collection of a user's personal trials."""
+    return f"u/{user}/calib"
+
+
+def run_collection(run_id: int, *, project: str | None = None, user: str | None = None) -> str:
+    """Name of the RUN collection a run writes to: under its project (reference) or its user (trial)."""
+    owner = f"{project}" if project is not None else f"u/{user}"
+    return f"{owner}/run/{int(run_id):06d}"
+
+
+#: Default certified validity of a calibration, per category: (days before, days after) its MJD-OBS.
+#: Nightly calibrations serve the nights around them; slowly varying ones serve longer.
+DEFAULT_VALIDITY_DAYS = {
+    "MASTER_BIAS": (7.0, 7.0),
+    "MASTER_DARK": (30.0, 30.0),
+    "MASTER_FLAT": (3.0, 3.0),
+    "TRACE_TABLE": (3.0, 3.0),
+    "WAVECAL_TABLE": (3.0, 3.0),
+    "WAVECAL_RESIDUALS": (3.0, 3.0),
+    "LSF_PROFILE": (30.0, 30.0),
+    "TWILIGHT_CUBE": (5.0, 5.0),
+    "STD_RESPONSE": (5.0, 5.0),
+    "STD_TELLURIC": (5.0, 5.0),
+    "BADPIX_TABLE": (180.0, 180.0),
+}
+#: Validity of a calibration category not listed above (days before, after).
+FALLBACK_VALIDITY_DAYS = (14.0, 14.0)
+#: Longest finite certified range (days): longer validity is open-ended (``end`` None),
+#: which keeps a lookup an index range scan.
+MAX_CERTIFIED_SPAN_DAYS = 400.0
+
+
 class RunStatus(str, enum.Enum):
     """Life cycle of a reduction run."""
 
@@ -139,6 +212,10 @@ class QualityFlag(str, enum.Enum):
     GOOD = "good"
     WARNING = "warning"
     BAD = "bad"
+
+
+#: Raw frame types that are exposures of the sky (their DATE-OBS names an exposure).
+EXPOSURE_TYPES = ("OBJECT", "STD", "SKY", "SKYFLAT")
 
 
 #: Observing modes of MUSE (``ESO INS MODE``).

@@ -21,11 +21,21 @@ page
     A headless Chromium page (Playwright, ``/usr/bin/chromium``), closed after the test.
 output_dir
     ``test-output/<test name>/`` for screenshots and other artefacts a person may look at.
+
+Temporary files: pytest keeps a test's ``tmp_path`` only if the test failed, and
+only for the last session (``tmp_path_retention_*`` in ``pyproject.toml``).
+Module- and session-scoped fixtures make their folders with :func:`fixture_tmp`,
+which removes them when the fixture ends, failed or not: they are rebuilt by the
+next run, and a full run would otherwise leave gigabytes of frames and reductions.
+Notebooks run the kernel of ``MusewiseConfig.kernel_name``; the session registers
+it in the virtualenv if ``make setup`` has not (:func:`musewise.kernel.ensure_kernelspec`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -34,6 +44,24 @@ from musewise.testing import TemporaryPostgres, free_port, postgres_bindir  # no
 
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@contextlib.contextmanager
+def fixture_tmp(tmp_path_factory, name: str):
+    """A folder for a module- or session-scoped fixture, removed when the fixture ends."""
+    path = tmp_path_factory.mktemp(name)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def pytest_configure(config):
+    # papermill looks the kernel up by name; CI's `make setup` registers it, a bare venv may not.
+    from musewise.config import MusewiseConfig
+    from musewise.kernel import ensure_kernelspec
+
+    ensure_kernelspec(MusewiseConfig.class_traits()["kernel_name"].default_value)
 
 
 def need(condition: bool, reason: str):
@@ -88,17 +116,17 @@ def sim_frames(tmp_path_factory):
     """A small simulated night (IFU 1): a dict frame type -> list of paths, plus 'static'."""
     from musewise.inm import simulate_night
 
-    out = tmp_path_factory.mktemp("night")
-    paths = simulate_night(out, night="2026-11-20", ifus=(1,), n_bias=3, n_dark=1, n_flat=2,
-                           n_arc_per_lamp=1, n_skyflat=1, n_std=1, n_object=2, seed=7, progress=False)
     from musewise.ingest import inspect_file
 
-    frames: dict[str, list[Path]] = {}
-    for p in list(paths) + sorted((out / "static").glob("*.fits")):
-        info = inspect_file(p)
-        key = info.category if info.kind.value == "raw" else "static"
-        frames.setdefault(key, []).append(Path(p))
-    return frames
+    with fixture_tmp(tmp_path_factory, "night") as out:
+        paths = simulate_night(out, night="2026-11-20", ifus=(1,), n_bias=3, n_dark=1, n_flat=2,
+                               n_arc_per_lamp=1, n_skyflat=1, n_std=1, n_object=2, seed=7, progress=False)
+        frames: dict[str, list[Path]] = {}
+        for p in list(paths) + sorted((out / "static").glob("*.fits")):
+            info = inspect_file(p)
+            key = info.category if info.kind.value == "raw" else "static"
+            frames.setdefault(key, []).append(Path(p))
+        yield frames
 
 
 @pytest.fixture

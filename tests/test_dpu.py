@@ -35,17 +35,18 @@ def dpu_night(tmp_path_factory):
     """A night for IFU 1 with what the cascade needs: 3 bias, 3 flats (muse_flat wants 3),
     one arc per lamp, two science exposures (so per-exposure products are told apart) and the
     static calibrations. By frame type."""
+    from conftest import fixture_tmp
     from musewise.ingest import inspect_file
     from musewise.inm import simulate_night
 
-    out = tmp_path_factory.mktemp("dpu-night")
-    paths = simulate_night(out, night=NIGHT, ifus=(1,), n_bias=3, n_dark=0, n_flat=3, n_arc_per_lamp=1,
-                           n_skyflat=0, n_std=0, n_object=2, seed=11, progress=False)
-    frames: dict[str, list[Path]] = {}
-    for p in paths:
-        frames.setdefault(inspect_file(p).category, []).append(Path(p))
-    frames["static"] = sorted((out / "static").glob("*.fits"))
-    return frames
+    with fixture_tmp(tmp_path_factory, "dpu-night") as out:
+        paths = simulate_night(out, night=NIGHT, ifus=(1,), n_bias=3, n_dark=0, n_flat=3, n_arc_per_lamp=1,
+                               n_skyflat=0, n_std=0, n_object=2, seed=11, progress=False)
+        frames: dict[str, list[Path]] = {}
+        for p in paths:
+            frames.setdefault(inspect_file(p).category, []).append(Path(p))
+        frames["static"] = sorted((out / "static").glob("*.fits"))
+        yield frames
 
 
 def _ingest(arch, frames, *types):
@@ -193,35 +194,37 @@ def cascade(tmp_path_factory, dpu_night):
     from musewise.archive import Archive
     from musewise.config import MusewiseConfig
 
-    root = tmp_path_factory.mktemp("cascade")
-    arch = Archive(MusewiseConfig.load(root=str(root), user="admin", project="consortium"), user="admin")
-    _ingest(arch, dpu_night, "BIAS", "FLAT", "ARC", "OBJECT", "static")
-    dpu.make("scipost", NIGHT, [1], dry_run=False, commit=True, archive=arch, p={"crsigma": 20},
-             progress=False)
-    cube = [r for r in arch.query(category="DATACUBE_FINAL") if r.is_valid][-1]
-    yield arch, cube
-    arch.close()
+    from conftest import fixture_tmp
+
+    with fixture_tmp(tmp_path_factory, "cascade") as root:
+        arch = Archive(MusewiseConfig.load(root=str(root), user="admin", project="consortium"), user="admin")
+        try:
+            _ingest(arch, dpu_night, "BIAS", "FLAT", "ARC", "OBJECT", "static")
+            dpu.make("scipost", NIGHT, [1], dry_run=False, commit=True, archive=arch, p={"crsigma": 20},
+                     progress=False)
+            cube = [r for r in arch.query(category="DATACUBE_FINAL") if r.is_valid][-1]
+            yield arch, cube
+        finally:
+            arch.close()
 
 
 @pipeline
 def test_cascade_cube_provenance_reaches_the_raw_biases(cascade):
     arch, cube = cascade
-    tree = arch.provenance(cube.id)
+    graph = arch.provenance(cube.id)
     raw_bias = {r.id for r in arch.query(category="BIAS")}
-    seen = {n.dataset_id for n in tree.walk()}
-    assert raw_bias <= seen
-    recipes = {n.run.recipe for n in tree.walk() if n.run}
+    assert raw_bias <= set(graph.datasets)
+    recipes = {r.recipe for r in graph.runs.values()}
     assert recipes == {"muse_scipost", "muse_scibasic", "muse_wavecal", "muse_flat", "muse_bias"}
     text = dpu.provenance_tree(cube.id, arch)
     assert "muse_bias" in text and "crsigma=20" in text
     # every run left its executed notebook, and calibration choices say why
-    for n in tree.walk():
-        if n.run:
-            assert n.run.notebook_id is not None
-            nb = Path(arch.path(n.run.notebook_id)).read_text()
-            assert '"image/png"' in nb, f"no quick-look figure in the {n.run.recipe} notebook"
-            assert "Created product" in nb or n.run.recipe == "muse_scipost"  # the log is shown
-    flat_inputs = [n for n in tree.walk() if n.tag == "MASTER_FLAT"]
+    for run in graph.runs.values():
+        assert run.notebook_id is not None
+        nb = Path(arch.path(run.notebook_id)).read_text()
+        assert '"image/png"' in nb, f"no quick-look figure in the {run.recipe} notebook"
+        assert "Created product" in nb or run.recipe == "muse_scipost"  # the log is shown
+    flat_inputs = [u for u in graph.used if u.tag == "MASTER_FLAT"]
     assert flat_inputs and "IFU 1 valid" in flat_inputs[0].reason
 
 
@@ -231,7 +234,10 @@ def test_cascade_parameters_on_the_run_and_in_the_command(cascade):
     run = arch.get_run(cube.run_id)
     assert run.parameters["crsigma"] == 20.0
     assert "--crsigma=20.0" in run.details["command"]
-    assert run.privilege == Privilege.PROJECT and cube.privilege == Privilege.PROJECT
+    # commit=True: the reference reduction, visible to every consortium member, in the reference chain
+    assert run.privilege == Privilege.CONSORTIUM and cube.privilege == Privilege.CONSORTIUM
+    assert run.is_reference and cube.collection == run.collection
+    assert cube.collection in arch.collection("consortium/reference").members
     bias = arch.query(category="MASTER_BIAS")[-1]
     assert any(q["name"].startswith("BIAS") and q["run_id"] == bias.run_id for q in arch.qc(bias.id))
 
@@ -255,9 +261,10 @@ def test_cascade_invalid_flat_rebuilds_what_depended_on_it_not_the_bias(cascade)
     assert dpu.plan("scipost", NIGHT, [1], archive=arch, p={"crsigma": 20}).todo == []
     new_cube = [r for r in arch.query(category="DATACUBE_FINAL") if r.is_valid][-1]
     assert new_cube.id != cube.id
-    new_flats = [n for n in arch.provenance(new_cube.id).walk() if n.tag == "MASTER_FLAT"]
-    assert new_flats and all(n.dataset_id != flat.id for n in new_flats)
-    assert {n.dataset_id for n in arch.provenance(new_cube.id).walk() if n.tag == "MASTER_BIAS"} == {bias.id}
+    new_graph = arch.provenance(new_cube.id)
+    new_flats = [u.dataset_id for u in new_graph.used if u.tag == "MASTER_FLAT"]
+    assert new_flats and flat.id not in new_flats
+    assert {u.dataset_id for u in new_graph.used if u.tag == "MASTER_BIAS"} == {bias.id}
 
 
 @pipeline

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -73,18 +74,20 @@ def hub(tmp_path_factory):
     arch.add_user("alice", projects={"galaxies": "reviewer"})
     arch.add_user("bob", projects=["galaxies"])
     arch.add_user("carol")
-    ids = populate(arch, tmp_path_factory.mktemp("work"))
+    work = tmp_path_factory.mktemp("work")
+    ids = populate(arch, work)
     examples = tmp_path_factory.mktemp("examples")
     (examples / "README.md").write_text("example notebooks\n")
 
     port, token = free_port(), uuid.uuid4().hex
     env = {**os.environ, "MUSEWISE_ROOT": str(root), "MUSEWISE_DB_URL": arch.config.db_url,
-           "MUSEWISE_DATASTORE": arch.config.datastore_url, "MUSEWISE_HUB_ADMIN_TOKEN": token,
-           "MUSEWISE_HUB_COPY_INTO_HOME": f"examples={examples}{os.pathsep}templates={REPO / 'templates'}"}
+           "MUSEWISE_DATASTORE": arch.config.datastore_url, "MUSEWISE_HUB_ADMIN_TOKEN": token}
     env.pop("MUSEWISE_CONFIG", None)
     cmd = [sys.executable, "-m", "musewise.cli", "hub", "--ip", "127.0.0.1", "--port", str(port),
            "--hub-port", str(free_port()), "--proxy-api-port", str(free_port()),
-           "--service-port", str(free_port()), "--password", PASSWORD]
+           "--service-port", str(free_port()), "--password", PASSWORD,
+           "--", f"--MusewiseHub.copy_into_home=examples={examples}",
+           f"--MusewiseHub.copy_into_home=templates={REPO / 'templates'}"]
     log = root / "hub.log"
     started = time.monotonic()
     with open(log, "wb") as out:
@@ -110,6 +113,8 @@ def hub(tmp_path_factory):
     finally:
         _kill_tree(proc)
         arch.close()
+        for folder in (root, work, examples):  # archive, hub state, users' homes: hundreds of MB
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def login(hub, name, password=PASSWORD) -> requests.Session:

@@ -42,17 +42,42 @@ def test_defaults(hub_env):
     assert "demo" in hubcli.demo_banner(hub) and "8000" in hubcli.demo_banner(hub)
 
 
-def test_environment_overrides_config_file(hub_env, monkeypatch):
+def test_command_line_overrides_config_file(hub_env, tmp_path):
+    """`musewise hub --port 9100 --auth native` reaches configure() through jupyterhub's command line."""
+    from jupyterhub.app import JupyterHub
+
     c = Config()
     c.MusewiseHub.port = 9000
     c.MusewiseHub.authenticator = "shared-password"
-    monkeypatch.setenv("MUSEWISE_HUB_PORT", "9100")
-    monkeypatch.setenv("MUSEWISE_HUB_AUTH", "native")
-    hubcli.configure(c)
-    assert c.JupyterHub.port == 9100
+    c.MusewiseHub.service_port = 10500
+    app = JupyterHub.instance()  # what `jupyterhub -f <config> --MusewiseHub...` runs the config file in
+    try:
+        app.parse_command_line(["--MusewiseHub.port=9100", "--MusewiseHub.authenticator=native",
+                                f"--MusewiseHub.copy_into_home=examples={tmp_path}"])
+        hub = hubcli.configure(c)
+    finally:
+        JupyterHub.clear_instance()
+    assert c.JupyterHub.port == 9100 and hub.service_port == 10500  # the file's value where none was given
     assert c.JupyterHub.authenticator_class == "native"
     assert c.NativeAuthenticator.open_signup is False
     assert any("nativeauthenticator" in p for p in c.JupyterHub.template_paths)
+    assert c.MusewiseSpawner.copy_into_home == {"examples": str(tmp_path)}
+
+
+def test_secrets_come_from_the_environment(hub_env, monkeypatch):
+    monkeypatch.setenv("MUSEWISE_HUB_ADMIN_TOKEN", "t0ken")
+    c = Config()
+    hubcli.configure(c)
+    assert {"name": "musewise-admin", "api_token": "t0ken"} in c.JupyterHub.services
+
+
+def test_the_kernel_is_the_configured_one(hub_env, tmp_path):
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "musewise_config.py").write_text("c.MusewiseConfig.kernel_name = 'muse-site'\n")
+    c = Config()
+    hubcli.configure(c)
+    assert "--MultiKernelManager.default_kernel_name=muse-site" in c.Spawner.args
+    assert c.MusewiseSpawner.kernel_name == "muse-site"
 
 
 def test_the_repository_config_file_loads(hub_env):

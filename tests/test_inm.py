@@ -33,7 +33,10 @@ def model():
 
 @pytest.fixture(scope="module")
 def bias_file(tmp_path_factory, model):
-    return model.write_frame(tmp_path_factory.mktemp("bias") / "b.fits", FrameType.BIAS, T0, 0.0)
+    from conftest import fixture_tmp
+
+    with fixture_tmp(tmp_path_factory, "bias") as out:
+        yield model.write_frame(out / "b.fits", FrameType.BIAS, T0, 0.0)
 
 
 def _trimmed(raw):

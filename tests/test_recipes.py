@@ -461,11 +461,13 @@ def bias_frames(tmp_path_factory):
         pytest.skip(f"musewise.inm cannot be imported: {exc}")
     from astropy.io import fits
 
-    out = tmp_path_factory.mktemp("night")
-    paths = simulate_night(out, night="2026-11-20", ifus=(1,), n_bias=3, n_dark=0, n_flat=0,
-                           n_arc_per_lamp=0, n_skyflat=0, n_std=0, n_object=0,
-                           progress=False, static=False)
-    return [p for p in paths if fits.getheader(p).get("HIERARCH ESO DPR TYPE") == "BIAS"]
+    from conftest import fixture_tmp
+
+    with fixture_tmp(tmp_path_factory, "night") as out:
+        paths = simulate_night(out, night="2026-11-20", ifus=(1,), n_bias=3, n_dark=0, n_flat=0,
+                               n_arc_per_lamp=0, n_skyflat=0, n_std=0, n_object=0,
+                               progress=False, static=False)
+        yield [p for p in paths if fits.getheader(p).get("HIERARCH ESO DPR TYPE") == "BIAS"]
 
 
 @pytest.mark.pipeline

@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 
 import pytest
+from prov.model import ProvDocument
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
@@ -17,7 +18,6 @@ from musewise.release import (
     OBSCORE_COLUMNS,
     ReleaseFrozenError,
     ReleaseVerificationError,
-    amend_release,
     create_release,
     export_release,
     list_releases,
@@ -51,9 +51,11 @@ def test_manifest_has_checksums_and_provenance(archive, products, dr1):
     entry = {p["dataset_id"]: p for p in m["products"]}
     assert entry[bias.id]["sha256"] == bias.sha256 and entry[cube.id]["size"] == cube.size
     prov = entry[cube.id]["provenance"]
-    assert prov["run"]["recipe"] == "muse_scipost"
-    assert prov["inputs"][0]["dataset_id"] == bias.id
-    assert {i["dataset_id"] for i in prov["inputs"][0]["inputs"]} == set(raws)
+    runs = {r["id"]: r for r in prov["runs"]}
+    made_by = {g["dataset_id"]: g["run_id"] for g in prov["generated"]}
+    assert prov["root"] == cube.id and runs[made_by[cube.id]]["recipe"] == "muse_scipost"
+    assert [u["dataset_id"] for u in prov["used"] if u["run_id"] == made_by[cube.id]] == [bias.id]
+    assert {u["dataset_id"] for u in prov["used"] if u["run_id"] == made_by[bias.id]} == set(raws)
     assert [r.label for r in list_releases(archive)] == ["DR1 1.0"]
     assert list_releases(archive.as_user("eve")) == []  # consortium data: not for outside users
 
@@ -61,8 +63,6 @@ def test_manifest_has_checksums_and_provenance(archive, products, dr1):
 def test_release_is_frozen(archive, dr1, products):
     with pytest.raises(DuplicateError, match="already exists"):
         create_release(archive, "DR1", "1.0", [products[0].id])
-    with pytest.raises(ReleaseFrozenError):
-        amend_release(archive, "DR1", "1.0", description="better words")
     # The ORM refuses...
     with pytest.raises(ReleaseFrozenError):
         with archive.transaction() as tx:
@@ -83,8 +83,12 @@ def test_only_valid_reviewable_products_are_released(archive, products):
     with pytest.raises(PermissionDeniedError):
         create_release(archive.as_user("carol"), "DR2", "1", [bias.id])
     archive.set_validity(bias.id, 1, is_valid=False, comment="bad bias")
-    with pytest.raises(ValueError, match="invalid IFU"):
+    with pytest.raises(ValueError, match="marked invalid"):
         create_release(archive, "DR2", "1", [bias.id])
+    # A cube holds no per-IFU row: its own verdict keeps it out of a release too.
+    archive.set_validity(cube.id, is_valid=False, flag="bad", comment="sky residuals")
+    with pytest.raises(ValueError, match="marked invalid"):
+        create_release(archive, "DR2", "1", [cube.id])
 
 
 def test_changed_product_file_is_detected(archive, dr1, products, tmp_path):
@@ -107,6 +111,9 @@ def test_export_and_verify_detect_a_changed_byte(archive, dr1, tmp_path, capsys)
     for name in ("manifest.json", "manifest.sha256", "README.md", "obscore.csv"):
         assert (folder / name).is_file()
     assert len(list((folder / "provenance").glob("*.txt"))) == 2
+    cube = dr1.dataset_ids[1]
+    doc = ProvDocument.deserialize(source=str(folder / "provenance" / f"{cube}.prov.json"), format="json")
+    assert doc.get_record(f"mw:dataset-{cube}")  # the released cube, as a W3C PROV entity
     rep = verify_folder(folder)
     assert rep.ok and rep.checked == 2
     # One flipped bit in one product file is found and named.

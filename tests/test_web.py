@@ -345,7 +345,8 @@ def test_json_api(web, populated):
     run = get(f"api/runs/{ids['run']}", user="carol").json()
     assert run["recipe"] == "muse_bias" and run["output_ids"] == [ids["master"]]
     prov = get(f"api/provenance/{ids['master']}", user="carol").json()
-    assert sorted(i["dataset_id"] for i in prov["inputs"]) == sorted(ids["raw"])
+    assert prov["root"] == ids["master"] and [r["id"] for r in prov["runs"]] == [ids["run"]]
+    assert sorted(u["dataset_id"] for u in prov["used"]) == sorted(ids["raw"])
     sql = get("api/sql", user="carol", method="POST", data=json.dumps({"q": "SELECT count(*) AS n FROM datasets"}))
     assert sql.json()["columns"] == ["n"] and sql.json()["rows"] == [[arch.as_user("carol").count()]]
     bad = get("api/sql", user="carol", params={"q": "DELETE FROM datasets"})
@@ -443,3 +444,33 @@ def test_sql_page_shows_results_and_errors(web):
     assert r.status_code == 200 and 'id="sql-result"' in r.text and "3 rows" in r.text
     r = get("sql", user="carol", params={"q": "DROP TABLE datasets"})
     assert r.status_code == 400 and 'id="sql-error"' in r.text
+
+
+def test_an_unexpected_error_is_a_logged_500_that_shows_nothing_of_its_cause(web, monkeypatch, caplog):
+    """Only the user's own mistakes are 4xx; a ValueError from deep inside is the service's failure."""
+    import logging
+
+    from musewise.web import api, base, pages
+
+    get, _ = web
+
+    def broken(*args):
+        raise ValueError("cannot parse /srv/secret/archive.sqlite")
+
+    monkeypatch.setattr(pages, "component_versions", broken)
+    monkeypatch.setattr(api, "run_readonly_sql", broken)
+    with caplog.at_level(logging.ERROR):
+        page = get("versions", user="carol")
+        js = get("api/sql", user="carol", params={"q": "SELECT 1"})
+    assert page.status_code == 500 and js.status_code == 500
+    assert base.INTERNAL_ERROR in page.text and js.json()["message"] == base.INTERNAL_ERROR
+    for text in (page.text, js.text):
+        assert "/srv/secret" not in text and "Traceback" not in text and "ValueError" not in text
+    logged = [r for r in caplog.records if r.exc_info and "/srv/secret" in str(r.exc_info[1])]
+    assert len(logged) == 2  # each failure is in the service's log, with its traceback
+    # a refusal is still a 400 with its reason, and not logged as a failure
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        bad = get("api/sql", method="POST", user="carol", data=json.dumps({"q": "SELECT 1", "limit": "many"}))
+    assert bad.status_code == 400 and "limit must be a whole number" in bad.json()["message"]
+    assert not [r for r in caplog.records if r.exc_info]

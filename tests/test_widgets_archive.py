@@ -257,8 +257,13 @@ def test_provenance_and_run_notebook(archive, products):
     for k, b in enumerate(products["biases"]):
         assert f"#{b}" in html and f"raw bias {k} of the night" in html
     assert 'class="invalid"' in html and "light leak" in html  # the invalid input stands out
-    assert browser.provenance.run.id == products["flat_run"]
-    # two levels: the trace table's tree goes through the flat down to the biases
+    assert browser.provenance.producer(flat).id == products["flat_run"]
+    assert "<svg" in html and html.count(f'id="run_{products["flat_run"]}"') == 1  # drawn, once
+    # the run chooser shows the flat run's notebook, as a click on it does
+    assert [v for _, v in browser._run_choice.options] == [products["flat_run"]]
+    browser._run_choice.value = products["flat_run"]
+    assert "hello from muse_flat" in browser._notebook.value
+    # two levels: the trace table's graph goes through the flat down to the biases
     browser.show_provenance(products["table"])
     assert "muse_wavecal" in browser.provenance_html and f"#{products['biases'][0]}" in browser.provenance_html
     assert not browser._notebook_button.disabled

@@ -2,13 +2,13 @@
 
 Public API: :class:`Archive` (open, ingest, query, validity, runs, provenance,
 calibration selection), :class:`DatasetRecord`, :class:`RunRecord`,
-:class:`ProvenanceNode`.
+:class:`ProvenanceGraph`.
 """
 
 from .calibrations import CalibrationChoice
 from .core import Archive, IngestReport, IngestResult
-from .lineage import ProvenanceNode
+from .provenance import ProvenanceGraph
 from .records import DatasetRecord, IfuState, RunRecord
 
 __all__ = ["Archive", "CalibrationChoice", "DatasetRecord", "IfuState", "IngestReport", "IngestResult",
-           "ProvenanceNode", "RunRecord"]
+           "ProvenanceGraph", "RunRecord"]

@@ -1,36 +1,253 @@
-"""Choosing calibrations by validity range.
+"""Certified calibrations and the choice of the calibration for a frame.
 
-A calibration is eligible for a frame of IFU *n* taken at MJD *t* when it is
-of the wanted category, its IFU *n* is valid, it was taken in the same
-instrument mode, within the validity window around *t*, and the user may see
-it. Among eligible ones the closest in time wins, then the newest version
-(the most recent rebuild). The choice comes with its reason, which the
-reduction layer records in the run's inputs.
+A calibration is used only where it is **certified**: a row of :class:`Certification`
+puts it in a CALIBRATION collection for a range of time ``[begin_mjd, end_mjd)``
+(MJD, days; an open end is None). Runs certify what they make for the default range
+of its category (:meth:`MusewiseConfig.validity_days`); static tables are certified
+on ingest; reviewers change ranges later (every change audited).
+
+For a frame of IFU *n* at MJD *t*, :func:`best_calibration` considers the
+calibrations certified at *t* in the CALIBRATION collections of the search path
+that the user may see, usable for IFU *n* (valid, not affected, IFU *n* valid) and
+of the frame's mode. The first collection of the path wins, then the closest in
+time, then the newest. Every candidate nearby that lost is reported with the
+reason, and the reduction layer records them with the run.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, or_, select
 
-from ..exceptions import CalibrationNotFoundError
-from ..vocabulary import STATIC_CATEGORIES
-from .records import DatasetRecord
-from .schema import Dataset, DatasetIfu
+from ..exceptions import CalibrationNotFoundError, InvalidArgumentError, NotFoundError, PermissionDeniedError
+from ..vocabulary import MAX_CERTIFIED_SPAN_DAYS, CollectionType
+from .collections import get_collection, resolve
+from .privileges import can_review, visible_datasets
+from .records import CalibrationLoser, CertificationRecord, DatasetRecord
+from .schema import Certification, CertificationEvent, Collection, Dataset, User, utcnow
+
+#: Candidates up to this many days outside their certified range are reported as losers (days).
+LOSER_WINDOW_DAYS = 30.0
+#: At most this many losers are reported for one choice.
+MAX_LOSERS = 25
 
 
 @dataclass(frozen=True)
 class CalibrationChoice:
-    """The chosen calibration and why."""
+    """The chosen calibration, why, and the candidates that lost.
+
+    Attributes
+    ----------
+    record : DatasetRecord
+    reason : str
+    n_candidates : int
+        How many were eligible.
+    collection : str
+        The CALIBRATION collection it was found in.
+    losers : tuple of CalibrationLoser
+    """
 
     record: DatasetRecord
     reason: str
     n_candidates: int
+    collection: str = ""
+    losers: tuple[CalibrationLoser, ...] = ()
 
 
-def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | None,
-                     window_days: float) -> CalibrationChoice:
+def _fmt(v):
+    return "open" if v is None else f"{v:.3f}"
+
+
+def _range_text(begin, end) -> str:
+    return f"[{_fmt(begin)}, {_fmt(end)})"
+
+
+def _check_range(begin, end) -> None:
+    if begin is not None and end is not None:
+        if end <= begin:
+            raise InvalidArgumentError(f"the certified range must end after it begins ({begin} >= {end})")
+        if end - begin > MAX_CERTIFIED_SPAN_DAYS:
+            raise InvalidArgumentError(f"a finite certified range spans at most {MAX_CERTIFIED_SPAN_DAYS:g} d "
+                                            f"(here {end - begin:.1f} d); leave an end open for longer validity")
+
+
+def certify_row(s, collection: Collection, ds: Dataset, begin, end, user: User | None, comment: str) -> Certification:
+    """Certify (or re-range) ``ds`` in ``collection`` within an open session, with its audit event."""
+    if collection.type != CollectionType.CALIBRATION.value:
+        raise InvalidArgumentError(f"{collection.name!r} is a {collection.type} collection, "
+                                        f"not a calibration collection")
+    _check_range(begin, end)
+    row = s.scalar(select(Certification).where(Certification.collection_id == collection.id,
+                                               Certification.dataset_id == ds.id))
+    before = (row.begin_mjd, row.end_mjd) if row is not None else (None, None)
+    action = "change" if row is not None else "certify"
+    if row is None:
+        row = Certification(collection_id=collection.id, dataset_id=ds.id, category=ds.category, ifu=ds.ifu,
+                            mode=ds.mode)
+        s.add(row)
+    row.begin_mjd, row.end_mjd = begin, end
+    row.certified_by, row.certified, row.comment = (user.id if user else None), utcnow(), comment
+    s.add(CertificationEvent(collection_id=collection.id, dataset_id=ds.id, user_id=user.id if user else None,
+                             at=utcnow(), action=action, begin_before=before[0], end_before=before[1],
+                             begin_after=begin, end_after=end, comment=comment))
+    s.flush()
+    return row
+
+
+def default_range(config, ds: Dataset) -> tuple[float | None, float | None]:
+    """The default certified range of a new calibration (MJD, days): its category's days around MJD-OBS."""
+    if ds.mjd_obs is None:
+        return None, None
+    before, after = config.validity_days(ds.category)
+    return ds.mjd_obs - before, ds.mjd_obs + after
+
+
+def _may_certify(arch, s, user: User, ds: Dataset, coll: Collection) -> None:
+    roles = arch.roles(s, user)
+    if not can_review(user, ds.owner_id, ds.project_id, roles):
+        raise PermissionDeniedError(f"user {user.name!r} may not certify dataset {ds.id} "
+                                    f"(its owner, its project's reviewers and administrators may)")
+    if user.is_admin:
+        return
+    if coll.owner_id is not None and coll.owner_id != user.id:
+        raise PermissionDeniedError(f"collection {coll.name!r} belongs to another user")
+    if coll.owner_id is None and (coll.project_id is None or roles.get(coll.project_id) not in ("reviewer", "manager")):
+        raise PermissionDeniedError(f"user {user.name!r} may not change the certifications of {coll.name!r} "
+                                    f"(its project's reviewers and managers may)")
+
+
+def certify(arch, dataset_id, collection, begin, end, comment) -> CertificationRecord:
+    """See :meth:`Archive.certify`."""
+    with arch.transaction() as tx:
+        s = tx.session
+        user = arch.acting_user(s)
+        ds = arch.load(s, dataset_id)
+        coll = get_collection(s, collection)
+        _may_certify(arch, s, user, ds, coll)
+        if begin is None and end is None:
+            begin, end = default_range(arch.config, ds)
+        row = certify_row(s, coll, ds, begin, end, user, comment)
+        rid = row.id
+    return list_certifications(arch, dataset_id=int(dataset_id), collection=collection, limit=1, _id=rid)[0]
+
+
+def decertify(arch, dataset_id, collection, comment) -> None:
+    """See :meth:`Archive.decertify`."""
+    if not comment or not comment.strip():
+        raise InvalidArgumentError("say why in `comment` when withdrawing a certification")
+    with arch.transaction() as tx:
+        s = tx.session
+        user = arch.acting_user(s)
+        ds = arch.load(s, dataset_id)
+        coll = get_collection(s, collection)
+        _may_certify(arch, s, user, ds, coll)
+        row = s.scalar(select(Certification).where(Certification.collection_id == coll.id,
+                                                   Certification.dataset_id == ds.id))
+        if row is None:
+            raise NotFoundError(f"dataset {dataset_id} is not certified in {collection!r}")
+        s.add(CertificationEvent(collection_id=coll.id, dataset_id=ds.id, user_id=user.id, at=utcnow(),
+                                 action="decertify", begin_before=row.begin_mjd, end_before=row.end_mjd,
+                                 comment=comment))
+        s.delete(row)
+
+
+def list_certifications(arch, *, category=None, collection=None, dataset_id=None, ifu=None, mjd_from=None,
+                        mjd_to=None, limit=5000, _id=None) -> list[CertificationRecord]:
+    """See :meth:`Archive.certifications`."""
+    with arch.session() as s:
+        q = (select(Certification, Collection.name, User.name)
+             .join(Collection, Collection.id == Certification.collection_id)
+             .join(Dataset, Dataset.id == Certification.dataset_id)
+             .outerjoin(User, User.id == Certification.certified_by)
+             .where(arch.visible(s)))
+        if _id is not None:
+            q = q.where(Certification.id == _id)
+        if category is not None:
+            q = q.where(Certification.category == category)
+        if collection is not None:
+            q = q.where(Collection.name == collection)
+        if dataset_id is not None:
+            q = q.where(Certification.dataset_id == int(dataset_id))
+        if ifu is not None:
+            q = q.where(or_(Certification.ifu == int(ifu), Certification.ifu.is_(None)))
+        if mjd_to is not None:
+            q = q.where(or_(Certification.begin_mjd.is_(None), Certification.begin_mjd < mjd_to))
+        if mjd_from is not None:
+            q = q.where(or_(Certification.end_mjd.is_(None), Certification.end_mjd > mjd_from))
+        q = q.order_by(Certification.category, Certification.ifu, Certification.begin_mjd, Certification.id)
+        return [CertificationRecord(c.id, cname, c.dataset_id, c.category, c.ifu, c.mode, c.begin_mjd, c.end_mjd,
+                                    uname, c.certified, c.comment or "")
+                for c, cname, uname in s.execute(q.limit(int(limit))).all()]
+
+
+def certification_history(arch, dataset_id: int) -> list[dict]:
+    """Audit trail of a calibration's certifications, oldest first."""
+    with arch.session() as s:
+        arch.load(s, dataset_id)
+        rows = s.execute(select(CertificationEvent, Collection.name, User.name)
+                         .join(Collection, Collection.id == CertificationEvent.collection_id)
+                         .outerjoin(User, User.id == CertificationEvent.user_id)
+                         .where(CertificationEvent.dataset_id == int(dataset_id))
+                         .order_by(CertificationEvent.id)).all()
+        return [{"collection": c, "user": u, "at": e.at, "action": e.action,
+                 "before": (e.begin_before, e.end_before), "after": (e.begin_after, e.end_after),
+                 "comment": e.comment} for e, c, u in rows]
+
+
+def _candidates(s, user, category, ifu, mjd, mode, calib_ids=None, near: bool = False):
+    """Certification rows (with dataset, collection name) around ``mjd`` for category/IFU, visible to ``user``.
+
+    ``near`` False: those whose range covers ``mjd`` in the given collections; True:
+    those within :data:`LOSER_WINDOW_DAYS` of it in any collection. Two index range
+    scans: finite ranges (bounded by :data:`MAX_CERTIFIED_SPAN_DAYS`) and open ones.
+    """
+    w = LOSER_WINDOW_DAYS if near else 0.0
+    base = [Certification.category == category,
+            or_(Certification.ifu == int(ifu), Certification.ifu.is_(None)), visible_datasets(user)]
+    if calib_ids is not None:
+        base.append(Certification.collection_id.in_(calib_ids))
+    finite = and_(Certification.begin_mjd.between(mjd - MAX_CERTIFIED_SPAN_DAYS - w, mjd + w),
+                  Certification.end_mjd > mjd - w)
+    if not near:
+        finite = and_(finite, Certification.begin_mjd <= mjd)
+    open_ended = and_(or_(Certification.begin_mjd.is_(None), Certification.end_mjd.is_(None)),
+                      or_(Certification.begin_mjd.is_(None), Certification.begin_mjd <= mjd + w),
+                      or_(Certification.end_mjd.is_(None), Certification.end_mjd > mjd - w))
+    out = []
+    for cond in (finite, open_ended):
+        q = (select(Certification, Dataset, Collection.name)
+             .join(Dataset, Dataset.id == Certification.dataset_id)
+             .join(Collection, Collection.id == Certification.collection_id)
+             .where(*base, cond))
+        if near:
+            q = q.limit(MAX_LOSERS * 4)
+        out.extend(s.execute(q).unique().all())
+    return out
+
+
+def _covers(cert: Certification, mjd: float) -> bool:
+    return (cert.begin_mjd is None or cert.begin_mjd <= mjd) and (cert.end_mjd is None or mjd < cert.end_mjd)
+
+
+def _unusable(ds: Dataset, ifu: int, mode) -> str:
+    # Why a calibration may not serve IFU ``ifu`` in ``mode``; "" if it may.
+    if not ds.is_valid:
+        return f"marked invalid ({ds.flag}{': ' + ds.comment if ds.comment else ''})"
+    if ds.affected_by is not None:
+        return f"affected by invalid #{ds.affected_by}"
+    states = {i.ifu: i for i in ds.ifus}
+    if states and ifu not in states:
+        return f"holds no IFU {ifu}"
+    if ifu in states and not states[ifu].is_valid:
+        return f"IFU {ifu} marked invalid"
+    if mode is not None and ds.mode is not None and ds.mode != mode:
+        return f"mode {ds.mode}, not {mode}"
+    return ""
+
+
+def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | None, collections,
+                     reference: bool = False) -> CalibrationChoice:
     """Select the best calibration of ``category`` for IFU ``ifu`` at time ``mjd``.
 
     Parameters
@@ -42,64 +259,74 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
     mjd : float
         MJD of the frame to calibrate (days).
     mode : str or None
-        Instrument mode; None accepts any. Static calibrations without a mode always match.
-    window_days : float
-        Half-width of the validity window (days). Static calibrations have no date and always match.
+        Instrument mode; None accepts any. A calibration without a mode serves every mode.
+    collections : list of str
+        The search path; its CALIBRATION collections (chains stand for their members) are searched.
+    reference : bool
+        The choice is for a reference run (losers from personal trials say so).
 
     Raises
     ------
     CalibrationNotFoundError
-        If nothing is eligible; the message says how many candidates failed which test.
+        If nothing is eligible; the message says which candidates were refused and why.
     """
-    from ..ingest import night_of
     from astropy.time import Time
 
-    night = night_of(Time(mjd, format="mjd").to_datetime())
+    from ..ingest import night_of
+
     with arch.session() as s:
-        vis = arch._visible(s)
-        # valid for this IFU, or instrument-wide (a merged product holds no per-IFU rows)
-        valid_here = or_(
-            exists().where(and_(DatasetIfu.dataset_id == Dataset.id, DatasetIfu.ifu == int(ifu),
-                                DatasetIfu.is_valid.is_(True))),
-            ~exists().where(DatasetIfu.dataset_id == Dataset.id),
-        )
-        # per-IFU products of another IFU are excluded cheaply before the per-IFU validity test
-        base = [Dataset.category == category, or_(Dataset.ifu == int(ifu), Dataset.ifu.is_(None)), vis]
-        # Undated calibrations (static tables, or defaults such as a shipped STD_RESPONSE) serve any
-        # mode and date; for a dated category they are only the fallback when no dated one is eligible.
-        undated = Dataset.mjd_obs.is_(None)
-        if category in STATIC_CATEGORIES:
-            in_window = undated
-        else:
-            # plain equality and range terms, so the (category, mode, mjd_obs) index is used
-            dated = [Dataset.mode == mode] if mode is not None else []
-            in_window = and_(*dated, Dataset.mjd_obs.between(mjd - window_days, mjd + window_days))
-        distance = func.abs(func.coalesce(Dataset.mjd_obs, mjd) - mjd)
-
-        def pick(window):
-            q = (select(Dataset, distance.label("dist")).where(*base, window, valid_here)
-                 .order_by(distance, Dataset.created.desc(), Dataset.id.desc()).limit(1))
-            return s.execute(q).first(), window
-
-        row, in_window = pick(in_window)
-        if row is None and category not in STATIC_CATEGORIES:
-            row, fallback = pick(undated)
-            if row is not None:
-                in_window = fallback
-        if row is None:
-            n_any = s.scalar(select(func.count()).select_from(Dataset).where(*base))
-            n_window = s.scalar(select(func.count()).select_from(Dataset).where(*base, in_window))
+        user = arch.acting_user(s)
+        path = resolve(s, collections)
+        order = {cid: i for i, cid in enumerate(path.calibration_ids)}
+        eligible, losers, seen = [], [], set()
+        for cert, ds, cname in _candidates(s, user, category, ifu, mjd, mode, list(order)):
+            seen.add(cert.id)
+            why = _unusable(ds, ifu, mode)
+            if why:
+                losers.append((ds, cname, why))
+            else:
+                eligible.append((order[cert.collection_id], abs((ds.mjd_obs if ds.mjd_obs is not None else mjd) - mjd),
+                                 -ds.created.timestamp(), -ds.id, cert, ds, cname))
+        eligible.sort(key=lambda e: e[:4])
+        for cert, ds, cname in _candidates(s, user, category, ifu, mjd, mode, near=True):
+            if cert.id in seen:
+                continue
+            seen.add(cert.id)
+            if cert.collection_id not in order:
+                if reference and ds.privilege == 1:
+                    why = (f"personal trial of {ds.owner.name} in {cname}: a reference run reads only the "
+                           f"reference reduction, raw frames and static data")
+                else:
+                    why = f"in collection {cname}, which is not in the search path"
+            elif not _covers(cert, mjd):
+                why = f"certified for {_range_text(cert.begin_mjd, cert.end_mjd)}, which does not cover MJD {mjd:.3f}"
+            else:
+                why = _unusable(ds, ifu, mode) or "not eligible"
+            losers.append((ds, cname, why))
+        night = night_of(Time(mjd, format="mjd").to_datetime())
+        if not eligible:
+            detail = "; ".join(f"#{d.id} ({c}) {w}" for d, c, w in losers[:8])
             raise CalibrationNotFoundError(
                 category, ifu, night,
-                f"{n_any} of that type visible" + (f" in mode {mode}" if mode else "")
-                + f", {n_window} within +-{window_days:g} d, none of them with IFU {ifu} valid"
-                if n_any else "none archived; build it first (see `dpu.plan`)",
-            )
-        ds, dist = row
-        n = s.scalar(select(func.count()).select_from(Dataset).where(*base, in_window, valid_here))
-        rec = arch._record(s, ds)
-        when = "undated default calibration" if ds.mjd_obs is None else (
-            f"{dist:.2f} d {'before' if ds.mjd_obs <= mjd else 'after'} the frame (window +-{window_days:g} d)")
-        reason = (f"{category} #{ds.id}: IFU {ifu} valid, mode {ds.mode or 'any'}, {when}; "
-                  f"best of {n} eligible (closest in time, then newest)")
-        return CalibrationChoice(rec, reason, n)
+                (f"no certified candidate covers MJD {mjd:.3f} in {list(path.names)}; refused: {detail}"
+                 if losers else f"none certified near MJD {mjd:.3f} in {list(path.names)}; build it first "
+                                f"(see `dpu.plan`)"))
+        rank, dist, _, _, cert, ds, cname = eligible[0]
+        for e in eligible[1:]:
+            r2, d2, _, _, _, ds2, c2 = e
+            why = (f"in {c2}, later in the search path than {cname}" if r2 > rank else
+                   f"{d2:.2f} d from the frame, farther than #{ds.id} ({dist:.2f} d)" if d2 > dist else
+                   f"older version than #{ds.id}")
+            losers.insert(0, (ds2, c2, why))
+        rec = arch.record(s, ds)
+        when = "undated" if ds.mjd_obs is None else (
+            f"{dist:.2f} d {'before' if ds.mjd_obs <= mjd else 'after'} the frame")
+        reason = (f"{category} #{ds.id} in {cname}: certified {_range_text(cert.begin_mjd, cert.end_mjd)} "
+                  f"covers MJD {mjd:.3f}; IFU {ifu} valid; mode {ds.mode or 'any'}; {when}; best of "
+                  f"{len(eligible)} eligible (search path order, then closest in time, then newest)")
+        out = tuple(CalibrationLoser(d.id, c, w) for d, c, w in losers[:MAX_LOSERS])
+        return CalibrationChoice(rec, reason, len(eligible), cname, out)
+
+
+__all__ = ["CalibrationChoice", "best_calibration", "certification_history", "certify", "certify_row",
+           "decertify", "default_range", "list_certifications"]

@@ -14,40 +14,31 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import and_, exists, func, select
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import MusewiseConfig
-from ..exceptions import (
-    DuplicateError,
-    InvalidFrameError,
-    MusewiseError,
-    NotFoundError,
-    PermissionDeniedError,
+from ..exceptions import NotFoundError, PermissionDeniedError
+from ..ingest import FrameInfo
+from ..vocabulary import CollectionType, Privilege, QualityFlag
+from . import calibrations, lineage, queries, storage, users, validity
+from .calibrations import CalibrationChoice
+from .collections import (
+    SearchPath,
+    chain_members,
+    default_search_path,
+    ensure_collection,
+    get_collection,
+    resolve,
+    set_chain,
 )
-from ..ingest import FrameInfo, find_fits, inspect_file
-from ..vocabulary import Privilege, QualityFlag
-from . import lineage
 from .database import make_engine, upgrade
 from .datastore import Datastore, PendingFile
 from .privileges import can_review, visible_datasets
-from .records import DatasetRecord, IfuState
-from .schema import (
-    Dataset,
-    DatasetIfu,
-    Membership,
-    Project,
-    QCParameter,
-    StoredFile,
-    User,
-    ValidityEvent,
-    utcnow,
-)
-from .templates import path_for
+from .records import CertificationRecord, CollectionRecord, DatasetRecord, IfuState
+from .schema import Collection, Dataset, Project, QCParameter, StoredFile, User
+from .storage import IngestReport, IngestResult
 
-#: Columns users may sort query results by.
-ORDERABLE = ("id", "date_obs", "mjd_obs", "night", "category", "created", "exptime", "ifu", "object")
 
 
 @dataclass
@@ -57,29 +48,6 @@ class Transaction:
     session: Session
     files: list[PendingFile] = field(default_factory=list)
 
-
-@dataclass
-class IngestResult:
-    """Outcome of ingesting one file: the dataset, and whether it was new."""
-
-    record: DatasetRecord
-    created: bool
-
-
-@dataclass
-class IngestReport:
-    """Outcome of ingesting many files."""
-
-    ingested: list[DatasetRecord] = field(default_factory=list)
-    duplicates: list[DatasetRecord] = field(default_factory=list)
-    refused: list[tuple[str, str]] = field(default_factory=list)
-    bytes: int = 0
-
-    def summary(self) -> str:
-        return (
-            f"{len(self.ingested)} ingested, {len(self.duplicates)} already archived, "
-            f"{len(self.refused)} refused ({self.bytes / 1e9:.2f} GB new)"
-        )
 
 
 class Archive:
@@ -92,6 +60,9 @@ class Archive:
     user : str, optional
         Archive user acting (default: ``config.user``). Every query shows only
         what this user may see.
+    collections : list of str, optional
+        Collection search path of personal work (default: ``config.collections``, else
+        the user's trials, then the project's reference reduction, then raw and static data).
 
     Examples
     --------
@@ -100,9 +71,11 @@ class Archive:
     >>> arch.query(category="BIAS", night="2026-11-20", ifu=3)  # doctest: +SKIP
     """
 
-    def __init__(self, config: MusewiseConfig, user: str | None = None):
+    def __init__(self, config: MusewiseConfig, user: str | None = None, collections=None):
         self.config = config
         self.user_name = user or config.user
+        #: The collection search path of personal work (None: :func:`default_search_path`).
+        self.collections = list(collections) if collections else (list(config.collections) or None)
         self.engine = make_engine(config.db_url)
         self._Session = sessionmaker(self.engine, expire_on_commit=False)
         self.datastore = Datastore(config.datastore_url)
@@ -177,7 +150,7 @@ class Archive:
             for f in tx.files:
                 f.commit()
             if tx.files:
-                _crash_point("before-db-commit")
+                self._crash_point("before-db-commit")
             tx.session.commit()
         except BaseException:
             tx.session.rollback()
@@ -187,6 +160,11 @@ class Archive:
         finally:
             tx.session.close()
 
+    def _crash_point(self, name: str) -> None:
+        # Lets the kill-safety tests stop a real ingest at a chosen instant (MusewiseConfig.crash_point).
+        if self.config.crash_point == name:
+            os.kill(os.getpid(), 9)
+
     # ------------------------------------------------------------------ users
     def _bootstrap_first_user(self) -> None:
         # The first user of an empty archive administers it, so a new site can start.
@@ -195,26 +173,32 @@ class Archive:
                 tx.session.add(User(name=self.user_name, is_admin=True, full_name="archive administrator"))
                 tx.session.add(Project(name=self.config.project, description="default project"))
 
-    def _user(self, s: Session, name: str | None = None) -> User:
-        name = name or self.user_name
-        u = s.scalar(select(User).where(User.name == name))
-        if u is None:
-            raise PermissionDeniedError(
-                f"user {name!r} is not registered in the archive; an administrator adds them "
-                f"with `musewise user add {name}`"
-            )
-        return u
+    def acting_user(self, s: Session, name: str | None = None) -> User:
+        """The row of the acting user (or of ``name``) in session ``s``.
+
+        Raises
+        ------
+        PermissionDeniedError
+            If that user is not registered.
+        """
+        return users.find_user(s, name or self.user_name)
 
     @property
     def user(self) -> User:
         """The acting user's row (detached)."""
         with self.session() as s:
-            u = self._user(s)
+            u = self.acting_user(s)
             s.expunge(u)  # keep its loaded attributes after the session ends
             return u
 
-    def _require_admin(self, s: Session) -> User:
-        u = self._user(s)
+    def require_admin(self, s: Session) -> User:
+        """The acting user's row, if an administrator.
+
+        Raises
+        ------
+        PermissionDeniedError
+        """
+        u = self.acting_user(s)
         if not u.is_admin:
             raise PermissionDeniedError(f"user {u.name!r} is not an archive administrator")
         return u
@@ -234,70 +218,111 @@ class Archive:
         projects : list of str or dict of str to str
             Projects to join, optionally with a role (``member``, ``reviewer``, ``manager``).
         """
-        if isinstance(projects, (list, tuple)):
-            projects = {p: "member" for p in projects}
-        with self.transaction() as tx:
-            self._require_admin(tx.session)
-            if tx.session.scalar(select(User).where(User.name == name)) is not None:
-                raise DuplicateError(f"user {name!r} already exists")
-            u = User(name=name, is_admin=admin, is_member=member, full_name=full_name, email=email)
-            tx.session.add(u)
-            tx.session.flush()
-            for pname, role in projects.items():
-                p = self._project(tx.session, pname)
-                tx.session.add(Membership(user_id=u.id, project_id=p.id, role=role))
+        users.add_user(self, name, admin=admin, member=member, full_name=full_name, email=email,
+                       projects=projects)
 
     def add_project(self, name: str, description: str = "") -> None:
         """Create a project (administrators only)."""
-        with self.transaction() as tx:
-            self._require_admin(tx.session)
-            if tx.session.scalar(select(Project).where(Project.name == name)) is not None:
-                raise DuplicateError(f"project {name!r} already exists")
-            tx.session.add(Project(name=name, description=description))
+        users.add_project(self, name, description)
 
     def add_member(self, user: str, project: str, role: str = "member") -> None:
         """Add a user to a project, or change their role (administrators only)."""
-        with self.transaction() as tx:
-            self._require_admin(tx.session)
-            u, p = self._user(tx.session, user), self._project(tx.session, project)
-            m = tx.session.get(Membership, (u.id, p.id))
-            if m is None:
-                tx.session.add(Membership(user_id=u.id, project_id=p.id, role=role))
-            else:
-                m.role = role
+        users.add_member(self, user, project, role)
 
     def users(self) -> list[dict]:
         """Registered users with their projects."""
+        return users.list_users(self)
+
+    def project_row(self, s: Session, name: str | None = None) -> Project:
+        """The row of project ``name`` (default: the configured project).
+
+        Raises
+        ------
+        NotFoundError
+        """
+        return users.find_project(s, name or self.config.project)
+
+    def roles(self, s: Session, user: User) -> dict[int, str]:
+        """``{project id: role}`` of ``user``."""
+        return users.roles_of(s, user)
+
+    # ------------------------------------------------------------------ collections
+    def search_path(self, *, reference: bool = False) -> list[str]:
+        """The collection search path reads and reductions use (see :mod:`musewise.archive.collections`).
+
+        ``archive.collections = [...]`` sets the path of personal work; reference runs
+        (``reference=True``) always read the project's reference path.
+        """
+        if self.collections and not reference:
+            return list(self.collections)
+        return default_search_path(self.user_name, self.config.project, reference=reference)
+
+    def resolve_path(self, s: Session, names=None, *, reference: bool = False) -> SearchPath:
+        """A :class:`~musewise.archive.collections.SearchPath` of ``names`` (default: :meth:`search_path`)."""
+        return resolve(s, self.search_path(reference=reference) if names is None else names)
+
+    def collection(self, name: str, members: int = 50) -> CollectionRecord:
+        """A collection, with (for a chain) its first ``members`` members in search order."""
         with self.session() as s:
-            roles = s.execute(
-                select(Membership.user_id, Project.name, Membership.role).join(Project)
-            ).all()
-            out = []
-            for u in s.scalars(select(User).order_by(User.name)):
-                out.append({
-                    "name": u.name, "is_admin": u.is_admin, "is_member": u.is_member,
-                    "projects": {p: r for uid, p, r in roles if uid == u.id},
-                })
-            return out
+            return self._collection_record(s, get_collection(s, name), members)
 
-    def _project(self, s: Session, name: str | None) -> Project:
-        name = name or self.config.project
-        p = s.scalar(select(Project).where(Project.name == name))
-        if p is None:
-            raise NotFoundError(f"no project named {name!r}")
-        return p
+    def list_collections(self, type: CollectionType | str | None = None) -> list[CollectionRecord]:
+        """Every collection (of one type), by name."""
+        with self.session() as s:
+            q = select(Collection).order_by(Collection.name)
+            if type is not None:
+                q = q.where(Collection.type == CollectionType(type).value)
+            return [self._collection_record(s, c, 0) for c in s.scalars(q)]
 
-    def _roles(self, s: Session, user: User) -> dict[int, str]:
-        return dict(s.execute(select(Membership.project_id, Membership.role).where(Membership.user_id == user.id)).all())
+    def _collection_record(self, s, c: Collection, members: int) -> CollectionRecord:
+        owner = s.get(User, c.owner_id).name if c.owner_id else None
+        project = s.get(Project, c.project_id).name if c.project_id else None
+        names = tuple(m.name for m in chain_members(s, c, members)) if members and c.type == "chained" else ()
+        return CollectionRecord(c.id, c.name, c.type, owner, project, c.description or "", names)
+
+    def define_chain(self, name: str, members: list[str], description: str = "") -> None:
+        """Create or replace a CHAINED collection searching ``members`` in order.
+
+        A user may define chains under ``u/<their name>/``; a project's chains
+        (``<project>/...``) need a manager of that project; anything else an administrator.
+
+        Raises
+        ------
+        PermissionDeniedError, NotFoundError, InvalidArgumentError
+        """
+        with self.transaction() as tx:
+            s = tx.session
+            user = self.acting_user(s)
+            owner_id, project_id = self._chain_rights(s, user, name)
+            parent = ensure_collection(s, name, CollectionType.CHAINED, owner_id=owner_id, project_id=project_id,
+                                       description=description)
+            set_chain(s, parent, [get_collection(s, m) for m in members])
+
+    def _chain_rights(self, s, user: User, name: str):
+        if name.startswith(f"u/{user.name}/") or name == f"u/{user.name}":
+            return user.id, None
+        head = name.split("/", 1)[0]
+        p = s.scalar(select(Project).where(Project.name == head))
+        if p is not None and (user.is_admin or self.roles(s, user).get(p.id) == "manager"):
+            return None, p.id
+        if user.is_admin:
+            return None, None
+        raise PermissionDeniedError(
+            f"user {user.name!r} may not change collection {name!r}: personal chains live under "
+            f"u/{user.name}/, a project's chains are changed by its managers")
 
     # ------------------------------------------------------------------ ingest
     def ingest(self, path, *, privilege: Privilege | int = Privilege.CONSORTIUM, project: str | None = None,
-               ifu: int | None = None, info: FrameInfo | None = None) -> IngestResult:
-        """Archive one raw frame or static calibration.
+               ifu: int | None = None, info: FrameInfo | None = None, valid_from: float | None = None,
+               valid_to: float | None = None, move: bool = False) -> IngestResult:
+        """Archive one raw frame, static calibration or product made elsewhere.
 
         The file is checked (MUSE, complete, classifiable), copied into the
-        datastore with its sha256, and registered, all in one transaction.
-        The same bytes ingested twice give the existing dataset back.
+        datastore with its sha256, and registered, all in one transaction. Raw
+        frames go to collection ``MUSE/raw``, static tables to ``MUSE/static`` (and are
+        certified in ``MUSE/calib`` from ``valid_from`` to ``valid_to``), anything
+        else to ``MUSE/ingested``. A raw frame or static table ingested twice gives the
+        existing dataset back.
 
         Parameters
         ----------
@@ -309,95 +334,55 @@ class Archive:
             Owning project (default: the configured project).
         ifu : int, optional
             IFU of a single-IFU product whose headers do not say.
+        valid_from, valid_to : float, optional
+            Certified validity of a static table (MJD, days; default: open).
+        move : bool
+            Move the file into the datastore instead of copying it (same filesystem only;
+            a file already archived is left where it is).
 
         Raises
         ------
         InvalidFrameError
             Corrupt, truncated or non-MUSE input; nothing is stored.
+        DuplicateError
+            The same bytes are archived already as a dataset the user may not see.
         """
-        info = info or inspect_file(path, ifu=ifu)
-        try:
-            with self.transaction() as tx:
-                rec, created = self._add_file(tx, Path(path), info, privilege=privilege, project=project)
-        except SAIntegrityError:
-            # Another process archived the same bytes between our check and our commit.
-            existing = self._find_by_checksum(path)
-            if existing is None:
-                raise
-            return IngestResult(existing, False)
-        try:
-            return IngestResult(self.get(rec.id), created)
-        except NotFoundError:
-            raise DuplicateError(f"{path}: these bytes are already archived as dataset {rec.id}, "
-                                 f"which user {self.user_name!r} may not see") from None
+        return storage.ingest(self, path, privilege=privilege, project=project, ifu=ifu, info=info,
+                              valid_from=valid_from, valid_to=valid_to, move=move)
 
-    def _find_by_checksum(self, path) -> DatasetRecord | None:
-        from .datastore import sha256_file
+    def store_file(self, tx: Transaction, path: Path, info: FrameInfo, run_id: int | None = None, *,
+                   move: bool = False):
+        """Copy a file into the datastore within ``tx`` and return its :class:`StoredFile` row.
 
-        sha, _ = sha256_file(path)
-        with self.session() as s:
-            ds = s.scalar(select(Dataset).join(StoredFile).where(StoredFile.sha256 == sha))
-            return self._record(s, ds) if ds is not None else None
+        Identical bytes stored before are not stored again: their row comes back with
+        ``fresh`` False, and the new dataset shares that file. ``move``: move the file
+        rather than copy it where the datastore is on the same filesystem.
 
-    def _add_file(self, tx: Transaction, path: Path, info: FrameInfo, *, privilege, project,
-                  run_id: int | None = None, owner: User | None = None):
-        s = tx.session
-        privilege = Privilege(int(privilege))
-        user = owner or self._user(s)
-        proj = self._project(s, project) if (project or privilege == Privilege.PROJECT) else None
-        if proj is None:
-            proj = s.scalar(select(Project).where(Project.name == self.config.project))
-        relpath = path_for(info, path.name, run_id=run_id)
-        pending = self.datastore.put(path, relpath + ".incoming")
-        existing = s.scalar(select(StoredFile).where(StoredFile.sha256 == pending.sha256))
-        if existing is not None:
-            pending.discard()
-            return s.scalar(select(Dataset).where(Dataset.file_id == existing.id)), False
-        pending.relpath = path_for(info, path.name, run_id=run_id, sha256=pending.sha256)
-        tx.files.append(pending)
-        sf = StoredFile(sha256=pending.sha256, size=pending.size, path=pending.relpath, original_name=path.name)
-        s.add(sf)
-        s.flush()
-        ds = Dataset(
-            kind=info.kind.value, category=info.category, file_id=sf.id, night=info.night,
-            date_obs=info.date_obs, mjd_obs=info.mjd_obs, exptime=info.exptime, mode=info.mode,
-            object=info.object, ifu=info.ifu, pipeline_version=info.pipeline_version,
-            header=info.header, owner_id=user.id, project_id=proj.id if proj else None,
-            privilege=int(privilege), run_id=run_id,
-        )
-        ds.ifus = [DatasetIfu(ifu=i, is_valid=True, flag=QualityFlag.UNCHECKED.value) for i in info.ifus]
-        s.add(ds)
-        s.flush()
-        return ds, True
+        Returns
+        -------
+        (StoredFile, bool)
+            The row, and whether the bytes are new.
+        """
+        return storage.store_file(self, tx, path, info, run_id, move=move)
+
+    def add_dataset(self, s: Session, stored: StoredFile, info: FrameInfo, *, owner: User, project_id: int | None,
+                    privilege, collection: Collection, run_id: int | None = None) -> Dataset:
+        """Register a dataset of ``info`` over a stored file, in ``collection`` (within an open transaction)."""
+        return storage.add_dataset(self, s, stored, info, owner=owner, project_id=project_id, privilege=privilege,
+                                   collection=collection, run_id=run_id)
 
     def ingest_many(self, paths, *, progress: bool = True, **kw) -> IngestReport:
         """Ingest files and folders (searched for ``*.fits``), one transaction per file.
 
         A refused file is reported and skipped; it does not stop the others.
         """
-        from tqdm.auto import tqdm
-
-        files = find_fits(paths)
-        report = IngestReport()
-        total = sum(os.path.getsize(f) for f in files if f.is_file())
-        with tqdm(total=total, unit="B", unit_scale=True, desc="ingest", disable=not progress) as bar:
-            for f in files:
-                try:
-                    res = self.ingest(f, **kw)
-                except InvalidFrameError as exc:
-                    report.refused.append((str(f), exc.reason))
-                else:
-                    if res.created:
-                        report.ingested.append(res.record)
-                        report.bytes += res.record.size
-                    else:
-                        report.duplicates.append(res.record)
-                bar.update(os.path.getsize(f) if f.is_file() else 0)
-        return report
+        return storage.ingest_many(self, paths, progress=progress, **kw)
 
     # ------------------------------------------------------------------ reading
-    def _record(self, s: Session, ds: Dataset) -> DatasetRecord:
-        names = dict(s.execute(select(User.id, User.name)).all()) if any(i.updated_by for i in ds.ifus) else {}
+    def record(self, s: Session, ds: Dataset) -> DatasetRecord:
+        """The :class:`DatasetRecord` of a row loaded in session ``s``."""
+        ids = {i.updated_by for i in ds.ifus if i.updated_by}
+        names = dict(s.execute(select(User.id, User.name).where(User.id.in_(ids))).all()) if ids else {}
         return DatasetRecord(
             id=ds.id, kind=ds.kind, category=ds.category, night=ds.night, date_obs=ds.date_obs,
             mjd_obs=ds.mjd_obs, exptime=ds.exptime, mode=ds.mode, object=ds.object, ifu=ds.ifu,
@@ -406,14 +391,24 @@ class Archive:
             owner=ds.owner.name, project=ds.project.name if ds.project else None,
             privilege=Privilege(ds.privilege), run_id=ds.run_id, sha256=ds.file.sha256,
             size=ds.file.size, filename=ds.file.original_name, storage_path=ds.file.path,
-            pipeline_version=ds.pipeline_version, created=ds.created, header=ds.header or {},
+            pipeline_version=ds.pipeline_version, created=ds.created, collection=ds.collection.name,
+            exposure=ds.exposure, is_valid=bool(ds.is_valid), flag=ds.flag, comment=ds.comment or "",
+            affected_by=ds.affected_by, header=ds.header or {},
         )
 
-    def _visible(self, s: Session):
-        return visible_datasets(self._user(s))
+    def visible(self, s: Session):
+        """SQL condition on :class:`Dataset`: rows the acting user may see."""
+        return visible_datasets(self.acting_user(s))
 
-    def _load(self, s: Session, dataset_id: int) -> Dataset:
-        ds = s.scalar(select(Dataset).where(Dataset.id == int(dataset_id), self._visible(s)))
+    def load(self, s: Session, dataset_id: int) -> Dataset:
+        """The row of a dataset the acting user may see.
+
+        Raises
+        ------
+        NotFoundError
+            If it does not exist or is not visible (indistinguishable on purpose).
+        """
+        ds = s.scalar(select(Dataset).where(Dataset.id == int(dataset_id), self.visible(s)))
         if ds is None:
             raise NotFoundError(f"no dataset {dataset_id} visible to user {self.user_name!r}")
         return ds
@@ -428,7 +423,14 @@ class Archive:
             indistinguishable on purpose).
         """
         with self.session() as s:
-            return self._record(s, self._load(s, dataset_id))
+            return self.record(s, self.load(s, dataset_id))
+
+    def get_many(self, dataset_ids) -> dict[int, DatasetRecord]:
+        """``{id: DatasetRecord}`` of those of ``dataset_ids`` the user may see (one query)."""
+        ids = sorted({int(i) for i in dataset_ids})
+        with self.session() as s:
+            rows = s.scalars(select(Dataset).where(Dataset.id.in_(ids), self.visible(s))).unique() if ids else []
+            return {d.id: self.record(s, d) for d in rows}
 
     def path(self, dataset_id: int) -> str:
         """Local filesystem path from which the dataset's file can be read."""
@@ -451,35 +453,13 @@ class Archive:
 
     def select_datasets(self, s: Session, *, kind=None, category=None, night=None, date_from=None,
                         date_to=None, ifu=None, valid=None, project=None, mode=None, run_id=None,
-                        owner=None, object=None, privilege=None):
+                        owner=None, object=None, privilege=None, exposure=None, collection=None,
+                        collections=None):
         """The SELECT behind :meth:`query`, restricted to what the user may see."""
-        q = select(Dataset).where(self._visible(s))
-        for col, val in ((Dataset.kind, kind), (Dataset.category, category), (Dataset.night, night),
-                         (Dataset.mode, mode), (Dataset.run_id, run_id), (Dataset.object, object),
-                         (Dataset.privilege, privilege)):
-            if val is None:
-                continue
-            if isinstance(val, (list, tuple, set)):
-                q = q.where(col.in_([getattr(v, "value", v) for v in val]))
-            else:
-                q = q.where(col == getattr(val, "value", val))
-        if date_from is not None:
-            q = q.where(Dataset.night >= str(date_from))
-        if date_to is not None:
-            q = q.where(Dataset.night <= str(date_to))
-        if project is not None:
-            q = q.join(Project, Dataset.project_id == Project.id).where(Project.name == project)
-        if owner is not None:
-            q = q.where(Dataset.owner_id == select(User.id).where(User.name == owner).scalar_subquery())
-        if ifu is not None:
-            cond = [DatasetIfu.dataset_id == Dataset.id, DatasetIfu.ifu == int(ifu)]
-            if valid is not None:
-                cond.append(DatasetIfu.is_valid == bool(valid))
-            q = q.where(exists().where(and_(*cond)))
-        elif valid is not None:
-            bad = exists().where(and_(DatasetIfu.dataset_id == Dataset.id, DatasetIfu.is_valid.is_(False)))
-            q = q.where(~bad if valid else bad)
-        return q
+        return queries.select_datasets(self, s, kind=kind, category=category, night=night, date_from=date_from,
+                                       date_to=date_to, ifu=ifu, valid=valid, project=project, mode=mode,
+                                       run_id=run_id, owner=owner, object=object, privilege=privilege,
+                                       exposure=exposure, collection=collection, collections=collections)
 
     def query(self, *, order_by: str = "date_obs", descending: bool = False, limit: int | None = None,
               offset: int = 0, **filters) -> list[DatasetRecord]:
@@ -487,17 +467,22 @@ class Archive:
 
         Parameters
         ----------
-        kind, category, night, mode, object, privilege : str or list, optional
+        kind, category, night, mode, object, privilege, exposure : str or list, optional
             Exact matches (a list matches any).
         date_from, date_to : str, optional
             Range of observing nights ``YYYY-MM-DD``, inclusive.
         ifu : int, optional
-            Datasets holding this IFU; with ``valid``, that IFU's validity.
+            Datasets holding this IFU; with ``valid``, usable (or not) for that IFU.
         valid : bool, optional
-            Only datasets whose IFUs are all valid (True) or having an invalid one (False).
+            True: only usable datasets (valid, not affected by an invalid input, no IFU
+            invalid); False: only the others.
         project, owner : str, optional
         run_id : int, optional
             Products of one run.
+        collection : str, optional
+            The RUN collection the datasets were written to.
+        collections : list of str, optional
+            Only datasets found through this search path (chains stand for their members).
         order_by : str
             One of :data:`ORDERABLE`.
         limit, offset : int
@@ -507,38 +492,54 @@ class Archive:
         -------
         list of DatasetRecord
         """
-        if order_by not in ORDERABLE:
-            raise ValueError(f"cannot order by {order_by!r}; choose one of {ORDERABLE}")
-        with self.session() as s:
-            q = self.select_datasets(s, **filters)
-            col = getattr(Dataset, order_by)
-            q = q.order_by(col.desc() if descending else col, Dataset.id).offset(int(offset))
-            if limit is not None:
-                q = q.limit(int(limit))
-            return [self._record(s, ds) for ds in s.scalars(q).unique()]
+        return queries.query(self, order_by=order_by, descending=descending, limit=limit, offset=offset, **filters)
+
+    def find(self, category: str, *, collections=None, ifu: int | None = None, **filters) -> list[DatasetRecord]:
+        """Usable datasets of ``category`` found through a search path, best first.
+
+        The order is the search path's (a dataset in an earlier collection first;
+        within a chain the newest run first), then the newest. Callers take the first
+        per data ID (night, exposure, IFU) they need.
+
+        Parameters
+        ----------
+        category : str
+        collections : list of str, optional
+            The search path (default: :meth:`search_path`).
+        ifu : int, optional
+            Only datasets usable for this IFU.
+        **filters
+            As for :meth:`query` (``night``, ``exposure``, ``mode``...).
+        """
+        return queries.find(self, category, collections=collections, ifu=ifu, **filters)
 
     def count(self, **filters) -> int:
         """Number of datasets :meth:`query` would return with these filters."""
-        with self.session() as s:
-            q = self.select_datasets(s, **filters)
-            return s.scalar(select(func.count()).select_from(q.subquery()))
+        return queries.count(self, **filters)
+
 
     # ------------------------------------------------------------------ validity
     def set_validity(self, dataset_id: int, ifu: int | None = None, *, is_valid: bool | None = None,
-                     flag: QualityFlag | str | None = None, comment: str = "") -> DatasetRecord:
-        """Mark IFUs of a dataset valid or invalid and/or set their quality flag.
+                     flag: QualityFlag | str | None = None, comment: str = "", tx: Transaction | None = None
+                     ) -> DatasetRecord:
+        """Mark a dataset (or one IFU of it) valid or invalid and/or set its quality flag.
 
-        Every change is audited (who, when, before, after, comment).
+        Every change is audited (who, when, before, after, comment). Invalidating marks
+        every dataset made from this one (directly or not) *affected*; validating it
+        again lifts that. See :mod:`musewise.archive.validity`.
 
         Parameters
         ----------
         dataset_id : int
         ifu : int, optional
-            The IFU; default all IFUs of the dataset.
+            One IFU of a multi-IFU file; default the dataset as a whole (for a
+            single-IFU product the two are the same).
         is_valid : bool, optional
         flag : QualityFlag or str, optional
         comment : str
             Why (required when invalidating).
+        tx : Transaction, optional
+            Join this open transaction instead of starting one.
 
         Raises
         ------
@@ -546,62 +547,49 @@ class Archive:
             Unless the user is an administrator, the owner, or a reviewer/manager
             of the dataset's project.
         """
-        if flag is not None:
-            flag = QualityFlag(getattr(flag, "value", flag)).value
-        if is_valid is False and not comment.strip():
-            raise ValueError("say why in `comment` when marking data invalid")
-        with self.transaction() as tx:
-            s = tx.session
-            user = self._user(s)
-            ds = self._load(s, dataset_id)
-            if not can_review(user, ds.owner_id, ds.project_id, self._roles(s, user)):
-                raise PermissionDeniedError(
-                    f"user {user.name!r} may not change the quality of dataset {dataset_id} "
-                    f"(owner, project reviewers and administrators may)"
-                )
-            states = [i for i in ds.ifus if ifu is None or i.ifu == int(ifu)]
-            if not states:
-                raise NotFoundError(f"dataset {dataset_id} holds no IFU {ifu}")
-            now = utcnow()
-            for st in states:
-                new_valid = st.is_valid if is_valid is None else bool(is_valid)
-                new_flag = st.flag if flag is None else flag
-                s.add(ValidityEvent(dataset_id=ds.id, ifu=st.ifu, user_id=user.id, at=now,
-                                    valid_before=st.is_valid, valid_after=new_valid,
-                                    flag_before=st.flag, flag_after=new_flag, comment=comment))
-                st.is_valid, st.flag, st.comment = new_valid, new_flag, comment
-                st.updated_by, st.updated = user.id, now
-        return self.get(dataset_id)
+        with self._joined(tx) as t:
+            validity.set_validity(self, t.session, dataset_id, ifu, is_valid=is_valid, flag=flag,
+                                  comment=comment)
+        return self.get(dataset_id) if tx is None else None
+
+    @contextlib.contextmanager
+    def _joined(self, tx: Transaction | None):
+        if tx is not None:
+            yield tx
+        else:
+            with self.transaction() as t:
+                yield t
 
     def validity_history(self, dataset_id: int) -> list[dict]:
-        """Audit trail of validity and flag changes of a dataset, oldest first."""
+        """Audit trail of validity and flag changes of a dataset, oldest first (``ifu`` None: the whole dataset)."""
         with self.session() as s:
-            self._load(s, dataset_id)
-            rows = s.execute(
-                select(ValidityEvent, User.name).join(User, ValidityEvent.user_id == User.id)
-                .where(ValidityEvent.dataset_id == int(dataset_id)).order_by(ValidityEvent.id)
-            ).all()
-            return [{"ifu": e.ifu, "user": name, "at": e.at, "valid_before": e.valid_before,
-                     "valid_after": e.valid_after, "flag_before": e.flag_before,
-                     "flag_after": e.flag_after, "comment": e.comment} for e, name in rows]
+            self.load(s, dataset_id)
+            return validity.history(s, int(dataset_id))
 
     def can_review(self, dataset_id: int) -> bool:
-        """May the acting user change this dataset's validity and flags?"""
+        """May the acting user change this dataset's validity, flags and certified ranges?"""
         with self.session() as s:
-            user = self._user(s)
-            ds = self._load(s, dataset_id)
-            return can_review(user, ds.owner_id, ds.project_id, self._roles(s, user))
+            user = self.acting_user(s)
+            ds = self.load(s, dataset_id)
+            return can_review(user, ds.owner_id, ds.project_id, self.roles(s, user))
+
+    def affected(self, dataset_id: int) -> list[DatasetRecord]:
+        """Datasets marked affected because this one (or an input of theirs) is invalid."""
+        with self.session() as s:
+            self.load(s, dataset_id)
+            q = select(Dataset).where(Dataset.affected_by == int(dataset_id), self.visible(s)).order_by(Dataset.id)
+            return [self.record(s, d) for d in s.scalars(q).unique()]
 
     def publish(self, dataset_ids, privilege: Privilege | int = Privilege.PROJECT, project: str | None = None) -> None:
         """Widen (or narrow) who may see datasets: owner, project reviewers or administrators."""
         privilege = Privilege(int(privilege))
         with self.transaction() as tx:
             s = tx.session
-            user = self._user(s)
-            proj = self._project(s, project) if project or privilege == Privilege.PROJECT else None
-            roles = self._roles(s, user)
+            user = self.acting_user(s)
+            proj = self.project_row(s, project) if project or privilege == Privilege.PROJECT else None
+            roles = self.roles(s, user)
             for did in dataset_ids:
-                ds = self._load(s, did)
+                ds = self.load(s, did)
                 if not can_review(user, ds.owner_id, ds.project_id, roles):
                     raise PermissionDeniedError(f"user {user.name!r} may not publish dataset {did}")
                 ds.privilege = int(privilege)
@@ -610,12 +598,12 @@ class Archive:
 
     # ------------------------------------------------------------------ QC numbers
     def add_qc(self, dataset_id: int, values: dict[str, float], *, ifu: int | None = None,
-               units: dict[str, str] | None = None, run_id: int | None = None) -> None:
+               units: dict[str, str] | None = None, run_id: int | None = None, tx: Transaction | None = None) -> None:
         """Record QC parameters measured on a dataset (replacing earlier values of the same name/IFU)."""
         units = units or {}
-        with self.transaction() as tx:
-            s = tx.session
-            ds = self._load(s, dataset_id)
+        with self._joined(tx) as t:
+            s = t.session
+            ds = self.load(s, dataset_id)
             for name, value in values.items():
                 old = s.scalars(select(QCParameter).where(
                     QCParameter.dataset_id == ds.id, QCParameter.name == name,
@@ -629,7 +617,7 @@ class Archive:
     def qc(self, dataset_id: int) -> list[dict]:
         """QC parameters of a dataset."""
         with self.session() as s:
-            self._load(s, dataset_id)
+            self.load(s, dataset_id)
             rows = s.scalars(select(QCParameter).where(QCParameter.dataset_id == int(dataset_id))
                              .order_by(QCParameter.ifu, QCParameter.name))
             return [{"ifu": r.ifu, "name": r.name, "value": r.value, "unit": r.unit, "run_id": r.run_id}
@@ -639,20 +627,39 @@ class Archive:
     def begin_run(self, recipe: str, parameters: dict, *, night: str | None = None, ifu: int | None = None,
                   mode: str | None = None, inputs=(), pipeline_version: str | None = None,
                   privilege: Privilege | int = Privilege.PRIVATE, project: str | None = None,
-                  details: dict | None = None) -> int:
+                  details: dict | None = None, reference: bool = False, collections=None) -> int:
         """Record that a run starts; returns its ID. Committed at once, so a crash stays on record.
+
+        The run gets its own RUN collection. A reference run (``reference=True``) may
+        read only datasets of its project's reference chain, raw frames and static data.
 
         Parameters
         ----------
         inputs : iterable of (dataset_id, tag, reason)
             What the run reads, the set-of-frames tag each is given, and why it was chosen.
+        reference : bool
+            A run of the project's reference reduction (``commit=True``).
+        collections : list of str, optional
+            The search path the inputs were chosen from (recorded with the run).
+
+        Raises
+        ------
+        ReferenceInputError
+            A reference run was given an input from outside the reference reduction.
         """
         return lineage.begin_run(self, recipe, parameters, night=night, ifu=ifu, mode=mode, inputs=inputs,
                                  pipeline_version=pipeline_version, privilege=privilege, project=project,
-                                 details=details)
+                                 details=details, reference=reference,
+                                 collections=list(collections) if collections is not None
+                                 else self.search_path(reference=reference))
 
-    def finish_run(self, run_id: int, outputs=(), *, notebook=None, details: dict | None = None) -> list[DatasetRecord]:
-        """Record a successful run: ingest its outputs and executed notebook, all or nothing.
+    def finish_run(self, run_id: int, outputs=(), *, notebook=None, details: dict | None = None,
+                   move: bool = False) -> list[DatasetRecord]:
+        """Record a successful run: archive its outputs and executed notebook in its RUN collection, all or nothing.
+
+        Calibration products are certified for the default range of their category; the
+        run's collection joins the project's reference chain (reference runs) or the
+        user's own chain (trials).
 
         Parameters
         ----------
@@ -660,11 +667,13 @@ class Archive:
             Product files; category/IFU default to what their headers say.
         notebook : path-like, optional
             The executed notebook of the run.
+        move : bool
+            Move the products into the datastore instead of copying them (same filesystem).
         """
-        return lineage.finish_run(self, run_id, outputs, notebook=notebook, details=details)
+        return lineage.finish_run(self, run_id, outputs, notebook=notebook, details=details, move=move)
 
     def fail_run(self, run_id: int, error: str, *, notebook=None, details: dict | None = None) -> None:
-        """Record a failed run with its error and executed notebook; no product is ingested."""
+        """Record a failed run with its error and executed notebook; no product is archived."""
         lineage.fail_run(self, run_id, error, notebook=notebook, details=details)
 
     def get_run(self, run_id: int):
@@ -675,9 +684,29 @@ class Archive:
         """Runs visible to the user (filters: recipe, night, ifu, status), newest first."""
         return lineage.list_runs(self, **filters)
 
-    def provenance(self, dataset_id: int):
-        """The tree of runs and inputs that made a dataset (a :class:`ProvenanceNode`)."""
-        return lineage.provenance(self, dataset_id)
+    def provenance(self, dataset_id: int, *, max_nodes: int | None = None):
+        """The runs and inputs that made a dataset, as a graph holding each once.
+
+        Parameters
+        ----------
+        dataset_id : int
+        max_nodes : int, optional
+            Most datasets + runs walked (default 20,000); a larger history comes back ``truncated``.
+
+        Returns
+        -------
+        ProvenanceGraph
+            Exports to W3C PROV (``to_prov_json``, ``to_provn``), Graphviz (``to_svg``) and text.
+
+        Raises
+        ------
+        NotFoundError
+            If the dataset does not exist or the user may not see it.
+        """
+        from .provenance import DEFAULT_MAX_NODES, build_provenance
+
+        with self.session() as s:
+            return build_provenance(s, self.acting_user(s), dataset_id, max_nodes=max_nodes or DEFAULT_MAX_NODES)
 
     def dependents(self, dataset_id: int, recursive: bool = True) -> list[DatasetRecord]:
         """Products made (directly, or through other products) from a dataset."""
@@ -685,12 +714,48 @@ class Archive:
 
     # ------------------------------------------------------------------ calibrations
     def best_calibration(self, category: str, *, ifu: int, mjd: float, mode: str | None = None,
-                         window_days: float | None = None):
-        """Choose the calibration to use for a frame (see :mod:`musewise.archive.calibrations`)."""
-        from .calibrations import best_calibration
+                         collections=None, reference: bool = False) -> CalibrationChoice:
+        """Choose the calibration to use for a frame, with the candidates that lost and why.
 
-        return best_calibration(self, category, ifu=ifu, mjd=mjd, mode=mode,
-                                window_days=self.config.calibration_window_days if window_days is None else window_days)
+        See :func:`musewise.archive.calibrations.best_calibration`.
+
+        Parameters
+        ----------
+        category : str
+        ifu : int
+        mjd : float
+            MJD of the frame to calibrate (days).
+        mode : str, optional
+        collections : list of str, optional
+            Search path (default :meth:`search_path`).
+        reference : bool
+            Choose for a reference run: the project's reference path only.
+        """
+        names = self.search_path(reference=reference) if collections is None else list(collections)
+        return calibrations.best_calibration(self, category, ifu=ifu, mjd=mjd, mode=mode, collections=names,
+                                             reference=reference)
+
+    def certify(self, dataset_id: int, collection: str, begin_mjd: float | None = None,
+                end_mjd: float | None = None, comment: str = "") -> CertificationRecord:
+        """Certify a calibration in a CALIBRATION collection for ``[begin_mjd, end_mjd)`` (MJD, days).
+
+        Certifying it again in the same collection changes its range (audited). Reviewers
+        of the calibration (owner, project reviewers, administrators) may; default range
+        when both ends are omitted: :data:`~musewise.vocabulary.DEFAULT_VALIDITY_DAYS` of its category.
+        """
+        return calibrations.certify(self, dataset_id, collection, begin_mjd, end_mjd, comment)
+
+    def decertify(self, dataset_id: int, collection: str, comment: str) -> None:
+        """Withdraw a calibration's certification in ``collection`` (audited; ``comment`` says why)."""
+        calibrations.decertify(self, dataset_id, collection, comment)
+
+    def certifications(self, *, category: str | None = None, collection: str | None = None,
+                       dataset_id: int | None = None, ifu: int | None = None, mjd_from: float | None = None,
+                       mjd_to: float | None = None, limit: int = 5000) -> list[CertificationRecord]:
+        """Certified ranges (for a timeline), of visible calibrations; filters optional (MJD in days)."""
+        return calibrations.list_certifications(self, category=category, collection=collection,
+                                                dataset_id=dataset_id, ifu=ifu, mjd_from=mjd_from,
+                                                mjd_to=mjd_to, limit=limit)
 
     # ------------------------------------------------------------------ maintenance
     def fsck(self, verify_checksums: bool = False) -> dict:
@@ -703,29 +768,7 @@ class Archive:
             ``temporaries``: unfinished copies; ``missing``: rows whose file is gone;
             ``corrupt``: files whose checksum no longer matches (with ``verify_checksums``).
         """
-        with self.session() as s:
-            rows = dict(s.execute(select(StoredFile.path, StoredFile.sha256)).all())
-        on_disk = set(self.datastore.walk())
-        report = {
-            "orphans": sorted(on_disk - set(rows)),
-            "temporaries": sorted(self.datastore.temporaries()),
-            "missing": sorted(set(rows) - on_disk),
-            "corrupt": [],
-        }
-        if verify_checksums:
-            for p, sha in rows.items():
-                if p in on_disk:
-                    try:
-                        self.datastore.verify(p, sha)
-                    except MusewiseError:
-                        report["corrupt"].append(p)
-        return report
-
-
-def _crash_point(name: str) -> None:
-    # Lets the kill-safety tests stop a real ingest at a chosen instant.
-    if os.environ.get("MUSEWISE_TEST_CRASH_AT") == name:
-        os.kill(os.getpid(), 9)
+        return storage.fsck(self, verify_checksums)
 
 
 __all__ = ["Archive", "IngestResult", "IngestReport", "Transaction"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
 from ..exceptions import ConfigurationError
@@ -51,18 +51,35 @@ def make_engine(url: str) -> Engine:
     raise ConfigurationError(f"unsupported database {backend!r}: use sqlite or postgresql")
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the registry schema to the newest Alembic revision (creating it if empty)."""
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the registry schema to an Alembic revision (default the newest), creating it if empty.
+
+    On SQLite, foreign keys are switched off while migrating: a migration that rebuilds a
+    table (SQLite cannot drop a constraint in place) would otherwise cascade the drop of
+    the old table into every table referring to it.
+    """
     from alembic import command
     from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
 
     here = Path(__file__).parent / "migrations"
     cfg = Config()
     cfg.set_main_option("script_location", str(here))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-
-
-def has_schema(engine: Engine) -> bool:
-    return inspect(engine).has_table("datasets")
+    target = ScriptDirectory.from_config(cfg).get_current_head() if revision == "head" else revision
+    with engine.connect() as conn:
+        if MigrationContext.configure(conn).get_current_revision() == target:
+            return  # the common case: nothing to do, and no lock taken
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as conn:
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()  # ends SQLAlchemy's autobegun transaction; pysqlite sent no BEGIN for a PRAGMA
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()

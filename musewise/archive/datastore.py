@@ -68,8 +68,8 @@ class Datastore:
     def exists(self, relpath: str) -> bool:
         return self.fs.exists(self._abs(relpath))
 
-    def put(self, source, relpath: str) -> "PendingFile":
-        """Copy a local file into the store under a temporary name, checksumming it.
+    def put(self, source, relpath: str, *, move: bool = False) -> "PendingFile":
+        """Copy (or move) a local file into the store under a temporary name, checksumming it.
 
         The file becomes visible at ``relpath`` only when :meth:`PendingFile.commit`
         is called (the archive does so inside its transaction).
@@ -80,15 +80,27 @@ class Datastore:
             Local file to copy.
         relpath : str
             Final location relative to the store root.
+        move : bool
+            Move the file instead of copying it when the store is a local folder on the
+            same filesystem (no second copy on disk); it is put back where it was if the
+            transaction is undone. Elsewhere the file is copied.
 
         Returns
         -------
         PendingFile
-            With ``sha256`` and ``size`` (bytes) of what was copied.
+            With ``sha256`` and ``size`` (bytes) of what was stored.
         """
         final = self._abs(relpath)
         tmp = f"{final}{TMP_MARK}{uuid.uuid4().hex}"
         self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        if move and self.is_local:
+            sha, size = sha256_file(source)
+            try:
+                os.rename(source, tmp)
+            except OSError:
+                pass  # another filesystem: copy below
+            else:
+                return PendingFile(self, relpath, tmp, sha, size, moved_from=str(source))
         h = hashlib.sha256()
         size = 0
         buf = bytearray(CHUNK)
@@ -175,9 +187,12 @@ class Datastore:
 class PendingFile:
     """A file copied into the store but not yet visible under its final name."""
 
-    def __init__(self, store: Datastore, relpath: str, tmp: str, sha256: str, size: int):
+    def __init__(self, store: Datastore, relpath: str, tmp: str, sha256: str, size: int,
+                 moved_from: str | None = None):
         self.store, self.relpath, self.tmp = store, relpath, tmp
         self.sha256, self.size = sha256, size
+        #: Where a moved file came from (it goes back there if the write is undone).
+        self.moved_from = moved_from
         self.committed = False
         self.adopted = False
 
@@ -204,13 +219,19 @@ class PendingFile:
         self.committed = True
 
     def discard(self) -> None:
-        """Remove the temporary copy."""
+        """Remove the temporary copy (a moved file goes back where it came from)."""
+        if self.moved_from is not None and os.path.exists(self.tmp):
+            os.rename(self.tmp, self.moved_from)
+            return
         self.store._discard(self.tmp)
 
     def undo(self) -> None:
-        """Remove whatever this write left behind (temporary or final file)."""
+        """Remove whatever this write left behind (temporary or final file); a moved file goes back."""
         if self.committed and not self.adopted:
-            self.store.remove(self.relpath)
+            if self.moved_from is not None:
+                os.rename(self.store._abs(self.relpath), self.moved_from)
+            else:
+                self.store.remove(self.relpath)
         else:
             self.discard()
 

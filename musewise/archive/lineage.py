@@ -3,79 +3,39 @@
 *The reduction history is the product*: every product row points to the run
 that made it, every run lists its inputs with the set-of-frames tag and the
 reason each was chosen, and the executed notebook of the run is itself an
-archived dataset.
+archived dataset. The whole history of a product, as a graph, is built by
+:mod:`musewise.archive.provenance`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from .. import __version__
-from ..exceptions import NotFoundError, PermissionDeniedError
+from ..exceptions import NotFoundError, PermissionDeniedError, ReferenceInputError, RunStateError
 from ..ingest import FrameInfo, inspect_file
-from ..vocabulary import DatasetKind, Privilege, RunStatus, kind_of_category
+from ..vocabulary import (
+    CollectionType,
+    DatasetKind,
+    Privilege,
+    RunStatus,
+    kind_of_category,
+    reference_calibrations,
+    reference_chain,
+    run_collection,
+    user_calibrations,
+    user_chain,
+)
+from .calibrations import certify_row, default_range
+from .collections import chain_prepend, ensure_collection
 from .privileges import visible_runs
 from .records import DatasetRecord, RunInputRecord, RunRecord
-from .schema import Dataset, Project, Run, RunInput, User, utcnow
-
-
-@dataclass
-class ProvenanceNode:
-    """One dataset in a provenance tree, with the run that made it and that run's inputs.
-
-    ``dataset`` is None when the dataset exists but the user may not see it.
-    """
-
-    dataset_id: int
-    dataset: DatasetRecord | None
-    tag: str = ""
-    reason: str = ""
-    run: RunRecord | None = None
-    inputs: list["ProvenanceNode"] = field(default_factory=list)
-
-    def walk(self):
-        """Yield this node and every node below it, depth first."""
-        yield self
-        for child in self.inputs:
-            yield from child.walk()
-
-    def label(self) -> str:
-        d = self.dataset
-        if d is None:
-            return f"#{self.dataset_id} (not visible to you)"
-        ifu = f" IFU {d.ifu:02d}" if d.ifu else ""
-        valid = "" if d.is_valid else "  [INVALID]"
-        return f"#{d.id} {d.category}{ifu} {d.night or ''} {d.filename}{valid}"
-
-    def to_text(self, indent: str = "") -> str:
-        """The tree as indented text, one dataset a line, with the recipe and parameters of each run."""
-        head = f"{self.tag + ': ' if self.tag else ''}{self.label()}"
-        lines = [indent + head]
-        if self.run is not None:
-            params = ", ".join(f"{k}={v}" for k, v in sorted(self.run.parameters.items()))
-            lines.append(f"{indent}  <- run {self.run.id} {self.run.recipe}"
-                         f" [{self.run.status}, {self.run.pipeline_version or 'n/a'}]"
-                         + (f" ({params})" if params else ""))
-        for child in self.inputs:
-            lines.append(child.to_text(indent + "     "))
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict:
-        return {
-            "dataset_id": self.dataset_id,
-            "dataset": self.dataset.as_dict() if self.dataset else None,
-            "tag": self.tag, "reason": self.reason,
-            "run": self.run.as_dict() if self.run else None,
-            "inputs": [c.to_dict() for c in self.inputs],
-        }
-
-    def __str__(self):
-        return self.to_text()
+from .schema import Collection, CollectionChain, Dataset, Project, Run, RunInput, User, utcnow
 
 
 def _run_record(s, run: Run, output_ids=()) -> RunRecord:
@@ -88,6 +48,8 @@ def _run_record(s, run: Run, output_ids=()) -> RunRecord:
         ended=run.ended, error=run.error, details=dict(run.details or {}),
         inputs=tuple(RunInputRecord(i.dataset_id, i.tag, i.reason) for i in run.inputs),
         output_ids=tuple(output_ids),
+        collection=s.get(Collection, run.collection_id).name if run.collection_id else "",
+        is_reference=bool(run.is_reference), collections=tuple(run.collections or ()),
     )
 
 
@@ -95,26 +57,63 @@ def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d, default=str))
 
 
+def _reference_rights(arch, s, user, proj) -> None:
+    # Only members of a project (or administrators) write its reference reduction.
+    if user.is_admin:
+        return
+    if proj.id not in arch.roles(s, user):
+        raise PermissionDeniedError(f"user {user.name!r} is not a member of project {proj.name!r} and may not "
+                                    f"add to its reference reduction")
+
+
+def _allowed_for_reference(s, proj, ds) -> bool:
+    # Raw frames, static tables and the project's own reference runs.
+    from .collections import INSTRUMENT_COLLECTIONS
+
+    coll = ds.collection
+    if coll.name in INSTRUMENT_COLLECTIONS:
+        return True
+    chain = s.scalar(select(Collection).where(Collection.name == reference_chain(proj.name)))
+    if chain is None:
+        return False
+    return s.get(CollectionChain, (chain.id, coll.id)) is not None
+
+
 def begin_run(arch, recipe, parameters, *, night, ifu, mode, inputs, pipeline_version, privilege,
-              project, details) -> int:
+              project, details, reference, collections) -> int:
     privilege = Privilege(int(privilege))
     with arch.transaction() as tx:
         s = tx.session
-        user = arch._user(s)
-        proj = arch._project(s, project)
+        user = arch.acting_user(s)
+        proj = arch.project_row(s, project)
+        if reference:
+            _reference_rights(arch, s, user, proj)
+        rows, seen = [], set()
+        for did, tag, reason in inputs:
+            ds = arch.load(s, did)  # an input must exist and be visible to the user
+            if int(did) in seen:
+                continue
+            seen.add(int(did))
+            if reference and not _allowed_for_reference(s, proj, ds):
+                raise ReferenceInputError(
+                    f"{recipe}: input #{ds.id} ({ds.category}, collection {ds.collection.name}) is not part of "
+                    f"the reference reduction of project {proj.name!r}: a reference run (commit=True) reads only "
+                    f"{reference_chain(proj.name)}, raw frames and static data")
+            rows.append((int(did), tag, reason))
         run = Run(recipe=recipe, parameters=_jsonable(parameters or {}), night=night, ifu=ifu, mode=mode,
                   status=RunStatus.RUNNING.value, pipeline_version=pipeline_version,
                   musewise_version=__version__, user_id=user.id, project_id=proj.id,
-                  privilege=int(privilege), details=_jsonable(details or {}))
+                  privilege=int(privilege), details=_jsonable(details or {}), is_reference=bool(reference),
+                  collections=list(collections or []))
         s.add(run)
         s.flush()
-        seen = set()
-        for did, tag, reason in inputs:
-            arch._load(s, did)  # an input must exist and be visible to the user
-            if (int(did)) in seen:
-                continue
-            seen.add(int(did))
-            s.add(RunInput(run_id=run.id, dataset_id=int(did), tag=tag, reason=reason or ""))
+        name = run_collection(run.id, project=proj.name) if reference else run_collection(run.id, user=user.name)
+        coll = ensure_collection(s, name, CollectionType.RUN, owner_id=None if reference else user.id,
+                                 project_id=proj.id if reference else None,
+                                 description=f"run {run.id} {recipe}")
+        run.collection_id = coll.id
+        for did, tag, reason in rows:
+            s.add(RunInput(run_id=run.id, dataset_id=did, tag=tag, reason=reason or ""))
         return run.id
 
 
@@ -122,11 +121,11 @@ def _own_run(arch, s, run_id) -> Run:
     run = s.get(Run, int(run_id))
     if run is None:
         raise NotFoundError(f"no run {run_id}")
-    user = arch._user(s)
+    user = arch.acting_user(s)
     if run.user_id != user.id and not user.is_admin:
         raise PermissionDeniedError(f"run {run_id} belongs to {run.user.name!r}, not {user.name!r}")
     if run.status != RunStatus.RUNNING.value:
-        raise ValueError(f"run {run_id} already ended ({run.status})")
+        raise RunStateError(f"run {run_id} already ended ({run.status})")
     return run
 
 
@@ -137,19 +136,42 @@ def _notebook_info(run: Run, path: Path) -> FrameInfo:
                      header={"recipe": run.recipe, "run_id": run.id})
 
 
+def _store(arch, tx, run: Run, path: Path, info: FrameInfo, move: bool = False) -> Dataset:
+    stored, _fresh = arch.store_file(tx, path, info, run_id=run.id, move=move)
+    return arch.add_dataset(tx.session, stored, info, owner=run.user, project_id=run.project_id,
+                            privilege=run.privilege, collection=tx.session.get(Collection, run.collection_id),
+                            run_id=run.id)
+
+
 def _store_notebook(arch, tx, run: Run, notebook) -> None:
     if notebook is None:
         return
     path = Path(notebook)
-    privilege, project = Privilege(run.privilege), None
-    ds, created = arch._add_file(tx, path, _notebook_info(run, path), privilege=privilege, project=project,
-                                 run_id=run.id, owner=run.user)
-    if created:
-        ds.project_id = run.project_id
-    run.notebook_id = ds.id
+    run.notebook_id = _store(arch, tx, run, path, _notebook_info(run, path)).id
 
 
-def finish_run(arch, run_id, outputs, *, notebook, details) -> list[DatasetRecord]:
+def _chain_run(arch, s, run: Run, made: list[Dataset]) -> None:
+    # A finished run joins its chain (searched first), and its calibrations are certified.
+    proj = s.get(Project, run.project_id)
+    user = run.user
+    if run.is_reference:
+        chain = ensure_collection(s, reference_chain(proj.name), CollectionType.CHAINED, project_id=proj.id,
+                                  description=f"reference reduction of project {proj.name}")
+        calib = ensure_collection(s, reference_calibrations(proj.name), CollectionType.CALIBRATION,
+                                  project_id=proj.id, description=f"certified calibrations of {proj.name}")
+    else:
+        chain = ensure_collection(s, user_chain(user.name), CollectionType.CHAINED, owner_id=user.id,
+                                  description=f"personal trials of {user.name}")
+        calib = ensure_collection(s, user_calibrations(user.name), CollectionType.CALIBRATION, owner_id=user.id,
+                                  description=f"calibrations of {user.name}'s trials")
+    chain_prepend(s, chain, s.get(Collection, run.collection_id))
+    for ds in made:
+        if ds.kind == DatasetKind.CALIBRATION.value:
+            begin, end = default_range(arch.config, ds)
+            certify_row(s, calib, ds, begin, end, user, f"made by run {run.id}; default range of {ds.category}")
+
+
+def finish_run(arch, run_id, outputs, *, notebook, details, move=False) -> list[DatasetRecord]:
     # Inspect every output before opening the transaction: a bad file refuses the whole run.
     infos = []
     for out in outputs:
@@ -158,6 +180,14 @@ def finish_run(arch, run_id, outputs, *, notebook, details) -> list[DatasetRecor
         if category and category != info.category:
             info = dataclasses.replace(info, category=category, kind=kind_of_category(category))
         infos.append((Path(path), info))
+    try:
+        return _finish(arch, run_id, infos, notebook, details, move)
+    except SAIntegrityError:
+        # Two runs stored identical new bytes at the same instant: the retry finds them stored.
+        return _finish(arch, run_id, infos, notebook, details, move)
+
+
+def _finish(arch, run_id, infos, notebook, details, move) -> list[DatasetRecord]:
     with arch.transaction() as tx:
         s = tx.session
         run = _own_run(arch, s, run_id)
@@ -169,16 +199,15 @@ def finish_run(arch, run_id, outputs, *, notebook, details) -> list[DatasetRecor
                 info = dataclasses.replace(info, mode=run.mode)
             if info.kind == DatasetKind.RAW:
                 info = dataclasses.replace(info, kind=DatasetKind.AUXILIARY)
-            ds, created = arch._add_file(tx, path, info, privilege=Privilege(run.privilege), project=None,
-                                         run_id=run.id, owner=run.user)
-            if created:
-                ds.project_id = run.project_id
-                made.append(ds.id)
+            made.append(_store(arch, tx, run, path, info, move))
         _store_notebook(arch, tx, run, notebook)
+        _chain_run(arch, s, run, made)
         run.status, run.ended = RunStatus.SUCCEEDED.value, utcnow()
         if details:
             run.details = _jsonable({**(run.details or {}), **details})
-    return [arch.get(i) for i in made]
+        ids = [d.id for d in made]
+    got = arch.get_many(ids)
+    return [got[i] for i in ids if i in got]
 
 
 def fail_run(arch, run_id, error, *, notebook, details) -> None:
@@ -192,16 +221,17 @@ def fail_run(arch, run_id, error, *, notebook, details) -> None:
 
 def get_run(arch, run_id) -> RunRecord:
     with arch.session() as s:
-        run = s.scalar(select(Run).where(Run.id == int(run_id), visible_runs(arch._user(s))))
+        run = s.scalar(select(Run).where(Run.id == int(run_id), visible_runs(arch.acting_user(s))))
         if run is None:
             raise NotFoundError(f"no run {run_id} visible to user {arch.user_name!r}")
-        outs = s.scalars(select(Dataset.id).where(Dataset.run_id == run.id, Dataset.kind != DatasetKind.NOTEBOOK.value))
+        outs = s.scalars(select(Dataset.id).where(Dataset.run_id == run.id, arch.visible(s),
+                                                  Dataset.kind != DatasetKind.NOTEBOOK.value).order_by(Dataset.id))
         return _run_record(s, run, list(outs))
 
 
 def list_runs(arch, *, recipe=None, night=None, ifu=None, status=None, limit=None) -> list[RunRecord]:
     with arch.session() as s:
-        q = select(Run).where(visible_runs(arch._user(s)))
+        q = select(Run).where(visible_runs(arch.acting_user(s)))
         for col, val in ((Run.recipe, recipe), (Run.night, night), (Run.ifu, ifu), (Run.status, status)):
             if val is not None:
                 q = q.where(col == getattr(val, "value", val))
@@ -211,31 +241,10 @@ def list_runs(arch, *, recipe=None, night=None, ifu=None, status=None, limit=Non
         return [_run_record(s, r) for r in s.scalars(q)]
 
 
-def provenance(arch, dataset_id, max_depth: int = 25) -> ProvenanceNode:
-    with arch.session() as s:
-        user = arch._user(s)
-        vis = arch._visible(s)
-        arch._load(s, dataset_id)
-
-        def node(did, tag="", reason="", depth=0):
-            ds = s.scalar(select(Dataset).where(Dataset.id == did, vis))
-            n = ProvenanceNode(did, arch._record(s, ds) if ds is not None else None, tag, reason)
-            if ds is None or ds.run_id is None or depth >= max_depth:
-                return n
-            run = s.scalar(select(Run).where(Run.id == ds.run_id, visible_runs(user)))
-            if run is None:
-                return n
-            n.run = _run_record(s, run)
-            n.inputs = [node(i.dataset_id, i.tag, i.reason, depth + 1) for i in run.inputs]
-            return n
-
-        return node(int(dataset_id))
-
-
 def dependents(arch, dataset_id, recursive=True) -> list[DatasetRecord]:
     with arch.session() as s:
-        arch._load(s, dataset_id)
-        vis = arch._visible(s)
+        arch.load(s, dataset_id)
+        vis = arch.visible(s)
         found, frontier = {}, [int(dataset_id)]
         while frontier:
             runs = select(RunInput.run_id).where(RunInput.dataset_id.in_(frontier))
@@ -243,10 +252,10 @@ def dependents(arch, dataset_id, recursive=True) -> list[DatasetRecord]:
                                                    Dataset.kind != DatasetKind.NOTEBOOK.value))
             frontier = [d.id for d in rows if d.id not in found]
             for d in s.scalars(select(Dataset).where(Dataset.id.in_(frontier))):
-                found[d.id] = arch._record(s, d)
+                found[d.id] = arch.record(s, d)
             if not recursive:
                 break
         return sorted(found.values(), key=lambda r: r.id)
 
 
-__all__ = ["ProvenanceNode", "User"]
+__all__ = ["User"]

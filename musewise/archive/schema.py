@@ -69,8 +69,84 @@ class Membership(Base):
     role: Mapped[str] = mapped_column(String(16), default="member")
 
 
+class Collection(Base):
+    """A named set of datasets (see :class:`musewise.vocabulary.CollectionType`).
+
+    RUN collections hold the datasets one run (or one ingest stream) wrote;
+    CHAINED collections are search paths over others (:class:`CollectionChain`);
+    CALIBRATION collections certify calibrations for time ranges (:class:`Certification`).
+    """
+
+    __tablename__ = "collections"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    type: Mapped[str] = mapped_column(String(16), nullable=False)  # CollectionType
+    #: The user a personal collection belongs to (None: the project's or the instrument's).
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    #: The project whose reference reduction this collection is part of.
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class CollectionChain(Base):
+    """One member of a CHAINED collection; members are searched highest ``position`` first."""
+
+    __tablename__ = "collection_chains"
+    parent_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True)
+    child_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __table_args__ = (Index("ix_collection_chains_child", "child_id"),)
+
+
+class Certification(Base):
+    """A calibration certified in a CALIBRATION collection for ``[begin_mjd, end_mjd)`` (MJD, days).
+
+    ``begin_mjd``/``end_mjd`` None: open at that end. ``category``, ``ifu`` and ``mode``
+    repeat the dataset's so that a lookup is one index range scan.
+    """
+
+    __tablename__ = "certifications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), nullable=False)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False)
+    category: Mapped[str] = mapped_column(String(32), nullable=False)
+    ifu: Mapped[int | None] = mapped_column(Integer)
+    mode: Mapped[str | None] = mapped_column(String(16))
+    begin_mjd: Mapped[float | None] = mapped_column(Float)
+    end_mjd: Mapped[float | None] = mapped_column(Float)
+    certified_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    certified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        UniqueConstraint("collection_id", "dataset_id", name="uq_certification_collection_dataset"),
+        Index("ix_certifications_lookup", "category", "ifu", "begin_mjd"),
+        Index("ix_certifications_dataset", "dataset_id"),
+    )
+
+
+class CertificationEvent(Base):
+    """Audit trail of certifications: who certified, changed or withdrew a validity range, when, why."""
+
+    __tablename__ = "certification_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    #: ``certify``, ``change`` or ``decertify``.
+    action: Mapped[str] = mapped_column(String(16))
+    begin_before: Mapped[float | None] = mapped_column(Float)
+    end_before: Mapped[float | None] = mapped_column(Float)
+    begin_after: Mapped[float | None] = mapped_column(Float)
+    end_after: Mapped[float | None] = mapped_column(Float)
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+
 class StoredFile(Base):
-    """A file in the datastore: content-addressed by its sha256, written once."""
+    """A file in the datastore, written once; several datasets may share it."""
 
     __tablename__ = "files"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -107,18 +183,33 @@ class Dataset(Base):
     privilege: Mapped[int] = mapped_column(Integer, nullable=False, default=3)
     #: The run that produced this dataset (NULL for raw frames and static calibrations).
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    #: The RUN collection the dataset was written to (part of its data ID).
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id"), nullable=False)
+    #: The exposure a per-exposure frame or product belongs to (its DATE-OBS, ISO seconds).
+    exposure: Mapped[str | None] = mapped_column(String(32))
+    #: The verdict on the dataset as a whole (per-IFU verdicts are in :class:`DatasetIfu`).
+    is_valid: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
+    flag: Mapped[str] = mapped_column(String(16), default="unchecked", nullable=False)  # QualityFlag
+    comment: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    validity_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    validity_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: Set while an input this dataset was made from (directly or not) is invalid: the
+    #: ID of that invalid dataset. An affected dataset is never selected nor released.
+    affected_by: Mapped[int | None] = mapped_column(Integer)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     file: Mapped[StoredFile] = relationship(lazy="joined")
     owner: Mapped[User] = relationship(foreign_keys=[owner_id], lazy="joined")
     project: Mapped[Project | None] = relationship(lazy="joined")
+    collection: Mapped[Collection] = relationship(lazy="joined")
     ifus: Mapped[list["DatasetIfu"]] = relationship(
         back_populates="dataset", cascade="all, delete-orphan", lazy="selectin",
         order_by="DatasetIfu.ifu",
     )
 
     __table_args__ = (
-        UniqueConstraint("file_id", "category", name="uq_dataset_file_category"),
+        Index("ix_datasets_file", "file_id"),
+        Index("ix_datasets_collection", "collection_id", "category"),
         Index("ix_datasets_select", "category", "mode", "mjd_obs"),
         Index("ix_datasets_night", "night", "category"),
         Index("ix_datasets_run", "run_id"),
@@ -144,12 +235,16 @@ class DatasetIfu(Base):
 
 
 class ValidityEvent(Base):
-    """Audit trail of every change of ``is_valid`` / quality flag: who, when, why, before/after."""
+    """Audit trail of every change of ``is_valid`` / quality flag: who, when, why, before/after.
+
+    ``ifu`` None: the verdict on the dataset as a whole. ``flag_after`` ``affected``: the
+    dataset was marked affected by an invalidated input (``comment`` names it).
+    """
 
     __tablename__ = "validity_events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
-    ifu: Mapped[int] = mapped_column(Integer)
+    ifu: Mapped[int | None] = mapped_column(Integer)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     valid_before: Mapped[bool] = mapped_column(Boolean)
@@ -182,6 +277,13 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     #: Free-form extra record: esorex command, host, calibration choices...
     details: Mapped[dict] = mapped_column(JSON, default=dict)
+    #: The RUN collection the run writes its products to.
+    collection_id: Mapped[int | None] = mapped_column(ForeignKey("collections.id"))
+    #: True for a run of the reference reduction (``commit=True``): it reads only the
+    #: reference chain, raw and static data, and its products join the reference chain.
+    is_reference: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    #: The collection search path the run's inputs were chosen from.
+    collections: Mapped[list | None] = mapped_column(JSON)
     user: Mapped[User] = relationship(lazy="joined")
     inputs: Mapped[list["RunInput"]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", back_populates="run"

@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..exceptions import MusewiseError
+from ..exceptions import ReleaseFrozenError
 from .schema import Base, utcnow
 
 #: Messages of the database triggers and ORM guards that keep releases frozen.
@@ -172,9 +172,6 @@ class ObsCoreRecord(Base):
 
     __table_args__ = (UniqueConstraint("release_id", "dataset_id", name="uq_obscore_release_dataset"),)
 
-
-class ReleaseFrozenError(MusewiseError, PermissionError):
-    """An attempt to change or delete a frozen data release."""
 
 
 def _refuse_change(mapper, connection, target):

@@ -20,7 +20,8 @@ Public API::
 Settings: :class:`DpuConfig` (site default parameters, optional steps, engine).
 """
 
-from .api import ReductionFailed, prepare, run, validate_parameters
+from ..exceptions import ReductionFailed
+from .api import prepare, run, validate_parameters
 from .config import DpuConfig
 from .planner import Plan, PlannedRun, demo_cascade, make, plan, provenance_tree
 from .runner import RunOutcome

@@ -5,31 +5,12 @@ from __future__ import annotations
 import functools
 import time
 
-from ..exceptions import ParameterError, RecipeError
+from ..exceptions import InvalidArgumentError, ParameterError, ReductionFailed
 from ..vocabulary import Privilege
 from .config import DpuConfig
 from .runner import RunOutcome, archive_settings, execute_run
 from .selection import RunSpec, select_runs
 from .steps import get_step
-
-
-class ReductionFailed(RecipeError):
-    """One or more runs of a reduction failed; each is recorded as failed in the archive.
-
-    Attributes
-    ----------
-    outcomes : list of RunOutcome
-        All runs of the call, failed and succeeded.
-    """
-
-    def __init__(self, recipe, outcomes: list[RunOutcome]):
-        self.outcomes = outcomes
-        bad = [o for o in outcomes if not o.ok]
-        first = bad[0]
-        msg = (f"{len(bad)} of {len(outcomes)} run(s) failed: "
-               + ", ".join(f"run {o.run_id} ({o.label})" for o in bad)
-               + f"; first error: {first.error.splitlines()[0] if first.error else '?'}")
-        super().__init__(recipe, msg, ifu=first.ifu)
 
 
 def open_default_archive(archive=None):
@@ -61,8 +42,11 @@ def validate_parameters(step_name: str, p: dict | None, dcfg: DpuConfig) -> dict
 
 
 def prepare(recipe: str, date: str, ifu=None, *, commit: bool = False, p: dict | None = None,
-            archive=None, mode: str | None = None) -> list[RunSpec]:
+            archive=None, mode: str | None = None, collections=None) -> list[RunSpec]:
     """Validate parameters and choose inputs: the runs :func:`run` would execute.
+
+    ``commit=True`` prepares runs of the project's reference reduction: inputs come
+    from its reference path only (``collections`` is then refused).
 
     Raises
     ------
@@ -74,9 +58,13 @@ def prepare(recipe: str, date: str, ifu=None, *, commit: bool = False, p: dict |
     step = get_step(recipe)
     params = validate_parameters(step.name, p, dcfg)
     ifus = None if ifu is None else ([ifu] if isinstance(ifu, int) else list(ifu))
-    privilege = Privilege.PROJECT if commit else Privilege.PRIVATE
+    if commit and collections is not None:
+        raise ParameterError(step.recipe, "a reference run (commit=True) reads the project's reference path; "
+                                          "collections=... is for personal trials")
+    privilege = Privilege(arch.config.reference_privilege) if commit else Privilege.PRIVATE
     return select_runs(arch, step, str(date), ifus=ifus, mode=mode, params=params,
-                       privilege=int(privilege), project=arch.config.project)
+                       privilege=int(privilege), project=arch.config.project, reference=bool(commit),
+                       collections=collections)
 
 
 def execute(specs: list[RunSpec], archive, *, engine: str | None = None, progress: bool = True,
@@ -90,19 +78,19 @@ def execute(specs: list[RunSpec], archive, *, engine: str | None = None, progres
     if name == "auto":
         name = "dask" if len(specs) > 1 else "local"
     settings = archive_settings(arch.config, arch.user_name)
-    dpu_settings = {k: getattr(dcfg, k) for k in ("kernel_name", "templates_dir", "keep_workdirs",
-                                                   "run_timeout")}
+    dpu_settings = {k: getattr(dcfg, k) for k in ("templates_dir", "keep_workdirs", "run_timeout")}
     if name == "local":
         func = functools.partial(execute_run, settings=settings, dpu_settings=dpu_settings, arch=arch)
     else:
         func = functools.partial(execute_run, settings=settings, dpu_settings=dpu_settings)
     eng = get_engine(name, arch.config, dcfg)
-    return eng.map(func, specs, progress=progress, desc=desc or (specs[0].step if specs else "run"))
+    heavy = [s.recipe in dcfg.heavy_recipes for s in specs]
+    return eng.map(func, specs, progress=progress, desc=desc or (specs[0].step if specs else "run"), heavy=heavy)
 
 
 def run(recipe: str, date: str | None = None, ifu=None, commit: bool = False, p: dict | None = None,
         archive=None, dry_run: bool = False, *, mode: str | None = None, engine: str | None = None,
-        progress: bool = True, raise_on_failure: bool = True):
+        progress: bool = True, raise_on_failure: bool = True, collections=None):
     """Reduce one step of a night, every IFU in parallel, recorded with full lineage.
 
     Inputs are the night's raw frames of the step's type (or, for ``scipost`` and
@@ -122,8 +110,11 @@ def run(recipe: str, date: str | None = None, ifu=None, commit: bool = False, p:
     ifu : int or list of int, optional
         IFUs to reduce (1-24); default: all present in the night's raw frames.
     commit : bool
-        False: products are private to you (a trial). True: published to the
-        configured project (``Privilege.PROJECT``), the consortium's reference reduction.
+        False: a personal trial, private to you, in your own collections (``u/<you>``),
+        read from your search path (your trials first, then the reference reduction).
+        True: a run of the project's reference reduction, which everyone shares: it
+        reads only the reference chain, raw and static data, and its products (visible
+        to every consortium member) join the reference chain.
     p : dict, optional
         Recipe parameters, e.g. ``{'crsigma': 20}`` (site defaults from
         ``DpuConfig.default_parameters`` apply to the others).
@@ -135,6 +126,8 @@ def run(recipe: str, date: str | None = None, ifu=None, commit: bool = False, p:
         Instrument mode; default that of the night's science frames.
     engine : str, optional
         ``local``, ``dask`` or ``auto`` (default ``DpuConfig.engine``).
+    collections : list of str, optional
+        Search path of a personal trial (default: the archive's :meth:`~Archive.search_path`).
     raise_on_failure : bool
         Raise :class:`ReductionFailed` after all runs ended if one failed.
 
@@ -158,9 +151,9 @@ def run(recipe: str, date: str | None = None, ifu=None, commit: bool = False, p:
     >>> dpu.run('scipost', date='2026-11-20', commit=True, p={'crsigma': 20})  # doctest: +SKIP
     """
     if date is None:
-        raise ValueError("say which night to reduce: date='YYYY-MM-DD'")
+        raise InvalidArgumentError("say which night to reduce: date='YYYY-MM-DD'")
     arch = open_default_archive(archive)
-    specs = prepare(recipe, date, ifu, commit=commit, p=p, archive=arch, mode=mode)
+    specs = prepare(recipe, date, ifu, commit=commit, p=p, archive=arch, mode=mode, collections=collections)
     if dry_run:
         for s in specs:
             print(s.describe())
@@ -176,4 +169,5 @@ def run(recipe: str, date: str | None = None, ifu=None, commit: bool = False, p:
     return outcomes
 
 
+# ReductionFailed is imported from here by the planner; it lives in musewise.exceptions.
 __all__ = ["ReductionFailed", "execute", "prepare", "run", "validate_parameters"]

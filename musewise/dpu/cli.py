@@ -61,7 +61,7 @@ def _archive(args):
 def handle_run(args) -> int:
     """Handler of ``musewise run``; returns the exit status."""
     from . import run
-    from .api import ReductionFailed
+    from ..exceptions import ReductionFailed
 
     arch = _archive(args)
     try:
@@ -79,7 +79,7 @@ def handle_run(args) -> int:
 
 def handle_make(args) -> int:
     """Handler of ``musewise make``."""
-    from .api import ReductionFailed
+    from ..exceptions import ReductionFailed
     from .planner import make
 
     arch = _archive(args)

@@ -68,10 +68,6 @@ class DpuConfig(Configurable):
         1, help="Number of batch jobs a dask-jobqueue cluster is scaled to."
     ).tag(config=True)
 
-    kernel_name = Unicode(
-        "python3", help="Jupyter kernel that executes the reduction notebooks."
-    ).tag(config=True)
-
     templates_dir = Unicode(
         "",
         help="Folder of the reduction notebook templates (muse_bias.ipynb...). Empty: the "
@@ -79,9 +75,21 @@ class DpuConfig(Configurable):
     ).tag(config=True)
 
     keep_workdirs = Bool(
-        True,
+        False,
         help="Keep each run's working directory under scratch after its products are "
-        "archived (they are copies; removing saves space).",
+        "archived (they are copies). A failed run's directory is always kept, for "
+        "looking into; its notebook and error are in the archive too.",
+    ).tag(config=True)
+
+    heavy_recipes = List(
+        Unicode(), ["muse_scipost", "muse_exp_combine", "muse_twilight"],
+        help="Recipes whose runs hold all IFUs of one or more exposures in memory (about 12 GB "
+             "for 24 IFUs of one exposure). At most heavy_concurrency of them run at once on "
+             "the whole cluster, whatever its number of workers.",
+    ).tag(config=True)
+
+    heavy_concurrency = Int(
+        1, help="How many runs of heavy_recipes may run at the same time across the cluster.",
     ).tag(config=True)
 
     run_timeout = Int(

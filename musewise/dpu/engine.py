@@ -34,7 +34,8 @@ class Engine:
 
     name = "base"
 
-    def map(self, func: Callable, items: Sequence, *, progress: bool = True, desc: str = "") -> list:
+    def map(self, func: Callable, items: Sequence, *, progress: bool = True, desc: str = "",
+            heavy: Sequence[bool] | None = None) -> list:
         """Apply ``func`` to each item and return the results in order."""
         raise NotImplementedError
 
@@ -44,9 +45,10 @@ class LocalEngine(Engine):
 
     name = "local"
 
-    def map(self, func, items, *, progress=True, desc=""):
+    def map(self, func, items, *, progress=True, desc="", heavy=None):
         from tqdm.auto import tqdm
 
+        # one at a time already: heavy runs need no extra limit here
         return [func(i) for i in tqdm(items, desc=desc, disable=not progress)]
 
 
@@ -59,13 +61,16 @@ class DaskEngine(Engine):
         self.config = config
         self.dpu_config = dpu_config
 
-    def map(self, func, items, *, progress=True, desc=""):
+    def map(self, func, items, *, progress=True, desc="", heavy=None):
         from distributed import as_completed
         from tqdm.auto import tqdm
 
         client = get_client(self.config, self.dpu_config)
-        futures = [client.submit(func, item, pure=False, key=f"{desc or 'run'}-{i}-{id(item)}")
-                   for i, item in enumerate(items)]
+        heavy = list(heavy) if heavy is not None else [False] * len(items)
+        limit = int(getattr(self.dpu_config, "heavy_concurrency", 1) or 1)
+        futures = [client.submit(_under_lease if h else func, *((func, item, limit) if h else (item,)),
+                                 pure=False, key=f"{desc or 'run'}-{i}-{id(item)}")
+                   for i, (item, h) in enumerate(zip(items, heavy))]
         index = {f.key: i for i, f in enumerate(futures)}
         results: list = [None] * len(futures)
         with tqdm(total=len(futures), desc=desc, disable=not progress) as bar:
@@ -73,6 +78,19 @@ class DaskEngine(Engine):
                 results[index[fut.key]] = fut.result()
                 bar.update(1)
         return results
+
+
+#: Name of the cluster-wide Dask semaphore that memory-heavy runs share.
+HEAVY_SEMAPHORE = "musewise-heavy-runs"
+
+
+def _under_lease(func, item, limit: int):
+    # Runs on a worker: a cluster-wide semaphore keeps memory-heavy runs from running
+    # together, on a LocalCluster or on any scheduler, however many workers there are.
+    from distributed import Semaphore
+
+    with Semaphore(max_leases=limit, name=HEAVY_SEMAPHORE):
+        return func(item)
 
 
 _ENGINES: dict[str, Callable] = {"local": lambda config, dpu: LocalEngine(), "dask": DaskEngine}

@@ -301,17 +301,6 @@ def quicklook(result, kinds=("image",)):
         print("no quick-look figure for " + ", ".join(sorted({o.category for o in result.outputs})))
 
 
-def open_archive(settings: dict):
-    """Open the archive from the settings in a notebook's parameters (secrets come from the environment)."""
-    from ..archive import Archive
-    from ..config import MusewiseConfig
-
-    settings = dict(settings)
-    user = settings.pop("user", None)
-    known = set(MusewiseConfig.class_trait_names(config=True))
-    return Archive(MusewiseConfig.load(**{k: v for k, v in settings.items() if k in known}), user=user)
-
-
-__all__ = ["execute", "open_archive", "plot_image", "plot_table", "plot_wavecal_residuals",
+__all__ = ["execute", "plot_image", "plot_table", "plot_wavecal_residuals",
            "plot_pixtable_spectrum", "plot_white_light", "qc_table", "qc_values", "quicklook", "read_result", "show_inputs",
            "show_log"]

@@ -135,10 +135,12 @@ def _deps(step: Step, steps: dict[str, Step]) -> list[str]:
 
 
 class _Planner:
-    def __init__(self, arch, night, ifus, dcfg, params):
+    def __init__(self, arch, night, ifus, dcfg, params, collections):
         from ..recipes import get_recipe
 
         self.arch, self.night, self.ifus, self.dcfg = arch, night, ifus, dcfg
+        self.collections = collections
+        self._found: dict = {}
         self.params = params
         self.get_recipe = get_recipe
         self.memo: dict = {}
@@ -151,14 +153,15 @@ class _Planner:
         return self._runs[run_id]
 
     def products(self, step: Step, ifu):
-        """Valid products of the step's main category this night, newest last."""
+        """Usable products of the step's main category this night found through the search path, best last."""
+        if step.main_product not in self._found:
+            self._found[step.main_product] = list(reversed(
+                self.arch.find(step.main_product, collections=self.collections, night=self.night)))
         out = []
-        for rec in self.arch.query(category=step.main_product, night=self.night, order_by="created"):
+        for rec in self._found[step.main_product]:
             if rec.kind == DatasetKind.RAW.value or rec.run_id is None:
                 continue
             if ifu is not None and rec.ifu != ifu:
-                continue
-            if not rec.is_valid:
                 continue
             if self.run_of(rec.run_id).recipe != step.recipe:
                 continue
@@ -179,8 +182,7 @@ class _Planner:
             except NotFoundError:
                 self._valid[key] = (False, None)
             else:
-                states = [s for s in rec.ifus if ifu is None or s.ifu == ifu] or list(rec.ifus)
-                self._valid[key] = (all(s.is_valid for s in states), rec)
+                self._valid[key] = (rec.usable_for(ifu if any(s.ifu == ifu for s in rec.ifus) else None), rec)
         return self._valid[key]
 
     def judge(self, step: Step, ifu, product, dep_items, mjd=None) -> tuple[str, str]:
@@ -199,7 +201,7 @@ class _Planner:
             ok, rec = self.input_valid(inp.dataset_id, ifu)
             if not ok:
                 what = f"{rec.category} #{rec.id}" if rec else f"#{inp.dataset_id}"
-                return "out of date", f"made from {what}, since marked invalid"
+                return "out of date", f"made from {what}, since marked invalid (or affected)"
         used_ids = {i.dataset_id for i in run.inputs}
         for d in dep_items:
             if d.needed:
@@ -272,7 +274,7 @@ def _category_used(run, planner, dep: PlannedRun) -> bool:
 
 
 def plan(target: str, date: str, ifus=None, *, archive=None, p: dict | None = None,
-         step_params: dict | None = None) -> Plan:
+         step_params: dict | None = None, commit: bool = False, collections=None) -> Plan:
     """The ordered runs needed to make ``target`` for a night (see the module docstring).
 
     Parameters
@@ -287,6 +289,10 @@ def plan(target: str, date: str, ifus=None, *, archive=None, p: dict | None = No
         Parameters of the target step.
     step_params : dict, optional
         Parameters of other steps: ``{'flat': {...}}``.
+    commit : bool
+        Plan the project's reference reduction (its reference path) rather than a personal trial.
+    collections : list of str, optional
+        Search path of a personal trial (default: the archive's).
 
     Returns
     -------
@@ -305,7 +311,9 @@ def plan(target: str, date: str, ifus=None, *, archive=None, p: dict | None = No
     if not ifus:
         raise NotFoundError(f"no raw frames of night {date} in the archive (nothing to plan)")
     steps = {s.name: s for s in cascade(target, dcfg)}
-    pl = _Planner(arch, str(date), ifus, dcfg, params)
+    path = arch.search_path(reference=True) if commit else (
+        list(collections) if collections is not None else arch.search_path())
+    pl = _Planner(arch, str(date), ifus, dcfg, params, path)
     for s in steps.values():
         if s.per == PER_IFU:
             for i in ifus:
@@ -336,11 +344,11 @@ def make(target: str, date: str, ifus=None, *, dry_run: bool = True, commit: boo
     from .api import execute, open_default_archive, prepare
 
     arch = open_default_archive(archive)
-    pl = plan(target, date, ifus, archive=arch, p=p, step_params=step_params)
+    pl = plan(target, date, ifus, archive=arch, p=p, step_params=step_params, commit=commit)
     print(pl.to_text())
     if dry_run or not pl.todo:
         return pl
-    from .api import ReductionFailed
+    from ..exceptions import ReductionFailed
 
     params = dict(step_params or {})
     if p:
@@ -370,8 +378,11 @@ def _spec_exposure(arch, spec):
 
 
 def provenance_tree(dataset_id: int, archive=None) -> str:
-    """The provenance of a product as indented text: each run with its recipe,
-    parameters and inputs, down to the raw frames."""
+    """The provenance of a product as text: each dataset once, with the run that
+    made it (recipe, parameters) and that run's inputs, down to the raw frames.
+
+    ``archive.provenance(dataset_id)`` gives the graph itself (PROV, Graphviz).
+    """
     from .api import open_default_archive
 
     return open_default_archive(archive).provenance(dataset_id).to_text()
@@ -388,10 +399,10 @@ def demo_cascade(arch, night: str, ifus=(1,), *, commit: bool = False, engine: s
     """
     make("scipost", night, list(ifus), dry_run=False, commit=commit, archive=arch, engine=engine,
          progress=progress)
-    cubes = [r for r in arch.query(category="DATACUBE_FINAL", night=night, order_by="created") if r.is_valid]
+    cubes = arch.find("DATACUBE_FINAL", collections=arch.search_path(reference=commit), night=night)
     if not cubes:
         raise NotFoundError(f"the cascade of night {night} made no DATACUBE_FINAL")
-    return cubes[-1].id
+    return cubes[0].id
 
 
 __all__ = ["CORE_STEPS", "Plan", "PlannedRun", "cascade", "demo_cascade", "make", "plan", "provenance_tree"]

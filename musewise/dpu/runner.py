@@ -121,7 +121,7 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
     settings : dict
         Archive settings (:func:`archive_settings`).
     dpu_settings : dict, optional
-        :class:`DpuConfig` values (kernel, templates folder, time limit).
+        :class:`DpuConfig` values (templates folder, time limit, keep_workdirs).
     arch : Archive, optional
         An open archive to use instead of reopening one (same process only).
 
@@ -132,6 +132,7 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
     """
     import papermill as pm
 
+    from ..kernel import papermill_options
     from ..recipes import get_recipe
     from .config import DpuConfig
     from .templates import template_for
@@ -142,29 +143,25 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
     dcfg = DpuConfig(**(dpu_settings or {}))
     arch = arch if arch is not None else open_archive(settings)
     recipe = get_recipe(spec.recipe)
-    details = {"step": spec.step, "exposure": spec.exposure, "ifus": spec.ifus, "host": os.uname().nodename}
+    details = {"step": spec.step, "exposure": spec.exposure, "ifus": spec.ifus, "host": os.uname().nodename,
+               "calibration_choices": spec.choices}
     run_id = arch.begin_run(
         spec.recipe, spec.params, night=spec.night, ifu=spec.ifu, mode=spec.mode,
         inputs=[(i.dataset_id, i.tag, i.reason) for i in spec.inputs],
         pipeline_version=recipe.pipeline_version, privilege=spec.privilege,
-        project=spec.project or None, details=details,
+        project=spec.project or None, details=details, reference=spec.reference,
+        collections=spec.collections or None,
     )
     workdir = workdir_for(arch.config, arch.user_name, spec, run_id)
     if workdir.exists():  # a leftover of an earlier database with the same run IDs
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     out_nb = workdir / f"{spec.recipe}_run{run_id:06d}.ipynb"
-    from .steps import get_step
-
-    try:
-        quick = list(get_step(spec.step).quicklook)
-    except Exception:
-        quick = []
     parameters = dict(
         recipe=spec.recipe, step=spec.step, run_id=run_id, ifu=spec.ifu, night=spec.night,
         sof=json.dumps(spec.sof), inputs=json.dumps([dataclasses.asdict(i) for i in spec.inputs]),
         workdir=str(workdir), params=json.dumps(spec.params),
-        archive=json.dumps(public_settings(settings), default=str), quicklook=json.dumps(quick),
+        archive=json.dumps(public_settings(settings), default=str),
         timeout=int(dcfg.run_timeout),
     )
     from .notebook import read_result
@@ -176,7 +173,7 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
         try:
             pm.execute_notebook(
                 template, str(out_nb), parameters=parameters, cwd=str(workdir),
-                kernel_name=dcfg.kernel_name, progress_bar=False, log_output=False,
+                **papermill_options(arch.config.kernel_name),
                 execution_timeout=int(dcfg.run_timeout) + 600,
             )
         except Exception as exc:  # PapermillExecutionError, a dead kernel, a timeout...
@@ -215,11 +212,10 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
         return RunOutcome(run_id, label, "failed", [], rr.notebook_id, error,
                           time.perf_counter() - t0, recipe_seconds, str(workdir), spec.step, spec.ifu)
     outputs = [(o["path"], o["category"] or None, o["ifu"] or spec.ifu) for o in res["result"]["outputs"]]
-    for path, _cat, _ifu in outputs:
-        _stamp(path, run_id)
-    made = arch.finish_run(run_id, outputs, notebook=nb_path, details=run_details)
+    # A succeeded run's workdir is removed unless kept: its products move into the datastore.
+    made = arch.finish_run(run_id, outputs, notebook=nb_path, details=run_details, move=not dcfg.keep_workdirs)
     qc = res.get("qc") or {}
-    for rec, (path, _cat, ifu) in zip(_match(made, outputs), outputs):
+    for rec, (path, _cat, ifu) in zip(made, outputs):
         values = qc.get(path) or {}
         if rec is not None and values:
             arch.add_qc(rec.id, values, ifu=ifu, run_id=run_id)
@@ -228,22 +224,6 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
         shutil.rmtree(workdir, ignore_errors=True)
     return RunOutcome(run_id, label, "succeeded", list(rr.output_ids), rr.notebook_id, "",
                       time.perf_counter() - t0, recipe_seconds, str(workdir), spec.step, spec.ifu)
-
-
-def _stamp(path, run_id: int) -> None:
-    # Each product names the run that made it. This also keeps two runs apart that made
-    # byte-identical files (same inputs, same second): the archive stores identical bytes
-    # once, and would otherwise credit the second run's product to the first run.
-    from astropy.io import fits
-
-    with fits.open(path, mode="update", memmap=False) as hdul:
-        hdul[0].header["HIERARCH MUSEWISE RUN"] = (int(run_id), "musewise run that made this product")
-
-
-def _match(made, outputs):
-    # finish_run returns the records it created, in output order, skipping re-used bytes.
-    by_name = {r.filename: r for r in made}
-    return [by_name.get(Path(p).name) for p, _, _ in outputs]
 
 
 def _tail(text: str, n: int = 15) -> str:

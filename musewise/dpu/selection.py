@@ -49,13 +49,20 @@ class RunSpec:
     params : dict
         Validated parameters given to the recipe (site defaults and the user's).
     privilege : int
-        Privilege of the products (PRIVATE for trial runs, PROJECT when committed).
+        Privilege of the products (PRIVATE for trial runs; the configured
+        ``reference_privilege`` for the reference reduction).
     project : str
         Project that owns the run.
     exposure : str
         Label of the exposure reduced by a per-exposure run (its DATE-OBS), else "".
     ifus : list of int
         IFUs whose data the run reads.
+    reference : bool
+        A run of the project's reference reduction (``commit=True``).
+    collections : list of str
+        The collection search path its inputs were chosen from.
+    choices : list of dict
+        Each calibration choice: category, IFU, the chosen ID, and the candidates that lost and why.
     """
 
     step: str
@@ -69,6 +76,9 @@ class RunSpec:
     project: str = ""
     exposure: str = ""
     ifus: list[int] = field(default_factory=list)
+    reference: bool = False
+    collections: list[str] = field(default_factory=list)
+    choices: list[dict] = field(default_factory=list)
 
     @property
     def sof(self) -> list[tuple[str, str]]:
@@ -117,40 +127,44 @@ def night_mode(arch, night: str) -> str | None:
 
 
 def choose_calibration(arch, category: str, *, ifu: int | None, mjd: float, mode: str | None,
-                       night: str) -> RunInput:
+                       night: str, collections=None, reference: bool = False, choices=None) -> RunInput:
     """The best calibration of ``category`` for an IFU at a time, with the reason.
 
-    The choice is :meth:`Archive.best_calibration`'s: instrument-wide tables hold every
-    IFU, and undated defaults (static tables) serve when no dated one is eligible.
+    The choice is :meth:`Archive.best_calibration`'s, from the certified calibrations
+    of the search path ``collections``; the candidates that lost are appended to
+    ``choices`` (recorded with the run).
 
     Raises
     ------
     CalibrationNotFoundError
         If none is eligible; the message says why the candidates were refused.
     """
-    ch = arch.best_calibration(category, ifu=ifu or 1, mjd=mjd, mode=mode)
+    ch = arch.best_calibration(category, ifu=ifu or 1, mjd=mjd, mode=mode, collections=collections,
+                               reference=reference)
     r = ch.record
+    if choices is not None:
+        choices.append({"category": category, "ifu": ifu, "chosen": r.id, "collection": ch.collection,
+                        "reason": ch.reason, "losers": [[lo.dataset_id, lo.collection, lo.reason] for lo in ch.losers]})
     return RunInput(r.id, category, ch.reason, arch.path(r.id), r.ifu or ifu)
 
 
-def _calibrations(arch, step: Step, ifu, mjd, mode, night, skip=()) -> list[RunInput]:
-    out = []
-    for cat in step.calibrations:
-        if cat in skip:
-            continue
-        out.append(choose_calibration(arch, cat, ifu=ifu, mjd=mjd, mode=mode, night=night))
+def _calibrations(arch, step: Step, ifu, mjd, mode, night, collections, reference, choices) -> list[RunInput]:
+    kw = dict(ifu=ifu, mjd=mjd, mode=mode, night=night, collections=collections, reference=reference,
+              choices=choices)
+    out = [choose_calibration(arch, cat, **kw) for cat in step.calibrations]
     for cat in step.optional:
-        if cat in skip:
-            continue
         try:
-            out.append(choose_calibration(arch, cat, ifu=ifu, mjd=mjd, mode=mode, night=night))
+            out.append(choose_calibration(arch, cat, **kw))
         except CalibrationNotFoundError:
             pass  # optional: the recipe runs without it
     return out
 
 
-def latest_products(arch, category: str, night: str, ifus=None, valid: bool = True) -> dict:
-    """Newest valid product of a category per (exposure MJD, IFU) in a night.
+def latest_products(arch, category: str, night: str, ifus=None, collections=None) -> dict:
+    """The usable product of a category per (exposure, IFU) in a night, found through a search path.
+
+    The first found wins: the earliest collection of the path, then the newest
+    (see :meth:`Archive.find`).
 
     Returns
     -------
@@ -158,16 +172,10 @@ def latest_products(arch, category: str, night: str, ifus=None, valid: bool = Tr
         ``{(mjd_obs rounded, ifu): DatasetRecord}``.
     """
     found: dict = {}
-    for rec in arch.query(category=category, night=night, order_by="created"):
-        if rec.kind == DatasetKind.RAW.value:
+    for rec in arch.find(category, collections=collections, night=night):
+        if rec.kind == DatasetKind.RAW.value or (ifus is not None and rec.ifu not in ifus):
             continue
-        ifu = rec.ifu
-        if ifus is not None and ifu not in ifus:
-            continue
-        if valid and not rec.is_valid:
-            continue
-        key = (exposure_key(rec.mjd_obs), ifu)
-        found[key] = rec  # ordered by creation: the newest wins
+        found.setdefault((exposure_key(rec.mjd_obs), rec.ifu), rec)
     return found
 
 
@@ -178,7 +186,8 @@ def exposure_key(mjd: float | None) -> float | None:
 
 def select_runs(arch, step: Step, night: str, ifus=None, mode: str | None = None,
                 params: dict | None = None, privilege: int = int(Privilege.PRIVATE),
-                project: str = "", skip_missing_ifus: bool = False) -> list[RunSpec]:
+                project: str = "", skip_missing_ifus: bool = False, reference: bool = False,
+                collections=None) -> list[RunSpec]:
     """Describe the runs that reduce ``step`` for a night: inputs chosen, nothing run.
 
     Parameters
@@ -193,6 +202,10 @@ def select_runs(arch, step: Step, night: str, ifus=None, mode: str | None = None
         Instrument mode; default: that of the night's science frames.
     params : dict
         Validated recipe parameters.
+    reference : bool
+        Choose for the project's reference reduction: read only its reference path.
+    collections : list of str, optional
+        Search path (default: the archive's, or the reference path).
 
     Raises
     ------
@@ -207,9 +220,14 @@ def select_runs(arch, step: Step, night: str, ifus=None, mode: str | None = None
     ifus = sorted({int(i) for i in ifus})
     if not ifus:
         raise NotFoundError(f"no raw frames of night {night} in the archive (nothing to reduce)")
+    path = list(collections) if collections is not None else arch.search_path(reference=reference)
     base = dict(step=step.name, recipe=step.recipe, night=night, mode=mode, params=dict(params or {}),
-                privilege=int(privilege), project=project)
+                privilege=int(privilege), project=project, reference=reference, collections=path)
     specs = []
+
+    def calibrations(ifu, mjd, choices):
+        return _calibrations(arch, step, ifu, mjd, mode, night, path, reference, choices)
+
     if step.per == PER_IFU and step.input_kind == "raw":
         for ifu in ifus:
             frames = raw_frames(arch, step.input_tag, night, ifu=ifu)
@@ -225,22 +243,24 @@ def select_runs(arch, step: Step, night: str, ifus=None, mode: str | None = None
             mjd = frames[len(frames) // 2].mjd_obs
             inputs = [RunInput(f.id, step.input_tag, f"{step.input_tag} of night {night}, IFU {ifu} valid",
                                arch.path(f.id), ifu) for f in frames]
-            inputs += _calibrations(arch, step, ifu, mjd, mode, night)
-            specs.append(RunSpec(ifu=ifu, inputs=inputs, ifus=[ifu], **base))
+            choices: list = []
+            inputs += calibrations(ifu, mjd, choices)
+            specs.append(RunSpec(ifu=ifu, inputs=inputs, ifus=[ifu], choices=choices, **base))
         return specs
     if step.per == PER_NIGHT and step.input_kind == "raw":
         frames = [f for f in raw_frames(arch, step.input_tag, night)
-                  if any(s.ifu in ifus and s.is_valid for s in f.ifus)]
+                  if any(f.usable_for(i) for i in ifus)]
         if len(frames) < step.min_inputs:
             raise NotFoundError(f"{step.recipe} needs {step.input_tag} frames in night {night}; found {len(frames)}")
         mjd = frames[len(frames) // 2].mjd_obs
         inputs = [RunInput(f.id, step.input_tag, f"{step.input_tag} of night {night}", arch.path(f.id))
                   for f in frames]
+        choices = []
         for ifu in ifus:
-            inputs += _calibrations(arch, step, ifu, mjd, mode, night)
-        return [RunSpec(ifu=None, inputs=_dedupe(inputs), ifus=ifus, **base)]
+            inputs += calibrations(ifu, mjd, choices)
+        return [RunSpec(ifu=None, inputs=_dedupe(inputs), ifus=ifus, choices=choices, **base)]
     # Steps reducing products of other runs (scipost, standard, exp_combine).
-    products = latest_products(arch, step.input_tag, night, ifus=set(ifus) | {None})
+    products = latest_products(arch, step.input_tag, night, ifus=set(ifus) | {None}, collections=path)
     by_exposure: dict = defaultdict(dict)
     for (key, ifu), rec in products.items():
         by_exposure[key][ifu] = rec
@@ -262,13 +282,14 @@ def select_runs(arch, step: Step, night: str, ifus=None, mode: str | None = None
             raise NotFoundError(f"{step.recipe} needs {step.min_inputs} {step.input_tag} in night {night}; found {len(recs)}")
         mjd = recs[0].mjd_obs
         inputs = [RunInput(r.id, step.input_tag,
-                           f"newest valid {step.input_tag}" + (f" of IFU {r.ifu}" if r.ifu else "")
-                           + f" for exposure {_when(r)}",
+                           f"{step.input_tag}" + (f" of IFU {r.ifu}" if r.ifu else "")
+                           + f" for exposure {_when(r)}, first found in {r.collection}",
                            arch.path(r.id), r.ifu) for r in recs]
         used_ifus = sorted({r.ifu for r in recs if r.ifu})
+        choices = []
         for ifu in used_ifus or [None]:
-            inputs += _calibrations(arch, step, ifu, mjd, mode, night)
-        specs.append(RunSpec(ifu=None, inputs=_dedupe(inputs), ifus=used_ifus,
+            inputs += calibrations(ifu, mjd, choices)
+        specs.append(RunSpec(ifu=None, inputs=_dedupe(inputs), ifus=used_ifus, choices=choices,
                              exposure=_when(recs[0]) if step.per == PER_EXPOSURE else "", **base))
     return specs
 

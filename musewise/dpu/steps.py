@@ -15,7 +15,7 @@ The chain for a science cube is::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..exceptions import NotFoundError
 
@@ -61,7 +61,6 @@ class Step:
     products: tuple[str, ...] = ()
     per: str = PER_IFU
     min_inputs: int = 1
-    quicklook: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def main_product(self) -> str:
@@ -75,39 +74,35 @@ class Step:
 
 #: The steps musewise knows, in dependency order.
 STEPS: dict[str, Step] = {s.name: s for s in (
-    Step("bias", "muse_bias", "BIAS", products=("MASTER_BIAS",), min_inputs=3, quicklook=("image",)),
-    Step("dark", "muse_dark", "DARK", calibrations=("MASTER_BIAS",), products=("MASTER_DARK",),
-         quicklook=("image",)),
+    Step("bias", "muse_bias", "BIAS", products=("MASTER_BIAS",), min_inputs=3),
+    Step("dark", "muse_dark", "DARK", calibrations=("MASTER_BIAS",), products=("MASTER_DARK",)),
     Step("flat", "muse_flat", "FLAT", calibrations=("MASTER_BIAS",), optional=("MASTER_DARK",),
-         products=("MASTER_FLAT", "TRACE_TABLE"), quicklook=("image",)),
+         products=("MASTER_FLAT", "TRACE_TABLE")),
     Step("wavecal", "muse_wavecal", "ARC",
          calibrations=("MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "LINE_CATALOG"),
-         optional=("MASTER_DARK",), products=("WAVECAL_TABLE", "WAVECAL_RESIDUALS"),
-         quicklook=("residuals",)),
+         optional=("MASTER_DARK",), products=("WAVECAL_TABLE", "WAVECAL_RESIDUALS")),
     Step("lsf", "muse_lsf", "ARC",
          calibrations=("MASTER_BIAS", "TRACE_TABLE", "WAVECAL_TABLE", "LINE_CATALOG"),
-         products=("LSF_PROFILE",), quicklook=("table",)),
+         products=("LSF_PROFILE",)),
     Step("twilight", "muse_twilight", "SKYFLAT",
          calibrations=("MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "WAVECAL_TABLE", "GEOMETRY_TABLE"),
-         optional=("MASTER_DARK",), products=("TWILIGHT_CUBE",), per=PER_NIGHT, quicklook=("cube",)),
+         optional=("MASTER_DARK",), products=("TWILIGHT_CUBE",), per=PER_NIGHT),
     Step("scibasic", "muse_scibasic", "OBJECT",
          calibrations=("MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "WAVECAL_TABLE", "GEOMETRY_TABLE"),
-         optional=("MASTER_DARK", "TWILIGHT_CUBE"), products=("PIXTABLE_OBJECT",),
-         quicklook=("pixtable",)),
+         optional=("MASTER_DARK", "TWILIGHT_CUBE"), products=("PIXTABLE_OBJECT",)),
     Step("scibasic_std", "muse_scibasic", "STD",
          calibrations=("MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "WAVECAL_TABLE", "GEOMETRY_TABLE"),
-         optional=("MASTER_DARK", "TWILIGHT_CUBE"), products=("PIXTABLE_STD",),
-         quicklook=("pixtable",)),
+         optional=("MASTER_DARK", "TWILIGHT_CUBE"), products=("PIXTABLE_STD",)),
     Step("standard", "muse_standard", "PIXTABLE_STD", input_kind="product",
          calibrations=("EXTINCT_TABLE", "STD_FLUX_TABLE"), optional=("FILTER_LIST",),
-         products=("STD_RESPONSE", "STD_TELLURIC"), per=PER_EXPOSURE, quicklook=("response",)),
+         products=("STD_RESPONSE", "STD_TELLURIC"), per=PER_EXPOSURE),
     Step("scipost", "muse_scipost", "PIXTABLE_OBJECT", input_kind="product",
          calibrations=("EXTINCT_TABLE", "STD_RESPONSE"),
          optional=("STD_TELLURIC", "FILTER_LIST", "LSF_PROFILE"),
-         products=("DATACUBE_FINAL", "IMAGE_FOV"), per=PER_EXPOSURE, quicklook=("cube",)),
+         products=("DATACUBE_FINAL", "IMAGE_FOV"), per=PER_EXPOSURE),
     Step("exp_combine", "muse_exp_combine", "PIXTABLE_REDUCED", input_kind="product",
          optional=("FILTER_LIST",), products=("DATACUBE_FINAL", "IMAGE_FOV"), per=PER_NIGHT,
-         min_inputs=2, quicklook=("cube",)),
+         min_inputs=2),
 )}
 
 #: Which step makes each product category (static calibrations have none: they are ingested).

@@ -2,7 +2,8 @@
 
 All templates share one shape; they differ in the quick-look cell. Run
 ``python -m musewise.dpu.templates [folder]`` to regenerate the committed
-notebooks after changing this file.
+notebooks after changing this file; cell ids are fixed, so regenerating
+unchanged cells changes no byte (``tests/test_notebooks.py`` checks it).
 
 A template has a cell tagged ``parameters`` (papermill replaces it):
 
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from ..config import MusewiseConfig
 
 #: Recipes with a template of their own; any other recipe uses ``generic.ipynb``.
 TEMPLATE_RECIPES = (
@@ -97,15 +100,18 @@ def build_template(recipe: str | None = None) -> nbformat.NotebookNode:
     for i, cell in enumerate(cells):
         cell["id"] = f"{name.replace('_', '-')}-{i:02d}"  # stable ids: regenerating changes nothing
     nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    kernel = MusewiseConfig.class_traits()["kernel_name"].default_value
+    nb.metadata["kernelspec"] = {"name": kernel, "display_name": f"{kernel} (Python 3)", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     nb.metadata["musewise"] = {"template": name}
     return nb
 
 
 def default_templates_dir() -> Path:
-    """The ``templates/`` folder of the musewise source tree."""
-    return Path(__file__).resolve().parents[2] / "templates"
+    """The ``templates/`` folder shipped with musewise (see :func:`musewise.resources.shared_folder`)."""
+    from ..resources import shared_folder
+
+    return shared_folder("templates")
 
 
 def write_templates(folder: str | Path | None = None) -> list[Path]:
@@ -125,7 +131,7 @@ def template_for(recipe: str, folder: str | Path | None = None, scratch: str | P
 
     Looks in ``folder`` (or the shipped ``templates/``) for ``<recipe>.ipynb`` then
     ``generic.ipynb``; writes the built template to ``scratch`` when neither exists
-    (an installed package without the source tree).
+    (a site's own templates folder that has neither).
     """
     for d in [Path(folder)] if folder else [default_templates_dir()]:
         for n in (recipe, "generic"):

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..exceptions import InvalidArgumentError
+
 #: Data pixels per quadrant along x and y.
 QUAD_NX, QUAD_NY = 2048, 2056
 #: Prescan and overscan width per quadrant and axis (pixels).
@@ -119,7 +121,7 @@ def readout(ifu: int, q: int) -> ReadoutProperties:
     so that per-quadrant processing is exercised.
     """
     if not 1 <= ifu <= 24 or q not in QUADRANTS:
-        raise ValueError(f"no port {q} on IFU {ifu}")
+        raise InvalidArgumentError(f"no port {q} on IFU {ifu}")
     k = (ifu * 7 + q * 3) % 11
     return ReadoutProperties(gain=1.08 + 0.01 * ((k + q) % 5),
                              ron=2.45 + 0.08 * (k % 5),
@@ -152,7 +154,7 @@ class NoiseBank:
     def __init__(self, seed: int, size: int = 1 << 24):
         need = _BLOCK_NX * _BLOCK_NY
         if size < 2 * need:
-            raise ValueError(f"noise bank of {size} deviates is smaller than 2 quadrants")
+            raise InvalidArgumentError(f"noise bank of {size} deviates is smaller than 2 quadrants")
         self.values = np.random.default_rng([seed, 0x5EED]).standard_normal(size, np.float32)
 
     def draw(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, float]:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..exceptions import InvalidArgumentError
+
 from .spectra import blackbody
 
 _NE = (4837.314, 5330.778, 5341.094, 5400.562, 5852.488, 5881.895, 5944.834,
@@ -83,7 +85,7 @@ def arc_lines() -> tuple[ArcLine, ...]:
 def lamp_lines(lamp: str) -> tuple[ArcLine, ...]:
     """Lines of one arc lamp (``Ne``, ``Xe`` or ``HgCd``)."""
     if lamp not in ARC_LAMPS:
-        raise ValueError(f"no arc lamp {lamp!r}; known: {sorted(ARC_LAMPS)}")
+        raise InvalidArgumentError(f"no arc lamp {lamp!r}; known: {sorted(ARC_LAMPS)}")
     return tuple(line for line in arc_lines() if line.lamp == lamp)
 
 

@@ -30,7 +30,8 @@ from .review import (
     review_state,
     unclaim,
 )
-from .runner import QCError, QCNotApplicableError, QCResult, after_product, qc_type_of, run_qc
+from ..exceptions import QCError, QCNotApplicableError
+from .runner import QCResult, after_product, qc_type_of, run_qc
 from .thresholds import QC_TYPES, QCConfig, QCThresholds, Verdict
 
 __all__ = ["AffectedProduct", "AlreadyClaimedError", "Claim", "QCConfig", "QCError", "QCNotApplicableError",

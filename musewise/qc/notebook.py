@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..exceptions import QCNotApplicableError
 from . import measures
 from .thresholds import Verdict, judge
 
@@ -29,7 +30,7 @@ def measure(qc_type: str, product: str, siblings: dict | None = None, raws=(), i
         return measures.measure_wavecal(product, siblings.get("WAVECAL_RESIDUALS"))
     if qc_type == "cube":
         return measures.measure_datacube(product)
-    raise ValueError(f"unknown QC type {qc_type!r}")
+    raise QCNotApplicableError(f"unknown QC type {qc_type!r}; one of bias, dark, flat, wavecal, cube")
 
 
 def show_table(m, verdict: Verdict | None = None) -> None:

@@ -30,10 +30,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
-from ..exceptions import MusewiseError, NotFoundError, PermissionDeniedError
+from ..exceptions import AlreadyClaimedError, InvalidArgumentError, PermissionDeniedError
 from ..vocabulary import DatasetKind, QualityFlag
 from ..archive.privileges import can_review
-from ..archive.schema import Dataset, DatasetIfu, RunInput, User, utcnow
+from ..archive.validity import dependents_of
+from ..archive.schema import Dataset, DatasetIfu, User, utcnow
 from ..archive.schema_review import QCClaim, ReleaseItem, ReviewEvent, ReviewState
 
 
@@ -44,9 +45,6 @@ class ReviewStatus(str, enum.Enum):
     AFFECTED = "affected"    #: made from a product since invalidated; awaits a person
     REVIEWED = "reviewed"    #: a person gave a verdict
 
-
-class AlreadyClaimedError(MusewiseError, RuntimeError):
-    """Another reviewer holds an unexpired claim on the product."""
 
 
 #: Dataset kinds that are reviewed (raw frames and notebooks are not).
@@ -153,9 +151,9 @@ def claim(arch, dataset_id: int, minutes: float | None = None) -> Claim:
     try:
         with arch.transaction() as tx:
             s = tx.session
-            user = arch._user(s)
-            ds = arch._load(s, dataset_id)
-            if not can_review(user, ds.owner_id, ds.project_id, arch._roles(s, user)):
+            user = arch.acting_user(s)
+            ds = arch.load(s, dataset_id)
+            if not can_review(user, ds.owner_id, ds.project_id, arch.roles(s, user)):
                 raise PermissionDeniedError(f"user {user.name!r} may not review dataset {dataset_id}")
             now = utcnow()
             c = s.scalar(select(QCClaim).where(QCClaim.dataset_id == ds.id).with_for_update())
@@ -183,8 +181,8 @@ def unclaim(arch, dataset_id: int) -> None:
     """Give up one's claim on a product (administrators may end anyone's)."""
     with arch.transaction() as tx:
         s = tx.session
-        user = arch._user(s)
-        arch._load(s, dataset_id)
+        user = arch.acting_user(s)
+        arch.load(s, dataset_id)
         c = s.get(QCClaim, int(dataset_id))
         if c is None:
             return
@@ -197,7 +195,7 @@ def unclaim(arch, dataset_id: int) -> None:
 def current_claim(arch, dataset_id: int) -> Claim | None:
     """The unexpired claim on a product, if any."""
     with arch.session() as s:
-        arch._load(s, dataset_id)
+        arch.load(s, dataset_id)
         c = _live_claim(s, dataset_id, utcnow())
         return None if c is None else Claim(c.dataset_id, s.get(User, c.user_id).name, c.claimed, c.expires)
 
@@ -221,8 +219,8 @@ def queue(arch, *, category=None, night: str | None = None, reviewable_only: boo
     """
     now = utcnow()
     with arch.session() as s:
-        user = arch._user(s)
-        roles = arch._roles(s, user)
+        user = arch.acting_user(s)
+        roles = arch.roles(s, user)
         awaiting = or_(
             exists().where(and_(DatasetIfu.dataset_id == Dataset.id,
                                 DatasetIfu.flag == QualityFlag.UNCHECKED.value)),
@@ -230,7 +228,7 @@ def queue(arch, *, category=None, night: str | None = None, reviewable_only: boo
                                 ReviewState.state.in_([ReviewStatus.PENDING.value, ReviewStatus.AFFECTED.value]))),
             ~exists().where(DatasetIfu.dataset_id == Dataset.id),
         )
-        q = select(Dataset).where(arch._visible(s), Dataset.kind.in_(PRODUCT_KINDS), awaiting)
+        q = select(Dataset).where(arch.visible(s), Dataset.kind.in_(PRODUCT_KINDS), awaiting)
         if category is not None:
             q = q.where(Dataset.category.in_([category] if isinstance(category, str) else list(category)))
         if night is not None:
@@ -301,31 +299,25 @@ def review(arch, dataset_id: int, ifu: int | None, is_valid: bool, flag: Quality
     """
     flag = QualityFlag(getattr(flag, "value", flag)).value
     if not comment.strip():
-        raise ValueError("a review needs a comment saying what was looked at and why")
-    with arch.session() as s:
-        user = arch._user(s)
-        ds = arch._load(s, dataset_id)
-        if not can_review(user, ds.owner_id, ds.project_id, arch._roles(s, user)):
+        raise InvalidArgumentError("a review needs a comment saying what was looked at and why")
+    releases, affected = [], []
+    # One transaction: the verdict, its review state, the claim's end and the affected marks
+    # all land together or not at all.
+    with arch.transaction() as tx:
+        s = tx.session
+        user = arch.acting_user(s)
+        ds = arch.load(s, dataset_id)
+        if not can_review(user, ds.owner_id, ds.project_id, arch.roles(s, user)):
             raise PermissionDeniedError(f"user {user.name!r} may not review dataset {dataset_id}")
-        c = _live_claim(s, dataset_id, utcnow())
+        now = utcnow()
+        c = _live_claim(s, dataset_id, now)
         if c is not None and c.user_id != user.id:
             raise AlreadyClaimedError(f"dataset {dataset_id} is claimed by {s.get(User, c.user_id).name!r} "
                                       f"until {c.expires:%Y-%m-%d %H:%M} UTC")
-    before = arch.get(dataset_id)
-    has_ifus = bool(before.ifus)
-    if has_ifus:
-        rec = arch.set_validity(dataset_id, ifu, is_valid=is_valid, flag=flag, comment=comment)
-        ifus = [st.ifu for st in rec.ifus if ifu is None or st.ifu == int(ifu)]
-        was_valid = all(st.is_valid for st in before.ifus if st.ifu in ifus)
-    else:
-        # Products holding no IFU (merged cubes) have no validity row in the archive: the
-        # verdict is kept in the review state only (see the report on Archive support).
-        rec, ifus, was_valid = before, [0], True
-    releases = []
-    with arch.transaction() as tx:
-        s = tx.session
-        user = arch._user(s)
-        now = utcnow()
+        held = [st.ifu for st in ds.ifus]
+        ifus = [i for i in held if ifu is None or i == int(ifu)] or [0]
+        was_valid = ds.is_valid and all(st.is_valid for st in ds.ifus if st.ifu in ifus)
+        arch.set_validity(dataset_id, ifu, is_valid=is_valid, flag=flag, comment=comment, tx=tx)
         text = f"valid={is_valid} flag={flag}: {comment}"
         for i in ifus:
             _set_state(s, dataset_id, i, ReviewStatus.REVIEWED.value, text, user.id, now=now)
@@ -342,32 +334,44 @@ def review(arch, dataset_id: int, ifu: int | None, is_valid: bool, flag: Quality
                 _event(s, user.id, "released_invalidated", int(dataset_id), ifu, release_id=rel.id,
                        comment=f"invalidated after release {rel.name} {rel.version}; the release stays frozen: "
                                f"{comment}", at=now)
-    affected = ()
-    if mark_dependents and not is_valid and was_valid:
-        affected = tuple(mark_affected(arch, dataset_id, ifu))
-    return ReviewOutcome(arch.get(dataset_id), affected, tuple(releases), has_ifus)
+        if mark_dependents and not is_valid and was_valid:
+            affected = _queue_affected(arch, tx, user, int(dataset_id), ifu, None, now)
+    return ReviewOutcome(arch.get(dataset_id), tuple(affected), tuple(releases), True)
 
 
-def _dependents_all(s, dataset_id: int) -> list[Dataset]:
-    # Lineage is followed without the visibility rule: an invalid input affects every
-    # product made from it, including those the reviewer cannot see.
-    found, frontier = {}, [int(dataset_id)]
-    while frontier:
-        runs = select(RunInput.run_id).where(RunInput.dataset_id.in_(frontier))
-        rows = s.scalars(select(Dataset).where(Dataset.run_id.in_(runs),
-                                               Dataset.kind != DatasetKind.NOTEBOOK.value)).all()
-        frontier = [d.id for d in rows if d.id not in found and d.id != int(dataset_id)]
-        for d in rows:
-            found.setdefault(d.id, d)
-    return sorted(found.values(), key=lambda d: d.id)
+def _queue_affected(arch, tx, user, dataset_id: int, ifu, comment, now) -> list[AffectedProduct]:
+    # The archive marks dependents affected (its one hook); here they join the review
+    # queue, and those the reviewer may flag get a warning.
+    s = tx.session
+    text = comment or f"affected by invalid #{dataset_id}"
+    roles = arch.roles(s, user)
+    out, to_flag = [], []
+    for did in dependents_of(s, dataset_id, ifu):
+        d = s.get(Dataset, did)
+        held = [i.ifu for i in d.ifus]
+        ifus = [int(ifu)] if ifu is not None and int(ifu) in held else (held or [0])
+        may = can_review(user, d.owner_id, d.project_id, roles)
+        for i in ifus:
+            _set_state(s, d.id, i, ReviewStatus.AFFECTED.value, text, user.id, source=dataset_id, now=now)
+            _event(s, user.id, "affected", d.id, i, text, at=now)
+            st = next((x for x in d.ifus if x.ifu == i), None)
+            flag_it = may and st is not None and st.flag in (QualityFlag.UNCHECKED.value, QualityFlag.GOOD.value)
+            if flag_it:
+                to_flag.append((d.id, i))
+            out.append(AffectedProduct(d.id, i, flag_it))
+    for did, i in to_flag:
+        arch.set_validity(did, i, flag=QualityFlag.WARNING, comment=text, tx=tx)
+    return out
 
 
 def mark_affected(arch, dataset_id: int, ifu: int | None = None, comment: str | None = None) -> list[AffectedProduct]:
-    """Mark products made (directly or not) from an invalidated dataset as affected.
+    """Queue for review the products made (directly or not) from an invalid dataset.
 
-    Per dependent product, the IFU matching ``ifu`` is marked if it holds it, else all
-    its IFUs (0 for a product holding none). Flags only get worse: a ``bad`` product
-    stays ``bad``.
+    The archive itself marks them affected when the dataset is invalidated (by any
+    path); this records their review state ``affected`` so reviewers see them, and
+    gives a ``warning`` flag to those the user may flag. Per dependent product, the IFU
+    matching ``ifu`` is marked if it holds it, else all its IFUs (0 for a product
+    holding none). Flags only get worse: a ``bad`` product stays ``bad``.
 
     Returns
     -------
@@ -375,37 +379,17 @@ def mark_affected(arch, dataset_id: int, ifu: int | None = None, comment: str | 
         Including products the user may not see or flag (their state is recorded
         for their own reviewers).
     """
-    text = comment or f"affected by invalid #{int(dataset_id)}"
-    to_flag = []
-    out = []
     with arch.transaction() as tx:
-        s = tx.session
-        user = arch._user(s)
-        arch._load(s, dataset_id)
-        roles = arch._roles(s, user)
-        now = utcnow()
-        for d in _dependents_all(s, dataset_id):
-            held = [i.ifu for i in d.ifus]
-            ifus = [int(ifu)] if ifu is not None and int(ifu) in held else (held or [0])
-            may = can_review(user, d.owner_id, d.project_id, roles)
-            for i in ifus:
-                _set_state(s, d.id, i, ReviewStatus.AFFECTED.value, text, user.id, source=int(dataset_id), now=now)
-                _event(s, user.id, "affected", d.id, i, text, at=now)
-                st = next((x for x in d.ifus if x.ifu == i), None)
-                flag_it = may and st is not None and st.flag in (QualityFlag.UNCHECKED.value, QualityFlag.GOOD.value)
-                if flag_it:
-                    to_flag.append((d.id, i))
-                out.append(AffectedProduct(d.id, i, flag_it))
-    for did, i in to_flag:
-        arch.set_validity(did, i, flag=QualityFlag.WARNING, comment=text)
-    return out
+        user = arch.acting_user(tx.session)
+        arch.load(tx.session, dataset_id)
+        return _queue_affected(arch, tx, user, int(dataset_id), ifu, comment, utcnow())
 
 
 def mark_pending(arch, dataset_id: int, ifus, reason: str) -> None:
     """Record that a machine (a QC notebook) flagged product IFUs, so they await a person."""
     with arch.transaction() as tx:
         s = tx.session
-        user = arch._user(s)
+        user = arch.acting_user(s)
         now = utcnow()
         for i in ifus:
             _set_state(s, dataset_id, i, ReviewStatus.PENDING.value, reason, user.id, now=now)
@@ -415,7 +399,7 @@ def mark_pending(arch, dataset_id: int, ifus, reason: str) -> None:
 def review_state(arch, dataset_id: int) -> dict[int, dict]:
     """Review state of each IFU of a product that has one: ``{ifu: {state, reason, source, user, updated}}``."""
     with arch.session() as s:
-        arch._load(s, dataset_id)
+        arch.load(s, dataset_id)
         names = dict(s.execute(select(User.id, User.name)).all())
         return {r.ifu: {"state": r.state, "reason": r.reason, "source": r.source_dataset_id,
                         "user": names.get(r.user_id), "updated": r.updated}
@@ -429,7 +413,7 @@ def review_history(arch, dataset_id: int) -> list[dict]:
     ``validity``).
     """
     with arch.session() as s:
-        arch._load(s, dataset_id)
+        arch.load(s, dataset_id)
         rows = s.execute(select(ReviewEvent, User.name).join(User, ReviewEvent.user_id == User.id)
                          .where(ReviewEvent.dataset_id == int(dataset_id)).order_by(ReviewEvent.id)).all()
         events = [{"at": e.at, "user": name, "action": e.action, "ifu": e.ifu, "comment": e.comment,

@@ -18,32 +18,11 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..exceptions import MusewiseError, NotFoundError
+from ..exceptions import NotFoundError, QCError, QCNotApplicableError
 from ..vocabulary import QualityFlag
 from .thresholds import QC_TYPES, QCConfig, QCThresholds, Verdict
 
 log = logging.getLogger(__name__)
-
-#: The QC notebooks shipped with musewise.
-DEFAULT_NOTEBOOKS = Path(__file__).resolve().parents[2] / "qc_notebooks"
-
-
-class QCError(MusewiseError, RuntimeError):
-    """A QC run failed (it is recorded as a failed run with its notebook).
-
-    Attributes
-    ----------
-    dataset_id : int
-    run_id : int or None
-    """
-
-    def __init__(self, message, dataset_id=None, run_id=None):
-        self.dataset_id, self.run_id = dataset_id, run_id
-        super().__init__(message)
-
-
-class QCNotApplicableError(MusewiseError, ValueError):
-    """No QC notebook exists for the product's category."""
 
 
 @dataclass
@@ -105,8 +84,10 @@ def qc_type_of(category: str) -> str:
 
 
 def notebook_for(qc_type: str, config: QCConfig) -> Path:
-    """The QC notebook of a type (``qc_<type>.ipynb`` in ``QCConfig.notebooks_dir``)."""
-    folder = Path(config.notebooks_dir) if config.notebooks_dir else DEFAULT_NOTEBOOKS
+    """The QC notebook of a type (``qc_<type>.ipynb`` in ``QCConfig.notebooks_dir``, else the shipped ones)."""
+    from ..resources import shared_folder
+
+    folder = Path(config.notebooks_dir) if config.notebooks_dir else shared_folder("qc_notebooks")
     path = folder / f"qc_{qc_type}.ipynb"
     if not path.is_file():
         raise NotFoundError(f"QC notebook {path} not found (set c.QCConfig.notebooks_dir)")
@@ -151,7 +132,7 @@ def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, con
     thresholds : QCThresholds, optional
         Default: the site's (``c.QCThresholds...`` in the musewise config file).
     config : QCConfig, optional
-        Notebook folder, kernel, claim time; default the site's.
+        Notebook folder, time limit, claim time; default the site's.
     keep_workdir : bool
         Keep the scratch folder of the run (for debugging).
 
@@ -167,6 +148,8 @@ def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, con
         The notebook failed; the failed run and its notebook are archived.
     """
     import papermill as pm
+
+    from ..kernel import papermill_options
 
     thresholds = thresholds or QCThresholds(config=arch.config.config)
     config = config or QCConfig(config=arch.config.config)
@@ -192,7 +175,7 @@ def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, con
     )
     try:
         pm.execute_notebook(str(template), str(out_nb), parameters=parameters, cwd=str(workdir),
-                            kernel_name=config.kernel_name, progress_bar=False, log_output=False,
+                            **papermill_options(arch.config.kernel_name),
                             execution_timeout=int(config.execution_timeout))
         res = json.loads(result_path.read_text())
     except Exception as exc:  # PapermillExecutionError, a dead kernel, no result written...
@@ -263,5 +246,4 @@ def after_product(arch, record, **kw) -> QCResult | None:
         return None
 
 
-__all__ = ["DEFAULT_NOTEBOOKS", "QCError", "QCNotApplicableError", "QCResult", "after_product",
-           "notebook_for", "qc_type_of", "run_qc"]
+__all__ = ["QCResult", "after_product", "notebook_for", "qc_type_of", "run_qc"]

@@ -110,11 +110,10 @@ class QCThresholds(Configurable):
 
 
 class QCConfig(Configurable):
-    """How QC runs: notebooks, kernel, automatic flagging, claims."""
+    """How QC runs: notebooks, time limit, automatic flagging, claims (kernel: ``MusewiseConfig.kernel_name``)."""
 
     notebooks_dir = Unicode("", help="Folder with the QC notebooks qc_<type>.ipynb (default: the "
                                      "qc_notebooks/ folder shipped with musewise).").tag(config=True)
-    kernel_name = Unicode("python3", help="Jupyter kernel that executes the QC notebooks.").tag(config=True)
     execution_timeout = Int(1800, help="Longest time one QC notebook cell may run (s).").tag(config=True)
     invalidate_bad = Bool(False, help="Also mark an IFU invalid (not only flag it 'bad') when a QC number "
                                       "crosses a 'bad' limit. Off by default: a person decides validity.").tag(config=True)

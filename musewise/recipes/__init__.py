@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import time
 
+from ..exceptions import PipelineNotInstalledError
 from .base import InputTag, Recipe, RecipeOutput, RecipeParameter, RecipeResult, write_sof
 from .esorex import (
     INSTALL_HINT,
     EsorexRecipe,
-    PipelineNotInstalledError,
     esorex_executable,
     forget_versions,
     list_esorex_recipes,

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from ..exceptions import ParameterError, RecipeError
+from ..exceptions import InvalidArgumentError, ParameterError, RecipeError
 
 #: Python types a recipe parameter may have (the CPL types bool, int, double, string).
 PARAMETER_TYPES = {"bool": bool, "int": int, "float": float, "str": str}
@@ -293,7 +293,7 @@ def write_sof(path: str | os.PathLike, frames: Iterable[tuple[str | os.PathLike,
 
     Raises
     ------
-    ValueError
+    InvalidArgumentError
         If a path contains whitespace (esorex splits SOF lines on blanks) or a
         tag is empty.
     """
@@ -301,9 +301,9 @@ def write_sof(path: str | os.PathLike, frames: Iterable[tuple[str | os.PathLike,
     for p, tag in frames:
         ap = str(Path(p).absolute())
         if any(c.isspace() for c in ap):
-            raise ValueError(f"SOF paths may not contain whitespace: {ap!r}")
+            raise InvalidArgumentError(f"SOF paths may not contain whitespace: {ap!r}")
         if not tag or any(c.isspace() for c in tag):
-            raise ValueError(f"bad SOF tag {tag!r} for {ap}")
+            raise InvalidArgumentError(f"bad SOF tag {tag!r} for {ap}")
         lines.append(f"{ap} {tag}\n")
     path = Path(path)
     path.write_text("".join(lines))

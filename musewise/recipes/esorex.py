@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ..exceptions import ParameterError, RecipeError
+from ..exceptions import ParameterError, PipelineNotInstalledError, RecipeError
 from .base import (
     InputTag,
     LogCallback,
@@ -48,10 +48,6 @@ TAIL_LINES = 12
 _CACHE_FORMAT = 1
 
 
-class PipelineNotInstalledError(RecipeError, FileNotFoundError):
-    """esorex or the MUSE recipe plug-ins are not installed."""
-
-
 def esorex_executable(esorex: str | None = None) -> str:
     """Resolve the esorex executable.
 
@@ -69,12 +65,13 @@ def esorex_executable(esorex: str | None = None) -> str:
         If it cannot be found; the message names the install command.
     """
     if esorex is None:
-        try:
-            from ..config import MusewiseConfig
+        from ..config import MusewiseConfig
+        from ..exceptions import ConfigurationError
 
+        try:
             esorex = MusewiseConfig.load().esorex
-        except Exception:  # a broken site config must not hide the pipeline
-            esorex = os.environ.get("MUSEWISE_ESOREX") or "esorex"
+        except ConfigurationError:  # a broken site config must not hide the pipeline on $PATH
+            esorex = "esorex"
     found = shutil.which(esorex)
     if not found:
         raise PipelineNotInstalledError(
@@ -85,17 +82,20 @@ def esorex_executable(esorex: str | None = None) -> str:
     return found
 
 
-def cache_dir() -> Path:
-    """Folder of cached recipe descriptions.
+def cache_dir(config=None) -> Path:
+    """Folder of cached recipe descriptions: ``MusewiseConfig.recipe_cache``.
 
-    ``$MUSEWISE_RECIPE_CACHE`` if set, else ``$XDG_CACHE_HOME/musewise/recipes``
-    (``~/.cache/musewise/recipes``).
+    Parameters
+    ----------
+    config : MusewiseConfig, optional
+        Default: the installation's (:meth:`MusewiseConfig.load`), so the site's
+        config file or ``$MUSEWISE_RECIPE_CACHE`` set it.
     """
-    env = os.environ.get("MUSEWISE_RECIPE_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "musewise" / "recipes"
+    if config is None:
+        from ..config import MusewiseConfig
+
+        config = MusewiseConfig.load()
+    return Path(config.recipe_cache)
 
 
 def _esorex_output(esorex: str, *args: str, timeout: float = 120.0) -> str:

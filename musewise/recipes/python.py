@@ -34,7 +34,7 @@ import typing
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from ..exceptions import RecipeError
+from ..exceptions import RecipeDefinitionError, RecipeError
 from .base import (
     InputTag,
     LogCallback,
@@ -80,7 +80,7 @@ def parameters_from_signature(func: Callable) -> dict[str, RecipeParameter]:
 
     Raises
     ------
-    TypeError
+    RecipeDefinitionError
         If a parameter has no default or an annotation that is not bool, int,
         float, str or a ``Literal`` of one of those.
     """
@@ -88,27 +88,27 @@ def parameters_from_signature(func: Callable) -> dict[str, RecipeParameter]:
     try:
         hints = typing.get_type_hints(func)
     except NameError as exc:  # string annotations naming something not importable
-        raise TypeError(
+        raise RecipeDefinitionError(
             f"cannot resolve the annotations of {func.__qualname__}: {exc}; import the "
             "types used (e.g. typing.Literal) at module level"
         ) from exc
     helps = parse_numpydoc_parameters(func.__doc__)
     args = list(sig.parameters.values())
     if len(args) < 2:
-        raise TypeError(f"{func.__qualname__} must take (frames, workdir, ...)")
+        raise RecipeDefinitionError(f"{func.__qualname__} must take (frames, workdir, ...)")
     out = {}
     for a in args[2:]:
         if a.name in _RESERVED or a.kind in (a.VAR_KEYWORD, a.VAR_POSITIONAL):
             continue
         if a.default is inspect.Parameter.empty:
-            raise TypeError(f"recipe parameter {a.name!r} of {func.__qualname__} needs a default")
+            raise RecipeDefinitionError(f"recipe parameter {a.name!r} of {func.__qualname__} needs a default")
         hint = hints.get(a.name, type(a.default))
         choices = None
         if typing.get_origin(hint) is typing.Literal:
             choices = typing.get_args(hint)
             hint = type(choices[0])
         if hint not in (bool, int, float, str):
-            raise TypeError(
+            raise RecipeDefinitionError(
                 f"recipe parameter {a.name!r} of {func.__qualname__}: type {hint!r} is not "
                 "bool, int, float, str or Literal[...]"
             )
@@ -221,7 +221,7 @@ def _as_output(o) -> RecipeOutput:
         return RecipeOutput(str(Path(path).absolute()), category, ifu)
     if isinstance(o, (str, os.PathLike)):
         return describe_product(o)
-    raise TypeError(f"a recipe function returned {o!r}; expected paths or (path, category)")
+    raise RecipeDefinitionError(f"a recipe function returned {o!r}; expected paths or (path, category)")
 
 
 def _version() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 
-from ..exceptions import DuplicateError, NotFoundError
+from ..exceptions import DuplicateError, NotFoundError, RecipeDefinitionError
 from .base import Recipe
 
 
@@ -37,11 +37,11 @@ class RecipeRegistry:
         ------
         DuplicateError
             If another recipe has that name and ``replace`` is false.
-        TypeError
+        RecipeDefinitionError
             If ``recipe`` is not a :class:`Recipe`.
         """
         if not isinstance(recipe, Recipe):
-            raise TypeError(f"not a Recipe: {recipe!r}")
+            raise RecipeDefinitionError(f"not a Recipe: {recipe!r}")
         old = self._recipes.get(recipe.name)
         if old is not None and old is not recipe and not replace:
             raise DuplicateError(

@@ -24,6 +24,8 @@ from typing import Literal
 
 import numpy as np
 
+from ..exceptions import InvalidArgumentError
+
 from .python import register_python_recipe
 
 
@@ -58,24 +60,24 @@ def clean_sky_residuals(
 
     Raises
     ------
-    ValueError
+    InvalidArgumentError
         For a non-3D cube, an unknown method, or too few sky spaxels.
     """
     from scipy.ndimage import median_filter
 
     data = np.asarray(data, dtype=np.float32)
     if data.ndim != 3:
-        raise ValueError(f"expected a 3D cube (n_wave, ny, nx), got shape {data.shape}")
+        raise InvalidArgumentError(f"expected a 3D cube (n_wave, ny, nx), got shape {data.shape}")
     if method not in ("pca", "median"):
-        raise ValueError(f"unknown method {method!r}; use 'pca' or 'median'")
+        raise InvalidArgumentError(f"unknown method {method!r}; use 'pca' or 'median'")
     if not 0 < sky_fraction <= 1:
-        raise ValueError(f"sky_fraction must be in (0, 1], got {sky_fraction}")
+        raise InvalidArgumentError(f"sky_fraction must be in (0, 1], got {sky_fraction}")
     nl, ny, nx = data.shape
     bad = ~np.isfinite(data)
     spectra = data.reshape(nl, -1)
     valid = np.isfinite(spectra).mean(axis=0) > 0.5
     if not valid.any():
-        raise ValueError("the cube has no valid spaxel")
+        raise InvalidArgumentError("the cube has no valid spaxel")
     # Fill gaps with each spaxel's median so that filters and fits see no NaN.
     fill = np.where(valid, np.nanmedian(np.where(valid, spectra, 0), axis=0), 0)
     filled = np.where(np.isfinite(spectra), spectra, fill[None, :]).astype(np.float32)
@@ -90,7 +92,7 @@ def clean_sky_residuals(
         model = np.broadcast_to(np.median(residual[:, sky], axis=1)[:, None], residual.shape)
     else:
         if nsky < ncomp:
-            raise ValueError(f"{nsky} sky spaxels are too few for {ncomp} components")
+            raise InvalidArgumentError(f"{nsky} sky spaxels are too few for {ncomp} components")
         # Eigen-spectra of the sky residuals; not mean-centred, so that the common
         # residual pattern is the first component.
         _, _, vt = np.linalg.svd(residual[:, sky].T.astype(np.float64), full_matrices=False)

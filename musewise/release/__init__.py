@@ -12,7 +12,6 @@ from .core import (
     ReleaseRecord,
     ReleaseVerificationError,
     VerifyReport,
-    amend_release,
     create_release,
     export_release,
     get_release,
@@ -24,5 +23,5 @@ from .core import (
 from .obscore import OBSCORE_COLUMNS, ReleaseConfig, obscore_rows
 
 __all__ = ["OBSCORE_COLUMNS", "ReleaseConfig", "ReleaseFrozenError", "ReleaseRecord", "ReleaseVerificationError",
-           "VerifyReport", "add_release_parser", "amend_release", "create_release", "export_release", "get_release",
+           "VerifyReport", "add_release_parser", "create_release", "export_release", "get_release",
            "list_releases", "manifest_of", "obscore_rows", "release_status", "verify_folder"]

@@ -14,11 +14,12 @@ Decisions
   validity audit trail, whichever path made it), :func:`musewise.qc.review` records it
   against the release, and the release itself stays as frozen.
 * **Manifest.** JSON (UTF-8, sorted keys) with, per product, its data ID, sha256,
-  size, path inside the release folder, record and full provenance tree
-  (:meth:`Archive.provenance`). Its own sha256 is stored with the release and in
+  size, path inside the release folder, record and full provenance graph
+  (:meth:`Archive.provenance`, ``to_dict``). Its own sha256 is stored with the release and in
   ``manifest.sha256`` of an exported folder.
 * **Export** writes ``products/<CATEGORY>/<file>``, ``manifest.json``,
-  ``manifest.sha256``, ``provenance/<id>.txt``, ``obscore.csv`` and a
+  ``manifest.sha256``, ``provenance/<id>.txt`` and ``provenance/<id>.prov.json``
+  (W3C PROV-JSON), ``obscore.csv`` and a
   ``README.md``; :func:`verify_folder` checks it anywhere, without an archive.
 """
 
@@ -41,26 +42,14 @@ from ..archive.datastore import sha256_file
 from ..archive.privileges import can_review
 from ..archive.schema import Dataset, User, ValidityEvent, utcnow
 from ..archive.schema_review import ObsCoreRecord, Release, ReleaseFrozenError, ReleaseItem, ReviewEvent
-from ..exceptions import DuplicateError, IntegrityError, MusewiseError, NotFoundError, PermissionDeniedError
+from ..exceptions import (DuplicateError, InvalidArgumentError, MusewiseError, NotFoundError,
+                          PermissionDeniedError, ReleaseRefusedError, ReleaseVerificationError)
 from ..vocabulary import DatasetKind
 
 MANIFEST = "manifest.json"
 MANIFEST_SUM = "manifest.sha256"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
-
-class ReleaseVerificationError(IntegrityError):
-    """An exported release folder or a released file does not match its manifest.
-
-    Attributes
-    ----------
-    problems : list of str
-        One line per file that is changed, missing or unexpected.
-    """
-
-    def __init__(self, problems):
-        self.problems = list(problems)
-        super().__init__(f"{len(self.problems)} problem(s): " + "; ".join(self.problems[:5]))
 
 
 @dataclass(frozen=True)
@@ -141,28 +130,34 @@ def create_release(arch, name: str, version: str, dataset_ids, description: str 
     """
     for label, v in (("name", name), ("version", version)):
         if not _NAME.match(str(v)):
-            raise ValueError(f"release {label} {v!r}: use letters, digits and ._+- only")
+            raise InvalidArgumentError(f"release {label} {v!r}: use letters, digits and ._+- only")
     ids = sorted({int(i) for i in dataset_ids})
     if not ids:
-        raise ValueError("a release needs at least one product")
+        raise InvalidArgumentError("a release needs at least one product")
     from .obscore import obscore_row
 
     with arch.session() as s:
-        user = arch._user(s)
+        user = arch.acting_user(s)
         if s.scalar(select(Release.id).where(Release.name == name, Release.version == version)) is not None:
             raise DuplicateError(f"release {name} {version} already exists; releases are frozen, "
                                  f"make a new version")
-        roles = arch._roles(s, user)
+        roles = arch.roles(s, user)
         for did in ids:
-            ds = arch._load(s, did)
+            ds = arch.load(s, did)
             if ds.kind not in (DatasetKind.CALIBRATION.value, DatasetKind.SCIENCE.value):
-                raise ValueError(f"dataset {did} is a {ds.kind} dataset, not a product")
+                raise ReleaseRefusedError(f"dataset {did} is a {ds.kind} dataset, not a product")
             if not can_review(user, ds.owner_id, ds.project_id, roles):
                 raise PermissionDeniedError(f"user {user.name!r} may not release dataset {did} "
                                             f"(owner, project reviewers and administrators may)")
+            if not ds.is_valid:
+                raise ReleaseRefusedError(f"dataset {did} is marked invalid ({ds.flag}: {ds.comment}); "
+                                          f"only valid products are released")
+            if ds.affected_by is not None:
+                raise ReleaseRefusedError(f"dataset {did} is affected by invalid #{ds.affected_by}; rebuild it "
+                                          f"or have a reviewer clear the input before releasing")
             bad = [i.ifu for i in ds.ifus if not i.is_valid]
             if bad:
-                raise ValueError(f"dataset {did} has invalid IFU(s) {bad}; only valid products are released")
+                raise ReleaseRefusedError(f"dataset {did} has invalid IFU(s) {bad}; only valid products are released")
     now = utcnow()
     products = []
     rows = []
@@ -172,7 +167,7 @@ def create_release(arch, name: str, version: str, dataset_ids, description: str 
         products.append({
             "dataset_id": rec.id, "category": rec.category, "night": rec.night, "ifu": rec.ifu,
             "filename": rec.filename, "path": _release_path(rec), "sha256": rec.sha256, "size": rec.size,
-            "flags": {str(st.ifu): st.flag for st in rec.ifus},
+            "flags": {str(st.ifu): st.flag for st in rec.ifus}, "flag": rec.flag, "collection": rec.collection,
             "record": rec.as_dict(), "provenance": arch.provenance(did).to_dict(),
         })
         rows.append((rec, _release_path(rec)))
@@ -186,7 +181,7 @@ def create_release(arch, name: str, version: str, dataset_ids, description: str 
     try:
         with arch.transaction() as tx:
             s = tx.session
-            user = arch._user(s)
+            user = arch.acting_user(s)
             rel = Release(name=name, version=version, description=description, created=now, created_by=user.id,
                           manifest=blob.decode("utf-8"), manifest_sha256=digest, n_products=len(products),
                           total_bytes=sum(p["size"] for p in products))
@@ -220,7 +215,7 @@ def _find(s, name: str, version: str | None) -> Release:
 
 def _visible_release(arch, s, rel: Release) -> bool:
     ids = list(s.scalars(select(ReleaseItem.dataset_id).where(ReleaseItem.release_id == rel.id)))
-    seen = s.scalar(select(Dataset.id).where(Dataset.id.in_(ids), ~arch._visible(s)).limit(1))
+    seen = s.scalar(select(Dataset.id).where(Dataset.id.in_(ids), ~arch.visible(s)).limit(1))
     return seen is None
 
 
@@ -361,7 +356,9 @@ def export_release(arch, name: str, version: str | None, folder, *, link: bool =
             os.link(src, dst)
         else:
             shutil.copyfile(src, dst)
-        (folder / "provenance" / f"{p['dataset_id']}.txt").write_text(arch.provenance(p["dataset_id"]).to_text() + "\n")
+        graph = arch.provenance(p["dataset_id"])
+        (folder / "provenance" / f"{p['dataset_id']}.txt").write_text(graph.to_text() + "\n")
+        (folder / "provenance" / f"{p['dataset_id']}.prov.json").write_text(graph.to_prov_json(indent=1) + "\n")
     (folder / MANIFEST).write_bytes(blob)
     (folder / MANIFEST_SUM).write_text(f"{digest}  {MANIFEST}\n")
     (folder / "README.md").write_text(_readme(manifest, digest))
@@ -371,7 +368,7 @@ def export_release(arch, name: str, version: str | None, folder, *, link: bool =
             w.writeheader()
             w.writerows(obs)
     with arch.transaction() as tx:
-        user = arch._user(tx.session)
+        user = arch.acting_user(tx.session)
         tx.session.add(ReviewEvent(user_id=user.id, action="release_export", release_id=rec.id,
                                    comment=f"exported to {folder}"))
     return folder
@@ -430,17 +427,6 @@ def verify_folder(folder) -> VerifyReport:
     return report
 
 
-def amend_release(arch, name: str, version: str, **changes) -> None:
-    """Releases cannot be changed: always raises (kept so the refusal is explicit and documented).
-
-    Raises
-    ------
-    ReleaseFrozenError
-    """
-    raise ReleaseFrozenError(f"release {name} {version} is frozen; create version N+1 instead "
-                             f"(changes asked: {sorted(changes)})")
-
-
-__all__ = ["ReleaseFrozenError", "ReleaseRecord", "ReleaseVerificationError", "VerifyReport", "amend_release",
+__all__ = ["ReleaseFrozenError", "ReleaseRecord", "ReleaseVerificationError", "VerifyReport",
            "canonical_json", "create_release", "export_release", "get_release", "list_releases", "manifest_of",
            "release_status", "verify_folder"]

@@ -152,7 +152,7 @@ def obscore_rows(arch, release_name: str | None = None) -> list[dict]:
 
     with arch.session() as s:
         q = (select(ObsCoreRecord).join(Dataset, Dataset.id == ObsCoreRecord.dataset_id)
-             .where(arch._visible(s)).order_by(ObsCoreRecord.id))
+             .where(arch.visible(s)).order_by(ObsCoreRecord.id))
         if release_name is not None:
             q = q.join(Release, Release.id == ObsCoreRecord.release_id).where(Release.name == release_name)
         return [{c.name: getattr(o, c.name) for c in ObsCoreRecord.__table__.columns} for o in s.scalars(q)]

@@ -12,7 +12,7 @@ Modules, one per concept:
 ``api``         the JSON API under ``api/``
 ``sqlpage``     :func:`run_readonly_sql`, the read-only SQL sandbox (no web dependency)
 ``quicklook``   quick-look PNG images of FITS files, cached
-``provenance``  the provenance tree as HTML
+``provenance``  the provenance graph as HTML (Graphviz drawing and list)
 ``notebook``    executed notebooks as HTML (nbconvert)
 """
 

@@ -11,8 +11,12 @@ Endpoints (all read-only, all limited to what the token's user may see):
 ``GET api/datasets/<id>``          one dataset with its header and per-IFU state
 ``GET api/datasets/<id>/file``     the file, streamed (header ``X-Checksum-SHA256``)
 ``GET api/runs/<id>``              one run: recipe, parameters, inputs, outputs, notebook
-``GET api/provenance/<id>``        the provenance tree of a dataset
+``GET api/provenance/<id>``        the provenance graph of a dataset: ``datasets``, ``runs``, ``used``, ``generated``
 ``GET|POST api/sql``               ``q=<SELECT ...>`` or JSON ``{"q": ...}``: read-only SQL
+``GET api/certifications``         ``category``, ``ifu``, ``collection``, ``mjd_from``, ``mjd_to``: certified
+                                   ranges of calibrations (see :mod:`musewise.web.timeline`)
+
+The table filters include ``collection``: a RUN collection, or a search path ``a, b``.
 """
 
 from __future__ import annotations
@@ -77,8 +81,9 @@ class RunAPI(APIHandler):
 
 class ProvenanceAPI(APIHandler):
     @web.authenticated
-    def get(self, dataset_id):
-        self.send(self.arch.provenance(int(dataset_id)).to_dict())
+    async def get(self, dataset_id):
+        graph = await self.blocking(self.arch.provenance, int(dataset_id))
+        self.send(graph.to_dict())
 
 
 class SQLAPI(APIHandler):
@@ -95,7 +100,10 @@ class SQLAPI(APIHandler):
         await self._run(str(body.get("q", "")), body.get("limit"))
 
     async def _run(self, sql, limit=None):
-        limit = min(int(limit or self.settings["sql_limit"]), self.settings["sql_limit"])
+        try:
+            limit = min(int(limit or self.settings["sql_limit"]), self.settings["sql_limit"])
+        except (TypeError, ValueError) as exc:
+            raise QueryError(f"limit must be a whole number, not {limit!r}") from exc
         columns, rows = await self.blocking(run_readonly_sql, self.arch, sql, limit)
         self.send({"columns": columns, "rows": rows, "truncated": len(rows) >= limit})
 

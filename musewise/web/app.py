@@ -18,7 +18,7 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
-from . import api, pages
+from . import api, pages, timeline
 from .base import OAuthCallbackHandler
 
 HERE = Path(__file__).parent
@@ -58,8 +58,12 @@ def make_app(archive, *, prefix: str = "/services/archive/", hub_auth=None, cach
         (f"datasets/{ident}/quicklook.png", pages.QuicklookHandler),
         (f"datasets/{ident}/notebook.html", pages.NotebookHandler),
         (f"datasets/{ident}/file", pages.DownloadHandler),
+        (f"datasets/{ident}/provenance\\.(json|provn|svg)", pages.ProvenanceHandler),
         (f"runs/{ident}", pages.RunHandler),
         ("sql", pages.SQLPageHandler),
+        ("calibrations", timeline.CalibrationsHandler),
+        (f"datasets/{ident}/certify", timeline.CertifyHandler),
+        ("api/certifications", timeline.CertificationsAPI),
         ("api/datasets", api.DatasetsAPI),
         (f"api/datasets/{ident}", api.DatasetAPI),
         (f"api/datasets/{ident}/file", api.FileAPI),
@@ -71,7 +75,10 @@ def make_app(archive, *, prefix: str = "/services/archive/", hub_auth=None, cach
         [(prefix + path + "$", handler) for path, handler in routes],
         archive=archive, hub_auth=hub_auth, prefix=prefix, hub_prefix=hub_prefix, cache_dir=cache, sql_limit=int(sql_limit),
         template_path=str(HERE / "templates"), static_path=str(HERE / "static"),
-        static_url_prefix=prefix + "static/", cookie_secret=os.urandom(32), xsrf_cookies=False,
+        static_url_prefix=prefix + "static/", cookie_secret=os.urandom(32),
+        # Forms that change the archive check the hub login's XSRF token themselves
+        # (CertifyHandler): a global check would run before the API token is read.
+        xsrf_cookies=False, ui_modules={"Certifications": timeline.CertificationsModule},
         debug=debug, autoreload=False,
     )
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
-import traceback
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 from tornado.ioloop import IOLoop
 
-from ..exceptions import MusewiseError, NotFoundError, PermissionDeniedError, QueryError
+from ..exceptions import NotFoundError, ParameterError, PermissionDeniedError, QueryError
 
-#: HTTP status for the musewise errors a request may raise.
-STATUS = ((NotFoundError, 404), (PermissionDeniedError, 403), (QueryError, 400), (ValueError, 400))
+#: HTTP status of the errors that refuse a request (the user can change the request).
+#: Anything else a handler raises - a ValueError from deep inside included - is a
+#: failure of the service: a logged 500 whose page says nothing of the cause.
+STATUS = ((NotFoundError, 404), (PermissionDeniedError, 403), (QueryError, 400), (ParameterError, 400))
+
+#: What a 500 page says (the cause and traceback are in the service's log, not on the page).
+INTERNAL_ERROR = "internal error of the archive web view; it has been logged for the administrators"
 
 
 class ArchiveHandler(HubOAuthenticated, web.RequestHandler):
@@ -22,7 +26,9 @@ class ArchiveHandler(HubOAuthenticated, web.RequestHandler):
     and read the archive through :attr:`arch`, which is the service's archive
     seen by the logged-in user, so privileges apply to everything shown.
     Errors raised by the archive become 404 (not found *or* not visible: the
-    two are indistinguishable on purpose), 403 or 400.
+    two are indistinguishable on purpose), 403 or 400 (see :data:`STATUS`);
+    handlers turn bad request arguments into :class:`~musewise.exceptions.QueryError`.
+    Any other exception is a 500, logged with its traceback.
     """
 
     #: True for JSON handlers: errors are JSON and unauthenticated requests get 403, not a login redirect.
@@ -78,21 +84,20 @@ class ArchiveHandler(HubOAuthenticated, web.RequestHandler):
                 message = str(exc)
                 break
         else:
-            if isinstance(exc, web.HTTPError) and exc.log_message:
+            if isinstance(exc, web.HTTPError) and exc.log_message and status_code < 500:
                 message = exc.log_message % exc.args if exc.args else exc.log_message
-            elif isinstance(exc, MusewiseError):
-                message = str(exc)
+            elif status_code >= 500:
+                # The message of an unexpected exception may hold paths, SQL or data the
+                # user may not see: the page says only that it failed.
+                message = INTERNAL_ERROR
         self.clear_header("Content-Disposition")
         if self.is_api:
             self.set_header("Content-Type", "application/json")
             self.finish(json.dumps({"status": status_code, "message": message}))
             return
-        detail = ""
-        if self.settings.get("debug") and status_code >= 500 and "exc_info" in kwargs:
-            detail = "".join(traceback.format_exception(*kwargs["exc_info"]))
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         try:
-            self.render("error.html", status=status_code, message=message, detail=detail)
+            self.render("error.html", status=status_code, message=message)
         except Exception:  # noqa: BLE001 - never fail while reporting a failure
             self.finish(f"<h1>{status_code}</h1>")
 

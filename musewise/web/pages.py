@@ -12,12 +12,12 @@ from urllib.parse import urlencode
 from tornado import web
 
 from .. import __version__
-from ..archive.core import ORDERABLE
+from ..archive.queries import ORDERABLE
 from ..exceptions import NotFoundError, QueryError
 from ..vocabulary import CALIBRATION_CATEGORIES, SCIENCE_CATEGORIES, STATIC_CATEGORIES, FrameType
 from .base import ArchiveHandler
 from .notebook import notebook_html
-from .provenance import provenance_html
+from .provenance import provenance_section, provenance_svg
 from .quicklook import quicklook_png
 from .sqlpage import TABLES, run_readonly_sql
 
@@ -31,7 +31,7 @@ SECTIONS = {
 }
 #: Filters the tables accept as query arguments (all passed to ``Archive.query``).
 FILTERS = ("category", "night", "date_from", "date_to", "ifu", "mode", "object", "project", "owner", "valid",
-           "run_id")
+           "run_id", "collection")
 CATEGORIES = sorted({*FrameType.__members__, *CALIBRATION_CATEGORIES, *STATIC_CATEGORIES,
                      *SCIENCE_CATEGORIES, "NOTEBOOK"})
 PER_PAGE = 50
@@ -51,6 +51,8 @@ def dataset_filters(handler) -> dict:
                 out[key] = int(raw)
             except ValueError as exc:
                 raise QueryError(f"{key} must be a whole number, not {raw!r}") from exc
+        elif key == "collection":
+            out.update(collection_filter(handler.arch, raw))
         elif key == "valid":
             if raw not in ("yes", "no"):
                 raise QueryError("valid must be 'yes' or 'no'")
@@ -58,6 +60,35 @@ def dataset_filters(handler) -> dict:
         else:
             out[key] = raw
     return out
+
+
+def collection_filter(arch, text: str) -> dict:
+    """The ``collection`` argument as Archive.query filters: a RUN collection, or a search path.
+
+    One RUN collection name gives ``collection=``; a chain, or several names (``a, b``),
+    give ``collections=`` (datasets found through that path).
+
+    Raises
+    ------
+    QueryError
+        An unknown name, or a calibration collection (whose calibrations are certified
+        there, not written there: see the timeline).
+    """
+    from .timeline import split_path
+
+    names = split_path(text)
+    known = {}
+    for n in names:
+        try:
+            known[n] = arch.collection(n, members=0).type
+        except NotFoundError:
+            raise QueryError(f"no collection named {n!r}") from None
+        if known[n] == "calibration":
+            raise QueryError(f"{n!r} is a calibration collection: datasets are certified there, not written "
+                             f"there; see its certified ranges on the calibration timeline (search path {n})")
+    if len(names) == 1 and known[names[0]] == "run":
+        return {"collection": names[0]}
+    return {"collections": names} if names else {}
 
 
 def paging(handler) -> tuple[str, bool, int, int]:
@@ -159,16 +190,19 @@ class TableHandler(ArchiveHandler):
 
         self.render("table.html", section=section, title=title, sections=SECTIONS, records=records,
                     total=total, page=page, pages=max(1, math.ceil(total / per_page)), sort=sort, desc=desc,
-                    args=args, link=link, categories=CATEGORIES, orderable=ORDERABLE)
+                    args=args, link=link, categories=CATEGORIES, orderable=ORDERABLE,
+                    collections=[c for c in self.arch.list_collections()
+                                 if c.type != "calibration" and "/run/" not in c.name])
 
 
 class DatasetHandler(ArchiveHandler):
     """A product page: metadata, headers, quick look, per-IFU flags, provenance, notebook."""
 
     @web.authenticated
-    def get(self, dataset_id):
+    async def get(self, dataset_id):
         rec = self.arch.get(int(dataset_id))
-        tree = provenance_html(self.arch.provenance(rec.id), self.url)
+        # The graph walk and the drawing take the longest: off the event loop, so other requests go on.
+        tree = await self.blocking(provenance_section, self.arch, rec.id, self.url)
         run = notebook_id = None
         if rec.run_id:
             try:
@@ -182,6 +216,30 @@ class DatasetHandler(ArchiveHandler):
         self.render("dataset.html", rec=rec, tree=tree, run=run, notebook_id=notebook_id,
                     qc=self.arch.qc(rec.id), history=self.arch.validity_history(rec.id),
                     has_image=rec.kind != "notebook")
+
+
+class ProvenanceHandler(ArchiveHandler):
+    """A dataset's provenance to download: W3C PROV-JSON, PROV-N, or the drawing as SVG."""
+
+    #: URL suffix -> (content type, rendering of a ProvenanceGraph given the handler's url function).
+    FORMATS = {
+        "json": ("application/json", lambda g, url: g.to_prov_json(indent=1)),
+        "provn": ("text/provenance-notation; charset=UTF-8", lambda g, url: g.to_provn()),
+        "svg": ("image/svg+xml", provenance_svg),
+    }
+
+    @web.authenticated
+    async def get(self, dataset_id, fmt):
+        ctype, render = self.FORMATS[fmt]
+
+        def build():
+            return render(self.arch.provenance(int(dataset_id)), self.url)
+
+        body = await self.blocking(build)
+        self.set_header("Content-Type", ctype)
+        if fmt != "svg":
+            self.set_header("Content-Disposition", f'attachment; filename="provenance-{int(dataset_id)}.{fmt}"')
+        self.finish(body)
 
 
 class QuicklookHandler(ArchiveHandler):

@@ -12,6 +12,8 @@
   drawn on a cube's image; region files in and out (:mod:`.skyregions`);
 * :class:`CompareViewer` - two cubes of one field side by side, a sky-linked spaxel and
   the difference spectrum (:mod:`.compare`);
+* :class:`CalibrationTimeline` - which calibration is certified when, per IFU, and the
+  reviewers' control to change a certified range;
 * :class:`MuseCube` - the lazy, memory-mapped cube reader the viewers use,
   usable without any UI.
 
@@ -33,6 +35,7 @@ _LAZY = {
     "ArchiveBrowser": ".archive_browser",
     "RegionViewer": ".region_viewer",
     "CompareViewer": ".compare_viewer",
+    "CalibrationTimeline": ".timeline",
 }
 
 
@@ -44,5 +47,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'musewise.widgets' has no attribute {name!r}")
 
 
-__all__ = ["ArchiveBrowser", "CompareViewer", "CubeViewer", "Image", "ImageViewer", "MuseCube",
-           "OutsideCubeError", "QCPanel", "RegionViewer", "Spectrum", "SpectrumViewer"]
+__all__ = ["ArchiveBrowser", "CalibrationTimeline", "CompareViewer", "CubeViewer", "Image",
+           "ImageViewer", "MuseCube", "OutsideCubeError", "QCPanel", "RegionViewer", "Spectrum",
+           "SpectrumViewer"]

@@ -11,11 +11,13 @@ selection opens the product:
 * tables -> a summary of their extensions and columns;
 * notebooks -> the executed notebook.
 
-Beside it: the provenance tree of the product (recipe, parameters, inputs and
-why each was chosen, invalid inputs highlighted) and a button showing the
-executed notebook of the run that made it. Everything is a public method
-(``search``, ``open``, ``show_provenance``, ``show_notebook``, ``next_page``)
-and the browser sees exactly what its archive's user sees.
+Beside it: the provenance graph of the product drawn by Graphviz (each dataset
+and run once; recipe, parameters, inputs and why each was chosen, invalid inputs
+highlighted), a button showing the executed notebook of the run that made it,
+and a chooser showing the notebook of any run of the graph. Everything is a
+public method (``search``, ``open``, ``show_provenance``, ``show_notebook``,
+``show_run_notebook``, ``next_page``) and the browser sees exactly what its
+archive's user sees.
 """
 
 from __future__ import annotations
@@ -91,6 +93,9 @@ class ArchiveBrowser(widgets.VBox):
         The archive as seen by one user (``Archive.as_user(name)``); nothing else is shown.
     page_size : int
         Rows per page.
+    web_url : str, optional
+        URL prefix of the archive web view (``/services/archive/`` under the hub):
+        run nodes of the provenance drawing then link to their notebook's page there.
     **filters
         Initial filters (see :meth:`search`).
 
@@ -117,13 +122,14 @@ class ArchiveBrowser(widgets.VBox):
     selected_id = Int(None, allow_none=True, help="Dataset opened.")
     status = Unicode("", help="Last message shown to the user.")
 
-    def __init__(self, archive, *, page_size: int = 20, **filters):
+    def __init__(self, archive, *, page_size: int = 20, web_url: str | None = None, **filters):
         super().__init__()
         self.archive = archive
         self.page_size = page_size
+        self.web_url = web_url
         self.rows: list = []          #: DatasetRecords of the page shown
         self.viewer = None            #: the widget showing the opened product
-        self.provenance = None        #: ProvenanceNode of the opened product
+        self.provenance = None        #: ProvenanceGraph of the opened product
         self._filling = False
         self._notebook_cache: dict[str, str] = {}
 
@@ -168,6 +174,10 @@ class ArchiveBrowser(widgets.VBox):
         self._provenance = widgets.HTML("")
         self._notebook_button = widgets.Button(description="Show run notebook", icon="book", disabled=True)
         self._notebook_button.on_click(lambda _b: self.show_notebook())
+        self._run_choice = widgets.Dropdown(description="run notebook", options=[], value=None,
+                                            style={"description_width": "initial"},
+                                            layout=widgets.Layout(width="400px"))
+        self._run_choice.observe(lambda c: self._filling or c.new is None or self.show_run_notebook(c.new), "value")
         self._notebook = widgets.HTML("")
         self._status = widgets.HTML("")
         widgets.dlink((self, "status"), (self._status, "value"),
@@ -176,7 +186,7 @@ class ArchiveBrowser(widgets.VBox):
         self.children = [
             widgets.HBox(c[:4]), widgets.HBox(c[4:] + [self._search]),
             self._table, widgets.HBox([self._prev, self._next, self._pager, self._status]),
-            self._title, widgets.HBox([self._ifu_choice, self._notebook_button]),
+            self._title, widgets.HBox([self._ifu_choice, self._notebook_button, self._run_choice]),
             widgets.HBox([self._viewer_box, widgets.VBox([widgets.HTML("<b>Provenance</b>"), self._provenance],
                                                          layout=widgets.Layout(width="420px"))]),
             self._notebook,
@@ -289,15 +299,51 @@ class ArchiveBrowser(widgets.VBox):
         return self.viewer
 
     def show_provenance(self, dataset_id: int):
-        """Show the provenance tree of a dataset; returns the :class:`ProvenanceNode`."""
-        self.provenance = self.archive.provenance(dataset_id)
-        self._provenance.value = provenance_html(self.provenance)
-        return self.provenance
+        """Show the provenance graph of a dataset; returns the :class:`ProvenanceGraph`.
+
+        The runs of the graph that have an executed notebook fill the "run notebook"
+        chooser; with ``web_url`` their nodes in the drawing link to the notebook page.
+        """
+        graph = self.archive.provenance(dataset_id)
+        notes = {}
+        for d in [d for d in graph.datasets.values() if d.is_valid is False][:50]:
+            rec = self.archive.get(d.id)  # why it is invalid: the few flagged inputs only
+            notes[d.id] = "; ".join(f"IFU {s.ifu:02d}: {s.comment}" for s in rec.ifus if not s.is_valid and s.comment)
+        self.provenance = graph
+        self._provenance.value = provenance_html(graph, self._run_link if self.web_url else None, notes=notes)
+        self._filling = True
+        try:
+            self._run_choice.options = [(_run_choice_label(graph, r), r.id) for r in graph.runs.values()
+                                        if r.visible and r.notebook_id]
+            self._run_choice.value = None
+        finally:
+            self._filling = False
+        return graph
 
     @property
     def provenance_html(self) -> str:
-        """HTML of the provenance tree shown."""
+        """HTML of the provenance graph shown."""
         return self._provenance.value
+
+    def _run_link(self, run) -> str | None:
+        if not run.notebook_id:
+            return self.web_url.rstrip("/") + f"/runs/{run.id}"
+        return self.web_url.rstrip("/") + f"/datasets/{run.notebook_id}/notebook.html"
+
+    def show_run_notebook(self, run_id: int) -> str:
+        """Show the executed notebook of a run (what choosing it in the provenance's chooser does).
+
+        Returns
+        -------
+        str
+            The notebook rendered as HTML (nbconvert).
+
+        Raises
+        ------
+        NotFoundError
+            If the run is not visible to the user or has no notebook.
+        """
+        return self._show_run_notebook(self.archive.get_run(int(run_id)))
 
     def show_notebook(self, dataset_id: int | None = None) -> str:
         """Show the executed notebook of the run that made a product (default the opened one).
@@ -316,6 +362,11 @@ class ArchiveBrowser(widgets.VBox):
         run = self._run_of(rec)
         if run is None or run.notebook_id is None:
             raise NotFoundError(f"dataset {rec.id} has no run notebook visible to user {self.archive.user_name!r}")
+        return self._show_run_notebook(run)
+
+    def _show_run_notebook(self, run) -> str:
+        if run.notebook_id is None:
+            raise NotFoundError(f"run {run.id} has no notebook")
         nb = self.archive.get(run.notebook_id)
         html = self._notebook_cache.get(nb.sha256)
         if html is None:  # stored files never change: the sha256 identifies the rendering
@@ -409,6 +460,13 @@ class ArchiveBrowser(widgets.VBox):
         if not 1 <= proposal.value <= 1000:
             raise TraitError(f"page_size lies in 1-1000, got {proposal.value}")
         return proposal.value
+
+
+def _run_choice_label(graph, run) -> str:
+    """``run 7 muse_bias 2026-11-20 IFU 03``: the IFU from what the run made."""
+    ifus = {d.ifu for d in graph.outputs(run.id)}
+    ifu = ifus.pop() if len(ifus) == 1 else None
+    return f"run {run.id} {run.recipe} {run.night or ''}" + (f" IFU {ifu:02d}" if ifu else "")
 
 
 def _known_categories() -> list[str]:

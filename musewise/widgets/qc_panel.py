@@ -25,6 +25,7 @@ import ipywidgets as widgets
 import numpy as np
 from traitlets import Bool, Int, TraitError, Unicode, observe, validate
 
+from ..exceptions import InvalidArgumentError
 from ..vocabulary import N_IFU, QualityFlag
 from .image_viewer import ImageViewer
 from .products import Image
@@ -182,11 +183,14 @@ class QCPanel(widgets.VBox):
     status = Unicode("", help="Last message shown to the user.")
 
     def __init__(self, archive, dataset_id: int | None = None, *, category: str | None = None,
-                 night: str | None = None, mode: str | None = None, **kwargs):
+                 night: str | None = None, mode: str | None = None, collections=None, **kwargs):
         super().__init__(**kwargs)
         if dataset_id is None and not (category and night):
-            raise ValueError("give a dataset_id, or a category and a night")
+            raise InvalidArgumentError("give a dataset_id, or a category and a night")
         self.archive = archive
+        #: The collection search path the products of a night are found through
+        #: (default: the archive's; ``archive.search_path(reference=True)`` for the reference reduction).
+        self.collections = list(collections) if collections is not None else archive.search_path()
         self._root_id = None if dataset_id is None else int(dataset_id)
         self._mode = mode
         self.category, self.night = category or "", night or ""
@@ -246,7 +250,8 @@ class QCPanel(widgets.VBox):
             self._title.value = (f"<h4>#{rec.id} {escape(rec.category)} {escape(rec.night or '')} "
                                  f"<small>{escape(rec.filename)}</small></h4>")
         else:
-            found = arch.query(category=self.category, night=self.night, mode=self._mode, order_by="created")
+            found = arch.query(category=self.category, night=self.night, mode=self._mode, order_by="created",
+                               collections=self.collections)
             records = {}
             for rec in found:  # oldest first: a newer product of an IFU replaces an older one
                 for s in rec.ifus:
@@ -255,7 +260,7 @@ class QCPanel(widgets.VBox):
                 from ..exceptions import NotFoundError
 
                 raise NotFoundError(f"no {self.category} of night {self.night} visible to user "
-                                    f"{arch.user_name!r}")
+                                    f"{arch.user_name!r} in collections {self.collections}")
             self._title.value = (f"<h4>{escape(self.category)} of {escape(self.night)}: "
                                  f"{len({r.id for r in records.values()})} products</h4>")
         self.records = records

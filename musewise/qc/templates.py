@@ -1,14 +1,23 @@
-"""Write the QC notebooks ``qc_<type>.ipynb`` of this folder (run after editing the cells below).
+"""Builder of the QC notebooks (``qc_notebooks/qc_<type>.ipynb``).
 
 Each notebook is a papermill template: a ``parameters`` cell filled by
 :func:`musewise.qc.run_qc`, then cells calling :mod:`musewise.qc.notebook`.
+Run ``python -m musewise.qc.templates [folder]`` to regenerate the committed
+notebooks after changing this file; cell ids are fixed, so regenerating
+unchanged cells changes no byte (``tests/test_notebooks.py`` checks it).
 """
 
+from __future__ import annotations
+
+import sys
 from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from ..config import MusewiseConfig
+
+#: QC type -> (title, what the notebook measures).
 TITLES = {
     "bias": ("Master bias", "level and read noise per quadrant, against the raw bias frames"),
     "dark": ("Master dark", "dark current per quadrant and hot pixels"),
@@ -18,11 +27,10 @@ TITLES = {
 }
 
 
-def build(qc_type: str) -> nbformat.NotebookNode:
+def build_notebook(qc_type: str) -> nbformat.NotebookNode:
+    """The QC notebook of ``qc_type`` (a key of :data:`TITLES`)."""
     title, what = TITLES[qc_type]
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [
+    cells = [
         new_markdown_cell(f"# QC: {title}\n\nMeasures {what}. Executed by `musewise.qc.run_qc` with papermill; "
                           "the executed notebook is archived with the QC run. Every number comes from "
                           "`musewise.qc.measures`, so the QC can be redone from Python."),
@@ -42,11 +50,33 @@ def build(qc_type: str) -> nbformat.NotebookNode:
         new_markdown_cell("## Verdict against the site's thresholds"),
         new_code_cell("print(verdict.flag.upper(), '-', verdict.summary())\nqcnb.save_result(result_path, m, verdict)"),
     ]
+    for i, cell in enumerate(cells):
+        cell["id"] = f"qc-{qc_type}-{i:02d}"  # stable ids: regenerating changes nothing
+    nb = new_notebook(cells=cells)
+    kernel = MusewiseConfig.class_traits()["kernel_name"].default_value
+    nb.metadata["kernelspec"] = {"name": kernel, "display_name": f"{kernel} (Python 3)", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
     return nb
 
 
+def write_notebooks(folder: str | Path | None = None) -> list[Path]:
+    """Write every QC notebook into ``folder`` (default the shipped ``qc_notebooks/``); returns the files."""
+    if folder is None:
+        from ..resources import shared_folder
+
+        folder = shared_folder("qc_notebooks")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for qc_type in TITLES:
+        path = folder / f"qc_{qc_type}.ipynb"
+        nbformat.write(build_notebook(qc_type), path)
+        out.append(path)
+    return out
+
+
+__all__ = ["TITLES", "build_notebook", "write_notebooks"]
+
 if __name__ == "__main__":
-    here = Path(__file__).parent
-    for t in TITLES:
-        nbformat.write(build(t), here / f"qc_{t}.ipynb")
-        print("wrote", here / f"qc_{t}.ipynb")
+    for p in write_notebooks(sys.argv[1] if len(sys.argv) > 1 else None):
+        print(p)

@@ -1,0 +1,193 @@
+"""Putting files into the archive: ingest of raw frames and static tables, stored files, fsck.
+
+Each file is checked (:func:`musewise.ingest.inspect_file`), stored in the datastore and
+registered in one transaction of the archive, so a failure leaves neither a row
+without its file nor a visible file without its row.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy.orm import Session
+
+from ..exceptions import DuplicateError, InvalidFrameError, MusewiseError, NotFoundError
+from ..ingest import FrameInfo, find_fits, inspect_file
+from ..vocabulary import (
+    RAW_COLLECTION,
+    STATIC_CALIB_COLLECTION,
+    STATIC_COLLECTION,
+    CollectionType,
+    DatasetKind,
+    Privilege,
+    QualityFlag,
+)
+from . import calibrations
+from .collections import INGESTED_COLLECTION, ensure_collection
+from .records import DatasetRecord
+from .schema import Collection, Dataset, DatasetIfu, StoredFile, User
+from .templates import path_for
+
+
+@dataclass
+class IngestResult:
+    """Outcome of ingesting one file: the dataset, and whether it was new."""
+
+    record: DatasetRecord
+    created: bool
+
+
+@dataclass
+class IngestReport:
+    """Outcome of ingesting many files."""
+
+    ingested: list[DatasetRecord] = field(default_factory=list)
+    duplicates: list[DatasetRecord] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    bytes: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.ingested)} ingested, {len(self.duplicates)} already archived, "
+            f"{len(self.refused)} refused ({self.bytes / 1e9:.2f} GB new)"
+        )
+
+
+def ingest(arch, path, *, privilege: Privilege | int = Privilege.CONSORTIUM, project: str | None = None,
+           ifu: int | None = None, info: FrameInfo | None = None, valid_from: float | None = None,
+           valid_to: float | None = None, move: bool = False) -> IngestResult:
+    """See :meth:`Archive.ingest`."""
+    info = info or inspect_file(path, ifu=ifu)
+    try:
+        with arch.transaction() as tx:
+            ds, created = _ingest_file(arch, tx, Path(path), info, privilege, project, valid_from, valid_to,
+                                            move)
+            did = ds.id
+    except SAIntegrityError:
+        # Another process archived the same bytes between our check and our commit.
+        did, created = _find_ingested(arch, path), False
+        if did is None:
+            raise
+    try:
+        return IngestResult(arch.get(did), created)
+    except NotFoundError:
+        raise DuplicateError(f"{path}: these bytes are archived already, as a dataset user "
+                             f"{arch.user_name!r} may not see") from None
+
+def _find_ingested(arch, path) -> int | None:
+    from .datastore import sha256_file
+
+    sha, _ = sha256_file(path)
+    with arch.session() as s:
+        return s.scalar(select(Dataset.id).join(StoredFile).where(
+            StoredFile.sha256 == sha, Dataset.run_id.is_(None)).order_by(Dataset.id).limit(1))
+
+def _ingest_file(arch, tx, path: Path, info: FrameInfo, privilege, project, valid_from, valid_to,
+                 move):
+    s = tx.session
+    name = {DatasetKind.RAW: RAW_COLLECTION, DatasetKind.STATIC: STATIC_COLLECTION}.get(info.kind,
+                                                                                       INGESTED_COLLECTION)
+    coll = ensure_collection(s, name, CollectionType.RUN, description="as ingested")
+    proj = arch.project_row(s, project)
+    sf, fresh = store_file(arch, tx, path, info, move=move)
+    if not fresh:
+        # The same bytes as ingested before are the same frame: its existing dataset.
+        old = s.scalar(select(Dataset).where(Dataset.file_id == sf.id, Dataset.run_id.is_(None))
+                       .order_by(Dataset.id).limit(1))
+        if old is not None:
+            return old, False
+    ds = add_dataset(arch, s, sf, info, owner=arch.acting_user(s), project_id=proj.id,
+                          privilege=privilege, collection=coll)
+    if info.kind == DatasetKind.STATIC:
+        calib = ensure_collection(s, STATIC_CALIB_COLLECTION, CollectionType.CALIBRATION,
+                                  description="static calibration tables, certified for their dates")
+        calibrations.certify_row(s, calib, ds, valid_from, valid_to, arch.acting_user(s),
+                                 "static table, certified on ingest")
+    return ds, True
+
+def store_file(arch, tx, path: Path, info: FrameInfo, run_id: int | None = None, *,
+               move: bool = False):
+    """See :meth:`Archive.store_file`."""
+    s = tx.session
+    relpath = path_for(info, path.name, run_id=run_id)
+    pending = arch.datastore.put(path, relpath + ".incoming", move=move)
+    existing = s.scalar(select(StoredFile).where(StoredFile.sha256 == pending.sha256))
+    if existing is not None:
+        pending.discard()
+        return existing, False
+    pending.relpath = path_for(info, path.name, run_id=run_id, sha256=pending.sha256)
+    tx.files.append(pending)
+    sf = StoredFile(sha256=pending.sha256, size=pending.size, path=pending.relpath, original_name=path.name)
+    s.add(sf)
+    s.flush()
+    return sf, True
+
+def add_dataset(arch, s: Session, stored: StoredFile, info: FrameInfo, *, owner: User, project_id: int | None,
+                privilege, collection: Collection, run_id: int | None = None) -> Dataset:
+    """See :meth:`Archive.add_dataset`."""
+    exposure = info.date_obs.isoformat(timespec="seconds") if info.date_obs is not None else None
+    ds = Dataset(
+        kind=info.kind.value, category=info.category, file_id=stored.id, night=info.night,
+        date_obs=info.date_obs, mjd_obs=info.mjd_obs, exptime=info.exptime, mode=info.mode,
+        object=info.object, ifu=info.ifu, pipeline_version=info.pipeline_version,
+        header=info.header, owner_id=owner.id, project_id=project_id,
+        privilege=int(Privilege(int(privilege))), run_id=run_id, collection_id=collection.id,
+        exposure=exposure, is_valid=True, flag=QualityFlag.UNCHECKED.value, comment="",
+    )
+    ds.ifus = [DatasetIfu(ifu=i, is_valid=True, flag=QualityFlag.UNCHECKED.value) for i in info.ifus]
+    s.add(ds)
+    s.flush()
+    return ds
+
+def ingest_many(arch, paths, *, progress: bool = True, **kw) -> IngestReport:
+    """See :meth:`Archive.ingest_many`."""
+    from tqdm.auto import tqdm
+
+    files = find_fits(paths)
+    report = IngestReport()
+    total = sum(os.path.getsize(f) for f in files if f.is_file())
+    with tqdm(total=total, unit="B", unit_scale=True, desc="ingest", disable=not progress) as bar:
+        for f in files:
+            size = os.path.getsize(f) if f.is_file() else 0  # before a move takes it away
+            try:
+                res = ingest(arch, f, **kw)
+            except InvalidFrameError as exc:
+                report.refused.append((str(f), exc.reason))
+            except DuplicateError as exc:
+                report.refused.append((str(f), str(exc)))
+            else:
+                if res.created:
+                    report.ingested.append(res.record)
+                    report.bytes += res.record.size
+                else:
+                    report.duplicates.append(res.record)
+            bar.update(size)
+    return report
+
+
+def fsck(arch, verify_checksums: bool = False) -> dict:
+    """See :meth:`Archive.fsck`."""
+    with arch.session() as s:
+        rows = dict(s.execute(select(StoredFile.path, StoredFile.sha256)).all())
+    on_disk = set(arch.datastore.walk())
+    report = {
+        "orphans": sorted(on_disk - set(rows)),
+        "temporaries": sorted(arch.datastore.temporaries()),
+        "missing": sorted(set(rows) - on_disk),
+        "corrupt": [],
+    }
+    if verify_checksums:
+        for p, sha in rows.items():
+            if p in on_disk:
+                try:
+                    arch.datastore.verify(p, sha)
+                except MusewiseError:
+                    report["corrupt"].append(p)
+    return report
+
+
+__all__ = ["IngestReport", "IngestResult", "add_dataset", "fsck", "ingest", "ingest_many", "store_file"]

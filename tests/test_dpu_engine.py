@@ -1,0 +1,41 @@
+"""Execution engines: memory-heavy runs never run together, whatever the number of workers."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _timed(item):
+    # A run standing in for esorex: records when it ran (s, wall clock).
+    folder, name = item
+    t0 = time.time()
+    time.sleep(0.6)
+    Path(folder, name).write_text(f"{t0} {time.time()}")
+    return name
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+@pytest.fixture
+def dask_engine(tmp_path):
+    from musewise.config import MusewiseConfig
+    from musewise.dpu.config import DpuConfig
+    from musewise.dpu.engine import close_clients, get_engine
+
+    cfg = MusewiseConfig.load(root=str(tmp_path / "root"), n_workers=2)
+    yield get_engine("dask", cfg, DpuConfig(heavy_concurrency=1))
+    close_clients()
+
+
+def test_heavy_runs_take_turns_and_light_ones_run_together(dask_engine, tmp_path):
+    items = [(str(tmp_path), n) for n in ("light1", "light2", "heavy1", "heavy2")]
+    out = dask_engine.map(_timed, items, progress=False, heavy=[False, False, True, True])
+    assert out == ["light1", "light2", "heavy1", "heavy2"]
+    span = {n: tuple(map(float, (tmp_path / n).read_text().split())) for _, n in items}
+    assert not _overlap(span["heavy1"], span["heavy2"]), span
+    assert _overlap(span["light1"], span["light2"]), span
