@@ -30,7 +30,7 @@ from bokeh.models import ColumnDataSource, DataTable, HTMLTemplateFormatter, Tab
 from sqlalchemy import select
 from traitlets import Bool, Enum, Int, TraitError, Unicode, validate
 
-from ..archive.core import ORDERABLE
+from ..archive.queries import ORDERABLE
 from ..exceptions import NotFoundError
 from .bokehjs import bokeh_plot
 from .provenance_view import notebook_srcdoc, provenance_html, render_notebook
@@ -209,7 +209,7 @@ class ArchiveBrowser(widgets.VBox):
         object : str
             Text the OBJECT name contains, case-insensitive.
         order_by : str
-            One of ``musewise.archive.core.ORDERABLE``.
+            One of ``musewise.archive.queries.ORDERABLE``.
         descending : bool
 
         Returns
