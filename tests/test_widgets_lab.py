@@ -91,6 +91,9 @@ def _run_cell(page, index, tries=5):
     prompt = cell.locator(".jp-InputPrompt")
     before = prompt.inner_text()
     for _ in range(tries):  # a key press before the kernel is connected is dropped
+        dialog = page.locator(".jp-Dialog")
+        if dialog.count():  # e.g. a kernel that failed to start: say what JupyterLab says
+            raise AssertionError(f"JupyterLab dialog: {dialog.first.inner_text()}")
         cell.locator(".jp-InputArea-editor").click()
         page.keyboard.press("Shift+Enter")
         deadline = time.monotonic() + 10
