@@ -389,3 +389,35 @@ def test_image_viewer_reads_one_ifu_of_a_multi_ifu_frame_and_archive_ids(tmp_pat
     np.testing.assert_array_equal(img.var, np.full((3, 4), 9, np.float32))
     iv = ImageViewer(5, archive=_FakeArchive({5: path}))
     np.testing.assert_array_equal(iv.image.data, data)  # first 2-D extension
+
+
+# ----------------------------------------------------------- bokeh plots in the page
+def test_a_view_built_later_gets_the_current_plot_and_bokehjs_of_this_bokeh():
+    """What a view built after a page reload asks for: BokehJS (this bokeh's, inline, no
+    MathJax) and the plot as it is now, not as it was when the widget was made."""
+    import json
+
+    import bokeh
+    from bokeh.models import ColumnDataSource
+    from bokeh.plotting import figure
+
+    from musewise.widgets.bokehjs import BokehPlot, bokehjs_sources
+
+    src = ColumnDataSource({"x": [0.0], "y": [1.0]})
+    fig = figure()
+    fig.line("x", "y", source=src)
+    plot = BokehPlot(fig)
+    src.data = {"x": [0.0, 1.0, 2.0], "y": [5.0, 6.0, 7.25]}  # e.g. a spaxel clicked meanwhile
+    sent = []
+    plot.send = lambda content, buffers=None: sent.append(content)  # the comm to the views
+    plot._on_view_msg(plot, {"event": "musewise-request", "what": "state", "token": "t1"}, [])
+    plot._on_view_msg(plot, {"event": "musewise-request", "what": "bokehjs", "token": "t2"}, [])
+    state, js = sent
+    assert state["token"] == "t1" and js["token"] == "t2"
+    assert "7.25" in state["bundle"] and json.loads(state["bundle"])["render_items"]
+    assert js["sources"] == list(bokehjs_sources())
+    joined = "".join(js["sources"])
+    assert "BEGIN bokeh-tables" in joined and "BEGIN bokeh-mathjax" not in joined
+    assert plot.bokeh_version == bokeh.__version__
+    plot.close()
+    plot.close()  # closing twice is harmless

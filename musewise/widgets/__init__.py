@@ -8,6 +8,10 @@
   validity, quick-look and the audited review controls;
 * :class:`ArchiveBrowser` - search and page through the archive, open a product in the
   right viewer, with its provenance and the run's notebook;
+* :class:`RegionViewer` - the summed spectrum (with variance) of a circle or polygon
+  drawn on a cube's image; region files in and out (:mod:`.skyregions`);
+* :class:`CompareViewer` - two cubes of one field side by side, a sky-linked spaxel and
+  the difference spectrum (:mod:`.compare`);
 * :class:`CalibrationTimeline` - which calibration is certified when, per IFU, and the
   reviewers' control to change a certified range;
 * :class:`MuseCube` - the lazy, memory-mapped cube reader the viewers use,
@@ -29,6 +33,8 @@ _LAZY = {
     "ImageViewer": ".image_viewer",
     "QCPanel": ".qc_panel",
     "ArchiveBrowser": ".archive_browser",
+    "RegionViewer": ".region_viewer",
+    "CompareViewer": ".compare_viewer",
     "CalibrationTimeline": ".timeline",
 }
 
@@ -41,5 +47,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'musewise.widgets' has no attribute {name!r}")
 
 
-__all__ = ["ArchiveBrowser", "CalibrationTimeline", "CubeViewer", "Image", "ImageViewer", "MuseCube", "OutsideCubeError",
-           "QCPanel", "Spectrum", "SpectrumViewer"]
+__all__ = ["ArchiveBrowser", "CalibrationTimeline", "CompareViewer", "CubeViewer", "Image",
+           "ImageViewer", "MuseCube", "OutsideCubeError", "QCPanel", "RegionViewer", "Spectrum",
+           "SpectrumViewer"]

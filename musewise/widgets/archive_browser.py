@@ -32,7 +32,7 @@ from traitlets import Bool, Enum, Int, TraitError, Unicode, validate
 
 from ..archive.queries import ORDERABLE
 from ..exceptions import NotFoundError
-from .bokehjs import BokehJSMixin, bokeh_plot, refresh_bokeh_models
+from .bokehjs import bokeh_plot
 from .provenance_view import notebook_srcdoc, provenance_html, render_notebook
 from .qc_panel import fits_summary_html, ifu_quicklook
 
@@ -84,7 +84,7 @@ def _validity_text(rec) -> str:
     return "no" if len(bad) == len(rec.ifus) else "no (IFU " + ",".join(f"{i:02d}" for i in bad[:6]) + ")"
 
 
-class ArchiveBrowser(BokehJSMixin, widgets.VBox):
+class ArchiveBrowser(widgets.VBox):
     """Search and open archived MUSE products in JupyterLab or Voila.
 
     Parameters
@@ -209,7 +209,7 @@ class ArchiveBrowser(BokehJSMixin, widgets.VBox):
         object : str
             Text the OBJECT name contains, case-insensitive.
         order_by : str
-            One of ``musewise.archive.core.ORDERABLE``.
+            One of ``musewise.archive.queries.ORDERABLE``.
         descending : bool
 
         Returns
@@ -295,7 +295,6 @@ class ArchiveBrowser(BokehJSMixin, widgets.VBox):
         self.show_provenance(rec.id)
         run = self._run_of(rec)
         self._notebook_button.disabled = run is None or run.notebook_id is None
-        refresh_bokeh_models(self.viewer)  # the new plot's state reaches an already displayed page
         self.status = f"opened #{rec.id}"
         return self.viewer
 

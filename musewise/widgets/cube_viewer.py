@@ -22,11 +22,13 @@ import ipywidgets as widgets
 import numpy as np
 from traitlets import Bool, Enum, Float, Instance, Int, TraitError, Unicode, observe, validate
 
-from .bokehjs import BokehJSMixin, refresh_bokeh_models
+from ..exceptions import MusewiseError
 from .cubeio import MuseCube, OutsideCubeError, resolve_source
-from .image_viewer import ImageViewer
+from .image_viewer import ImageViewer, side_by_side
 from .lines import EMISSION_LINES, observed_wavelength
 from .products import Image, Spectrum
+from .sky import NoWCSError, format_radec, no_positions, pixel_to_sky
+from .skyregions import read_regions, region_pixels, write_regions
 from .spectrum_viewer import SpectrumViewer
 
 __all__ = ["CubeViewer", "IMAGE_MODES"]
@@ -35,7 +37,7 @@ __all__ = ["CubeViewer", "IMAGE_MODES"]
 IMAGE_MODES = ("white light", "plane", "narrow band")
 
 
-class CubeViewer(BokehJSMixin, widgets.VBox):
+class CubeViewer(widgets.VBox):
     """Interactive viewer of a MUSE cube for JupyterLab and Voila.
 
     Click a spaxel (or, with *follow mouse*, hover) to see its spectrum with the
@@ -95,6 +97,8 @@ class CubeViewer(BokehJSMixin, widgets.VBox):
         super().__init__(**kwargs)
         self._syncing = False
         self._hover_on = False
+        self._marks = None    # (SkyCoord, labels) marked on the image
+        self._regions = []    # regions drawn on the image
         self._record = source if hasattr(source, "id") and hasattr(source, "category") else None
         self.cube = MuseCube.open(resolve_source(source, archive), white_light=white_light,
                                   cache_dir=cache_dir)
@@ -104,7 +108,7 @@ class CubeViewer(BokehJSMixin, widgets.VBox):
         nl, ny, nx = self.cube.shape
         wave = self.cube.wave
 
-        self.image_viewer = ImageViewer(width=440, height=440)
+        self.image_viewer = ImageViewer(width=520, height=420)
         self.spectrum_viewer = SpectrumViewer(redshift=redshift, width=620, height=380)
         widgets.link((self, "redshift"), (self.spectrum_viewer, "redshift"))
 
@@ -129,8 +133,14 @@ class CubeViewer(BokehJSMixin, widgets.VBox):
                                         layout=widgets.Layout(width="120px"))
         self._export_spec = widgets.Button(description="Export spectrum", icon="download")
         self._export_img = widgets.Button(description="Export image", icon="download")
+        self._regions_path = widgets.Text(value="regions.reg", description="regions",
+                                          layout=widgets.Layout(width="230px"))
+        self._load_regions = widgets.Button(description="Show regions", icon="upload",
+                                            layout=widgets.Layout(width="130px"))
+        self._save_regions = widgets.Button(description="Save regions", icon="download",
+                                            layout=widgets.Layout(width="130px"))
         self._status = widgets.HTML("")
-        self._selection = widgets.HTML("", layout=widgets.Layout(width="300px"))
+        self._selection = widgets.HTML("", layout=widgets.Layout(width="420px"))
         self._title = widgets.HTML(self._title_html())
         widgets.link((self._line, "value"), (self, "line"))
         widgets.link((self._width, "value"), (self, "band_width"))
@@ -145,14 +155,18 @@ class CubeViewer(BokehJSMixin, widgets.VBox):
         self.spectrum_viewer.on_click(lambda lam: self.set_wavelength(lam))
         self._export_spec.on_click(lambda b: self.export_spectrum())
         self._export_img.on_click(lambda b: self.export_image())
+        self._load_regions.on_click(lambda b: self._said(self.show_regions, self._regions_path.value))
+        self._save_regions.on_click(lambda b: self._said(self.save_regions, self._regions_path.value))
 
         self.children = [
             self._title,
-            widgets.HBox([self.image_viewer, self.spectrum_viewer]),
+            side_by_side(self.image_viewer, self.spectrum_viewer),
             widgets.HBox([self._mode, self._wave]),
             widgets.HBox([self._line, self._width, self._radius, self._follow,
                           self._selection]),
-            widgets.HBox([self._export_spec, self._export_img, self._status]),
+            widgets.HBox([self._export_spec, self._export_img, self._regions_path,
+                          self._load_regions, self._save_regions]),
+            self._status,
         ]
 
         # First image: never wait for a full pass over the cube.
@@ -280,6 +294,77 @@ class CubeViewer(BokehJSMixin, widgets.VBox):
             self.status = f"<b>{exc}</b>"
             raise
 
+    def sky_position(self, x: float | None = None, y: float | None = None):
+        """RA/Dec (``SkyCoord``) of a spaxel, default the selected one.
+
+        Raises
+        ------
+        NoWCSError
+            If the cube has no celestial WCS.
+        """
+        x = self.x if x is None else x
+        y = self.y if y is None else y
+        return pixel_to_sky(self.cube.wcs_header, x, y)
+
+    def mark_sky(self, coords, labels=None) -> np.ndarray:
+        """Mark sky positions (``SkyCoord``, e.g. a catalogue) on the image; returns their
+        spaxel coordinates (n, 2). An empty list removes the marks.
+
+        Raises
+        ------
+        NoWCSError
+            If the cube has no celestial WCS.
+        """
+        self._marks = None if no_positions(coords) else (coords, labels)
+        return self.image_viewer.mark_sky(coords, labels)
+
+    def show_regions(self, regions) -> list:
+        """Draw regions (``regions`` sky or pixel regions, or a .reg/.crtf/.fits file) on the
+        image; returns them. Point regions become marks. ``[]`` removes them.
+
+        Raises
+        ------
+        NotFoundError, InvalidFrameError
+            For a region file that is missing or cannot be read.
+        """
+        from regions import PointSkyRegion
+
+        source = regions
+        if isinstance(regions, (str, os.PathLike)):
+            regions = read_regions(regions)
+        regions = list(regions)
+        points = [r for r in regions if isinstance(r, PointSkyRegion)]
+        shapes = [r for r in regions if not isinstance(r, PointSkyRegion)]
+        outlines = [region_pixels(r, self.cube.wcs_header, self.cube.shape[1:]).outline
+                    for r in shapes]
+        self.image_viewer.show_outlines(outlines)
+        if points:
+            from astropy.coordinates import SkyCoord
+
+            self.mark_sky(SkyCoord([r.center for r in points]),
+                          [r.meta.get("text", "") for r in points])
+        self._regions = shapes
+        if isinstance(source, (str, os.PathLike)):
+            self.status = f"{len(regions)} regions from {source}"
+        return regions
+
+    def save_regions(self, path: str | os.PathLike) -> Path:
+        """Write the regions and sky marks shown, and the selected spaxel, to a region file
+        in sky coordinates (DS9 ``.reg``, CASA ``.crtf`` or FITS, by suffix)."""
+        from regions import PointSkyRegion
+
+        out = list(self._regions)
+        if self._marks is not None:
+            coords, labels = self._marks
+            coords = coords.reshape(-1)
+            labels = [""] * len(coords) if labels is None else list(np.atleast_1d(labels))
+            for c, text in zip(coords, labels):
+                out.append(PointSkyRegion(c, meta={"text": str(text)} if text else None))
+        sel = PointSkyRegion(self.sky_position(), meta={"text": f"spaxel ({self.x}, {self.y})"})
+        path = write_regions(out + [sel], path)
+        self.status = f"regions written to {path}"
+        return path
+
     def export_spectrum(self, path: str | os.PathLike | None = None) -> Path:
         """Write the spectrum shown to FITS (default ``<export_dir>/<cube>_spec_x.._y...fits``)."""
         if path is None:
@@ -321,6 +406,13 @@ class CubeViewer(BokehJSMixin, widgets.VBox):
         return (f"<b>{self.cube.name}</b>{rec}: {nx} x {ny} spaxels, {nl} planes "
                 f"{self.cube.wave[0]:.2f}-{self.cube.wave[-1]:.2f} Å")
 
+    def _said(self, action, *args):
+        """Run a button's action; a failure is told in the status line, not raised."""
+        try:
+            action(*args)
+        except (MusewiseError, OSError, ValueError) as exc:
+            self.status = f"<b>{exc}</b>"
+
     @contextlib.contextmanager
     def _quiet(self):
         """Update traits/controls from code without their observers acting again."""
@@ -345,7 +437,12 @@ class CubeViewer(BokehJSMixin, widgets.VBox):
 
     def _show_spectrum(self, spec: Spectrum) -> Spectrum:
         self._spectrum = spec
-        self._selection.value = f"<span class='musewise-selection'>{spec.label}</span>"
+        try:
+            sky = format_radec(self.sky_position(spec.meta["x"], spec.meta["y"]))
+        except NoWCSError:
+            sky = ""
+        self._selection.value = (f"<span class='musewise-selection'>{spec.label}</span> "
+                                 f"<span class='musewise-selection-sky'>{sky}</span>")
         self.spectrum_viewer.show(spec)
         return spec
 
@@ -365,9 +462,6 @@ class CubeViewer(BokehJSMixin, widgets.VBox):
             return
         if self.image_mode == "white light":
             self.show_white_light()
-            # The browser may not have built the plot's view yet (Voila renders
-            # after the notebook ran) and would drop the patch: resend the state.
-            refresh_bokeh_models(self.image_viewer)
         else:
             self.status = "white-light image ready"
 

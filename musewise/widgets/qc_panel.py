@@ -27,7 +27,6 @@ from traitlets import Bool, Int, TraitError, Unicode, observe, validate
 
 from ..exceptions import InvalidArgumentError
 from ..vocabulary import N_IFU, QualityFlag
-from .bokehjs import BokehJSMixin
 from .image_viewer import ImageViewer
 from .products import Image
 
@@ -148,7 +147,7 @@ def ifu_quicklook(path, ifu: int | None):
 
 
 # ----------------------------------------------------------------- the widget
-class QCPanel(BokehJSMixin, widgets.VBox):
+class QCPanel(widgets.VBox):
     """Quality review of the 24 IFUs of one product, or of one category's per-IFU products of a night.
 
     Parameters

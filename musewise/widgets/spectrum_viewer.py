@@ -8,15 +8,34 @@ from pathlib import Path
 import ipywidgets as widgets
 import numpy as np
 from bokeh import events
-from bokeh.models import ColumnDataSource, LabelSet, Span
+from bokeh.layouts import column
+from bokeh.models import ColumnDataSource, CustomJS, Div, LabelSet, Span
 from bokeh.plotting import figure
 from traitlets import Bool, Float, TraitError, observe, validate
 
-from .bokehjs import BokehJSMixin, bokeh_plot
+from .bokehjs import bokeh_plot
 from .lines import EMISSION_LINES, SKY_LINES, observed_wavelength, sky_line_wavelength
 from .products import Spectrum
 
-__all__ = ["SpectrumViewer"]
+__all__ = ["SpectrumViewer", "SPECTRUM_READOUT_JS"]
+
+#: Browser code of the cursor readout: wavelength under the cursor and the flux (and 1 sigma)
+#: of the nearest pixel of the spectrum shown.
+SPECTRUM_READOUT_JS = r"""
+const x = cb_obj.x;
+if (x == null) { return; }
+const wave = src.data.wave, flux = src.data.flux, lo = src.data.lo, hi = src.data.hi;
+let text = `λ ${x.toFixed(2)} Å`;
+if (wave.length > 0) {
+  let a = 0, b = wave.length - 1;
+  while (b - a > 1) { const m = (a + b) >> 1; if (wave[m] < x) { a = m; } else { b = m; } }
+  const k = Math.abs(wave[a] - x) <= Math.abs(wave[b] - x) ? a : b;
+  const f = flux[k], sig = (hi[k] - lo[k]) / 2;
+  text = `λ ${x.toFixed(2)} Å  pixel ${wave[k].toFixed(2)} Å  flux ${Number(f).toPrecision(4)}`;
+  if (sig > 0) { text += ` ± ${Number(sig).toPrecision(3)}`; }
+}
+div.text = text;
+"""
 
 
 def _as_spectrum(source) -> Spectrum:
@@ -32,7 +51,7 @@ def _as_spectrum(source) -> Spectrum:
                     "a FITS path or a (wave, flux[, variance]) tuple")
 
 
-class SpectrumViewer(BokehJSMixin, widgets.VBox):
+class SpectrumViewer(widgets.VBox):
     """Interactive 1-D spectrum: flux, 1-sigma band from the variance, line markers.
 
     Zoom along wavelength with the mouse wheel, pan by dragging, box-zoom and
@@ -68,6 +87,7 @@ class SpectrumViewer(BokehJSMixin, widgets.VBox):
                  height: int = 360, **kwargs):
         own = {k: kwargs.pop(k) for k in list(kwargs) if k in SpectrumViewer.class_own_traits()}
         super().__init__(**kwargs)
+        self.layout.flex = "0 0 auto"  # keep the plot's size inside boxes: never squeezed
         self._spectrum: Spectrum | None = None
         self._click_callbacks = []
         self._src = ColumnDataSource({"wave": [], "flux": [], "lo": [], "hi": []})
@@ -96,9 +116,17 @@ class SpectrumViewer(BokehJSMixin, widgets.VBox):
         fig.add_layout(LabelSet(x="x", y="y", text="text", source=self._sky_labels,
                                 y_units="screen", text_color="#888888", text_font_size="8pt",
                                 x_offset=2))
+        self._overlays = ColumnDataSource({"xs": [], "ys": [], "color": [], "label": []})
+        fig.multi_line("xs", "ys", source=self._overlays, line_color="color", line_width=1,
+                       line_alpha=0.9)
         fig.on_event(events.Tap, self._on_tap)
+        self.readout = Div(text="", css_classes=["musewise-spectrum-readout"], width=width,
+                           styles={"font-family": "monospace", "font-size": "12px"})
+        fig.js_on_event(events.MouseMove, CustomJS(args={"div": self.readout, "src": self._src},
+                                                   code=SPECTRUM_READOUT_JS))
         self.figure = fig
-        self.plot = bokeh_plot(fig)
+        self.plot = bokeh_plot(column(fig, self.readout))
+        self.plot.add_class("musewise-spectrum-plot")
         self._z = widgets.BoundedFloatText(value=redshift, min=-0.01, max=10.0, step=0.0001,
                                            description="redshift z",
                                            layout=widgets.Layout(width="190px"))
@@ -139,6 +167,16 @@ class SpectrumViewer(BokehJSMixin, widgets.VBox):
         self.figure.yaxis.axis_label = f"flux ({spec.unit})" if spec.unit else "flux"
         self._update_lines()
         return spec
+
+    def overlay(self, spectra=(), colors=("#ff7f0e", "#2ca02c", "#9467bd")) -> None:
+        """Draw other spectra over the one shown (e.g. the same spaxel of another cube);
+        ``()`` removes them. Each is a :class:`Spectrum` (its label names it)."""
+        spectra = list(spectra)
+        self._overlays.data = {
+            "xs": [np.asarray(sp.wave, float) for sp in spectra],
+            "ys": [np.asarray(sp.data, np.float32) for sp in spectra],
+            "color": [colors[k % len(colors)] for k in range(len(spectra))],
+            "label": [sp.label for sp in spectra]}
 
     def line_positions(self) -> dict[str, float]:
         """Observed wavelengths (Angstrom) of the emission-line markers inside the spectrum."""

@@ -30,7 +30,7 @@ from ..calibration_timeline import (
     update_timeline_figure,
 )
 from ..exceptions import MusewiseError
-from .bokehjs import BokehJSMixin, bokeh_plot
+from .bokehjs import bokeh_plot
 
 __all__ = ["CalibrationTimeline"]
 
@@ -49,7 +49,7 @@ def _range(pair) -> str:
     return f"[{_fmt(pair[0]) or 'open'}, {_fmt(pair[1]) or 'open'})"
 
 
-class CalibrationTimeline(BokehJSMixin, widgets.VBox):
+class CalibrationTimeline(widgets.VBox):
     """Certified ranges of calibrations around a night, with the reviewer's range editor.
 
     Parameters
