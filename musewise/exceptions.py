@@ -23,6 +23,7 @@ The tree::
     │   └── ReleaseVerificationError
     ├── QueryError (ValueError)
     ├── OutsideCubeError (IndexError)
+    ├── NoWCSError (ValueError)
     ├── RecipeDefinitionError (TypeError)
     ├── RecipeError (RuntimeError)
     │   ├── ParameterError (ValueError)
@@ -121,6 +122,10 @@ class ReleaseVerificationError(IntegrityError):
     def __init__(self, problems):
         self.problems = list(problems)
         super().__init__(f"{len(self.problems)} problem(s): " + "; ".join(self.problems[:5]))
+
+
+class NoWCSError(MusewiseError, ValueError):
+    """An image or cube has no celestial WCS, so sky coordinates cannot be given."""
 
 
 class OutsideCubeError(MusewiseError, IndexError):

@@ -27,16 +27,12 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from ..exceptions import InvalidFrameError, MusewiseError, NotFoundError
+from ..exceptions import InvalidFrameError, MusewiseError, NotFoundError, OutsideCubeError
 from .products import Image, Spectrum, _open_fits, _wave_unit_factor, celestial_header
 
 __all__ = ["MuseCube", "OutsideCubeError", "default_cache_dir", "resolve_source"]
 
 _CHUNK_BYTES = 64 * 2**20  # bytes of one extension read per step of the white-light mean
-
-
-class OutsideCubeError(MusewiseError, IndexError):
-    """A spaxel or wavelength lies outside the cube."""
 
 
 def default_cache_dir() -> Path:

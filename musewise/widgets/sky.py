@@ -18,15 +18,11 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
-from ..exceptions import MusewiseError
+from ..exceptions import NoWCSError
 
 __all__ = ["NoWCSError", "FrameGeometry", "celestial_wcs", "pixel_to_sky", "sky_to_pixel",
            "north_east", "pixel_scale", "format_radec", "square_frame", "tan_parameters",
            "no_positions"]
-
-
-class NoWCSError(MusewiseError, ValueError):
-    """An image or cube has no celestial WCS, so sky coordinates cannot be given."""
 
 
 def celestial_wcs(wcs_header: fits.Header | WCS | None) -> WCS:
