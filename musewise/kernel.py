@@ -14,6 +14,24 @@ import sys
 from pathlib import Path
 
 
+def musewise_notebook(cells, id_prefix: str):
+    """A notebook of ``cells`` on the musewise kernel, with stable cell ids ``<id_prefix>-NN``.
+
+    Stable ids make a regenerated template identical to the committed one.
+    """
+    from nbformat.v4 import new_notebook
+
+    from .config import MusewiseConfig
+
+    for i, cell in enumerate(cells):
+        cell["id"] = f"{id_prefix}-{i:02d}"
+    nb = new_notebook(cells=cells)
+    kernel = MusewiseConfig.class_traits()["kernel_name"].default_value
+    nb.metadata["kernelspec"] = {"name": kernel, "display_name": f"{kernel} (Python 3)", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
 def kernelspec_dir(name: str, prefix: str | None = None) -> Path:
     """Where the kernelspec ``name`` of this environment lives (``<prefix>/share/jupyter/kernels/<name>``)."""
     return Path(prefix or sys.prefix) / "share" / "jupyter" / "kernels" / name

@@ -117,14 +117,20 @@ def _may_certify(arch, s, user: User, ds: Dataset, coll: Collection) -> None:
                                     f"(its project's reviewers and managers may)")
 
 
+def _certifiable(arch, s, dataset_id, collection):
+    # The acting user, the calibration and the collection, once the user may change its certification.
+    user = arch.acting_user(s)
+    ds = arch.load(s, dataset_id)
+    coll = get_collection(s, collection)
+    _may_certify(arch, s, user, ds, coll)
+    return user, ds, coll
+
+
 def certify(arch, dataset_id, collection, begin, end, comment) -> CertificationRecord:
     """See :meth:`Archive.certify`."""
     with arch.transaction() as tx:
         s = tx.session
-        user = arch.acting_user(s)
-        ds = arch.load(s, dataset_id)
-        coll = get_collection(s, collection)
-        _may_certify(arch, s, user, ds, coll)
+        user, ds, coll = _certifiable(arch, s, dataset_id, collection)
         if begin is None and end is None:
             begin, end = default_range(arch.config, ds)
         row = certify_row(s, coll, ds, begin, end, user, comment)
@@ -138,10 +144,7 @@ def decertify(arch, dataset_id, collection, comment) -> None:
         raise InvalidArgumentError("say why in `comment` when withdrawing a certification")
     with arch.transaction() as tx:
         s = tx.session
-        user = arch.acting_user(s)
-        ds = arch.load(s, dataset_id)
-        coll = get_collection(s, collection)
-        _may_certify(arch, s, user, ds, coll)
+        user, ds, coll = _certifiable(arch, s, dataset_id, collection)
         row = s.scalar(select(Certification).where(Certification.collection_id == coll.id,
                                                    Certification.dataset_id == ds.id))
         if row is None:

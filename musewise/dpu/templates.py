@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
 
-from ..config import MusewiseConfig
+from ..kernel import musewise_notebook
 
 #: Recipes with a template of their own; any other recipe uses ``generic.ipynb``.
 TEMPLATE_RECIPES = (
@@ -97,12 +97,7 @@ def build_template(recipe: str | None = None) -> nbformat.NotebookNode:
         new_markdown_cell("## QC parameters (ESO QC header keywords; also stored in the archive)"),
         new_code_cell("qc = nb.qc_table(result)"),
     ]
-    for i, cell in enumerate(cells):
-        cell["id"] = f"{name.replace('_', '-')}-{i:02d}"  # stable ids: regenerating changes nothing
-    nb = new_notebook(cells=cells)
-    kernel = MusewiseConfig.class_traits()["kernel_name"].default_value
-    nb.metadata["kernelspec"] = {"name": kernel, "display_name": f"{kernel} (Python 3)", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
+    nb = musewise_notebook(cells, name.replace('_', '-'))
     nb.metadata["musewise"] = {"template": name}
     return nb
 

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
 
-from ..config import MusewiseConfig
+from ..kernel import musewise_notebook
 
 #: QC type -> (title, what the notebook measures).
 TITLES = {
@@ -50,12 +50,7 @@ def build_notebook(qc_type: str) -> nbformat.NotebookNode:
         new_markdown_cell("## Verdict against the site's thresholds"),
         new_code_cell("print(verdict.flag.upper(), '-', verdict.summary())\nqcnb.save_result(result_path, m, verdict)"),
     ]
-    for i, cell in enumerate(cells):
-        cell["id"] = f"qc-{qc_type}-{i:02d}"  # stable ids: regenerating changes nothing
-    nb = new_notebook(cells=cells)
-    kernel = MusewiseConfig.class_traits()["kernel_name"].default_value
-    nb.metadata["kernelspec"] = {"name": kernel, "display_name": f"{kernel} (Python 3)", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
+    nb = musewise_notebook(cells, f"qc-{qc_type}")
     return nb
 
 
