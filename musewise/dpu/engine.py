@@ -147,13 +147,9 @@ def get_client(config, dpu_config=None):
 def _jobqueue_client(system: str, dpu_config):
     from distributed import Client
 
-    try:
-        import dask_jobqueue
-    except ImportError as exc:
-        raise ConfigurationError(
-            "dask_scheduler 'jobqueue:...' needs dask-jobqueue: pip install dask-jobqueue "
-            "(or musewise[jobqueue])"
-        ) from exc
+    from ..optional import require
+
+    dask_jobqueue = require("dask_jobqueue", f"MusewiseConfig.dask_scheduler 'jobqueue:{system}'")
     classes = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster",
                "lsf": "LSFCluster", "htcondor": "HTCondorCluster", "oar": "OARCluster"}
     if system not in classes:
