@@ -281,3 +281,17 @@ def test_ingest_and_products_can_move_into_the_datastore(archive, bias_files, tm
     made = archive.finish_run(run, [(str(work), "MASTER_BIAS", 1)], move=True)
     assert not work.exists() and made[0].sha256 == sha256_file(master)[0]
     assert archive.fsck(verify_checksums=True) == {"orphans": [], "temporaries": [], "missing": [], "corrupt": []}
+
+
+def test_the_sql_page_shows_certifications_and_verdicts_only_of_visible_datasets(archive, bias_files):
+    from musewise.web.sqlpage import run_readonly_sql
+
+    raws, _, trial_file = bias_files
+    raw_ids = [archive.ingest(p).record.id for p in raws]
+    trial = _run(archive.as_user("alice"), trial_file, "MASTER_BIAS", raw_ids)  # private to alice
+    sql = "SELECT dataset_id, begin_mjd FROM certifications"
+    assert [r[0] for r in run_readonly_sql(archive.as_user("alice"), sql)[1]] == [trial.id]
+    assert run_readonly_sql(archive.as_user("bob"), sql)[1] == []
+    cols, rows = run_readonly_sql(archive.as_user("alice"), f"SELECT is_valid, flag, collection_id FROM datasets "
+                                                             f"WHERE id = {trial.id}")
+    assert cols == ["is_valid", "flag", "collection_id"] and rows[0][:2] == (1, "unchecked")

@@ -50,7 +50,10 @@ from ..exceptions import PermissionDeniedError, QueryError
 TABLES: dict[str, tuple[tuple[str, ...], str, str | None]] = {
     "datasets": (("id", "kind", "category", "file_id", "night", "date_obs", "mjd_obs", "exptime", "mode",
                   "object", "ifu", "pipeline_version", "header", "owner_id", "project_id", "privilege",
-                  "run_id", "created"), "dataset", "id"),
+                  "run_id", "created", "collection_id", "exposure", "is_valid", "flag", "comment",
+                  "affected_by"), "dataset", "id"),
+    "certifications": (("id", "collection_id", "dataset_id", "category", "ifu", "mode", "begin_mjd", "end_mjd",
+                        "certified_by", "certified", "comment"), "dataset", "dataset_id"),
     "dataset_ifus": (("dataset_id", "ifu", "is_valid", "flag", "comment", "updated_by", "updated"),
                      "dataset", "dataset_id"),
     "files": (("id", "sha256", "size", "path", "original_name", "created"), "file", "id"),
