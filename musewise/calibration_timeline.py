@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from .archive.records import range_covers, range_text
 from .exceptions import MusewiseError, ParameterError
 from .vocabulary import CollectionType
 
@@ -163,13 +164,11 @@ class TimelineBar:
     @property
     def range_text(self) -> str:
         """``[61358.100, open)`` (MJD, days)."""
-        def f(v):
-            return "open" if v is None else f"{v:.3f}"
-        return f"[{f(self.begin_mjd)}, {f(self.end_mjd)})"
+        return range_text(self.begin_mjd, self.end_mjd)
 
     def covers(self, mjd: float) -> bool:
         """True if the certified range holds ``mjd`` (days)."""
-        return (self.begin_mjd is None or self.begin_mjd <= mjd) and (self.end_mjd is None or mjd < self.end_mjd)
+        return range_covers(self.begin_mjd, self.end_mjd, mjd)
 
     def tooltip(self) -> str:
         """One line a person reads on hovering the bar."""

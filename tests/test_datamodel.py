@@ -104,14 +104,23 @@ def test_invalidation_by_any_path_marks_dependents_affected(archive, bias_files,
     assert archive.get(cube.id).usable and archive.affected(raw_ids[0]) == []
 
 
-def test_reference_runs_read_only_the_reference_reduction(archive, bias_files):
+@pytest.fixture
+def reference_and_trial(archive, bias_files):
+    """The project's reference master bias, then a newer private trial of alice's (alice is in the project).
+
+    Returns (raw ids, reference record, trial record, alice's archive).
+    """
     raws, ref_file, trial_file = bias_files
     raw_ids = [archive.ingest(p).record.id for p in raws]
     alice = archive.as_user("alice")
-    # The project's reference master bias, then a newer private trial of alice's (alice is in the project).
     archive.add_member("alice", "consortium", "member")
     ref = _run(archive, ref_file, "MASTER_BIAS", raw_ids, reference=True)
     trial = _run(alice, trial_file, "MASTER_BIAS", raw_ids)
+    return raw_ids, ref, trial, alice
+
+
+def test_reference_runs_read_only_the_reference_reduction(archive, reference_and_trial):
+    raw_ids, ref, trial, alice = reference_and_trial
     assert ref.collection.startswith("consortium/run/") and trial.collection.startswith("u/alice/run/")
     assert ref.collection in archive.collection("consortium/reference").members
     mjd = ref.mjd_obs
@@ -171,13 +180,8 @@ def test_outside_its_certified_range_a_calibration_loses_with_the_reason(archive
         archive.best_calibration("MASTER_BIAS", ifu=1, mjd=mjd)
 
 
-def test_search_path_is_the_users_to_see_and_set(archive, bias_files):
-    raws, ref_file, trial_file = bias_files
-    raw_ids = [archive.ingest(p).record.id for p in raws]
-    alice = archive.as_user("alice")
-    archive.add_member("alice", "consortium", "member")
-    ref = _run(archive, ref_file, "MASTER_BIAS", raw_ids, reference=True)
-    trial = _run(alice, trial_file, "MASTER_BIAS", raw_ids)
+def test_search_path_is_the_users_to_see_and_set(reference_and_trial):
+    _, ref, trial, alice = reference_and_trial
     assert alice.search_path()[:2] == ["u/alice/calib", "u/alice"]
     assert alice.find("MASTER_BIAS")[0].id == trial.id
     alice.collections = ["consortium/calib", "consortium/reference", "MUSE/raw"]

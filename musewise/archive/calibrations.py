@@ -24,7 +24,7 @@ from ..exceptions import CalibrationNotFoundError, InvalidArgumentError, NotFoun
 from ..vocabulary import MAX_CERTIFIED_SPAN_DAYS, CollectionType
 from .collections import get_collection, resolve
 from .privileges import can_review, visible_datasets
-from .records import CalibrationLoser, CertificationRecord, DatasetRecord
+from .records import CalibrationLoser, CertificationRecord, DatasetRecord, range_covers, range_text
 from .schema import Certification, CertificationEvent, Collection, Dataset, DatasetIfu, User, utcnow
 
 #: Candidates up to this many days outside their certified range are reported as losers (days).
@@ -53,14 +53,6 @@ class CalibrationChoice:
     n_candidates: int
     collection: str = ""
     losers: tuple[CalibrationLoser, ...] = ()
-
-
-def _fmt(v):
-    return "open" if v is None else f"{v:.3f}"
-
-
-def _range_text(begin, end) -> str:
-    return f"[{_fmt(begin)}, {_fmt(end)})"
 
 
 def _check_range(begin, end) -> None:
@@ -282,10 +274,6 @@ def _candidates(s, user, category, ifu, mjd, calib_ids=None, near: bool = False,
     return [_Candidate(*r[:7], bool(r[7]), r[8], r[9] or "", *r[10:], states.get(r[4], {})) for r in rows]
 
 
-def _covers(cert, mjd: float) -> bool:
-    return (cert.begin_mjd is None or cert.begin_mjd <= mjd) and (cert.end_mjd is None or mjd < cert.end_mjd)
-
-
 def _unusable(ds: _Candidate, ifu: int, mode) -> str:
     # Why a calibration may not serve IFU ``ifu`` in ``mode``; "" if it may.
     if not ds.is_valid:
@@ -353,8 +341,8 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
                            f"reference reduction, raw frames and static data")
                 else:
                     why = f"in collection {cname}, which is not in the search path"
-            elif not _covers(cert, mjd):
-                why = f"certified for {_range_text(cert.begin_mjd, cert.end_mjd)}, which does not cover MJD {mjd:.3f}"
+            elif not range_covers(cert.begin_mjd, cert.end_mjd, mjd):
+                why = f"certified for {range_text(cert.begin_mjd, cert.end_mjd)}, which does not cover MJD {mjd:.3f}"
             else:
                 why = _unusable(ds, ifu, mode) or "not eligible"
             losers.append((ds, cname, why))
@@ -376,7 +364,7 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
         rec = arch.records(s, select(Dataset).where(Dataset.id == ds.id))[0]
         when = "undated" if ds.mjd_obs is None else (
             f"{dist:.2f} d {'before' if ds.mjd_obs <= mjd else 'after'} the frame")
-        reason = (f"{category} #{ds.id} in {cname}: certified {_range_text(cert.begin_mjd, cert.end_mjd)} "
+        reason = (f"{category} #{ds.id} in {cname}: certified {range_text(cert.begin_mjd, cert.end_mjd)} "
                   f"covers MJD {mjd:.3f}; IFU {ifu} valid; mode {ds.mode or 'any'}; {when}; best of "
                   f"{len(eligible)} eligible (search path order, then closest in time, then newest)")
         out = tuple(CalibrationLoser(d.id, c, w) for d, c, w in losers[:MAX_LOSERS])

@@ -35,7 +35,7 @@ from .collections import (
 from .database import make_engine, upgrade
 from .datastore import Datastore, PendingFile
 from .privileges import can_review, visible_datasets
-from .records import CertificationRecord, CollectionRecord, DatasetRecord, IfuState
+from .records import CertificationRecord, CollectionRecord, DatasetRecord
 from .schema import Collection, Dataset, Project, QCParameter, StoredFile, User
 from .storage import IngestReport, IngestResult
 
@@ -379,23 +379,6 @@ class Archive:
         return storage.ingest_many(self, paths, progress=progress, **kw)
 
     # ------------------------------------------------------------------ reading
-    def record(self, s: Session, ds: Dataset) -> DatasetRecord:
-        """The :class:`DatasetRecord` of a row loaded in session ``s``."""
-        ids = {i.updated_by for i in ds.ifus if i.updated_by}
-        names = dict(s.execute(select(User.id, User.name).where(User.id.in_(ids))).all()) if ids else {}
-        return DatasetRecord(
-            id=ds.id, kind=ds.kind, category=ds.category, night=ds.night, date_obs=ds.date_obs,
-            mjd_obs=ds.mjd_obs, exptime=ds.exptime, mode=ds.mode, object=ds.object, ifu=ds.ifu,
-            ifus=tuple(IfuState(i.ifu, i.is_valid, i.flag, i.comment, names.get(i.updated_by), i.updated)
-                       for i in ds.ifus),
-            owner=ds.owner.name, project=ds.project.name if ds.project else None,
-            privilege=Privilege(ds.privilege), run_id=ds.run_id, sha256=ds.file.sha256,
-            size=ds.file.size, filename=ds.file.original_name, storage_path=ds.file.path,
-            pipeline_version=ds.pipeline_version, created=ds.created, collection=ds.collection.name,
-            exposure=ds.exposure, is_valid=bool(ds.is_valid), flag=ds.flag, comment=ds.comment or "",
-            affected_by=ds.affected_by, header=ds.header or {},
-        )
-
     def records(self, s: Session, q) -> list[DatasetRecord]:
         """The :class:`DatasetRecord` of every dataset ``q`` selects, in its order.
 
@@ -433,7 +416,10 @@ class Archive:
             indistinguishable on purpose).
         """
         with self.session() as s:
-            return self.record(s, self.load(s, dataset_id))
+            found = self.records(s, select(Dataset).where(Dataset.id == int(dataset_id), self.visible(s)))
+            if not found:
+                raise NotFoundError(f"no dataset {dataset_id} visible to user {self.user_name!r}")
+            return found[0]
 
     def get_many(self, dataset_ids) -> dict[int, DatasetRecord]:
         """``{id: DatasetRecord}`` of those of ``dataset_ids`` the user may see (one query)."""
@@ -588,7 +574,7 @@ class Archive:
         with self.session() as s:
             self.load(s, dataset_id)
             q = select(Dataset).where(Dataset.affected_by == int(dataset_id), self.visible(s)).order_by(Dataset.id)
-            return [self.record(s, d) for d in s.scalars(q).unique()]
+            return self.records(s, q)
 
     def publish(self, dataset_ids, privilege: Privilege | int = Privilege.PROJECT, project: str | None = None) -> None:
         """Widen (or narrow) who may see datasets: owner, project reviewers or administrators."""

@@ -274,8 +274,8 @@ def dependents(arch, dataset_id, recursive=True) -> list[DatasetRecord]:
             rows = s.scalars(select(Dataset).where(Dataset.run_id.in_(runs), vis,
                                                    Dataset.kind != DatasetKind.NOTEBOOK.value))
             frontier = [d.id for d in rows if d.id not in found]
-            for d in s.scalars(select(Dataset).where(Dataset.id.in_(frontier))):
-                found[d.id] = arch.record(s, d)
+            for rec in arch.records(s, select(Dataset).where(Dataset.id.in_(frontier))):
+                found[rec.id] = rec
             if not recursive:
                 break
         return sorted(found.values(), key=lambda r: r.id)

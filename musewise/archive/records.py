@@ -101,6 +101,18 @@ class CalibrationLoser:
     reason: str
 
 
+def range_covers(begin_mjd: float | None, end_mjd: float | None, mjd: float) -> bool:
+    """True if the certified range ``[begin_mjd, end_mjd)`` (MJD, days; None: open) holds ``mjd``."""
+    return (begin_mjd is None or begin_mjd <= mjd) and (end_mjd is None or mjd < end_mjd)
+
+
+def range_text(begin_mjd: float | None, end_mjd: float | None) -> str:
+    """A certified range as people read it: ``[61358.100, open)`` (MJD, days)."""
+    def end(v):
+        return "open" if v is None else f"{v:.3f}"
+    return f"[{end(begin_mjd)}, {end(end_mjd)})"
+
+
 @dataclass(frozen=True)
 class CertificationRecord:
     """A calibration certified in a CALIBRATION collection for ``[begin_mjd, end_mjd)`` (MJD, days; None: open)."""
@@ -119,7 +131,7 @@ class CertificationRecord:
 
     def covers(self, mjd: float) -> bool:
         """True if the range holds ``mjd`` (days)."""
-        return (self.begin_mjd is None or self.begin_mjd <= mjd) and (self.end_mjd is None or mjd < self.end_mjd)
+        return range_covers(self.begin_mjd, self.end_mjd, mjd)
 
 
 @dataclass(frozen=True)

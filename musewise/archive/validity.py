@@ -52,8 +52,11 @@ def set_validity(arch, s, dataset_id, ifu, *, is_valid, flag, comment) -> None:
                             valid_after=new_valid, flag_before=ds.flag, flag_after=new_flag, comment=comment))
         became_invalid, became_valid = ds.is_valid and not new_valid, new_valid and not ds.is_valid
         ds.is_valid, ds.flag, ds.comment, ds.validity_by, ds.validity_at = new_valid, new_flag, comment, user.id, now
+    # The IFU row the verdict also lands on: the one asked for, or a single-IFU product's own
+    # (a multi-IFU file judged as a whole keeps its per-IFU verdicts).
+    target = ds.ifu if whole else int(ifu)
     for st in ds.ifus:
-        if not (ifu is not None and st.ifu == int(ifu) or whole and ds.ifu is not None and st.ifu == ds.ifu):
+        if st.ifu != target:
             continue
         new_valid = st.is_valid if is_valid is None else bool(is_valid)
         new_flag = st.flag if flag is None else flag
