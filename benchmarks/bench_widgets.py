@@ -215,16 +215,24 @@ DEFAULT_JDAVIZ_PYTHON = HERE.parent / ".venv-jdaviz" / "bin" / "python"
 GB = 1e9
 
 
-def _proc_rss(pid: int) -> int:
-    """Resident memory of a process, bytes (0 once it has gone)."""
+def _proc_rss(pid: int) -> tuple[int, int]:
+    """Resident memory of a process and its anonymous part, bytes (0 once it has gone).
+
+    The rest of the resident memory is file-backed: pages of memory-mapped files
+    (the cube, shared libraries), which are the page cache's pages seen through
+    the mapping and can be dropped by the kernel at any time.
+    """
+    rss = anon = 0
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
+                    rss = int(line.split()[1]) * 1024
+                elif line.startswith("RssAnon:"):
+                    anon = int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 0
+    return rss, anon
 
 
 def _mem_available() -> int:
@@ -263,10 +271,11 @@ def run_session(python: str, library: str, job: dict, *, mem_cap: float, min_fre
     for r in readers:
         r.start()
     t0 = time.perf_counter()
-    peak, stopped = 0, ""
+    peak = peak_anon = 0
+    stopped = ""
     while proc.poll() is None:
-        rss = _proc_rss(proc.pid)
-        peak = max(peak, rss)
+        rss, anon = _proc_rss(proc.pid)
+        peak, peak_anon = max(peak, rss), max(peak_anon, anon)
         if rss > mem_cap:
             stopped = f"resident memory passed the cap of {mem_cap / GB:.1f} GB"
         elif _mem_available() < min_free:
@@ -284,6 +293,7 @@ def run_session(python: str, library: str, job: dict, *, mem_cap: float, min_fre
     result = next((json.loads(ln[len("RESULT "):]) for _, ln in lines
                    if ln.startswith("RESULT ")), None)
     if result is not None:
+        result["peak_anon_sampled"] = peak_anon
         return result
     if not stopped:
         raise RuntimeError(f"{library} session failed (exit {proc.returncode}):\n"
@@ -291,7 +301,7 @@ def run_session(python: str, library: str, job: dict, *, mem_cap: float, min_fre
     stages = [(t, ln.split()) for t, ln in lines if ln.startswith("STAGE ")]
     # Its work started when it printed its start line (imports done); a few ms of
     # pipe latency make the elapsed time a lower bound, as is the sampled peak.
-    return {"stopped": stopped, "peak_rss": peak,
+    return {"stopped": stopped, "peak_rss": peak, "peak_anon_sampled": peak_anon,
             "stage": stages[-1][1][1] if stages else "import",
             "stages": {words[1]: float(words[2]) for _, words in stages},
             "elapsed_s": t_end - stages[0][0] if stages else 0.0}
@@ -369,13 +379,16 @@ def report_sessions(out: dict, size: float) -> dict:
     print(head)
     for state in ("cold", "warm"):
         for key, label in (("first_image_s", "first image"), ("spectrum_s", "then one spectrum"),
-                           ("peak", "peak memory above empty")):
+                           ("peak", "peak memory above empty"),
+                           ("anon", "  of it anonymous (sampled, total)")):
             row = f"{label + ', ' + state:34s}"
             for lib in libs:
                 res = out.get((lib, state))
                 if key == "peak":
                     gb = _above(res, out["baseline"][res["python"]]) / GB
                     cell = (">" if "stopped" in res else "") + f"{gb:.2f} GB"
+                elif key == "anon":
+                    cell = f"{res['peak_anon_sampled'] / GB:.2f} GB"
                 else:
                     cell = _fmt_time(res, key)
                 row += f"{cell:>16s}"
@@ -385,6 +398,8 @@ def report_sessions(out: dict, size: float) -> dict:
         what = res.get("first_image_what", f"stopped at stage {res.get('stage')!r}")
         extra = (f"; import {res['import_s']:.1f} s (not counted)" if "import_s" in res else "")
         print(f"  {lib}: first image = {what}{extra}")
+    print("  (peak memory: VmHWM, file-backed pages of memory-mapped files included; the "
+          "anonymous part, private memory, is the highest of the parent's 50 ms samples)")
     mw = out[("musewise", "cold")]
     if "white_light_s" in mw:
         print(f"  musewise cold: white light shown {mw['white_light_s']:.2f} s after opening "
