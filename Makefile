@@ -68,9 +68,10 @@ test-fast: setup
 bench: setup bench-jdaviz-env
 	$(PY) benchmarks/run_all.py
 
-# jdaviz (the Cubeviz baseline of benchmarks/bench_widgets.py) pins versions of astropy, numpy and
-# glue that conflict with the project's, so it gets its own virtualenv; the benchmark runs it
-# there in a subprocess. Not part of `make test` or CI.
+# jdaviz, the Cubeviz baseline of benchmarks/bench_widgets.py, brings ~90 packages the project does
+# not use (glue, solara, vispy, astroquery...): it gets its own virtualenv, so `make test` and CI
+# install none of them and neither side's requirements move the other's. The benchmark runs its
+# sessions there in a subprocess. Not part of `make test` or CI.
 JDAVIZ_VENV ?= .venv-jdaviz
 JDAVIZ_VERSION ?= 5.0.2
 bench-jdaviz-env: $(JDAVIZ_VENV)/.stamp-$(JDAVIZ_VERSION)
