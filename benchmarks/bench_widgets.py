@@ -429,6 +429,11 @@ def report_sessions(out: dict, size: float) -> dict:
     print(f"\ngoals (issue 12), cube {size:.2f} GB on disk:")
     for label, (value, limit, bound) in goals.items():
         print(f"  goal {label:40s} {bound}{value:8.4f}  {'MET' if value <= limit else 'MISSED'}")
+    for state in ("cold", "warm"):
+        a = out[("musewise", state)]
+        print(f"  (musewise {state}: its anonymous, private memory peaked at "
+              f"{a['peak_anon_sampled'] / (size * GB):.4f}x the cube; the rest of its peak is "
+              "pages of the cube's memory map, which the page cache holds anyway)")
     return goals
 
 
