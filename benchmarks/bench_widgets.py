@@ -351,7 +351,7 @@ def sessions(path: Path, folder: Path, args) -> dict:
             res["python"] = python
             out[(lib, state)] = res
             if "stopped" in res:
-                print(f"  stopped after {res['elapsed_s']:.1f} s at stage "
+                print(f"  stopped after {res['elapsed_s']:.1f} s, after finishing stage "
                       f"{res['stage']!r}: {res['stopped']}", flush=True)
     shutil.rmtree(cache, ignore_errors=True)
     return out
@@ -375,13 +375,13 @@ def report_sessions(out: dict, size: float) -> dict:
           "process's peak resident memory above an empty interpreter's)")
     for python, b in out["baseline"].items():
         print(f"  empty interpreter {python}: {b / 1e6:.0f} MB")
-    head = f"{'':34s}" + "".join(f"{lib:>16s}" for lib in libs)
+    head = f"{'':40s}" + "".join(f"{lib:>16s}" for lib in libs)
     print(head)
     for state in ("cold", "warm"):
         for key, label in (("first_image_s", "first image"), ("spectrum_s", "then one spectrum"),
                            ("peak", "peak memory above empty"),
-                           ("anon", "  of it anonymous (sampled, total)")):
-            row = f"{label + ', ' + state:34s}"
+                           ("anon", "  of it anonymous (sampled)")):
+            row = f"{label + ', ' + state:40s}"
             for lib in libs:
                 res = out.get((lib, state))
                 if key == "peak":
@@ -395,7 +395,8 @@ def report_sessions(out: dict, size: float) -> dict:
             print(row)
     for lib in libs:
         res = out[(lib, "cold")]
-        what = res.get("first_image_what", f"stopped at stage {res.get('stage')!r}")
+        what = res.get("first_image_what",
+                       f"not reached: stopped after finishing stage {res.get('stage')!r}")
         extra = (f"; import {res['import_s']:.1f} s (not counted)" if "import_s" in res else "")
         print(f"  {lib}: first image = {what}{extra}")
     print("  (peak memory: VmHWM, file-backed pages of memory-mapped files included; the "
@@ -563,8 +564,9 @@ def report_operations(res: dict) -> None:
         ratio = f"{a / b:15.3f}" if a is not None and b else f"{'':15s}"
         print(f"{label:42s} {ms(a) if a is not None else '':>12s} "
               f"{ms(b) if b is not None else '':>12s} {ratio}")
-    print(f"peak RSS: musewise process {res['mw_max_rss_gb']:.2f} GB (it prefetches the whole "
-          "file: pages of the memory map, shared with the page cache, not extra memory)"
+    print(f"peak RSS: musewise process {res['mw_max_rss_gb']:.2f} GB (file pages of the memory "
+          "maps, several of which are open at once in that process, shared with the page cache: "
+          "not extra memory; the viewer sessions above measure one viewer's memory)"
           + (f", mpdaf process {res['mp_max_rss_gb']:.2f} GB" if "mp_max_rss_gb" in res else ""))
     targets = [("viewer open to first image < 1 s", max(res["viewer_first_image_cached"],
                                                         res["viewer_first_image_uncached"]), 1.0),
