@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from musewise.exceptions import InvalidFrameError
+from musewise.exceptions import InvalidArgumentError, InvalidFrameError
 from musewise.ingest import inspect_file
 from musewise.products import MuseCube, spectral_axis, white_light
 from musewise.products import testing as pt
@@ -131,7 +131,7 @@ def test_ifu_of_extension_names_file_names_and_headers():
     assert ifu_of_extname("CHAN25") is None and ifu_of_extname("CHAN00") is None
     assert ifu_of_extname("DATA") is None and ifu_of_extname(None) is None
     assert chan_extname(7) == "CHAN07"
-    with pytest.raises(ValueError, match="1-24"):
+    with pytest.raises(InvalidArgumentError, match="1-24"):
         chan_extname(0)
     assert chan_extensions(["", "CHAN02", "CHAN01", "CHAN01.DATA", "DQ"]) == {2: "CHAN02", 1: "CHAN01"}
     assert ifu_of_filename("MASTER_BIAS-07.fits") == 7

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from ..exceptions import InvalidFrameError, MusewiseError, NotFoundError, OutsideCubeError
+from ..exceptions import InvalidArgumentError, InvalidFrameError, MusewiseError, NotFoundError, OutsideCubeError
 from .fitsio import open_fits
 from .image import Image
 from .spectrum import Spectrum
@@ -419,12 +419,12 @@ class MuseCube:
         ------
         OutsideCubeError
             If the centre is outside the cube.
-        ValueError
+        InvalidArgumentError
             If the radius is negative.
         """
         self._check_spaxel(x, y)
         if radius < 0:
-            raise ValueError(f"aperture radius must be >= 0 spaxels, got {radius}")
+            raise InvalidArgumentError(f"aperture radius must be >= 0 spaxels, got {radius}")
         mask, sl = self.disc(x, y, radius)
         return self.masked_spectrum(mask, sl, label=f"aperture ({x:g}, {y:g}) r={radius:g}",
                                     meta={"x": float(x), "y": float(y), "radius": float(radius)})
@@ -465,7 +465,7 @@ class MuseCube:
         box = self._read_box(self._data, slices)
         vbox = self._read_box(self._stat, slices)
         if box.shape[1:] != mask.shape:
-            raise ValueError(f"mask shape {mask.shape} differs from the box {box.shape[1:]}")
+            raise InvalidArgumentError(f"mask shape {mask.shape} differs from the box {box.shape[1:]}")
         data = np.nansum(box[:, mask], axis=1, dtype=np.float64)
         var = np.nansum(vbox[:, mask], axis=1, dtype=np.float64)
         empty = ~np.isfinite(box[:, mask]).any(axis=1)
@@ -538,11 +538,11 @@ class MuseCube:
         ------
         OutsideCubeError
             If the band or both side bands fall outside the cube.
-        ValueError
+        InvalidArgumentError
             If ``width`` is not positive.
         """
         if width <= 0:
-            raise ValueError(f"narrow-band width must be > 0 Angstrom, got {width}")
+            raise InvalidArgumentError(f"narrow-band width must be > 0 Angstrom, got {width}")
         cw = max(2.0 * width, 10.0) if continuum_width is None else float(continuum_width)
         gap = width / 2.0 if gap is None else float(gap)
         wave = self.wave

@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 from astropy.io import fits
 
 from ..exceptions import DatastoreError, InvalidFrameError, NotFoundError
 
-__all__ = ["ascii_card", "meta_cards", "open_fits", "write_hdus"]
+__all__ = ["ascii_card", "meta_cards", "open_fits", "product_hdus", "write_hdus"]
 
 
 def open_fits(path: str | os.PathLike, **kwargs) -> fits.HDUList:
@@ -91,3 +92,38 @@ def meta_cards(meta: dict) -> list[tuple[str, object]]:
             cards.append((f"HIERARCH MUSEWISE {key.upper()}",
                           ascii_card(value) if isinstance(value, str) else value))
     return cards
+
+
+def product_hdus(kind: str, label: str, meta: dict, data, var, unit: str, wcs_cards=None) -> list:
+    """The HDUs of an exported product: a primary header, ``DATA`` and (with a variance) ``STAT``.
+
+    Parameters
+    ----------
+    kind : str
+        ``HIERARCH MUSEWISE KIND`` (``IMAGE``, ``SPECTRUM``).
+    label : str
+        Written as ``OBJECT``.
+    meta : dict
+        Scalars written as ``HIERARCH MUSEWISE <KEY>`` cards.
+    data, var : array_like or None
+        Values (written float32) and their variance.
+    unit : str
+        BUNIT of ``data``; ``STAT`` gets its square.
+    wcs_cards : mapping, optional
+        WCS keywords written in both extensions.
+    """
+    primary = fits.PrimaryHDU()
+    primary.header["HIERARCH MUSEWISE KIND"] = kind
+    primary.header["OBJECT"] = ascii_card(label)
+    for k, v in meta_cards(meta):
+        primary.header[k] = v
+    hdus = [primary]
+    for name, arr, bunit in (("DATA", data, unit), ("STAT", var, f"({unit})**2" if unit else "")):
+        if arr is None:
+            continue
+        h = fits.ImageHDU(np.asarray(arr, dtype=np.float32), name=name)
+        if wcs_cards is not None:
+            h.header.update(wcs_cards)
+        h.header["BUNIT"] = bunit
+        hdus.append(h)
+    return hdus

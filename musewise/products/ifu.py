@@ -17,6 +17,7 @@ import os
 import re
 from pathlib import PurePath
 
+from ..exceptions import InvalidArgumentError
 from ..vocabulary import N_IFU
 
 __all__ = ["chan_extname", "chan_extensions", "ifu_of_extname", "ifu_of_filename", "ifu_of_header",
@@ -31,9 +32,15 @@ def _valid(n: int) -> int | None:
 
 
 def chan_extname(ifu: int) -> str:
-    """The extension name of an IFU in a raw frame: ``CHAN05`` for IFU 5."""
+    """The extension name of an IFU in a raw frame: ``CHAN05`` for IFU 5.
+
+    Raises
+    ------
+    InvalidArgumentError
+        If ``ifu`` is not 1-24.
+    """
     if _valid(int(ifu)) is None:
-        raise ValueError(f"IFU must be 1-{N_IFU}, got {ifu}")
+        raise InvalidArgumentError(f"IFU must be 1-{N_IFU}, got {ifu}")
     return f"CHAN{int(ifu):02d}"
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..exceptions import InvalidFrameError
-from .fitsio import ascii_card, meta_cards, open_fits, write_hdus
+from .fitsio import open_fits, product_hdus, write_hdus
 from .wcs import celestial_header
 
 __all__ = ["Image"]
@@ -65,21 +65,8 @@ class Image:
         DatastoreError
             If the file exists and ``overwrite`` is False, or cannot be written.
         """
-        primary = fits.PrimaryHDU()
-        primary.header["HIERARCH MUSEWISE KIND"] = "IMAGE"
-        primary.header["OBJECT"] = ascii_card(self.label)
-        for k, v in meta_cards(self.meta):
-            primary.header[k] = v
-        hdus = [primary]
-        for name, arr, unit in (("DATA", self.data, self.unit),
-                                ("STAT", self.var, f"({self.unit})**2" if self.unit else "")):
-            if arr is None:
-                continue
-            h = fits.ImageHDU(np.asarray(arr, dtype=np.float32), name=name)
-            if self.wcs_header is not None:
-                h.header.update(self.wcs_header)
-            h.header["BUNIT"] = unit
-            hdus.append(h)
+        hdus = product_hdus("IMAGE", self.label, self.meta, self.data, self.var, self.unit,
+                            self.wcs_header)
         return write_hdus(path, hdus, overwrite)
 
     @classmethod
@@ -99,7 +86,8 @@ class Image:
         NotFoundError
             If the file does not exist.
         InvalidFrameError
-            If it is not FITS, or has no 2-D image (a cube: read it with :class:`~musewise.products.cube.MuseCube`).
+            If it is not FITS, or has no 2-D image (a cube: use
+            :class:`~musewise.products.cube.MuseCube`).
         """
         path = Path(path)
         with open_fits(path, memmap=True) as hdul:

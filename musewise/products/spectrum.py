@@ -15,7 +15,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..exceptions import InvalidFrameError
-from .fitsio import ascii_card, meta_cards, open_fits, write_hdus
+from .fitsio import open_fits, product_hdus, write_hdus
 from .wcs import spectral_axis
 
 __all__ = ["Spectrum"]
@@ -81,27 +81,12 @@ class Spectrum:
             If the file exists and ``overwrite`` is False, or cannot be written.
         """
         wave = np.asarray(self.wave, dtype=np.float64)
-        primary = fits.PrimaryHDU()
-        primary.header["HIERARCH MUSEWISE KIND"] = "SPECTRUM"
-        primary.header["OBJECT"] = ascii_card(self.label)
-        for k, v in meta_cards(self.meta):
-            primary.header[k] = v
         step = np.diff(wave)
         linear = wave.size > 1 and np.allclose(step, step[0], rtol=1e-6, atol=1e-9)
-        hdus = [primary]
-        for name, arr, unit in (("DATA", self.data, self.unit),
-                                ("STAT", self.var, f"({self.unit})**2" if self.unit else "")):
-            if arr is None:
-                continue
-            h = fits.ImageHDU(np.asarray(arr, dtype=np.float32), name=name)
-            h.header["BUNIT"] = unit
-            h.header["CTYPE1"] = "AWAV" if self.air else "WAVE"
-            h.header["CUNIT1"] = "Angstrom"
-            if linear:
-                h.header["CRPIX1"] = 1.0
-                h.header["CRVAL1"] = float(wave[0])
-                h.header["CD1_1"] = float(step[0])
-            hdus.append(h)
+        cards = {"CTYPE1": "AWAV" if self.air else "WAVE", "CUNIT1": "Angstrom"}
+        if linear:
+            cards.update(CRPIX1=1.0, CRVAL1=float(wave[0]), CD1_1=float(step[0]))
+        hdus = product_hdus("SPECTRUM", self.label, self.meta, self.data, self.var, self.unit, cards)
         if not linear:
             hdus.append(fits.ImageHDU(wave, name="WAVE"))
         return write_hdus(path, hdus, overwrite)

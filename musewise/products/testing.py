@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from ..exceptions import InvalidArgumentError
 from .ifu import chan_extname
 
 __all__ = ["MUSE_BUNIT", "MUSE_CD3_3", "MUSE_CRVAL3", "SyntheticCube", "SyntheticSource", "cube_wcs_cards",
@@ -168,7 +169,7 @@ def cube_wcs_cards(shape, crval3: float, step: float, *, ra: float, dec: float,
     elif spectral == "CDELT":
         cards.update({"CDELT1": -scale, "CDELT2": scale, "CDELT3": step})
     else:
-        raise ValueError(f"spectral must be 'CD', 'PC' or 'CDELT', got {spectral!r}")
+        raise InvalidArgumentError(f"spectral must be 'CD', 'PC' or 'CDELT', got {spectral!r}")
     cards["BUNIT"] = bunit
     return cards
 

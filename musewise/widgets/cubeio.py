@@ -62,29 +62,10 @@ def open_cube(source, *, archive=None, white_light=None, cache_dir=None,
               find_image_fov: bool = True) -> MuseCube:
     """Open a cube for a viewer: :meth:`MuseCube.open` after :func:`resolve_source`.
 
-    Parameters
-    ----------
-    source : str, os.PathLike, int, DatasetRecord, MuseCube or mpdaf.obj.Cube
-        What :func:`resolve_source` accepts.
-    archive : musewise.archive.Archive, optional
-        Archive to resolve dataset ids with.
-    white_light : path-like or Image, optional
-        A white-light image of the cube (the pipeline's ``IMAGE_FOV``).
-    cache_dir : path-like, optional
-        Folder of the white-light cache. Default :func:`default_cache_dir`.
-    find_image_fov : bool
-        Look for an ``IMAGE_FOV*.fits`` of the same shape next to the cube.
-
-    Returns
-    -------
-    MuseCube
-
-    Raises
-    ------
-    NotFoundError
-        The file or dataset does not exist.
-    InvalidFrameError
-        The file is not a readable MUSE cube.
+    ``source`` is anything :func:`resolve_source` accepts (a path, an archive
+    dataset id or record, a cube object), resolved through ``archive``; the
+    white-light cache defaults to :func:`default_cache_dir`. The other
+    arguments and the errors are those of :meth:`MuseCube.open`.
     """
     source = resolve_source(source, archive)
     if isinstance(source, MuseCube):
