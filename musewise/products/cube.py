@@ -17,6 +17,12 @@ reads whatever the cube size, and each operation reads only the bytes it needs.
   cached in a sidecar FITS file keyed by the cube's path, size and
   modification time.
 
+Why not mpdaf's ``Cube``: it reads a whole extension into a masked array on
+first access to ``.data``, as float64 by default (~6 GB for DATA and STAT of
+a full cube), which a viewer must never do. mpdaf cubes are accepted as
+input, and the spectral axis is read with astropy's wcslib like mpdaf's
+``WaveCoord`` (:func:`musewise.products.wcs.spectral_axis`).
+
 :func:`white_light` is the same mean over any (n_lambda, ny, nx) array
 (an astropy memory-mapped ``hdu.data`` of a cube without ``STAT``, a test array):
 the QC, the web quick-look and the reduction notebooks all use it.
@@ -217,7 +223,8 @@ class MuseCube:
                 None)
             if data_i is None or hdul[data_i].header.get("NAXIS") != 3:
                 dims = [h.header.get("NAXIS", 0) for h in hdul if h.is_image]
-                what = "a 2-D image (open it with ImageViewer)" if 2 in dims else "no image data"
+                what = ("a 2-D image (read it with Image.read, or open it with ImageViewer)" if 2 in dims
+                        else "no image data")
                 raise InvalidFrameError(path, f"is not a cube: no 3-D {data_ext} extension, "
                                         f"found {what}")
             if stat_ext not in names:

@@ -105,7 +105,8 @@ class Image:
                     (h for h in hdul if ndim(h) == 2), None)
             if hdu is None or ndim(hdu) != 2:
                 if any(ndim(h) == 3 for h in hdul):
-                    raise InvalidFrameError(path, "is a cube, not a 2-D image: use CubeViewer")
+                    raise InvalidFrameError(path, "is a cube, not a 2-D image: read it with MuseCube.open "
+                                            "(or open it with CubeViewer)")
                 raise InvalidFrameError(path, "has no 2-D image extension")
             try:
                 data = np.array(hdu.data, dtype=np.float32)
