@@ -117,6 +117,10 @@ def test_spectral_axis_units_and_errors():
     wave, air = spectral_axis(h, 4, axis=1)
     np.testing.assert_allclose(wave, [4998.75, 5000.0, 5001.25, 5002.5])
     assert air is False
+    # no CUNIT: Angstrom, as MUSE writes it (wcslib alone would read metres)
+    bare = fits.Header({"NAXIS": 1, "NAXIS1": 2, "CTYPE1": "AWAV", "CRVAL1": 4750.0, "CRPIX1": 1.0,
+                        "CD1_1": 1.25})
+    np.testing.assert_allclose(spectral_axis(bare, 2, axis=1)[0], [4750.0, 4751.25])
     with pytest.raises(InvalidFrameError, match="no spectral WCS"):
         spectral_axis(fits.Header({"NAXIS": 1, "NAXIS1": 4, "CTYPE1": "AWAV"}), 4, axis=1)
     h["CUNIT1"] = "furlong"

@@ -26,7 +26,8 @@ def spectral_axis(header: fits.Header, n: int, *, axis: int = 3,
     ----------
     header : astropy.io.fits.Header
         Header with the spectral WCS (``CRVALn``, ``CRPIXn``, ``CDn_n`` or
-        ``PCn_n`` * ``CDELTn`` or ``CDELTn``, ``CUNITn``, ``CTYPEn``).
+        ``PCn_n`` * ``CDELTn`` or ``CDELTn``, ``CUNITn``, ``CTYPEn``); without
+        ``CUNITn`` the axis is in Angstrom, as the MUSE pipeline writes it.
     n : int
         Number of pixels along the axis.
     axis : int
@@ -52,6 +53,10 @@ def spectral_axis(header: fits.Header, n: int, *, axis: int = 3,
     if f"CRVAL{axis}" not in header:
         raise InvalidFrameError(path, f"has no spectral WCS (CRVAL{axis}/CD{axis}_{axis}/CRPIX{axis})")
     ctype = str(header.get(f"CTYPE{axis}", "AWAV")).strip().upper()
+    if not str(header.get(f"CUNIT{axis}", "")).strip():
+        # wcslib would take a wavelength axis without a unit as metres; MUSE means Angstrom
+        header = header.copy()
+        header[f"CUNIT{axis}"] = "Angstrom"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # FITSFixedWarning about DATE-OBS, RADECSYS...
