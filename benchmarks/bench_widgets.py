@@ -1,7 +1,7 @@
 """Benchmark the cube viewer on a full-size MUSE cube against mpdaf and jdaviz on the same file.
 
 Writes (once) a synthetic 320 x 320 x 3681 cube with DATA and STAT (~3 GB) with
-:func:`musewise.widgets.testdata.write_synthetic_cube`, then, in the same run
+:func:`musewise.products.testing.write_synthetic_cube`, then, in the same run
 and on the same file:
 
 1. **Viewer sessions** (``benchmarks/viewer_sessions.py``, whose docstring says
@@ -75,7 +75,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 warnings.simplefilter("ignore")
 
 from musewise.widgets import CubeViewer, MuseCube  # noqa: E402
-from musewise.widgets.testdata import write_synthetic_cube  # noqa: E402
+from musewise.products.testing import write_synthetic_cube  # noqa: E402
 
 
 def evict(path: Path) -> None:

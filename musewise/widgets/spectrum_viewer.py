@@ -14,8 +14,8 @@ from bokeh.plotting import figure
 from traitlets import Bool, Float, TraitError, observe, validate
 
 from .bokehjs import bokeh_plot
-from .lines import EMISSION_LINES, SKY_LINES, observed_wavelength, sky_line_wavelength
-from .products import Spectrum
+from ..products.lines import EMISSION_LINES, SKY_LINES, observed_wavelength, sky_line_wavelength
+from ..products.spectrum import Spectrum
 
 __all__ = ["SpectrumViewer", "SPECTRUM_READOUT_JS"]
 
