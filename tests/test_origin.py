@@ -127,6 +127,11 @@ def write_cube(path):
 @pytest.fixture
 def reduced(archive, tmp_path):
     """The archive with a two-IFU reduction whose scipost run kept its pixel table."""
+    return (archive,) + add_reduction(archive, tmp_path)
+
+
+def add_reduction(archive, tmp_path):
+    """Runs and products of a two-IFU reduction: (cube id, pixel table id, calibrations, geometry, extinction)."""
     from musewise.inm.static import write_static_calibrations
 
     static = write_static_calibrations(tmp_path / "static")
@@ -157,7 +162,7 @@ def reduced(archive, tmp_path):
                                     (str(write_pixtable(tmp_path / "PIXTABLE_REDUCED_0001.fits")),
                                      "PIXTABLE_REDUCED", None)])
     cube, pixtable = made
-    return archive, cube.id, pixtable.id, cal, geo, ext
+    return cube.id, pixtable.id, cal, geo, ext
 
 
 def test_origin_bits_decode_like_mpdaf(tmp_path):
@@ -248,3 +253,44 @@ def test_origin_viewer_shows_the_table_of_a_clicked_spaxel(reduced, tmp_path):
     html = viewer.show_notebook(labels[next(k for k in labels if k.startswith("muse_scibasic"))])
     assert "scibasic IFU 1" in html and "iframe" in viewer._notebook.value
     assert viewer.select_spaxel(30, 30) is None and "outside" in viewer.status
+
+
+@pytest.mark.browser
+def test_origin_viewer_in_the_browser(tmp_path, page, output_dir):
+    import time
+
+    from musewise.archive import Archive
+    from musewise.testing import voila_server
+
+    arch = Archive.open(root=str(tmp_path / "archive"), user="admin", project="consortium")
+    cube_id, _, cal, _, _ = add_reduction(arch, tmp_path)
+    arch.set_validity(cal["MASTER_FLAT", 2], is_valid=False, comment="lamp flicker")
+    arch.close()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from musewise.archive import Archive\n"
+        "from musewise.widgets import SpaxelOriginViewer\n"
+        "arch = Archive.open(root='archive', user='admin', project='consortium')\n"
+        f"SpaxelOriginViewer({cube_id}, archive=arch, cache_dir='cache', x=6, y=2)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "origin.ipynb")
+    with voila_server(tmp_path, "origin.ipynb") as (base, token):
+        page.set_viewport_size({"width": 1400, "height": 1000})
+        page.goto(f"{base}/?token={token}", wait_until="domcontentloaded", timeout=60_000)
+        page.locator(".mw-origin-slices").wait_for(timeout=90_000)
+        assert "spaxel (6, 2)" in page.locator(".mw-origin").inner_text()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and \
+                page.locator(".musewise-bokeh-plot[data-musewise-rendered='1']").count() < 1:
+            assert page.locator(".musewise-plot-error").count() == 0
+            page.wait_for_timeout(300)
+        # click the seam spaxel (2, 4): the image spans 10 x 8 spaxels
+        canvas = page.locator(".musewise-image-plot canvas").element_handles()
+        box = max((b for b in (h.bounding_box() for h in canvas) if b), key=lambda b: b["width"])
+        page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+        page.wait_for_function("() => !document.querySelector('.mw-origin').innerText.includes('spaxel (6, 2)')",
+                               timeout=30_000)
+        text = page.locator(".mw-origin").inner_text()
+        assert "spaxel (6, 2)" not in text and "MASTER_FLAT" in text
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(output_dir / "spaxel_origin_viewer.png"), full_page=True)
