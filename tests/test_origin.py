@@ -246,7 +246,7 @@ def test_origin_viewer_shows_the_table_of_a_clicked_spaxel(reduced, tmp_path):
     assert (viewer.x, viewer.y) == (5, 4)  # the centre
     viewer.image_viewer._on_tap(type("Tap", (), {"x": 3.2, "y": 1.9})())  # what a click sends
     assert viewer.origin is not None and (viewer.origin.x, viewer.origin.y) == (3, 2)
-    html = viewer._table.value
+    html = viewer._table.value + viewer._calibrations.value
     assert "mw-origin-slices" in html and f'href="http://h/archive/datasets/{cal["MASTER_FLAT", 1]}"' in html
     labels = dict(viewer._run_choice.options)
     assert "muse_scibasic run" in " ".join(labels)  # the runs' notebooks to show
@@ -271,26 +271,34 @@ def test_origin_viewer_in_the_browser(tmp_path, page, output_dir):
         "from musewise.archive import Archive\n"
         "from musewise.widgets import SpaxelOriginViewer\n"
         "arch = Archive.open(root='archive', user='admin', project='consortium')\n"
-        f"SpaxelOriginViewer({cube_id}, archive=arch, cache_dir='cache', x=6, y=2)")]
+        f"SpaxelOriginViewer({cube_id}, archive=arch, cache_dir='cache', x=2, y=4)")]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "origin.ipynb")
     with voila_server(tmp_path, "origin.ipynb") as (base, token):
         page.set_viewport_size({"width": 1400, "height": 1000})
         page.goto(f"{base}/?token={token}", wait_until="domcontentloaded", timeout=60_000)
         page.locator(".mw-origin-slices").wait_for(timeout=90_000)
-        assert "spaxel (6, 2)" in page.locator(".mw-origin").inner_text()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and \
                 page.locator(".musewise-bokeh-plot[data-musewise-rendered='1']").count() < 1:
             assert page.locator(".musewise-plot-error").count() == 0
             page.wait_for_timeout(300)
-        # click the seam spaxel (2, 4): the image spans 10 x 8 spaxels
+        # the seam spaxel (2, 4): half IFU 1, half IFU 2, whose flat is invalid (in red)
+        slices = page.locator(".mw-origin-slices")
+        assert "spaxel (2, 4)" in page.locator(".mw-origin").first.inner_text()
+        assert slices.locator("tr").count() == 3
+        bad = page.locator(".mw-origin-calibrations td.bad")
+        assert bad.count() == 1 and "INVALID (lamp flicker)" in bad.inner_text()
+        assert bad.evaluate("e => getComputedStyle(e).color") == "rgb(183, 28, 28)"
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(output_dir / "spaxel_origin_seam.png"), full_page=True)
+        # a click in the image traces another spaxel
         canvas = page.locator(".musewise-image-plot canvas").element_handles()
         box = max((b for b in (h.bounding_box() for h in canvas) if b), key=lambda b: b["width"])
-        page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
-        page.wait_for_function("() => !document.querySelector('.mw-origin').innerText.includes('spaxel (6, 2)')",
+        page.mouse.click(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.75)
+        page.wait_for_function("() => !document.querySelector('.mw-origin').innerText.includes('spaxel (2, 4)')",
                                timeout=30_000)
-        text = page.locator(".mw-origin").inner_text()
-        assert "spaxel (6, 2)" not in text and "MASTER_FLAT" in text
+        text = page.locator(".mw-origin").first.inner_text()
+        assert "IFU 01" in text and page.locator(".mw-origin-calibrations td.bad").count() == 0
         page.wait_for_timeout(800)
         page.screenshot(path=str(output_dir / "spaxel_origin_viewer.png"), full_page=True)

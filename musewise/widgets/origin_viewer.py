@@ -21,7 +21,7 @@ from .cubeio import MuseCube, resolve_source
 from .image_viewer import ImageViewer
 from .provenance_view import notebook_srcdoc, render_notebook
 
-__all__ = ["SpaxelOriginViewer", "origin_html", "ORIGIN_CSS"]
+__all__ = ["ORIGIN_CSS", "SpaxelOriginViewer", "calibrations_html", "contributions_html", "origin_html"]
 
 #: Styles of the origin tables (scoped by the ``mw-origin`` class).
 ORIGIN_CSS = """<style>
@@ -41,15 +41,7 @@ def _link(text: str, url: str | None) -> str:
     return f'<a href="{escape(url)}" target="_blank">{text}</a>' if url else text
 
 
-def origin_html(origin: SpaxelOrigin, web_url: str | None = None) -> str:
-    """The origin of a spaxel as HTML tables: contributions, then calibrations per IFU.
-
-    Parameters
-    ----------
-    origin : SpaxelOrigin
-    web_url : str, optional
-        Base URL of the archive web view; datasets and notebooks then link to it.
-    """
+def _links(web_url: str | None):
     base = web_url.rstrip("/") if web_url else None
 
     def ds(i):
@@ -57,9 +49,15 @@ def origin_html(origin: SpaxelOrigin, web_url: str | None = None) -> str:
 
     def nb(i):
         if i is None:
-            return '<span class="muted">-</span>'
+            return '<span class="muted">no notebook</span>'
         return _link(f"notebook #{i}", f"{base}/datasets/{i}/notebook.html" if base else None)
 
+    return ds, nb
+
+
+def contributions_html(origin: SpaxelOrigin, web_url: str | None = None) -> str:
+    """The spaxel's position and its (exposure, IFU, slice) table, as HTML (with its styles)."""
+    ds, _ = _links(web_url)
     head = (f"<p><b>spaxel ({origin.x}, {origin.y})</b> RA {origin.ra:.6f}&deg; Dec {origin.dec:.6f}&deg;: "
             f"{origin.npix} pixels from {len(origin.pixtable_ids)} exposure(s); IFU "
             f"{', '.join(f'{i:02d}' for i in origin.ifus) or '-'}</p>")
@@ -68,29 +66,48 @@ def origin_html(origin: SpaxelOrigin, web_url: str | None = None) -> str:
         bar = f'<span class="bar" style="width:{max(1, round(60 * c.fraction))}px"></span>'
         rows.append(
             f"<tr><td>{ds(c.pixtable_id)} <span class='muted'>{escape(str(c.exposure or ''))}</span></td>"
-            f"<td class='num'>{c.ifu:02d}</td><td class='num'>{c.ccd_slice}</td><td class='num'>{c.sky_slice or '?'}</td>"
-            f"<td class='num'>{c.npix}</td><td>{bar} {100 * c.fraction:.1f} %</td>"
-            f"<td class='num'>{c.ccd_rows[0]}-{c.ccd_rows[1]}</td></tr>")
-    contrib = ("<table class='mw-origin-slices'><tr><th>exposure (pixel table)</th><th>IFU</th><th>CCD slice</th>"
-               "<th>sky slice</th><th>pixels</th><th>fraction</th><th>CCD rows</th></tr>"
-               + "".join(rows) + "</table>") if rows else "<p class='muted'>no pixel in this spaxel</p>"
-    cal_rows = []
+            f"<td class='num'>{c.ifu:02d}</td><td class='num'>{c.ccd_slice}</td>"
+            f"<td class='num'>{c.sky_slice or '?'}</td><td class='num'>{c.npix}</td>"
+            f"<td>{bar} {100 * c.fraction:.1f} %</td><td class='num'>{c.ccd_rows[0]}-{c.ccd_rows[1]}</td></tr>")
+    table = ("<table class='mw-origin-slices'><tr><th>exposure (pixel table)</th><th>IFU</th><th>CCD slice</th>"
+             "<th>sky slice</th><th>pixels</th><th>fraction</th><th>CCD rows</th></tr>"
+             + "".join(rows) + "</table>") if rows else "<p class='muted'>no pixel in this spaxel</p>"
+    notes = "".join(f"<p class='muted'>{escape(n)}</p>" for n in origin.notes)
+    return f"{ORIGIN_CSS}<div class='mw-origin'>{head}{table}{notes}</div>"
+
+
+def calibrations_html(origin: SpaxelOrigin, web_url: str | None = None) -> str:
+    """The calibrations behind each contributing IFU with validity and certified ranges, as HTML."""
+    ds, nb = _links(web_url)
+    rows = []
     for c in origin.calibrations:
-        state = escape(c.validity_text)
         cls = "ok" if c.usable else "bad"
         cert = "<br>".join(f"{escape(col)} {escape(rng)}" + ("" if ok else " <b>(does not cover the exposure)</b>")
                            for col, rng, ok in c.certified) or '<span class="muted">not certified</span>'
-        cal_rows.append(
+        made = (f"run {c.producer_run_id}: {nb(c.producer_notebook_id)}" if c.producer_run_id
+                else '<span class="muted">ingested</span>')
+        rows.append(
             f"<tr><td class='num'>{c.ifu:02d}</td><td>{escape(c.tag)}</td>"
             f"<td>{ds(c.dataset_id)} <span class='muted'>{escape(c.filename)}</span></td>"
-            f"<td class='{cls}'>{state}</td><td>{escape(c.flag)}</td><td>{cert}</td>"
-            f"<td>{escape(c.step)} run {c.run_id}: {nb(c.run_notebook_id)}</td>"
-            f"<td>{nb(c.producer_notebook_id) if c.producer_run_id else '<span class=muted>ingested</span>'}</td></tr>")
-    cals = ("<table class='mw-origin-calibrations'><tr><th>IFU</th><th>tag</th><th>dataset</th><th>validity</th>"
-            "<th>flag</th><th>certified</th><th>read by</th><th>made by</th></tr>" + "".join(cal_rows) + "</table>"
-            ) if cal_rows else ""
-    notes = "".join(f"<p class='muted'>{escape(n)}</p>" for n in origin.notes)
-    return f"{ORIGIN_CSS}<div class='mw-origin'>{head}{contrib}{cals}{notes}</div>"
+            f"<td class='{cls}'>{escape(c.validity_text)}</td><td>{escape(c.flag)}</td><td>{cert}</td>"
+            f"<td>{escape(c.step)} run {c.run_id}: {nb(c.run_notebook_id)}</td><td>{made}</td></tr>")
+    if not rows:
+        return ""
+    return (f"{ORIGIN_CSS}<div class='mw-origin'><table class='mw-origin-calibrations'><tr><th>IFU</th><th>tag</th>"
+            "<th>dataset</th><th>validity</th><th>flag</th><th>certified</th><th>read by</th><th>made by</th></tr>"
+            + "".join(rows) + "</table></div>")
+
+
+def origin_html(origin: SpaxelOrigin, web_url: str | None = None) -> str:
+    """The origin of a spaxel as HTML: the slices table, then the calibrations per IFU.
+
+    Parameters
+    ----------
+    origin : SpaxelOrigin
+    web_url : str, optional
+        Base URL of the archive web view; datasets and notebooks then link to it.
+    """
+    return contributions_html(origin, web_url) + calibrations_html(origin, web_url)
 
 
 class SpaxelOriginViewer(widgets.VBox):
@@ -130,7 +147,8 @@ class SpaxelOriginViewer(widgets.VBox):
         self.image_viewer = ImageViewer(width=420, height=420)
         self.image_viewer.show(self.cube.white_light(), title=f"cube #{self.cube_id}: white light")
         self.image_viewer.on_click(lambda px, py: self.select_spaxel(px, py))
-        self._table = widgets.HTML("", layout=widgets.Layout(width="100%"))
+        self._table = widgets.HTML("")
+        self._calibrations = widgets.HTML("")
         self._status = widgets.HTML("")
         widgets.dlink((self, "status"), (self._status, "value"),
                       lambda s: f"<span class='musewise-origin-status' style='font-size:smaller'>{escape(s)}</span>")
@@ -141,7 +159,8 @@ class SpaxelOriginViewer(widgets.VBox):
         self.children = [
             widgets.HTML(f"<b>Where a spaxel came from</b> &nbsp; {escape(self.cube.name)}"),
             widgets.HBox([self.image_viewer, widgets.VBox([self._table, self._run_choice, self._status],
-                                                          layout=widgets.Layout(width="100%"))]),
+                                                          layout=widgets.Layout(padding="0 0 0 12px"))]),
+            self._calibrations,
             self._notebook,
         ]
         _, ny, nx = self.cube.shape
@@ -166,7 +185,8 @@ class SpaxelOriginViewer(widgets.VBox):
         self._origin = origin
         self.x, self.y = origin.x, origin.y
         self.image_viewer.mark(origin.x, origin.y)
-        self._table.value = origin_html(origin, self.web_url)
+        self._table.value = contributions_html(origin, self.web_url)
+        self._calibrations.value = calibrations_html(origin, self.web_url)
         runs = {}
         for c in origin.calibrations:
             if c.run_notebook_id:
