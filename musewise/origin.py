@@ -408,6 +408,8 @@ class SpaxelOrigin:
     calibrations: tuple[CalibrationUse, ...]
     pixtable_ids: tuple[int, ...]
     notes: tuple[str, ...] = field(default=(), compare=False)
+    #: The wavelength range (Angstrom) the pixels were restricted to, None: all.
+    wave_range: tuple[float, float] | None = None
 
     @property
     def ifus(self) -> list[int]:
@@ -436,7 +438,8 @@ class SpaxelOrigin:
 
     def to_text(self) -> str:
         """A few readable lines (for a terminal or a referee's reply)."""
-        lines = [f"cube #{self.cube_id} spaxel ({self.x}, {self.y}) RA {self.ra:.6f} Dec {self.dec:.6f}: "
+        lam = f" at {self.wave_range[0]:.1f}-{self.wave_range[1]:.1f} Angstrom" if self.wave_range else ""
+        lines = [f"cube #{self.cube_id} spaxel ({self.x}, {self.y}) RA {self.ra:.6f} Dec {self.dec:.6f}{lam}: "
                  f"{self.npix} pixels from {len(self.pixtable_ids)} exposure(s)"]
         for c in self.contributions:
             lines.append(f"  exposure #{c.pixtable_id} IFU {c.ifu:02d} CCD slice {c.ccd_slice:2d} "
@@ -497,7 +500,8 @@ def _runs_of_exposure(graph, pixtable_id: int):
     return post, per_ifu
 
 
-def spaxel_origin(archive, cube_id: int, x: int, y: int, *, chunk_rows: int = CHUNK_ROWS) -> SpaxelOrigin:
+def spaxel_origin(archive, cube_id: int, x: int, y: int, *, wave_range: tuple[float, float] | None = None,
+                  chunk_rows: int = CHUNK_ROWS) -> SpaxelOrigin:
     """Which exposures, IFUs, slices and calibrations made spaxel ``(x, y)`` of a cube.
 
     Parameters
@@ -508,8 +512,12 @@ def spaxel_origin(archive, cube_id: int, x: int, y: int, *, chunk_rows: int = CH
         pixel tables archived.
     x, y : int
         The spaxel: 0-based column and row of the cube.
+    wave_range : (float, float), optional
+        Only the pixels of this wavelength range (Angstrom, as the pixel table's
+        ``lambda``): differential refraction moves a spaxel's light across slices with
+        wavelength, so the slices behind a line can differ from the spaxel's as a whole.
     chunk_rows : int
-        Rows of a pixel table read at a time (memory ~20 bytes per row).
+        Rows of a pixel table read at a time (memory ~40 bytes per row).
 
     Returns
     -------
@@ -536,7 +544,11 @@ def spaxel_origin(archive, cube_id: int, x: int, y: int, *, chunk_rows: int = CH
     notes = []
     for rec in pixtables:
         with PixelTable(archive.path(rec.id)) as table:
-            px = pixels_in_spaxel(table, cube_header, x, y, chunk_rows=chunk_rows)
+            px = pixels_in_spaxel(table, cube_header, x, y, chunk_rows=chunk_rows, columns=("data", "lambda"))
+        if wave_range is not None:
+            lo, hi = sorted(float(v) for v in wave_range)
+            keep = (px["lambda"] >= lo) & (px["lambda"] <= hi)
+            px = {k: v[keep] for k, v in px.items()}
         found.append((rec, px))
     total = sum(p["row"].size for _, p in found)
     total_flux = sum(float(np.nansum(p["data"])) for _, p in found)
@@ -574,7 +586,8 @@ def spaxel_origin(archive, cube_id: int, x: int, y: int, *, chunk_rows: int = CH
     if total == 0:
         notes.append("no pixel of the pixel tables falls in this spaxel (outside the observed field)")
     return SpaxelOrigin(int(cube_id), x, y, ra, dec, int(total), tuple(contributions), tuple(calibrations),
-                        tuple(r.id for r in pixtables), tuple(notes))
+                        tuple(r.id for r in pixtables), tuple(notes),
+                        None if wave_range is None else tuple(sorted(float(v) for v in wave_range)))
 
 
 def _calibrations(archive, graph, pixtable, ifu: int, post, basic) -> list[CalibrationUse]:

@@ -67,8 +67,9 @@ def truth(x, y):
 
 
 def write_pixtable(path, n_per_spaxel=6, seed=3):
-    """A PIXTABLE_REDUCED: ``n_per_spaxel`` pixels in every spaxel (jittered inside it), except
-    spaxel (2, 4), whose pixels are half from IFU 1 slice 'row 3' and half from IFU 2 (a seam)."""
+    """A PIXTABLE_REDUCED: ``n_per_spaxel`` pixels in every spaxel (jittered inside it, pixel k at
+    4800 + 700 k Angstrom), except spaxel (2, 4), whose pixels are half from IFU 1 slice 'row 3'
+    and half from IFU 2 (a seam)."""
     rng = np.random.default_rng(seed)
     w = WCS(cube_header(), naxis=2)
     rows = []
@@ -79,7 +80,7 @@ def write_pixtable(path, n_per_spaxel=6, seed=3):
                 ifu, ccd, _ = truth(x, y)
                 if (x, y) == (2, 4) and k % 2:
                     ifu, ccd, _ = truth(x, 3)
-                rows.append((px, py, ifu, ccd, 100 + 7 * k, 20 + x, 10.0 * (ifu == 1) + 1.0))
+                rows.append((px, py, ifu, ccd, 100 + 7 * k, 20 + x, 10.0 * (ifu == 1) + 1.0, 4800.0 + 700 * k))
     a = np.array(rows)
     ra, dec = w.wcs_pix2world(a[:, 0], a[:, 1], 0)
     xpos, ypos = drs_projected(ra, dec, *PT_REF)
@@ -96,7 +97,7 @@ def write_pixtable(path, n_per_spaxel=6, seed=3):
     h0["HIERARCH ESO INS MODE"] = "WFM-NOAO-N"
     h0["HIERARCH ESO DRS MUSE PIXTABLE WCS"] = "projected (intermediate)"
     cols = [("xpos", xpos, np.float32, "rad"), ("ypos", ypos, np.float32, "rad"),
-            ("lambda", np.linspace(4800, 9300, n), np.float32, "Angstrom"),
+            ("lambda", a[:, 7], np.float32, "Angstrom"),
             ("data", a[:, 6], np.float32, "count"), ("dq", np.zeros(n), np.int32, None),
             ("stat", np.ones(n), np.float32, "count**2"), ("origin", origin, np.int32, None)]
     hdus = [fits.PrimaryHDU(header=h0)]
@@ -228,6 +229,20 @@ def test_a_seam_spaxel_is_shared_and_an_invalid_flat_shows_for_its_ifu_only(redu
     assert all(u.usable for u in o.calibrations_of(1))
 
 
+def test_a_wavelength_range_keeps_only_its_pixels(reduced):
+    arch, cube_id, pt_id, _, _, _ = reduced
+    whole = spaxel_origin(arch, cube_id, 2, 4)
+    with PixelTable(arch.path(pt_id)) as table:
+        found = pixels_in_spaxel(table, cube_header(), 2, 4, columns=("lambda",))
+    blue = spaxel_origin(arch, cube_id, 2, 4, wave_range=(7000.0, 4000.0))  # either order
+    red = spaxel_origin(arch, cube_id, 2, 4, wave_range=(7000.0, 9400.0))
+    assert blue.wave_range == (4000.0, 7000.0) and "4000.0-7000.0 Angstrom" in blue.to_text()
+    assert blue.npix == int((found["lambda"] <= 7000).sum()) == 4
+    assert blue.npix + red.npix == whole.npix == 6
+    for part in (blue, red):
+        assert abs(sum(c.fraction for c in part.contributions) - 1.0) < 1e-12
+
+
 def test_outside_the_cube_and_a_cube_without_pixel_table_are_clear_errors(reduced, tmp_path):
     arch, cube_id, _, _, _, _ = reduced
     with pytest.raises(OutsideCubeError, match="outside the 10 x 8"):
@@ -253,6 +268,10 @@ def test_origin_viewer_shows_the_table_of_a_clicked_spaxel(reduced, tmp_path):
     html = viewer.show_notebook(labels[next(k for k in labels if k.startswith("muse_scibasic"))])
     assert "scibasic IFU 1" in html and "iframe" in viewer._notebook.value
     assert viewer.select_spaxel(30, 30) is None and "outside" in viewer.status
+    viewer.wave_min, viewer.wave_max = 4000.0, 7000.0
+    viewer._trace.click()  # traces the selected spaxel (3, 2) again, in that range
+    assert viewer.origin.wave_range == (4000.0, 7000.0) and viewer.origin.npix < 6
+    assert "λ 4000.0-7000.0" in viewer._table.value.replace("&lambda;", "λ")
 
 
 @pytest.mark.browser

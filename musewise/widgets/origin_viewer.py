@@ -13,7 +13,7 @@ from __future__ import annotations
 from html import escape
 
 import ipywidgets as widgets
-from traitlets import Int, Unicode
+from traitlets import Float, Int, Unicode
 
 from ..exceptions import MusewiseError
 from ..origin import SpaxelOrigin, spaxel_origin
@@ -58,7 +58,9 @@ def _links(web_url: str | None):
 def contributions_html(origin: SpaxelOrigin, web_url: str | None = None) -> str:
     """The spaxel's position and its (exposure, IFU, slice) table, as HTML (with its styles)."""
     ds, _ = _links(web_url)
-    head = (f"<p><b>spaxel ({origin.x}, {origin.y})</b> RA {origin.ra:.6f}&deg; Dec {origin.dec:.6f}&deg;: "
+    lam = (f" at &lambda; {origin.wave_range[0]:.1f}-{origin.wave_range[1]:.1f} &Aring;"
+           if origin.wave_range else "")
+    head = (f"<p><b>spaxel ({origin.x}, {origin.y})</b> RA {origin.ra:.6f}&deg; Dec {origin.dec:.6f}&deg;{lam}: "
             f"{origin.npix} pixels from {len(origin.pixtable_ids)} exposure(s); IFU "
             f"{', '.join(f'{i:02d}' for i in origin.ifus) or '-'}</p>")
     rows = []
@@ -125,15 +127,22 @@ class SpaxelOriginViewer(widgets.VBox):
         White-light cache folder.
     x, y : int, optional
         Spaxel shown first (default the centre).
+    wave_range : (float, float), optional
+        Trace only the pixels of this wavelength range (Angstrom), e.g. around a line
+        next to a sky line; the two boxes under the table change it (0 - 0: all).
     """
 
     x = Int(0, help="Column of the selected spaxel (0-based).")
     y = Int(0, help="Row of the selected spaxel (0-based).")
     status = Unicode("", help="Last message shown to the user.")
+    wave_min = Float(0.0, help="Lower end of the wavelength range traced (Angstrom); 0 with wave_max 0: all.")
+    wave_max = Float(0.0, help="Upper end of the wavelength range traced (Angstrom); 0: all wavelengths.")
 
     def __init__(self, cube, *, archive=None, web_url: str | None = None, cache_dir=None,
-                 x: int | None = None, y: int | None = None, **kwargs):
+                 x: int | None = None, y: int | None = None, wave_range=None, **kwargs):
         super().__init__(**kwargs)
+        if wave_range is not None:
+            self.wave_min, self.wave_max = sorted(float(v) for v in wave_range)
         if archive is None:
             from ..archive import Archive
 
@@ -156,15 +165,30 @@ class SpaxelOriginViewer(widgets.VBox):
                                             layout=widgets.Layout(width="420px"))
         self._run_choice.observe(lambda c: c.new is None or self.show_notebook(c.new), "value")
         self._notebook = widgets.HTML("")
+        self._wave = [widgets.BoundedFloatText(value=v, min=0.0, max=1e5, step=1.0, description=d,
+                                               layout=widgets.Layout(width="190px"))
+                      for v, d in ((self.wave_min, "λ from (Å)"), (self.wave_max, "to"))]
+        widgets.link((self._wave[0], "value"), (self, "wave_min"))
+        widgets.link((self._wave[1], "value"), (self, "wave_max"))
+        self._trace = widgets.Button(description="trace", icon="search", layout=widgets.Layout(width="90px"))
+        self._trace.on_click(lambda _b: self.select_spaxel(self.x, self.y))
         self.children = [
             widgets.HTML(f"<b>Where a spaxel came from</b> &nbsp; {escape(self.cube.name)}"),
-            widgets.HBox([self.image_viewer, widgets.VBox([self._table, self._run_choice, self._status],
+            widgets.HBox([self.image_viewer, widgets.VBox([self._table, widgets.HBox(self._wave + [self._trace]),
+                                                           self._run_choice, self._status],
                                                           layout=widgets.Layout(padding="0 0 0 12px"))]),
             self._calibrations,
             self._notebook,
         ]
         _, ny, nx = self.cube.shape
         self.select_spaxel(nx // 2 if x is None else x, ny // 2 if y is None else y)
+
+    @property
+    def wave_range(self) -> tuple[float, float] | None:
+        """The wavelength range traced (Angstrom), None for all wavelengths."""
+        if self.wave_max > 0 and self.wave_max > self.wave_min:
+            return (self.wave_min, self.wave_max)
+        return None
 
     @property
     def origin(self) -> SpaxelOrigin | None:
@@ -178,7 +202,7 @@ class SpaxelOriginViewer(widgets.VBox):
         leave the previous table; the result is returned (None on error).
         """
         try:
-            origin = spaxel_origin(self.archive, self.cube_id, x, y)
+            origin = spaxel_origin(self.archive, self.cube_id, x, y, wave_range=self.wave_range)
         except MusewiseError as exc:
             self.status = str(exc)
             return None
