@@ -563,6 +563,9 @@ def spaxel_origin(archive, cube_id: int, x: int, y: int, *, wave_range: tuple[fl
         keys = Counter(zip(px["ifu"].tolist(), px["slice"].tolist()))
         for ifu in sorted({k[0] for k in keys}):
             node, basic = per_ifu.get(ifu, (None, None))
+            if post is not None and basic is None:
+                notes.append(f"IFU {ifu:02d} of pixel table #{rec.id}: the run that made its PIXTABLE_OBJECT is "
+                             "not visible to you (only the calibrations of muse_scipost are listed)")
             cals = _calibrations(archive, graph, rec, ifu, post, basic)
             calibrations += cals
             geo = next((c for c in cals if c.tag == "GEOMETRY_TABLE" and c.visible), None)
