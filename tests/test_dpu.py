@@ -318,7 +318,26 @@ def test_cascade_spaxel_origin_is_where_the_instrument_model_put_the_star(cascad
     with PixelTable(arch.path(pt.id)) as table:
         flux = {(dx, dy): float(np.nansum(pixels_in_spaxel(table, head, int(px) + dx, int(py) + dy)["data"]))
                 for dx, dy in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))}
+        peak = pixels_in_spaxel(table, head, int(px), int(py))
     assert max(flux, key=flux.get) == (0, 0), flux
+    # mpdaf reads the same table the same way: sky positions and origin bits.
+    from conftest import need
+
+    try:
+        from mpdaf.drs import PixTable
+    except ImportError:
+        PixTable = None
+    need(PixTable is not None, "mpdaf not installed (pip install -e '.[bench]')")
+    mp = PixTable(arch.path(pt.id))
+    rows = peak["row"]
+    ra, dec = mp.get_pos_sky(mp.get_xpos(ksel=rows), mp.get_ypos(ksel=rows))
+    from astropy.wcs import WCS
+
+    mx, my = WCS(head).celestial.wcs_world2pix(ra, dec, 0)
+    np.testing.assert_allclose(mx, peak["px"], atol=1e-3)
+    np.testing.assert_allclose(my, peak["py"], atol=1e-3)
+    origin = mp.get_origin(ksel=rows)
+    assert (mp.origin2ifu(origin) == peak["ifu"]).all() and (mp.origin2slice(origin) == peak["slice"]).all()
     # The calibrations are the inputs of the scibasic run of IFU 1 and of the scipost run.
     post = arch.get_run(pt.run_id)
     (basic_input,) = [i for i in post.inputs if i.tag == "PIXTABLE_OBJECT"]
