@@ -273,3 +273,83 @@ def test_cascade_other_parameters_make_only_the_cube_out_of_date(cascade):
     pl = dpu.plan("scipost", NIGHT, [1], archive=arch, p={"crsigma": 25})
     assert pl.steps == ["scipost"]
     assert "crsigma" in pl.todo[0].reason
+
+
+@pipeline
+def test_cascade_spaxel_origin_is_where_the_instrument_model_put_the_star(cascade):
+    """spaxel -> IFU, slice and calibrations on the real pipeline's PIXTABLE_REDUCED.
+
+    The default scene's bright star (``Scene.default``: dx = 14", dy = 27.6" from the
+    field centre, less the exposure's dither) lies in IFU 1 between two sky slices; the
+    cube's white-light peak must trace back to that IFU and those slices, the pixels
+    found there must be brighter than in the neighbouring spaxels, and the calibrations
+    listed must be the inputs of the runs that made the exposure.
+    """
+    import numpy as np
+    from astropy.io import fits
+
+    from musewise.inm.layout import (FIELD_CENTRE, SKY_SLICE, SLICE_WIDTH_SKY, SPAXEL,
+                                     ifu_of_field_y)
+    from musewise.origin import PixelTable, find_pixtables, pixels_in_spaxel, spaxel_origin
+
+    arch, cube = cascade
+    with fits.open(arch.path(cube.id)) as hdul:
+        white = np.nansum(hdul["DATA"].data, axis=0)
+        head = hdul["DATA"].header.copy()
+        ox = float(hdul[0].header.get("HIERARCH ESO OCS OFFS DRA", 0.0))
+        oy = float(hdul[0].header.get("HIERARCH ESO OCS OFFS DDEC", 0.0))
+    py, px = np.unravel_index(np.nanargmax(white), white.shape)
+    o = spaxel_origin(arch, cube.id, int(px), int(py))
+    # Where the instrument model put the star, in the geometry frame (spaxels).
+    fx = FIELD_CENTRE[0] + (14.0 - ox) / SPAXEL
+    fy = FIELD_CENTRE[1] + (27.6 - oy) / SPAXEL
+    ifu = ifu_of_field_y(fy)
+    stack = int((fx - FIELD_CENTRE[0]) // SLICE_WIDTH_SKY + 2)
+    rows = {int(np.floor(150 - fy - (ifu - 1) * 12)), int(np.ceil(150 - fy - (ifu - 1) * 12))}
+    expected_sky = {stack * 12 + r + 1 for r in rows if 0 <= r < 12}
+    assert o.npix > 1000 and o.ifus == [ifu] == [1]
+    main = o.contributions[0]
+    assert main.fraction > 0.5 and main.sky_slice in expected_sky, (o.to_text(), expected_sky)
+    for c in o.contributions:  # the GEOMETRY_TABLE's CCD -> sky slice is the instrument's
+        assert SKY_SLICE[c.ccd_slice - 1] == c.sky_slice
+    assert sum(c.npix for c in o.contributions) == o.npix
+    # The pixel table's light peaks where the cube's does.
+    (pt,) = find_pixtables(arch, cube.id)
+    with PixelTable(arch.path(pt.id)) as table:
+        flux = {(dx, dy): float(np.nansum(pixels_in_spaxel(table, head, int(px) + dx, int(py) + dy)["data"]))
+                for dx, dy in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))}
+        peak = pixels_in_spaxel(table, head, int(px), int(py))
+    assert max(flux, key=flux.get) == (0, 0), flux
+    # mpdaf reads the same table the same way: sky positions and origin bits.
+    from conftest import need
+
+    try:
+        from mpdaf.drs import PixTable
+    except ImportError:
+        PixTable = None
+    need(PixTable is not None, "mpdaf not installed (pip install -e '.[bench]')")
+    mp = PixTable(arch.path(pt.id))
+    rows = peak["row"]
+    ra, dec = mp.get_pos_sky(mp.get_xpos(ksel=rows), mp.get_ypos(ksel=rows))
+    from astropy.wcs import WCS
+
+    mx, my = WCS(head).celestial.wcs_world2pix(ra, dec, 0)
+    np.testing.assert_allclose(mx, peak["px"], atol=1e-3)
+    np.testing.assert_allclose(my, peak["py"], atol=1e-3)
+    origin = mp.get_origin(ksel=rows)
+    assert (mp.origin2ifu(origin) == peak["ifu"]).all() and (mp.origin2slice(origin) == peak["slice"]).all()
+    # The calibrations are the inputs of the scibasic run of IFU 1 and of the scipost run.
+    post = arch.get_run(pt.run_id)
+    (basic_input,) = [i for i in post.inputs if i.tag == "PIXTABLE_OBJECT"]
+    basic = arch.get_run(arch.get(basic_input.dataset_id).run_id)
+    want = {(i.tag, i.dataset_id) for i in basic.inputs if i.tag != "OBJECT"} | \
+        {(i.tag, i.dataset_id) for i in post.inputs if i.tag != "PIXTABLE_OBJECT"}
+    assert {(u.tag, u.dataset_id) for u in o.calibrations} == want
+    assert {"MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "WAVECAL_TABLE", "GEOMETRY_TABLE"} <= {t for t, _ in want}
+    records = arch.get_many([u.dataset_id for u in o.calibrations])
+    for u in o.calibrations:
+        rec = records[u.dataset_id]
+        assert (u.is_valid, u.affected_by) == (rec.is_valid, rec.affected_by)
+        assert u.usable == rec.usable_for(1)
+    flat = next(u for u in o.calibrations if u.tag == "MASTER_FLAT")
+    assert flat.producer_notebook_id is not None and flat.certified

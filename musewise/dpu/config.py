@@ -30,8 +30,12 @@ from traitlets.config import Configurable
 #: simulated MUSE frames carry no sky continuum model worth fitting, so
 #: muse_scipost subtracts none (a site with real data overrides this);
 #: muse_wavecal writes its fit residuals, which the reduction notebook plots.
+#: muse_scipost saves, besides the cube, each exposure's fully reduced pixel table
+#: (PIXTABLE_REDUCED): its ``origin`` column is how a spaxel is traced back to the
+#: IFU, slice and calibrations that made it (:mod:`musewise.archive.origin`), and
+#: it is the input of muse_exp_combine.
 DEFAULT_PARAMETERS = {
-    "muse_scipost": {"skymethod": "none"},
+    "muse_scipost": {"skymethod": "none", "save": "cube,individual"},
     "muse_wavecal": {"residuals": True},
 }
 
