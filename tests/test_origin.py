@@ -23,7 +23,7 @@ from astropy.wcs import WCS
 from musewise.exceptions import NotFoundError, OutsideCubeError
 from musewise.inm.layout import SKY_SLICE
 from musewise.origin import PixelTable, decode_origin, pixels_in_spaxel, spaxel_origin
-from musewise.qc.testing import write_master
+from musewise.products.testing import write_master
 
 NX, NY = 10, 8
 CUBE_CRVAL = (150.1, -30.2)
