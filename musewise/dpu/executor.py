@@ -18,14 +18,16 @@ notebooks the same way, here:
 Work dirs: a succeeded run's folder is removed (its products were moved into the
 datastore) unless ``keep_workdir``; a failed run's folder is always kept, for looking into.
 
-The module also holds what a worker process needs to reopen the archive from plain,
-picklable settings (:func:`archive_settings`, :func:`open_archive`), so the Dask engine
-can run reductions and QC alike.
+:func:`run_all` runs many of them on the configured engine (``DpuConfig.engine``:
+here or on Dask); a worker reopens the archive from plain, picklable settings
+(:func:`archive_settings`, :func:`open_archive`), so reductions and QC reach Dask
+by the same path.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -216,6 +218,44 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def run_all(arch, task: Callable, items, *, engine: str | None = None, progress: bool = True, desc: str = "",
+            heavy=None, **task_kw) -> list:
+    """Apply ``task`` to each item on the configured execution engine; results in order.
+
+    ``task(item, settings=..., arch=..., **task_kw)`` must be a module-level function
+    (Dask pickles it). On the ``local`` engine it gets this process's ``arch``; on Dask
+    it gets ``arch=None`` and reopens the archive from ``settings``
+    (:func:`open_archive`), as every worker must.
+
+    Parameters
+    ----------
+    arch : Archive
+    task : callable
+    items : sequence
+        Picklable (RunSpec, dataset IDs...).
+    engine : str, optional
+        ``local``, ``dask`` or ``auto`` (default ``DpuConfig.engine``); ``auto`` is local
+        for a single item, Dask for several.
+    heavy : sequence of bool, optional
+        Items that hold much memory: at most ``DpuConfig.heavy_concurrency`` run at once.
+    """
+    from .config import DpuConfig
+    from .engine import get_engine
+
+    items = list(items)
+    dcfg = DpuConfig.from_config(arch.config)
+    name = engine or dcfg.engine
+    if name == "auto":
+        name = "dask" if len(items) > 1 else "local"
+    settings = archive_settings(arch.config, arch.user_name)
+    if name == "local":
+        func = functools.partial(task, settings=settings, arch=arch, **task_kw)
+    else:
+        func = functools.partial(task, settings=settings, **task_kw)
+    eng = get_engine(name, arch.config, dcfg)
+    return eng.map(func, items, progress=progress, desc=desc, heavy=heavy)
+
+
 def archive_settings(config, user: str) -> dict:
     """Plain settings from which a worker reopens the archive (a dict, picklable)."""
     d = dict(config.as_dict())
@@ -252,4 +292,4 @@ def open_archive(settings: dict):
 _ARCHIVES: dict = {}
 
 __all__ = ["NotebookJob", "NotebookRun", "archive_settings", "error_text", "execute_notebook", "kernel_died",
-           "open_archive", "public_settings", "read_side_file", "workdir_of"]
+           "open_archive", "public_settings", "read_side_file", "run_all", "workdir_of"]

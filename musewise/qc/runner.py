@@ -193,6 +193,62 @@ def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, con
     return QCResult(rec.id, qc_type, run_id, notebook_id, values, units, verdict, applied, res.get("notes", []))
 
 
+def run_qc_many(arch, dataset_ids, *, thresholds: QCThresholds | None = None, config: QCConfig | None = None,
+                engine: str | None = None, progress: bool = True) -> list:
+    """Run QC on several products, in parallel on Dask as reductions are (``DpuConfig.engine``).
+
+    Parameters
+    ----------
+    arch : Archive
+    dataset_ids : iterable of int
+    thresholds, config : optional
+        As :func:`run_qc` (default: the site's); handed to workers as their values.
+    engine : str, optional
+        ``local``, ``dask`` or ``auto`` (default ``DpuConfig.engine``: Dask for several products).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    list of QCResult or QCError
+        In the order of ``dataset_ids``; a failed QC run gives its :class:`QCError`
+        (recorded in the archive as a failed run) instead of stopping the others.
+
+    Raises
+    ------
+    QCNotApplicableError
+        A product's category has no QC notebook; nothing ran.
+    NotFoundError
+        A product does not exist or is not visible to the user; nothing ran.
+    """
+    from ..dpu.executor import run_all
+
+    ids = [int(i) for i in dataset_ids]
+    found = arch.get_many(ids)
+    for i in ids:  # refuse before anything runs
+        qc_type_of((found.get(i) or arch.get(i)).category)  # arch.get raises NotFoundError
+    thresholds = thresholds or QCThresholds(config=arch.config.config)
+    config = config or QCConfig(config=arch.config.config)
+    return run_all(arch, qc_task, ids, engine=engine, progress=progress, desc="qc",
+                   thresholds=_values(thresholds), qc_config=_values(config))
+
+
+def qc_task(dataset_id: int, settings: dict, thresholds: dict, qc_config: dict, arch=None):
+    """One QC run as an engine task (:func:`musewise.dpu.executor.run_all`): a QCResult or the QCError."""
+    from ..dpu.executor import open_archive
+
+    arch = arch if arch is not None else open_archive(settings)
+    try:
+        return run_qc(arch, dataset_id, thresholds=QCThresholds(**thresholds), config=QCConfig(**qc_config))
+    except QCError as exc:
+        return exc
+
+
+def _values(configurable) -> dict:
+    # The configurable's settings as plain values (picklable, for a worker).
+    return {k: getattr(configurable, k) for k in configurable.trait_names(config=True)}
+
+
 def _flag(arch, rec, verdict: Verdict, run_id: int, qc_type: str, config: QCConfig) -> bool:
     from .review import mark_pending
 
@@ -240,4 +296,4 @@ def after_product(arch, record, **kw) -> QCResult | None:
         return None
 
 
-__all__ = ["QCResult", "after_product", "notebook_for", "qc_type_of", "run_qc"]
+__all__ = ["QCResult", "after_product", "notebook_for", "qc_task", "qc_type_of", "run_qc", "run_qc_many"]
