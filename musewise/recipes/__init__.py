@@ -89,7 +89,7 @@ def describe_pipeline(all_recipes: bool = False) -> dict[str, float]:
     forget_versions()
     if all_recipes:
         for name in list_esorex_recipes():
-            if name not in recipes._recipes:
+            if recipes.find(name) is None:
                 register(EsorexRecipe(name))
     times = {}
     for rec in list(recipes):

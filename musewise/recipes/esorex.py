@@ -366,8 +366,10 @@ class EsorexRecipe(Recipe):
         path = self.cache_path()
         if path is not None and path.exists():
             try:
-                return _from_json(json.loads(path.read_text()))
-            except (ValueError, KeyError, TypeError):
+                data = json.loads(path.read_text())
+                if data.get("format") == _CACHE_FORMAT:  # an older format is regenerated below
+                    return _from_json(data)
+            except (ValueError, KeyError, TypeError, AttributeError):
                 pass  # a damaged cache entry is regenerated below
         return self.generate()
 
@@ -583,8 +585,6 @@ def _to_json(name: str, info: dict) -> dict:
 
 
 def _from_json(d: dict) -> dict:
-    if d.get("format") != _CACHE_FORMAT:
-        raise ValueError("old cache format")
     return {
         "description": d["description"],
         "pipeline_version": d["pipeline_version"],

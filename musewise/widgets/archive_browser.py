@@ -31,7 +31,7 @@ from sqlalchemy import select
 from traitlets import Bool, Enum, Int, TraitError, Unicode, validate
 
 from ..archive.queries import ORDERABLE
-from ..exceptions import NotFoundError
+from ..exceptions import NotFoundError, UnsupportedTypeError
 from .bokehjs import bokeh_plot
 from .provenance_view import notebook_srcdoc, provenance_html, render_notebook
 from .qc_panel import fits_summary_html, ifu_quicklook
@@ -219,7 +219,7 @@ class ArchiveBrowser(widgets.VBox):
         """
         unknown = set(filters) - set(FILTERS) - {"order_by", "descending", "page_size"}
         if unknown:
-            raise TypeError(f"unknown filter(s) {sorted(unknown)}; use {FILTERS + ('order_by', 'descending')}")
+            raise UnsupportedTypeError(f"unknown filter(s) {sorted(unknown)}; use {FILTERS + ('order_by', 'descending')}")
         if isinstance(filters.get("valid"), bool):
             filters["valid"] = "valid" if filters["valid"] else "invalid"
         with self.hold_trait_notifications():

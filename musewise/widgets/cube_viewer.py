@@ -22,7 +22,7 @@ import ipywidgets as widgets
 import numpy as np
 from traitlets import Bool, Enum, Float, Instance, Int, TraitError, Unicode, observe, validate
 
-from ..exceptions import MusewiseError
+from ..exceptions import InvalidArgumentError, MusewiseError
 from .cubeio import MuseCube, OutsideCubeError, resolve_source
 from .image_viewer import ImageViewer, side_by_side
 from .lines import EMISSION_LINES, observed_wavelength
@@ -287,7 +287,7 @@ class CubeViewer(widgets.VBox):
                    "plane": lambda: self.set_wavelength(self.wavelength),
                    "narrow band": self.narrow_band}
         if mode not in actions:
-            raise ValueError(f"unknown image mode {mode!r}; choose one of {IMAGE_MODES}")
+            raise InvalidArgumentError(f"unknown image mode {mode!r}; choose one of {IMAGE_MODES}")
         try:
             return actions[mode]()
         except OutsideCubeError as exc:  # e.g. the line is redshifted out of the cube

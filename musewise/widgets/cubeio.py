@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from ..exceptions import InvalidFrameError, MusewiseError, NotFoundError, OutsideCubeError
+from ..exceptions import (InvalidArgumentError, InvalidFrameError, MusewiseError, NotFoundError, OutsideCubeError,
+                          UnsupportedTypeError)
 from .products import Image, Spectrum, _open_fits, _wave_unit_factor, celestial_header
 
 __all__ = ["MuseCube", "OutsideCubeError", "default_cache_dir", "resolve_source"]
@@ -179,7 +180,7 @@ class MuseCube:
         if _is_mpdaf(source):
             return cls._from_mpdaf(source, white_light=white_light, cache_dir=cache_dir)
         if not isinstance(source, Path):
-            raise TypeError(f"cannot open a cube from {type(source).__name__}: give a FITS "
+            raise UnsupportedTypeError(f"cannot open a cube from {type(source).__name__}: give a FITS "
                             "path, an archive dataset id/record, a MuseCube or an mpdaf Cube")
         return cls._from_fits(source, white_light=white_light, cache_dir=cache_dir,
                               find_image_fov=find_image_fov)
@@ -383,7 +384,7 @@ class MuseCube:
         """
         if index is None:
             if wavelength is None:
-                raise TypeError("give a wavelength (Angstrom) or a plane index")
+                raise UnsupportedTypeError("give a wavelength (Angstrom) or a plane index")
             index = self.wave_index(wavelength)
         if not 0 <= index < self.shape[0]:
             raise OutsideCubeError(f"plane {index} outside 0-{self.shape[0] - 1}")
@@ -418,7 +419,7 @@ class MuseCube:
         """
         self._check_spaxel(x, y)
         if radius < 0:
-            raise ValueError(f"aperture radius must be >= 0 spaxels, got {radius}")
+            raise InvalidArgumentError(f"aperture radius must be >= 0 spaxels, got {radius}")
         mask, sl = self.disc(x, y, radius)
         return self.masked_spectrum(mask, sl, label=f"aperture ({x:g}, {y:g}) r={radius:g}",
                                     meta={"x": float(x), "y": float(y), "radius": float(radius)})
@@ -459,7 +460,7 @@ class MuseCube:
         box = self._read_box(self._data, slices)
         vbox = self._read_box(self._stat, slices)
         if box.shape[1:] != mask.shape:
-            raise ValueError(f"mask shape {mask.shape} differs from the box {box.shape[1:]}")
+            raise InvalidArgumentError(f"mask shape {mask.shape} differs from the box {box.shape[1:]}")
         data = np.nansum(box[:, mask], axis=1, dtype=np.float64)
         var = np.nansum(vbox[:, mask], axis=1, dtype=np.float64)
         empty = ~np.isfinite(box[:, mask]).any(axis=1)
@@ -536,7 +537,7 @@ class MuseCube:
             If ``width`` is not positive.
         """
         if width <= 0:
-            raise ValueError(f"narrow-band width must be > 0 Angstrom, got {width}")
+            raise InvalidArgumentError(f"narrow-band width must be > 0 Angstrom, got {width}")
         cw = max(2.0 * width, 10.0) if continuum_width is None else float(continuum_width)
         gap = width / 2.0 if gap is None else float(gap)
         wave = self.wave

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import InvalidFrameError, NotFoundError
+from ..exceptions import InvalidFrameError, NotFoundError, UnsupportedTypeError
 from .cubeio import MuseCube, OutsideCubeError
 from .products import Spectrum
 from .sky import celestial_wcs
@@ -65,7 +65,7 @@ def _to_pixel(region, wcs_header):
         return region.to_pixel(celestial_wcs(wcs_header))
     if isinstance(region, PixelRegion):
         return region
-    raise TypeError(f"give a regions SkyRegion or PixelRegion, got {type(region).__name__}")
+    raise UnsupportedTypeError(f"give a regions SkyRegion or PixelRegion, got {type(region).__name__}")
 
 
 def _outline(pixreg) -> np.ndarray:
