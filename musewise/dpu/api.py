@@ -53,7 +53,10 @@ def prepare(recipe: str, date: str, ifu=None, *, commit: bool = False, p: dict |
     ParameterError, CalibrationNotFoundError, NotFoundError
         Before anything runs.
     """
+    from ..recipes import configure
+
     arch = open_default_archive(archive)
+    configure(arch.config)  # the site's esorex describes and checks the recipes
     dcfg = DpuConfig.from_config(arch.config)
     step = get_step(recipe)
     params = validate_parameters(step.name, p, dcfg)

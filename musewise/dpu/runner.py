@@ -101,7 +101,7 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
     RunOutcome
         Never raises for a failed recipe: the failure is recorded and returned.
     """
-    from ..recipes import RecipeResult, get_recipe
+    from ..recipes import RecipeResult, configure, get_recipe
     from .config import DpuConfig
     from .notebook import RESULT_FILE
     from .templates import template_for
@@ -111,6 +111,7 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
         spec = RunSpec(**{**spec, "inputs": [RunInput(**i) for i in spec["inputs"]]})
     dcfg = DpuConfig(**(dpu_settings or {}))
     arch = arch if arch is not None else open_archive(settings)
+    configure(arch.config)  # a Dask worker's recipes run the site's esorex
     recipe = get_recipe(spec.recipe)
     details = {"step": spec.step, "exposure": spec.exposure, "ifus": spec.ifus, "host": os.uname().nodename,
                "calibration_choices": spec.choices}
