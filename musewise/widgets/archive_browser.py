@@ -219,7 +219,8 @@ class ArchiveBrowser(widgets.VBox):
         """
         unknown = set(filters) - set(FILTERS) - {"order_by", "descending", "page_size"}
         if unknown:
-            raise UnsupportedTypeError(f"unknown filter(s) {sorted(unknown)}; use {FILTERS + ('order_by', 'descending')}")
+            raise UnsupportedTypeError(f"unknown filter(s) {sorted(unknown)}; "
+                                       f"use {FILTERS + ('order_by', 'descending')}")
         if isinstance(filters.get("valid"), bool):
             filters["valid"] = "valid" if filters["valid"] else "invalid"
         with self.hold_trait_notifications():
