@@ -110,6 +110,22 @@ def test_dry_run_shows_inputs_with_reasons_and_records_nothing(archive, dpu_nigh
     assert archive.runs() == []
 
 
+def test_reductions_describe_recipes_with_their_archive_configuration(archive_config, dpu_night, tmp_path):
+    from musewise.archive import Archive
+    from musewise.config import MusewiseConfig
+    from musewise.recipes import configure, esorex
+
+    cfg = MusewiseConfig.load(**{**archive_config.as_dict(), "recipe_cache": str(tmp_path / "site-cache")})
+    arch = Archive(cfg, user="admin")
+    try:
+        _ingest(arch, dpu_night, "BIAS")
+        dpu.run("bias", date=NIGHT, archive=arch, dry_run=True)
+        assert esorex.cache_dir() == tmp_path / "site-cache"  # not the default nor the environment's
+    finally:
+        arch.close()
+        configure()
+
+
 def test_cli_run_dry_run_and_bad_parameter(archive, archive_config, dpu_night, monkeypatch, capsys):
     import argparse
 

@@ -136,8 +136,9 @@ def _deps(step: Step, steps: dict[str, Step]) -> list[str]:
 
 class _Planner:
     def __init__(self, arch, night, ifus, dcfg, params, collections):
-        from ..recipes import get_recipe
+        from ..recipes import configure, get_recipe
 
+        configure(arch.config)  # the site's esorex describes the recipes planned
         self.arch, self.night, self.ifus, self.dcfg = arch, night, ifus, dcfg
         self.collections = collections
         self._found: dict = {}

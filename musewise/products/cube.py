@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from ..exceptions import InvalidArgumentError, InvalidFrameError, MusewiseError, NotFoundError, OutsideCubeError
+from ..exceptions import (InvalidArgumentError, InvalidFrameError, MusewiseError, NotFoundError, OutsideCubeError,
+                          UnsupportedTypeError)
 from .fitsio import open_fits
 from .image import Image
 from .spectrum import Spectrum
@@ -204,7 +205,7 @@ class MuseCube:
         if _is_mpdaf(source):
             return cls._from_mpdaf(source, white_light=white_light, cache_dir=cache_dir)
         if not isinstance(source, Path):
-            raise TypeError(f"cannot open a cube from {type(source).__name__}: give a FITS "
+            raise UnsupportedTypeError(f"cannot open a cube from {type(source).__name__}: give a FITS "
                             "path, a MuseCube or an mpdaf Cube")
         return cls._from_fits(source, white_light=white_light, cache_dir=cache_dir,
                               find_image_fov=find_image_fov)
@@ -396,7 +397,7 @@ class MuseCube:
         """
         if index is None:
             if wavelength is None:
-                raise TypeError("give a wavelength (Angstrom) or a plane index")
+                raise InvalidArgumentError("give a wavelength (Angstrom) or a plane index")
             index = self.wave_index(wavelength)
         if not 0 <= index < self.shape[0]:
             raise OutsideCubeError(f"plane {index} outside 0-{self.shape[0] - 1}")

@@ -39,6 +39,8 @@ from bokeh.models import ColumnDataSource, LayoutDOM
 from bokeh.protocol import Protocol
 from traitlets import Unicode
 
+from ..exceptions import UnsupportedTypeError
+
 __all__ = ["BokehPlot", "bokeh_plot", "bokehjs_sources"]
 
 #: BokehJS parts the viewers use (MathJax, 1.8 MB, is left out: no LaTeX labels).
@@ -84,7 +86,7 @@ class BokehPlot(anywidget.AnyWidget):
 
     def __init__(self, model: LayoutDOM, **kwargs: Any) -> None:
         if not isinstance(model, LayoutDOM):
-            raise TypeError(f"BokehPlot shows a bokeh figure or layout, got {type(model).__name__}")
+            raise UnsupportedTypeError(f"BokehPlot shows a bokeh figure or layout, got {type(model).__name__}")
         super().__init__(**kwargs)
         if model.document is None:
             Document().add_root(model)
