@@ -27,7 +27,8 @@ from .selection import exposure_key, ifus_of_night, raw_frames
 from .steps import PER_EXPOSURE, PER_IFU, PRODUCER, STEPS, Step, get_step
 
 #: Steps always built on the way to a cube; others only when listed in DpuConfig.optional_steps.
-CORE_STEPS = ("bias", "flat", "wavecal", "scibasic")
+#: lsf is one: the default sky subtraction (muse_scipost skymethod=model) needs LSF_PROFILE.
+CORE_STEPS = ("bias", "flat", "wavecal", "lsf", "scibasic")
 #: Parameters musewise sets itself (not compared when judging a product current).
 _MANAGED = ("nifu", "merge")
 

@@ -148,16 +148,29 @@ def choose_calibration(arch, category: str, *, ifu: int | None, mjd: float, mode
     return RunInput(r.id, category, ch.reason, arch.path(r.id), r.ifu or ifu)
 
 
-def _calibrations(arch, step: Step, ifu, mjd, mode, night, collections, reference, choices) -> list[RunInput]:
+def _calibrations(arch, step: Step, ifu, mjd, mode, night, collections, reference, choices,
+                  params=None) -> list[RunInput]:
     kw = dict(ifu=ifu, mjd=mjd, mode=mode, night=night, collections=collections, reference=reference,
               choices=choices)
-    out = [choose_calibration(arch, cat, **kw) for cat in step.calibrations]
+    required = step.required_for(_effective(step, params))
+    out = [choose_calibration(arch, cat, **kw) for cat in required]
     for cat in step.optional:
+        if cat in required:
+            continue
         try:
             out.append(choose_calibration(arch, cat, **kw))
         except CalibrationNotFoundError:
             pass  # optional: the recipe runs without it
     return out
+
+
+def _effective(step: Step, params) -> dict:
+    # The recipe's own defaults count too: muse_scipost models the sky unless told otherwise.
+    if not step.required_when:
+        return dict(params or {})
+    from ..recipes import get_recipe
+
+    return get_recipe(step.recipe).effective_params(dict(params or {}))
 
 
 def latest_products(arch, category: str, night: str, ifus=None, collections=None) -> dict:
@@ -226,7 +239,7 @@ def select_runs(arch, step: Step, night: str, ifus=None, mode: str | None = None
     specs = []
 
     def calibrations(ifu, mjd, choices):
-        return _calibrations(arch, step, ifu, mjd, mode, night, path, reference, choices)
+        return _calibrations(arch, step, ifu, mjd, mode, night, path, reference, choices, params)
 
     if step.per == PER_IFU and step.input_kind == "raw":
         for ifu in ifus:

@@ -8,9 +8,12 @@ uses them to select inputs from the archive.
 
 The chain for a science cube is::
 
-    bias -> [dark] -> flat -> wavecal -> [lsf] -> [twilight] -> scibasic -> scipost
+    bias -> [dark] -> flat -> wavecal -> lsf -> [twilight] -> scibasic -> scipost
 
-(brackets: optional, switched on in :class:`~musewise.dpu.config.DpuConfig`).
+(brackets: optional, switched on in :class:`~musewise.dpu.config.DpuConfig`). ``lsf`` is
+always built: muse_scipost's default sky subtraction (``skymethod=model``) fits the
+sky lines with the LSF of every slice (``LSF_PROFILE``), starting from the static
+``SKY_LINES`` list.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ class Step:
         :data:`PER_IFU`, :data:`PER_EXPOSURE` or :data:`PER_NIGHT`.
     min_inputs : int
         Fewest frames of ``input_tag`` the recipe accepts.
+    required_when : tuple of (str, tuple of str, tuple of str)
+        ``(parameter, values, categories)``: optional calibrations that become required
+        when the recipe's effective ``parameter`` is one of ``values`` (muse_scipost
+        needs SKY_LINES and LSF_PROFILE for ``skymethod=model``).
     """
 
     name: str
@@ -61,6 +68,13 @@ class Step:
     products: tuple[str, ...] = ()
     per: str = PER_IFU
     min_inputs: int = 1
+    required_when: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
+
+    def required_for(self, params: dict) -> tuple[str, ...]:
+        """Calibration categories required with the effective recipe parameters ``params``."""
+        extra = [c for name, values, cats in self.required_when if params.get(name) in values
+                 for c in cats]
+        return self.calibrations + tuple(c for c in dict.fromkeys(extra) if c not in self.calibrations)
 
     @property
     def main_product(self) -> str:
@@ -98,8 +112,9 @@ STEPS: dict[str, Step] = {s.name: s for s in (
          products=("STD_RESPONSE", "STD_TELLURIC"), per=PER_EXPOSURE),
     Step("scipost", "muse_scipost", "PIXTABLE_OBJECT", input_kind="product",
          calibrations=("EXTINCT_TABLE", "STD_RESPONSE"),
-         optional=("STD_TELLURIC", "FILTER_LIST", "LSF_PROFILE"),
-         products=("DATACUBE_FINAL", "IMAGE_FOV"), per=PER_EXPOSURE),
+         optional=("STD_TELLURIC", "FILTER_LIST", "LSF_PROFILE", "SKY_LINES"),
+         products=("DATACUBE_FINAL", "IMAGE_FOV"), per=PER_EXPOSURE,
+         required_when=(("skymethod", ("model", "subtract-model"), ("SKY_LINES", "LSF_PROFILE")),)),
     Step("exp_combine", "muse_exp_combine", "PIXTABLE_REDUCED", input_kind="product",
          optional=("FILTER_LIST",), products=("DATACUBE_FINAL", "IMAGE_FOV"), per=PER_NIGHT,
          min_inputs=2),

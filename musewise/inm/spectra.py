@@ -114,6 +114,41 @@ def sky_spectrum(lam, line_sigma: float) -> np.ndarray:
     return cont + gaussian_lines(lam, c, f, line_sigma)
 
 
+def sky_line_flux(wavelength: float, tolerance: float = 1.0) -> float:
+    """Surface brightness of the simulated sky line at ``wavelength`` (erg s-1 cm-2 arcsec-2).
+
+    Raises
+    ------
+    KeyError
+        If no line of :data:`SKY_LINES` lies within ``tolerance`` Angstrom.
+    """
+    w, f = min(SKY_LINES, key=lambda wf: abs(wf[0] - wavelength))
+    if abs(w - wavelength) > tolerance:
+        raise KeyError(f"no simulated sky line within {tolerance} A of {wavelength} A")
+    return f
+
+
+def sky_line_in_cube(wavelength: float, airmass: float, spaxel: float = 0.2) -> float:
+    """Flux of a simulated sky line in one spaxel of a flux-calibrated cube (10**-20 erg s-1 cm-2).
+
+    The sky shines from inside the atmosphere, so the model does not dim it; the
+    pipeline corrects every pixel for extinction at the exposure's airmass, which
+    makes the sky in the cube brighter than the model's line by
+    ``10**(0.4 extinction airmass)``.
+
+    Parameters
+    ----------
+    wavelength : float
+        Air wavelength of a line of :data:`SKY_LINES` (Angstrom).
+    airmass : float
+        Mean airmass of the exposure.
+    spaxel : float
+        Spaxel size (arcsec).
+    """
+    return (sky_line_flux(wavelength) * spaxel ** 2 * 10.0 ** (0.4 * float(extinction(wavelength)) * airmass)
+            * 1e20)
+
+
 def blackbody(lam, temperature: float) -> np.ndarray:
     """Planck ``B_lambda`` shape normalised to 1 at 5500 Angstrom."""
     lam = np.asarray(lam, dtype=float)
