@@ -76,10 +76,11 @@ def test_cascade_steps_core_and_optional_by_configuration():
     from musewise.dpu.planner import cascade
 
     names = [s.name for s in cascade("scipost", dpu.DpuConfig())]
-    assert names == ["bias", "flat", "wavecal", "lsf", "scibasic", "scipost"]
+    assert names == ["bias", "flat", "wavecal", "lsf", "scibasic", "scibasic_std", "standard", "scipost"]
     cfg = dpu.DpuConfig(optional_steps=["dark", "twilight"])
     names = [s.name for s in cascade("scipost", cfg)]
-    assert names == ["bias", "dark", "flat", "wavecal", "lsf", "twilight", "scibasic", "scipost"]
+    assert names == ["bias", "dark", "flat", "wavecal", "lsf", "twilight", "scibasic", "scibasic_std",
+                     "standard", "scipost"]
     assert [s.name for s in cascade("flat", cfg)] == ["bias", "dark", "flat"]
 
 
@@ -227,6 +228,13 @@ def test_cascade_cube_provenance_reaches_the_raw_biases(cascade):
         assert "Created product" in nb or run.recipe == "muse_scipost"  # the log is shown
     flat_inputs = [u for u in graph.used if u.tag == "MASTER_FLAT"]
     assert flat_inputs and "IFU 1 valid" in flat_inputs[0].reason
+
+
+def test_night_without_standard_star_plans_no_standard(archive, dpu_night):
+    _ingest(archive, dpu_night, "BIAS", "FLAT", "ARC", "OBJECT", "static")
+    pl = dpu.plan("scipost", NIGHT, [1], archive=archive)
+    assert pl.steps == ["bias", "flat", "wavecal", "lsf", "scibasic", "scipost"]
+    assert not [i for i in pl.items if i.step in ("scibasic_std", "standard")]
 
 
 def test_sky_model_needs_sky_lines_and_lsf_only_when_the_sky_is_modelled(archive, dpu_night, tmp_path):

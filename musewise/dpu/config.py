@@ -50,7 +50,7 @@ class DpuConfig(Configurable):
         Unicode(), [],
         help="Optional steps the planner adds to the cascade towards scipost: any of "
         "'dark', 'twilight'. Bias, flat, wavecal, lsf (for the sky model) and scibasic are "
-        "always needed.",
+        "always built, scibasic_std and standard when the night has a standard star.",
     ).tag(config=True)
 
     engine = Unicode(

@@ -28,7 +28,8 @@ from .steps import PER_EXPOSURE, PER_IFU, PRODUCER, STEPS, Step, get_step
 
 #: Steps always built on the way to a cube; others only when listed in DpuConfig.optional_steps.
 #: lsf is one: the default sky subtraction (muse_scipost skymethod=model) needs LSF_PROFILE.
-CORE_STEPS = ("bias", "flat", "wavecal", "lsf", "scibasic")
+#: standard (with scibasic_std) too, for a night with a standard star: scipost's STD_RESPONSE.
+CORE_STEPS = ("bias", "flat", "wavecal", "lsf", "scibasic", "scibasic_std", "standard")
 #: Parameters musewise sets itself (not compared when judging a product current).
 _MANAGED = ("nifu", "merge")
 
@@ -243,7 +244,10 @@ class _Planner:
                     dep_items += self.state(dstep, i, steps)
             else:
                 dep_items += self.state(dstep, None, steps)
-        if step.per == PER_IFU:
+        if step.per == PER_IFU and step.skip_without_input and step.input_kind == "raw" \
+                and not raw_frames(self.arch, step.input_tag, self.night, ifu=ifu):
+            items = []  # e.g. no standard star this night: nothing to build, nothing missing
+        elif step.per == PER_IFU:
             items = [self._judge_one(step, ifu, None, dep_items)]
         elif step.per == PER_EXPOSURE:
             items = []
@@ -382,6 +386,11 @@ def make(target: str, date: str, ifus=None, *, dry_run: bool = True, commit: boo
                 specs = [s for s in specs if _spec_exposure(arch, s) in wanted] or specs
         outcomes = execute(specs, arch, engine=engine, progress=progress, desc=step_name)
         if any(not o.ok for o in outcomes):
+            if step.fallback:
+                # Recorded as failed; the next steps use the fallback and their runs say so.
+                print(f"{step_name} failed ({'; '.join(o.error.splitlines()[0] for o in outcomes if not o.ok)}): "
+                      f"going on with {step.fallback}")
+                continue
             raise ReductionFailed(step.recipe, outcomes)
     return pl
 

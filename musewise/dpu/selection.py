@@ -144,8 +144,22 @@ def choose_calibration(arch, category: str, *, ifu: int | None, mjd: float, mode
     r = ch.record
     if choices is not None:
         choices.append({"category": category, "ifu": ifu, "chosen": r.id, "collection": ch.collection,
-                        "reason": ch.reason, "losers": [[lo.dataset_id, lo.collection, lo.reason] for lo in ch.losers]})
+                        "reason": ch.reason, "losers": [[lo.dataset_id, lo.collection, lo.reason] for lo in ch.losers],
+                        "note": _origin_note(r)})
     return RunInput(r.id, category, ch.reason, arch.path(r.id), r.ifu or ifu)
+
+
+def _origin_note(rec) -> str:
+    # Which kind of calibration was used: a reduction's product, or a static table in its stead
+    # (e.g. the static STD_RESPONSE when no standard star of a nearby night was reduced).
+    from .steps import PRODUCER
+
+    if rec.kind == DatasetKind.STATIC.value and rec.category in PRODUCER:
+        return (f"static fallback: no {rec.category} made by step {PRODUCER[rec.category]!r} is certified "
+                f"for this time in the search path")
+    if rec.run_id is not None:
+        return f"made by run {rec.run_id}"
+    return f"{rec.kind} table"
 
 
 def _calibrations(arch, step: Step, ifu, mjd, mode, night, collections, reference, choices,

@@ -10,7 +10,8 @@ LINE_CATALOG       Ne, Xe, HgCd arc lines (``VERSION = 3``)          muse_waveca
 GEOMETRY_TABLE     slice positions in the field (``layout``)          muse_scibasic, twilight
 EXTINCT_TABLE      Paranal extinction (mag/airmass)                   muse_scipost, standard
 STD_FLUX_TABLE     flux of the simulated standard star                muse_standard
-STD_RESPONSE       instrument response (from the throughput model)    muse_scipost
+STD_RESPONSE       instrument response (throughput model, detected    muse_scipost (fallback)
+                   fraction of the pixels)
 FILTER_LIST        white, Johnson V, Cousins R and I passbands        muse_scipost (images)
 SKY_LINES          night-sky line list                                muse_scipost (model)
 =================  ===============================================  ==================
@@ -30,7 +31,7 @@ from astropy.table import Table
 from ..exceptions import ConfigurationError
 from . import layout as L
 from .lamps import arc_lines
-from .model import SUPPORTED_MODES
+from .model import SUPPORTED_MODES, detected_fraction
 from .scene import STANDARD_STAR, StandardStar
 from .spectra import SKY_LINES, extinction, response_mag, throughput
 
@@ -180,9 +181,11 @@ def write_static_calibrations(outdir: str | os.PathLike, mode: str = "WFM-NOAO-N
     std.columns["fluxerr"].unit = "erg/s/cm**2/Angstrom"
     files["STD_FLUX_TABLE"] = _write(out / "STD_FLUX_TABLE.fits", [std], "STD_FLUX_TABLE")
 
-    # Keep the response finite where the blocking filter kills the light.
+    # Keep the response finite where the blocking filter kills the light; the pixel
+    # sampling and the slices' mean throughput take their share too (detected_fraction).
     ok = throughput(lam, mode) > 1e-3
-    resp = np.where(ok, response_mag(lam, mode), response_mag(lam[ok][0], mode))
+    resp = np.where(ok, response_mag(lam, mode), response_mag(lam[ok][0], mode)) \
+        + 2.5 * np.log10(detected_fraction())
     rt = Table([lam, resp, np.full_like(lam, 0.01)], names=("lambda", "response", "resperr"))
     rt["lambda"].unit = "Angstrom"
     # FFCORR: the response applies to pixel tables corrected by the flat-field spectrum (what
