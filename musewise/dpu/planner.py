@@ -244,7 +244,7 @@ class _Planner:
                     dep_items += self.state(dstep, i, steps)
             else:
                 dep_items += self.state(dstep, None, steps)
-        if step.per == PER_IFU and step.skip_without_input and step.input_kind == "raw" \
+        if step.skip_without_input and step.input_kind == "raw" \
                 and not raw_frames(self.arch, step.input_tag, self.night, ifu=ifu):
             items = []  # e.g. no standard star this night: nothing to build, nothing missing
         elif step.per == PER_IFU:

@@ -33,10 +33,10 @@ muse_twilight      SKYFLAT (FLAT,SKY) x3; MASTER_BIAS, MASTER_DARK, MASTER_FLAT,
                    TRACE_TABLE, WAVECAL_TABLE, GEOMETRY_TABLE                     not a parameter)
 muse_scibasic      OBJECT | STD; MASTER_BIAS, MASTER_DARK, MASTER_FLAT,          --nifu=N
                    TRACE_TABLE, WAVECAL_TABLE, GEOMETRY_TABLE
-muse_standard      PIXTABLE_STD; EXTINCT_TABLE, STD_FLUX_TABLE                    see below
+muse_standard      PIXTABLE_STD (2+ IFUs); EXTINCT_TABLE, STD_FLUX_TABLE          see below
 muse_scipost       PIXTABLE_OBJECT (all IFUs, all exposures); EXTINCT_TABLE,     --skymethod=model
                    STD_RESPONSE, SKY_LINES, LSF_PROFILE (one per IFU);            (default)
-                   optional FILTER_LIST                                           --filter=white,...
+                   optional STD_TELLURIC, FILTER_LIST                             --filter=white,...
 =================  ===========================================================  ==========
 
 Wall times for one IFU on the 2-core machine (frames from ``simulate_night(ifus=(1,))``,
@@ -73,9 +73,16 @@ Facts for the reduction layer:
 * muse_twilight processes all IFUs present; it rejects ``--nifu``.
 * muse_standard on a one-IFU STD (a 12-spaxel-high strip) finds the star at the
   expected place (0.2-0.3 arcsec) and writes DATACUBE_STD, but its integrated flux is
-  zero in every plane (with ``--profile`` auto, circle and square) and the recipe
-  exits with status -1. So with one IFU, use the static ``STD_RESPONSE`` from
-  :func:`write_static_calibrations` in muse_scipost. Not yet tried with 2+ IFUs.
+  zero in every plane (with ``--profile`` auto, circle and square; the log says "Half-sizes
+  used for flux integration ... 0.43", "No valid data found for object 1") and the
+  recipe exits with status -1. On two IFUs (the star at their common edge, a 24-spaxel
+  strip) the default ``--profile=auto`` (smoothed Moffat) works: half-size 6.46 spaxels,
+  reference FWHM 3.89 px (DIMM 3.63 px), 140 s on the loaded machine; its STD_RESPONSE
+  is 0.926-0.958x :func:`.spectra.response_mag` from 5000 to 9000 A (median 0.944), i.e.
+  within 3 % of the model's response of reduced data, which includes
+  :func:`.model.detected_fraction` (0.953). The cascade builds ``standard`` whenever the
+  night has an STD frame; when muse_standard fails (one IFU) scipost takes the static
+  ``STD_RESPONSE`` and its run's calibration choices say "static fallback".
 * The STD frame's pointing is offset so the star lands on the simulated IFUs; the
   recipe warns that the reference table is 0.46 arcmin from the pointing (harmless).
 * Cube orientation: scene offsets ``dx`` (+West) and ``dy`` (+North) map to cube
