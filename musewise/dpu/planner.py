@@ -221,6 +221,10 @@ class _Planner:
                 return "out of date", f"made from {what}, since marked invalid (or affected)"
         used_ids = {i.dataset_id for i in run.inputs}
         for d in dep_items:
+            if d.needed and STEPS[d.step].fallback and d.product_id is None:
+                # Never built (e.g. muse_standard fails on one IFU): the product was made with
+                # the fallback, and stays current until the step succeeds (a newer product then).
+                continue
             if d.needed:
                 return "out of date", f"its input step {d.step} will be rebuilt"
             newest = d.product_id
