@@ -33,10 +33,12 @@ STATE_COLOURS = {"queued": "#757575", "running": "#1565c0", "succeeded": "#2e7d3
 _CSS = """<style>
 .mw-plan table {border-collapse: collapse; font-size: 12px}
 .mw-plan th {background: #f0f0f0; text-align: left; padding: 2px 6px; border-bottom: 1px solid #bbb}
-.mw-plan td {border-bottom: 1px solid #e0e0e0; padding: 2px 6px; vertical-align: top}
+.mw-plan td {border-bottom: 1px solid #e0e0e0; padding: 3px 6px; vertical-align: top; line-height: 1.35}
+.mw-plan td.nowrap {white-space: nowrap}
 .mw-plan tr.current td {color: #666}
 .mw-plan .badge {color: white; border-radius: 3px; padding: 0 5px; white-space: nowrap}
-.mw-plan .error {color: #b71c1c; font-family: monospace; font-size: 11px; white-space: pre-wrap}
+.mw-plan .error {color: #b71c1c; font-family: monospace; font-size: 11px; white-space: pre-wrap;
+                 line-height: 1.3}
 .mw-plan .inputs {font-family: monospace; font-size: 11px}
 </style>"""
 
@@ -59,7 +61,8 @@ def plan_table_html(rows) -> str:
         product = f"#{r.product_id}" if r.product_id else ""
         body.append(
             f"<tr class='{'current' if not r.needed else 'todo'}' data-step='{escape(r.step)}'>"
-            f"<td><b>{escape(r.step)}</b></td><td>{escape(r.night)}</td><td>{escape(r.where)}</td>"
+            f"<td><b>{escape(r.step)}</b></td><td class='nowrap'>{escape(r.night)}</td>"
+            f"<td class='nowrap'>{escape(r.where)}</td>"
             f"<td class='inputs'>{escape(r.inputs)}</td>"
             f"<td>{_badge(r.status, STATUS_COLOURS.get(r.status, '#757575'))} {product}</td>"
             f"<td>{escape(r.reason)}</td><td class='run-state'>{run}</td></tr>")

@@ -3,7 +3,8 @@
 The plot shows :func:`musewise.qc.trends.qc_trend`: one point per product IFU (x the night,
 the IFUs of a night side by side; y the value), a colour per IFU, the ``warning`` band of
 the parameter's limits shaded orange and the ``bad`` region red, outliers outlined in the
-colour of their verdict, invalid IFUs faded. A tap on a point (or :meth:`QCTrends.open_product`)
+colour of their verdict, the IFUs flagged ``warning`` drawn as triangles and ``bad`` as squares,
+invalid IFUs faded. A tap on a point (or :meth:`QCTrends.open_product`)
 opens that product in a :class:`~musewise.widgets.qc_panel.QCPanel` below with the IFU
 selected, where a reviewer sets its flag; the trend then shows the new flag.
 
@@ -39,7 +40,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 #: Hours between the points of two neighbouring IFUs of one night (24 IFUs span 18 h of the day).
 _IFU_STEP_H = 0.75
 _COLUMNS = ("x", "y", "dataset_id", "ifu", "ifu_label", "night", "colour", "line", "width", "alpha", "flag",
-            "verdict", "valid", "value_text")
+            "marker", "verdict", "valid", "value_text")
+#: Marker of each quality flag in the archive (what QC or a reviewer set).
+FLAG_MARKERS = {"unchecked": "circle", "good": "circle", "warning": "triangle", "bad": "square"}
 
 
 def _night_ms(night: str, ifu) -> float:
@@ -73,8 +76,8 @@ def trend_figure(trend: Trend, *, width: int = 900, height: int = 380):
         fig.add_layout(Span(location=0, dimension="width", line_color=colour, line_dash="dashed", line_width=1.5,
                             name=name, visible=False))
     source = ColumnDataSource({k: [] for k in _COLUMNS}, name="point_data")
-    points = fig.scatter(x="x", y="y", source=source, size=10, fill_color="colour", line_color="line",
-                         line_width="width", fill_alpha="alpha", line_alpha=0.9, name="points",
+    points = fig.scatter(x="x", y="y", source=source, size=10, marker="marker", fill_color="colour",
+                         line_color="line", line_width="width", fill_alpha="alpha", line_alpha=0.9, name="points",
                          selection_line_color="#000000", selection_line_width=3, nonselection_fill_alpha=0.3)
     fig.add_tools(HoverTool(renderers=[points], tooltips=[
         ("", "#@dataset_id @ifu_label, @night"), ("value", "@value_text"), ("flag", "@flag (@valid)"),
@@ -96,7 +99,8 @@ def update_trend_figure(fig, trend: Trend) -> None:
                            ("ifu_label", "all IFUs" if p.ifu is None else f"IFU {p.ifu:02d}"),
                            ("night", p.night), ("colour", colour), ("line", _VERDICT_LINE.get(p.verdict, colour)),
                            ("width", 2.5 if p.outlier else 1.0), ("alpha", 0.85 if p.is_valid else 0.25),
-                           ("flag", p.flag), ("verdict", p.verdict), ("valid", "valid" if p.is_valid else "INVALID"),
+                           ("flag", p.flag), ("marker", FLAG_MARKERS.get(p.flag, "circle")),
+                           ("verdict", p.verdict), ("valid", "valid" if p.is_valid else "INVALID"),
                            ("value_text", "not measured" if p.value is None else f"{p.value:.4g} {p.unit}")):
             data[key].append(value)
     renderer = fig.select_one({"name": "points"})
@@ -243,6 +247,8 @@ class QCTrends(widgets.VBox):
     @observe("parameter")
     def _on_parameter(self, change):
         if self._ready:
+            if change["new"] and change["new"] not in self._select.options:
+                self._select.options = [*self._select.options, change["new"]]
             self._select.value = change["new"] or None
             self.refresh()
 
@@ -253,4 +259,5 @@ class QCTrends(widgets.VBox):
             f"border-radius:3px;font-size:11px'>{'all' if i is None else f'{i:02d}'}</span>" for i in ifus) + (
             " &nbsp; <span style='background:#ef6c0033;padding:0 5px'>warning band</span>"
             " <span style='background:#c6282833;padding:0 5px'>bad</span>"
-            " &nbsp; outlined: beyond a limit; faded: invalid IFU" if ifus else "<i>no values</i>")
+            " &nbsp; outlined: beyond a limit; &#9650; flagged warning, &#9632; flagged bad; faded: invalid IFU"
+            if ifus else "<i>no values</i>")
