@@ -213,4 +213,5 @@ def bias_trend(arch, folder, nights=("2026-11-20", "2026-11-21", "2026-11-22"), 
     return out
 
 
-__all__ = ["archive_product", "bias_product", "bias_trend", "write_cube", "write_master", "write_master_bias", "write_raw_bias"]
+__all__ = ["archive_product", "bias_product", "bias_trend", "write_cube", "write_master", "write_master_bias",
+           "write_raw_bias"]
