@@ -168,8 +168,9 @@ class PlanViewer(widgets.VBox):
 
         Returns
         -------
-        threading.Thread or list of RunOutcome
-            The thread (background), else the outcomes.
+        threading.Thread or list of RunOutcome or None
+            The thread (background), else the outcomes; None (background) or ``[]`` when
+            every product is current.
         """
         if self.running:
             self.status = "already running"
