@@ -47,6 +47,14 @@ def _badge(text: str, colour: str) -> str:
     return f"<span class='badge' style='background:{colour}'>{escape(text)}</span>"
 
 
+def _error_text(error: str, limit: int = 300) -> str:
+    # The first line says what failed (the recipe's message), the last how it ended (esorex's
+    # status); the whole error is the tooltip and in the run's notebook.
+    lines = [ln.strip() for ln in error.strip().splitlines() if ln.strip()]
+    text = lines[0] if len(lines) < 2 else f"{lines[0]}\n... {lines[-1]}"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def plan_table_html(rows) -> str:
     """The rows of a plan (:class:`~musewise.dpu.plan_table.PlanRow`) as an HTML table."""
     body = []
@@ -57,7 +65,7 @@ def plan_table_html(rows) -> str:
             if r.run_id:
                 run += f" run {r.run_id}" + (f" ({r.seconds:.0f} s)" if r.seconds else "")
             if r.error:
-                run += f"<div class='error'>{escape(r.error.strip().splitlines()[-1][:300])}</div>"
+                run += f"<div class='error' title='{escape(r.error, quote=True)}'>{escape(_error_text(r.error))}</div>"
         product = f"#{r.product_id}" if r.product_id else ""
         body.append(
             f"<tr class='{'current' if not r.needed else 'todo'}' data-step='{escape(r.step)}'>"
