@@ -90,6 +90,8 @@ def test_widget_tap_opens_the_product_in_the_qc_panel_and_its_flag_shows(ron_tre
     assert len(set(source.data["colour"])) == 24  # a colour per IFU
     source.selected.indices = [i]  # what a tap does
     assert isinstance(trends.panel, QCPanel) and trends.dataset_id == ids[BAD]
+    panel = trends.panel
+    assert trends.open_product(ids[BAD], BAD[1]) is panel  # the same point again keeps the open panel
     assert trends.panel.selected_ifu == BAD[1] and trends._panel_box.children == (trends.panel,)
     trends.panel.set_validity(False, "bad", "read noise jumped")
     assert source.data["flag"][source.data["dataset_id"].index(ids[BAD])] == "bad"
@@ -131,7 +133,9 @@ def test_qc_trends_in_the_browser_a_click_opens_the_point(tmp_path, page, output
         page.mouse.click(where["x"], where["y"])
         page.locator("h4", has_text=f"#{ids[BAD]} MASTER_BIAS").wait_for(timeout=30_000)
         page.locator(".widget-html", has_text=f"IFU {BAD[1]:02d} of #{ids[BAD]}").first.wait_for(timeout=30_000)
-        page.locator("input[placeholder='why (required when invalidating)']").fill("read noise jumped")
+        comment = page.locator("input[placeholder='why (required when invalidating)']")
+        comment.fill("read noise jumped")
+        comment.press("Tab")
         page.locator(".widget-dropdown", has=page.locator("label", has_text="flag")).locator("select") \
             .select_option("bad")
         page.locator("button", has_text="Record").click()

@@ -220,6 +220,9 @@ class QCTrends(widgets.VBox):
         """
         from .qc_panel import QCPanel
 
+        if self.panel is not None and self.dataset_id == int(dataset_id) and \
+                (not ifu or self.panel.selected_ifu == ifu):
+            return self.panel  # already open: keep what the reviewer is typing (a tap can arrive twice)
         panel = QCPanel(self.archive, int(dataset_id))
         if ifu and ifu in panel.ifus:
             panel.select_ifu(int(ifu))
