@@ -6,13 +6,16 @@ Public API::
     write_static_calibrations(outdir, mode="WFM-NOAO-N") -> {PRO CATG: Path}
     simulate_night(outdir, night="2026-11-20", ifus=(1, 2), ...) -> [raw Path, ...]
     InstrumentModel(ifus=(1, 2), mode=..., seed=...).write_frame(path, FrameType.X, date_obs, exptime, **kw)
+    simulate_programme(outdir, "deep-field", ifus=(1, 2), seed=0) -> {night: [raw Path, ...]}
 
 Modules: :mod:`.detector` (CCD, quadrants, noise, digitisation), :mod:`.layout` (slices,
 wavelength solution, field geometry), :mod:`.spectra` (throughput, atmosphere, night sky),
 :mod:`.lamps` (arc lines, flat lamp), :mod:`.scene` (sources), :mod:`.headers`,
 :mod:`.fitsio` (streaming writer), :mod:`.model` (InstrumentModel), :mod:`.static`,
 :mod:`.night` (time line of a night: afternoon calibrations on the night date from
-18:00 UTC, twilight flats 23:40 UTC, standard and science from 01:00 UTC the next date).
+18:00 UTC, twilight flats 23:40 UTC, standard and science from 01:00 UTC the next date),
+:mod:`.programme` (one field over several nights in rotated, dithered OBs with an
+attached ILLUM flat each; what it models and what not is in its docstring).
 
 Reducing the simulated frames with esorex (MUSE DRS 2.8.7), verified on one IFU
 --------------------------------------------------------------------------------
@@ -70,9 +73,11 @@ Facts for the reduction layer:
 
 from .model import SUPPORTED_MODES, InstrumentModel
 from .night import NightPlan, PlannedExposure, simulate_night
+from .programme import Field, ObservingBlock, Programme, ProgrammeNight, simulate_programme
 from .scene import STANDARD_STAR, Galaxy, LymanAlphaEmitter, Scene, StandardStar, Star
 from .static import write_static_calibrations
 
 __all__ = ["InstrumentModel", "Scene", "simulate_night", "write_static_calibrations",
            "NightPlan", "PlannedExposure", "Star", "Galaxy", "LymanAlphaEmitter",
-           "StandardStar", "STANDARD_STAR", "SUPPORTED_MODES"]
+           "StandardStar", "STANDARD_STAR", "SUPPORTED_MODES", "Programme", "ProgrammeNight",
+           "ObservingBlock", "Field", "simulate_programme"]
