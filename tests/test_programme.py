@@ -154,3 +154,85 @@ def test_bad_programmes_are_refused_before_anything_is_written(tmp_path):
         Programme.from_file(bad)
     assert not (tmp_path / "x").exists()
     assert main(["simulate", "--programme", "nope", "--out", str(tmp_path / "y")]) == 2
+
+
+def _star_position(fov, ra: float, dec: float, search: float = 3.0):
+    """Centroid (RA, Dec in degrees) of the brightest source within ``search`` arcsec of
+    ``(ra, dec)`` in a white-light IMAGE_FOV, placed with the image's own WCS."""
+    from astropy.wcs import WCS
+
+    with fits.open(fov) as h:
+        img = np.asarray(h["DATA"].data, dtype=float)
+        wcs = WCS(h["DATA"].header).celestial
+    img = np.nan_to_num(img - np.nanmedian(img))
+    x0, y0 = wcs.all_world2pix(ra, dec, 0)
+    yy, xx = np.mgrid[:img.shape[0], :img.shape[1]]
+    near = np.hypot(xx - x0, yy - y0) < search / 0.2
+    assert near.any(), "the predicted position is outside the image"
+    py, px = np.unravel_index(np.argmax(np.where(near, img, -np.inf)), img.shape)
+    w = np.clip(np.where((abs(xx - px) <= 3) & (abs(yy - py) <= 3), img, 0.0), 0.0, None)
+    r, d = wcs.all_pix2world((w * xx).sum() / w.sum(), (w * yy).sum() / w.sum(), 0)
+    return float(r), float(d)
+
+
+def _sep_arcsec(a, b) -> float:
+    return float(np.hypot((a[0] - b[0]) * np.cos(np.radians(b[1])), a[1] - b[1]) * 3600.0)
+
+
+@pytest.mark.pipeline
+def test_real_pipeline_puts_a_star_at_its_radec_at_pa_0_and_90(tmp_path):
+    """muse_scibasic takes each OBJECT with its OB's ILLUM; muse_scipost of an exposure at
+    PA 0 and one at PA 90 (one IFU) puts the same star at its simulated RA/Dec."""
+    if shutil.which("esorex") is None:
+        pytest.skip("esorex is not installed (apt-get install esorex cpl-plugin-muse)")
+    field = Field.deep_field()
+    star = CORNER_STARS[0]   # on IFU 1 at PA 0 and at PA 90 with these dithers
+    prog = Programme("pa-test", field, (ProgrammeNight("2026-11-20", (
+        ObservingBlock(posang=0.0, dithers=((0.3, -0.4),)),
+        ObservingBlock(posang=90.0, dithers=((0.8, 0.2),)))),),
+        calibrations=dict(NO_CALS, n_bias=3, n_flat=3, n_arc_per_lamp=1))
+    files = simulate_programme(tmp_path, prog, ifus=(1,), seed=5, progress=False)["2026-11-20"]
+    by: dict = {}
+    for f in files:
+        by.setdefault(FrameType.from_dpr(fits.getval(f, "ESO DPR TYPE")), []).append(f)
+    static = tmp_path / "static"
+
+    def esorex(recipe, sof, *opts):
+        (tmp_path / f"{recipe}.sof").write_text("".join(f"{p} {tag}\n" for p, tag in sof))
+        r = subprocess.run(["esorex", f"--output-dir={tmp_path}", f"--log-dir={tmp_path}",
+                            f"--log-file={recipe}.log", recipe, *opts, f"{recipe}.sof"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        return (tmp_path / f"{recipe}.log").read_text()
+
+    mb = (tmp_path / "MASTER_BIAS-01.fits", "MASTER_BIAS")
+    esorex("muse_bias", [(f, "BIAS") for f in by[FrameType.BIAS]], "--nifu=1")
+    esorex("muse_flat", [(f, "FLAT") for f in by[FrameType.FLAT]] + [mb], "--nifu=1")
+    flat = [(tmp_path / "MASTER_FLAT-01.fits", "MASTER_FLAT"),
+            (tmp_path / "TRACE_TABLE-01.fits", "TRACE_TABLE")]
+    esorex("muse_wavecal", [(f, "ARC") for f in by[FrameType.ARC]] + [mb] + flat
+           + [(static / "LINE_CATALOG.fits", "LINE_CATALOG")], "--nifu=1")
+    cal = [mb] + flat + [(tmp_path / "WAVECAL_TABLE-01.fits", "WAVECAL_TABLE"),
+                         (static / "GEOMETRY_TABLE.fits", "GEOMETRY_TABLE")]
+    assert len(by[FrameType.OBJECT]) == len(by[FrameType.ILLUM]) == 2
+    truth = field.radec(star.dx, star.dy)
+    found = []
+    for k, (obj, illum) in enumerate(zip(by[FrameType.OBJECT], by[FrameType.ILLUM])):
+        log = esorex("muse_scibasic", [(obj, "OBJECT"), (illum, "ILLUM")] + cal, "--nifu=1")
+        assert "Applying ILLUM flat-field in IFU 1" in log
+        pt = tmp_path / f"PIXTABLE_OBJECT_{k}.fits"
+        (tmp_path / "PIXTABLE_OBJECT_0001-01.fits").rename(pt)
+        # No DAR correction: the simulator has no refraction (see musewise.inm).
+        esorex("muse_scipost", [(pt, "PIXTABLE_OBJECT"),
+                                (static / "EXTINCT_TABLE.fits", "EXTINCT_TABLE"),
+                                (static / "STD_RESPONSE.fits", "STD_RESPONSE")],
+               "--skymethod=none", "--lambdaref=-1", "--filter=white", "--save=cube")
+        fov = tmp_path / f"IMAGE_FOV_{k}.fits"
+        (tmp_path / "IMAGE_FOV_0001.fits").rename(fov)
+        assert fits.getval(fov, "ESO INS DROT POSANG") == (0.0, 90.0)[k]
+        found.append(_star_position(fov, *truth))
+    offsets = [_sep_arcsec(p, truth) for p in found]
+    print(f"star offsets from the simulated RA/Dec (arcsec): PA 0 {offsets[0]:.3f}, "
+          f"PA 90 {offsets[1]:.3f}; between them {_sep_arcsec(found[0], found[1]):.3f}")
+    assert max(offsets) < 0.2, offsets
+    assert _sep_arcsec(found[0], found[1]) < 0.2

@@ -63,6 +63,12 @@ Facts for the reduction layer:
   :func:`write_static_calibrations` in muse_scipost. Not yet tried with 2+ IFUs.
 * The STD frame's pointing is offset so the star lands on the simulated IFUs; the
   recipe warns that the reference table is 0.46 arcmin from the pointing (harmless).
+* Position angle (:mod:`.programme`): the pipeline rotates each exposure by ``ESO INS
+  DROT POSANG`` (``ESO INS DROT MODE = SKY``), North through East of the instrument's
+  +y axis, and takes the header RA/DEC as the centre of the data it reduces. Verified
+  on IFU 1 (``tests/test_programme.py``): a star reduced from a PA 0 and a PA 90
+  exposure (``--lambdaref=-1``) lies 0.05 and 0.07 arcsec from its simulated RA/Dec,
+  0.04 arcsec apart; muse_scibasic applies the OB's ILLUM ("Applying ILLUM flat-field").
 * Cube orientation: scene offsets ``dx`` (+West) and ``dy`` (+North) map to cube
   pixels ``x = 150 + dx/0.2 + (CRPIX1 - 150)``, row within an IFU strip as in
   :mod:`.layout`; RA decreases with x (CD1_1 < 0). Verified: the bright star at
