@@ -6,13 +6,16 @@ Public API::
     write_static_calibrations(outdir, mode="WFM-NOAO-N") -> {PRO CATG: Path}
     simulate_night(outdir, night="2026-11-20", ifus=(1, 2), ...) -> [raw Path, ...]
     InstrumentModel(ifus=(1, 2), mode=..., seed=...).write_frame(path, FrameType.X, date_obs, exptime, **kw)
+    simulate_programme(outdir, "deep-field", ifus=(1, 2), seed=0) -> {night: [raw Path, ...]}
 
 Modules: :mod:`.detector` (CCD, quadrants, noise, digitisation), :mod:`.layout` (slices,
 wavelength solution, field geometry), :mod:`.spectra` (throughput, atmosphere, night sky),
 :mod:`.lamps` (arc lines, flat lamp), :mod:`.scene` (sources), :mod:`.headers`,
 :mod:`.fitsio` (streaming writer), :mod:`.model` (InstrumentModel), :mod:`.static`,
 :mod:`.night` (time line of a night: afternoon calibrations on the night date from
-18:00 UTC, twilight flats 23:40 UTC, standard and science from 01:00 UTC the next date).
+18:00 UTC, twilight flats 23:40 UTC, standard and science from 01:00 UTC the next date),
+:mod:`.programme` (one field over several nights in rotated, dithered OBs with an
+attached ILLUM flat each; what it models and what not is in its docstring).
 
 Reducing the simulated frames with esorex (MUSE DRS 2.8.7), verified on one IFU
 --------------------------------------------------------------------------------
@@ -85,6 +88,12 @@ Facts for the reduction layer:
   ``STD_RESPONSE`` and its run's calibration choices say "static fallback".
 * The STD frame's pointing is offset so the star lands on the simulated IFUs; the
   recipe warns that the reference table is 0.46 arcmin from the pointing (harmless).
+* Position angle (:mod:`.programme`): the pipeline rotates each exposure by ``ESO INS
+  DROT POSANG`` (``ESO INS DROT MODE = SKY``), North through East of the instrument's
+  +y axis, and takes the header RA/DEC as the centre of the data it reduces. Verified
+  on IFU 1 (``tests/test_programme.py``): a star reduced from a PA 0 and a PA 90
+  exposure (``--lambdaref=-1``) lies 0.05 and 0.07 arcsec from its simulated RA/Dec,
+  0.04 arcsec apart; muse_scibasic applies the OB's ILLUM ("Applying ILLUM flat-field").
 * Cube orientation: scene offsets ``dx`` (+West) and ``dy`` (+North) map to cube
   pixels ``x = 150 + dx/0.2 + (CRPIX1 - 150)``, row within an IFU strip as in
   :mod:`.layout`; RA decreases with x (CD1_1 < 0). Verified: the bright star at
@@ -95,9 +104,11 @@ Facts for the reduction layer:
 
 from .model import SUPPORTED_MODES, InstrumentModel
 from .night import NightPlan, PlannedExposure, simulate_night
+from .programme import Field, ObservingBlock, Programme, ProgrammeNight, simulate_programme
 from .scene import STANDARD_STAR, Galaxy, LymanAlphaEmitter, Scene, StandardStar, Star
 from .static import write_static_calibrations
 
 __all__ = ["InstrumentModel", "Scene", "simulate_night", "write_static_calibrations",
            "NightPlan", "PlannedExposure", "Star", "Galaxy", "LymanAlphaEmitter",
-           "StandardStar", "STANDARD_STAR", "SUPPORTED_MODES"]
+           "StandardStar", "STANDARD_STAR", "SUPPORTED_MODES", "Programme", "ProgrammeNight",
+           "ObservingBlock", "Field", "simulate_programme"]

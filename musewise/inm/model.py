@@ -299,7 +299,7 @@ class InstrumentModel:
         e = out if out is not None else np.empty((TRIM_NY, TRIM_NX), np.float32)
         if frame_type is FrameType.DARK:
             e.fill(0.0)
-        elif frame_type is FrameType.FLAT:
+        elif frame_type in (FrameType.FLAT, FrameType.ILLUM):
             self.lamp_flat_electrons(ifu, exptime, e)
         elif frame_type is FrameType.ARC:
             if lamp not in ARC_LAMPS:
@@ -323,7 +323,7 @@ class InstrumentModel:
         path : path
             Output file name (overwritten).
         frame_type : FrameType
-            BIAS, DARK, FLAT, ARC, SKYFLAT, STD, OBJECT or SKY.
+            BIAS, DARK, FLAT, ILLUM, ARC, SKYFLAT, STD, OBJECT or SKY.
         date_obs : datetime
             Exposure start (UTC; naive datetimes are taken as UTC).
         exptime : float
@@ -359,7 +359,7 @@ class InstrumentModel:
             raise ConfigurationError(f"ARC frames need lamp= one of {sorted(ARC_LAMPS)}")
         if frame_type is FrameType.ARC:
             lamps_on = (ARC_LAMPS[lamp],)
-        elif frame_type is FrameType.FLAT:
+        elif frame_type in (FrameType.FLAT, FrameType.ILLUM):
             lamps_on = FLAT_LAMPS
         else:
             lamps_on = ()
