@@ -18,7 +18,6 @@ Usage: ``python -m musewise.demo --root demo --ifus 2`` (``--ifus 24`` for a ful
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import time
@@ -87,7 +86,6 @@ def main(argv=None) -> int:
     ifus = (tuple(int(x) for x in args.ifus.split(",")) if "," in args.ifus
             else tuple(range(1, int(args.ifus) + 1)))
     root = Path(args.root).resolve()
-    os.environ["MUSEWISE_ROOT"] = str(root)
     write_demo_config(root)
 
     from .archive import Archive
@@ -101,7 +99,7 @@ def main(argv=None) -> int:
     print(f"wrote {len(raw)} raw frames and the static calibrations to {incoming}")
 
     banner("2. ingesting into the archive")
-    arch = Archive.open(user=DEMO_ADMIN)
+    arch = Archive.open(user=DEMO_ADMIN, root=str(root))
     for name, projects in DEMO_USERS.items():
         try:
             arch.add_user(name, projects=projects)

@@ -7,7 +7,6 @@ so a corrupt, truncated or non-MUSE file never reaches the store.
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ from astropy.io import fits
 from astropy.time import Time
 
 from .exceptions import InvalidFrameError
+from .products.ifu import chan_extensions, ifu_of_product
 from .vocabulary import N_IFU, DatasetKind, FrameType, kind_of_category
 
 #: Primary-header keywords copied into the registry (searchable without opening the file).
@@ -27,8 +27,6 @@ HEADER_KEYS = (
     "ESO PRO CATG", "ESO PRO REC1 ID", "ESO PRO REC1 PIPE ID", "ESO PRO REC1 DRS ID",
     "ESO PRO DATANCOM", "BUNIT",
 )
-_CHAN = re.compile(r"^CHAN(\d\d)$")
-_IFU_SUFFIX = re.compile(r"-(\d\d)\.fits(\.fz)?$")
 #: Shift that makes a UTC timestamp fall on its observing night at Paranal (UTC-3/-4):
 #: the night of 2026-11-20 runs from noon 20 Nov to noon 21 Nov local time.
 NIGHT_SHIFT = timedelta(hours=12)
@@ -142,11 +140,9 @@ def _classify(path: Path, headers, ifu) -> FrameInfo:
     if str(h0.get("INSTRUME", "")).strip().upper() != "MUSE":
         raise InvalidFrameError(path, f"INSTRUME is {h0.get('INSTRUME')!r}, not 'MUSE'")
     catg = h0.get("ESO PRO CATG")
-    chans = []
-    for h in headers[1:]:
-        m = _CHAN.match(str(h.get("EXTNAME", "")))
-        if m:
-            chans.append(int(m.group(1)))
+    extnames = [str(h.get("EXTNAME", "")) for h in headers[1:]]
+    chan_names = chan_extensions(extnames)  # IFU -> CHANnn extension
+    chans = sorted(chan_names)
     if catg:
         category = str(catg).strip()
         kind = kind_of_category(category)
@@ -155,13 +151,7 @@ def _classify(path: Path, headers, ifu) -> FrameInfo:
             # made by no recipe and taken at no time: a default shipped with the pipeline
             kind = DatasetKind.STATIC
         if ifu is None:
-            m = _IFU_SUFFIX.search(path.name)
-            if len(chans) == 1:
-                ifu = chans[0]
-            elif m:
-                ifu = int(m.group(1))
-            elif h0.get("ESO DRS MUSE IFU") is not None:
-                ifu = int(h0["ESO DRS MUSE IFU"])
+            ifu = ifu_of_product(path, h0, extnames)
         ifus = (ifu,) if ifu else tuple(sorted(set(chans)))
         if not ifus and kind == DatasetKind.STATIC:
             # a static calibration serves every IFU, and can be invalidated for one of them
@@ -178,7 +168,7 @@ def _classify(path: Path, headers, ifu) -> FrameInfo:
         if not chans:
             raise InvalidFrameError(path, "raw MUSE frame without any CHANnn IFU extension")
         for h in headers[1:]:
-            if _CHAN.match(str(h.get("EXTNAME", ""))) and h.get("NAXIS") != 2:
+            if str(h.get("EXTNAME", "")) in chan_names.values() and h.get("NAXIS") != 2:
                 raise InvalidFrameError(path, f"extension {h['EXTNAME']} is not a 2-D CCD image")
         ifus = tuple(sorted(chans))
         ifu = ifus[0] if len(ifus) == 1 else None

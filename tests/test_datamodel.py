@@ -19,6 +19,7 @@ from musewise.exceptions import (
     ReferenceInputError,
     ReleaseRefusedError,
 )
+from musewise.products import testing as pt
 from musewise.qc import testing as qct
 from musewise.vocabulary import Privilege
 
@@ -35,11 +36,11 @@ def _run(arch, src, category, inputs=(), *, ifu=1, reference=False, recipe="muse
 def bias_files(tmp_path):
     """Three raw biases and two different master-bias files made from them (same night, IFU 1)."""
     t0 = datetime(2026, 11, 20, 18)
-    raws = [qct.write_raw_bias(tmp_path / f"MUSE.bias.{k}.fits", t0, seed=k) for k in range(3)]
+    raws = [pt.write_raw_bias(tmp_path / f"MUSE.bias.{k}.fits", t0, seed=k) for k in range(3)]
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    a = qct.write_master_bias(tmp_path / "a" / "MASTER_BIAS-01.fits", raws, 0.0, t0)
-    b = qct.write_master_bias(tmp_path / "b" / "MASTER_BIAS-01.fits", raws, 1.0, t0)
+    a = pt.write_master_bias(tmp_path / "a" / "MASTER_BIAS-01.fits", raws, 0.0, t0)
+    b = pt.write_master_bias(tmp_path / "b" / "MASTER_BIAS-01.fits", raws, 1.0, t0)
     return raws, a, b
 
 
@@ -64,7 +65,7 @@ def test_two_identical_runs_give_two_datasets_with_the_pipelines_bytes(archive, 
 def test_a_cube_marked_bad_is_neither_selected_nor_released(archive, tmp_path):
     from musewise.release import create_release
 
-    cube = qct.archive_product(archive, qct.write_cube(tmp_path / "DATACUBE_FINAL.fits", datetime(2026, 11, 21, 2)),
+    cube = qct.archive_product(archive, pt.write_cube(tmp_path / "DATACUBE_FINAL.fits", datetime(2026, 11, 21, 2)),
                                "muse_scipost", [], ifu=None, category="DATACUBE_FINAL")
     assert cube.ifus == () and cube.usable
     path = archive.search_path()
@@ -85,10 +86,10 @@ def test_invalidation_by_any_path_marks_dependents_affected(archive, bias_files,
     raws, master, _ = bias_files
     raw_ids = [archive.ingest(p).record.id for p in raws]
     bias = _run(archive, master, "MASTER_BIAS", raw_ids)
-    flat = _run(archive, qct.write_master(tmp_path / "MASTER_FLAT-01.fits", "MASTER_FLAT",
+    flat = _run(archive, pt.write_master(tmp_path / "MASTER_FLAT-01.fits", "MASTER_FLAT",
                                           np.ones((8, 8), "f4"), datetime(2026, 11, 20, 19)),
                 "MASTER_FLAT", [bias.id], recipe="muse_flat")
-    cube = _run(archive, qct.write_cube(tmp_path / "DATACUBE_FINAL.fits", datetime(2026, 11, 21, 2)),
+    cube = _run(archive, pt.write_cube(tmp_path / "DATACUBE_FINAL.fits", datetime(2026, 11, 21, 2)),
                 "DATACUBE_FINAL", [flat.id], ifu=None, recipe="muse_scipost")
     # A raw bias (this one holds IFU 1 only) invalid: what was made from it is affected, up to the cube.
     archive.set_validity(raw_ids[0], 1, is_valid=False, comment="readout glitch")

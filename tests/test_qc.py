@@ -29,6 +29,7 @@ from musewise.qc import (
     run_qc_many,
 )
 from musewise.qc import measures
+from musewise.products import testing as pt
 from musewise.qc import testing as qct
 from musewise.qc.thresholds import judge
 
@@ -57,11 +58,11 @@ def broken_notebooks(tmp_path):
 
 # ----------------------------------------------------------------------------- measures (no archive)
 def test_bias_read_noise_matches_the_simulated_noise(qc_dir):
-    raws = [qct.write_raw_bias(qc_dir / f"b{k}.fits", datetime(2026, 11, 20, 18, k), ron_adu=3.0, seed=k)
+    raws = [pt.write_raw_bias(qc_dir / f"b{k}.fits", datetime(2026, 11, 20, 18, k), ron_adu=3.0, seed=k)
             for k in range(3)]
-    master = qct.write_master_bias(qc_dir / "MASTER_BIAS-01.fits", raws, level_offset=0.5)
+    master = pt.write_master_bias(qc_dir / "MASTER_BIAS-01.fits", raws, level_offset=0.5)
     m = measures.measure_master_bias(master, raws, ifu=1)
-    for q, (gain, level) in enumerate(zip(qct.GAINS, qct.LEVELS), start=1):
+    for q, (gain, level) in enumerate(zip(pt.GAINS, pt.LEVELS), start=1):
         assert m.values[f"ron_adu.q{q}"] == pytest.approx(3.0, rel=0.1)
         assert m.values[f"ron.q{q}"] == pytest.approx(3.0 * gain, rel=0.1)
         assert m.values[f"raw_level.q{q}"] == pytest.approx(level, abs=0.5)
@@ -72,8 +73,8 @@ def test_bias_read_noise_matches_the_simulated_noise(qc_dir):
 
 
 def test_cube_sky_residuals_and_psf(qc_dir):
-    clean = measures.measure_datacube(qct.write_cube(qc_dir / "c0.fits", datetime(2026, 11, 21, 2), fwhm_pix=4.0))
-    dirty = measures.measure_datacube(qct.write_cube(qc_dir / "c1.fits", datetime(2026, 11, 21, 2), sky_residual=30))
+    clean = measures.measure_datacube(pt.write_cube(qc_dir / "c0.fits", datetime(2026, 11, 21, 2), fwhm_pix=4.0))
+    dirty = measures.measure_datacube(pt.write_cube(qc_dir / "c1.fits", datetime(2026, 11, 21, 2), sky_residual=30))
     assert clean.values["sky_snr.max"] < 3 < dirty.values["sky_snr.5577"]
     assert dirty.values["sky_snr.6300"] > 3
     assert clean.values["fwhm.median"] == pytest.approx(4.0 * 0.2, rel=0.1)  # arcsec
@@ -138,7 +139,7 @@ def test_threshold_crossed_flags_product_and_queues_it(archive, qc_dir):
 
 
 def test_invalidate_bad_option_and_cube_qc(archive, qc_dir):
-    cube = qct.write_cube(qc_dir / "DATACUBE_FINAL.fits", datetime(2026, 11, 21, 2), sky_residual=40)
+    cube = pt.write_cube(qc_dir / "DATACUBE_FINAL.fits", datetime(2026, 11, 21, 2), sky_residual=40)
     rec = qct.archive_product(archive, cube, "muse_scipost", ifu=None, category="DATACUBE_FINAL")
     res = run_qc(archive, rec.id, config=QCConfig(invalidate_bad=True))
     assert res.flag == "bad" and res.values["cube.sky_snr.max"] > 10

@@ -23,6 +23,7 @@ from musewise.qc import (
     review_state,
     unclaim,
 )
+from musewise.products import testing as pt
 from musewise.qc import testing as qct
 from musewise.vocabulary import Privilege
 
@@ -33,11 +34,11 @@ def chain(archive, tmp_path):
     bias, _ = qct.bias_product(archive, tmp_path / "b", privilege=Privilege.PROJECT, project="galaxies")
     import numpy as np
 
-    flat_path = qct.write_master(tmp_path / "MASTER_FLAT-01.fits", "MASTER_FLAT", np.ones((96, 96)),
+    flat_path = pt.write_master(tmp_path / "MASTER_FLAT-01.fits", "MASTER_FLAT", np.ones((96, 96)),
                                  datetime(2026, 11, 20, 19))
     flat = qct.archive_product(archive, flat_path, "muse_flat", [bias.id], privilege=Privilege.PROJECT,
                                project="galaxies")
-    cube_path = qct.write_cube(tmp_path / "DATACUBE_FINAL.fits", datetime(2026, 11, 21, 2))
+    cube_path = pt.write_cube(tmp_path / "DATACUBE_FINAL.fits", datetime(2026, 11, 21, 2))
     cube = qct.archive_product(archive, cube_path, "muse_scipost", [flat.id], ifu=None, category="DATACUBE_FINAL",
                                privilege=Privilege.PROJECT, project="galaxies")
     return bias, flat, cube

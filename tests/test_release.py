@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from musewise.cli import main
 from musewise.exceptions import DuplicateError, PermissionDeniedError
 from musewise.qc import review
+from musewise.products import testing as pt
 from musewise.qc import testing as qct
 from musewise.release import (
     OBSCORE_COLUMNS,
@@ -33,7 +34,7 @@ from musewise.archive.schema_review import Release
 def products(archive, tmp_path):
     """A master bias (made from 3 raw frames) and a cube made from it; returns (bias, cube, raw ids)."""
     bias, raws = qct.bias_product(archive, tmp_path / "b")
-    cube = qct.archive_product(archive, qct.write_cube(tmp_path / "DATACUBE_FINAL.fits", datetime(2026, 11, 21, 2)),
+    cube = qct.archive_product(archive, pt.write_cube(tmp_path / "DATACUBE_FINAL.fits", datetime(2026, 11, 21, 2)),
                                "muse_scipost", [bias.id], ifu=None, category="DATACUBE_FINAL")
     return bias, cube, raws
 

@@ -23,8 +23,8 @@ from musewise.exceptions import InvalidFrameError, MusewiseError, NotFoundError
 from musewise.widgets import (CubeViewer, Image, ImageViewer, MuseCube, OutsideCubeError,
                               Spectrum, SpectrumViewer)
 from musewise.widgets.image_viewer import scale_image
-from musewise.widgets.lines import EMISSION_LINES, air_to_vacuum, vacuum_to_air
-from musewise.widgets.testdata import write_synthetic_cube
+from musewise.products.lines import EMISSION_LINES, air_to_vacuum, vacuum_to_air
+from musewise.products.testing import write_synthetic_cube
 
 warnings.filterwarnings("ignore", message=".*multiple slashes.*")
 SHAPE = (200, 20, 20)

@@ -26,7 +26,7 @@ from musewise.vocabulary import Privilege
 from musewise.widgets import ArchiveBrowser, CubeViewer, ImageViewer, QCPanel, SpectrumViewer
 from musewise.widgets.archive_browser import viewer_kind
 from musewise.widgets.qc_panel import FLAG_COLOURS
-from musewise.widgets.testdata import write_synthetic_cube
+from musewise.products.testing import write_synthetic_cube
 
 warnings.filterwarnings("ignore", message=".*multiple slashes.*")
 NIGHT = "2026-11-20"

@@ -21,7 +21,7 @@ import nbformat
 import pytest
 
 from musewise.testing import voila_server
-from musewise.widgets.testdata import write_synthetic_cube
+from musewise.products.testing import write_synthetic_cube
 
 pytestmark = pytest.mark.browser
 

@@ -28,10 +28,10 @@ from astropy.io import fits
 
 from musewise.widgets import CubeViewer
 from musewise.widgets.image_viewer import READOUT_JS, ImageViewer
-from musewise.widgets.products import Image
+from musewise.products import Image
 from musewise.widgets.sky import (NoWCSError, format_radec, north_east, pixel_to_sky,
                                   square_frame)
-from musewise.widgets.testdata import write_synthetic_cube
+from musewise.products.testing import write_synthetic_cube
 
 warnings.filterwarnings("ignore", message=".*multiple slashes.*")
 

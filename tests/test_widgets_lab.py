@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from musewise.vocabulary import Privilege
-from musewise.widgets.testdata import write_synthetic_cube
+from musewise.products.testing import write_synthetic_cube
 from test_hub import PASSWORD, _wait_ready, hub  # noqa: F401  (the hub fixture)
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]

@@ -29,10 +29,10 @@ from regions import (CirclePixelRegion, CircleSkyRegion, PixCoord, PolygonPixelR
 from musewise.exceptions import InvalidFrameError, NotFoundError
 from musewise.widgets import MuseCube, OutsideCubeError
 from musewise.widgets.compare import compare_spectra, difference_spectrum, linked_spaxel
-from musewise.widgets.products import Spectrum
+from musewise.products import Spectrum
 from musewise.widgets.sky import NoWCSError, pixel_to_sky
 from musewise.widgets.skyregions import read_regions, region_spectrum, write_regions
-from musewise.widgets.testdata import write_synthetic_cube
+from musewise.products.testing import write_synthetic_cube
 
 warnings.filterwarnings("ignore", message=".*multiple slashes.*")
 NL, NY, NX = 50, 12, 16

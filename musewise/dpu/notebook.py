@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..products.cube import white_light
+
 #: Name of the file in which a notebook hands its result to the runner.
 RESULT_FILE = "result.json"
 
@@ -145,24 +147,25 @@ def qc_table(result, max_rows: int = 40):
 
 # ---------------------------------------------------------------------------------- plots
 def _first_image(path):
+    """Name and float32 image of a product's first image HDU; a cube gives its white light."""
     from astropy.io import fits
 
     with fits.open(path, memmap=True) as hdul:
         for hdu in hdul:
             if hdu.is_image and hdu.data is not None and hdu.data.ndim >= 2:
-                return hdu.name, np.asarray(hdu.data, dtype=float)
+                if hdu.data.ndim == 3:  # read a block of planes at a time, never the whole cube
+                    return hdu.name, white_light(hdu.data)
+                return hdu.name, np.asarray(hdu.data, dtype=np.float32)
     return None, None
 
 
 def plot_image(path, ax=None, title: str | None = None, percentiles=(1, 99)):
-    """Show the first image HDU of a product, scaled between two percentiles."""
+    """Show the first image HDU of a product (a cube: its white light), scaled between two percentiles."""
     import matplotlib.pyplot as plt
 
     name, data = _first_image(path)
     if data is None:
         return None
-    if data.ndim == 3:  # a cube: its white-light image
-        data = np.nanmean(data, axis=0)
     # A 4k x 4k CCD image is shown (and stored in the notebook) at <= ~1k pixels a side.
     step = max(1, max(data.shape) // 1024)
     data = data[::step, ::step]
@@ -177,21 +180,22 @@ def plot_image(path, ax=None, title: str | None = None, percentiles=(1, 99)):
 
 
 def plot_white_light(path, ax=None):
-    """White-light image of a cube (mean over wavelength of the DATA extension)."""
+    """White-light image of a cube (NaN-aware mean over wavelength of the DATA extension)."""
     from astropy.io import fits
     import matplotlib.pyplot as plt
 
     with fits.open(path, memmap=True) as hdul:
         ext = "DATA" if "DATA" in hdul else 0
-        cube = np.asarray(hdul[ext].data, dtype=float)
-    white = np.nanmean(cube, axis=0) if cube.ndim == 3 else cube
+        data = hdul[ext].data
+        shape = data.shape
+        white = white_light(data) if data.ndim == 3 else np.asarray(data, dtype=np.float32)
     ax = ax or plt.figure(figsize=(6, 6)).gca()
     finite = white[np.isfinite(white)]
     lo, hi = np.percentile(finite, (1, 99.5)) if finite.size else (0, 1)
     # One IFU is a narrow strip of the field: stretch it so it can be seen.
     aspect = "auto" if max(white.shape) > 5 * min(white.shape) else "equal"
     im = ax.imshow(white, origin="lower", cmap="magma", vmin=lo, vmax=hi, aspect=aspect)
-    ax.set_title(f"white-light image of {Path(path).name} {cube.shape}", fontsize=9)
+    ax.set_title(f"white-light image of {Path(path).name} {shape}", fontsize=9)
     plt.colorbar(im, ax=ax, fraction=0.046)
     return ax
 

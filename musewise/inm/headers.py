@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 
+from ..products.ifu import chan_extname
 from ..vocabulary import FrameType
 from .detector import OVERSCAN, PORTS, PRESCAN, QUAD_NX, QUAD_NY, TRIM_NX, TRIM_NY, readout
 from .lamps import LAMP_NAMES
@@ -258,7 +259,7 @@ def extension_header(ifu: int) -> fits.Header:
     h["GCOUNT"] = 1
     h["BZERO"] = 32768
     h["BSCALE"] = 1
-    h["EXTNAME"] = (f"CHAN{ifu:02d}", "Extension name: IFU / detector channel")
+    h["EXTNAME"] = (chan_extname(ifu), "Extension name: IFU / detector channel")
     h["ESO DET CHIP NAME"] = f"SIM{ifu:02d}"
     h["ESO DET CHIP ID"] = f"SIMCCD-{ifu:02d}"
     h["ESO DET CHIP INDEX"] = ifu

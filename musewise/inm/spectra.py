@@ -8,24 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..products.lines import sky_line_fluxes
+
 #: Collecting area of a VLT Unit Telescope (cm**2), central obstruction removed.
 TELESCOPE_AREA = 48.5e4
 #: Planck constant times speed of light (erg Angstrom).
 HC = 6.62607015e-27 * 2.99792458e18
-
-#: Night-sky emission lines: (air wavelength in Angstrom, surface brightness in
-#: erg s-1 cm-2 arcsec-2). [OI] 5577, 6300, 6364, Na D, and the brightest OH lines.
-SKY_LINES = (
-    (5577.339, 1.8e-15), (5889.950, 3.0e-16), (5895.924, 2.5e-16),
-    (6300.304, 6.0e-16), (6363.780, 2.0e-16), (6498.729, 8.0e-17),
-    (6863.955, 1.5e-16), (6923.220, 1.2e-16), (7276.405, 1.5e-16),
-    (7316.282, 3.0e-16), (7340.885, 2.5e-16), (7750.640, 2.0e-16),
-    (7794.112, 2.2e-16), (7913.708, 3.0e-16), (7993.332, 3.5e-16),
-    (8344.602, 6.0e-16), (8399.170, 5.0e-16), (8430.170, 4.0e-16),
-    (8761.314, 3.5e-16), (8827.096, 6.0e-16), (8885.850, 5.0e-16),
-    (8919.533, 3.0e-16), (8943.395, 5.0e-16), (8988.380, 3.0e-16),
-    (9001.115, 4.0e-16), (9037.952, 3.5e-16), (9049.232, 3.0e-16),
-)
 
 #: Night-sky continuum at 5000 Angstrom (erg s-1 cm-2 Angstrom-1 arcsec-2).
 SKY_CONTINUUM = 6.0e-18
@@ -105,12 +93,13 @@ def gaussian_lines(lam, centres, fluxes, sigma) -> np.ndarray:
 def sky_spectrum(lam, line_sigma: float) -> np.ndarray:
     """Night-sky surface brightness (erg s-1 cm-2 Angstrom-1 arcsec-2) at ``lam``.
 
-    A continuum that rises to the red plus :data:`SKY_LINES`, each a Gaussian of
-    width ``line_sigma`` (Angstrom, the instrumental LSF).
+    A continuum that rises to the red plus the night-sky lines of
+    :data:`musewise.products.lines.SKY_LINES` with their surface brightness, each a
+    Gaussian of width ``line_sigma`` (Angstrom, the instrumental LSF).
     """
     lam = np.asarray(lam, dtype=float)
     cont = SKY_CONTINUUM * (lam / 5000.0) ** 0.8
-    c, f = zip(*SKY_LINES)
+    c, f = sky_line_fluxes()
     return cont + gaussian_lines(lam, c, f, line_sigma)
 
 

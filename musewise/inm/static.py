@@ -28,11 +28,12 @@ from astropy.io.fits.verify import VerifyWarning
 from astropy.table import Table
 
 from ..exceptions import ConfigurationError
+from ..products.lines import sky_line_fluxes
 from . import layout as L
 from .lamps import arc_lines
 from .model import SUPPORTED_MODES
 from .scene import STANDARD_STAR, StandardStar
-from .spectra import SKY_LINES, extinction, response_mag, throughput
+from .spectra import extinction, response_mag, throughput
 
 #: Wavelength grid of the tabulated static calibrations (Angstrom).
 TABLE_WAVELENGTHS = np.arange(4000.0, 10000.1, 5.0)
@@ -165,7 +166,7 @@ def write_static_calibrations(outdir: str | os.PathLike, mode: str = "WFM-NOAO-N
 
     files["FILTER_LIST"] = _write(out / "FILTER_LIST.fits", filter_list(), "FILTER_LIST")
 
-    wl, fl = (np.array(v) for v in zip(*SKY_LINES))
+    wl, fl = sky_line_fluxes()
     names = np.array([f"SKY{w:.0f}" for w in wl])
     group = np.arange(len(wl), dtype=np.int32)
     sl = fits.table_to_hdu(Table([names, group, wl, fl * 1e20],

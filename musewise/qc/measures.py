@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Strong night-sky emission lines used to judge sky subtraction (Angstrom, air).
-SKY_LINES = (5577.338, 5889.950, 6300.304, 6363.776, 6863.955, 7340.885, 7821.503, 8344.602, 8827.096)
+from ..products.cube import white_light
+from ..products.ifu import chan_extensions, chan_extname
+from ..products.lines import QC_SKY_LINES
+from ..products.wcs import pixel_scale_arcsec, spectral_axis
 
 #: Number of slices of one MUSE IFU.
 N_SLICES = 48
@@ -153,8 +155,8 @@ def _read_raw(path, ifu: int | None):
 
     # Raw frames are scaled int16 (BZERO), which astropy cannot memory-map.
     with fits.open(path, memmap=False) as h:
-        names = [x.name for x in h]
-        name = f"CHAN{ifu:02d}" if ifu else next(n for n in names if n.startswith("CHAN"))
+        chans = chan_extensions(x.name for x in h)
+        name = chan_extname(ifu) if ifu else chans[min(chans)]
         ext = h[name]
         return ext.header.copy(), np.asarray(ext.data, dtype=np.float32)
 
@@ -417,40 +419,6 @@ def measure_wavecal(table_path, residuals_path=None) -> Measurement:
 
 
 # ----------------------------------------------------------------------------- data cube
-def cube_wavelengths(header, n: int) -> np.ndarray:
-    """Wavelength (Angstrom) of each plane of a MUSE cube from its spectral WCS."""
-    crval = float(header.get("CRVAL3", 0.0))
-    crpix = float(header.get("CRPIX3", 1.0))
-    cdelt = float(header.get("CD3_3", header.get("CDELT3", 1.0)))
-    unit = str(header.get("CUNIT3", "Angstrom")).strip().lower()
-    w = crval + (np.arange(n) + 1 - crpix) * cdelt
-    return w * 1e10 if unit in ("m", "meter") else w * 10 if unit == "nm" else w
-
-
-def pixel_scale_arcsec(header) -> float:
-    """Spatial pixel size (arcsec) from CD1_1/CD2_1 or CDELT1 (deg), default MUSE WFM 0.2."""
-    cd11, cd21 = header.get("CD1_1"), header.get("CD2_1", 0.0)
-    if cd11 is not None:
-        return float(np.hypot(cd11, cd21) * 3600)
-    if header.get("CDELT1") is not None:
-        return abs(float(header["CDELT1"])) * 3600
-    return 0.2
-
-
-def white_light(data: np.ndarray, chunk: int = 200) -> np.ndarray:
-    """Mean over wavelength of a (nl, ny, nx) cube, read a block of planes at a time."""
-    nl = data.shape[0]
-    total = np.zeros(data.shape[1:], float)
-    count = np.zeros(data.shape[1:], float)
-    for i in range(0, nl, chunk):
-        block = np.asarray(data[i:i + chunk], dtype=float)
-        good = np.isfinite(block)
-        total += np.where(good, block, 0).sum(axis=0)
-        count += good.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
 def fit_psf_fwhm(image: np.ndarray, n_sources: int = 3, box: int = 7) -> list[dict]:
     """FWHM of the brightest compact sources of an image by 2-D Gaussian fits.
 
@@ -500,7 +468,7 @@ def fit_psf_fwhm(image: np.ndarray, n_sources: int = 3, box: int = 7) -> list[di
     return out
 
 
-def sky_line_residuals(data, stat, wave, lines=SKY_LINES, half_width: float = 4.0,
+def sky_line_residuals(data, stat, wave, lines=QC_SKY_LINES, half_width: float = 4.0,
                        gap: float = 3.0, side: float = 10.0) -> dict[float, dict]:
     """Residual flux at sky lines after sky subtraction.
 
@@ -567,7 +535,7 @@ def measure_datacube(cube_path, n_sources: int = 3) -> Measurement:
         header = ext.header.copy()
         data = ext.data
         stat = h["STAT"].data if "STAT" in h else None
-        wave = cube_wavelengths(header, data.shape[0])
+        wave, _air = spectral_axis(header, data.shape[0], axis=3, path=cube_path)
         bunit = str(header.get("BUNIT", "")).strip()
         wl = white_light(data)
         skies = sky_line_residuals(data, stat, wave)
@@ -600,7 +568,6 @@ def measure_datacube(cube_path, n_sources: int = 3) -> Measurement:
     return m
 
 
-__all__ = ["Measurement", "Quadrant", "SKY_LINES", "cube_wavelengths", "fit_psf_fwhm", "measure_datacube",
+__all__ = ["Measurement", "Quadrant", "fit_psf_fwhm", "measure_datacube",
            "measure_master_bias", "measure_master_dark", "measure_master_flat", "measure_wavecal",
-           "pixel_scale_arcsec", "quadrants", "robust_std", "clipped_std", "sky_line_residuals", "trace_centres",
-           "white_light"]
+           "quadrants", "robust_std", "clipped_std", "sky_line_residuals", "trace_centres"]

@@ -13,11 +13,11 @@ import datetime as _dt
 import difflib
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ..exceptions import InvalidArgumentError, ParameterError, RecipeError
+from ..products.ifu import ifu_of_extname, ifu_of_product
 
 #: Python types a recipe parameter may have (the CPL types bool, int, double, string).
 PARAMETER_TYPES = {"bool": bool, "int": int, "float": float, "str": str}
@@ -324,15 +324,9 @@ def describe_product(path: str | os.PathLike) -> RecipeOutput:
     except Exception:  # a half-written file is still reported, without metadata
         return RecipeOutput(str(path.absolute()), "", None)
     category = str(hdr.get("HIERARCH ESO PRO CATG", ""))
-    ifu = None
-    m = re.match(r"^CHAN(\d\d)$", str(hdr.get("EXTNAME", "")))
-    if m:
-        ifu = int(m.group(1))
-    else:
-        # Per-IFU products without EXTNAME still carry the IFU in their name (-NN.fits).
-        m = re.search(r"-(\d\d)\.fits$", path.name)
-        if m and 1 <= int(m.group(1)) <= 24 and category:
-            ifu = int(m.group(1))
+    # Per-IFU products without EXTNAME still carry the IFU in their name (-NN.fits);
+    # a file without a category is no product, so its name is not trusted.
+    ifu = ifu_of_product(path, hdr) if category else ifu_of_extname(hdr.get("EXTNAME", ""))
     return RecipeOutput(str(path.absolute()), category, ifu)
 
 

@@ -81,10 +81,10 @@ def _wcs_info(path) -> dict:
         diag = [math.hypot((float(corners[0][i]) - ra) * cdec, float(corners[1][i]) - dec) for i in range(4)]
         out["s_fov"] = 2 * max(diag)
         out["s_region"] = "POLYGON ICRS " + " ".join(f"{float(a):.6f} {float(d):.6f}" for a, d in zip(*corners))
-        if naxis >= 3:
-            from ..qc.measures import cube_wavelengths
+        if naxis >= 3 and "CRVAL3" in hdr:  # a cube without a spectral axis has no em_* columns
+            from ..products.wcs import spectral_axis
 
-            wave = cube_wavelengths(hdr, int(hdr["NAXIS3"]))
+            wave, _air = spectral_axis(hdr, int(hdr["NAXIS3"]), axis=3)
             out.update(em_min=float(wave.min()) * 1e-10, em_max=float(wave.max()) * 1e-10, em_xel=len(wave))
     return out
 

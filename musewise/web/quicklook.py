@@ -4,8 +4,8 @@ What is drawn depends on what the file holds:
 
 * a raw frame: one IFU's CCD (extension ``CHANnn``), downsampled;
 * a 2-D product (master bias, flat, image): its first image;
-* a cube: the white-light image, the mean over wavelength computed a block of
-  planes at a time so a 3 GB cube never sits in memory at once.
+* a cube: the white-light image (:func:`musewise.products.white_light`, a
+  block of planes at a time, so a 3 GB cube never sits in memory at once).
 
 Images are cached by the file's sha256 (plus the IFU): stored files never change,
 so a cached image never goes stale, and an image can only be requested for a
@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..products.cube import white_light
+from ..products.ifu import chan_extensions
+
 #: Longest side of a quick-look image (pixels).
 MAX_SIDE = 600
-#: Wavelength planes averaged at a time for a cube's white-light image.
-CUBE_CHUNK = 64
-_CHAN = re.compile(r"^CHAN(\d\d)$")
 
 
 def quicklook_png(arch, dataset_id: int, cache_dir, ifu: int | None = None) -> bytes:
@@ -64,7 +63,7 @@ def image_of(path, ifu: int | None = None) -> tuple[np.ndarray | None, str]:
     from astropy.io import fits
 
     with fits.open(path, memmap=True) as hdul:
-        chans = {int(m.group(1)): h for h in hdul[1:] if (m := _CHAN.match(str(h.name)))}
+        chans = {n: hdul[name] for n, name in chan_extensions(h.name for h in hdul[1:]).items()}
         if chans:
             n = ifu if ifu in chans else min(chans)
             return _downsample(chans[n].data), f"IFU {n:02d} CCD"
@@ -74,7 +73,7 @@ def image_of(path, ifu: int | None = None) -> tuple[np.ndarray | None, str]:
             if h.header["NAXIS"] == 2:
                 return _downsample(h.data), f"image {h.name}"
             if h.header["NAXIS"] == 3:
-                return _white_light(h.data), f"white light of cube {h.name}"
+                return _downsample(white_light(h.data)), f"white light of cube {h.name}"
     return None, "no image in this file"
 
 
@@ -82,19 +81,6 @@ def _downsample(data) -> np.ndarray:
     # A strided read touches only the pixels kept, which keeps a 4k x 4k CCD quick.
     step = max(1, int(np.ceil(max(data.shape) / MAX_SIDE)))
     return np.asarray(data[::step, ::step], dtype=np.float32)
-
-
-def _white_light(cube) -> np.ndarray:
-    total = np.zeros(cube.shape[1:], dtype=np.float64)
-    count = np.zeros(cube.shape[1:], dtype=np.int64)
-    for start in range(0, cube.shape[0], CUBE_CHUNK):
-        block = np.asarray(cube[start:start + CUBE_CHUNK], dtype=np.float64)
-        good = np.isfinite(block)
-        total += np.where(good, block, 0.0).sum(axis=0)
-        count += good.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        white = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    return _downsample(white)
 
 
 def render_quicklook(path, title: str = "", ifu: int | None = None) -> bytes:

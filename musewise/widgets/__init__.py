@@ -14,8 +14,8 @@
   the difference spectrum (:mod:`.compare`);
 * :class:`CalibrationTimeline` - which calibration is certified when, per IFU, and the
   reviewers' control to change a certified range;
-* :class:`MuseCube` - the lazy, memory-mapped cube reader the viewers use,
-  usable without any UI.
+* :class:`MuseCube`, :class:`Image`, :class:`Spectrum` - the products the viewers
+  show, from :mod:`musewise.products` (usable without any UI).
 
 Each viewer is an ``ipywidgets.VBox``, so panels (QC, archive browser) can embed them.
 The UI modules (ipywidgets, bokeh) load on first use: ``from musewise.widgets
@@ -24,8 +24,8 @@ import MuseCube`` needs only numpy and astropy.
 
 from __future__ import annotations
 
-from .cubeio import MuseCube, OutsideCubeError
-from .products import Image, Spectrum
+from ..exceptions import OutsideCubeError
+from ..products import Image, MuseCube, Spectrum
 
 _LAZY = {
     "CubeViewer": ".cube_viewer",

@@ -32,6 +32,7 @@ from traitlets import Bool, Enum, Int, TraitError, Unicode, validate
 
 from ..archive.queries import ORDERABLE
 from ..exceptions import NotFoundError, UnsupportedTypeError
+from ..products.ifu import ifu_of_extname
 from .bokehjs import bokeh_plot
 from .provenance_view import notebook_srcdoc, provenance_html, render_notebook
 from .qc_panel import fits_summary_html, ifu_quicklook
@@ -59,7 +60,7 @@ def viewer_kind(path) -> str:
     with fits.open(path, memmap=True) as hdul:
         names = [h.name for h in hdul]
         ndims = {h.name: int(h.header.get("NAXIS", 0)) for h in hdul if h.is_image}
-    if any(n.startswith("CHAN") for n in names):
+    if any(ifu_of_extname(n) for n in names):  # CHANnn (raw) or CHANnn.DATA (multi-IFU)
         return "raw"
     first = ndims.get("DATA") or next((n for n in ndims.values() if n > 0), 0)
     return {3: "cube", 2: "image", 1: "spectrum"}.get(first, "table")

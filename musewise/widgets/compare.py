@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cubeio import MuseCube, OutsideCubeError
-from .products import Spectrum
+from ..exceptions import OutsideCubeError
+from ..products.cube import MuseCube
+from ..products.spectrum import Spectrum
 from .sky import NoWCSError, pixel_to_sky, sky_to_pixel
 
 __all__ = ["Comparison", "linked_spaxel", "compare_spectra", "difference_spectrum"]

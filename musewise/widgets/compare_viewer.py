@@ -11,8 +11,10 @@ from __future__ import annotations
 import ipywidgets as widgets
 from traitlets import Float, Instance, TraitError, Unicode, validate
 
+from ..exceptions import OutsideCubeError
+from ..products.cube import MuseCube
 from .compare import Comparison, compare_spectra, linked_spaxel
-from .cubeio import MuseCube, OutsideCubeError, resolve_source
+from .cubeio import open_cube
 from .image_viewer import ImageViewer, side_by_side
 from .spectrum_viewer import SpectrumViewer
 
@@ -47,8 +49,8 @@ class CompareViewer(widgets.VBox):
     def __init__(self, a, b, *, labels=("A", "B"), archive=None, cache_dir=None,
                  aperture_radius: float = 0.0, prefetch: bool = True, **kwargs):
         super().__init__(**kwargs)
-        self.cube_a = MuseCube.open(resolve_source(a, archive), cache_dir=cache_dir)
-        self.cube_b = MuseCube.open(resolve_source(b, archive), cache_dir=cache_dir)
+        self.cube_a = open_cube(a, archive=archive, cache_dir=cache_dir)
+        self.cube_b = open_cube(b, archive=archive, cache_dir=cache_dir)
         if prefetch:
             for cube in (self.cube_a, self.cube_b):
                 cube.prefetch()

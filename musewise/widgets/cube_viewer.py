@@ -22,11 +22,13 @@ import ipywidgets as widgets
 import numpy as np
 from traitlets import Bool, Enum, Float, Instance, Int, TraitError, Unicode, observe, validate
 
-from ..exceptions import InvalidArgumentError, MusewiseError
-from .cubeio import MuseCube, OutsideCubeError, resolve_source
+from ..exceptions import InvalidArgumentError, MusewiseError, OutsideCubeError
+from ..products.cube import MuseCube
+from ..products.image import Image
+from ..products.lines import EMISSION_LINES, observed_wavelength
+from ..products.spectrum import Spectrum
+from .cubeio import open_cube
 from .image_viewer import ImageViewer, side_by_side
-from .lines import EMISSION_LINES, observed_wavelength
-from .products import Image, Spectrum
 from .sky import NoWCSError, format_radec, no_positions, pixel_to_sky
 from .skyregions import read_regions, region_pixels, write_regions
 from .spectrum_viewer import SpectrumViewer
@@ -100,8 +102,7 @@ class CubeViewer(widgets.VBox):
         self._marks = None    # (SkyCoord, labels) marked on the image
         self._regions = []    # regions drawn on the image
         self._record = source if hasattr(source, "id") and hasattr(source, "category") else None
-        self.cube = MuseCube.open(resolve_source(source, archive), white_light=white_light,
-                                  cache_dir=cache_dir)
+        self.cube = open_cube(source, archive=archive, white_light=white_light, cache_dir=cache_dir)
         self._spectrum: Spectrum | None = None
         self.white_light_future = None  #: asyncio future of a background white-light job
         self.export_dir = str(export_dir)

@@ -33,7 +33,7 @@ from traitlets import Enum, Float, Int, Unicode, observe, validate, TraitError
 from ..exceptions import InvalidArgumentError, NothingSelectedError
 from .bokehjs import bokeh_plot
 from .cubeio import resolve_source
-from .products import Image
+from ..products.image import Image
 from .sky import (NoWCSError, no_positions, north_east, sky_to_pixel, square_frame,
                   tan_parameters)
 

@@ -17,7 +17,6 @@ archive's ``PermissionDeniedError``.
 
 from __future__ import annotations
 
-import re
 from html import escape
 from pathlib import Path
 
@@ -26,16 +25,16 @@ import numpy as np
 from traitlets import Bool, Int, TraitError, Unicode, observe, validate
 
 from ..exceptions import InvalidArgumentError, NotFoundError, NothingSelectedError
+from ..products.ifu import chan_extensions, chan_extname
+from ..products.image import Image
 from ..vocabulary import N_IFU, QualityFlag
 from .image_viewer import ImageViewer
-from .products import Image
 
 __all__ = ["QCPanel", "FLAG_COLOURS", "ifu_quicklook", "fits_summary", "fits_summary_html"]
 
 #: Tile colour of each quality flag.
 FLAG_COLOURS = {"unchecked": "#9e9e9e", "good": "#2e7d32", "warning": "#ef6c00", "bad": "#c62828"}
 _ABSENT = "#eeeeee"
-_CHAN = re.compile(r"^CHAN(\d\d)$")
 #: Tiles per row of the grid (4 rows of 6 = the 24 IFUs).
 COLUMNS = 6
 
@@ -120,8 +119,8 @@ def ifu_quicklook(path, ifu: int | None):
     with fits.open(path, memmap=True) as hdul:
         names = [h.name for h in hdul]
         two_d = [h.name for h in hdul if h.is_image and h.header.get("NAXIS") == 2]
-        chans = [n for n in names if _CHAN.match(n)]
-    tag = f"CHAN{ifu:02d}" if ifu else None
+        chans = list(chan_extensions(names).values())
+    tag = chan_extname(ifu) if ifu else None
     if tag and f"{tag}.DATA" in names:
         ext = f"{tag}.DATA"
     elif tag and tag in names:

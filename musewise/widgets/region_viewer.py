@@ -16,9 +16,10 @@ from astropy import units as u
 from traitlets import Enum, Float, Instance, TraitError, Unicode, observe, validate
 
 from ..exceptions import MusewiseError, NothingSelectedError
-from .cubeio import MuseCube, resolve_source
+from ..products.cube import MuseCube
+from ..products.spectrum import Spectrum
+from .cubeio import open_cube
 from .image_viewer import ImageViewer, side_by_side
-from .products import Spectrum
 from .sky import NoWCSError, celestial_wcs, pixel_to_sky
 from .skyregions import describe_region, read_regions, region_pixels, region_spectrum, write_regions
 from .spectrum_viewer import SpectrumViewer
@@ -65,7 +66,7 @@ class RegionViewer(widgets.VBox):
     def __init__(self, source, region=None, *, archive=None, cache_dir=None,
                  radius_arcsec: float = 1.0, prefetch: bool = True, **kwargs):
         super().__init__(**kwargs)
-        self.cube = MuseCube.open(resolve_source(source, archive), cache_dir=cache_dir)
+        self.cube = open_cube(source, archive=archive, cache_dir=cache_dir)
         if prefetch:
             self.cube.prefetch()
         self._region = None

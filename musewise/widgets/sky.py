@@ -1,8 +1,8 @@
 """The sky geometry of an image or cube plane (no UI): WCS, RA/Dec, north and east, square pixels.
 
 Everything works from the celestial WCS keywords the viewers carry with every
-:class:`~musewise.widgets.products.Image` (``wcs_header``, see
-:func:`~musewise.widgets.products.celestial_header`), with astropy doing the
+:class:`~musewise.products.Image` (``wcs_header``, see
+:func:`~musewise.products.wcs.celestial_header`), with astropy doing the
 projection. Pixel coordinates are 0-based (x along NAXIS1, y along NAXIS2), as
 everywhere in the viewers.
 """

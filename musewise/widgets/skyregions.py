@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import InvalidFrameError, NotFoundError, UnsupportedTypeError
-from .cubeio import MuseCube, OutsideCubeError
-from .products import Spectrum
+from ..exceptions import OutsideCubeError
+from ..products.cube import MuseCube
+from ..products.spectrum import Spectrum
 from .sky import celestial_wcs
 
 __all__ = ["RegionPixels", "region_pixels", "region_spectrum", "read_regions", "write_regions",

@@ -15,8 +15,8 @@ from traitlets import Bool, Float, TraitError, observe, validate
 
 from ..exceptions import NothingSelectedError, UnsupportedTypeError
 from .bokehjs import bokeh_plot
-from .lines import EMISSION_LINES, SKY_LINES, observed_wavelength, sky_line_wavelength
-from .products import Spectrum
+from ..products.lines import EMISSION_LINES, SKY_LINES, observed_wavelength, sky_line_wavelength
+from ..products.spectrum import Spectrum
 
 __all__ = ["SpectrumViewer", "SPECTRUM_READOUT_JS"]
 
