@@ -5,8 +5,10 @@ Steps, each printed as it happens:
 1. the instrument model writes a night of raw frames (calibrations, a standard
    star, science exposures) and the static calibrations;
 2. the archive ingests them (checksummed, atomically) and says what it holds;
-3. the reduction cascade bias -> flat -> wavecal -> scibasic -> scipost runs
-   through the template notebooks and the real ESO MUSE pipeline on Dask;
+3. the reduction cascade bias -> flat -> wavecal -> lsf -> scibasic (science and
+   standard star) -> standard -> scipost (flux calibration from the night's standard,
+   sky subtraction with the pipeline's sky model) runs through the template notebooks
+   and the real ESO MUSE pipeline on Dask;
 4. the provenance graph of the final cube is printed (each dataset and run once) and
    written as W3C PROV-JSON and a Graphviz drawing beside the archive;
 5. the shared JupyterHub starts on 127.0.0.1:8000 and its address and demo

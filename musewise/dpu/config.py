@@ -26,12 +26,17 @@ from __future__ import annotations
 from traitlets import Bool, Dict, Int, List, Unicode
 from traitlets.config import Configurable
 
-#: Parameters musewise gives recipes unless the user says otherwise. The
-#: simulated MUSE frames carry no sky continuum model worth fitting, so
-#: muse_scipost subtracts none (a site with real data overrides this);
+#: Parameters musewise gives recipes unless the user says otherwise.
+#: muse_scipost models and subtracts the sky (the pipeline's own default, stated so it
+#: is recorded on every run): it fits the SKY_LINES with each slice's LSF_PROFILE on the
+#: darkest ``skymodel_fraction`` of the field, then subtracts the continuum left over;
 #: muse_wavecal writes its fit residuals, which the reduction notebook plots.
+#: muse_scipost saves, besides the cube, each exposure's fully reduced pixel table
+#: (PIXTABLE_REDUCED): its ``origin`` column is how a spaxel is traced back to the
+#: IFU, slice and calibrations that made it (:mod:`musewise.archive.origin`), and
+#: it is the input of muse_exp_combine.
 DEFAULT_PARAMETERS = {
-    "muse_scipost": {"skymethod": "none"},
+    "muse_scipost": {"skymethod": "model", "save": "cube,individual"},
     "muse_wavecal": {"residuals": True},
 }
 
@@ -42,13 +47,14 @@ class DpuConfig(Configurable):
     default_parameters = Dict(
         DEFAULT_PARAMETERS,
         help="Recipe parameters used unless the user gives others, by recipe name "
-        "(e.g. {'muse_scipost': {'skymethod': 'none'}}). They are recorded on every run.",
+        "(e.g. {'muse_scipost': {'skymethod': 'simple'}}). They are recorded on every run.",
     ).tag(config=True)
 
     optional_steps = List(
         Unicode(), [],
         help="Optional steps the planner adds to the cascade towards scipost: any of "
-        "'dark', 'lsf', 'twilight'. Bias, flat, wavecal and scibasic are always needed.",
+        "'dark', 'twilight'. Bias, flat, wavecal, lsf (for the sky model) and scibasic are "
+        "always built, scibasic_std and standard when the night has a standard star.",
     ).tag(config=True)
 
     engine = Unicode(

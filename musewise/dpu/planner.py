@@ -27,7 +27,9 @@ from .selection import exposure_key, ifus_of_night, raw_frames
 from .steps import PER_EXPOSURE, PER_IFU, PRODUCER, STEPS, Step, get_step
 
 #: Steps always built on the way to a cube; others only when listed in DpuConfig.optional_steps.
-CORE_STEPS = ("bias", "flat", "wavecal", "scibasic")
+#: lsf is one: the default sky subtraction (muse_scipost skymethod=model) needs LSF_PROFILE.
+#: standard (with scibasic_std) too, for a night with a standard star: scipost's STD_RESPONSE.
+CORE_STEPS = ("bias", "flat", "wavecal", "lsf", "scibasic", "scibasic_std", "standard")
 #: Parameters musewise sets itself (not compared when judging a product current).
 _MANAGED = ("nifu", "merge")
 
@@ -220,6 +222,10 @@ class _Planner:
                 return "out of date", f"made from {what}, since marked invalid (or affected)"
         used_ids = {i.dataset_id for i in run.inputs}
         for d in dep_items:
+            if d.needed and STEPS[d.step].fallback and d.product_id is None:
+                # Never built (e.g. muse_standard fails on one IFU): the product was made with
+                # the fallback, and stays current until the step succeeds (a newer product then).
+                continue
             if d.needed:
                 return "out of date", f"its input step {d.step} will be rebuilt"
             newest = d.product_id
@@ -243,7 +249,10 @@ class _Planner:
                     dep_items += self.state(dstep, i, steps)
             else:
                 dep_items += self.state(dstep, None, steps)
-        if step.per == PER_IFU:
+        if step.skip_without_input and step.input_kind == "raw" \
+                and not raw_frames(self.arch, step.input_tag, self.night, ifu=ifu):
+            items = []  # e.g. no standard star this night: nothing to build, nothing missing
+        elif step.per == PER_IFU:
             items = [self._judge_one(step, ifu, None, dep_items)]
         elif step.per == PER_EXPOSURE:
             items = []
@@ -382,6 +391,11 @@ def make(target: str, date: str, ifus=None, *, dry_run: bool = True, commit: boo
                 specs = [s for s in specs if _spec_exposure(arch, s) in wanted] or specs
         outcomes = execute(specs, arch, engine=engine, progress=progress, desc=step_name)
         if any(not o.ok for o in outcomes):
+            if step.fallback:
+                # Recorded as failed; the next steps use the fallback and their runs say so.
+                print(f"{step_name} failed ({'; '.join(o.error.splitlines()[0] for o in outcomes if not o.ok)}): "
+                      f"going on with {step.fallback}")
+                continue
             raise ReductionFailed(step.recipe, outcomes)
     return pl
 

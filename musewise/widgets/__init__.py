@@ -14,6 +14,8 @@
   the difference spectrum (:mod:`.compare`);
 * :class:`CalibrationTimeline` - which calibration is certified when, per IFU, and the
   reviewers' control to change a certified range;
+* :class:`SpaxelOriginViewer` - click a spaxel: the exposures, IFUs and slices its pixels
+  came from and the calibrations (with their validity) that made them (:mod:`musewise.origin`);
 * :class:`MuseCube`, :class:`Image`, :class:`Spectrum` - the products the viewers
   show, from :mod:`musewise.products` (usable without any UI).
 
@@ -36,6 +38,7 @@ _LAZY = {
     "RegionViewer": ".region_viewer",
     "CompareViewer": ".compare_viewer",
     "CalibrationTimeline": ".timeline",
+    "SpaxelOriginViewer": ".origin_viewer",
 }
 
 
@@ -49,4 +52,4 @@ def __getattr__(name):
 
 __all__ = ["ArchiveBrowser", "CalibrationTimeline", "CompareViewer", "CubeViewer", "Image",
            "ImageViewer", "MuseCube", "OutsideCubeError", "QCPanel", "RegionViewer", "Spectrum",
-           "SpectrumViewer"]
+           "SpaxelOriginViewer", "SpectrumViewer"]

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import InvalidFrameError, NotFoundError, UnsupportedTypeError
-from ..exceptions import OutsideCubeError
+from ..exceptions import InvalidFrameError, NotFoundError, OutsideCubeError, UnsupportedTypeError
 from ..products.cube import MuseCube
 from ..products.spectrum import Spectrum
 from .sky import celestial_wcs
