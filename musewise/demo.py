@@ -83,6 +83,7 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default="demo", help="data root of the demo archive")
     ap.add_argument("--ifus", default="2", help="number of IFUs (1-24) or a comma-separated list")
     ap.add_argument("--night", default="2026-11-20")
+    ap.add_argument("--exposures", type=int, default=2, help="science exposures of the night")
     ap.add_argument("--no-hub", action="store_true", help="stop after the reduction")
     args = ap.parse_args(argv)
     ifus = (tuple(int(x) for x in args.ifus.split(",")) if "," in args.ifus
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     banner(f"1. simulating the night of {args.night}, IFUs {','.join(map(str, ifus))}")
     incoming = root / "incoming" / args.night
-    raw = simulate_night(incoming, night=args.night, ifus=ifus, seed=0, progress=True)
+    raw = simulate_night(incoming, night=args.night, ifus=ifus, n_object=args.exposures, seed=0, progress=True)
     print(f"wrote {len(raw)} raw frames and the static calibrations to {incoming}")
 
     banner("2. ingesting into the archive")

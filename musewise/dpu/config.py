@@ -88,7 +88,7 @@ class DpuConfig(Configurable):
     ).tag(config=True)
 
     heavy_recipes = List(
-        Unicode(), ["muse_scipost", "muse_exp_combine", "muse_twilight"],
+        Unicode(), ["muse_scipost", "muse_exp_combine", "muse_twilight", "muse_standard"],
         help="Recipes whose runs hold all IFUs of one or more exposures in memory (about 12 GB "
              "for 24 IFUs of one exposure). At most heavy_concurrency of them run at once on "
              "the whole cluster, whatever its number of workers.",

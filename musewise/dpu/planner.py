@@ -366,45 +366,16 @@ def make(target: str, date: str, ifus=None, *, dry_run: bool = True, commit: boo
     Plan
         The plan as it was before execution.
     """
-    from .api import execute, open_default_archive, prepare
+    from .api import open_default_archive
+    from .plan_table import execute_plan
 
     arch = open_default_archive(archive)
     pl = plan(target, date, ifus, archive=arch, p=p, step_params=step_params, commit=commit)
     print(pl.to_text())
     if dry_run or not pl.todo:
         return pl
-    from ..exceptions import ReductionFailed
-
-    params = dict(step_params or {})
-    if p:
-        params[pl.target] = p
-    for step_name in pl.steps:
-        todo = [i for i in pl.todo if i.step == step_name]
-        step = get_step(step_name)
-        if step.per == PER_IFU:
-            specs = prepare(step_name, date, [i.ifu for i in todo], commit=commit,
-                            p=params.get(step_name), archive=arch)
-        else:
-            specs = prepare(step_name, date, pl.ifus, commit=commit, p=params.get(step_name), archive=arch)
-            wanted = {i.exposure for i in todo}
-            if step.per == PER_EXPOSURE:
-                specs = [s for s in specs if _spec_exposure(arch, s) in wanted] or specs
-        outcomes = execute(specs, arch, engine=engine, progress=progress, desc=step_name)
-        if any(not o.ok for o in outcomes):
-            if step.fallback:
-                # Recorded as failed; the next steps use the fallback and their runs say so.
-                print(f"{step_name} failed ({'; '.join(o.error.splitlines()[0] for o in outcomes if not o.ok)}): "
-                      f"going on with {step.fallback}")
-                continue
-            raise ReductionFailed(step.recipe, outcomes)
+    execute_plan(pl, arch, commit=commit, p=p, step_params=step_params, engine=engine, progress=progress)
     return pl
-
-
-def _spec_exposure(arch, spec):
-    for i in spec.inputs:
-        if i.tag == get_step(spec.step).input_tag:
-            return exposure_key(arch.get(i.dataset_id).mjd_obs)
-    return None
 
 
 def provenance_tree(dataset_id: int, archive=None) -> str:

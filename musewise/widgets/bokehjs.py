@@ -158,9 +158,9 @@ class BokehPlot(anywidget.AnyWidget):
             descriptor = model.lookup(attr)
             new = descriptor.property.prepare_value(model, descriptor.name, event["new"])
             old = descriptor._get(model)
+            # _set runs the Python callbacks itself (once); setter=self keeps the change from
+            # being sent back to the view it came from.
             descriptor._set(model, old, new, setter=self)
-            for cb in model._callbacks.get(attr, []):
-                cb(attr, old, new)
         elif kind == "ColumnsStreamed" and isinstance(event["model"], ColumnDataSource):
             event["model"]._stream(event["data"], event["rollover"], setter=self)
         elif kind == "ColumnsPatched" and isinstance(event["model"], ColumnDataSource):
