@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..exceptions import NotFoundError
 from ..vocabulary import QualityFlag
 from .thresholds import QC_TYPES, QCThresholds, judge
 
@@ -129,13 +130,13 @@ class Trend:
 
         Raises
         ------
-        KeyError
-            If the trend has none.
+        NotFoundError
+            If the trend has none (a LookupError).
         """
         for p in self.points:
             if p.dataset_id == int(dataset_id) and (ifu is None or p.ifu == ifu):
                 return p
-        raise KeyError(f"dataset {dataset_id}{f' IFU {ifu}' if ifu else ''} is not on the trend of {self.parameter}")
+        raise NotFoundError(f"dataset {dataset_id}{f' IFU {ifu}' if ifu else ''} is not on the trend of {self.parameter}")
 
 
 def limits_of(parameter: str, thresholds: QCThresholds | None = None) -> Limits | None:
