@@ -76,8 +76,9 @@ def test_cascade_steps_core_and_optional_by_configuration():
     from musewise.dpu.planner import cascade
 
     names = [s.name for s in cascade("scipost", dpu.DpuConfig())]
-    assert names == ["bias", "flat", "wavecal", "lsf", "scibasic", "scibasic_std", "standard", "scipost"]
-    cfg = dpu.DpuConfig(optional_steps=["dark", "twilight"])
+    assert names == ["bias", "flat", "wavecal", "lsf", "twilight", "scibasic", "scibasic_std", "standard",
+                     "scipost"]
+    cfg = dpu.DpuConfig(optional_steps=["dark"])
     names = [s.name for s in cascade("scipost", cfg)]
     assert names == ["bias", "dark", "flat", "wavecal", "lsf", "twilight", "scibasic", "scibasic_std",
                      "standard", "scipost"]

@@ -1,8 +1,8 @@
-"""Flux calibration from the night's own standard star (real esorex, IFUs 1-2).
+"""Flux calibration from the night's own standard star, and the twilight flats (real esorex, IFUs 1-2).
 
-The module fixture reduces a night with a standard star on two IFUs through
-``dpu.make('standard')`` (bias -> flat -> wavecal -> scibasic_std -> standard) and
-the science exposure's pixel tables (``scibasic``), once, on SQLite.
+The module fixture reduces a night with a standard star and twilight flats on two IFUs
+through ``dpu.make('standard')`` (bias -> flat -> wavecal -> twilight -> scibasic_std ->
+standard) and the science exposure's pixel tables (``scibasic``), once, on SQLite.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def std_cascade(tmp_path_factory):
     need(shutil.which("esorex") is not None, "esorex not installed (apt-get install esorex cpl-plugin-muse)")
     with fixture_tmp(tmp_path_factory, "std-night") as out:
         raw = simulate_night(out / "raw", night=NIGHT, ifus=IFUS, n_bias=3, n_dark=0, n_flat=3,
-                             n_arc_per_lamp=1, n_skyflat=0, n_std=1, n_object=1, seed=11, progress=False)
+                             n_arc_per_lamp=1, n_skyflat=3, n_std=1, n_object=1, seed=11, progress=False)
         arch = Archive(MusewiseConfig.load(root=str(out / "root"), user="admin", project="consortium"),
                        user="admin")
         try:
@@ -89,3 +89,18 @@ def test_scipost_calibrates_with_the_nights_standard_and_says_when_it_falls_back
         assert any(n.startswith("static fallback: no STD_RESPONSE made by step 'standard'") for n in notes), notes
     finally:
         arch.set_validity(made[0].id, is_valid=True, comment="test: restored")
+
+
+@pipeline
+def test_twilight_flats_correct_the_science_pixel_tables(std_cascade):
+    arch, _ = std_cascade
+    (cube,) = [r for r in arch.query(category="TWILIGHT_CUBE") if r.run_id is not None]
+    twi = arch.get_run(cube.run_id)
+    assert twi.recipe == "muse_twilight" and sorted(twi.details["ifus"]) == list(IFUS)
+    assert sorted(i.tag for i in twi.inputs).count("SKYFLAT") == 3
+    for ifu in IFUS:
+        (pix,) = [r for r in arch.query(category="PIXTABLE_OBJECT") if r.ifu == ifu]
+        run = arch.get_run(pix.run_id)
+        assert cube.id in {i.dataset_id for i in run.inputs if i.tag == "TWILIGHT_CUBE"}
+        nb = Path(arch.path(run.notebook_id)).read_text()
+        assert f"Starting twilight correction 1 in IFU {ifu}" in nb

@@ -53,8 +53,9 @@ class DpuConfig(Configurable):
     optional_steps = List(
         Unicode(), [],
         help="Optional steps the planner adds to the cascade towards scipost: any of "
-        "'dark', 'twilight'. Bias, flat, wavecal, lsf (for the sky model) and scibasic are "
-        "always built, scibasic_std and standard when the night has a standard star.",
+        "'dark'. Bias, flat, wavecal, lsf (for the sky model) and scibasic are always built, "
+        "twilight when the night has twilight flats, scibasic_std and standard when it has a "
+        "standard star.",
     ).tag(config=True)
 
     engine = Unicode(

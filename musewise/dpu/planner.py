@@ -29,7 +29,8 @@ from .steps import PER_EXPOSURE, PER_IFU, PRODUCER, STEPS, Step, get_step
 #: Steps always built on the way to a cube; others only when listed in DpuConfig.optional_steps.
 #: lsf is one: the default sky subtraction (muse_scipost skymethod=model) needs LSF_PROFILE.
 #: standard (with scibasic_std) too, for a night with a standard star: scipost's STD_RESPONSE.
-CORE_STEPS = ("bias", "flat", "wavecal", "lsf", "scibasic", "scibasic_std", "standard")
+#: twilight too, for a night with twilight flats: scibasic's TWILIGHT_CUBE.
+CORE_STEPS = ("bias", "flat", "wavecal", "lsf", "twilight", "scibasic", "scibasic_std", "standard")
 #: Parameters musewise sets itself (not compared when judging a product current).
 _MANAGED = ("nifu", "merge")
 

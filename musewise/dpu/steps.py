@@ -8,13 +8,15 @@ uses them to select inputs from the archive.
 
 The chain for a science cube is::
 
-    bias -> [dark] -> flat -> wavecal -> lsf -> [twilight] -> scibasic -> scipost
+    bias -> [dark] -> flat -> wavecal -> lsf -> twilight -> scibasic -> scipost
                                                   scibasic_std -> standard -^
 
 (brackets: optional, switched on in :class:`~musewise.dpu.config.DpuConfig`). ``lsf`` is
 always built: muse_scipost's default sky subtraction (``skymethod=model``) fits the
 sky lines with the LSF of every slice (``LSF_PROFILE``), starting from the static
-``SKY_LINES`` list. ``scibasic_std`` and ``standard`` are built when the night has a
+``SKY_LINES`` list. ``twilight`` is built when the night has (3+) twilight sky flats:
+muse_scibasic then corrects the lamp flat's illumination with its TWILIGHT_CUBE.
+``scibasic_std`` and ``standard`` are built when the night has a
 standard star (STD frame): scipost then calibrates fluxes with the night's own
 STD_RESPONSE and STD_TELLURIC; without one (or when muse_standard fails) it uses the
 certified response nearest in time, at worst the static table, and its run says so.
@@ -113,7 +115,8 @@ STEPS: dict[str, Step] = {s.name: s for s in (
          products=("LSF_PROFILE",)),
     Step("twilight", "muse_twilight", "SKYFLAT",
          calibrations=("MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "WAVECAL_TABLE", "GEOMETRY_TABLE"),
-         optional=("MASTER_DARK",), products=("TWILIGHT_CUBE",), per=PER_NIGHT),
+         optional=("MASTER_DARK",), products=("TWILIGHT_CUBE",), per=PER_NIGHT, min_inputs=3,
+         skip_without_input=True),
     Step("scibasic", "muse_scibasic", "OBJECT",
          calibrations=("MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "WAVECAL_TABLE", "GEOMETRY_TABLE"),
          optional=("MASTER_DARK", "TWILIGHT_CUBE"), products=("PIXTABLE_OBJECT",)),
