@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", help="data root to use and keep (default: a temporary folder, removed)")
     ap.add_argument("--exposures", type=int, default=2, help="science exposures of the night")
     ap.add_argument("--no-pixtables", action="store_true",
-                    help="muse_scipost saves only the cube, not the reduced pixel tables (~9 GB a 24-IFU exposure)")
+                    help="muse_scipost saves the cube and sky model, not the reduced pixel tables (~9 GB a 24-IFU exposure)")
     ap.add_argument("--every", type=float, default=5.0, help="sampling interval (s)")
     args = ap.parse_args(argv)
 
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
             "from musewise.dpu.config import DEFAULT_PARAMETERS\n"
             "c.MusewiseConfig.user = 'admin'\n"
             "c.DpuConfig.default_parameters = {**DEFAULT_PARAMETERS, 'muse_scipost': "
-            "{**DEFAULT_PARAMETERS['muse_scipost'], 'save': 'cube'}}\n")
+            "{**DEFAULT_PARAMETERS['muse_scipost'], 'save': 'cube,skymodel'}}\n")
     cmd = [sys.executable, "-m", "musewise.demo", "--root", str(root), "--ifus", str(args.ifus),
            "--exposures", str(args.exposures), "--no-hub"]
     print("$", " ".join(cmd), flush=True)

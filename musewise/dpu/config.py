@@ -31,12 +31,12 @@ from traitlets.config import Configurable
 #: is recorded on every run): it fits the SKY_LINES with each slice's LSF_PROFILE on the
 #: darkest ``skymodel_fraction`` of the field, then subtracts the continuum left over;
 #: muse_wavecal writes its fit residuals, which the reduction notebook plots.
-#: muse_scipost saves, besides the cube, each exposure's fully reduced pixel table
+#: muse_scipost saves, besides the cube and the sky it subtracted (SKY_SPECTRUM...), each exposure's fully reduced pixel table
 #: (PIXTABLE_REDUCED): its ``origin`` column is how a spaxel is traced back to the
-#: IFU, slice and calibrations that made it (:mod:`musewise.archive.origin`), and
+#: IFU, slice and calibrations that made it (:mod:`musewise.origin`), and
 #: it is the input of muse_exp_combine.
 DEFAULT_PARAMETERS = {
-    "muse_scipost": {"skymethod": "model", "save": "cube,individual"},
+    "muse_scipost": {"skymethod": "model", "save": "cube,skymodel,individual"},
     "muse_wavecal": {"residuals": True},
 }
 
