@@ -1,0 +1,120 @@
+"""Attacks by a hostile consortium member, each a defect found in the code and fixed (issue 11, item 5).
+
+Each test tries the attack for real - raw SQL through the sandbox, the web view on a
+real tornado server on 127.0.0.1 as another hub identity, the Python API as another
+archive user - and asserts it now fails, while the same action on what the user may see
+still works (so a test cannot pass by refusing everything). Fixtures ``populated`` and
+``web`` come from ``test_web.py`` (bob owns one private product, ``ids['private']``).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from test_web import populated, web  # noqa: F401  (fixtures)
+
+from musewise.exceptions import QueryError
+
+
+def sql(arch, query, **kw):
+    from musewise.web.sqlpage import run_readonly_sql
+
+    return run_readonly_sql(arch, query, **kw)
+
+
+# --------------------------------------------------------------------------- 1. the SQL page
+
+#: Raises "integer overflow" on each row it is evaluated on where the condition holds.
+OVERFLOW = "abs(CASE WHEN {} THEN -9223372036854775807 - 1 ELSE 0 END) >= 0"
+
+
+def _oracle(arch, table: str, condition: str, where: str = "") -> str:
+    """'overflow' if the query evaluated ``condition`` as true on some row it could reach."""
+    try:
+        sql(arch, f"SELECT count(*) FROM {table} t WHERE {where}{OVERFLOW.format(condition)}")
+    except QueryError as exc:
+        return "overflow" if "overflow" in str(exc) else str(exc)
+    return "no row"
+
+
+def test_sql_hidden_rows_are_absent_not_filtered(populated):
+    """An error raised on a row tells it exists: hidden rows must not be reachable at all."""
+    arch, ids = populated
+    carol = arch.as_user("carol")  # consortium member: sees all but bob's private product and run
+    secret, prun, master = ids["private"], ids["private_run"], ids["master"]
+    sha = arch.as_user("bob").get(secret).sha256
+    probes = [("datasets", "t.id = {}", "", secret, master),
+              ("datasets", "t.id = {} AND t.category = 'MASTER_BIAS'", "t.category = 'MASTER_BIAS' AND ", secret, master),
+              ("datasets", "t.id = {}", "t.run_id > 0 AND ", secret, master),
+              ("dataset_ifus", "t.dataset_id = {}", "t.ifu = 1 AND ", secret, master),
+              ("files", "t.sha256 = '{}'", "", sha, arch.get(master).sha256),
+              ("runs", "t.id = {}", "", prun, ids["run"]),
+              ("run_inputs", "t.run_id = {}", f"t.dataset_id = {ids['raw'][0]} AND ", prun, ids["run"])]
+    for table, cond, where, hidden, visible in probes:
+        assert _oracle(carol, table, cond.format(visible), where) == "overflow", (table, cond)  # the oracle works
+        assert _oracle(carol, table, cond.format(hidden), where) == "no row", (table, cond)
+    assert _oracle(arch.as_user("bob"), "datasets", f"t.id = {secret}") == "overflow"  # the owner reaches it
+    # Tables the page does not offer are not reachable either, not even to count their rows.
+    for table in ("collections", "alembic_version", "exposures", "collection_chains", "sqlite_master",
+                  "sqlite_schema", "sqlite_temp_master", "_visible_datasets", "temp._visible_datasets"):
+        with pytest.raises(QueryError):
+            sql(carol, f"SELECT count(*) FROM {table}")
+        with pytest.raises(QueryError):
+            sql(carol, f"WITH c AS (SELECT * FROM {table}) SELECT count(*) FROM c")
+    assert sql(carol, "SELECT count(*) FROM datasets")[1] == [(carol.count(),)]
+    assert sql(carol, "WITH c AS (SELECT * FROM runs) SELECT count(*) FROM c")[1] == [(len(carol.runs()),)]
+
+
+def test_sql_unclosed_comment_cannot_remove_the_limit(populated):
+    arch, _ = populated
+    many = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) SELECT i FROM n"
+    # ") /*" closes the wrapping subquery itself and comments out the appended ") LIMIT 50".
+    for tail in (") /*", " /*", " /* unclosed", ") --", ") UNION ALL SELECT * FROM (SELECT 1"):
+        try:
+            _, rows = sql(arch.as_user("carol"), many + tail, limit=50)
+        except QueryError:
+            continue
+        assert len(rows) <= 50, tail
+    with pytest.raises(QueryError, match="incomplete"):
+        sql(arch.as_user("carol"), many + " /*", limit=50)
+    with pytest.raises(QueryError, match="incomplete"):
+        sql(arch.as_user("carol"), "SELECT 'abc", limit=50)
+    # Closed comments and "--" comments are fine.
+    _, rows = sql(arch.as_user("carol"), many + " /* all */ -- numbers", limit=50)
+    assert len(rows) == 50
+
+
+def test_sql_huge_strings_are_refused(populated):
+    arch, _ = populated
+    carol = arch.as_user("carol")
+    # SQLite stops printf at the length limit (its result is NULL) instead of building 50 MB.
+    assert sql(carol, "SELECT printf('%50000000d', 1)")[1] == [(None,)]
+    assert sql(carol, "SELECT length(printf('%.*c', 50000000, 'x'))")[1] == [(None,)]
+    for big in ("replace(printf('%3000000d', 1), ' ', 'xx')",
+                "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10) "
+                "SELECT group_concat(printf('%1000000d', i)) FROM n)"):
+        with pytest.raises(QueryError, match="longer than"):
+            sql(carol, f"SELECT length({big})")
+    with pytest.raises(QueryError, match="too large"):  # 40 values of 1 MB: 40 MB in all
+        sql(carol, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40) "
+                   "SELECT printf('%1000000d', i) FROM n")
+    _, rows = sql(carol, "SELECT length(printf('%1000000d', 1))")  # a 1 MB value is fine
+    assert rows == [(1000000,)]
+
+
+def test_sql_attacks_through_the_web_view(web):
+    """The same attacks, sent as carol to the real web view."""
+    get, ids = web
+    ok = get("api/sql", user="carol", params={"q": "SELECT count(*) AS n FROM datasets"})
+    assert ok.status_code == 200 and ok.json()["rows"] == [[6]]
+    probe = f"SELECT count(*) FROM datasets t WHERE {OVERFLOW.format('t.id = %d' % ids['private'])}"
+    bob = get("api/sql", user="bob", params={"q": probe})
+    assert bob.status_code == 400 and "overflow" in bob.json()["message"]
+    carol = get("api/sql", user="carol", params={"q": probe})
+    assert carol.status_code == 200 and carol.json()["rows"] == ok.json()["rows"]
+    for q in ("SELECT count(*) FROM collections", "SELECT replace(printf('%3000000d', 1), ' ', 'xx')",
+              "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) SELECT i FROM n) /*"):
+        r = get("api/sql", user="carol", params={"q": q})
+        assert r.status_code == 400, (q, r.text[:200])
+        page = get("sql", user="carol", params={"q": q})
+        assert page.status_code == 400 and 'id="sql-error"' in page.text
