@@ -118,3 +118,73 @@ def test_sql_attacks_through_the_web_view(web):
         assert r.status_code == 400, (q, r.text[:200])
         page = get("sql", user="carol", params={"q": q})
         assert page.status_code == 400 and 'id="sql-error"' in page.text
+
+
+# --------------------------------------------------------------------------- 2. stored XSS from header text
+
+XSS = "<img src=x onerror=alert(document.cookie)>"
+
+
+def _html_values(widget) -> list[str]:
+    """Every HTML text an ipywidgets tree sends to the browser."""
+    import ipywidgets as widgets
+
+    out = [widget.value] if isinstance(widget, (widgets.HTML, widgets.HTMLMath)) else []
+    for child in getattr(widget, "children", ()):
+        out += _html_values(child)
+    return out
+
+
+def _assert_escaped(texts, where):
+    joined = "\n".join(texts)
+    assert "<img" not in joined, (where, joined[:500])
+    assert "&lt;img src=x onerror=alert(document.cookie)&gt;" in joined, where
+
+
+def test_header_text_is_escaped_in_the_viewers(tmp_path):
+    from astropy.io import fits
+
+    from musewise.widgets import CompareViewer, CubeViewer, RegionViewer
+    from musewise.widgets.testdata import write_synthetic_cube
+
+    cube = write_synthetic_cube(tmp_path / "cube.fits", shape=(40, 12, 10), seed=3).path
+    fits.setval(cube, "OBJECT", value=XSS)
+
+    class Record:  # a record whose category was written by someone else
+        id, category, is_valid = 42, XSS, True
+
+    class Source:
+        def path(self, dataset_id):
+            return str(cube)
+
+    viewer = CubeViewer(Record(), archive=Source(), cache_dir=tmp_path / "cache", prefetch=False)
+    _assert_escaped(_html_values(viewer), "cube viewer")
+    viewer._regions_path.value = str(tmp_path / f"{XSS}.reg")
+    viewer._load_regions.click()  # the error names the file: shown as text
+    assert XSS in viewer.status
+    _assert_escaped([viewer._status.value], "cube viewer status")
+    compare = CompareViewer(cube, cube, labels=(XSS, "B"), cache_dir=tmp_path / "cache")
+    _assert_escaped(_html_values(compare), "compare viewer")
+    region = RegionViewer(cube, cache_dir=tmp_path / "cache")
+    _assert_escaped(_html_values(region), "region viewer")
+    region._path.value = str(tmp_path / f"{XSS}.reg")
+    region._load.click()
+    _assert_escaped([region._status.value], "region viewer status")
+
+
+def test_header_text_is_escaped_in_the_web_view(web, populated, tmp_path):
+    from astropy.io import fits
+
+    from test_web import fits_raw
+
+    get, _ = web
+    arch, _ = populated
+    path = fits_raw(tmp_path / "xss.fits", mjd=61366.2, seed=9)
+    fits.setval(path, "OBJECT", value=XSS)
+    did = arch.ingest(path).record.id
+    for page in (f"datasets/{did}", "datasets/raw?per_page=100", "datasets/all?per_page=100"):
+        r = get(page, user="carol")
+        assert r.status_code == 200 and "<img src=x" not in r.text, page
+    assert XSS in get(f"datasets/{did}", user="carol").text.replace("&lt;", "<").replace("&gt;", ">")
+    sql = get("sql", user="carol", params={"q": f"SELECT object FROM datasets WHERE id = {did}"})
+    assert sql.status_code == 200 and "<img src=x" not in sql.text and "&lt;img src=x" in sql.text
