@@ -188,3 +188,59 @@ def test_header_text_is_escaped_in_the_web_view(web, populated, tmp_path):
     assert XSS in get(f"datasets/{did}", user="carol").text.replace("&lt;", "<").replace("&gt;", ">")
     sql = get("sql", user="carol", params={"q": f"SELECT object FROM datasets WHERE id = {did}"})
     assert sql.status_code == 200 and "<img src=x" not in sql.text and "&lt;img src=x" in sql.text
+
+
+# --------------------------------------------------------------------------- 3. write rights: QC, publish, ingest
+
+
+def test_only_reviewers_set_qc_values(populated):
+    from musewise.exceptions import PermissionDeniedError
+
+    arch, ids = populated
+    master = ids["master"]  # alice's product, visible to every consortium member
+    arch.as_user("alice").add_qc(master, {"bias.level": 1000.2}, ifu=1, units={"bias.level": "adu"})
+    for who in ("bob", "carol"):  # they see it, but review nothing of it
+        with pytest.raises(PermissionDeniedError, match="may not set QC"):
+            arch.as_user(who).add_qc(master, {"bias.level": -1.0}, ifu=1)
+        with pytest.raises(PermissionDeniedError):
+            arch.as_user(who).add_qc(master, {"forged": 1.0})
+    assert [(q["name"], q["value"]) for q in arch.as_user("carol").qc(master)] == [("bias.level", 1000.2)]
+    arch.add_member("bob", "consortium", "reviewer")  # a reviewer of the dataset's project may
+    arch.as_user("bob").add_qc(master, {"bias.level": 1000.3}, ifu=1)
+    assert [q["value"] for q in arch.qc(master)] == [1000.3]
+
+
+def test_only_project_members_publish_into_a_project(populated):
+    from musewise.exceptions import PermissionDeniedError
+    from musewise.vocabulary import Privilege
+
+    arch, ids = populated
+    arch.add_project("stars", "a project bob is not in")
+    bob = arch.as_user("bob")
+    with pytest.raises(PermissionDeniedError, match="not a member of project 'stars'"):
+        bob.publish([ids["private"]], Privilege.PROJECT, project="stars")
+    rec = bob.get(ids["private"])
+    assert rec.privilege == Privilege.PRIVATE and rec.project != "stars"
+    bob.publish([ids["private"]], Privilege.PROJECT, project="galaxies")  # his own project
+    assert arch.as_user("alice").get(ids["private"]).privilege == Privilege.PROJECT
+    with pytest.raises(PermissionDeniedError):
+        arch.as_user("carol").publish([ids["master"]], Privilege.PUBLIC)  # not hers, not her project
+
+
+def test_only_project_members_ingest_into_a_project(populated, tmp_path):
+    from test_web import fits_raw
+
+    from musewise.exceptions import PermissionDeniedError
+
+    arch, _ = populated
+    before = arch.count()
+    frames = [fits_raw(tmp_path / f"f{i}.fits", mjd=61370.1 + i / 10, seed=20 + i) for i in range(4)]
+    for who, project in (("carol", "galaxies"), ("eve", "galaxies"), ("carol", None), ("eve", None)):
+        with pytest.raises(PermissionDeniedError, match="may not ingest into project"):
+            arch.as_user(who).ingest(frames[0], project=project)
+        with pytest.raises(PermissionDeniedError):
+            arch.as_user(who).ingest_many([frames[1]], project=project, progress=False)
+    assert arch.count() == before and arch.fsck()["orphans"] == [] and arch.fsck()["temporaries"] == []
+    rec = arch.as_user("bob").ingest(frames[2], project="galaxies").record  # a member may
+    assert rec.owner == "bob" and rec.project == "galaxies"
+    assert arch.ingest(frames[3], project="galaxies").created  # and the administrator

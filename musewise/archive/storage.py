@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
-from ..exceptions import DuplicateError, InvalidFrameError, MusewiseError, NotFoundError
+from ..exceptions import DuplicateError, InvalidFrameError, MusewiseError, NotFoundError, PermissionDeniedError
 from ..ingest import FrameInfo, find_fits, inspect_file
 from ..vocabulary import (
     RAW_COLLECTION,
@@ -27,6 +27,7 @@ from ..vocabulary import (
     QualityFlag,
 )
 from . import calibrations
+from .privileges import can_add_to_project
 from .collections import INGESTED_COLLECTION, ensure_collection
 from .records import DatasetRecord
 from .schema import Collection, Dataset, DatasetIfu, StoredFile, User
@@ -93,6 +94,11 @@ def _ingest_file(arch, tx, path: Path, info: FrameInfo, privilege, project, vali
                                                                                        INGESTED_COLLECTION)
     coll = ensure_collection(s, name, CollectionType.RUN, description="as ingested")
     proj = arch.project_row(s, project)
+    user = arch.acting_user(s)
+    if not can_add_to_project(user, proj.id, arch.roles(s, user)):
+        # Checked before any byte is stored.
+        raise PermissionDeniedError(f"user {user.name!r} may not ingest into project {proj.name!r}: "
+                                    "only its members may")
     sf, fresh = store_file(arch, tx, path, info, move=move)
     if not fresh:
         # The same bytes as ingested before are the same frame: its existing dataset.
