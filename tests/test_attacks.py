@@ -244,3 +244,97 @@ def test_only_project_members_ingest_into_a_project(populated, tmp_path):
     rec = arch.as_user("bob").ingest(frames[2], project="galaxies").record  # a member may
     assert rec.owner == "bob" and rec.project == "galaxies"
     assert arch.ingest(frames[3], project="galaxies").created  # and the administrator
+
+
+# --------------------------------------------------------------------------- 4. hidden datasets are not told
+
+
+def test_ingesting_bytes_archived_privately_tells_nothing(populated, tmp_path):
+    from test_web import fits_raw
+
+    from musewise.vocabulary import Privilege
+
+    arch, _ = populated
+    path = fits_raw(tmp_path / "secret_raw.fits", mjd=61371.3, seed=31)
+    mine = arch.as_user("bob").ingest(path, project="galaxies", privilege=Privilege.PRIVATE).record
+    again = arch.as_user("bob").ingest(path, project="galaxies").record  # the owner gets it back
+    assert again.id == mine.id
+    alice = arch.as_user("alice")  # may not see bob's frame; tries its bytes
+    res = alice.ingest(path, project="galaxies")
+    assert res.record.id != mine.id and res.record.owner == "alice" and res.created
+    assert arch.as_user("bob").get(mine.id).privilege == Privilege.PRIVATE
+    assert mine.id not in {r.id for r in alice.query(limit=None)}
+    report = alice.ingest_many([path], project="galaxies", progress=False)  # now hers: a duplicate
+    assert [r.id for r in report.duplicates] == [res.record.id] and not report.refused
+
+
+def test_ingest_race_with_a_private_copy_gives_the_user_their_own_dataset(populated, tmp_path):
+    """Bob archives the same bytes (privately) between alice's check and her commit."""
+    from sqlalchemy import event
+
+    from test_web import fits_raw
+
+    from musewise.archive import Archive
+    from musewise.vocabulary import Privilege
+
+    arch, _ = populated
+    path = fits_raw(tmp_path / "raced.fits", mjd=61372.3, seed=41)
+    alice = Archive(arch.config, user="alice")  # her own engine and connections, as in another process
+    bob = Archive(arch.config, user="bob")
+    raced = {}
+
+    def before_insert(conn, cursor, statement, params, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO FILES") and not raced:
+            raced["bob"] = bob.ingest(path, project="galaxies", privilege=Privilege.PRIVATE).record.id
+
+    event.listen(alice.engine, "before_cursor_execute", before_insert)
+    try:
+        res = alice.ingest(path, project="galaxies")
+    finally:
+        event.remove(alice.engine, "before_cursor_execute", before_insert)
+        alice.close()
+        bob.close()
+    assert "bob" in raced  # the race happened
+    assert res.record.owner == "alice" and res.record.id != raced["bob"]
+    assert arch.as_user("bob").get(raced["bob"]).privilege == Privilege.PRIVATE
+    assert arch.get(res.record.id).sha256 == arch.get(raced["bob"]).sha256  # one file, two datasets
+    assert arch.fsck()["orphans"] == [] and arch.fsck()["temporaries"] == []
+
+
+def test_a_run_names_only_the_datasets_the_user_may_see(web, populated):
+    from musewise.vocabulary import Privilege
+
+    get, ids = web
+    arch, _ = populated
+    alice = arch.as_user("alice")
+    run, notebook, master = ids["run"], ids["notebook"], ids["master"]
+    assert arch.as_user("carol").get_run(run).notebook_id == notebook
+    alice.publish([notebook, master], Privilege.PRIVATE)  # the run stays visible, its products do not
+    carol = arch.as_user("carol")
+    for rec in (carol.get_run(run), carol.get_runs([run])[run], next(r for r in carol.runs() if r.id == run)):
+        assert rec.notebook_id is None and master not in rec.output_ids
+    assert alice.get_run(run).notebook_id == notebook and alice.get_run(run).output_ids == (master,)
+    from musewise.web.sqlpage import run_readonly_sql
+
+    assert run_readonly_sql(carol, f"SELECT notebook_id FROM runs WHERE id = {run}")[1] == [(None,)]
+    assert run_readonly_sql(alice, f"SELECT notebook_id FROM runs WHERE id = {run}")[1] == [(notebook,)]
+    body = get(f"api/runs/{run}", user="carol").json()
+    assert body["notebook_id"] is None and body["output_ids"] == []
+    page = get(f"runs/{run}", user="carol")
+    assert page.status_code == 200 and f"datasets/{notebook}" not in page.text and f"#{notebook}" not in page.text
+
+
+def test_release_refusal_does_not_name_a_hidden_input(populated):
+    from musewise.exceptions import ReleaseRefusedError
+    from musewise.release.core import create_release
+    from musewise.vocabulary import Privilege
+
+    arch, ids = populated
+    raw = ids["raw"][0]  # the administrator's frame, an input of the input of alice's cube
+    arch.set_validity(raw, is_valid=False, comment="bad bias")  # alice's products become affected
+    with pytest.raises(ReleaseRefusedError, match=f"#{raw}"):  # while alice may see the input: named
+        create_release(arch.as_user("alice"), "dr1", "1", [ids["cube"]])
+    arch.publish([raw], Privilege.PRIVATE)
+    with pytest.raises(ReleaseRefusedError, match="affected by invalid input") as refused:
+        create_release(arch.as_user("alice"), "dr1", "1", [ids["cube"]])
+    assert f"#{raw}" not in str(refused.value)

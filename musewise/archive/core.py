@@ -322,7 +322,9 @@ class Archive:
         frames go to collection ``MUSE/raw``, static tables to ``MUSE/static`` (and are
         certified in ``MUSE/calib`` from ``valid_from`` to ``valid_to``), anything
         else to ``MUSE/ingested``. A raw frame or static table ingested twice gives the
-        existing dataset back.
+        existing dataset back if the user may see it; bytes archived only as datasets the
+        user may not see give the user a dataset of their own over the same file (their
+        existence is not told).
 
         Parameters
         ----------
@@ -344,8 +346,6 @@ class Archive:
         ------
         InvalidFrameError
             Corrupt, truncated or non-MUSE input; nothing is stored.
-        DuplicateError
-            The same bytes are archived already as a dataset the user may not see.
         PermissionDeniedError
             The user is not a member of the project (administrators may ingest anywhere).
         """

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
-from ..exceptions import DuplicateError, InvalidFrameError, MusewiseError, NotFoundError, PermissionDeniedError
+from ..exceptions import DuplicateError, InvalidFrameError, MusewiseError, PermissionDeniedError
 from ..ingest import FrameInfo, find_fits, inspect_file
 from ..vocabulary import (
     RAW_COLLECTION,
@@ -27,7 +27,7 @@ from ..vocabulary import (
     QualityFlag,
 )
 from . import calibrations
-from .privileges import can_add_to_project
+from .privileges import can_add_to_project, visible_datasets
 from .collections import INGESTED_COLLECTION, ensure_collection
 from .records import DatasetRecord
 from .schema import Collection, Dataset, DatasetIfu, StoredFile, User
@@ -64,28 +64,19 @@ def ingest(arch, path, *, privilege: Privilege | int = Privilege.CONSORTIUM, pro
     """See :meth:`Archive.ingest`."""
     info = info or inspect_file(path, ifu=ifu)
     try:
-        with arch.transaction() as tx:
-            ds, created = _ingest_file(arch, tx, Path(path), info, privilege, project, valid_from, valid_to,
-                                            move)
-            did = ds.id
+        did, created = _ingest_once(arch, Path(path), info, privilege, project, valid_from, valid_to, move)
     except SAIntegrityError:
-        # Another process archived the same bytes between our check and our commit.
-        did, created = _find_ingested(arch, path), False
-        if did is None:
-            raise
-    try:
-        return IngestResult(arch.get(did), created)
-    except NotFoundError:
-        raise DuplicateError(f"{path}: these bytes are archived already, as a dataset user "
-                             f"{arch.user_name!r} may not see") from None
+        # Another process stored the same bytes between our check and our commit: the retry
+        # finds them stored and goes through the same rule as any duplicate.
+        did, created = _ingest_once(arch, Path(path), info, privilege, project, valid_from, valid_to, move)
+    return IngestResult(arch.get(did), created)
 
-def _find_ingested(arch, path) -> int | None:
-    from .datastore import sha256_file
 
-    sha, _ = sha256_file(path)
-    with arch.session() as s:
-        return s.scalar(select(Dataset.id).join(StoredFile).where(
-            StoredFile.sha256 == sha, Dataset.run_id.is_(None)).order_by(Dataset.id).limit(1))
+def _ingest_once(arch, path: Path, info, privilege, project, valid_from, valid_to, move) -> tuple[int, bool]:
+    with arch.transaction() as tx:
+        ds, created = _ingest_file(arch, tx, path, info, privilege, project, valid_from, valid_to, move)
+        return ds.id, created
+
 
 def _ingest_file(arch, tx, path: Path, info: FrameInfo, privilege, project, valid_from, valid_to,
                  move):
@@ -101,12 +92,14 @@ def _ingest_file(arch, tx, path: Path, info: FrameInfo, privilege, project, vali
                                     "only its members may")
     sf, fresh = store_file(arch, tx, path, info, move=move)
     if not fresh:
-        # The same bytes as ingested before are the same frame: its existing dataset.
-        old = s.scalar(select(Dataset).where(Dataset.file_id == sf.id, Dataset.run_id.is_(None))
-                       .order_by(Dataset.id).limit(1))
+        # The same bytes as ingested before are the same frame: its existing dataset, if the
+        # user may see one. Otherwise the user's own dataset over the same file: a dataset
+        # the user may not see is neither returned nor named, nor is its existence told.
+        old = s.scalar(select(Dataset).where(Dataset.file_id == sf.id, Dataset.run_id.is_(None),
+                                             visible_datasets(user)).order_by(Dataset.id).limit(1))
         if old is not None:
             return old, False
-    ds = add_dataset(arch, s, sf, info, owner=arch.acting_user(s), project_id=proj.id,
+    ds = add_dataset(arch, s, sf, info, owner=user, project_id=proj.id,
                           privilege=privilege, collection=coll)
     if info.kind == DatasetKind.STATIC:
         calib = ensure_collection(s, STATIC_CALIB_COLLECTION, CollectionType.CALIBRATION,

@@ -153,7 +153,9 @@ def create_release(arch, name: str, version: str, dataset_ids, description: str 
                 raise ReleaseRefusedError(f"dataset {did} is marked invalid ({ds.flag}: {ds.comment}); "
                                           f"only valid products are released")
             if ds.affected_by is not None:
-                raise ReleaseRefusedError(f"dataset {did} is affected by invalid #{ds.affected_by}; rebuild it "
+                seen = s.scalar(select(Dataset.id).where(Dataset.id == ds.affected_by, arch.visible(s)))
+                which = f"#{ds.affected_by}" if seen is not None else "input (one you may not see)"
+                raise ReleaseRefusedError(f"dataset {did} is affected by invalid {which}; rebuild it "
                                           f"or have a reviewer clear the input before releasing")
             bad = [i.ifu for i in ds.ifus if not i.is_valid]
             if bad:

@@ -19,6 +19,8 @@ can learn anything about them. Before the user's statement is compiled:
   backend) through SQLAlchemy. PostgreSQL roles are not used for this: a
   session whose login role may read every row can always
   ``set_config('role', ...)`` its way back inside the same statement;
+  Columns naming a dataset the user may not see (:data:`HIDDEN_REFERENCES`, a
+  run's notebook) are copied as NULL;
 * the helper tables holding the visible IDs are dropped.
 
 The user's statement then runs with, as independent safeguards:
@@ -82,6 +84,9 @@ TABLES: dict[str, tuple[tuple[str, ...], str, str | None]] = {
     "projects": (("id", "name", "description"), "all", None),
     "memberships": (("user_id", "project_id", "role"), "all", None),
 }
+
+#: Columns naming a dataset the user may not see read NULL: (table, column).
+HIDDEN_REFERENCES = frozenset({("runs", "notebook_id")})
 
 #: SQL functions a query may call (SQLite core, date/time, JSON and math functions).
 ALLOWED_FUNCTIONS = frozenset("""
@@ -200,8 +205,9 @@ def _copy_from_file(conn, path: str, tables: set[str], ids) -> None:
         for name in sorted(tables):
             cols, rule, col = _create(conn, name)
             where = f" WHERE t.{col} IN (SELECT id FROM temp.{keep[rule]})" if rule in keep else ""
-            conn.execute(f"INSERT INTO main.{name} SELECT {', '.join('t.' + c for c in cols)} "
-                         f"FROM archive.{name} AS t{where}")
+            values = [f"CASE WHEN t.{c} IN (SELECT id FROM temp.{_VIS_DS}) THEN t.{c} END"
+                      if (name, c) in HIDDEN_REFERENCES else f"t.{c}" for c in cols]
+            conn.execute(f"INSERT INTO main.{name} SELECT {', '.join(values)} FROM archive.{name} AS t{where}")
     conn.execute("DETACH DATABASE archive")
     for name in (_VIS_DS, _VIS_FILE, _VIS_RUN):
         conn.execute(f"DROP TABLE temp.{name}")
@@ -216,8 +222,10 @@ def _copy_through_session(conn, s, tables: set[str], ids) -> None:
             cols, rule, col = _create(conn, name)
             result = s.execute(text(f"SELECT {', '.join(cols)} FROM {name}"))
             at = cols.index(col) if col else None
-            rows = (tuple(_sqlite_value(v) for v in r) for r in result
-                    if rule == "all" or r[at] in keep[rule])
+            refs = {i for i, c in enumerate(cols) if (name, c) in HIDDEN_REFERENCES}
+            rows = (tuple(None if i in refs and v not in keep["dataset"] else _sqlite_value(v)
+                          for i, v in enumerate(r))
+                    for r in result if rule == "all" or r[at] in keep[rule])
             conn.executemany(f"INSERT INTO main.{name} VALUES ({', '.join('?' * len(cols))})", rows)
 
 
@@ -301,4 +309,5 @@ def _execute(conn, body, limit, timeout, max_bytes):
     return columns, rows
 
 
-__all__ = ["run_readonly_sql", "TABLES", "ALLOWED_FUNCTIONS", "MAX_VALUE_BYTES", "MAX_RESULT_BYTES"]
+__all__ = ["run_readonly_sql", "TABLES", "ALLOWED_FUNCTIONS", "HIDDEN_REFERENCES", "MAX_VALUE_BYTES",
+           "MAX_RESULT_BYTES"]
