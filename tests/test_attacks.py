@@ -338,3 +338,27 @@ def test_release_refusal_does_not_name_a_hidden_input(populated):
     with pytest.raises(ReleaseRefusedError, match="affected by invalid input") as refused:
         create_release(arch.as_user("alice"), "dr1", "1", [ids["cube"]])
     assert f"#{raw}" not in str(refused.value)
+
+
+# --------------------------------------------------------------------------- 5. downloads of any file name
+
+
+def test_download_of_a_file_whose_name_is_not_latin1(web, populated, tmp_path):
+    import re
+    from pathlib import Path
+    from urllib.parse import unquote
+
+    from test_web import fits_raw
+
+    get, _ = web
+    arch, _ = populated
+    name = 'Ωmega "ciel" étoile_北.fits'
+    did = arch.ingest(fits_raw(tmp_path / name, mjd=61373.2, seed=51)).record.id
+    for path in (f"datasets/{did}/file", f"api/datasets/{did}/file"):
+        r = get(path, user="carol")
+        assert r.status_code == 200, (path, r.status_code)
+        assert r.content == Path(arch.path(did)).read_bytes()
+        value = r.headers["Content-Disposition"]
+        encoded = re.search(r"filename\*=UTF-8''([^;\s]+)", value)
+        assert encoded and unquote(encoded.group(1)) == name  # filename* (RFC 5987), what browsers read
+        assert 'filename="_mega _ciel_ _toile__.fits"' in r.headers["Content-Disposition"]

@@ -7,7 +7,7 @@ import math
 import platform
 import shutil
 import subprocess
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from tornado import web
 
@@ -273,12 +273,24 @@ class DownloadHandler(ArchiveHandler):
         await stream_file(self, int(dataset_id))
 
 
+def content_disposition(filename: str, fallback: str) -> str:
+    """A ``Content-Disposition: attachment`` value naming ``filename`` whatever its characters.
+
+    HTTP header values are Latin-1: the name itself goes in ``filename*`` as UTF-8,
+    percent-encoded (RFC 6266, RFC 5987), and an ASCII approximation in ``filename`` for
+    clients that do not read ``filename*``. ``fallback`` names a file whose name has no
+    printable character at all.
+    """
+    name = "".join(ch for ch in filename if ch.isprintable()) or fallback
+    ascii_name = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in name)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
 async def stream_file(handler, dataset_id: int) -> None:
     rec = handler.arch.get(dataset_id)
     handler.set_header("Content-Type", "application/x-ipynb+json" if rec.kind == "notebook" else "application/fits")
     handler.set_header("Content-Length", str(rec.size))
-    safe = "".join(ch for ch in rec.filename if ch.isprintable() and ch not in '"\\') or f"dataset-{rec.id}"
-    handler.set_header("Content-Disposition", f'attachment; filename="{safe}"')
+    handler.set_header("Content-Disposition", content_disposition(rec.filename, f"dataset-{rec.id}"))
     handler.set_header("X-Checksum-SHA256", rec.sha256)
     with handler.arch.datastore.open(rec.storage_path) as f:
         while True:
