@@ -362,3 +362,79 @@ def test_download_of_a_file_whose_name_is_not_latin1(web, populated, tmp_path):
         encoded = re.search(r"filename\*=UTF-8''([^;\s]+)", value)
         assert encoded and unquote(encoded.group(1)) == name  # filename* (RFC 5987), what browsers read
         assert 'filename="_mega _ciel_ _toile__.fits"' in r.headers["Content-Disposition"]
+
+
+# --------------------------------------------------------------------------- 6. bad header values
+
+
+def _bad_frames(folder):
+    """Files each with one bad header value or extension: {file name: the reason's words}."""
+    import numpy as np
+    from astropy.io import fits
+
+    from test_web import fits_product, fits_raw
+
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def raw(name, seed, **cards):
+        path = fits_raw(folder / name, mjd=61380.1 + seed / 100, seed=seed)
+        with fits.open(path, mode="update") as hdul:
+            for k, v in cards.items():
+                hdul[0].header[k.replace("_", "-")] = v
+        return path
+
+    def raw_with(name, seed, hdu):
+        path = fits_raw(folder / name, mjd=61380.1 + seed / 100, seed=seed)
+        with fits.open(path) as hdul:
+            fits.HDUList([h.copy() for h in hdul] + [hdu]).writeto(path, overwrite=True)
+        return path
+
+    image = fits.ImageHDU(np.zeros((80, 64), np.float32))
+    raw("mjd_text.fits", 1, MJD_OBS="yesterday")
+    raw("exptime_text.fits", 2, EXPTIME="long")
+    raw("mjd_huge.fits", 3, MJD_OBS=1e12)
+    raw("object_long.fits", 4, OBJECT="NGC 1365 " * 12)  # 107 characters (stripped), in CONTINUE cards
+    fits_product(folder / "MASTER_BIAS.fits", ifu="seven")  # the IFU number written as text
+    raw_with("chan_twice.fits", 5, fits.ImageHDU(image.data, name="CHAN01"))
+    raw_with("chan99.fits", 6, fits.ImageHDU(image.data, name="CHAN99"))
+    table = fits.BinTableHDU.from_columns([fits.Column("x", "E", array=np.zeros(3))], name="CHAN01")
+    path = fits_raw(folder / "chan_table.fits", mjd=61380.2, seed=7)
+    with fits.open(path) as hdul:
+        fits.HDUList([hdul[0].copy(), table]).writeto(path, overwrite=True)
+    fits_raw(folder / "good.fits", mjd=61380.3, seed=8)
+    return {"mjd_text.fits": "MJD-OBS is 'yesterday', not a number",
+            "exptime_text.fits": "EXPTIME is 'long', not a number",
+            "mjd_huge.fits": "MJD-OBS = 1e+12 is outside",
+            "object_long.fits": "OBJECT is 107 characters long",
+            "MASTER_BIAS.fits": "ESO DRS MUSE IFU is 'seven', not an IFU number",
+            "chan_twice.fits": "extension CHAN01 appears twice",
+            "chan99.fits": "extension CHAN99 is 99, not an IFU number",
+            "chan_table.fits": "extension CHAN01 is not a 2-D CCD image (BINTABLE"}
+
+
+def test_a_bad_header_value_refuses_that_file_only(archive, tmp_path):
+    from musewise.exceptions import InvalidFrameError
+    from musewise.ingest import inspect_file
+
+    want = _bad_frames(tmp_path / "night")
+    for name, reason in want.items():
+        with pytest.raises(InvalidFrameError) as refused:
+            inspect_file(tmp_path / "night" / name)
+        assert reason in refused.value.reason, name
+    report = archive.ingest_many([tmp_path / "night"], progress=False)
+    assert [r.filename for r in report.ingested] == ["good.fits"]
+    refused = {p.rsplit("/", 1)[-1]: why for p, why in report.refused}
+    assert set(refused) == set(want)
+    for name, reason in want.items():
+        assert reason in refused[name], (name, refused[name])
+    assert archive.count() == 1
+    fsck = archive.fsck()
+    assert fsck["orphans"] == fsck["temporaries"] == fsck["missing"] == []
+
+
+def test_the_registry_widths_are_the_ones_ingest_checks():
+    from musewise.archive.schema import Dataset
+    from musewise.ingest import FIELD_WIDTHS
+
+    for field, width in FIELD_WIDTHS.items():
+        assert Dataset.__table__.c[field].type.length == width, field

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import DataError as SADataError
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
@@ -64,11 +65,16 @@ def ingest(arch, path, *, privilege: Privilege | int = Privilege.CONSORTIUM, pro
     """See :meth:`Archive.ingest`."""
     info = info or inspect_file(path, ifu=ifu)
     try:
-        did, created = _ingest_once(arch, Path(path), info, privilege, project, valid_from, valid_to, move)
-    except SAIntegrityError:
-        # Another process stored the same bytes between our check and our commit: the retry
-        # finds them stored and goes through the same rule as any duplicate.
-        did, created = _ingest_once(arch, Path(path), info, privilege, project, valid_from, valid_to, move)
+        try:
+            did, created = _ingest_once(arch, Path(path), info, privilege, project, valid_from, valid_to, move)
+        except SAIntegrityError:
+            # Another process stored the same bytes between our check and our commit: the retry
+            # finds them stored and goes through the same rule as any duplicate.
+            did, created = _ingest_once(arch, Path(path), info, privilege, project, valid_from, valid_to, move)
+    except SADataError as exc:
+        # inspect_file checks what it knows of the registry; whatever else the database refuses
+        # (a value out of a column's range) refuses this file, not an ingest of many.
+        raise InvalidFrameError(path, f"a header value does not fit the archive: {exc.orig}") from exc
     return IngestResult(arch.get(did), created)
 
 
