@@ -438,3 +438,53 @@ def test_the_registry_widths_are_the_ones_ingest_checks():
 
     for field, width in FIELD_WIDTHS.items():
         assert Dataset.__table__.c[field].type.length == width, field
+
+
+# --------------------------------------------------------------------------- 7. the notebook view, huge numbers
+
+
+def test_notebook_view_renders_notebooks_only(web):
+    get, ids = web
+    ok = get(f"datasets/{ids['notebook']}/notebook.html", user="carol")
+    assert ok.status_code == 200 and "mean bias level 1000.2 ADU" in ok.text
+    for key in ("master", "cube"):  # FITS files are never read as JSON
+        r = get(f"datasets/{ids[key]}/notebook.html", user="carol")
+        assert r.status_code == 404 and "not a notebook" in r.text
+
+
+def test_notebook_view_refuses_a_huge_notebook(populated, tmp_path):
+    from musewise.exceptions import InvalidArgumentError
+    from musewise.web.notebook import notebook_html
+
+    arch, ids = populated
+    size = arch.get(ids["notebook"]).size
+    with pytest.raises(InvalidArgumentError, match="too large"):
+        notebook_html(arch, ids["notebook"], tmp_path, max_bytes=size - 1)
+    assert "mean bias level" in notebook_html(arch, ids["notebook"], tmp_path, max_bytes=size)
+
+
+HUGE = "9" * 25
+
+
+@pytest.mark.parametrize("path, status, words", [
+    (f"datasets/all?page={HUGE}", 400, "page must be from 1"),
+    (f"api/datasets?page={HUGE}", 400, "page must be from 1"),
+    (f"api/datasets?per_page={HUGE}", 400, "per_page must be from 1"),
+    (f"datasets/all?ifu={HUGE}", 400, "ifu must be from 1 to 24"),
+    ("api/datasets?ifu=25", 400, "ifu must be from 1 to 24"),
+    (f"api/datasets?run_id={HUGE}", 400, "run_id must be from 1"),
+    ("api/datasets?ifu=seven", 400, "ifu must be a whole number"),
+    (f"api/certifications?ifu={HUGE}", 400, "ifu must be from 1 to 24"),
+    (f"datasets/MASTER/quicklook.png?ifu={HUGE}", 400, "ifu must be from 1 to 24"),
+    (f"datasets/{HUGE}", 404, ""),
+    (f"api/datasets/{HUGE}", 404, ""),
+    (f"runs/{HUGE}", 404, ""),
+    (f"api/provenance/{HUGE}", 404, ""),
+    (f"datasets/{HUGE}/provenance.json", 404, ""),
+    ("datasets/9223372036854775807", 404, ""),
+])
+def test_huge_numbers_are_refused_not_failed(web, path, status, words):
+    get, ids = web
+    r = get(path.replace("MASTER", str(ids["master"])), user="carol")
+    assert r.status_code == status, (path, r.status_code, r.text[:300])
+    assert words in r.text
