@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from test_release import dr1, products  # noqa: F401  (fixtures)
 from test_web import populated, web  # noqa: F401  (fixtures)
 
 from musewise.exceptions import QueryError
@@ -488,3 +489,60 @@ def test_huge_numbers_are_refused_not_failed(web, path, status, words):
     r = get(path.replace("MASTER", str(ids["master"])), user="carol")
     assert r.status_code == status, (path, r.status_code, r.text[:300])
     assert words in r.text
+
+
+# --------------------------------------------------------------------------- 8. releases
+
+
+def test_release_export_link_cannot_edit_the_archive(archive, dr1, tmp_path):
+    import os
+    import stat
+
+    from musewise.release import export_release, verify_folder
+
+    folder = export_release(archive, "DR1", "1.0", tmp_path / "linked", link=True)
+    for f in (folder / "products").rglob("*.fits"):
+        st = f.stat()
+        assert st.st_nlink == 2  # the archive's own file, hard-linked
+        assert not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH), oct(st.st_mode)
+    assert verify_folder(folder).ok
+    # Every file the archive stores is read-only, hard-linked or not.
+    for rel in archive.datastore.walk():
+        assert not os.stat(archive.datastore.local_path(rel)).st_mode & 0o222, rel
+
+
+def test_release_verify_finds_every_change(archive, dr1, tmp_path):
+    import os
+
+    from musewise.release import export_release, verify_folder
+
+    original = export_release(archive, "DR1", "1.0", tmp_path / "DR1")
+    assert verify_folder(original).ok and (original / "files.sha256").is_file()
+    product = next((original / "products").rglob("*.fits")).relative_to(original)
+    provenance = next((original / "provenance").glob("*.txt")).relative_to(original)
+
+    def changed(edit):
+        import shutil
+
+        folder = tmp_path / f"case{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(original, folder, symlinks=True)
+        edit(folder)
+        return " ".join(verify_folder(folder).problems)
+
+    def append(rel, text="edited\n"):
+        return lambda f: open(f / rel, "a").write(text)
+
+    def replace_by_symlink(f):
+        os.chmod(f / product, 0o644)
+        (f / product).unlink()
+        (f / product).symlink_to(original / product)
+
+    assert "provenance" in changed(append(provenance))
+    assert "README.md: changed" in changed(append("README.md"))
+    assert "obscore.csv: changed" in changed(append("obscore.csv", "x,y\n"))
+    assert "notes.txt: not in the manifest" in changed(lambda f: (f / "notes.txt").write_text("hi"))
+    assert "provenance/extra.txt: not in the manifest" in changed(
+        lambda f: (f / "provenance" / "extra.txt").write_text("hi"))
+    assert f"{product.as_posix()}: a symbolic link" in changed(replace_by_symlink)
+    assert "README.md: missing" in changed(lambda f: (f / "README.md").unlink())
+    assert "files.sha256" in changed(append("files.sha256", "0" * 64 + "  notes.txt\n"))

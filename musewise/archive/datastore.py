@@ -195,6 +195,8 @@ class PendingFile:
         self.moved_from = moved_from
         self.committed = False
         self.adopted = False
+        #: Permissions the file had before it was made read-only (restored if a move is undone).
+        self.mode: int | None = None
 
     def commit(self) -> None:
         """Move the file to its final name.
@@ -216,6 +218,11 @@ class PendingFile:
             self.adopted = True
         else:
             self.store.fs.mv(self.tmp, final)
+            if self.store.is_local:
+                # Write-once: no write permission, so a hard link to it (release export --link)
+                # cannot be edited into a changed archive file.
+                self.mode = os.stat(final).st_mode
+                os.chmod(final, self.mode & ~0o222)
         self.committed = True
 
     def discard(self) -> None:
@@ -230,6 +237,8 @@ class PendingFile:
         if self.committed and not self.adopted:
             if self.moved_from is not None:
                 os.rename(self.store._abs(self.relpath), self.moved_from)
+                if self.mode is not None:
+                    os.chmod(self.moved_from, self.mode)
             else:
                 self.store.remove(self.relpath)
         else:
