@@ -546,3 +546,41 @@ def test_release_verify_finds_every_change(archive, dr1, tmp_path):
     assert f"{product.as_posix()}: a symbolic link" in changed(replace_by_symlink)
     assert "README.md: missing" in changed(lambda f: (f / "README.md").unlink())
     assert "files.sha256" in changed(append("files.sha256", "0" * 64 + "  notes.txt\n"))
+
+
+# --------------------------------------------------------------------------- 8. leftovers of killed processes
+
+
+def test_fsck_repair_removes_what_killed_ingests_left_and_nothing_else(populated, tmp_path):
+    import os
+
+    from test_archive import _crash_ingest
+    from test_web import fits_raw
+
+    from musewise.cli import main
+    from musewise.exceptions import PermissionDeniedError
+    from musewise.ingest import inspect_file
+
+    arch, ids = populated
+    before = sorted(arch.datastore.walk())
+    killed = fits_raw(tmp_path / "killed.fits", mjd=61390.1, seed=61)
+    assert _crash_ingest(arch, killed, crash_at="before-db-commit") == -9  # a real SIGKILL
+    half = fits_raw(tmp_path / "half.fits", mjd=61390.2, seed=62)
+    arch.datastore.put(half, "raw/half.fits")  # copied, never committed: what a kill mid-copy leaves
+    report = arch.fsck()
+    assert len(report["orphans"]) == 1 and len(report["temporaries"]) == 1
+    with pytest.raises(PermissionDeniedError):
+        arch.as_user("alice").fsck(repair=True)
+    # Young leftovers may be an ingest still writing: left alone.
+    young = arch.fsck(repair=True)
+    assert young["removed"] == [] and young["orphans"] == report["orphans"]
+    leftovers = report["orphans"] + report["temporaries"]
+    for rel in sorted(arch.datastore.walk()) + arch.datastore.temporaries():  # everything is old now
+        os.utime(os.path.join(arch.datastore.root, rel), (1e9, 1e9))
+    assert main(["--root", arch.config.root, "--db-url", arch.config.db_url, "--user", "admin",
+                 "fsck", "--repair", "--older-than", "600"]) == 0
+    assert arch.fsck() == {"orphans": [], "temporaries": [], "missing": [], "corrupt": []}
+    assert sorted(arch.datastore.walk()) == before and set(leftovers).isdisjoint(before)
+    for did in [*ids["raw"], ids["master"], ids["cube"]]:
+        arch.verify(did)  # every archived file is intact
+    assert arch.ingest(killed, info=inspect_file(killed)).created  # and the killed ingest can be redone

@@ -781,17 +781,34 @@ class Archive:
                                                 mjd_to=mjd_to, limit=limit)
 
     # ------------------------------------------------------------------ maintenance
-    def fsck(self, verify_checksums: bool = False) -> dict:
-        """Compare registry and datastore.
+    def fsck(self, verify_checksums: bool = False, *, repair: bool = False, min_age: float = 3600.0) -> dict:
+        """Compare registry and datastore, and optionally remove what killed processes left.
+
+        Parameters
+        ----------
+        verify_checksums : bool
+            Also re-read every stored file and check its sha256.
+        repair : bool
+            Remove orphans and temporaries last changed more than ``min_age`` ago
+            (administrators only). Younger ones may belong to an ingest or a run still
+            writing, and are left alone; files with a row are never removed.
+        min_age : float
+            Age a leftover must have to be removed (s).
 
         Returns
         -------
         dict
             ``orphans``: stored files with no row (left by killed processes);
             ``temporaries``: unfinished copies; ``missing``: rows whose file is gone;
-            ``corrupt``: files whose checksum no longer matches (with ``verify_checksums``).
+            ``corrupt``: files whose checksum no longer matches (with ``verify_checksums``);
+            with ``repair``, ``removed``: what was removed (the other lists are what remains).
+
+        Raises
+        ------
+        PermissionDeniedError
+            If ``repair`` is asked by someone who is not an administrator.
         """
-        return storage.fsck(self, verify_checksums)
+        return storage.fsck(self, verify_checksums, repair=repair, min_age=min_age)
 
 
 __all__ = ["Archive", "IngestResult", "IngestReport", "Transaction"]

@@ -14,6 +14,7 @@ import hashlib
 import os
 import posixpath
 import uuid
+from datetime import datetime, timezone
 
 import fsspec
 
@@ -129,6 +130,13 @@ class Datastore:
     def remove(self, relpath: str) -> None:
         """Delete a stored file (used only to undo a failed transaction)."""
         self._discard(self._abs(relpath))
+
+    def age(self, relpath: str) -> float:
+        """Seconds since a file (committed or temporary) was last changed."""
+        modified = self.fs.modified(self._abs(relpath))
+        if modified.tzinfo is None:
+            modified = modified.replace(tzinfo=timezone.utc)
+        return (datetime.now(timezone.utc) - modified).total_seconds()
 
     def local_path(self, relpath: str) -> str:
         """A local filesystem path with the file's bytes (cached locally for remote stores)."""

@@ -174,8 +174,15 @@ def ingest_many(arch, paths, *, progress: bool = True, **kw) -> IngestReport:
     return report
 
 
-def fsck(arch, verify_checksums: bool = False) -> dict:
+def fsck(arch, verify_checksums: bool = False, *, repair: bool = False, min_age: float = 3600.0) -> dict:
     """See :meth:`Archive.fsck`."""
+    if repair:
+        with arch.session() as s:
+            arch.require_admin(s)
+        removed = _remove_leftovers(arch, float(min_age))
+        out = fsck(arch, verify_checksums)
+        out["removed"] = removed
+        return out
     with arch.session() as s:
         rows = dict(s.execute(select(StoredFile.path, StoredFile.sha256)).all())
     on_disk = set(arch.datastore.walk())
@@ -193,6 +200,21 @@ def fsck(arch, verify_checksums: bool = False) -> dict:
                 except MusewiseError:
                     report["corrupt"].append(p)
     return report
+
+
+def _remove_leftovers(arch, min_age: float) -> list[str]:
+    # The listing of files comes first and the rows after it: a file committed with its row
+    # in between is then seen with its row, never taken for an orphan.
+    store = arch.datastore
+    candidates = set(store.temporaries()) | set(store.walk())
+    with arch.session() as s:
+        kept = set(s.scalars(select(StoredFile.path)))
+    removed = []
+    for rel in sorted(candidates - kept):
+        if store.age(rel) >= min_age:
+            store.remove(rel)
+            removed.append(rel)
+    return removed
 
 
 __all__ = ["IngestReport", "IngestResult", "add_dataset", "fsck", "ingest", "ingest_many", "store_file"]
