@@ -101,7 +101,12 @@ class Datastore:
             except OSError:
                 pass  # another filesystem: copy below
             else:
-                return PendingFile(self, relpath, tmp, sha, size, moved_from=str(source))
+                # Its age is that of its arrival here: fsck --repair removes only old leftovers.
+                st = os.stat(tmp)
+                os.utime(tmp)
+                pending = PendingFile(self, relpath, tmp, sha, size, moved_from=str(source))
+                pending.times = (st.st_atime, st.st_mtime)
+                return pending
         h = hashlib.sha256()
         size = 0
         buf = bytearray(CHUNK)
@@ -203,8 +208,9 @@ class PendingFile:
         self.moved_from = moved_from
         self.committed = False
         self.adopted = False
-        #: Permissions the file had before it was made read-only (restored if a move is undone).
+        #: Permissions and (atime, mtime) of a moved file before it arrived (restored if the move is undone).
         self.mode: int | None = None
+        self.times: tuple[float, float] | None = None
 
     def commit(self) -> None:
         """Move the file to its final name.
@@ -237,16 +243,22 @@ class PendingFile:
         """Remove the temporary copy (a moved file goes back where it came from)."""
         if self.moved_from is not None and os.path.exists(self.tmp):
             os.rename(self.tmp, self.moved_from)
+            self._restore()
             return
         self.store._discard(self.tmp)
+
+    def _restore(self) -> None:
+        if self.mode is not None:
+            os.chmod(self.moved_from, self.mode)
+        if self.times is not None:
+            os.utime(self.moved_from, self.times)
 
     def undo(self) -> None:
         """Remove whatever this write left behind (temporary or final file); a moved file goes back."""
         if self.committed and not self.adopted:
             if self.moved_from is not None:
                 os.rename(self.store._abs(self.relpath), self.moved_from)
-                if self.mode is not None:
-                    os.chmod(self.moved_from, self.mode)
+                self._restore()
             else:
                 self.store.remove(self.relpath)
         else:

@@ -28,8 +28,8 @@ from ..vocabulary import (
     QualityFlag,
 )
 from . import calibrations
-from .privileges import can_add_to_project, visible_datasets
 from .collections import INGESTED_COLLECTION, ensure_collection
+from .privileges import can_add_to_project, visible_datasets
 from .records import DatasetRecord
 from .schema import Collection, Dataset, DatasetIfu, StoredFile, User
 from .templates import path_for

@@ -18,7 +18,7 @@ can learn anything about them. Before the user's statement is compiled:
   detached again before the user's query runs; on PostgreSQL (or any other
   backend) through SQLAlchemy. PostgreSQL roles are not used for this: a
   session whose login role may read every row can always
-  ``set_config('role', ...)`` its way back inside the same statement;
+  ``set_config('role', ...)`` its way back inside the same statement.
   Columns naming a dataset the user may not see (:data:`HIDDEN_REFERENCES`, a
   run's notebook) are copied as NULL;
 * the helper tables holding the visible IDs are dropped.
