@@ -216,7 +216,7 @@ def cmd_project(args):
 
 def cmd_fsck(args):
     arch = _archive(args)
-    report = arch.fsck(verify_checksums=args.checksums)
+    report = arch.fsck(verify_checksums=args.checksums, repair=args.repair, min_age=args.older_than)
     bad = 0
     for key, paths in report.items():
         print(f"{key}: {len(paths)}")
@@ -310,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("fsck", help="check the registry against the datastore")
     s.add_argument("--checksums", action="store_true", help="also re-read every file and check its sha256")
+    s.add_argument("--repair", action="store_true",
+                   help="remove orphans and temporaries left by killed ingests and runs (administrators)")
+    s.add_argument("--older-than", type=float, default=3600.0, metavar="SECONDS",
+                   help="with --repair, remove only leftovers unchanged for this long (default 3600): "
+                        "younger ones may be still being written")
     s.set_defaults(func=cmd_fsck)
 
     for module, func in PLUGINS:

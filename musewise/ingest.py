@@ -7,6 +7,8 @@ so a corrupt, truncated or non-MUSE file never reaches the store.
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,7 +18,7 @@ from astropy.io import fits
 from astropy.time import Time
 
 from .exceptions import InvalidFrameError
-from .products.ifu import chan_extensions, ifu_of_product
+from .products.ifu import chan_number, ifu_of_product
 from .vocabulary import N_IFU, DatasetKind, FrameType, kind_of_category
 
 #: Primary-header keywords copied into the registry (searchable without opening the file).
@@ -27,6 +29,10 @@ HEADER_KEYS = (
     "ESO PRO CATG", "ESO PRO REC1 ID", "ESO PRO REC1 PIPE ID", "ESO PRO REC1 DRS ID",
     "ESO PRO DATANCOM", "BUNIT",
 )
+#: Longest text the registry keeps for each :class:`FrameInfo` field (its column widths).
+FIELD_WIDTHS = {"category": 32, "mode": 16, "object": 80, "pipeline_version": 32}
+#: Observation dates accepted (MJD, days): 2000-01-01 to 2100-01-01.
+MJD_RANGE = (51544.0, 88069.0)
 #: Shift that makes a UTC timestamp fall on its observing night at Paranal (UTC-3/-4):
 #: the night of 2026-11-20 runs from noon 20 Nov to noon 21 Nov local time.
 NIGHT_SHIFT = timedelta(hours=12)
@@ -135,14 +141,65 @@ def inspect_file(path, ifu: int | None = None) -> FrameInfo:
     return _classify(path, headers, ifu)
 
 
+def _number(path: Path, h0, key: str, lo: float, hi: float, unit: str) -> float | None:
+    """A header value that must be a number within [lo, hi], or absent."""
+    v = h0.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise InvalidFrameError(path, f"{key} is {v!r}, not a number")
+    v = float(v)
+    if not (math.isfinite(v) and lo <= v <= hi):
+        raise InvalidFrameError(path, f"{key} = {v:g} is outside {lo:g} to {hi:g} {unit}")
+    return v
+
+
+def _ifu_number(path: Path, value, where: str) -> int:
+    """An IFU number (1 to N_IFU) written as an integer."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= N_IFU:
+        raise InvalidFrameError(path, f"{where} is {value!r}, not an IFU number 1 to {N_IFU}")
+    return int(value)
+
+
+def _channels(path: Path, headers, raw: bool) -> list[int]:
+    """IFU numbers of the CHANnn extensions, each once; a raw frame's must be 2-D images."""
+    chans = []
+    for h in headers[1:]:
+        name = str(h.get("EXTNAME", "")).strip()
+        number = chan_number(name)
+        if number is None:
+            continue
+        n = _ifu_number(path, number, f"extension {name}")
+        if n in chans:
+            raise InvalidFrameError(path, f"extension {name} appears twice")
+        if raw and (h.get("XTENSION", "").strip() != "IMAGE" or h.get("NAXIS") != 2):
+            raise InvalidFrameError(path, f"extension {name} is not a 2-D CCD image "
+                                          f"({h.get('XTENSION', '').strip()}, NAXIS={h.get('NAXIS')})")
+        chans.append(n)
+    return chans
+
+
+def _text(path: Path, key: str, field: str, value) -> str | None:
+    """A header text for a registry field, checked against the field's width."""
+    if value is None or value == "" or value is False:
+        return None
+    text = str(value).strip()
+    if len(text) > FIELD_WIDTHS[field]:
+        raise InvalidFrameError(path, f"{key} is {len(text)} characters long; the archive keeps at most "
+                                      f"{FIELD_WIDTHS[field]}")
+    return text or None
+
+
 def _classify(path: Path, headers, ifu) -> FrameInfo:
+    # Every header value that reaches the registry is checked here, so a bad value refuses
+    # this file with its reason rather than failing (and stopping an ingest of many) later.
     h0 = headers[0]
     if str(h0.get("INSTRUME", "")).strip().upper() != "MUSE":
         raise InvalidFrameError(path, f"INSTRUME is {h0.get('INSTRUME')!r}, not 'MUSE'")
     catg = h0.get("ESO PRO CATG")
+    ifu = _ifu_number(path, ifu, "the IFU given") if ifu else None  # 0: none given
     extnames = [str(h.get("EXTNAME", "")) for h in headers[1:]]
-    chan_names = chan_extensions(extnames)  # IFU -> CHANnn extension
-    chans = sorted(chan_names)
+    chans = _channels(path, headers, raw=not catg)
     if catg:
         category = str(catg).strip()
         kind = kind_of_category(category)
@@ -151,6 +208,9 @@ def _classify(path: Path, headers, ifu) -> FrameInfo:
             # made by no recipe and taken at no time: a default shipped with the pipeline
             kind = DatasetKind.STATIC
         if ifu is None:
+            drs = h0.get("ESO DRS MUSE IFU")
+            if drs is not None and drs != 0:  # 0: a product of no single IFU
+                _ifu_number(path, drs, "ESO DRS MUSE IFU")
             ifu = ifu_of_product(path, h0, extnames)
         ifus = (ifu,) if ifu else tuple(sorted(set(chans)))
         if not ifus and kind == DatasetKind.STATIC:
@@ -167,38 +227,36 @@ def _classify(path: Path, headers, ifu) -> FrameInfo:
         kind = DatasetKind.RAW
         if not chans:
             raise InvalidFrameError(path, "raw MUSE frame without any CHANnn IFU extension")
-        for h in headers[1:]:
-            if str(h.get("EXTNAME", "")) in chan_names.values() and h.get("NAXIS") != 2:
-                raise InvalidFrameError(path, f"extension {h['EXTNAME']} is not a 2-D CCD image")
         ifus = tuple(sorted(chans))
         ifu = ifus[0] if len(ifus) == 1 else None
-    date_obs = mjd = None
-    if h0.get("MJD-OBS") is not None:
-        mjd = float(h0["MJD-OBS"])
+    date_obs = None
+    mjd = _number(path, h0, "MJD-OBS", *MJD_RANGE, "(MJD)")
+    if mjd is not None:
         date_obs = Time(mjd, format="mjd").to_datetime()
     elif h0.get("DATE-OBS"):
         try:
-            t = Time(h0["DATE-OBS"], format="isot", scale="utc")
+            t = Time(str(h0["DATE-OBS"]), format="isot", scale="utc")
         except ValueError as exc:
             raise InvalidFrameError(path, f"DATE-OBS {h0['DATE-OBS']!r} is not an ISO date") from exc
+        if not MJD_RANGE[0] <= t.mjd <= MJD_RANGE[1]:
+            raise InvalidFrameError(path, f"DATE-OBS {h0['DATE-OBS']!r} is outside the years 2000 to 2100")
         mjd, date_obs = float(t.mjd), t.to_datetime()
     if kind == DatasetKind.RAW and date_obs is None:
         raise InvalidFrameError(path, "raw frame without MJD-OBS or DATE-OBS")
-    exptime = h0.get("EXPTIME")
-    pipe = h0.get("ESO PRO REC1 PIPE ID")
+    exptime = _number(path, h0, "EXPTIME", 0.0, 1e6, "s")
     header = {k: _jsonable(h0[k]) for k in HEADER_KEYS if k in h0}
     return FrameInfo(
         kind=kind,
-        category=category,
+        category=_text(path, "ESO PRO CATG" if catg else "ESO DPR TYPE", "category", category),
         night=night_of(date_obs) if date_obs else None,
         date_obs=date_obs,
         mjd_obs=mjd,
-        exptime=float(exptime) if exptime is not None else None,
-        mode=str(h0["ESO INS MODE"]).strip() if h0.get("ESO INS MODE") else None,
-        object=str(h0["OBJECT"]).strip() if h0.get("OBJECT") else None,
+        exptime=exptime,
+        mode=_text(path, "ESO INS MODE", "mode", h0.get("ESO INS MODE")),
+        object=_text(path, "OBJECT", "object", h0.get("OBJECT")),
         ifus=tuple(i for i in ifus if i),
         ifu=ifu,
-        pipeline_version=str(pipe) if pipe else None,
+        pipeline_version=_text(path, "ESO PRO REC1 PIPE ID", "pipeline_version", h0.get("ESO PRO REC1 PIPE ID")),
         header=header,
     )
 

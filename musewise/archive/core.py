@@ -34,7 +34,7 @@ from .collections import (
 )
 from .database import make_engine, upgrade
 from .datastore import Datastore, PendingFile
-from .privileges import can_review, visible_datasets
+from .privileges import can_add_to_project, can_review, visible_datasets
 from .records import CertificationRecord, CollectionRecord, DatasetRecord
 from .schema import Collection, Dataset, Project, QCParameter, StoredFile, User
 from .storage import IngestReport, IngestResult
@@ -322,7 +322,9 @@ class Archive:
         frames go to collection ``MUSE/raw``, static tables to ``MUSE/static`` (and are
         certified in ``MUSE/calib`` from ``valid_from`` to ``valid_to``), anything
         else to ``MUSE/ingested``. A raw frame or static table ingested twice gives the
-        existing dataset back.
+        existing dataset back if the user may see it; bytes archived only as datasets the
+        user may not see give the user a dataset of their own over the same file (their
+        existence is not told).
 
         Parameters
         ----------
@@ -344,8 +346,8 @@ class Archive:
         ------
         InvalidFrameError
             Corrupt, truncated or non-MUSE input; nothing is stored.
-        DuplicateError
-            The same bytes are archived already as a dataset the user may not see.
+        PermissionDeniedError
+            The user is not a member of the project (administrators may ingest anywhere).
         """
         return storage.ingest(self, path, privilege=privilege, project=project, ifu=ifu, info=info,
                               valid_from=valid_from, valid_to=valid_to, move=move)
@@ -577,13 +579,23 @@ class Archive:
             return self.records(s, q)
 
     def publish(self, dataset_ids, privilege: Privilege | int = Privilege.PROJECT, project: str | None = None) -> None:
-        """Widen (or narrow) who may see datasets: owner, project reviewers or administrators."""
+        """Widen (or narrow) who may see datasets: owner, project reviewers or administrators.
+
+        Raises
+        ------
+        PermissionDeniedError
+            If the user may not review one of the datasets, or is not a member of the
+            project they would be published into.
+        """
         privilege = Privilege(int(privilege))
         with self.transaction() as tx:
             s = tx.session
             user = self.acting_user(s)
             proj = self.project_row(s, project) if project or privilege == Privilege.PROJECT else None
             roles = self.roles(s, user)
+            if proj is not None and not can_add_to_project(user, proj.id, roles):
+                raise PermissionDeniedError(f"user {user.name!r} is not a member of project {proj.name!r}: "
+                                            "only its members publish into it")
             for did in dataset_ids:
                 ds = self.load(s, did)
                 if not can_review(user, ds.owner_id, ds.project_id, roles):
@@ -595,11 +607,22 @@ class Archive:
     # ------------------------------------------------------------------ QC numbers
     def add_qc(self, dataset_id: int, values: dict[str, float], *, ifu: int | None = None,
                units: dict[str, str] | None = None, run_id: int | None = None, tx: Transaction | None = None) -> None:
-        """Record QC parameters measured on a dataset (replacing earlier values of the same name/IFU)."""
+        """Record QC parameters measured on a dataset (replacing earlier values of the same name/IFU).
+
+        Raises
+        ------
+        PermissionDeniedError
+            Unless the user may review the dataset (:meth:`can_review`): administrators, its
+            owner (a run's own products), reviewers and managers of its project.
+        """
         units = units or {}
         with self._joined(tx) as t:
             s = t.session
             ds = self.load(s, dataset_id)
+            user = self.acting_user(s)
+            if not can_review(user, ds.owner_id, ds.project_id, self.roles(s, user)):
+                raise PermissionDeniedError(f"user {user.name!r} may not set QC values of dataset {ds.id}: "
+                                            "reviewers of its project, its owner and administrators may")
             for name, value in values.items():
                 old = s.scalars(select(QCParameter).where(
                     QCParameter.dataset_id == ds.id, QCParameter.name == name,
@@ -770,17 +793,34 @@ class Archive:
                                                 mjd_to=mjd_to, limit=limit)
 
     # ------------------------------------------------------------------ maintenance
-    def fsck(self, verify_checksums: bool = False) -> dict:
-        """Compare registry and datastore.
+    def fsck(self, verify_checksums: bool = False, *, repair: bool = False, min_age: float = 3600.0) -> dict:
+        """Compare registry and datastore, and optionally remove what killed processes left.
+
+        Parameters
+        ----------
+        verify_checksums : bool
+            Also re-read every stored file and check its sha256.
+        repair : bool
+            Remove orphans and temporaries last changed more than ``min_age`` ago
+            (administrators only). Younger ones may belong to an ingest or a run still
+            writing, and are left alone; files with a row are never removed.
+        min_age : float
+            Age a leftover must have to be removed (s).
 
         Returns
         -------
         dict
             ``orphans``: stored files with no row (left by killed processes);
             ``temporaries``: unfinished copies; ``missing``: rows whose file is gone;
-            ``corrupt``: files whose checksum no longer matches (with ``verify_checksums``).
+            ``corrupt``: files whose checksum no longer matches (with ``verify_checksums``);
+            with ``repair``, ``removed``: what was removed (the other lists are what remains).
+
+        Raises
+        ------
+        PermissionDeniedError
+            If ``repair`` is asked by someone who is not an administrator.
         """
-        return storage.fsck(self, verify_checksums)
+        return storage.fsck(self, verify_checksums, repair=repair, min_age=min_age)
 
 
 __all__ = ["Archive", "IngestResult", "IngestReport", "Transaction"]

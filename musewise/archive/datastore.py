@@ -14,6 +14,7 @@ import hashlib
 import os
 import posixpath
 import uuid
+from datetime import datetime, timezone
 
 import fsspec
 
@@ -100,7 +101,12 @@ class Datastore:
             except OSError:
                 pass  # another filesystem: copy below
             else:
-                return PendingFile(self, relpath, tmp, sha, size, moved_from=str(source))
+                # Its age is that of its arrival here: fsck --repair removes only old leftovers.
+                st = os.stat(tmp)
+                os.utime(tmp)
+                pending = PendingFile(self, relpath, tmp, sha, size, moved_from=str(source))
+                pending.times = (st.st_atime, st.st_mtime)
+                return pending
         h = hashlib.sha256()
         size = 0
         buf = bytearray(CHUNK)
@@ -129,6 +135,13 @@ class Datastore:
     def remove(self, relpath: str) -> None:
         """Delete a stored file (used only to undo a failed transaction)."""
         self._discard(self._abs(relpath))
+
+    def age(self, relpath: str) -> float:
+        """Seconds since a file (committed or temporary) was last changed."""
+        modified = self.fs.modified(self._abs(relpath))
+        if modified.tzinfo is None:
+            modified = modified.replace(tzinfo=timezone.utc)
+        return (datetime.now(timezone.utc) - modified).total_seconds()
 
     def local_path(self, relpath: str) -> str:
         """A local filesystem path with the file's bytes (cached locally for remote stores)."""
@@ -195,6 +208,9 @@ class PendingFile:
         self.moved_from = moved_from
         self.committed = False
         self.adopted = False
+        #: Permissions and (atime, mtime) of a moved file before it arrived (restored if the move is undone).
+        self.mode: int | None = None
+        self.times: tuple[float, float] | None = None
 
     def commit(self) -> None:
         """Move the file to its final name.
@@ -216,20 +232,33 @@ class PendingFile:
             self.adopted = True
         else:
             self.store.fs.mv(self.tmp, final)
+            if self.store.is_local:
+                # Write-once: no write permission, so a hard link to it (release export --link)
+                # cannot be edited into a changed archive file.
+                self.mode = os.stat(final).st_mode
+                os.chmod(final, self.mode & ~0o222)
         self.committed = True
 
     def discard(self) -> None:
         """Remove the temporary copy (a moved file goes back where it came from)."""
         if self.moved_from is not None and os.path.exists(self.tmp):
             os.rename(self.tmp, self.moved_from)
+            self._restore()
             return
         self.store._discard(self.tmp)
+
+    def _restore(self) -> None:
+        if self.mode is not None:
+            os.chmod(self.moved_from, self.mode)
+        if self.times is not None:
+            os.utime(self.moved_from, self.times)
 
     def undo(self) -> None:
         """Remove whatever this write left behind (temporary or final file); a moved file goes back."""
         if self.committed and not self.adopted:
             if self.moved_from is not None:
                 os.rename(self.store._abs(self.relpath), self.moved_from)
+                self._restore()
             else:
                 self.store.remove(self.relpath)
         else:

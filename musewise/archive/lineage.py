@@ -38,12 +38,14 @@ from .records import DatasetRecord, RunInputRecord, RunRecord
 from .schema import Collection, CollectionChain, Dataset, Project, Run, RunInput, User, utcnow
 
 
-def _run_record(s, run: Run, output_ids=()) -> RunRecord:
+def _run_record(s, run: Run, output_ids=(), notebooks: set[int] = frozenset()) -> RunRecord:
+    # output_ids and notebooks: those the user may see; another's hidden dataset is not named.
     proj = s.get(Project, run.project_id) if run.project_id else None
     return RunRecord(
         id=run.id, recipe=run.recipe, parameters=dict(run.parameters or {}), night=run.night,
         ifu=run.ifu, mode=run.mode, status=run.status, pipeline_version=run.pipeline_version,
-        musewise_version=run.musewise_version, notebook_id=run.notebook_id, user=run.user.name,
+        musewise_version=run.musewise_version, notebook_id=run.notebook_id if run.notebook_id in notebooks else None,
+        user=run.user.name,
         project=proj.name if proj else None, privilege=Privilege(run.privilege), started=run.started,
         ended=run.ended, error=run.error, details=dict(run.details or {}),
         inputs=tuple(RunInputRecord(i.dataset_id, i.tag, i.reason) for i in run.inputs),
@@ -221,6 +223,13 @@ def fail_run(arch, run_id, error, *, notebook, details) -> None:
         _store_notebook(arch, tx, run, notebook)
 
 
+def _visible_notebooks(arch, s, runs) -> set[int]:
+    ids = {r.notebook_id for r in runs if r.notebook_id is not None}
+    if not ids:
+        return set()
+    return set(s.scalars(select(Dataset.id).where(Dataset.id.in_(ids), arch.visible(s))))
+
+
 def get_run(arch, run_id) -> RunRecord:
     with arch.session() as s:
         run = s.scalar(select(Run).where(Run.id == int(run_id), visible_runs(arch.acting_user(s))))
@@ -228,7 +237,7 @@ def get_run(arch, run_id) -> RunRecord:
             raise NotFoundError(f"no run {run_id} visible to user {arch.user_name!r}")
         outs = s.scalars(select(Dataset.id).where(Dataset.run_id == run.id, arch.visible(s),
                                                   Dataset.kind != DatasetKind.NOTEBOOK.value).order_by(Dataset.id))
-        return _run_record(s, run, list(outs))
+        return _run_record(s, run, list(outs), _visible_notebooks(arch, s, [run]))
 
 
 def get_runs(arch, run_ids) -> dict[int, RunRecord]:
@@ -249,7 +258,8 @@ def get_runs(arch, run_ids) -> dict[int, RunRecord]:
                     Dataset.run_id.in_(list(outs)), arch.visible(s),
                     Dataset.kind != DatasetKind.NOTEBOOK.value).order_by(Dataset.id)):
                 outs[rid].append(did)
-        out = {r.id: _run_record(s, r, outs[r.id]) for r in runs}
+        notebooks = _visible_notebooks(arch, s, runs)
+        out = {r.id: _run_record(s, r, outs[r.id], notebooks) for r in runs}
         del held
         return out
 
@@ -263,7 +273,9 @@ def list_runs(arch, *, recipe=None, night=None, ifu=None, status=None, limit=Non
         q = q.order_by(Run.id.desc())
         if limit:
             q = q.limit(limit)
-        return [_run_record(s, r) for r in s.scalars(q)]
+        runs = list(s.scalars(q))
+        notebooks = _visible_notebooks(arch, s, runs)
+        return [_run_record(s, r, (), notebooks) for r in runs]
 
 
 def dependents(arch, dataset_id, recursive=True) -> list[DatasetRecord]:

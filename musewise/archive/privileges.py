@@ -66,4 +66,14 @@ def can_review(user: User | None, owner_id: int, project_id: int | None, roles: 
     return project_id is not None and roles.get(project_id) in REVIEW_ROLES
 
 
-__all__ = ["visible_datasets", "visible_runs", "can_see", "can_review", "false"]
+def can_add_to_project(user: User | None, project_id: int | None, roles: dict[int, str]) -> bool:
+    """May ``user`` put datasets into a project (ingest into it, publish into it)?
+
+    Administrators, and the project's members (any role), may; nobody outside the consortium.
+    """
+    if user is None or not user.is_member:
+        return False
+    return user.is_admin or (project_id is not None and project_id in roles)
+
+
+__all__ = ["visible_datasets", "visible_runs", "can_see", "can_review", "can_add_to_project", "false"]

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import DataError as SADataError
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
-from ..exceptions import DuplicateError, InvalidFrameError, MusewiseError, NotFoundError
+from ..exceptions import DuplicateError, InvalidFrameError, MusewiseError, PermissionDeniedError
 from ..ingest import FrameInfo, find_fits, inspect_file
 from ..vocabulary import (
     RAW_COLLECTION,
@@ -28,6 +29,7 @@ from ..vocabulary import (
 )
 from . import calibrations
 from .collections import INGESTED_COLLECTION, ensure_collection
+from .privileges import can_add_to_project, visible_datasets
 from .records import DatasetRecord
 from .schema import Collection, Dataset, DatasetIfu, StoredFile, User
 from .templates import path_for
@@ -63,28 +65,24 @@ def ingest(arch, path, *, privilege: Privilege | int = Privilege.CONSORTIUM, pro
     """See :meth:`Archive.ingest`."""
     info = info or inspect_file(path, ifu=ifu)
     try:
-        with arch.transaction() as tx:
-            ds, created = _ingest_file(arch, tx, Path(path), info, privilege, project, valid_from, valid_to,
-                                            move)
-            did = ds.id
-    except SAIntegrityError:
-        # Another process archived the same bytes between our check and our commit.
-        did, created = _find_ingested(arch, path), False
-        if did is None:
-            raise
-    try:
-        return IngestResult(arch.get(did), created)
-    except NotFoundError:
-        raise DuplicateError(f"{path}: these bytes are archived already, as a dataset user "
-                             f"{arch.user_name!r} may not see") from None
+        try:
+            did, created = _ingest_once(arch, Path(path), info, privilege, project, valid_from, valid_to, move)
+        except SAIntegrityError:
+            # Another process stored the same bytes between our check and our commit: the retry
+            # finds them stored and goes through the same rule as any duplicate.
+            did, created = _ingest_once(arch, Path(path), info, privilege, project, valid_from, valid_to, move)
+    except SADataError as exc:
+        # inspect_file checks what it knows of the registry; whatever else the database refuses
+        # (a value out of a column's range) refuses this file, not an ingest of many.
+        raise InvalidFrameError(path, f"a header value does not fit the archive: {exc.orig}") from exc
+    return IngestResult(arch.get(did), created)
 
-def _find_ingested(arch, path) -> int | None:
-    from .datastore import sha256_file
 
-    sha, _ = sha256_file(path)
-    with arch.session() as s:
-        return s.scalar(select(Dataset.id).join(StoredFile).where(
-            StoredFile.sha256 == sha, Dataset.run_id.is_(None)).order_by(Dataset.id).limit(1))
+def _ingest_once(arch, path: Path, info, privilege, project, valid_from, valid_to, move) -> tuple[int, bool]:
+    with arch.transaction() as tx:
+        ds, created = _ingest_file(arch, tx, path, info, privilege, project, valid_from, valid_to, move)
+        return ds.id, created
+
 
 def _ingest_file(arch, tx, path: Path, info: FrameInfo, privilege, project, valid_from, valid_to,
                  move):
@@ -93,14 +91,21 @@ def _ingest_file(arch, tx, path: Path, info: FrameInfo, privilege, project, vali
                                                                                        INGESTED_COLLECTION)
     coll = ensure_collection(s, name, CollectionType.RUN, description="as ingested")
     proj = arch.project_row(s, project)
+    user = arch.acting_user(s)
+    if not can_add_to_project(user, proj.id, arch.roles(s, user)):
+        # Checked before any byte is stored.
+        raise PermissionDeniedError(f"user {user.name!r} may not ingest into project {proj.name!r}: "
+                                    "only its members may")
     sf, fresh = store_file(arch, tx, path, info, move=move)
     if not fresh:
-        # The same bytes as ingested before are the same frame: its existing dataset.
-        old = s.scalar(select(Dataset).where(Dataset.file_id == sf.id, Dataset.run_id.is_(None))
-                       .order_by(Dataset.id).limit(1))
+        # The same bytes as ingested before are the same frame: its existing dataset, if the
+        # user may see one. Otherwise the user's own dataset over the same file: a dataset
+        # the user may not see is neither returned nor named, nor is its existence told.
+        old = s.scalar(select(Dataset).where(Dataset.file_id == sf.id, Dataset.run_id.is_(None),
+                                             visible_datasets(user)).order_by(Dataset.id).limit(1))
         if old is not None:
             return old, False
-    ds = add_dataset(arch, s, sf, info, owner=arch.acting_user(s), project_id=proj.id,
+    ds = add_dataset(arch, s, sf, info, owner=user, project_id=proj.id,
                           privilege=privilege, collection=coll)
     if info.kind == DatasetKind.STATIC:
         calib = ensure_collection(s, STATIC_CALIB_COLLECTION, CollectionType.CALIBRATION,
@@ -169,8 +174,15 @@ def ingest_many(arch, paths, *, progress: bool = True, **kw) -> IngestReport:
     return report
 
 
-def fsck(arch, verify_checksums: bool = False) -> dict:
+def fsck(arch, verify_checksums: bool = False, *, repair: bool = False, min_age: float = 3600.0) -> dict:
     """See :meth:`Archive.fsck`."""
+    if repair:
+        with arch.session() as s:
+            arch.require_admin(s)
+        removed = _remove_leftovers(arch, float(min_age))
+        out = fsck(arch, verify_checksums)
+        out["removed"] = removed
+        return out
     with arch.session() as s:
         rows = dict(s.execute(select(StoredFile.path, StoredFile.sha256)).all())
     on_disk = set(arch.datastore.walk())
@@ -188,6 +200,21 @@ def fsck(arch, verify_checksums: bool = False) -> dict:
                 except MusewiseError:
                     report["corrupt"].append(p)
     return report
+
+
+def _remove_leftovers(arch, min_age: float) -> list[str]:
+    # The listing of files comes first and the rows after it: a file committed with its row
+    # in between is then seen with its row, never taken for an orphan.
+    store = arch.datastore
+    candidates = set(store.temporaries()) | set(store.walk())
+    with arch.session() as s:
+        kept = set(s.scalars(select(StoredFile.path)))
+    removed = []
+    for rel in sorted(candidates - kept):
+        if store.age(rel) >= min_age:
+            store.remove(rel)
+            removed.append(rel)
+    return removed
 
 
 __all__ = ["IngestReport", "IngestResult", "add_dataset", "fsck", "ingest", "ingest_many", "store_file"]

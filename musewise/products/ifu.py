@@ -20,7 +20,7 @@ from pathlib import PurePath
 from ..exceptions import InvalidArgumentError
 from ..vocabulary import N_IFU
 
-__all__ = ["chan_extname", "chan_extensions", "ifu_of_extname", "ifu_of_filename", "ifu_of_header",
+__all__ = ["chan_extname", "chan_extensions", "chan_number", "ifu_of_extname", "ifu_of_filename", "ifu_of_header",
            "ifu_of_product"]
 
 _CHAN = re.compile(r"^CHAN(\d\d)(\.[A-Z]+)?$")
@@ -48,6 +48,13 @@ def ifu_of_extname(name) -> int | None:
     """IFU of an extension named ``CHANnn`` (or ``CHANnn.DATA``...), else None."""
     m = _CHAN.match(str(name or "").strip().upper())
     return _valid(int(m.group(1))) if m else None
+
+
+def chan_number(name) -> int | None:
+    """The number ``nn`` of an extension named exactly ``CHANnn`` (any two digits, even
+    outside 1-24, so that a reader can refuse it), else None."""
+    m = _CHAN.match(str(name or "").strip().upper())
+    return int(m.group(1)) if m and m.group(2) is None else None
 
 
 def ifu_of_filename(path: str | os.PathLike) -> int | None:

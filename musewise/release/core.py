@@ -48,6 +48,8 @@ from ..vocabulary import DatasetKind
 
 MANIFEST = "manifest.json"
 MANIFEST_SUM = "manifest.sha256"
+#: sha256 of every exported file that is not a product (provenance, README, obscore.csv).
+FILES_SUM = "files.sha256"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
@@ -153,7 +155,9 @@ def create_release(arch, name: str, version: str, dataset_ids, description: str 
                 raise ReleaseRefusedError(f"dataset {did} is marked invalid ({ds.flag}: {ds.comment}); "
                                           f"only valid products are released")
             if ds.affected_by is not None:
-                raise ReleaseRefusedError(f"dataset {did} is affected by invalid #{ds.affected_by}; rebuild it "
+                seen = s.scalar(select(Dataset.id).where(Dataset.id == ds.affected_by, arch.visible(s)))
+                which = f"#{ds.affected_by}" if seen is not None else "input (one you may not see)"
+                raise ReleaseRefusedError(f"dataset {did} is affected by invalid {which}; rebuild it "
                                           f"or have a reviewer clear the input before releasing")
             bad = [i.ifu for i in ds.ifus if not i.is_valid]
             if bad:
@@ -294,14 +298,17 @@ def _readme(manifest: dict, digest: str) -> str:
         "## Contents", "",
         "* `products/<CATEGORY>/` - the product files (FITS), named `<archive id>_<file name>`",
         f"* `{MANIFEST}` - every product with its sha256 checksum, size, archive record and full provenance",
-        f"* `{MANIFEST_SUM}` - the sha256 of `{MANIFEST}` (`sha256sum -c {MANIFEST_SUM}` checks it)",
+        f"* `{MANIFEST_SUM}` - the sha256 of `{MANIFEST}` and of `{FILES_SUM}` "
+        f"(`sha256sum -c {MANIFEST_SUM}` checks them)",
+        f"* `{FILES_SUM}` - the sha256 of every other file here (provenance, this README, obscore.csv)",
         "* `provenance/<id>.txt` - the reduction history of each product, readable",
         "* `obscore.csv` - the products described with the IVOA ObsCore 1.1 columns", "",
         "## Checking a copy", "",
         "    musewise release verify THIS_FOLDER", "",
-        "checks the manifest against its checksum and every product file against the manifest,",
-        "reporting any changed, missing or unexpected file. Without musewise:", "",
-        f"    sha256sum -c {MANIFEST_SUM}", "",
+        "checks the manifest against its checksum, every product file against the manifest and",
+        f"every other file against `{FILES_SUM}`, reporting any changed, missing, unexpected or",
+        "symbolically linked file. Without musewise:", "",
+        f"    sha256sum -c {MANIFEST_SUM} && sha256sum -c {FILES_SUM}", "",
         "## Products", "",
         "| id | category | night | IFU | file | sha256 |", "|---|---|---|---|---|---|",
     ]
@@ -353,6 +360,9 @@ def export_release(arch, name: str, version: str | None, folder, *, link: bool =
         dst = folder / p["path"]
         dst.parent.mkdir(parents=True, exist_ok=True)
         if link:
+            # One inode for both: it must stay read-only (the datastore stores files so), or
+            # editing the export would edit the archive.
+            os.chmod(src, os.stat(src).st_mode & ~0o222)
             os.link(src, dst)
         else:
             shutil.copyfile(src, dst)
@@ -360,13 +370,19 @@ def export_release(arch, name: str, version: str | None, folder, *, link: bool =
         (folder / "provenance" / f"{p['dataset_id']}.txt").write_text(graph.to_text() + "\n")
         (folder / "provenance" / f"{p['dataset_id']}.prov.json").write_text(graph.to_prov_json(indent=1) + "\n")
     (folder / MANIFEST).write_bytes(blob)
-    (folder / MANIFEST_SUM).write_text(f"{digest}  {MANIFEST}\n")
     (folder / "README.md").write_text(_readme(manifest, digest))
     if obs:
         with open(folder / "obscore.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(obs[0]))
             w.writeheader()
             w.writerows(obs)
+    others = sorted(f.relative_to(folder).as_posix() for f in folder.rglob("*")
+                    if f.is_file() and not f.relative_to(folder).as_posix().startswith("products/")
+                    and f.name != MANIFEST)
+    sums = "".join(f"{sha256_file(folder / rel)[0]}  {rel}\n" for rel in others)
+    (folder / FILES_SUM).write_text(sums)
+    sums_digest = hashlib.sha256(sums.encode()).hexdigest()
+    (folder / MANIFEST_SUM).write_text(f"{digest}  {MANIFEST}\n{sums_digest}  {FILES_SUM}\n")
     with arch.transaction() as tx:
         user = arch.acting_user(tx.session)
         tx.session.add(ReviewEvent(user_id=user.id, action="release_export", release_id=rec.id,
@@ -387,44 +403,67 @@ def verify_folder(folder) -> VerifyReport:
     folder = Path(folder)
     report = VerifyReport()
     mpath, spath = folder / MANIFEST, folder / MANIFEST_SUM
-    if not mpath.is_file():
+    if not mpath.is_file() or mpath.is_symlink():
         report.problems.append(f"{MANIFEST} missing")
         return report
     blob = mpath.read_bytes()
-    digest = hashlib.sha256(blob).hexdigest()
-    if not spath.is_file():
+    sums = _sum_lines(spath.read_text()) if spath.is_file() and not spath.is_symlink() else None
+    if sums is None:
         report.problems.append(f"{MANIFEST_SUM} missing: the manifest cannot be checked")
-    else:
-        want = spath.read_text().split()[0] if spath.read_text().split() else ""
-        if want != digest:
-            report.problems.append(f"{MANIFEST}: sha256 {digest[:16]}... differs from {MANIFEST_SUM} "
-                                   f"({want[:16]}...): the manifest was changed")
+        sums = {}
+    digest = hashlib.sha256(blob).hexdigest()
+    if spath.is_file() and sums.get(MANIFEST) != digest:
+        report.problems.append(f"{MANIFEST}: sha256 {digest[:16]}... differs from {MANIFEST_SUM} "
+                               f"({(sums.get(MANIFEST) or '')[:16]}...): the manifest was changed")
     try:
         manifest = json.loads(blob)
         products = manifest["products"]
     except (ValueError, KeyError) as exc:
         report.problems.append(f"{MANIFEST} unreadable: {exc}")
         return report
-    listed = set()
-    for p in products:
-        path = folder / p["path"]
-        listed.add(Path(p["path"]).as_posix())
-        report.checked += 1
-        if not path.is_file():
-            report.problems.append(f"{p['path']}: missing")
+    # What each file should hold: products from the manifest, the rest from files.sha256.
+    expected = {Path(p["path"]).as_posix(): (p["sha256"], p["size"]) for p in products}
+    fpath = folder / FILES_SUM
+    if not fpath.is_file() or fpath.is_symlink():
+        report.problems.append(f"{FILES_SUM} missing: provenance, README and obscore.csv cannot be checked")
+    else:
+        text = fpath.read_text()
+        if sums.get(FILES_SUM) != hashlib.sha256(text.encode()).hexdigest():
+            report.problems.append(f"{FILES_SUM}: differs from its sha256 in {MANIFEST_SUM}: it was changed")
+        expected.update({rel: (sha, None) for rel, sha in _sum_lines(text).items()})
+    for rel, (sha, size) in sorted(expected.items()):
+        path = folder / rel
+        report.checked += size is not None
+        if path.is_symlink():
+            report.problems.append(f"{rel}: a symbolic link, not the released file")
             continue
-        sha, size = sha256_file(path)
-        if size != p["size"]:
-            report.problems.append(f"{p['path']}: {size} bytes, manifest says {p['size']}")
-        elif sha != p["sha256"]:
-            report.problems.append(f"{p['path']}: changed (sha256 {sha[:16]}... instead of {p['sha256'][:16]}...)")
-    prod_dir = folder / "products"
-    if prod_dir.is_dir():
-        for f in sorted(prod_dir.rglob("*")):
-            rel = f.relative_to(folder).as_posix()
-            if f.is_file() and rel not in listed:
-                report.problems.append(f"{rel}: not in the manifest")
+        if not path.is_file():
+            report.problems.append(f"{rel}: missing")
+            continue
+        got, got_size = sha256_file(path)
+        if size is not None and got_size != size:
+            report.problems.append(f"{rel}: {got_size} bytes, manifest says {size}")
+        elif got != sha:
+            report.problems.append(f"{rel}: changed (sha256 {got[:16]}... instead of {sha[:16]}...)")
+    for f in sorted(folder.rglob("*")):
+        rel = f.relative_to(folder).as_posix()
+        if rel in expected or rel in (MANIFEST, MANIFEST_SUM, FILES_SUM):
+            continue
+        if f.is_symlink():
+            report.problems.append(f"{rel}: a symbolic link, not in the manifest")
+        elif f.is_file():
+            report.problems.append(f"{rel}: not in the manifest")
     return report
+
+
+def _sum_lines(text: str) -> dict[str, str]:
+    """``{path: sha256}`` from ``sha256sum`` output."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2:
+            out[parts[1].lstrip("*").strip()] = parts[0]
+    return out
 
 
 __all__ = ["ReleaseFrozenError", "ReleaseRecord", "ReleaseVerificationError", "VerifyReport",

@@ -19,7 +19,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
 from . import api, pages, timeline
-from .base import OAuthCallbackHandler
+from .base import ID_PATTERN, OAuthCallbackHandler
 
 HERE = Path(__file__).parent
 
@@ -47,7 +47,7 @@ def make_app(archive, *, prefix: str = "/services/archive/", hub_auth=None, cach
     if hub_auth is None:
         hub_auth = HubOAuth(cache_max_age=60)
     cache = Path(cache_dir) if cache_dir else Path(archive.config.root) / "cache" / "web"
-    ident = r"(\d+)"
+    ident = ID_PATTERN
     routes = [
         ("", pages.HomeHandler),
         ("oauth_callback", OAuthCallbackHandler),

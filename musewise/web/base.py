@@ -16,6 +16,11 @@ from ..exceptions import InvalidArgumentError, NotFoundError, ParameterError, Pe
 STATUS = ((NotFoundError, 404), (PermissionDeniedError, 403), (QueryError, 400), (ParameterError, 400),
           (InvalidArgumentError, 400))
 
+#: Largest ID of a registry row (a signed 64-bit integer).
+MAX_ID = 2**63 - 1
+#: Digits of an ID in a URL: a longer one names no row (a 404, not a database error).
+ID_PATTERN = r"([0-9]{1,18})"
+
 #: What a 500 page says (the cause and traceback are in the service's log, not on the page).
 INTERNAL_ERROR = "internal error of the archive web view; it has been logged for the administrators"
 
@@ -115,6 +120,27 @@ class OAuthCallbackHandler(HubOAuthCallbackHandler):
     @property
     def hub_auth(self):
         return self.settings["hub_auth"]
+
+
+def whole_number(handler, name: str, lo: int, hi: int, default: int | None = None) -> int | None:
+    """Request argument ``name`` as a whole number from ``lo`` to ``hi`` (``default`` if absent).
+
+    Raises
+    ------
+    QueryError
+        If it is not a whole number in that range (HTTP 400 with that message): a huge
+        number would otherwise reach the database and fail there (HTTP 500).
+    """
+    raw = handler.get_argument(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise QueryError(f"{name} must be a whole number, not {raw[:40]!r}") from None
+    if not lo <= value <= hi:
+        raise QueryError(f"{name} must be from {lo} to {hi}, not {raw[:40]}")
+    return value
 
 
 def human_size(n: int) -> str:

@@ -6,8 +6,15 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..exceptions import InvalidArgumentError, NotFoundError
+from ..vocabulary import DatasetKind
 
-def notebook_html(arch, dataset_id: int, cache_dir) -> str:
+
+#: Largest notebook rendered (bytes); a larger one is only downloaded.
+MAX_NOTEBOOK_BYTES = 100_000_000
+
+
+def notebook_html(arch, dataset_id: int, cache_dir, max_bytes: int = MAX_NOTEBOOK_BYTES) -> str:
     """The HTML rendering of an archived notebook the user may see.
 
     Parameters
@@ -18,8 +25,22 @@ def notebook_html(arch, dataset_id: int, cache_dir) -> str:
         A dataset of kind ``notebook``.
     cache_dir : path-like
         Renderings are cached here by the notebook's sha256 (stored files never change).
+    max_bytes : int
+        Refuse to render a larger notebook (bytes).
+
+    Raises
+    ------
+    NotFoundError
+        If the dataset is not visible, or is not a notebook (a cube is never read as JSON).
+    InvalidArgumentError
+        If the notebook is larger than ``max_bytes``.
     """
     rec = arch.get(dataset_id)
+    if rec.kind != DatasetKind.NOTEBOOK.value:
+        raise NotFoundError(f"dataset {rec.id} is a {rec.kind} dataset ({rec.category}), not a notebook")
+    if rec.size > max_bytes:
+        raise InvalidArgumentError(f"notebook {rec.id} is {rec.size / 1e6:.0f} MB, too large to show here "
+                                   f"(at most {max_bytes / 1e6:.0f} MB): download it")
     cache = Path(cache_dir) / f"{rec.sha256}.html"
     if cache.exists():
         return cache.read_text(encoding="utf-8")

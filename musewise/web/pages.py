@@ -7,15 +7,15 @@ import math
 import platform
 import shutil
 import subprocess
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from tornado import web
 
 from .. import __version__
 from ..archive.queries import ORDERABLE
 from ..exceptions import NotFoundError, QueryError
-from ..vocabulary import CALIBRATION_CATEGORIES, SCIENCE_CATEGORIES, STATIC_CATEGORIES, FrameType
-from .base import ArchiveHandler
+from ..vocabulary import CALIBRATION_CATEGORIES, N_IFU, SCIENCE_CATEGORIES, STATIC_CATEGORIES, FrameType
+from .base import MAX_ID, ArchiveHandler, whole_number
 from .notebook import notebook_html
 from .provenance import provenance_section, provenance_svg
 from .quicklook import quicklook_png
@@ -35,6 +35,9 @@ FILTERS = ("category", "night", "date_from", "date_to", "ifu", "mode", "object",
 CATEGORIES = sorted({*FrameType.__members__, *CALIBRATION_CATEGORIES, *STATIC_CATEGORIES,
                      *SCIENCE_CATEGORIES, "NOTEBOOK"})
 PER_PAGE = 50
+MAX_PER_PAGE = 500
+#: Pages beyond this are refused (their offset would not fit the database's integers).
+MAX_PAGE = 10**9
 #: Download block size (bytes).
 CHUNK = 1 << 20
 
@@ -46,11 +49,10 @@ def dataset_filters(handler) -> dict:
         raw = handler.get_argument(key, "").strip()
         if not raw:
             continue
-        if key in ("ifu", "run_id"):
-            try:
-                out[key] = int(raw)
-            except ValueError as exc:
-                raise QueryError(f"{key} must be a whole number, not {raw!r}") from exc
+        if key == "ifu":
+            out[key] = whole_number(handler, key, 1, N_IFU)
+        elif key == "run_id":
+            out[key] = whole_number(handler, key, 1, MAX_ID)
         elif key == "collection":
             out.update(collection_filter(handler.arch, raw))
         elif key == "valid":
@@ -96,11 +98,8 @@ def paging(handler) -> tuple[str, bool, int, int]:
     sort = handler.get_argument("sort", "date_obs")
     if sort not in ORDERABLE:
         raise QueryError(f"cannot sort by {sort!r}; choose one of {', '.join(ORDERABLE)}")
-    try:
-        page = max(1, int(handler.get_argument("page", "1")))
-        per_page = min(500, max(1, int(handler.get_argument("per_page", str(PER_PAGE)))))
-    except ValueError as exc:
-        raise QueryError("page and per_page must be whole numbers") from exc
+    page = whole_number(handler, "page", 1, MAX_PAGE, 1)
+    per_page = min(MAX_PER_PAGE, whole_number(handler, "per_page", 1, MAX_PAGE, PER_PAGE))
     return sort, handler.get_argument("desc", "") == "1", page, per_page
 
 
@@ -245,9 +244,9 @@ class ProvenanceHandler(ArchiveHandler):
 class QuicklookHandler(ArchiveHandler):
     @web.authenticated
     async def get(self, dataset_id):
-        ifu = self.get_argument("ifu", None)
+        ifu = whole_number(self, "ifu", 1, N_IFU)
         png = await self.blocking(quicklook_png, self.arch, int(dataset_id), self.settings["cache_dir"] / "quicklook",
-                                  int(ifu) if ifu and ifu.isdigit() else None)
+                                  ifu)
         self.set_header("Content-Type", "image/png")
         self.set_header("Cache-Control", "private, max-age=86400")
         self.finish(png)
@@ -273,12 +272,24 @@ class DownloadHandler(ArchiveHandler):
         await stream_file(self, int(dataset_id))
 
 
+def content_disposition(filename: str, fallback: str) -> str:
+    """A ``Content-Disposition: attachment`` value naming ``filename`` whatever its characters.
+
+    HTTP header values are Latin-1: the name itself goes in ``filename*`` as UTF-8,
+    percent-encoded (RFC 6266, RFC 5987), and an ASCII approximation in ``filename`` for
+    clients that do not read ``filename*``. ``fallback`` names a file whose name has no
+    printable character at all.
+    """
+    name = "".join(ch for ch in filename if ch.isprintable()) or fallback
+    ascii_name = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in name)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
 async def stream_file(handler, dataset_id: int) -> None:
     rec = handler.arch.get(dataset_id)
     handler.set_header("Content-Type", "application/x-ipynb+json" if rec.kind == "notebook" else "application/fits")
     handler.set_header("Content-Length", str(rec.size))
-    safe = "".join(ch for ch in rec.filename if ch.isprintable() and ch not in '"\\') or f"dataset-{rec.id}"
-    handler.set_header("Content-Disposition", f'attachment; filename="{safe}"')
+    handler.set_header("Content-Disposition", content_disposition(rec.filename, f"dataset-{rec.id}"))
     handler.set_header("X-Checksum-SHA256", rec.sha256)
     with handler.arch.datastore.open(rec.storage_path) as f:
         while True:

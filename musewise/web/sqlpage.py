@@ -2,29 +2,44 @@
 
 Design
 ------
-A user's SQL never runs against the archive database itself. It runs in a
-per-request **SQLite sandbox**, an in-memory database holding only what the
-user may see, on both archive backends:
+A user's SQL never runs against the archive database itself, nor against
+views over it. It runs in a per-request **SQLite sandbox**, a private
+temporary database (on disk, so a large copy does not fill memory) that holds
+*only* the rows the user may see: hidden rows are absent from everything the
+query can reach, so no query - however its terms are ordered or evaluated,
+for instance a ``CASE`` raising an integer overflow used as an error oracle -
+can learn anything about them. Before the user's statement is compiled:
 
-* **SQLite archive**: the archive file is attached read-only (``mode=ro``,
-  ``PRAGMA query_only``) under a schema name drawn at random for each request,
-  after the query text is fixed, so a query cannot name the base tables. TEMP views named like the
-  registry tables (``datasets``, ``runs``, ...) select from it only the rows
-  the privilege rule (:mod:`musewise.archive.privileges`) lets the user see;
-  the visible dataset and run IDs are computed by that same rule through
-  SQLAlchemy and put in temporary tables the views join.
-* **PostgreSQL archive** (or any other): the visible rows of the tables the
-  query names are copied into the sandbox. PostgreSQL roles cannot be used for
-  this safely: a session whose login role may read every row can always
+* the visible dataset, file and run IDs are computed by the privilege rule
+  (:mod:`musewise.archive.privileges`) through SQLAlchemy;
+* for each offered table of :data:`TABLES` the query names, only the offered
+  columns of the visible rows are copied into the sandbox: on a SQLite archive
+  by SQLite itself from the archive file attached read-only (``mode=ro``) and
+  detached again before the user's query runs; on PostgreSQL (or any other
+  backend) through SQLAlchemy. PostgreSQL roles are not used for this: a
+  session whose login role may read every row can always
   ``set_config('role', ...)`` its way back inside the same statement.
+  Columns naming a dataset the user may not see (:data:`HIDDEN_REFERENCES`, a
+  run's notebook) are copied as NULL;
+* the helper tables holding the visible IDs are dropped.
 
-In both cases an ``sqlite3`` authorizer then allows only ``SELECT``, reads
-through the sandbox's views and tables and an allow-list of functions; every
-write, ``PRAGMA``, ``ATTACH``, schema change, ``load_extension`` and any direct
-read of the attached base tables' columns is refused at compile time. The statement is
-also wrapped as ``SELECT * FROM (<sql>)`` so a second, stacked statement is a
-syntax error, and a progress handler stops queries running longer than
-``timeout`` seconds.
+The user's statement then runs with, as independent safeguards:
+
+* an ``sqlite3`` authorizer allowing only ``SELECT``, reads of the sandbox's
+  copies of the offered tables (and of the query's own CTEs and subqueries)
+  and an allow-list of functions: every write, ``PRAGMA``, ``ATTACH``, schema
+  change, ``load_extension``, table-valued function and read of
+  ``sqlite_master`` is refused at compile time, ``count(*)`` included;
+* ``PRAGMA query_only`` and ``SQLITE_LIMIT_ATTACHED`` = 0;
+* a statement that must be complete on its own (an unclosed ``/*`` comment or
+  string is refused, so nothing appended can be commented out), wrapped as
+  ``SELECT * FROM (<sql>) LIMIT n`` so a stacked statement is a syntax error;
+  the row limit is also enforced while fetching, not only by the text;
+* a cap on the length of any string or blob the query builds
+  (``SQLITE_LIMIT_LENGTH``, :data:`MAX_VALUE_BYTES`; Python 3.11 and later)
+  and on the total size of the result (:data:`MAX_RESULT_BYTES`), so
+  ``printf('%900000000d', 1)`` cannot exhaust memory;
+* a progress handler stopping queries running longer than ``timeout`` seconds.
 
 The user sees the tables of :data:`TABLES` with SQLite's SQL dialect
 (``json_extract(header, '$."ESO OBS NAME"')`` reads a header keyword).
@@ -32,10 +47,11 @@ The user sees the tables of :data:`TABLES` with SQLite's SQL dialect
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
-import uuid
+from urllib.parse import quote
 
 from sqlalchemy import select, text
 
@@ -69,6 +85,9 @@ TABLES: dict[str, tuple[tuple[str, ...], str, str | None]] = {
     "memberships": (("user_id", "project_id", "role"), "all", None),
 }
 
+#: Columns naming a dataset the user may not see read NULL: (table, column).
+HIDDEN_REFERENCES = frozenset({("runs", "notebook_id")})
+
 #: SQL functions a query may call (SQLite core, date/time, JSON and math functions).
 ALLOWED_FUNCTIONS = frozenset("""
 abs avg count max min sum total group_concat string_agg round length octet_length lower upper substr
@@ -80,11 +99,17 @@ pow power radians sin sqrt tan trunc row_number rank dense_rank percent_rank cum
 first_value last_value nth_value likely unlikely
 """.split())
 
+#: Longest string or blob a query may build (bytes): a header is a few tens of kB.
+MAX_VALUE_BYTES = 4_000_000
+#: Largest result a query may return, all cells together (bytes).
+MAX_RESULT_BYTES = 32_000_000
+
 _VIS_DS, _VIS_RUN, _VIS_FILE = "_visible_datasets", "_visible_runs", "_visible_files"
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def run_readonly_sql(arch, sql: str, limit: int = 1000, timeout: float = 10.0) -> tuple[list[str], list[tuple]]:
+def run_readonly_sql(arch, sql: str, limit: int = 1000, timeout: float = 10.0,
+                     max_bytes: int = MAX_RESULT_BYTES) -> tuple[list[str], list[tuple]]:
     """Run a user's SELECT over the archive rows the acting user may see.
 
     Parameters
@@ -97,6 +122,8 @@ def run_readonly_sql(arch, sql: str, limit: int = 1000, timeout: float = 10.0) -
         At most this many rows are returned.
     timeout : float
         Stop the query after this many seconds (s).
+    max_bytes : int
+        Refuse a result larger than this, all its cells together (bytes).
 
     Returns
     -------
@@ -106,22 +133,28 @@ def run_readonly_sql(arch, sql: str, limit: int = 1000, timeout: float = 10.0) -
     Raises
     ------
     QueryError
-        If the statement is empty, not a single read-only query, reads
-        something outside the offered tables, uses a refused function, is
-        malformed, or runs too long.
+        If the statement is empty, incomplete, not a single read-only query,
+        reads something outside the offered tables, uses a refused function,
+        is malformed, builds or returns too much, or runs too long.
     """
     body = _strip(sql)
     try:
         user = arch.user
     except PermissionDeniedError as exc:
         raise QueryError(str(exc)) from exc
-    with arch.session() as s:
-        if arch.engine.url.get_backend_name() == "sqlite" and arch.engine.url.database not in (None, "", ":memory:"):
-            conn, views, schema = _attached_sandbox(arch, s, user)
-        else:
-            conn, views, schema = *_copied_sandbox(s, user, _named_tables(body)), None
+    tables = _named_tables(body)
+    # "": a private temporary database on disk, removed when closed.
+    conn = sqlite3.connect("", check_same_thread=False, uri=True)
     try:
-        return _execute(conn, _authorizer(views, schema), body, int(limit), float(timeout))
+        with arch.session() as s:
+            ids = _visible_ids(s, user)
+            url = arch.engine.url
+            if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+                _copy_from_file(conn, url.database, tables, ids)
+            else:
+                _copy_through_session(conn, s, tables, ids)
+        _lock(conn)
+        return _execute(conn, body, int(limit), float(timeout), int(max_bytes))
     finally:
         conn.close()
 
@@ -132,6 +165,9 @@ def _strip(sql: str) -> str:
         body = body[:-1].rstrip()
     if not body:
         raise QueryError("empty query: write one SELECT statement")
+    if not sqlite3.complete_statement(body + "\n;"):
+        # Else an unclosed /* would swallow the LIMIT appended below.
+        raise QueryError("incomplete query: close every comment (/* ... */), string and quoted name")
     first = body.lstrip("( \t\r\n").split(None, 1)[0].upper() if body.lstrip("( \t\r\n") else ""
     if first not in ("SELECT", "WITH", "VALUES"):
         # A clearer message than the syntax error the wrapping below would give; not the safeguard.
@@ -152,112 +188,126 @@ def _visible_ids(s, user) -> tuple[list[int], list[int], list[int]]:
     return [d for d, _ in ds], [f for _, f in ds], list(runs)
 
 
-def _fill_ids(conn, ids_ds, ids_files, ids_runs, schema="temp") -> None:
-    for name, ids in ((_VIS_DS, ids_ds), (_VIS_FILE, ids_files), (_VIS_RUN, ids_runs)):
-        conn.execute(f"CREATE TABLE {schema}.{name} (id INTEGER PRIMARY KEY)")
-        conn.executemany(f"INSERT OR IGNORE INTO {schema}.{name} VALUES (?)", ((int(i),) for i in ids))
+def _create(conn, name: str) -> tuple[tuple[str, ...], str, str | None]:
+    cols, rule, col = TABLES[name]
+    conn.execute(f"CREATE TABLE main.{name} ({', '.join(cols)})")
+    return cols, rule, col
 
 
-def _row_filter(rule: str, col: str | None, alias: str = "t") -> str:
-    table = {"dataset": _VIS_DS, "run": _VIS_RUN, "file": _VIS_FILE}.get(rule)
-    return f" WHERE {alias}.{col} IN (SELECT id FROM temp.{table})" if table else ""
+def _copy_from_file(conn, path: str, tables: set[str], ids) -> None:
+    """Copy the visible rows of ``tables`` from a SQLite archive file, inside SQLite."""
+    conn.execute("ATTACH DATABASE ? AS archive", ("file:" + quote(str(path)) + "?mode=ro",))
+    for name, values in zip((_VIS_DS, _VIS_FILE, _VIS_RUN), ids):
+        conn.execute(f"CREATE TEMP TABLE {name} (id INTEGER PRIMARY KEY)")
+        conn.executemany(f"INSERT OR IGNORE INTO temp.{name} VALUES (?)", ((int(i),) for i in values))
+    keep = {"dataset": _VIS_DS, "run": _VIS_RUN, "file": _VIS_FILE}
+    with conn:  # one read transaction on the archive: the copies are consistent with each other
+        for name in sorted(tables):
+            cols, rule, col = _create(conn, name)
+            where = f" WHERE t.{col} IN (SELECT id FROM temp.{keep[rule]})" if rule in keep else ""
+            values = [f"CASE WHEN t.{c} IN (SELECT id FROM temp.{_VIS_DS}) THEN t.{c} END"
+                      if (name, c) in HIDDEN_REFERENCES else f"t.{c}" for c in cols]
+            conn.execute(f"INSERT INTO main.{name} SELECT {', '.join(values)} FROM archive.{name} AS t{where}")
+    conn.execute("DETACH DATABASE archive")
+    for name in (_VIS_DS, _VIS_FILE, _VIS_RUN):
+        conn.execute(f"DROP TABLE temp.{name}")
 
 
-def _attached_sandbox(arch, s, user):
-    ids = _visible_ids(s, user)
-    conn = sqlite3.connect("file:sandbox-" + uuid.uuid4().hex + "?mode=memory", uri=True,
-                           check_same_thread=False)
-    path = arch.engine.url.database
-    # The user's query was written before this name existed, so it cannot name the base tables.
-    schema = "a" + uuid.uuid4().hex
-    conn.execute(f"ATTACH DATABASE ? AS {schema}", (f"file:{path}?mode=ro",))
-    _fill_ids(conn, *ids)
-    for name, (cols, rule, col) in TABLES.items():
-        collist = ", ".join(f"t.{c}" for c in cols)
-        conn.execute(f"CREATE TEMP VIEW {name} AS SELECT {collist} FROM {schema}.{name} AS t{_row_filter(rule, col)}")
-    conn.execute("PRAGMA query_only = ON")
-    return conn, set(TABLES), schema
-
-
-def _copied_sandbox(s, user, tables: set[str]):
-    ids_ds, ids_files, ids_runs = _visible_ids(s, user)
-    conn = sqlite3.connect(":memory:", check_same_thread=False)
+def _copy_through_session(conn, s, tables: set[str], ids) -> None:
+    """Copy the visible rows of ``tables`` from any archive database through SQLAlchemy."""
+    ids_ds, ids_files, ids_runs = ids
     keep = {"dataset": set(ids_ds), "run": set(ids_runs), "file": set(ids_files)}
-    for name in sorted(tables):
-        cols, rule, col = TABLES[name]
-        conn.execute(f"CREATE TABLE main.{name} ({', '.join(cols)})")
-        result = s.execute(text(f"SELECT {', '.join(cols)} FROM {name}"))
-        at = cols.index(col) if col else None
-        rows = (tuple(_sqlite_value(v) for v in r) for r in result
-                if rule == "all" or r[at] in keep[rule])
-        conn.executemany(f"INSERT INTO main.{name} VALUES ({', '.join('?' * len(cols))})", rows)
-    conn.execute("PRAGMA query_only = ON")
-    return conn, set()
+    with conn:
+        for name in sorted(tables):
+            cols, rule, col = _create(conn, name)
+            result = s.execute(text(f"SELECT {', '.join(cols)} FROM {name}"))
+            at = cols.index(col) if col else None
+            refs = {i for i, c in enumerate(cols) if (name, c) in HIDDEN_REFERENCES}
+            rows = (tuple(None if i in refs and v not in keep["dataset"] else _sqlite_value(v)
+                          for i, v in enumerate(r))
+                    for r in result if rule == "all" or r[at] in keep[rule])
+            conn.executemany(f"INSERT INTO main.{name} VALUES ({', '.join('?' * len(cols))})", rows)
 
 
 def _sqlite_value(v):
     if isinstance(v, (dict, list)):
-        import json
-
         return json.dumps(v)
     if hasattr(v, "isoformat"):
         return v.isoformat(sep=" ")
     return v
 
 
-def _authorizer(views: set[str], schema: str | None):
-    allowed_tables = set(TABLES)
-    view_tables = allowed_tables | {_VIS_DS, _VIS_RUN, _VIS_FILE}
+def _lock(conn) -> None:
+    """Make the filled sandbox read-only and bounded before the user's statement is compiled."""
+    conn.execute("PRAGMA query_only = ON")
+    if hasattr(conn, "setlimit"):  # Python 3.11+
+        conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+    conn.set_authorizer(_authorize)
 
-    def check(action, arg1, arg2, dbname, source):
-        if action == sqlite3.SQLITE_SELECT:
+
+def _authorize(action, arg1, arg2, dbname, source):
+    if action == sqlite3.SQLITE_SELECT:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_READ:
+        table, column = arg1 or "", arg2
+        if table.lower().startswith("sqlite_"):
+            return sqlite3.SQLITE_DENY  # the schema tables, even for count(*)
+        if table in TABLES and dbname == "main":
             return sqlite3.SQLITE_OK
-        if action == sqlite3.SQLITE_READ:
-            table, column = arg1, arg2
-            # Inside our views: the archive's tables and our visible-ID tables.
-            if source in views and table in view_tables and dbname in (schema, "temp"):
-                return sqlite3.SQLITE_OK
-            # The query's own reads (also inside its own CTEs) must name an offered table.
-            if table in allowed_tables and dbname in ("main", "temp", None):
-                return sqlite3.SQLITE_OK
-            # A CTE or subquery scanned without reading a column (e.g. count(*)).
-            if column == "" and dbname is None:
-                return sqlite3.SQLITE_OK
-            # SQLite announces each archive table a flattened view scans with an empty column
-            # name and no view name; no column is read, and only our views know the schema.
-            if column == "" and schema is not None and dbname == schema and table in allowed_tables:
-                return sqlite3.SQLITE_OK
-            return sqlite3.SQLITE_DENY
-        if action == sqlite3.SQLITE_FUNCTION:
-            return sqlite3.SQLITE_OK if (arg2 or "").lower() in ALLOWED_FUNCTIONS else sqlite3.SQLITE_DENY
-        if action == getattr(sqlite3, "SQLITE_RECURSIVE", 33):
+        # count(*) and the scan of a CTE or subquery read no column. The sandbox holds the
+        # copies of offered tables only, so whatever is scanned is one of them or the query's own.
+        if column == "" and dbname is None:
             return sqlite3.SQLITE_OK
         return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION:
+        return sqlite3.SQLITE_OK if (arg2 or "").lower() in ALLOWED_FUNCTIONS else sqlite3.SQLITE_DENY
+    if action == getattr(sqlite3, "SQLITE_RECURSIVE", 33):
+        return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
 
-    return check
+
+def _size(v) -> int:
+    return len(v) if isinstance(v, (str, bytes)) else 8
 
 
-def _execute(conn, authorizer, body, limit, timeout):
-    wrapped = f"SELECT * FROM (\n{body}\n) LIMIT {max(0, limit)}"
-    conn.set_authorizer(authorizer)
+def _execute(conn, body, limit, timeout, max_bytes):
+    limit = max(0, limit)
+    wrapped = f"SELECT * FROM (\n{body}\n) LIMIT {limit}"
     deadline = time.monotonic() + timeout
     conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10000)
+    rows, size = [], 0
     try:
         cur = conn.execute(wrapped)
-        rows = cur.fetchall()
         columns = [d[0] for d in cur.description or ()]
+        # The limit holds however the text ends: rows past it are never fetched.
+        while len(rows) < limit:
+            row = cur.fetchone()
+            if row is None:
+                break
+            size += sum(_size(v) for v in row)
+            if size > max_bytes:
+                raise QueryError(f"result too large: more than {max_bytes / 1e6:g} MB; "
+                                 "select fewer rows or columns")
+            rows.append(row)
+        cur.close()
     except sqlite3.DatabaseError as exc:
         msg = str(exc)
         if "interrupted" in msg:
             raise QueryError(f"query stopped after {timeout:g} s") from exc
+        if "too big" in msg:
+            raise QueryError(f"a value longer than {MAX_VALUE_BYTES / 1e6:g} MB was refused ({msg})") from exc
         if "not authorized" in msg or "prohibited" in msg:
             raise QueryError(
                 f"refused: only SELECT over the tables {', '.join(sorted(TABLES))} and common functions "
                 f"is allowed ({msg})") from exc
         raise QueryError(f"SQL error: {msg} (one SELECT statement over {', '.join(sorted(TABLES))})") from exc
-    except (sqlite3.Warning, sqlite3.ProgrammingError, ValueError, OverflowError) as exc:
+    except (sqlite3.Warning, sqlite3.ProgrammingError, ValueError, OverflowError, MemoryError) as exc:
+        if isinstance(exc, QueryError):
+            raise
         raise QueryError(f"SQL error: {exc}") from exc
     return columns, rows
 
 
-__all__ = ["run_readonly_sql", "TABLES", "ALLOWED_FUNCTIONS"]
+__all__ = ["run_readonly_sql", "TABLES", "ALLOWED_FUNCTIONS", "HIDDEN_REFERENCES", "MAX_VALUE_BYTES",
+           "MAX_RESULT_BYTES"]

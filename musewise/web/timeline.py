@@ -30,8 +30,8 @@ from ..calibration_timeline import (
     parse_mjd,
 )
 from ..exceptions import QueryError
-from ..vocabulary import CALIBRATION_CATEGORIES, STATIC_CATEGORIES
-from .base import ArchiveHandler, jsonable
+from ..vocabulary import CALIBRATION_CATEGORIES, N_IFU, STATIC_CATEGORIES
+from .base import ArchiveHandler, jsonable, whole_number
 
 __all__ = ["CalibrationsHandler", "CertificationsAPI", "CertificationsModule", "CertifyHandler",
            "split_path", "timeline_svg"]
@@ -159,16 +159,6 @@ def timeline_svg(tl: Timeline, url, *, width: int = 1100, lane: int = 22, label_
 
 
 # ----------------------------------------------------------------- handlers
-def _int_arg(handler, name):
-    raw = handler.get_argument(name, "").strip()
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise QueryError(f"{name} must be a whole number, not {raw!r}") from None
-
-
 def _float_arg(handler, name):
     raw = handler.get_argument(name, "").strip()
     if not raw:
@@ -191,9 +181,7 @@ def _timeline_args(handler) -> dict:
     span = _float_arg(handler, "span")
     if span is not None and not 0 < span <= MAX_SPAN_DAYS / 2:
         raise QueryError(f"span is the half-width of the window in days, 0 to {MAX_SPAN_DAYS / 2:g}")
-    ifu = _int_arg(handler, "ifu")
-    if ifu is not None and not 1 <= ifu <= 24:
-        raise QueryError("ifu is 1 to 24")
+    ifu = whole_number(handler, "ifu", 1, N_IFU)
     return {"category": category, "ifu": ifu, "night": night, "mjd": _float_arg(handler, "mjd"),
             "span_days": span or DEFAULT_SPAN_DAYS, "collections": split_path(handler.get_argument("collections", ""))}
 
@@ -249,7 +237,7 @@ class CertificationsAPI(ArchiveHandler):
 
     @web.authenticated
     def get(self):
-        ifu = _int_arg(self, "ifu")
+        ifu = whole_number(self, "ifu", 1, N_IFU)
         certs = self.arch.certifications(category=self.get_argument("category", "").strip() or None,
                                          collection=self.get_argument("collection", "").strip() or None, ifu=ifu,
                                          mjd_from=_float_arg(self, "mjd_from"), mjd_to=_float_arg(self, "mjd_to"))

@@ -8,6 +8,8 @@ below.
 
 from __future__ import annotations
 
+from html import escape
+
 import ipywidgets as widgets
 from traitlets import Float, Instance, TraitError, Unicode, validate
 
@@ -42,7 +44,7 @@ class CompareViewer(widgets.VBox):
     """
 
     aperture_radius = Float(0.0, help="Aperture radius, spaxels of cube A (0: one spaxel).")
-    status = Unicode("", help="Last message shown to the user.")
+    status = Unicode("", help="Last message shown to the user (plain text: shown escaped).")
     cube_a = Instance(MuseCube, help="First cube.")
     cube_b = Instance(MuseCube, help="Second cube.")
 
@@ -72,10 +74,10 @@ class CompareViewer(widgets.VBox):
         self._selection = widgets.HTML("")
         self._status = widgets.HTML("")
         widgets.dlink((self, "status"), (self._status, "value"),
-                      lambda s: f"<span style='font-size:smaller'>{s}</span>")
+                      lambda s: f"<span style='font-size:smaller'>{escape(s)}</span>")
         self.children = [
-            widgets.HTML(f"<b>{labels[0]}</b> {self.cube_a.name} &nbsp; vs &nbsp; "
-                         f"<b>{labels[1]}</b> {self.cube_b.name}"),
+            widgets.HTML(f"<b>{escape(labels[0])}</b> {escape(self.cube_a.name)} &nbsp; vs &nbsp; "
+                         f"<b>{escape(labels[1])}</b> {escape(self.cube_b.name)}"),
             side_by_side(self.image_a, self.image_b),
             widgets.HBox([self._radius, self._selection, self._status]),
             self.spectrum_viewer,
@@ -85,7 +87,7 @@ class CompareViewer(widgets.VBox):
         try:
             self.select_spaxel(nx // 2, ny // 2)
         except OutsideCubeError as exc:  # the centre of A is off B: wait for a click
-            self.status = f"<b>{exc}</b>"
+            self.status = str(exc)
 
     # ------------------------------------------------------------ public API
     @property
@@ -104,7 +106,7 @@ class CompareViewer(widgets.VBox):
         try:
             c = compare_spectra(self.cube_a, self.cube_b, x, y, radius=self.aperture_radius)
         except OutsideCubeError as exc:
-            self.status = f"<b>{exc}</b>"
+            self.status = str(exc)
             raise
         self._comparison = c
         r = self.aperture_radius or None
@@ -114,8 +116,8 @@ class CompareViewer(widgets.VBox):
         self.spectrum_viewer.show(c.a, title=f"{la} {c.a.label} (blue), {lb} {c.b.label} (orange)")
         self.spectrum_viewer.overlay([c.b])
         self.difference_viewer.show(c.difference, title=f"{la} - {lb}")
-        self._selection.value = (f"<span class='musewise-selection'>{la} spaxel {c.xy_a} ↔ "
-                                 f"{lb} spaxel {c.xy_b}</span>")
+        self._selection.value = (f"<span class='musewise-selection'>{escape(la)} spaxel {c.xy_a} ↔ "
+                                 f"{escape(lb)} spaxel {c.xy_b}</span>")
         self.status = ""
         return c
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from html import escape
 from pathlib import Path
 
 import ipywidgets as widgets
@@ -88,7 +89,7 @@ class CubeViewer(widgets.VBox):
     line = Unicode(EMISSION_LINES[-1].name, help="Emission line of the narrow-band image.")
     image_mode = Enum(IMAGE_MODES, "white light", help="What the image panel shows.")
     follow_mouse = Bool(False, help="Update the spectrum as the mouse moves over the image.")
-    status = Unicode("", help="Last message shown to the user.")
+    status = Unicode("", help="Last message shown to the user (plain text: shown escaped).")
     export_dir = Unicode(".", help="Folder the export buttons write to.")
     cube = Instance(MuseCube, help="The cube shown.")
 
@@ -148,7 +149,7 @@ class CubeViewer(widgets.VBox):
         widgets.link((self._radius, "value"), (self, "aperture_radius"))
         widgets.link((self._follow, "value"), (self, "follow_mouse"))
         widgets.dlink((self, "status"), (self._status, "value"),
-                      lambda s: f"<span style='font-size:smaller'>{s}</span>")
+                      lambda s: f"<span style='font-size:smaller'>{escape(s)}</span>")
 
         self._wave.observe(lambda c: self._syncing or self.set_wavelength(c.new), "value")
         self._mode.observe(lambda c: self._syncing or self.show_mode(c.new), "value")
@@ -292,7 +293,7 @@ class CubeViewer(widgets.VBox):
         try:
             return actions[mode]()
         except OutsideCubeError as exc:  # e.g. the line is redshifted out of the cube
-            self.status = f"<b>{exc}</b>"
+            self.status = str(exc)
             raise
 
     def sky_position(self, x: float | None = None, y: float | None = None):
@@ -401,10 +402,11 @@ class CubeViewer(widgets.VBox):
         nl, ny, nx = self.cube.shape
         rec = ""
         if self._record is not None:
-            rec = f" — dataset {self._record.id} ({self._record.category})"
+            rec = f" — dataset {self._record.id} ({escape(str(self._record.category))})"
             if getattr(self._record, "is_valid", True) is False:
                 rec += " <span style='color:#c00'>marked invalid</span>"
-        return (f"<b>{self.cube.name}</b>{rec}: {nx} x {ny} spaxels, {nl} planes "
+        # OBJECT and the file name are anybody's text: escaped, or a header could run a script.
+        return (f"<b>{escape(self.cube.name)}</b>{rec}: {nx} x {ny} spaxels, {nl} planes "
                 f"{self.cube.wave[0]:.2f}-{self.cube.wave[-1]:.2f} Å")
 
     def _said(self, action, *args):
@@ -412,7 +414,7 @@ class CubeViewer(widgets.VBox):
         try:
             action(*args)
         except (MusewiseError, OSError, ValueError) as exc:
-            self.status = f"<b>{exc}</b>"
+            self.status = str(exc)
 
     @contextlib.contextmanager
     def _quiet(self):
@@ -442,8 +444,8 @@ class CubeViewer(widgets.VBox):
             sky = format_radec(self.sky_position(spec.meta["x"], spec.meta["y"]))
         except NoWCSError:
             sky = ""
-        self._selection.value = (f"<span class='musewise-selection'>{spec.label}</span> "
-                                 f"<span class='musewise-selection-sky'>{sky}</span>")
+        self._selection.value = (f"<span class='musewise-selection'>{escape(spec.label)}</span> "
+                                 f"<span class='musewise-selection-sky'>{escape(sky)}</span>")
         self.spectrum_viewer.show(spec)
         return spec
 
@@ -459,7 +461,7 @@ class CubeViewer(widgets.VBox):
             return
         exc = future.exception()
         if exc is not None:
-            self.status = f"<b>white light failed: {exc}</b>"
+            self.status = f"white light failed: {exc}"
             return
         if self.image_mode == "white light":
             self.show_white_light()

@@ -8,6 +8,7 @@ reads and writes region files (DS9 ``.reg``, CASA ``.crtf``) in sky coordinates.
 from __future__ import annotations
 
 import os
+from html import escape
 from pathlib import Path
 
 import ipywidgets as widgets
@@ -60,7 +61,7 @@ class RegionViewer(widgets.VBox):
 
     shape = Enum(REGION_SHAPES, "circle", help="What a click on the image draws.")
     radius_arcsec = Float(1.0, help="Radius of a clicked circle, arcsec.")
-    status = Unicode("", help="Last message shown to the user.")
+    status = Unicode("", help="Last message shown to the user (plain text: shown escaped).")
     cube = Instance(MuseCube, help="The cube.")
 
     def __init__(self, source, region=None, *, archive=None, cache_dir=None,
@@ -91,11 +92,11 @@ class RegionViewer(widgets.VBox):
         widgets.link((self._shape, "value"), (self, "shape"))
         widgets.link((self._radius, "value"), (self, "radius_arcsec"))
         widgets.dlink((self, "status"), (self._status, "value"),
-                      lambda s: f"<span style='font-size:smaller'>{s}</span>")
+                      lambda s: f"<span style='font-size:smaller'>{escape(s)}</span>")
         self._load.on_click(lambda b: self._try(lambda: self.load_regions(self._path.value)))
         self._save.on_click(lambda b: self._try(lambda: self.save_region(self._path.value)))
         self.children = [
-            widgets.HTML(f"<b>{self.cube.name}</b>: spectrum of a region"),
+            widgets.HTML(f"<b>{escape(self.cube.name)}</b>: spectrum of a region"),
             side_by_side(self.image_viewer, self.spectrum_viewer),
             widgets.HBox([self._shape, self._radius, self._what]),
             widgets.HBox([self._path, self._load, self._save, self._status]),
@@ -129,7 +130,7 @@ class RegionViewer(widgets.VBox):
         self._region, self._spectrum = region, spec
         self.image_viewer.show_outlines([pix.outline])
         self.spectrum_viewer.show(spec)
-        self._what.value = (f"<span class='musewise-region'>{describe_region(region)}: "
+        self._what.value = (f"<span class='musewise-region'>{escape(describe_region(region))}: "
                             f"{spec.meta['npix']} spaxels</span>")
         return spec
 
@@ -188,7 +189,7 @@ class RegionViewer(widgets.VBox):
         try:
             action()
         except (MusewiseError, OSError, ValueError) as exc:  # said to the user, not raised
-            self.status = f"<b>{exc}</b>"
+            self.status = str(exc)
 
     @validate("radius_arcsec")
     def _valid_radius(self, proposal):
