@@ -146,7 +146,7 @@ def test_header_text_is_escaped_in_the_viewers(tmp_path):
     from astropy.io import fits
 
     from musewise.widgets import CompareViewer, CubeViewer, RegionViewer
-    from musewise.widgets.testdata import write_synthetic_cube
+    from musewise.products.testing import write_synthetic_cube
 
     cube = write_synthetic_cube(tmp_path / "cube.fits", shape=(40, 12, 10), seed=3).path
     fits.setval(cube, "OBJECT", value=XSS)
