@@ -201,8 +201,12 @@ def _finish(arch, run_id, infos, notebook, details, move) -> list[DatasetRecord]
                 info = dataclasses.replace(info, mode=run.mode)
             # A run makes neither raw frames nor static tables (e.g. muse_scipost's fitted
             # SKY_LINES of one exposure): what it writes of those categories is auxiliary.
+            # A calibration category stays a calibration even when its header lacks the
+            # recipe and date that ingest uses to tell a shipped default.
             if info.kind in (DatasetKind.RAW, DatasetKind.STATIC):
-                info = dataclasses.replace(info, kind=DatasetKind.AUXILIARY)
+                made_kind = kind_of_category(info.category)
+                info = dataclasses.replace(info, kind=made_kind if made_kind in (
+                    DatasetKind.CALIBRATION, DatasetKind.SCIENCE) else DatasetKind.AUXILIARY)
             made.append(_store(arch, tx, run, path, info, move))
         _store_notebook(arch, tx, run, notebook)
         _chain_run(arch, s, run, made)
