@@ -126,6 +126,17 @@ def chromium_page(width: int = 1300, height: int = 900):
             browser.close()
 
 
+def widget_notebook(path, source: str) -> Path:
+    """Write a one-cell notebook (``python3`` kernel) running ``source``, for Voila tests."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return Path(path)
+
+
 @contextlib.contextmanager
 def voila_server(folder, target: str = ".", timeout: float = 60.0):
     """Serve notebooks of ``folder`` with Voila on 127.0.0.1 (random port, token auth).

@@ -279,20 +279,17 @@ def test_origin_viewer_in_the_browser(tmp_path, page, output_dir):
     import time
 
     from musewise.archive import Archive
-    from musewise.testing import voila_server
+    from musewise.testing import voila_server, widget_notebook
 
     arch = Archive.open(root=str(tmp_path / "archive"), user="admin", project="consortium")
     cube_id, _, cal, _, _ = add_reduction(arch, tmp_path)
     arch.set_validity(cal["MASTER_FLAT", 2], is_valid=False, comment="lamp flicker")
     arch.close()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(
+    widget_notebook(tmp_path / "origin.ipynb",
         "from musewise.archive import Archive\n"
         "from musewise.widgets import SpaxelOriginViewer\n"
         "arch = Archive.open(root='archive', user='admin', project='consortium')\n"
-        f"SpaxelOriginViewer({cube_id}, archive=arch, cache_dir='cache', x=2, y=4)")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, tmp_path / "origin.ipynb")
+        f"SpaxelOriginViewer({cube_id}, archive=arch, cache_dir='cache', x=2, y=4)")
     with voila_server(tmp_path, "origin.ipynb") as (base, token):
         page.set_viewport_size({"width": 1400, "height": 1000})
         page.goto(f"{base}/?token={token}", wait_until="domcontentloaded", timeout=60_000)

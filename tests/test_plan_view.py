@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import time
 
-import nbformat
 import pytest
 
 from musewise import dpu
@@ -136,7 +135,7 @@ def test_a_failed_run_shows_its_error_and_the_later_runs_are_skipped(sqlite_arch
 def test_plan_viewer_in_the_browser_runs_from_its_button(tmp_path, sim_frames, page, output_dir):
     from musewise.archive import Archive
     from musewise.config import MusewiseConfig
-    from musewise.testing import voila_server
+    from musewise.testing import voila_server, widget_notebook
 
     _need_esorex()
     settings = {"root": str(tmp_path / "root"), "db_url": f"sqlite:///{tmp_path / 'archive.sqlite'}",
@@ -146,15 +145,12 @@ def test_plan_viewer_in_the_browser_runs_from_its_button(tmp_path, sim_frames, p
     arch.close()
     folder = tmp_path / "voila"
     folder.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(
+    widget_notebook(folder / "plan.ipynb",
         "from musewise.archive import Archive\n"
         "from musewise.config import MusewiseConfig\n"
         "from musewise.widgets import PlanViewer\n"
         f"arch = Archive(MusewiseConfig.load(user='admin', **{settings!r}), user='admin')\n"
-        f"PlanViewer(arch, 'scipost', {NIGHT!r}, [1], step_params={{'bias': {BAD_BIAS!r}}}, engine='local')")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, folder / "plan.ipynb")
+        f"PlanViewer(arch, 'scipost', {NIGHT!r}, [1], step_params={{'bias': {BAD_BIAS!r}}}, engine='local')")
     with voila_server(folder, "plan.ipynb") as (base, token):
         page.set_viewport_size({"width": 1400, "height": 900})
         page.goto(f"{base}/?token={token}", wait_until="domcontentloaded", timeout=90_000)

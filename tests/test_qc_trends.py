@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 
-import nbformat
 import pytest
 
 from musewise.qc.testing import bias_trend
@@ -104,7 +103,7 @@ def test_widget_tap_opens_the_product_in_the_qc_panel_and_its_flag_shows(ron_tre
 def test_qc_trends_in_the_browser_a_click_opens_the_point(tmp_path, page, output_dir):
     from musewise.archive import Archive
     from musewise.config import MusewiseConfig
-    from musewise.testing import voila_server
+    from musewise.testing import voila_server, widget_notebook
 
     settings = {"root": str(tmp_path / "root"), "db_url": f"sqlite:///{tmp_path / 'archive.sqlite'}",
                 "project": "consortium"}
@@ -114,15 +113,12 @@ def test_qc_trends_in_the_browser_a_click_opens_the_point(tmp_path, page, output
     ids = bias_trend(arch, tmp_path / "masters", NIGHTS, spoiled={WARN: 1.4, BAD: 3.0})
     folder = tmp_path / "voila"
     folder.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(
+    widget_notebook(folder / "trends.ipynb",
         "from musewise.archive import Archive\n"
         "from musewise.config import MusewiseConfig\n"
         "from musewise.widgets import QCTrends\n"
         f"arch = Archive(MusewiseConfig.load(user='admin', **{settings!r}), user='admin')\n"
-        "QCTrends(arch, 'bias.ron.max', width=1000)")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, folder / "trends.ipynb")
+        "QCTrends(arch, 'bias.ron.max', width=1000)")
     with voila_server(folder, "trends.ipynb") as (base, token):
         page.set_viewport_size({"width": 1300, "height": 1000})
         page.goto(f"{base}/?token={token}", wait_until="domcontentloaded", timeout=90_000)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import time
 
-import nbformat
 import pytest
 
 from test_calibration_timeline import NIGHT, certified_history
 
-from musewise.testing import voila_server
+from musewise.testing import voila_server, widget_notebook
 
 pytestmark = pytest.mark.browser
 
@@ -34,16 +33,13 @@ def voila_timeline(tmp_path):
     ids = certified_history(arch, tmp_path / "work")
     folder = tmp_path / "voila"
     folder.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(
+    widget_notebook(folder / "timeline.ipynb",
         "from musewise.archive import Archive\n"
         "from musewise.config import MusewiseConfig\n"
         "from musewise.widgets import CalibrationTimeline\n"
         f"arch = Archive(MusewiseConfig.load(user='alice', **{settings!r}), user='alice')\n"
         f"timeline = CalibrationTimeline(arch, category='MASTER_BIAS', night={NIGHT!r})\n"
-        "timeline")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, folder / "timeline.ipynb")
+        "timeline")
     with voila_server(folder, "timeline.ipynb") as (base, token):
         yield f"{base}/?token={token}", arch, ids
     arch.close()
