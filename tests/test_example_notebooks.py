@@ -70,6 +70,10 @@ def _run(name, tmp_path, monkeypatch, root) -> list[str]:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MUSEWISE_ROOT", str(root))
     monkeypatch.setenv("MUSEWISE_USER", "admin")
+    # The notebooks' demo fallbacks write under the kernel's temporary folder: keep it in
+    # the test's, which pytest cleans, not in the machine's /tmp (755 MB a run).
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     out = tmp_path / f"{name}.out.ipynb"
     pm.execute_notebook(str(REPO / "notebooks" / f"{name}.ipynb"), str(out), cwd=str(tmp_path),
                         **papermill_options("musewise"), execution_timeout=600)
