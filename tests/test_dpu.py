@@ -285,7 +285,8 @@ def test_cascade_cube_is_sky_subtracted_with_the_pipeline_sky_model(cascade, out
     from astropy.io import fits
 
     from musewise.inm.spectra import sky_line_in_cube
-    from musewise.qc.measures import cube_wavelengths, sky_line_residuals
+    from musewise.products.wcs import spectral_axis
+    from musewise.qc.measures import sky_line_residuals
 
     arch, cube = cascade
     run = arch.get_run(cube.run_id)
@@ -295,7 +296,7 @@ def test_cascade_cube_is_sky_subtracted_with_the_pipeline_sky_model(cascade, out
     with fits.open(arch.path(cube.id)) as h:
         airmass = 0.5 * (h[0].header["ESO TEL AIRM START"] + h[0].header["ESO TEL AIRM END"])
         data = h["DATA"].data
-        wave = cube_wavelengths(h["DATA"].header, data.shape[0])
+        wave, _ = spectral_axis(h["DATA"].header, data.shape[0])
         white = np.nanmean(data, axis=0)
         # Empty sky: the fainter half of the spaxels (the sources of IFU 1 cover far less).
         sky = np.isfinite(white) & (white < np.nanpercentile(white, 50))

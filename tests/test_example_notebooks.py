@@ -39,7 +39,8 @@ def site_archive(tmp_path_factory, sim_frames):
     """A site archive under its root: raw night, a cube, 3 master flats of NIGHT, biases with QC numbers."""
     from musewise.archive import Archive
     from musewise.config import MusewiseConfig
-    from musewise.qc.testing import archive_product, bias_trend, write_cube, write_master
+    from musewise.products.testing import write_cube, write_master
+    from musewise.qc.testing import archive_product, bias_trend
 
     import numpy as np
 
