@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     write_demo_config(root)
 
     from .archive import Archive
-    from .exceptions import DuplicateError
+    from .exceptions import DuplicateError, ReductionFailed
     from .inm import simulate_night
 
     t0 = time.time()
@@ -118,7 +118,15 @@ def main(argv=None) -> int:
     banner("3. reducing the night with the ESO MUSE pipeline (notebooks on Dask)")
     from . import dpu
 
-    cube_id = dpu.demo_cascade(arch, args.night, ifus, commit=True)
+    try:
+        cube_id = dpu.demo_cascade(arch, args.night, ifus, commit=True)
+    except ReductionFailed as exc:
+        # Recorded in the archive with its reason; what succeeded is kept, and running the
+        # demo again picks up from there.
+        print(f"\nthe reduction stopped: {exc}\nThe failed run is archived with its notebook and log; "
+              "what succeeded is kept, and running the demo again goes on from there.", file=sys.stderr)
+        describe_archive(arch)
+        return 1
     describe_archive(arch)
 
     banner(f"4. provenance of the final cube (dataset {cube_id})")
