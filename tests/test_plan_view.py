@@ -155,7 +155,7 @@ def test_plan_viewer_in_the_browser_runs_from_its_button(tmp_path, sim_frames, p
         page.set_viewport_size({"width": 1400, "height": 900})
         page.goto(f"{base}/?token={token}", wait_until="domcontentloaded", timeout=90_000)
         page.locator(".mw-plan table").wait_for(timeout=120_000)
-        assert page.locator(".mw-plan tr[data-step]").count() == 6  # bias, flat, wavecal, scibasic, 2 cubes
+        assert page.locator(".mw-plan tr[data-step]").count() == 7  # bias, flat, wavecal, lsf, scibasic, 2 cubes
         assert "no valid MASTER_BIAS for IFU 1" in page.locator(".mw-plan").inner_text()
         page.screenshot(path=str(output_dir / "plan_dry_run.png"), full_page=True)
         page.locator("button", has_text="Run plan").click()
@@ -163,6 +163,6 @@ def test_plan_viewer_in_the_browser_runs_from_its_button(tmp_path, sim_frames, p
         page.locator(".mw-plan .run-state", has_text="failed").first.wait_for(timeout=180_000)
         page.locator(".widget-html", has_text="Re-plan to see what is left").first.wait_for(timeout=30_000)
         text = page.locator(".mw-plan").inner_text()
-        assert text.count("skipped") == 5
+        assert text.count("skipped") == 6
         page.wait_for_timeout(500)
         page.screenshot(path=str(output_dir / "plan_run_failed.png"), full_page=True)
