@@ -78,6 +78,14 @@ def describe_archive(arch) -> None:
         print(f"  {kind:12s} {cat:20s} {n:4d}" + (f"   ({invalid} with an invalid IFU)" if invalid else ""))
 
 
+def archived_ifus(arch, night: str) -> set[int]:
+    """IFUs of which the archive holds the night's raw science exposures (empty if none)."""
+    held = set()
+    for rec in arch.query(kind="raw", night=night, category="OBJECT"):
+        held.update(state.ifu for state in rec.ifus)
+    return held
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", default="demo", help="data root of the demo archive")
@@ -96,23 +104,31 @@ def main(argv=None) -> int:
     from .inm import simulate_night
 
     t0 = time.time()
-    banner(f"1. simulating the night of {args.night}, IFUs {','.join(map(str, ifus))}")
-    incoming = root / "incoming" / args.night
-    raw = simulate_night(incoming, night=args.night, ifus=ifus, n_object=args.exposures, seed=0, progress=True)
-    print(f"wrote {len(raw)} raw frames and the static calibrations to {incoming}")
-
-    banner("2. ingesting into the archive")
     arch = Archive.open(user=DEMO_ADMIN, root=str(root))
-    for name, projects in DEMO_USERS.items():
-        try:
-            arch.add_user(name, projects=projects)
-        except DuplicateError:
-            pass
-    # The simulated frames are scratch: moved into the datastore, not copied (half the disk).
-    report = arch.ingest_many([incoming], progress=True, move=True)
-    print(report.summary())
-    for path, reason in report.refused:
-        print(f"  refused {path}: {reason}")
+    held = archived_ifus(arch, args.night)
+    if set(ifus) <= held:
+        # Running the demo again goes on with the reduction: simulating the night again
+        # would write the same frames (15 GB at 24 IFUs) only for ingest to refuse them.
+        banner(f"1-2. the archive already holds the raw frames of {args.night} for IFUs "
+               f"{','.join(map(str, ifus))}: not simulating them again")
+    else:
+        banner(f"1. simulating the night of {args.night}, IFUs {','.join(map(str, ifus))}")
+        incoming = root / "incoming" / args.night
+        raw = simulate_night(incoming, night=args.night, ifus=ifus, n_object=args.exposures, seed=0,
+                             progress=True)
+        print(f"wrote {len(raw)} raw frames and the static calibrations to {incoming}")
+
+        banner("2. ingesting into the archive")
+        for name, projects in DEMO_USERS.items():
+            try:
+                arch.add_user(name, projects=projects)
+            except DuplicateError:
+                pass
+        # The simulated frames are scratch: moved into the datastore, not copied (half the disk).
+        report = arch.ingest_many([incoming], progress=True, move=True)
+        print(report.summary())
+        for path, reason in report.refused:
+            print(f"  refused {path}: {reason}")
     describe_archive(arch)
 
     banner("3. reducing the night with the ESO MUSE pipeline (notebooks on Dask)")
