@@ -98,7 +98,7 @@ STEPS: dict[str, Step] = {s.name: s for s in (
          products=("STD_RESPONSE", "STD_TELLURIC"), per=PER_EXPOSURE),
     Step("scipost", "muse_scipost", "PIXTABLE_OBJECT", input_kind="product",
          calibrations=("EXTINCT_TABLE", "STD_RESPONSE"),
-         optional=("STD_TELLURIC", "FILTER_LIST", "LSF_PROFILE"),
+         optional=("STD_TELLURIC", "FILTER_LIST", "LSF_PROFILE", "ASTROMETRY_WCS"),
          products=("DATACUBE_FINAL", "IMAGE_FOV"), per=PER_EXPOSURE),
     Step("exp_combine", "muse_exp_combine", "PIXTABLE_REDUCED", input_kind="product",
          optional=("FILTER_LIST",), products=("DATACUBE_FINAL", "IMAGE_FOV"), per=PER_NIGHT,
