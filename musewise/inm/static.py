@@ -201,6 +201,11 @@ def write_static_calibrations(outdir: str | os.PathLike, mode: str = "WFM-NOAO-N
 
     files["GEOMETRY_TABLE"] = _write(out / "GEOMETRY_TABLE.fits",
                                      [fits.table_to_hdu(geometry_table())], "GEOMETRY_TABLE", mode)
+    # Where the pointing is relative to the data of the simulated IFUs (module docstring).
+    files["ASTROMETRY_WCS"] = out / "ASTROMETRY_WCS.fits"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VerifyWarning)
+        fits.PrimaryHDU(header=astrometry_wcs(ifus, mode)).writeto(files["ASTROMETRY_WCS"], overwrite=True)
 
     ext = Table([lam, extinction(lam)], names=("lambda", "extinction"))
     ext["lambda"].unit = "Angstrom"  # extinction: mag per airmass (no FITS unit)
@@ -222,8 +227,11 @@ def write_static_calibrations(outdir: str | os.PathLike, mode: str = "WFM-NOAO-N
     resp = np.where(ok, response_mag(lam, mode), response_mag(lam[ok][0], mode))
     rt = Table([lam, resp, np.full_like(lam, 0.01)], names=("lambda", "response", "resperr"))
     rt["lambda"].unit = "Angstrom"
+    # FFCORR: the response applies to pixel tables corrected by the flat-field spectrum (what
+    # muse_scibasic writes); without it muse_scipost reverts that correction and the fluxes
+    # come out 0.6-1.8x the model's (measured on the sky lines, 5577-9000 A; 0.94x with it).
     files["STD_RESPONSE"] = _write(out / "STD_RESPONSE.fits", [fits.table_to_hdu(rt)],
-                                   "STD_RESPONSE", mode)
+                                   "STD_RESPONSE", mode, **{"HIERARCH ESO DRS MUSE FLUX FFCORR": True})
 
     files["FILTER_LIST"] = _write(out / "FILTER_LIST.fits", filter_list(), "FILTER_LIST")
 
@@ -236,9 +244,4 @@ def write_static_calibrations(outdir: str | os.PathLike, mode: str = "WFM-NOAO-N
     sl.columns["lambda"].unit = "Angstrom"
     sl.columns["flux"].unit = "10**(-20)*erg/(s cm2 arcsec2)"
     files["SKY_LINES"] = _write(out / "SKY_LINES.fits", [sl], "SKY_LINES")
-
-    files["ASTROMETRY_WCS"] = out / "ASTROMETRY_WCS.fits"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", VerifyWarning)
-        fits.PrimaryHDU(header=astrometry_wcs(ifus, mode)).writeto(files["ASTROMETRY_WCS"], overwrite=True)
     return files
