@@ -167,7 +167,7 @@ def test_point_source_appears_in_slices_the_geometry_predicts(tmp_path):
 def test_static_tables_have_pipeline_columns(tmp_path):
     files = write_static_calibrations(tmp_path, mode="WFM-NOAO-E")
     assert set(files) >= {"LINE_CATALOG", "GEOMETRY_TABLE", "EXTINCT_TABLE", "STD_FLUX_TABLE",
-                          "STD_RESPONSE", "FILTER_LIST", "SKY_LINES"}
+                          "STD_RESPONSE", "FILTER_LIST", "SKY_LINES", "ASTROMETRY_WCS"}
     need = {"LINE_CATALOG": {"lambda", "flux", "ion", "quality"},
             "GEOMETRY_TABLE": {"SubField", "SliceCCD", "SliceSky", "x", "y", "angle", "width"},
             "EXTINCT_TABLE": {"lambda", "extinction"},
