@@ -20,7 +20,7 @@ APT_PACKAGES := esorex cpl-plugin-muse postgresql chromium graphviz
 # Installed only when the command is missing (a machine may have its own Python or Node.js).
 APT_IF_MISSING := "$(PYTHON) -c 'import ensurepip'":python3-venv "npm --version":npm
 
-.PHONY: demo test test-fast bench setup system venv node clean help
+.PHONY: demo test test-fast bench bench-jdaviz-env setup system venv node clean help
 
 help:
 	@sed -n '2,5p' Makefile
@@ -65,8 +65,21 @@ test: setup
 test-fast: setup
 	$(VENV)/bin/pytest -ra -m "not pipeline and not browser and not hub" $(PYTEST_ARGS)
 
-bench: setup
+bench: setup bench-jdaviz-env
 	$(PY) benchmarks/run_all.py
 
+# jdaviz, the Cubeviz baseline of benchmarks/bench_widgets.py, brings ~90 packages the project does
+# not use (glue, solara, vispy, astroquery...): it gets its own virtualenv, so `make test` and CI
+# install none of them and neither side's requirements move the other's. The benchmark runs its
+# sessions there in a subprocess. Not part of `make test` or CI.
+JDAVIZ_VENV ?= .venv-jdaviz
+JDAVIZ_VERSION ?= 5.0.2
+bench-jdaviz-env: $(JDAVIZ_VENV)/.stamp-$(JDAVIZ_VERSION)
+$(JDAVIZ_VENV)/.stamp-$(JDAVIZ_VERSION):
+	@test -x $(JDAVIZ_VENV)/bin/python || $(PYTHON) -m venv $(JDAVIZ_VENV)
+	$(JDAVIZ_VENV)/bin/python -m pip install -q --upgrade pip
+	$(JDAVIZ_VENV)/bin/python -m pip install -q jdaviz==$(JDAVIZ_VERSION) psutil
+	@touch $@
+
 clean:
-	rm -rf $(VENV) node_modules test-output demo .pytest_cache
+	rm -rf $(VENV) $(JDAVIZ_VENV) node_modules test-output demo .pytest_cache

@@ -19,7 +19,7 @@ Usage::
 
     python benchmarks/bench_night.py                 # 2 IFUs (~10 min on 2 cores)
     python benchmarks/bench_night.py --ifus 24 --keep /data/night24   # the full instrument
-                                                     # (~55 GB, ~1 h on 2 cores, 24 GB memory)
+    python benchmarks/bench_night.py --ifus 24 --exposures 1 --no-pixtables   # where disk is short
 """
 
 from __future__ import annotations
@@ -108,6 +108,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ifus", default="2", help="number of IFUs (1-24)")
     ap.add_argument("--keep", help="data root to use and keep (default: a temporary folder, removed)")
+    ap.add_argument("--exposures", type=int, default=2, help="science exposures of the night")
+    ap.add_argument("--no-pixtables", action="store_true",
+                    help="muse_scipost saves only the cube, not the reduced pixel tables (~9 GB a 24-IFU exposure)")
     ap.add_argument("--every", type=float, default=5.0, help="sampling interval (s)")
     args = ap.parse_args(argv)
 
@@ -115,7 +118,14 @@ def main(argv=None) -> int:
     root = Path(args.keep or tmp).resolve()
     root.mkdir(parents=True, exist_ok=True)
     free0 = shutil.disk_usage(root).free
-    cmd = [sys.executable, "-m", "musewise.demo", "--root", str(root), "--ifus", str(args.ifus), "--no-hub"]
+    if args.no_pixtables:  # the demo keeps a config file it finds in its data root
+        (root / "musewise_config.py").write_text(
+            "from musewise.dpu.config import DEFAULT_PARAMETERS\n"
+            "c.MusewiseConfig.user = 'admin'\n"
+            "c.DpuConfig.default_parameters = {**DEFAULT_PARAMETERS, 'muse_scipost': "
+            "{**DEFAULT_PARAMETERS['muse_scipost'], 'save': 'cube'}}\n")
+    cmd = [sys.executable, "-m", "musewise.demo", "--root", str(root), "--ifus", str(args.ifus),
+           "--exposures", str(args.exposures), "--no-hub"]
     print("$", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd)

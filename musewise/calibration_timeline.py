@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from .archive.records import range_covers, range_text
-from .exceptions import MusewiseError, ParameterError
+from .exceptions import MusewiseError, NotFoundError, ParameterError
 from .vocabulary import CollectionType
 
 __all__ = ["COLLECTION_PALETTE", "STATE_STYLE", "Timeline", "TimelineBar", "TimelineRow", "build_timeline",
@@ -253,13 +253,13 @@ class Timeline:
 
         Raises
         ------
-        KeyError
-            If it is not on this timeline.
+        NotFoundError
+            If it is not on this timeline (a LookupError).
         """
         for b in self.bars:
             if b.certification_id == int(certification_id):
                 return b
-        raise KeyError(f"certification {certification_id} is not on this timeline")
+        raise NotFoundError(f"certification {certification_id} is not on this timeline")
 
     def covering(self, mjd: float | None = None) -> list[TimelineBar]:
         """Bars whose certified range holds ``mjd`` (default: the marker)."""

@@ -57,13 +57,32 @@ def _filters(args) -> dict:
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
+def _ifus(text: str) -> tuple[int, ...]:
+    if text == "all":
+        return tuple(range(1, 25))
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigurationError(f"--ifus must be comma-separated numbers or 'all', got {text!r}") from None
+
+
 def cmd_simulate(args):
+    outdir = args.out or args.outdir
+    if outdir is None:
+        raise ConfigurationError("give the output folder (OUTDIR or --out)")
+    if args.programme:
+        from .inm import simulate_programme
+
+        nights = simulate_programme(outdir, args.programme, ifus=_ifus(args.ifus), mode=args.mode,
+                                    seed=args.seed, progress=True)
+        for night, paths in nights.items():
+            print(f"{night}: wrote {len(paths)} files to {outdir}/{night}")
+        return
     from .inm import simulate_night
 
-    ifus = tuple(range(1, 25)) if args.ifus == "all" else tuple(int(x) for x in args.ifus.split(","))
-    paths = simulate_night(args.outdir, night=args.night, ifus=ifus, n_object=args.n_object,
-                           mode=args.mode, seed=args.seed, progress=True)
-    print(f"wrote {len(paths)} files to {args.outdir}")
+    paths = simulate_night(outdir, night=args.night, ifus=_ifus(args.ifus), n_object=args.n_object,
+                           mode=args.mode, seed=args.seed or 0, progress=True)
+    print(f"wrote {len(paths)} files to {outdir}")
 
 
 def cmd_ingest(args):
@@ -216,13 +235,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", help="act as this archive user (default $MUSEWISE_USER or login name)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("simulate", help="write a simulated MUSE night (raw frames + static calibrations)")
-    s.add_argument("outdir")
-    s.add_argument("--night", default="2026-11-20")
+    s = sub.add_parser("simulate", help="write a simulated MUSE night or observing programme "
+                                        "(raw frames + static calibrations)")
+    s.add_argument("outdir", nargs="?", help="output folder (or --out)")
+    s.add_argument("--out", help="output folder")
+    s.add_argument("--programme", metavar="NAME_OR_FILE",
+                   help="simulate an observing programme over several nights: a built-in name "
+                        "(deep-field, deep-field-4pa) or a YAML/JSON file (format: "
+                        "musewise.inm.programme); writes OUT/<night>/ for each night")
+    s.add_argument("--night", default="2026-11-20", help="the night to simulate (without --programme)")
     s.add_argument("--ifus", default="1,2", help="comma-separated IFUs or 'all'")
-    s.add_argument("--n-object", type=int, default=2)
+    s.add_argument("--n-object", type=int, default=2, help="science exposures (without --programme)")
     s.add_argument("--mode", default="WFM-NOAO-N")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=None,
+                   help="seed (default 0, or the programme's own)")
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("ingest", help="archive raw frames and static calibrations (files or folders)")

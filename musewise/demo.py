@@ -5,8 +5,10 @@ Steps, each printed as it happens:
 1. the instrument model writes a night of raw frames (calibrations, a standard
    star, science exposures) and the static calibrations;
 2. the archive ingests them (checksummed, atomically) and says what it holds;
-3. the reduction cascade bias -> flat -> wavecal -> scibasic -> scipost runs
-   through the template notebooks and the real ESO MUSE pipeline on Dask;
+3. the reduction cascade bias -> flat -> wavecal -> lsf -> scibasic (science and
+   standard star) -> standard -> scipost (flux calibration from the night's standard,
+   sky subtraction with the pipeline's sky model) runs through the template notebooks
+   and the real ESO MUSE pipeline on Dask;
 4. the provenance graph of the final cube is printed (each dataset and run once) and
    written as W3C PROV-JSON and a Graphviz drawing beside the archive;
 5. the shared JupyterHub starts on 127.0.0.1:8000 and its address and demo
@@ -81,6 +83,7 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default="demo", help="data root of the demo archive")
     ap.add_argument("--ifus", default="2", help="number of IFUs (1-24) or a comma-separated list")
     ap.add_argument("--night", default="2026-11-20")
+    ap.add_argument("--exposures", type=int, default=2, help="science exposures of the night")
     ap.add_argument("--no-hub", action="store_true", help="stop after the reduction")
     args = ap.parse_args(argv)
     ifus = (tuple(int(x) for x in args.ifus.split(",")) if "," in args.ifus
@@ -95,7 +98,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     banner(f"1. simulating the night of {args.night}, IFUs {','.join(map(str, ifus))}")
     incoming = root / "incoming" / args.night
-    raw = simulate_night(incoming, night=args.night, ifus=ifus, seed=0, progress=True)
+    raw = simulate_night(incoming, night=args.night, ifus=ifus, n_object=args.exposures, seed=0, progress=True)
     print(f"wrote {len(raw)} raw frames and the static calibrations to {incoming}")
 
     banner("2. ingesting into the archive")

@@ -9,6 +9,8 @@ The tree::
     MusewiseError
     ├── ConfigurationError (ValueError)
     ├── InvalidArgumentError (ValueError)
+    ├── UnsupportedTypeError (TypeError)
+    ├── NothingSelectedError (ValueError)
     ├── InvalidFrameError (ValueError)
     ├── NotFoundError (LookupError)
     │   └── CalibrationNotFoundError
@@ -32,6 +34,7 @@ The tree::
     ├── QCError (RuntimeError)
     ├── QCNotApplicableError (ValueError)
     ├── AlreadyClaimedError (RuntimeError)
+    ├── ServiceStartError (RuntimeError)
     └── MissingDependencyError (ImportError)
 """
 
@@ -51,6 +54,17 @@ class InvalidArgumentError(MusewiseError, ValueError):
 
     The message names the value and what is accepted instead.
     """
+
+
+class UnsupportedTypeError(MusewiseError, TypeError):
+    """A function was given an object of a kind it cannot use (or a keyword it does not know).
+
+    The message names what is accepted instead.
+    """
+
+
+class NothingSelectedError(MusewiseError, ValueError):
+    """A viewer was asked to act on its selection (an IFU, a spectrum, an image, a range) before one was made."""
 
 
 class InvalidFrameError(MusewiseError, ValueError):
@@ -235,6 +249,13 @@ class QCNotApplicableError(MusewiseError, ValueError):
 class AlreadyClaimedError(MusewiseError, RuntimeError):
     """Another reviewer holds an unexpired claim on the product."""
 
+
+
+class ServiceStartError(MusewiseError, RuntimeError):
+    """A server musewise starts for a session or a test (Voila, PostgreSQL) exited or did not answer in time.
+
+    The message holds the end of its log.
+    """
 
 
 class MissingDependencyError(MusewiseError, ImportError):

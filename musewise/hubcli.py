@@ -160,7 +160,9 @@ def _spawner_class():
         """
 
         archive_env = Dict(help="MUSEWISE_* variables of the archive, passed to every server.").tag(config=True)
-        kernel_name = Unicode("musewise", help="Kernel registered before each start (MusewiseConfig.kernel_name).").tag(config=True)
+        kernel_name = Unicode(MusewiseConfig.class_traits()["kernel_name"].default_value,
+                              help="Kernel registered before each start (MusewiseConfig.kernel_name, "
+                                   "which the hub's configuration sets).").tag(config=True)
         copy_into_home = Dict(help="See MusewiseHub.copy_into_home.").tag(config=True)
         scratch_root = Unicode(help="Users' scratch folders live in <scratch_root>/<username>.").tag(config=True)
 

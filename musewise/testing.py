@@ -18,7 +18,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, ServiceStartError
 
 
 def free_port() -> int:
@@ -152,13 +152,13 @@ def voila_server(folder, target: str = ".", timeout: float = 60.0):
         deadline = time.time() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError("voila exited:\n" + log_path.read_text())
+                raise ServiceStartError("voila exited:\n" + log_path.read_text())
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
                 if time.time() > deadline:
-                    raise RuntimeError("voila did not start:\n" + log_path.read_text())
+                    raise ServiceStartError("voila did not start:\n" + log_path.read_text())
                 time.sleep(0.3)
         yield f"http://127.0.0.1:{port}", token
     finally:

@@ -47,6 +47,9 @@ class FrameType(str, enum.Enum):
     STD = "STD"
     OBJECT = "OBJECT"
     SKY = "SKY"
+    #: Lamp flat attached to a science OB (``ESO DPR TYPE FLAT,LAMP,ILLUM``): muse_scibasic
+    #: uses it to correct the relative illumination of the slices at the time of the OB.
+    ILLUM = "ILLUM"
 
     @classmethod
     def from_dpr(cls, dpr_type: str, dpr_catg: str = "") -> "FrameType":
@@ -61,7 +64,7 @@ class FrameType(str, enum.Enum):
         table = {
             "BIAS": cls.BIAS, "DARK": cls.DARK, "FLAT,LAMP": cls.FLAT,
             "WAVE": cls.ARC, "FLAT,SKY": cls.SKYFLAT, "STD": cls.STD,
-            "OBJECT": cls.OBJECT, "SKY": cls.SKY,
+            "OBJECT": cls.OBJECT, "SKY": cls.SKY, "FLAT,LAMP,ILLUM": cls.ILLUM,
         }
         if t not in table:
             raise InvalidArgumentError(f"unknown ESO DPR TYPE {dpr_type!r}")

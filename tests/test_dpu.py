@@ -1,6 +1,6 @@
 """The reduction layer: runs, lineage, failures, concurrency, target processing.
 
-The long cascade (bias -> flat -> wavecal -> scibasic -> scipost, real esorex,
+The long cascade (bias -> flat -> wavecal -> lsf -> scibasic -> scipost, real esorex,
 one IFU) runs once on SQLite (module fixture ``cascade``); the cheaper tests
 run on SQLite and PostgreSQL through the ``archive`` fixture, and two of them
 (failure, concurrency) run the real pipeline on both.
@@ -13,6 +13,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from musewise import dpu
@@ -75,10 +76,11 @@ def test_cascade_steps_core_and_optional_by_configuration():
     from musewise.dpu.planner import cascade
 
     names = [s.name for s in cascade("scipost", dpu.DpuConfig())]
-    assert names == ["bias", "flat", "wavecal", "scibasic", "scipost"]
-    cfg = dpu.DpuConfig(optional_steps=["dark", "lsf", "twilight"])
+    assert names == ["bias", "flat", "wavecal", "lsf", "scibasic", "scibasic_std", "standard", "scipost"]
+    cfg = dpu.DpuConfig(optional_steps=["dark", "twilight"])
     names = [s.name for s in cascade("scipost", cfg)]
-    assert names == ["bias", "dark", "flat", "wavecal", "lsf", "twilight", "scibasic", "scipost"]
+    assert names == ["bias", "dark", "flat", "wavecal", "lsf", "twilight", "scibasic", "scibasic_std",
+                     "standard", "scipost"]
     assert [s.name for s in cascade("flat", cfg)] == ["bias", "dark", "flat"]
 
 
@@ -108,6 +110,22 @@ def test_dry_run_shows_inputs_with_reasons_and_records_nothing(archive, dpu_nigh
     assert sorted(i.dataset_id for i in specs[0].inputs) == sorted(r.id for r in archive.query(category="BIAS"))
     assert all(i.tag == "BIAS" and "IFU 1" in i.reason for i in specs[0].inputs)
     assert archive.runs() == []
+
+
+def test_reductions_describe_recipes_with_their_archive_configuration(archive_config, dpu_night, tmp_path):
+    from musewise.archive import Archive
+    from musewise.config import MusewiseConfig
+    from musewise.recipes import configure, esorex
+
+    cfg = MusewiseConfig.load(**{**archive_config.as_dict(), "recipe_cache": str(tmp_path / "site-cache")})
+    arch = Archive(cfg, user="admin")
+    try:
+        _ingest(arch, dpu_night, "BIAS")
+        dpu.run("bias", date=NIGHT, archive=arch, dry_run=True)
+        assert esorex.cache_dir() == tmp_path / "site-cache"  # not the default nor the environment's
+    finally:
+        arch.close()
+        configure()
 
 
 def test_cli_run_dry_run_and_bad_parameter(archive, archive_config, dpu_night, monkeypatch, capsys):
@@ -215,7 +233,7 @@ def test_cascade_cube_provenance_reaches_the_raw_biases(cascade):
     raw_bias = {r.id for r in arch.query(category="BIAS")}
     assert raw_bias <= set(graph.datasets)
     recipes = {r.recipe for r in graph.runs.values()}
-    assert recipes == {"muse_scipost", "muse_scibasic", "muse_wavecal", "muse_flat", "muse_bias"}
+    assert recipes == {"muse_scipost", "muse_scibasic", "muse_lsf", "muse_wavecal", "muse_flat", "muse_bias"}
     text = dpu.provenance_tree(cube.id, arch)
     assert "muse_bias" in text and "crsigma=20" in text
     # every run left its executed notebook, and calibration choices say why
@@ -226,6 +244,83 @@ def test_cascade_cube_provenance_reaches_the_raw_biases(cascade):
         assert "Created product" in nb or run.recipe == "muse_scipost"  # the log is shown
     flat_inputs = [u for u in graph.used if u.tag == "MASTER_FLAT"]
     assert flat_inputs and "IFU 1 valid" in flat_inputs[0].reason
+
+
+def test_night_without_standard_star_plans_no_standard(archive, dpu_night):
+    _ingest(archive, dpu_night, "BIAS", "FLAT", "ARC", "OBJECT", "static")
+    pl = dpu.plan("scipost", NIGHT, [1], archive=archive)
+    assert pl.steps == ["bias", "flat", "wavecal", "lsf", "scibasic", "scipost"]
+    assert not [i for i in pl.items if i.step in ("scibasic_std", "standard")]
+
+
+def test_sky_model_needs_sky_lines_and_lsf_only_when_the_sky_is_modelled(archive, dpu_night, tmp_path):
+    from datetime import datetime
+
+    from musewise.dpu.selection import select_runs
+    from musewise.dpu.steps import get_step
+    from musewise.qc.testing import archive_product, write_master
+
+    step = get_step("scipost")
+    _ingest(archive, dpu_night, "static")
+    # A pixel table of exposure 1, IFU 1 (a stand-in: nothing runs), and no LSF_PROFILE.
+    path = write_master(tmp_path / "PIXTABLE_OBJECT_0001-01.fits", "PIXTABLE_OBJECT", np.zeros((4, 4)),
+                        datetime(2026, 11, 21, 1, 30), **{"HIERARCH ESO DRS MUSE PIXTABLE IFU": 1})
+    archive_product(archive, path, "muse_scibasic", ifu=1, category="PIXTABLE_OBJECT")
+    # The pipeline's default sky model: refused before anything runs (muse_scipost itself
+    # would stop with "Missing required LSF frames"); the message names what to build.
+    for params in ({"skymethod": "model"}, {}):
+        with pytest.raises(CalibrationNotFoundError, match="LSF_PROFILE.*IFU 1") as exc:
+            select_runs(archive, step, NIGHT, ifus=[1], params=params)
+        assert exc.value.category == "LSF_PROFILE"
+    # Without a sky model the same pixel table is reduced, with the static SKY_LINES unused.
+    (spec,) = select_runs(archive, step, NIGHT, ifus=[1], params={"skymethod": "none"})
+    tags = {i.tag for i in spec.inputs}
+    assert {"PIXTABLE_OBJECT", "EXTINCT_TABLE", "STD_RESPONSE"} <= tags and "LSF_PROFILE" not in tags
+
+
+@pipeline
+def test_cascade_cube_is_sky_subtracted_with_the_pipeline_sky_model(cascade, output_dir):
+    """Residuals of 5577, 6300 and 8399 A below 5% of the simulated line, in empty sky."""
+    from astropy.io import fits
+
+    from musewise.inm.spectra import sky_line_in_cube
+    from musewise.qc.measures import cube_wavelengths, sky_line_residuals
+
+    arch, cube = cascade
+    run = arch.get_run(cube.run_id)
+    assert run.details["effective_parameters"]["skymethod"] == "model"
+    assert {"SKY_LINES", "LSF_PROFILE"} <= {i.tag for i in run.inputs}
+    assert "Sky line fit finished successfully" in Path(arch.path(run.notebook_id)).read_text()
+    with fits.open(arch.path(cube.id)) as h:
+        airmass = 0.5 * (h[0].header["ESO TEL AIRM START"] + h[0].header["ESO TEL AIRM END"])
+        data = h["DATA"].data
+        wave = cube_wavelengths(h["DATA"].header, data.shape[0])
+        white = np.nanmean(data, axis=0)
+        # Empty sky: the fainter half of the spaxels (the sources of IFU 1 cover far less).
+        sky = np.isfinite(white) & (white < np.nanpercentile(white, 50))
+        spaxels = data[:, sky]
+    sky_spectrum = [r for r in arch.query(category="SKY_SPECTRUM") if r.run_id == run.id]
+    assert sky_spectrum, "muse_scipost saved no SKY_SPECTRUM (--save=...,skymodel)"
+    from astropy.table import Table
+
+    before = Table.read(arch.path(sky_spectrum[0].id))
+    lines = (5577.339, 6300.304, 8399.170)
+    after = sky_line_residuals(spaxels, None, wave, lines=lines)
+    seen = sky_line_residuals(np.asarray(before["data"], float), None, np.asarray(before["lambda"], float),
+                              lines=lines)
+    record = {}
+    for line in lines:
+        simulated = sky_line_in_cube(line, airmass)
+        record[line] = {"simulated": simulated, "before": seen[line]["residual"],
+                        "residual": after[line]["residual"],
+                        "residual_percent": 100 * after[line]["residual"] / simulated}
+    (output_dir / "sky_residuals.json").write_text(json.dumps(record, indent=1))
+    print(json.dumps(record, indent=1))
+    for line, r in record.items():
+        # The sky the model put in reaches the cube at its flux (the response is right) ...
+        assert r["before"] == pytest.approx(r["simulated"], rel=0.10), (line, r)
+        # ... and what is left of it after subtraction is below 5%.
+        assert abs(r["residual"]) < 0.05 * r["simulated"], (line, r)
 
 
 @pipeline
@@ -252,7 +347,7 @@ def test_cascade_invalid_flat_rebuilds_what_depended_on_it_not_the_bias(cascade)
     assert {"WAVECAL_TABLE", "PIXTABLE_OBJECT", "DATACUBE_FINAL"} <= affected
     arch.set_validity(flat.id, 1, is_valid=False, comment="test: lamp flicker")
     pl = dpu.plan("scipost", NIGHT, [1], archive=arch, p={"crsigma": 20})
-    assert pl.steps == ["flat", "wavecal", "scibasic", "scipost"]
+    assert pl.steps == ["flat", "wavecal", "lsf", "scibasic", "scipost"]
     assert [i.status for i in pl.items if i.step == "bias"] == ["current"]
     n_bias_runs = len(arch.runs(recipe="muse_bias"))
     dpu.make("scipost", NIGHT, [1], dry_run=False, commit=True, archive=arch, p={"crsigma": 20},
@@ -340,3 +435,83 @@ def test_cascade_cube_puts_simulated_stars_where_they_are_with_their_flux(cascad
             print(f"cube {cube.id}: star ({star.dx}, {star.dy}) offset {sep:.3f} arcsec, flux ratio {ratio:.3f}")
             assert sep < 0.1, (star, sep)
             assert abs(ratio - 1) < 0.10, (star, ratio)
+
+
+@pipeline
+def test_cascade_spaxel_origin_is_where_the_instrument_model_put_the_star(cascade):
+    """spaxel -> IFU, slice and calibrations on the real pipeline's PIXTABLE_REDUCED.
+
+    The default scene's bright star (``Scene.default``: dx = 14", dy = 27.6" from the
+    field centre, less the exposure's dither) lies in IFU 1 between two sky slices; the
+    cube's white-light peak must trace back to that IFU and those slices, the pixels
+    found there must be brighter than in the neighbouring spaxels, and the calibrations
+    listed must be the inputs of the runs that made the exposure.
+    """
+    import numpy as np
+    from astropy.io import fits
+
+    from musewise.inm.layout import (FIELD_CENTRE, SKY_SLICE, SLICE_WIDTH_SKY, SPAXEL,
+                                     ifu_of_field_y)
+    from musewise.origin import PixelTable, find_pixtables, pixels_in_spaxel, spaxel_origin
+
+    arch, cube = cascade
+    with fits.open(arch.path(cube.id)) as hdul:
+        white = np.nansum(hdul["DATA"].data, axis=0)
+        head = hdul["DATA"].header.copy()
+        ox = float(hdul[0].header.get("HIERARCH ESO OCS OFFS DRA", 0.0))
+        oy = float(hdul[0].header.get("HIERARCH ESO OCS OFFS DDEC", 0.0))
+    py, px = np.unravel_index(np.nanargmax(white), white.shape)
+    o = spaxel_origin(arch, cube.id, int(px), int(py))
+    # Where the instrument model put the star, in the geometry frame (spaxels).
+    fx = FIELD_CENTRE[0] + (14.0 - ox) / SPAXEL
+    fy = FIELD_CENTRE[1] + (27.6 - oy) / SPAXEL
+    ifu = ifu_of_field_y(fy)
+    stack = int((fx - FIELD_CENTRE[0]) // SLICE_WIDTH_SKY + 2)
+    rows = {int(np.floor(150 - fy - (ifu - 1) * 12)), int(np.ceil(150 - fy - (ifu - 1) * 12))}
+    expected_sky = {stack * 12 + r + 1 for r in rows if 0 <= r < 12}
+    assert o.npix > 1000 and o.ifus == [ifu] == [1]
+    main = o.contributions[0]
+    assert main.fraction > 0.5 and main.sky_slice in expected_sky, (o.to_text(), expected_sky)
+    for c in o.contributions:  # the GEOMETRY_TABLE's CCD -> sky slice is the instrument's
+        assert SKY_SLICE[c.ccd_slice - 1] == c.sky_slice
+    assert sum(c.npix for c in o.contributions) == o.npix
+    # The pixel table's light peaks where the cube's does.
+    (pt,) = find_pixtables(arch, cube.id)
+    with PixelTable(arch.path(pt.id)) as table:
+        flux = {(dx, dy): float(np.nansum(pixels_in_spaxel(table, head, int(px) + dx, int(py) + dy)["data"]))
+                for dx, dy in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))}
+        peak = pixels_in_spaxel(table, head, int(px), int(py))
+    assert max(flux, key=flux.get) == (0, 0), flux
+    # mpdaf reads the same table the same way: sky positions and origin bits.
+    from conftest import need
+
+    try:
+        from mpdaf.drs import PixTable
+    except ImportError:
+        PixTable = None
+    need(PixTable is not None, "mpdaf not installed (pip install -e '.[bench]')")
+    mp = PixTable(arch.path(pt.id))
+    rows = peak["row"]
+    ra, dec = mp.get_pos_sky(mp.get_xpos(ksel=rows), mp.get_ypos(ksel=rows))
+    from astropy.wcs import WCS
+
+    mx, my = WCS(head).celestial.wcs_world2pix(ra, dec, 0)
+    np.testing.assert_allclose(mx, peak["px"], atol=1e-3)
+    np.testing.assert_allclose(my, peak["py"], atol=1e-3)
+    origin = mp.get_origin(ksel=rows)
+    assert (mp.origin2ifu(origin) == peak["ifu"]).all() and (mp.origin2slice(origin) == peak["slice"]).all()
+    # The calibrations are the inputs of the scibasic run of IFU 1 and of the scipost run.
+    post = arch.get_run(pt.run_id)
+    (basic_input,) = [i for i in post.inputs if i.tag == "PIXTABLE_OBJECT"]
+    basic = arch.get_run(arch.get(basic_input.dataset_id).run_id)
+    want = {(i.tag, i.dataset_id) for i in basic.inputs if i.tag != "OBJECT"} | \
+        {(i.tag, i.dataset_id) for i in post.inputs if i.tag != "PIXTABLE_OBJECT"}
+    assert {(u.tag, u.dataset_id) for u in o.calibrations} == want
+    assert {"MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "WAVECAL_TABLE", "GEOMETRY_TABLE"} <= {t for t, _ in want}
+    records = arch.get_many([u.dataset_id for u in o.calibrations])
+    for u in o.calibrations:
+        rec = records[u.dataset_id]
+        assert (u.is_valid, u.affected_by) == (rec.is_valid, rec.affected_by)
+        assert u.usable == rec.usable_for(1)
+    flat = next(u for u in o.calibrations if u.tag == "MASTER_FLAT")
+    assert flat.producer_notebook_id is not None and flat.certified

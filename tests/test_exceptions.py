@@ -41,3 +41,49 @@ def test_no_exception_class_is_defined_elsewhere():
                     for b in node.bases):
                 found.add((rel, node.name))
     assert found <= PENDING, f"define these in musewise/exceptions.py: {sorted(found - PENDING)}"
+
+
+#: Builtins musewise may raise bare: an abstract method's NotImplementedError (the
+#: base class says what to override) and the AttributeError of a module's __getattr__
+#: (Python's protocol for lazy attributes).
+ALLOWED_BARE = {"NotImplementedError": None, "AttributeError": "__getattr__"}
+
+
+def _bare_raises(tree):
+    """(line, builtin name, enclosing function) of each ``raise <builtin>(...)`` in a module."""
+    import builtins
+
+    found = []
+
+    def visit(node, func):
+        for child in ast.iter_child_nodes(node):
+            name = func
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                name = child.name
+            if isinstance(child, ast.Raise) and child.exc is not None:
+                exc = child.exc.func if isinstance(child.exc, ast.Call) else child.exc
+                cls = getattr(builtins, getattr(exc, "id", ""), None)
+                if isinstance(exc, ast.Name) and isinstance(cls, type) and issubclass(cls, BaseException):
+                    found.append((child.lineno, exc.id, func))
+            visit(child, name)
+
+    visit(tree, None)
+    return found
+
+
+def test_no_bare_builtin_is_raised_anywhere_in_musewise():
+    bare = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        for line, name, func in _bare_raises(ast.parse(path.read_text())):
+            if name in ALLOWED_BARE and ALLOWED_BARE[name] in (None, func):
+                continue
+            bare.append(f"{rel}:{line} raise {name}")
+    assert not bare, "raise an error of musewise.exceptions (it subclasses the builtin too): " + ", ".join(bare)
+
+
+def test_the_bare_raise_check_finds_one():
+    tree = ast.parse("def f(x):\n    if x:\n        raise ValueError('no')\n    raise KeyError\n"
+                     "def __getattr__(name):\n    raise AttributeError(name)\n")
+    assert _bare_raises(tree) == [(3, "ValueError", "f"), (4, "KeyError", "f"), (6, "AttributeError", "__getattr__")]
+

@@ -179,6 +179,17 @@ def test_static_tables_have_pipeline_columns(tmp_path):
     assert fits.getheader(files["LINE_CATALOG"])["VERSION"] == 3
     assert len(Table.read(files["GEOMETRY_TABLE"], hdu=1)) == 24 * 48
     assert np.all(np.isfinite(Table.read(files["STD_RESPONSE"], hdu=1)["response"]))
+    # What muse_scipost checks before it models the sky: the LINES columns (dq included)
+    # and the flux unit spelled its way; the response made for flat-field-spectrum-corrected
+    # pixel tables (else the recipe reverts that correction and the fluxes are wrong).
+    sky = fits.open(files["SKY_LINES"])
+    assert sky[1].name == "LINES" and sky[1].columns.names == ["name", "group", "lambda", "flux", "dq"]
+    units = {sky[1].header[f"TTYPE{k}"]: sky[1].header.get(f"TUNIT{k}") for k in range(1, 6)}
+    assert units["flux"] == "10**(-20)*erg/(s cm^2 arcsec^2)" and units["lambda"] == "Angstrom"
+    from musewise.inm.spectra import sky_line_flux
+
+    assert sky[1].data["flux"][sky[1].data["name"] == "SKY5577"][0] == pytest.approx(sky_line_flux(5577.3) * 1e20)
+    assert fits.getheader(files["STD_RESPONSE"])["ESO DRS MUSE FLUX FFCORR"] is True
 
 
 def test_dithered_exposures_see_each_star_at_one_sky_position():

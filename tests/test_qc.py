@@ -26,6 +26,7 @@ from musewise.qc import (
     queue,
     review_state,
     run_qc,
+    run_qc_many,
 )
 from musewise.qc import measures
 from musewise.products import testing as pt
@@ -164,6 +165,41 @@ def test_failed_qc_notebook_is_recorded(archive, qc_dir, broken_notebooks):
     assert run.status == "failed" and run.notebook_id is not None
     # The hook never breaks a reduction: it logs and returns None.
     assert after_product(archive, rec.id, config=QCConfig(notebooks_dir=str(broken_notebooks))) is None
+
+
+def test_qc_of_several_products_runs_on_dask(archive, qc_dir):
+    """QC reaches Dask by the reductions' path: each worker reopens the archive and records its run."""
+    from musewise.dpu.engine import close_clients
+
+    good, _ = qct.bias_product(archive, qc_dir / "a")
+    bad, _ = qct.bias_product(archive, qc_dir / "b", level_offset=5.0, seed=1, hour=19)
+    try:
+        results = run_qc_many(archive, [good.id, bad.id], engine="dask", progress=False)
+    finally:
+        close_clients()
+    assert [(r.dataset_id, r.flag) for r in results] == [(good.id, "good"), (bad.id, "bad")]
+    assert all(archive.get_run(r.run_id).status == "succeeded" for r in results)
+    assert archive.get(bad.id).ifus[0].flag == "bad"  # flagged through the worker's own connection
+    assert [i.dataset_id for i in queue(archive) if i.state == "pending"] == [bad.id]
+
+
+def test_qc_of_several_products_refuses_before_running_and_reports_failures(archive, qc_dir, broken_notebooks,
+                                                                              monkeypatch, capsys):
+    from musewise.cli import main
+
+    rec, raw_ids = qct.bias_product(archive, qc_dir)
+    with pytest.raises(QCNotApplicableError):
+        run_qc_many(archive, [rec.id, raw_ids[0]], engine="local", progress=False)
+    assert [r.recipe for r in archive.runs()] == ["muse_bias"]  # nothing ran
+    (err,) = run_qc_many(archive, [rec.id], config=QCConfig(notebooks_dir=str(broken_notebooks)),
+                         engine="local", progress=False)
+    assert isinstance(err, QCError) and err.dataset_id == rec.id
+    assert archive.get_run(err.run_id).status == "failed"
+    # The command line runs through the same path.
+    monkeypatch.setenv("MUSEWISE_ROOT", archive.config.root)
+    monkeypatch.setenv("MUSEWISE_DB_URL", archive.config.db_url)
+    assert main(["--user", "admin", "qc", "run", str(rec.id)]) == 0
+    assert "QC bias of dataset" in capsys.readouterr().out
 
 
 @pytest.mark.pipeline

@@ -3,7 +3,8 @@
 Fixtures here
 -------------
 recipe_cache
-    Points ``$MUSEWISE_RECIPE_CACHE`` at a temporary folder (no user cache touched).
+    Configures the recipes' description cache in a temporary folder (no user cache touched),
+    as the reduction layer configures them from ``MusewiseConfig.recipe_cache``.
 esorex_needed
     Skips (fails in CI) when the real esorex + MUSE plug-ins are missing.
 fake_esorex
@@ -35,6 +36,7 @@ from musewise.recipes import (
     PythonRecipe,
     RecipeParameter,
     RecipeResult,
+    configure,
     describe_pipeline,
     get_recipe,
     list_recipes,
@@ -50,12 +52,13 @@ HAVE_ESOREX = shutil.which(os.environ.get("MUSEWISE_ESOREX") or "esorex") is not
 
 
 @pytest.fixture(autouse=True)
-def recipe_cache(tmp_path, monkeypatch):
+def recipe_cache(tmp_path):
     cache = tmp_path / "recipe-cache"
-    monkeypatch.setenv("MUSEWISE_RECIPE_CACHE", str(cache))
+    configure(esorex=os.environ.get("MUSEWISE_ESOREX"), recipe_cache=str(cache))
     for rec in list(_registered_esorex()):
         rec.refresh()  # descriptions loaded by earlier tests came from another cache
-    return cache
+    yield cache
+    configure()
 
 
 def _registered_esorex():
@@ -230,11 +233,26 @@ def test_describe_pipeline_regenerates_all(esorex_needed, recipe_cache):
     assert len(list(recipe_cache.glob("*/*.json"))) == len(times)
 
 
-def test_missing_esorex_names_the_install_command(monkeypatch):
-    monkeypatch.setenv("MUSEWISE_ESOREX", "/nonexistent/esorex")
+def test_missing_esorex_names_the_install_command(recipe_cache):
+    configure(esorex="/nonexistent/esorex", recipe_cache=str(recipe_cache))
     rec = EsorexRecipe("muse_bias")
     with pytest.raises(PipelineNotInstalledError, match="apt-get install -y esorex cpl-plugin-muse"):
         rec.parameters
+
+
+def test_recipes_use_the_configuration_they_are_given(tmp_path):
+    from musewise.config import MusewiseConfig
+
+    cfg = MusewiseConfig.load(root=str(tmp_path), recipe_cache=str(tmp_path / "cache"), esorex="/site/bin/esorex")
+    configure(cfg)  # as the reduction layer does with its archive's configuration
+    assert esorex_mod.cache_dir() == tmp_path / "cache"
+    with pytest.raises(PipelineNotInstalledError, match="/site/bin/esorex"):
+        esorex_mod.esorex_executable()
+    # A template notebook passes the archive settings it was given, a dict.
+    configure({"esorex": "/other/esorex", "recipe_cache": str(tmp_path / "nb")})
+    assert esorex_mod.cache_dir() == tmp_path / "nb"
+    with pytest.raises(PipelineNotInstalledError, match="/other/esorex"):
+        esorex_mod.esorex_executable()
 
 
 # ---------------------------------------------------------------------------------------

@@ -421,3 +421,26 @@ def test_a_view_built_later_gets_the_current_plot_and_bokehjs_of_this_bokeh():
     assert plot.bokeh_version == bokeh.__version__
     plot.close()
     plot.close()  # closing twice is harmless
+
+
+def test_a_change_made_in_a_view_runs_each_python_callback_once():
+    """A tap in the browser arrives as one ModelChanged: each on_change callback runs once
+    (twice opened two QC panels for one tap in QCTrends) and nothing is echoed to the views."""
+    from bokeh.models import ColumnDataSource
+    from bokeh.plotting import figure
+
+    from musewise.widgets.bokehjs import BokehPlot
+
+    src = ColumnDataSource({"x": [1.0, 2.0], "y": [1.0, 2.0]})
+    fig = figure()
+    fig.scatter("x", "y", source=src)
+    calls = []
+    src.selected.on_change("indices", lambda _attr, _old, new: calls.append(list(new)))
+    plot = BokehPlot(fig)
+    sent = []
+    plot.send = lambda content, buffers=None: sent.append(content)
+    plot._on_view_msg(plot, {"event": "jsevent", "kind": "ModelChanged", "model": {"id": src.selected.id},
+                             "attr": "indices", "new": [1]}, [])
+    assert calls == [[1]] and list(src.selected.indices) == [1]
+    assert sent == []  # the view that made the change has it already
+    plot.close()

@@ -21,7 +21,7 @@ from ..config import MusewiseConfig
 from ..exceptions import NotFoundError, PermissionDeniedError
 from ..ingest import FrameInfo
 from ..vocabulary import CollectionType, Privilege, QualityFlag
-from . import calibrations, lineage, queries, storage, users, validity
+from . import calibrations, lineage, qcvalues, queries, storage, users, validity
 from .calibrations import CalibrationChoice
 from .collections import (
     SearchPath,
@@ -618,6 +618,18 @@ class Archive:
                              .order_by(QCParameter.ifu, QCParameter.name))
             return [{"ifu": r.ifu, "name": r.name, "value": r.value, "unit": r.unit, "run_id": r.run_id}
                     for r in rows]
+
+    def qc_names(self, *, category=None) -> list[tuple[str, str, int]]:
+        """QC parameters measured on visible datasets: ``(name, category, number of datasets)``, by name."""
+        return qcvalues.qc_names(self, category=category)
+
+    def qc_values(self, name: str, *, category=None, date_from=None, date_to=None, ifu=None) -> list[dict]:
+        """One QC parameter over every visible dataset (``category``, nights ``date_from``-``date_to``, ``ifu``).
+
+        Returns dicts ``dataset_id, ifu, value, unit, run_id, night, category``, by night (one query;
+        see :mod:`musewise.archive.qcvalues`).
+        """
+        return qcvalues.qc_values(self, name, category=category, date_from=date_from, date_to=date_to, ifu=ifu)
 
     # ------------------------------------------------------------------ runs & lineage
     def begin_run(self, recipe: str, parameters: dict, *, night: str | None = None, ifu: int | None = None,

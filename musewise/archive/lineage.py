@@ -197,7 +197,9 @@ def _finish(arch, run_id, infos, notebook, details, move) -> list[DatasetRecord]
                 info = dataclasses.replace(info, night=run.night)
             if info.mode is None:
                 info = dataclasses.replace(info, mode=run.mode)
-            if info.kind == DatasetKind.RAW:
+            # A run makes neither raw frames nor static tables (e.g. muse_scipost's fitted
+            # SKY_LINES of one exposure): what it writes of those categories is auxiliary.
+            if info.kind in (DatasetKind.RAW, DatasetKind.STATIC):
                 info = dataclasses.replace(info, kind=DatasetKind.AUXILIARY)
             made.append(_store(arch, tx, run, path, info, move))
         _store_notebook(arch, tx, run, notebook)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import time
 
 from ..exceptions import InvalidArgumentError, ParameterError, ReductionFailed
 from ..vocabulary import Privilege
 from .config import DpuConfig
-from .runner import RunOutcome, archive_settings, execute_run
+from .executor import run_all
+from .runner import RunOutcome, execute_run
 from .selection import RunSpec, select_runs
 from .steps import get_step
 
@@ -53,7 +53,10 @@ def prepare(recipe: str, date: str, ifu=None, *, commit: bool = False, p: dict |
     ParameterError, CalibrationNotFoundError, NotFoundError
         Before anything runs.
     """
+    from ..recipes import configure
+
     arch = open_default_archive(archive)
+    configure(arch.config)  # the site's esorex describes and checks the recipes
     dcfg = DpuConfig.from_config(arch.config)
     step = get_step(recipe)
     params = validate_parameters(step.name, p, dcfg)
@@ -70,22 +73,11 @@ def prepare(recipe: str, date: str, ifu=None, *, commit: bool = False, p: dict |
 def execute(specs: list[RunSpec], archive, *, engine: str | None = None, progress: bool = True,
             desc: str = "") -> list[RunOutcome]:
     """Execute prepared runs (in parallel on Dask when there are several)."""
-    from .engine import get_engine
-
-    arch = archive
-    dcfg = DpuConfig.from_config(arch.config)
-    name = engine or dcfg.engine
-    if name == "auto":
-        name = "dask" if len(specs) > 1 else "local"
-    settings = archive_settings(arch.config, arch.user_name)
+    dcfg = DpuConfig.from_config(archive.config)
     dpu_settings = {k: getattr(dcfg, k) for k in ("templates_dir", "keep_workdirs", "run_timeout")}
-    if name == "local":
-        func = functools.partial(execute_run, settings=settings, dpu_settings=dpu_settings, arch=arch)
-    else:
-        func = functools.partial(execute_run, settings=settings, dpu_settings=dpu_settings)
-    eng = get_engine(name, arch.config, dcfg)
     heavy = [s.recipe in dcfg.heavy_recipes for s in specs]
-    return eng.map(func, specs, progress=progress, desc=desc or (specs[0].step if specs else "run"), heavy=heavy)
+    return run_all(archive, execute_run, specs, engine=engine, progress=progress,
+                   desc=desc or (specs[0].step if specs else "run"), heavy=heavy, dpu_settings=dpu_settings)
 
 
 def run(recipe: str, date: str | None = None, ifu=None, commit: bool = False, p: dict | None = None,

@@ -26,16 +26,21 @@ from __future__ import annotations
 from traitlets import Bool, Dict, Int, List, Unicode
 from traitlets.config import Configurable
 
-#: Parameters musewise gives recipes unless the user says otherwise. The
-#: simulated MUSE frames carry no sky continuum model worth fitting, so
-#: muse_scipost subtracts none (a site with real data overrides this);
+#: Parameters musewise gives recipes unless the user says otherwise.
+#: muse_scipost models and subtracts the sky (the pipeline's own default, stated so it
+#: is recorded on every run): it fits the SKY_LINES with each slice's LSF_PROFILE on the
+#: darkest ``skymodel_fraction`` of the field, then subtracts the continuum left over;
 #: muse_wavecal writes its fit residuals, which the reduction notebook plots.
+#: muse_scipost saves, besides the cube, each exposure's fully reduced pixel table
+#: (PIXTABLE_REDUCED): its ``origin`` column is how a spaxel is traced back to the
+#: IFU, slice and calibrations that made it (:mod:`musewise.archive.origin`), and
+#: it is the input of muse_exp_combine.
 #: The instrument model has no differential atmospheric refraction, so muse_scipost
 #: must not correct for it (``lambdaref=-1``): its default correction (7000 A) moves
 #: the simulated light by up to 0.42 arcsec at 4750 A and a white-light centroid by
 #: 0.12 arcsec (measured, airmass 1.25); a site with real data removes this default.
 DEFAULT_PARAMETERS = {
-    "muse_scipost": {"skymethod": "none", "lambdaref": -1.0},
+    "muse_scipost": {"skymethod": "model", "save": "cube,individual", "lambdaref": -1.0},
     "muse_wavecal": {"residuals": True},
 }
 
@@ -46,13 +51,14 @@ class DpuConfig(Configurable):
     default_parameters = Dict(
         DEFAULT_PARAMETERS,
         help="Recipe parameters used unless the user gives others, by recipe name "
-        "(e.g. {'muse_scipost': {'skymethod': 'none'}}). They are recorded on every run.",
+        "(e.g. {'muse_scipost': {'skymethod': 'simple'}}). They are recorded on every run.",
     ).tag(config=True)
 
     optional_steps = List(
         Unicode(), [],
         help="Optional steps the planner adds to the cascade towards scipost: any of "
-        "'dark', 'lsf', 'twilight'. Bias, flat, wavecal and scibasic are always needed.",
+        "'dark', 'twilight'. Bias, flat, wavecal, lsf (for the sky model) and scibasic are "
+        "always built, scibasic_std and standard when the night has a standard star.",
     ).tag(config=True)
 
     engine = Unicode(
@@ -86,7 +92,7 @@ class DpuConfig(Configurable):
     ).tag(config=True)
 
     heavy_recipes = List(
-        Unicode(), ["muse_scipost", "muse_exp_combine", "muse_twilight"],
+        Unicode(), ["muse_scipost", "muse_exp_combine", "muse_twilight", "muse_standard"],
         help="Recipes whose runs hold all IFUs of one or more exposures in memory (about 12 GB "
              "for 24 IFUs of one exposure). At most heavy_concurrency of them run at once on "
              "the whole cluster, whatever its number of workers.",

@@ -245,6 +245,51 @@ def plot_table(path, ax=None):
     return ax
 
 
+def plot_lsf(path, ax=None, slice_no: int = 24):
+    """Line-spread function of one slice (``LSF_PROFILE`` image) at three wavelengths, with its FWHM.
+
+    The product holds, per slice, the profile (flux per Angstrom of offset) sampled
+    at offsets along axis 1 and wavelengths along axis 2 (both in Angstrom).
+    """
+    from astropy.io import fits
+    import matplotlib.pyplot as plt
+
+    with fits.open(path) as hdul:
+        hdu = hdul["LSF_PROFILE"]
+        cube = np.asarray(hdu.data, dtype=float)
+        h = hdu.header
+    k = min(max(slice_no, 1), cube.shape[0]) - 1
+    off = h["CRVAL1"] + (np.arange(cube.shape[2]) + 1 - h["CRPIX1"]) * h["CD1_1"]
+    lam = h["CRVAL2"] + (np.arange(cube.shape[1]) + 1 - h["CRPIX2"]) * h["CD2_2"]
+    ax = ax or plt.figure(figsize=(8, 3.5)).gca()
+    for j in (2, cube.shape[1] // 2, cube.shape[1] - 3):
+        prof = cube[k, j]
+        above = off[prof >= 0.5 * np.nanmax(prof)]
+        fwhm = above.max() - above.min() if above.size else float("nan")
+        ax.plot(off, prof, lw=1, label=f"{lam[j]:.0f} A: FWHM {fwhm:.2f} A")
+    ax.set_xlim(-6, 6)
+    ax.set_xlabel("offset from line centre [Angstrom]")
+    ax.set_ylabel("LSF")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{Path(path).name}: slice {k + 1}", fontsize=9)
+    return ax
+
+
+def plot_sky_spectrum(path, ax=None):
+    """The sky spectrum muse_scipost modelled and subtracted (``SKY_SPECTRUM``, flux per Angstrom)."""
+    from astropy.table import Table
+    import matplotlib.pyplot as plt
+
+    t = Table.read(path, hdu=1)
+    ax = ax or plt.figure(figsize=(8, 3.5)).gca()
+    ax.plot(np.asarray(t["lambda"], float), np.asarray(t["data"], float), lw=0.6)
+    ax.set_xlabel("wavelength [Angstrom]")
+    ax.set_ylabel(f"sky [{t['data'].unit}]" if t["data"].unit else "sky")
+    ax.set_yscale("symlog", linthresh=max(float(np.nanmedian(np.abs(t["data"]))), 1e-30))
+    ax.set_title(f"{Path(path).name}: sky spectrum of the darkest spaxels (subtracted)", fontsize=9)
+    return ax
+
+
 def plot_pixtable_spectrum(path, ax=None, nbins: int = 400, stride: int = 7):
     """Median spectrum of a pixel table (every ``stride``-th pixel, ``nbins`` wavelength bins)."""
     from astropy.io import fits
@@ -290,6 +335,10 @@ def quicklook(result, kinds=("image",)):
                 plot_white_light(o.path)
             elif cat.startswith("MASTER_") or cat.startswith("IMAGE_") or cat.endswith("_RED"):
                 plot_image(o.path)
+            elif cat == "LSF_PROFILE":
+                plot_lsf(o.path)
+            elif cat == "SKY_SPECTRUM":
+                plot_sky_spectrum(o.path)
             elif cat.startswith("PIXTABLE_"):
                 plot_pixtable_spectrum(o.path)
             elif "table" in kinds and cat.endswith(("_PROFILE", "_TABLE", "_RESPONSE")):
@@ -305,6 +354,6 @@ def quicklook(result, kinds=("image",)):
         print("no quick-look figure for " + ", ".join(sorted({o.category for o in result.outputs})))
 
 
-__all__ = ["execute", "plot_image", "plot_table", "plot_wavecal_residuals",
+__all__ = ["execute", "plot_image", "plot_lsf", "plot_sky_spectrum", "plot_table", "plot_wavecal_residuals",
            "plot_pixtable_spectrum", "plot_white_light", "qc_table", "qc_values", "quicklook", "read_result", "show_inputs",
            "show_log"]

@@ -27,7 +27,9 @@ from .selection import exposure_key, ifus_of_night, raw_frames
 from .steps import PER_EXPOSURE, PER_IFU, PRODUCER, STEPS, Step, get_step
 
 #: Steps always built on the way to a cube; others only when listed in DpuConfig.optional_steps.
-CORE_STEPS = ("bias", "flat", "wavecal", "scibasic")
+#: lsf is one: the default sky subtraction (muse_scipost skymethod=model) needs LSF_PROFILE.
+#: standard (with scibasic_std) too, for a night with a standard star: scipost's STD_RESPONSE.
+CORE_STEPS = ("bias", "flat", "wavecal", "lsf", "scibasic", "scibasic_std", "standard")
 #: Parameters musewise sets itself (not compared when judging a product current).
 _MANAGED = ("nifu", "merge")
 
@@ -136,8 +138,9 @@ def _deps(step: Step, steps: dict[str, Step]) -> list[str]:
 
 class _Planner:
     def __init__(self, arch, night, ifus, dcfg, params, collections):
-        from ..recipes import get_recipe
+        from ..recipes import configure, get_recipe
 
+        configure(arch.config)  # the site's esorex describes the recipes planned
         self.arch, self.night, self.ifus, self.dcfg = arch, night, ifus, dcfg
         self.collections = collections
         self._found: dict = {}
@@ -219,6 +222,10 @@ class _Planner:
                 return "out of date", f"made from {what}, since marked invalid (or affected)"
         used_ids = {i.dataset_id for i in run.inputs}
         for d in dep_items:
+            if d.needed and STEPS[d.step].fallback and d.product_id is None:
+                # Never built (e.g. muse_standard fails on one IFU): the product was made with
+                # the fallback, and stays current until the step succeeds (a newer product then).
+                continue
             if d.needed:
                 return "out of date", f"its input step {d.step} will be rebuilt"
             newest = d.product_id
@@ -242,7 +249,10 @@ class _Planner:
                     dep_items += self.state(dstep, i, steps)
             else:
                 dep_items += self.state(dstep, None, steps)
-        if step.per == PER_IFU:
+        if step.skip_without_input and step.input_kind == "raw" \
+                and not raw_frames(self.arch, step.input_tag, self.night, ifu=ifu):
+            items = []  # e.g. no standard star this night: nothing to build, nothing missing
+        elif step.per == PER_IFU:
             items = [self._judge_one(step, ifu, None, dep_items)]
         elif step.per == PER_EXPOSURE:
             items = []
@@ -356,40 +366,16 @@ def make(target: str, date: str, ifus=None, *, dry_run: bool = True, commit: boo
     Plan
         The plan as it was before execution.
     """
-    from .api import execute, open_default_archive, prepare
+    from .api import open_default_archive
+    from .plan_table import execute_plan
 
     arch = open_default_archive(archive)
     pl = plan(target, date, ifus, archive=arch, p=p, step_params=step_params, commit=commit)
     print(pl.to_text())
     if dry_run or not pl.todo:
         return pl
-    from ..exceptions import ReductionFailed
-
-    params = dict(step_params or {})
-    if p:
-        params[pl.target] = p
-    for step_name in pl.steps:
-        todo = [i for i in pl.todo if i.step == step_name]
-        step = get_step(step_name)
-        if step.per == PER_IFU:
-            specs = prepare(step_name, date, [i.ifu for i in todo], commit=commit,
-                            p=params.get(step_name), archive=arch)
-        else:
-            specs = prepare(step_name, date, pl.ifus, commit=commit, p=params.get(step_name), archive=arch)
-            wanted = {i.exposure for i in todo}
-            if step.per == PER_EXPOSURE:
-                specs = [s for s in specs if _spec_exposure(arch, s) in wanted] or specs
-        outcomes = execute(specs, arch, engine=engine, progress=progress, desc=step_name)
-        if any(not o.ok for o in outcomes):
-            raise ReductionFailed(step.recipe, outcomes)
+    execute_plan(pl, arch, commit=commit, p=p, step_params=step_params, engine=engine, progress=progress)
     return pl
-
-
-def _spec_exposure(arch, spec):
-    for i in spec.inputs:
-        if i.tag == get_step(spec.step).input_tag:
-            return exposure_key(arch.get(i.dataset_id).mjd_obs)
-    return None
 
 
 def provenance_tree(dataset_id: int, archive=None) -> str:

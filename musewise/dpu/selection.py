@@ -144,20 +144,47 @@ def choose_calibration(arch, category: str, *, ifu: int | None, mjd: float, mode
     r = ch.record
     if choices is not None:
         choices.append({"category": category, "ifu": ifu, "chosen": r.id, "collection": ch.collection,
-                        "reason": ch.reason, "losers": [[lo.dataset_id, lo.collection, lo.reason] for lo in ch.losers]})
+                        "reason": ch.reason, "losers": [[lo.dataset_id, lo.collection, lo.reason] for lo in ch.losers],
+                        "note": _origin_note(r)})
     return RunInput(r.id, category, ch.reason, arch.path(r.id), r.ifu or ifu)
 
 
-def _calibrations(arch, step: Step, ifu, mjd, mode, night, collections, reference, choices) -> list[RunInput]:
+def _origin_note(rec) -> str:
+    # Which kind of calibration was used: a reduction's product, or a static table in its stead
+    # (e.g. the static STD_RESPONSE when no standard star of a nearby night was reduced).
+    from .steps import PRODUCER
+
+    if rec.kind == DatasetKind.STATIC.value and rec.category in PRODUCER:
+        return (f"static fallback: no {rec.category} made by step {PRODUCER[rec.category]!r} is certified "
+                f"for this time in the search path")
+    if rec.run_id is not None:
+        return f"made by run {rec.run_id}"
+    return f"{rec.kind} table"
+
+
+def _calibrations(arch, step: Step, ifu, mjd, mode, night, collections, reference, choices,
+                  params=None) -> list[RunInput]:
     kw = dict(ifu=ifu, mjd=mjd, mode=mode, night=night, collections=collections, reference=reference,
               choices=choices)
-    out = [choose_calibration(arch, cat, **kw) for cat in step.calibrations]
+    required = step.required_for(_effective(step, params))
+    out = [choose_calibration(arch, cat, **kw) for cat in required]
     for cat in step.optional:
+        if cat in required:
+            continue
         try:
             out.append(choose_calibration(arch, cat, **kw))
         except CalibrationNotFoundError:
             pass  # optional: the recipe runs without it
     return out
+
+
+def _effective(step: Step, params) -> dict:
+    # The recipe's own defaults count too: muse_scipost models the sky unless told otherwise.
+    if not step.required_when:
+        return dict(params or {})
+    from ..recipes import get_recipe
+
+    return get_recipe(step.recipe).effective_params(dict(params or {}))
 
 
 def latest_products(arch, category: str, night: str, ifus=None, collections=None) -> dict:
@@ -226,7 +253,7 @@ def select_runs(arch, step: Step, night: str, ifus=None, mode: str | None = None
     specs = []
 
     def calibrations(ifu, mjd, choices):
-        return _calibrations(arch, step, ifu, mjd, mode, night, path, reference, choices)
+        return _calibrations(arch, step, ifu, mjd, mode, night, path, reference, choices, params)
 
     if step.per == PER_IFU and step.input_kind == "raw":
         for ifu in ifus:

@@ -8,9 +8,16 @@ uses them to select inputs from the archive.
 
 The chain for a science cube is::
 
-    bias -> [dark] -> flat -> wavecal -> [lsf] -> [twilight] -> scibasic -> scipost
+    bias -> [dark] -> flat -> wavecal -> lsf -> [twilight] -> scibasic -> scipost
+                                                  scibasic_std -> standard -^
 
-(brackets: optional, switched on in :class:`~musewise.dpu.config.DpuConfig`).
+(brackets: optional, switched on in :class:`~musewise.dpu.config.DpuConfig`). ``lsf`` is
+always built: muse_scipost's default sky subtraction (``skymethod=model``) fits the
+sky lines with the LSF of every slice (``LSF_PROFILE``), starting from the static
+``SKY_LINES`` list. ``scibasic_std`` and ``standard`` are built when the night has a
+standard star (STD frame): scipost then calibrates fluxes with the night's own
+STD_RESPONSE and STD_TELLURIC; without one (or when muse_standard fails) it uses the
+certified response nearest in time, at worst the static table, and its run says so.
 """
 
 from __future__ import annotations
@@ -50,6 +57,17 @@ class Step:
         :data:`PER_IFU`, :data:`PER_EXPOSURE` or :data:`PER_NIGHT`.
     min_inputs : int
         Fewest frames of ``input_tag`` the recipe accepts.
+    skip_without_input : bool
+        A night without raw frames of ``input_tag`` skips the step instead of failing:
+        what it makes can come from elsewhere (a night without a standard star uses
+        another night's response, or the static one).
+    fallback : str
+        When set, a failed run of the step does not stop the cascade: the steps after it
+        use this instead (said in their runs' calibration choices).
+    required_when : tuple of (str, tuple of str, tuple of str)
+        ``(parameter, values, categories)``: optional calibrations that become required
+        when the recipe's effective ``parameter`` is one of ``values`` (muse_scipost
+        needs SKY_LINES and LSF_PROFILE for ``skymethod=model``).
     """
 
     name: str
@@ -61,6 +79,15 @@ class Step:
     products: tuple[str, ...] = ()
     per: str = PER_IFU
     min_inputs: int = 1
+    skip_without_input: bool = False
+    fallback: str = ""
+    required_when: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
+
+    def required_for(self, params: dict) -> tuple[str, ...]:
+        """Calibration categories required with the effective recipe parameters ``params``."""
+        extra = [c for name, values, cats in self.required_when if params.get(name) in values
+                 for c in cats]
+        return self.calibrations + tuple(c for c in dict.fromkeys(extra) if c not in self.calibrations)
 
     @property
     def main_product(self) -> str:
@@ -92,14 +119,16 @@ STEPS: dict[str, Step] = {s.name: s for s in (
          optional=("MASTER_DARK", "TWILIGHT_CUBE"), products=("PIXTABLE_OBJECT",)),
     Step("scibasic_std", "muse_scibasic", "STD",
          calibrations=("MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "WAVECAL_TABLE", "GEOMETRY_TABLE"),
-         optional=("MASTER_DARK", "TWILIGHT_CUBE"), products=("PIXTABLE_STD",)),
+         optional=("MASTER_DARK", "TWILIGHT_CUBE"), products=("PIXTABLE_STD",), skip_without_input=True),
     Step("standard", "muse_standard", "PIXTABLE_STD", input_kind="product",
          calibrations=("EXTINCT_TABLE", "STD_FLUX_TABLE"), optional=("FILTER_LIST",),
-         products=("STD_RESPONSE", "STD_TELLURIC"), per=PER_EXPOSURE),
+         products=("STD_RESPONSE", "STD_TELLURIC"), per=PER_EXPOSURE, skip_without_input=True,
+         fallback="the STD_RESPONSE certified nearest in time (the static table, without a standard)"),
     Step("scipost", "muse_scipost", "PIXTABLE_OBJECT", input_kind="product",
          calibrations=("EXTINCT_TABLE", "STD_RESPONSE"),
-         optional=("STD_TELLURIC", "FILTER_LIST", "LSF_PROFILE", "ASTROMETRY_WCS"),
-         products=("DATACUBE_FINAL", "IMAGE_FOV"), per=PER_EXPOSURE),
+         optional=("STD_TELLURIC", "FILTER_LIST", "LSF_PROFILE", "SKY_LINES", "ASTROMETRY_WCS"),
+         products=("DATACUBE_FINAL", "IMAGE_FOV", "PIXTABLE_REDUCED"), per=PER_EXPOSURE,
+         required_when=(("skymethod", ("model", "subtract-model"), ("SKY_LINES", "LSF_PROFILE")),)),
     Step("exp_combine", "muse_exp_combine", "PIXTABLE_REDUCED", input_kind="product",
          optional=("FILTER_LIST",), products=("DATACUBE_FINAL", "IMAGE_FOV"), per=PER_NIGHT,
          min_inputs=2),

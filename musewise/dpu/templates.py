@@ -79,9 +79,11 @@ def build_template(recipe: str | None = None) -> nbformat.NotebookNode:
         new_code_cell(
             "import json\n"
             "%matplotlib inline\n"
+            "from musewise import recipes\n"
             "from musewise.dpu import notebook as nb\n"
             "sof, inputs, params = json.loads(sof), json.loads(inputs), json.loads(params)\n"
             "archive, quicklook = json.loads(archive), json.loads(quicklook)\n"
+            "recipes.configure(archive)  # the site's esorex and recipe descriptions\n"
             "print(f'run {run_id}: {recipe} night {night} IFU {ifu} parameters {params}')"),
         new_markdown_cell("## Inputs"),
         new_code_cell("nb.show_inputs(inputs)"),

@@ -40,6 +40,7 @@ DPR = {
     FrameType.STD: ("CALIB", "STD", "IFU"),
     FrameType.OBJECT: ("SCIENCE", "OBJECT", "IFU"),
     FrameType.SKY: ("SCIENCE", "SKY", "IFU"),
+    FrameType.ILLUM: ("CALIB", "FLAT,LAMP,ILLUM", "IFU"),
 }
 
 #: Template (``ESO TPL ID``) that takes each frame type.
@@ -49,6 +50,7 @@ TEMPLATES = {
     FrameType.SKYFLAT: "MUSE_wfm_cal_skyflat", FrameType.STD: "MUSE_wfm_acq_std",
     FrameType.OBJECT: "MUSE_wfm-noao_obs_genericoffset",
     FrameType.SKY: "MUSE_wfm-noao_obs_genericoffset",
+    FrameType.ILLUM: "MUSE_wfm_cal_illum",
 }
 
 
@@ -155,7 +157,9 @@ def primary_header(frame_type: FrameType, date_obs: datetime, exptime: float, *,
     catg, dtype, tech = DPR[frame_type]
     t = date_obs if date_obs.tzinfo else date_obs.replace(tzinfo=timezone.utc)
     t_end = datetime.fromtimestamp(t.timestamp() + exptime, tz=timezone.utc)
-    on_sky = frame_type in (FrameType.SKYFLAT, FrameType.STD, FrameType.OBJECT, FrameType.SKY)
+    # An ILLUM is taken within its OB, with the telescope still on the target.
+    on_sky = frame_type in (FrameType.SKYFLAT, FrameType.STD, FrameType.OBJECT, FrameType.SKY,
+                            FrameType.ILLUM)
     p0, p1 = pointing(ra, dec, t), pointing(ra, dec, t_end)
     name = target or dtype
     h = fits.Header()

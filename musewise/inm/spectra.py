@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..exceptions import NotFoundError
 from ..products.lines import sky_line_fluxes
 
 #: Collecting area of a VLT Unit Telescope (cm**2), central obstruction removed.
@@ -101,6 +102,42 @@ def sky_spectrum(lam, line_sigma: float) -> np.ndarray:
     cont = SKY_CONTINUUM * (lam / 5000.0) ** 0.8
     c, f = sky_line_fluxes()
     return cont + gaussian_lines(lam, c, f, line_sigma)
+
+
+def sky_line_flux(wavelength: float, tolerance: float = 1.0) -> float:
+    """Surface brightness of the simulated sky line at ``wavelength`` (erg s-1 cm-2 arcsec-2).
+
+    Raises
+    ------
+    NotFoundError
+        If no simulated sky line lies within ``tolerance`` Angstrom.
+    """
+    wl, fl = sky_line_fluxes()
+    k = int(np.argmin(np.abs(wl - wavelength)))
+    if abs(wl[k] - wavelength) > tolerance:
+        raise NotFoundError(f"no simulated sky line within {tolerance} A of {wavelength} A")
+    return float(fl[k])
+
+
+def sky_line_in_cube(wavelength: float, airmass: float, spaxel: float = 0.2) -> float:
+    """Flux of a simulated sky line in one spaxel of a flux-calibrated cube (10**-20 erg s-1 cm-2).
+
+    The sky shines from inside the atmosphere, so the model does not dim it; the
+    pipeline corrects every pixel for extinction at the exposure's airmass, which
+    makes the sky in the cube brighter than the model's line by
+    ``10**(0.4 extinction airmass)``.
+
+    Parameters
+    ----------
+    wavelength : float
+        Air wavelength of a simulated sky line (Angstrom).
+    airmass : float
+        Mean airmass of the exposure.
+    spaxel : float
+        Spaxel size (arcsec).
+    """
+    return (sky_line_flux(wavelength) * spaxel ** 2 * 10.0 ** (0.4 * float(extinction(wavelength)) * airmass)
+            * 1e20)
 
 
 def blackbody(lam, temperature: float) -> np.ndarray:

@@ -10,7 +10,8 @@ LINE_CATALOG       Ne, Xe, HgCd arc lines (``VERSION = 3``)          muse_waveca
 GEOMETRY_TABLE     slice positions in the field (``layout``)          muse_scibasic, twilight
 EXTINCT_TABLE      Paranal extinction (mag/airmass)                   muse_scipost, standard
 STD_FLUX_TABLE     flux of the simulated standard star                muse_standard
-STD_RESPONSE       instrument response (from the throughput model)    muse_scipost
+STD_RESPONSE       instrument response (throughput model, detected    muse_scipost (fallback)
+                   fraction of the pixels)
 FILTER_LIST        white, Johnson V, Cousins R and I passbands        muse_scipost (images)
 SKY_LINES          night-sky line list                                muse_scipost (model)
 ASTROMETRY_WCS     where the pointing falls among the simulated IFUs  muse_scipost
@@ -25,7 +26,10 @@ arcsec north of it). :func:`astrometry_wcs` therefore gives the offset from the
 centre of the simulated IFUs to the field centre, where the instrument model puts the
 pointing (:data:`musewise.inm.layout.FIELD_CENTRE`). The pipeline replaces its
 ``CRVAL1/2`` by the exposure's pointing. Verified with MUSE DRS 2.8.7 on IFU 1 and
-IFUs 1-2: simulated stars within 0.02 arcsec (``tests/test_dpu.py``).
+IFUs 1-2: simulated stars within 0.03 arcsec (``tests/test_dpu.py``). The frames of
+:func:`.programme.simulate_programme` instead carry the sky position of the simulated
+IFUs' centre as their header pointing; their static folder has the 24-IFU solution
+(``CRPIX = 0``, the pipeline's default), so the two are not corrected twice.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from ..exceptions import ConfigurationError
 from ..products.lines import sky_line_fluxes
 from . import layout as L
 from .lamps import arc_lines
-from .model import SUPPORTED_MODES
+from .model import SUPPORTED_MODES, detected_fraction
 from .scene import STANDARD_STAR, StandardStar
 from .spectra import extinction, response_mag, throughput
 
@@ -76,6 +80,31 @@ def line_catalog_table() -> Table:
     t["ion"] = np.array([x.ion for x in lines])
     t["quality"] = np.array([x.quality for x in lines], np.int32)
     t["lambda"].unit = "Angstrom"
+    return t
+
+
+#: Units of the ``SKY_LINES`` columns, spelled as muse_scipost requires them (it refuses
+#: others with "Unsupported flux unit"; it also accepts ``erg/(s cm^2 arcsec^2)``).
+SKY_LINES_UNITS = {"lambda": "Angstrom", "flux": "10**(-20)*erg/(s cm^2 arcsec^2)"}
+
+
+def sky_lines_table() -> Table:
+    """The ``SKY_LINES`` table (extension ``LINES``) of the simulated night sky.
+
+    The columns muse_scipost's sky model reads (MUSE DRS 2.8.7): ``name``, ``group``
+    (lines fitted with one common flux scale share a group; here each line is its own),
+    ``lambda`` (air, Angstrom), ``flux`` (surface brightness, 10**-20 erg s-1 cm-2
+    arcsec-2, as the instrument model puts it in the frames: no extinction, the sky
+    shines from inside the atmosphere) and ``dq`` (0: use the line). The recipe refits
+    the fluxes on each exposure; these are its first guesses.
+    """
+    wl, fl = sky_line_fluxes()
+    t = Table()
+    t["name"] = np.array([f"SKY{w:.0f}" for w in wl])
+    t["group"] = np.arange(len(wl), dtype=np.int32)
+    t["lambda"] = wl
+    t["flux"] = fl * 1e20
+    t["dq"] = np.zeros(len(wl), dtype=np.int32)
     return t
 
 
@@ -222,9 +251,11 @@ def write_static_calibrations(outdir: str | os.PathLike, mode: str = "WFM-NOAO-N
     std.columns["fluxerr"].unit = "erg/s/cm**2/Angstrom"
     files["STD_FLUX_TABLE"] = _write(out / "STD_FLUX_TABLE.fits", [std], "STD_FLUX_TABLE")
 
-    # Keep the response finite where the blocking filter kills the light.
+    # Keep the response finite where the blocking filter kills the light; the pixel
+    # sampling and the slices' mean throughput take their share too (detected_fraction).
     ok = throughput(lam, mode) > 1e-3
-    resp = np.where(ok, response_mag(lam, mode), response_mag(lam[ok][0], mode))
+    resp = np.where(ok, response_mag(lam, mode), response_mag(lam[ok][0], mode)) \
+        + 2.5 * np.log10(detected_fraction())
     rt = Table([lam, resp, np.full_like(lam, 0.01)], names=("lambda", "response", "resperr"))
     rt["lambda"].unit = "Angstrom"
     # FFCORR: the response applies to pixel tables corrected by the flat-field spectrum (what
@@ -235,13 +266,11 @@ def write_static_calibrations(outdir: str | os.PathLike, mode: str = "WFM-NOAO-N
 
     files["FILTER_LIST"] = _write(out / "FILTER_LIST.fits", filter_list(), "FILTER_LIST")
 
-    wl, fl = sky_line_fluxes()
-    names = np.array([f"SKY{w:.0f}" for w in wl])
-    group = np.arange(len(wl), dtype=np.int32)
-    sl = fits.table_to_hdu(Table([names, group, wl, fl * 1e20],
-                                 names=("name", "group", "lambda", "flux")))
+    sl = fits.table_to_hdu(sky_lines_table())
     sl.header["EXTNAME"] = "LINES"
-    sl.columns["lambda"].unit = "Angstrom"
-    sl.columns["flux"].unit = "10**(-20)*erg/(s cm2 arcsec2)"
+    # The pipeline compares the unit strings literally (astropy would rewrite them).
+    for k, name in enumerate(sl.columns.names, start=1):
+        if name in SKY_LINES_UNITS:
+            sl.header[f"TUNIT{k}"] = SKY_LINES_UNITS[name]
     files["SKY_LINES"] = _write(out / "SKY_LINES.fits", [sl], "SKY_LINES")
     return files

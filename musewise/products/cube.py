@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from ..exceptions import InvalidArgumentError, InvalidFrameError, MusewiseError, NotFoundError, OutsideCubeError
+from ..exceptions import (InvalidArgumentError, InvalidFrameError, MusewiseError, NotFoundError, OutsideCubeError,
+                          UnsupportedTypeError)
 from .fitsio import open_fits
 from .image import Image
 from .spectrum import Spectrum
@@ -204,7 +205,7 @@ class MuseCube:
         if _is_mpdaf(source):
             return cls._from_mpdaf(source, white_light=white_light, cache_dir=cache_dir)
         if not isinstance(source, Path):
-            raise TypeError(f"cannot open a cube from {type(source).__name__}: give a FITS "
+            raise UnsupportedTypeError(f"cannot open a cube from {type(source).__name__}: give a FITS "
                             "path, a MuseCube or an mpdaf Cube")
         return cls._from_fits(source, white_light=white_light, cache_dir=cache_dir,
                               find_image_fov=find_image_fov)
@@ -370,8 +371,8 @@ class MuseCube:
             If the spaxel is not in the cube.
         """
         x, y = self._check_spaxel(x, y)
-        data = np.asarray(self._data[:, y, x], dtype=np.float32)
-        var = np.asarray(self._stat[:, y, x], dtype=np.float32)
+        data = self._read_box(self._data, (slice(y, y + 1), slice(x, x + 1)))[:, 0, 0]
+        var = self._read_box(self._stat, (slice(y, y + 1), slice(x, x + 1)))[:, 0, 0]
         return Spectrum(self.wave, data, var, unit=self.unit, label=f"spaxel ({x}, {y})",
                         air=self.air, meta={"x": x, "y": y, "cube": self._file_name})
 
@@ -396,7 +397,7 @@ class MuseCube:
         """
         if index is None:
             if wavelength is None:
-                raise TypeError("give a wavelength (Angstrom) or a plane index")
+                raise InvalidArgumentError("give a wavelength (Angstrom) or a plane index")
             index = self.wave_index(wavelength)
         if not 0 <= index < self.shape[0]:
             raise OutsideCubeError(f"plane {index} outside 0-{self.shape[0] - 1}")
@@ -485,25 +486,38 @@ class MuseCube:
     def _read_box(self, arr, slices) -> np.ndarray:
         """float32 (n_lambda, box_y, box_x) of one extension over a spatial box.
 
-        The mapping is advised random access (for spectra), so a cold box would
-        be read one 4 KB page fault at a time (~10 per plane for 40 rows, seconds
-        for a region); asking the kernel first to read each plane's rows of the
-        box (``MADV_WILLNEED``) lets it fetch them in large requests, and costs
-        only a few ms when the file is cached.
+        A box of a file-backed cube is read with ``pread``, one run of columns per
+        plane and row, on a descriptor advised random access: reading it through
+        the memory map would fault in every plane's page *and* the kernel's
+        fault-around neighbours (up to 64 KB a plane), so one spectrum of a cached
+        3 GB cube would map ~0.5 GB into the viewer. Other arrays are indexed.
         """
         ys, xs = slices
-        mm = getattr(arr, "_mmap", None)
-        if isinstance(arr, np.memmap) and mm is not None and hasattr(mmap, "MADV_WILLNEED"):
-            nl, ny, nx = self.shape
-            y0, y1, _ = ys.indices(ny)
-            row = nx * arr.dtype.itemsize
-            base = arr.offset % mmap.ALLOCATIONGRANULARITY  # where the data start in the map
-            page = mmap.PAGESIZE
+        if not (isinstance(arr, np.memmap) and arr.filename and isinstance(arr.base, mmap.mmap)
+                and arr.shape == self.shape and arr.flags.c_contiguous):
+            return np.asarray(arr[(slice(None), ys, xs)], dtype=np.float32)
+        nl, ny, nx = self.shape
+        y0, y1, _ = ys.indices(ny)
+        x0, x1, _ = xs.indices(nx)
+        item = arr.dtype.itemsize
+        run = (x1 - x0) * item
+        out = np.empty((nl, y1 - y0, x1 - x0), dtype=arr.dtype)
+        buf = memoryview(out.reshape(-1).view(np.uint8))
+        fd = os.open(arr.filename, os.O_RDONLY)
+        try:
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+            pos = 0
             for k in range(nl):
-                start = base + (k * ny + y0) * row
-                aligned = start - start % page
-                mm.madvise(mmap.MADV_WILLNEED, aligned, start - aligned + (y1 - y0) * row)
-        return np.asarray(arr[(slice(None), ys, xs)], dtype=np.float32)
+                for yy in range(y0, y1):
+                    at = arr.offset + ((k * ny + yy) * nx + x0) * item
+                    got = os.preadv(fd, [buf[pos:pos + run]], at)
+                    if got != run:
+                        raise InvalidFrameError(self.path, f"short read at byte {at}: the file is truncated")
+                    pos += run
+        finally:
+            os.close(fd)
+        return out.astype(np.float32)
 
     def disc(self, x: float, y: float, radius: float):
         """Spaxels of a circular aperture: a boolean mask and the (y, x) slices it covers."""

@@ -2,9 +2,10 @@
 
 Public API
 ----------
-:func:`run_qc`, :func:`after_product`, :class:`QCResult`
+:func:`run_qc`, :func:`run_qc_many`, :func:`after_product`, :class:`QCResult`
     Measure a product in its papermill notebook (``qc_notebooks/qc_<type>.ipynb``),
-    archive the run and notebook, store the numbers, flag what crosses a limit.
+    archive the run and notebook, store the numbers, flag what crosses a limit;
+    several products in parallel on Dask, by the executor reductions use.
 :class:`QCThresholds`, :class:`QCConfig`
     The site's limits and QC settings (traitlets, ``c.QCThresholds.* = ...``).
 :func:`queue`, :func:`claim`, :func:`unclaim`, :func:`review`, :func:`mark_affected`,
@@ -31,10 +32,10 @@ from .review import (
     unclaim,
 )
 from ..exceptions import QCError, QCNotApplicableError
-from .runner import QCResult, after_product, qc_type_of, run_qc
+from .runner import QCResult, after_product, qc_type_of, run_qc, run_qc_many
 from .thresholds import QC_TYPES, QCConfig, QCThresholds, Verdict
 
 __all__ = ["AffectedProduct", "AlreadyClaimedError", "Claim", "QCConfig", "QCError", "QCNotApplicableError",
            "QCResult", "QCThresholds", "QC_TYPES", "QueueItem", "ReviewOutcome", "ReviewStatus", "Verdict",
            "after_product", "claim", "current_claim", "mark_affected", "qc_type_of", "queue", "review",
-           "review_history", "review_state", "run_qc", "unclaim"]
+           "review_history", "review_state", "run_qc", "run_qc_many", "unclaim"]

@@ -52,12 +52,19 @@ def add_qc_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def handle_run(args) -> int:
-    from .runner import run_qc
+    """Exit status 0 when every product passes or only warns, 1 when one is bad, 2 when a QC run failed."""
+    import sys
 
-    arch = _archive(args)
+    from ..exceptions import QCError
+    from .runner import run_qc_many
+
     worst = 0
-    for did in args.ids:
-        res = run_qc(arch, did)
+    # Several products run in parallel on the reduction engine (DpuConfig.engine).
+    for res in run_qc_many(_archive(args), args.ids):
+        if isinstance(res, QCError):
+            print(f"musewise: error: {res}", file=sys.stderr)
+            worst = 2
+            continue
         print(res)
         worst = max(worst, {"good": 0, "warning": 0, "bad": 1}[res.flag])
     return worst

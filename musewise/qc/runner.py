@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,9 @@ from ..vocabulary import QualityFlag
 from .thresholds import QC_TYPES, QCConfig, QCThresholds, Verdict
 
 log = logging.getLogger(__name__)
+
+#: The side file a QC notebook writes its numbers and verdict to (:func:`musewise.qc.notebook.save_result`).
+RESULT_FILE = "qc_result.json"
 
 
 @dataclass
@@ -147,9 +149,7 @@ def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, con
     QCError
         The notebook failed; the failed run and its notebook are archived.
     """
-    import papermill as pm
-
-    from ..kernel import papermill_options
+    from ..dpu.executor import NotebookJob, execute_notebook
 
     thresholds = thresholds or QCThresholds(config=arch.config.config)
     config = config or QCConfig(config=arch.config.config)
@@ -158,34 +158,30 @@ def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, con
     template = notebook_for(qc_type, config)
     inputs, siblings, raws = _companions(arch, rec, qc_type)
     limits = thresholds.limits(qc_type)
-    run_id = arch.begin_run(
-        f"qc_{qc_type}", {"limits": limits}, night=rec.night, ifu=rec.ifu, mode=rec.mode, inputs=inputs,
-        privilege=rec.privilege, project=rec.project, details={"qc_of": rec.id, "category": rec.category},
+
+    def parameters(run_id: int, workdir: Path) -> dict:
+        return dict(
+            dataset_id=rec.id, category=rec.category, ifu=rec.ifu or 0, night=rec.night or "",
+            product=arch.path(rec.id), siblings=json.dumps(siblings), raws=json.dumps(raws),
+            limits=json.dumps(limits), result_path=str(workdir / RESULT_FILE),
+        )
+
+    job = NotebookJob(
+        recipe=f"qc_{qc_type}", params={"limits": limits}, template=template, folder=("qc",),
+        notebook_stem=f"qc_{qc_type}_{rec.id}", parameters=parameters, result_file=RESULT_FILE,
+        timeout=int(config.execution_timeout), keep_workdir=keep_workdir,
+        run_kw=dict(night=rec.night, ifu=rec.ifu, mode=rec.mode, inputs=inputs, privilege=rec.privilege,
+                    project=rec.project, details={"qc_of": rec.id, "category": rec.category}),
     )
-    workdir = Path(arch.config.scratch) / arch.user_name / "qc" / f"run{run_id:06d}"
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
-    out_nb = workdir / f"qc_{qc_type}_{rec.id}_run{run_id:06d}.ipynb"
-    result_path = workdir / "qc_result.json"
-    parameters = dict(
-        dataset_id=rec.id, category=rec.category, ifu=rec.ifu or 0, night=rec.night or "",
-        product=arch.path(rec.id), siblings=json.dumps(siblings), raws=json.dumps(raws),
-        limits=json.dumps(limits), result_path=str(result_path),
-    )
-    try:
-        pm.execute_notebook(str(template), str(out_nb), parameters=parameters, cwd=str(workdir),
-                            **papermill_options(arch.config.kernel_name),
-                            execution_timeout=int(config.execution_timeout))
-        res = json.loads(result_path.read_text())
-    except Exception as exc:  # PapermillExecutionError, a dead kernel, no result written...
-        ename = getattr(exc, "ename", None)
-        error = f"{ename}: {getattr(exc, 'evalue', '')}" if ename else f"{type(exc).__name__}: {exc}"
-        arch.fail_run(run_id, error, notebook=out_nb if out_nb.exists() else None)
-        raise QCError(f"QC of dataset {rec.id} failed in run {run_id}: {error}", rec.id, run_id) from exc
+    nbrun = execute_notebook(arch, job)
+    res, run_id = nbrun.result, nbrun.run_id
+    error = nbrun.error or ("" if res is not None else "the QC notebook finished without writing its result")
+    if error:
+        nbrun.fail(arch, error, details=nbrun.details())
+        raise QCError(f"QC of dataset {rec.id} failed in run {run_id}: {error}", rec.id, run_id)
     verdict = Verdict.from_dict(res["verdict"])
-    arch.finish_run(run_id, [], notebook=out_nb,
-                    details={"flag": verdict.flag, "summary": verdict.summary(), "notes": res.get("notes", [])})
+    nbrun.finish(arch, [], details=nbrun.details(flag=verdict.flag, summary=verdict.summary(),
+                                                 notes=res.get("notes", [])))
     values = {f"{qc_type}.{k}": v for k, v in res["values"].items()}
     # qc_parameters.unit holds 32 characters.
     units = {f"{qc_type}.{k}": (u or "")[:32] for k, u in res["units"].items()}
@@ -194,9 +190,63 @@ def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, con
     if verdict.flag != QualityFlag.GOOD.value:
         applied = _flag(arch, rec, verdict, run_id, qc_type, config)
     notebook_id = arch.get_run(run_id).notebook_id
-    if not keep_workdir:
-        shutil.rmtree(workdir, ignore_errors=True)
     return QCResult(rec.id, qc_type, run_id, notebook_id, values, units, verdict, applied, res.get("notes", []))
+
+
+def run_qc_many(arch, dataset_ids, *, thresholds: QCThresholds | None = None, config: QCConfig | None = None,
+                engine: str | None = None, progress: bool = True) -> list:
+    """Run QC on several products, in parallel on Dask as reductions are (``DpuConfig.engine``).
+
+    Parameters
+    ----------
+    arch : Archive
+    dataset_ids : iterable of int
+    thresholds, config : optional
+        As :func:`run_qc` (default: the site's); handed to workers as their values.
+    engine : str, optional
+        ``local``, ``dask`` or ``auto`` (default ``DpuConfig.engine``: Dask for several products).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    list of QCResult or QCError
+        In the order of ``dataset_ids``; a failed QC run gives its :class:`QCError`
+        (recorded in the archive as a failed run) instead of stopping the others.
+
+    Raises
+    ------
+    QCNotApplicableError
+        A product's category has no QC notebook; nothing ran.
+    NotFoundError
+        A product does not exist or is not visible to the user; nothing ran.
+    """
+    from ..dpu.executor import run_all
+
+    ids = [int(i) for i in dataset_ids]
+    found = arch.get_many(ids)
+    for i in ids:  # refuse before anything runs
+        qc_type_of((found.get(i) or arch.get(i)).category)  # arch.get raises NotFoundError
+    thresholds = thresholds or QCThresholds(config=arch.config.config)
+    config = config or QCConfig(config=arch.config.config)
+    return run_all(arch, qc_task, ids, engine=engine, progress=progress, desc="qc",
+                   thresholds=_values(thresholds), qc_config=_values(config))
+
+
+def qc_task(dataset_id: int, settings: dict, thresholds: dict, qc_config: dict, arch=None):
+    """One QC run as an engine task (:func:`musewise.dpu.executor.run_all`): a QCResult or the QCError."""
+    from ..dpu.executor import open_archive
+
+    arch = arch if arch is not None else open_archive(settings)
+    try:
+        return run_qc(arch, dataset_id, thresholds=QCThresholds(**thresholds), config=QCConfig(**qc_config))
+    except QCError as exc:
+        return exc
+
+
+def _values(configurable) -> dict:
+    # The configurable's settings as plain values (picklable, for a worker).
+    return {k: getattr(configurable, k) for k in configurable.trait_names(config=True)}
 
 
 def _flag(arch, rec, verdict: Verdict, run_id: int, qc_type: str, config: QCConfig) -> bool:
@@ -246,4 +296,4 @@ def after_product(arch, record, **kw) -> QCResult | None:
         return None
 
 
-__all__ = ["QCResult", "after_product", "notebook_for", "qc_type_of", "run_qc"]
+__all__ = ["QCResult", "after_product", "notebook_for", "qc_task", "qc_type_of", "run_qc", "run_qc_many"]

@@ -10,7 +10,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from ..products.testing import write_master_bias, write_raw_bias
+import numpy as np
+
+from ..products.testing import write_master, write_master_bias, write_raw_bias
 
 
 def archive_product(arch, path, recipe: str, inputs=(), *, night: str = "2026-11-20", ifu: int | None = 1,
@@ -45,4 +47,39 @@ def bias_product(arch, folder, *, level_offset: float = 0.0, ron_adu: float = 2.
     return rec, raw_ids
 
 
-__all__ = ["archive_product", "bias_product"]
+def bias_trend(arch, folder, nights=("2026-11-20", "2026-11-21", "2026-11-22"), ifus=range(1, 25), *,
+               ron: float = 2.8, scatter: float = 0.12, spoiled: dict | None = None, seed: int = 0,
+               privilege=None, project: str | None = None) -> dict:
+    """Archive a MASTER_BIAS per night and IFU, each with its read noise stored as ``bias.ron.max``.
+
+    One ``muse_bias`` run per night makes the IFUs' masters (small 40 x 48 images, level ~0);
+    the read noise (e-) of each is ``ron`` plus seeded Gaussian scatter, plus ``spoiled[(night,
+    ifu)]`` for the IFUs spoiled on purpose. For QC trends in tests and example notebooks.
+
+    Returns
+    -------
+    dict
+        ``(night, ifu) -> dataset id``.
+    """
+    from ..vocabulary import Privilege
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    spoiled = spoiled or {}
+    out = {}
+    for night in nights:
+        t0 = datetime.strptime(night, "%Y-%m-%d") + timedelta(hours=18)
+        paths = [write_master(folder / f"MASTER_BIAS-{night}-{i:02d}.fits", "MASTER_BIAS",
+                              rng.normal(0.0, 1.0, size=(48, 40)), t0) for i in ifus]
+        run = arch.begin_run("muse_bias", {}, night=night,
+                             privilege=Privilege.CONSORTIUM if privilege is None else privilege, project=project)
+        made = arch.finish_run(run, [(str(p), "MASTER_BIAS", i) for p, i in zip(paths, ifus)])
+        for rec, i in zip(made, ifus):
+            value = ron + scatter * rng.normal() + spoiled.get((night, i), 0.0)
+            arch.add_qc(rec.id, {"bias.ron.max": value}, ifu=i, units={"bias.ron.max": "e-"}, run_id=run)
+            out[night, i] = rec.id
+    return out
+
+
+__all__ = ["archive_product", "bias_product", "bias_trend"]

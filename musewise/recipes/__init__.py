@@ -32,6 +32,7 @@ from .base import InputTag, Recipe, RecipeOutput, RecipeParameter, RecipeResult,
 from .esorex import (
     INSTALL_HINT,
     EsorexRecipe,
+    configure,
     esorex_executable,
     forget_versions,
     list_esorex_recipes,
@@ -89,7 +90,7 @@ def describe_pipeline(all_recipes: bool = False) -> dict[str, float]:
     forget_versions()
     if all_recipes:
         for name in list_esorex_recipes():
-            if name not in recipes._recipes:
+            if recipes.find(name) is None:
                 register(EsorexRecipe(name))
     times = {}
     for rec in list(recipes):
@@ -109,6 +110,6 @@ from . import skyclean  # noqa: E402  (registers the sky_residual_clean recipe)
 __all__ = [
     "INSTALL_HINT", "MUSE_RECIPES", "EsorexRecipe", "InputTag", "PipelineNotInstalledError",
     "PythonRecipe", "Recipe", "RecipeOutput", "RecipeParameter", "RecipeRegistry",
-    "RecipeResult", "describe_pipeline", "esorex_executable", "get_recipe", "list_recipes",
+    "RecipeResult", "configure", "describe_pipeline", "esorex_executable", "get_recipe", "list_recipes",
     "register", "register_python_recipe", "write_sof",
 ]

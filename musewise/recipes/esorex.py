@@ -48,11 +48,35 @@ TAIL_LINES = 12
 _CACHE_FORMAT = 1
 
 
+#: The site's pipeline settings, given by the layer that runs recipes (:func:`configure`).
+_SITE: dict = {}
+
+
+def configure(config=None, *, esorex: str | None = None, recipe_cache: str | None = None) -> None:
+    """Tell the pipeline recipes which esorex and which description cache the site uses.
+
+    The reduction layer calls it with the archive's configuration before it chooses or
+    runs recipes (:func:`musewise.dpu.run`, the Dask workers, the template notebooks),
+    so this module never loads the configuration itself.
+
+    Parameters
+    ----------
+    config : MusewiseConfig or dict, optional
+        Its ``esorex`` and ``recipe_cache`` are used (a dict: the archive settings a
+        notebook is given).
+    esorex, recipe_cache : str, optional
+        Override ``config``'s values.
+    """
+    get = config.get if isinstance(config, dict) else (lambda k: getattr(config, k, None))
+    _SITE.update({"esorex": esorex or (get("esorex") if config is not None else None),
+                  "recipe_cache": recipe_cache or (get("recipe_cache") if config is not None else None)})
+
+
 def esorex_executable(esorex: str | None = None) -> str:
     """Resolve the esorex executable.
 
-    Order: the argument, ``MusewiseConfig.esorex`` (which reads ``$MUSEWISE_ESOREX``
-    and the site config), then ``esorex`` on ``$PATH``.
+    Order: the argument, the site's (``MusewiseConfig.esorex`` given to :func:`configure`),
+    then ``esorex`` on ``$PATH``.
 
     Returns
     -------
@@ -64,20 +88,13 @@ def esorex_executable(esorex: str | None = None) -> str:
     PipelineNotInstalledError
         If it cannot be found; the message names the install command.
     """
-    if esorex is None:
-        from ..config import MusewiseConfig
-        from ..exceptions import ConfigurationError
-
-        try:
-            esorex = MusewiseConfig.load().esorex
-        except ConfigurationError:  # a broken site config must not hide the pipeline on $PATH
-            esorex = "esorex"
+    esorex = esorex or _SITE.get("esorex") or "esorex"
     found = shutil.which(esorex)
     if not found:
         raise PipelineNotInstalledError(
             "esorex",
             f"the ESO pipeline executable {esorex!r} was not found; install it with "
-            f"`{INSTALL_HINT}` (or set MUSEWISE_ESOREX)",
+            f"`{INSTALL_HINT}` (or set MusewiseConfig.esorex / MUSEWISE_ESOREX)",
         )
     return found
 
@@ -88,14 +105,16 @@ def cache_dir(config=None) -> Path:
     Parameters
     ----------
     config : MusewiseConfig, optional
-        Default: the installation's (:meth:`MusewiseConfig.load`), so the site's
-        config file or ``$MUSEWISE_RECIPE_CACHE`` set it.
+        Default: the one given to :func:`configure`, else musewise's default
+        (``$XDG_CACHE_HOME/musewise/recipes``).
     """
-    if config is None:
-        from ..config import MusewiseConfig
+    if config is not None:
+        return Path(config.recipe_cache)
+    if _SITE.get("recipe_cache"):
+        return Path(_SITE["recipe_cache"])
+    from ..config import MusewiseConfig
 
-        config = MusewiseConfig.load()
-    return Path(config.recipe_cache)
+    return Path(MusewiseConfig().recipe_cache)  # the default only: no site file, no environment
 
 
 def _esorex_output(esorex: str, *args: str, timeout: float = 120.0) -> str:
@@ -366,8 +385,10 @@ class EsorexRecipe(Recipe):
         path = self.cache_path()
         if path is not None and path.exists():
             try:
-                return _from_json(json.loads(path.read_text()))
-            except (ValueError, KeyError, TypeError):
+                data = json.loads(path.read_text())
+                if data.get("format") == _CACHE_FORMAT:  # an older format is regenerated below
+                    return _from_json(data)
+            except (ValueError, KeyError, TypeError, AttributeError):
                 pass  # a damaged cache entry is regenerated below
         return self.generate()
 
@@ -583,8 +604,6 @@ def _to_json(name: str, info: dict) -> dict:
 
 
 def _from_json(d: dict) -> dict:
-    if d.get("format") != _CACHE_FORMAT:
-        raise ValueError("old cache format")
     return {
         "description": d["description"],
         "pipeline_version": d["pipeline_version"],

@@ -257,7 +257,7 @@ def register_python_recipe(name: str, inputs: dict[str, bool], outputs: Sequence
 
         reg = registry or recipes
         rec = PythonRecipe(func, name, inputs, outputs, calibrations)
-        old = reg._recipes.get(name)
+        old = reg.find(name)
         # Re-importing the defining module (autoreload, notebooks) replaces the
         # recipe; any other clash of names is an error.
         same = isinstance(old, PythonRecipe) and (

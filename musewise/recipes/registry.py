@@ -72,6 +72,10 @@ class RecipeRegistry:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise NotFoundError(f"No recipe named {name!r}; known: {', '.join(known)}.{hint}")
 
+    def find(self, name: str) -> Recipe | None:
+        """The recipe registered under exactly ``name``, or None (no ``muse_`` completion)."""
+        return self._recipes.get(name)
+
     def names(self) -> list[str]:
         """Registered recipe names, sorted."""
         return sorted(self._recipes)

@@ -14,6 +14,12 @@
   the difference spectrum (:mod:`.compare`);
 * :class:`CalibrationTimeline` - which calibration is certified when, per IFU, and the
   reviewers' control to change a certified range;
+* :class:`SpaxelOriginViewer` - click a spaxel: the exposures, IFUs and slices its pixels
+  came from and the calibrations (with their validity) that made them (:mod:`musewise.origin`);
+* :class:`PlanViewer` - the dry-run plan of a target (each run, its inputs and why it is
+  needed) and the button that runs it in the background, each run's state shown as it ends;
+* :class:`QCTrends` - a QC parameter over the nights, per IFU, with its thresholds; a click
+  on a point opens that product in a :class:`QCPanel` to set its flag;
 * :class:`MuseCube`, :class:`Image`, :class:`Spectrum` - the products the viewers
   show, from :mod:`musewise.products` (usable without any UI).
 
@@ -36,6 +42,9 @@ _LAZY = {
     "RegionViewer": ".region_viewer",
     "CompareViewer": ".compare_viewer",
     "CalibrationTimeline": ".timeline",
+    "SpaxelOriginViewer": ".origin_viewer",
+    "PlanViewer": ".plan_view",
+    "QCTrends": ".qc_trends",
 }
 
 
@@ -48,5 +57,5 @@ def __getattr__(name):
 
 
 __all__ = ["ArchiveBrowser", "CalibrationTimeline", "CompareViewer", "CubeViewer", "Image",
-           "ImageViewer", "MuseCube", "OutsideCubeError", "QCPanel", "RegionViewer", "Spectrum",
-           "SpectrumViewer"]
+           "ImageViewer", "MuseCube", "OutsideCubeError", "PlanViewer", "QCPanel", "QCTrends", "RegionViewer",
+           "Spectrum", "SpaxelOriginViewer", "SpectrumViewer"]

@@ -31,7 +31,7 @@ from sqlalchemy import select
 from traitlets import Bool, Enum, Int, TraitError, Unicode, validate
 
 from ..archive.queries import ORDERABLE
-from ..exceptions import NotFoundError
+from ..exceptions import NotFoundError, UnsupportedTypeError
 from ..products.ifu import ifu_of_extname
 from .bokehjs import bokeh_plot
 from .provenance_view import notebook_srcdoc, provenance_html, render_notebook
@@ -220,7 +220,8 @@ class ArchiveBrowser(widgets.VBox):
         """
         unknown = set(filters) - set(FILTERS) - {"order_by", "descending", "page_size"}
         if unknown:
-            raise TypeError(f"unknown filter(s) {sorted(unknown)}; use {FILTERS + ('order_by', 'descending')}")
+            raise UnsupportedTypeError(f"unknown filter(s) {sorted(unknown)}; "
+                                       f"use {FILTERS + ('order_by', 'descending')}")
         if isinstance(filters.get("valid"), bool):
             filters["valid"] = "valid" if filters["valid"] else "invalid"
         with self.hold_trait_notifications():

@@ -39,6 +39,8 @@ from bokeh.models import ColumnDataSource, LayoutDOM
 from bokeh.protocol import Protocol
 from traitlets import Unicode
 
+from ..exceptions import UnsupportedTypeError
+
 __all__ = ["BokehPlot", "bokeh_plot", "bokehjs_sources"]
 
 #: BokehJS parts the viewers use (MathJax, 1.8 MB, is left out: no LaTeX labels).
@@ -84,7 +86,7 @@ class BokehPlot(anywidget.AnyWidget):
 
     def __init__(self, model: LayoutDOM, **kwargs: Any) -> None:
         if not isinstance(model, LayoutDOM):
-            raise TypeError(f"BokehPlot shows a bokeh figure or layout, got {type(model).__name__}")
+            raise UnsupportedTypeError(f"BokehPlot shows a bokeh figure or layout, got {type(model).__name__}")
         super().__init__(**kwargs)
         if model.document is None:
             Document().add_root(model)
@@ -156,9 +158,9 @@ class BokehPlot(anywidget.AnyWidget):
             descriptor = model.lookup(attr)
             new = descriptor.property.prepare_value(model, descriptor.name, event["new"])
             old = descriptor._get(model)
+            # _set runs the Python callbacks itself (once); setter=self keeps the change from
+            # being sent back to the view it came from.
             descriptor._set(model, old, new, setter=self)
-            for cb in model._callbacks.get(attr, []):
-                cb(attr, old, new)
         elif kind == "ColumnsStreamed" and isinstance(event["model"], ColumnDataSource):
             event["model"]._stream(event["data"], event["rollover"], setter=self)
         elif kind == "ColumnsPatched" and isinstance(event["model"], ColumnDataSource):

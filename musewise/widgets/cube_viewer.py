@@ -22,7 +22,7 @@ import ipywidgets as widgets
 import numpy as np
 from traitlets import Bool, Enum, Float, Instance, Int, TraitError, Unicode, observe, validate
 
-from ..exceptions import MusewiseError, OutsideCubeError
+from ..exceptions import InvalidArgumentError, MusewiseError, OutsideCubeError
 from ..products.cube import MuseCube
 from ..products.image import Image
 from ..products.lines import EMISSION_LINES, observed_wavelength
@@ -288,7 +288,7 @@ class CubeViewer(widgets.VBox):
                    "plane": lambda: self.set_wavelength(self.wavelength),
                    "narrow band": self.narrow_band}
         if mode not in actions:
-            raise ValueError(f"unknown image mode {mode!r}; choose one of {IMAGE_MODES}")
+            raise InvalidArgumentError(f"unknown image mode {mode!r}; choose one of {IMAGE_MODES}")
         try:
             return actions[mode]()
         except OutsideCubeError as exc:  # e.g. the line is redshifted out of the cube

@@ -30,6 +30,7 @@ from bokeh.models import (Arrow, BoxZoomTool, ColumnDataSource, CustomJS, Div, L
 from bokeh.plotting import figure
 from traitlets import Enum, Float, Int, Unicode, observe, validate, TraitError
 
+from ..exceptions import InvalidArgumentError, NothingSelectedError
 from .bokehjs import bokeh_plot
 from .cubeio import resolve_source
 from ..products.image import Image
@@ -65,7 +66,7 @@ def scale_image(data: np.ndarray, low: float = 1.0, high: float = 99.5,
         The data values at the two percentiles, in the image unit.
     """
     if stretch not in STRETCHES:
-        raise ValueError(f"unknown stretch {stretch!r}; choose one of {STRETCHES}")
+        raise InvalidArgumentError(f"unknown stretch {stretch!r}; choose one of {STRETCHES}")
     finite = data[np.isfinite(data)]
     if finite.size == 0:
         return np.full(data.shape, np.nan, dtype=np.float32), np.nan, np.nan
@@ -292,7 +293,7 @@ class ImageViewer(widgets.VBox):
             source = Image.read(Path(source))
         elif isinstance(source, np.ndarray):
             if source.ndim != 2:
-                raise ValueError(f"ImageViewer shows 2-D arrays, got shape {source.shape}")
+                raise InvalidArgumentError(f"ImageViewer shows 2-D arrays, got shape {source.shape}")
             source = Image(source.astype(np.float32))
         previous = self._image.shape if self._image is not None else None
         self._image = source
@@ -469,7 +470,7 @@ class ImageViewer(widgets.VBox):
     def export_image(self, path: str | os.PathLike, overwrite: bool = True) -> Path:
         """Write the image shown (full resolution, data and variance) to FITS."""
         if self._image is None:
-            raise ValueError("no image shown yet")
+            raise NothingSelectedError("no image shown yet")
         return self._image.to_fits(path, overwrite=overwrite)
 
     # -------------------------------------------------------------- internals

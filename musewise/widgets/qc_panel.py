@@ -24,7 +24,7 @@ import ipywidgets as widgets
 import numpy as np
 from traitlets import Bool, Int, TraitError, Unicode, observe, validate
 
-from ..exceptions import InvalidArgumentError
+from ..exceptions import InvalidArgumentError, NotFoundError, NothingSelectedError
 from ..products.ifu import chan_extensions, chan_extname
 from ..products.image import Image
 from ..vocabulary import N_IFU, QualityFlag
@@ -126,7 +126,7 @@ def ifu_quicklook(path, ifu: int | None):
     elif tag and tag in names:
         ext = tag
     elif chans:
-        raise LookupError(f"{Path(path).name} holds no IFU {ifu} (extensions {', '.join(chans)})")
+        raise NotFoundError(f"{Path(path).name} holds no IFU {ifu} (extensions {', '.join(chans)})")
     elif "DATA" in two_d:
         ext = "DATA"
     elif two_d:
@@ -343,7 +343,7 @@ class QCPanel(widgets.VBox):
     # -------------------------------------------------------------- internals
     def _require_selection(self) -> int:
         if not self.selected_ifu:
-            raise ValueError("select an IFU first (panel.select_ifu(n))")
+            raise NothingSelectedError("select an IFU first (panel.select_ifu(n))")
         return self.selected_ifu
 
     def _record_from_controls(self):

@@ -15,7 +15,7 @@ import numpy as np
 from astropy import units as u
 from traitlets import Enum, Float, Instance, TraitError, Unicode, observe, validate
 
-from ..exceptions import MusewiseError
+from ..exceptions import MusewiseError, NothingSelectedError
 from ..products.cube import MuseCube
 from ..products.spectrum import Spectrum
 from .cubeio import open_cube
@@ -166,7 +166,7 @@ class RegionViewer(widgets.VBox):
     def save_region(self, path: str | os.PathLike) -> Path:
         """Write the region shown to a region file, in sky coordinates when the cube has a WCS."""
         if self._region is None:
-            raise ValueError("no region shown yet")
+            raise NothingSelectedError("no region shown yet")
         region = self._region
         if hasattr(region, "to_sky"):  # a pixel region
             try:

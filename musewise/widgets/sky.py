@@ -18,7 +18,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
-from ..exceptions import NoWCSError
+from ..exceptions import InvalidArgumentError, NoWCSError
 
 __all__ = ["NoWCSError", "FrameGeometry", "celestial_wcs", "pixel_to_sky", "sky_to_pixel",
            "north_east", "pixel_scale", "format_radec", "square_frame", "tan_parameters",
@@ -154,7 +154,7 @@ def square_frame(nx: int, ny: int, max_width: int = 560, max_height: int = 440,
     symmetrically instead of stretching the pixels.
     """
     if nx < 1 or ny < 1:
-        raise ValueError(f"image shape must be positive, got {nx} x {ny}")
+        raise InvalidArgumentError(f"image shape must be positive, got {nx} x {ny}")
     scale = min(max_width / nx, max_height / ny)
     width = int(round(min(max_width, max(min_width, nx * scale))))
     height = int(round(min(max_height, max(min_height, ny * scale))))

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import InvalidFrameError, NotFoundError
-from ..exceptions import OutsideCubeError
+from ..exceptions import InvalidFrameError, NotFoundError, OutsideCubeError, UnsupportedTypeError
 from ..products.cube import MuseCube
 from ..products.spectrum import Spectrum
 from .sky import celestial_wcs
@@ -66,7 +65,7 @@ def _to_pixel(region, wcs_header):
         return region.to_pixel(celestial_wcs(wcs_header))
     if isinstance(region, PixelRegion):
         return region
-    raise TypeError(f"give a regions SkyRegion or PixelRegion, got {type(region).__name__}")
+    raise UnsupportedTypeError(f"give a regions SkyRegion or PixelRegion, got {type(region).__name__}")
 
 
 def _outline(pixreg) -> np.ndarray:

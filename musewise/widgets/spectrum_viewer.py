@@ -13,6 +13,7 @@ from bokeh.models import ColumnDataSource, CustomJS, Div, LabelSet, Span
 from bokeh.plotting import figure
 from traitlets import Bool, Float, TraitError, observe, validate
 
+from ..exceptions import NothingSelectedError, UnsupportedTypeError
 from .bokehjs import bokeh_plot
 from ..products.lines import EMISSION_LINES, SKY_LINES, observed_wavelength, sky_line_wavelength
 from ..products.spectrum import Spectrum
@@ -47,7 +48,7 @@ def _as_spectrum(source) -> Spectrum:
         wave, data = np.asarray(source[0], float), np.asarray(source[1], np.float32)
         var = np.asarray(source[2], np.float32) if len(source) == 3 else None
         return Spectrum(wave, data, var)
-    raise TypeError(f"cannot show a spectrum from {type(source).__name__}: give a Spectrum, "
+    raise UnsupportedTypeError(f"cannot show a spectrum from {type(source).__name__}: give a Spectrum, "
                     "a FITS path or a (wave, flux[, variance]) tuple")
 
 
@@ -190,7 +191,7 @@ class SpectrumViewer(widgets.VBox):
     def export_spectrum(self, path: str | os.PathLike, overwrite: bool = True) -> Path:
         """Write the spectrum shown (flux and variance) to FITS; returns the path."""
         if self._spectrum is None:
-            raise ValueError("no spectrum shown yet")
+            raise NothingSelectedError("no spectrum shown yet")
         return self._spectrum.to_fits(path, overwrite=overwrite)
 
     # -------------------------------------------------------------- internals

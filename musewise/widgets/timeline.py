@@ -29,7 +29,7 @@ from ..calibration_timeline import (
     timeline_figure,
     update_timeline_figure,
 )
-from ..exceptions import MusewiseError
+from ..exceptions import MusewiseError, NotFoundError, NothingSelectedError
 from .bokehjs import bokeh_plot
 
 __all__ = ["CalibrationTimeline"]
@@ -176,7 +176,7 @@ class CalibrationTimeline(widgets.VBox):
         """
         bar = self.selected
         if bar is None:
-            raise ValueError("select a certified range first (timeline.select(certification_id))")
+            raise NothingSelectedError("select a certified range first (timeline.select(certification_id))")
         rec = self.archive.certify(bar.dataset_id, bar.collection, parse_mjd(begin_mjd), parse_mjd(end_mjd),
                                    comment)
         self.refresh()
@@ -213,7 +213,7 @@ class CalibrationTimeline(widgets.VBox):
         if cid is not None:
             try:
                 self.timeline.bar(cid)
-            except KeyError as exc:
+            except NotFoundError as exc:
                 raise TraitError(str(exc)) from None
         return cid
 
