@@ -429,6 +429,10 @@ def test_cascade_cube_puts_simulated_stars_where_they_are_with_their_flux(cascad
     cubes = [r for r in arch.query(category="DATACUBE_FINAL") if r.is_valid]
     assert len(cubes) >= 2  # both dithered exposures
     for cube in cubes:
+        run = arch.get_run(cube.run_id)
+        # The simulated frames have no DAR, and a subset of IFUs needs the astrometric solution.
+        assert "--lambdaref=-1.0" in run.details["command"]
+        assert "ASTROMETRY_WCS" in {u.tag for u in arch.provenance(cube.id).used if u.run_id == run.id}
         found = measure_stars(arch.path(cube.id), Scene.default(), SCIENCE_FIELD)
         assert found, "no simulated star inside the cube"
         for star, sep, ratio in found:
