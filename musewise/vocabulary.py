@@ -85,6 +85,7 @@ CALIBRATION_CATEGORIES = {
     "STD_RESPONSE": "StdResponse",
     "STD_TELLURIC": "StdTelluric",
     "BADPIX_TABLE": "BadPixTable",
+    "ASTROMETRY_WCS": "AstrometryWcs",
 }
 
 #: Static calibrations delivered with the pipeline (never made by a run here).

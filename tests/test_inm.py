@@ -167,7 +167,7 @@ def test_point_source_appears_in_slices_the_geometry_predicts(tmp_path):
 def test_static_tables_have_pipeline_columns(tmp_path):
     files = write_static_calibrations(tmp_path, mode="WFM-NOAO-E")
     assert set(files) >= {"LINE_CATALOG", "GEOMETRY_TABLE", "EXTINCT_TABLE", "STD_FLUX_TABLE",
-                          "STD_RESPONSE", "FILTER_LIST", "SKY_LINES"}
+                          "STD_RESPONSE", "FILTER_LIST", "SKY_LINES", "ASTROMETRY_WCS"}
     need = {"LINE_CATALOG": {"lambda", "flux", "ion", "quality"},
             "GEOMETRY_TABLE": {"SubField", "SliceCCD", "SliceSky", "x", "y", "angle", "width"},
             "EXTINCT_TABLE": {"lambda", "extinction"},
@@ -190,6 +190,47 @@ def test_static_tables_have_pipeline_columns(tmp_path):
 
     assert sky[1].data["flux"][sky[1].data["name"] == "SKY5577"][0] == pytest.approx(sky_line_flux(5577.3) * 1e20)
     assert fits.getheader(files["STD_RESPONSE"])["ESO DRS MUSE FLUX FFCORR"] is True
+
+
+def test_dithered_exposures_see_each_star_at_one_sky_position():
+    """The pointing and the scene move together: a star's RA/Dec is the same in every exposure."""
+    from musewise.inm.night import SCIENCE_FIELD
+
+    plan = NightPlan.for_night("2026-11-20", ifus=(1,), n_object=4)
+    positions = []
+    for exp in plan.of_type(FrameType.OBJECT):
+        o = exp.options
+        # The exposure's scene offsets are from its own pointing (the field centre).
+        positions.append([(ra, dec) for _, ra, dec in o["scene"].sky_positions(o["ra"], o["dec"])])
+    true = [(ra, dec) for _, ra, dec in Scene.default().sky_positions(*SCIENCE_FIELD)]
+    cosd = np.cos(np.radians(SCIENCE_FIELD[1]))
+    for pos in positions:
+        d = np.array(pos) - np.array(true)
+        assert np.all(np.hypot(d[:, 0] * cosd, d[:, 1]) * 3600 < 0.001)   # arcsec
+    # +x is West: a star at dx > 0 has a smaller RA than the field centre.
+    star, ra, dec = next(t for t in Scene.default().sky_positions(*SCIENCE_FIELD)
+                         if isinstance(t[0], Star) and t[0].dx > 0)
+    assert ra < SCIENCE_FIELD[0] and np.isclose((SCIENCE_FIELD[0] - ra) * cosd * 3600, star.dx, atol=0.01)
+    assert np.isclose((dec - SCIENCE_FIELD[1]) * 3600, star.dy, atol=0.01)
+
+
+def test_astrometry_wcs_points_at_the_field_centre_for_any_ifus(tmp_path):
+    """muse_scipost puts the pointing at the centre of the reduced data plus CRPIX: CRPIX must
+    take the centre of the simulated IFUs' slices (in the GEOMETRY_TABLE) to the field centre."""
+    from musewise.inm.static import astrometry_wcs
+
+    files = write_static_calibrations(tmp_path, ifus=(1, 2))
+    gt = Table.read(files["GEOMETRY_TABLE"], hdu=1)
+    for ifus in ((1,), (1, 2), (23, 24), tuple(range(1, 25))):
+        rows = gt[np.isin(gt["SubField"], ifus)]
+        centre_x = 0.5 * ((rows["x"] - 0.5 * rows["width"]).min() + (rows["x"] + 0.5 * rows["width"]).max())
+        centre_y = 0.5 * (rows["y"].min() + rows["y"].max())
+        h = astrometry_wcs(ifus)
+        assert (centre_x + h["CRPIX1"], centre_y + h["CRPIX2"]) == pytest.approx(L.FIELD_CENTRE)
+    assert (astrometry_wcs()["CRPIX1"], astrometry_wcs()["CRPIX2"]) == (0.0, 0.0)
+    h = fits.getheader(files["ASTROMETRY_WCS"])
+    assert h["ESO PRO CATG"] == "ASTROMETRY_WCS" and h["CRPIX2"] == pytest.approx(6.5 - 138.5)
+    assert h["CD1_1"] < 0 < h["CD2_2"] and h["CD1_2"] == h["CD2_1"] == 0   # East left, North up
 
 
 def test_night_plan_time_line():

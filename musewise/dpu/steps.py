@@ -129,7 +129,7 @@ STEPS: dict[str, Step] = {s.name: s for s in (
          fallback="the STD_RESPONSE certified nearest in time (the static table, without a standard)"),
     Step("scipost", "muse_scipost", "PIXTABLE_OBJECT", input_kind="product",
          calibrations=("EXTINCT_TABLE", "STD_RESPONSE"),
-         optional=("STD_TELLURIC", "FILTER_LIST", "LSF_PROFILE", "SKY_LINES"),
+         optional=("STD_TELLURIC", "FILTER_LIST", "LSF_PROFILE", "SKY_LINES", "ASTROMETRY_WCS"),
          products=("DATACUBE_FINAL", "IMAGE_FOV", "PIXTABLE_REDUCED"), per=PER_EXPOSURE,
          required_when=(("skymethod", ("model", "subtract-model"), ("SKY_LINES", "LSF_PROFILE")),)),
     Step("exp_combine", "muse_exp_combine", "PIXTABLE_REDUCED", input_kind="product",

@@ -38,8 +38,9 @@ muse_scibasic      OBJECT | STD; MASTER_BIAS, MASTER_DARK, MASTER_FLAT,         
                    TRACE_TABLE, WAVECAL_TABLE, GEOMETRY_TABLE
 muse_standard      PIXTABLE_STD (2+ IFUs); EXTINCT_TABLE, STD_FLUX_TABLE          see below
 muse_scipost       PIXTABLE_OBJECT (all IFUs, all exposures); EXTINCT_TABLE,     --skymethod=model
-                   STD_RESPONSE, SKY_LINES, LSF_PROFILE (one per IFU);            (default)
-                   optional STD_TELLURIC, FILTER_LIST                             --filter=white,...
+                   STD_RESPONSE, SKY_LINES, LSF_PROFILE (one per IFU),            (default)
+                   ASTROMETRY_WCS; optional STD_TELLURIC, FILTER_LIST             --lambdaref=-1
+                                                                                 --filter=white,...
 =================  ===========================================================  ==========
 
 Wall times for one IFU on the 2-core machine (frames from ``simulate_night(ifus=(1,))``,
@@ -74,8 +75,15 @@ Facts for the reduction layer:
   :func:`.spectra.sky_line_in_cube`) from 5577 to 9001 A; 0.98x once the static response
   also includes :func:`.model.detected_fraction`.
 * The simulator has no differential atmospheric refraction; the pipeline corrects
-  for it from the airmass by default (``--lambdaref=7000``). Shifts are < 0.3 arcsec
-  at airmass < 1.3; pass ``--lambdaref=-1`` to switch it off for exact positions.
+  for it from the airmass by default (``--lambdaref=7000``), which moves the light by
+  up to 0.42 arcsec at 4750 A and a white-light centroid by 0.12 arcsec (airmass 1.25):
+  musewise passes ``--lambdaref=-1`` (:data:`musewise.dpu.config.DEFAULT_PARAMETERS`).
+* Astrometry: without an ``ASTROMETRY_WCS`` muse_scipost puts the pointing at the
+  centre of the pixel tables it is given, which for a subset of IFUs is not the field
+  centre (IFU 1 alone: 27.6 arcsec north of it, so every Dec came out 27.6 arcsec too
+  small). The static ``ASTROMETRY_WCS`` written
+  for the simulated IFUs (:func:`.static.astrometry_wcs`) corrects that offset; reduce
+  the IFUs the night was simulated with.
 * muse_twilight processes all IFUs present; it rejects ``--nifu``.
 * muse_standard on a one-IFU STD (a 12-spaxel-high strip) finds the star at the
   expected place (0.2-0.3 arcsec) and writes DATACUBE_STD, but its integrated flux is
@@ -97,10 +105,10 @@ Facts for the reduction layer:
   on IFU 1 (``tests/test_programme.py``): a star reduced from a PA 0 and a PA 90
   exposure (``--lambdaref=-1``) lies 0.05 and 0.07 arcsec from its simulated RA/Dec,
   0.04 arcsec apart; muse_scibasic applies the OB's ILLUM ("Applying ILLUM flat-field").
-* Cube orientation: scene offsets ``dx`` (+West) and ``dy`` (+North) map to cube
-  pixels ``x = 150 + dx/0.2 + (CRPIX1 - 150)``, row within an IFU strip as in
-  :mod:`.layout`; RA decreases with x (CD1_1 < 0). Verified: the bright star at
-  (14.0", 27.6") appears at cube (222, 6) as predicted (221.6, 5.5); galaxy H-alpha
+* Cube orientation: RA decreases with x (CD1_1 < 0), Dec increases with y; a source's
+  true RA/Dec is :meth:`.scene.Scene.sky_positions` of the field centre
+  (:data:`.night.SCIENCE_FIELD`), and the cube's WCS maps it to where the star is;
+  galaxy H-alpha
   at 6891.1 A (expected 6890.9), [OIII] 5257.4 (5257.2), Lyman-alpha emitter 6686.1
   (6686.2); sky lines 5577.39, 6299.89, 8344.89 A (1.25 A sampling).
 """

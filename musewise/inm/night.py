@@ -268,5 +268,5 @@ def simulate_night(outdir: str | os.PathLike, night: str = "2026-11-20",
                                n_arc_per_lamp=n_arc_per_lamp, n_skyflat=n_skyflat, n_std=n_std,
                                n_object=n_object, seed=seed, scene=model.scene)
     if static:
-        write_static_calibrations(Path(outdir) / "static", mode=mode)
+        write_static_calibrations(Path(outdir) / "static", mode=mode, ifus=ifus)
     return plan.run(model, outdir, progress=progress)

@@ -102,13 +102,18 @@ class Star(Source):
     temperature: float = 6000.0
     spectrum_fn: Callable[[np.ndarray], np.ndarray] | None = None
 
+    def flux(self, lam) -> np.ndarray:
+        """Flux density above the atmosphere (erg s-1 cm-2 Angstrom-1) at ``lam`` (Angstrom)."""
+        lam = np.asarray(lam, dtype=float)
+        if self.spectrum_fn is not None:
+            return self.spectrum_fn(lam)
+        return self.flux_5500 * blackbody(lam, self.temperature)
+
     def components(self):
         x0, y0 = self.field_position
 
         def spec(lam, lsf_sigma):
-            if self.spectrum_fn is not None:
-                return self.spectrum_fn(lam)
-            return self.flux_5500 * blackbody(lam, self.temperature)
+            return self.flux(lam)
 
         def prof(x, y, seeing):
             return moffat((x - x0) ** 2 + (y - y0) ** 2, seeing / SPAXEL)
@@ -260,6 +265,32 @@ class Scene:
     def components(self) -> list[Component]:
         """All separable components of all sources."""
         return [c for s in self.sources for c in s.components()]
+
+    def sky_positions(self, ra: float, dec: float) -> list[tuple[Source, float, float]]:
+        """Where the sources are on the sky when the field centre points at ``ra``, ``dec``.
+
+        Offsets are taken in the tangent plane (gnomonic, as the cube's ``RA---TAN``
+        WCS), +x West and +y North (``ESO INS DROT POSANG = 0``).
+
+        Parameters
+        ----------
+        ra, dec : float
+            Pointing of the field centre (degrees).
+
+        Returns
+        -------
+        list of (Source, float, float)
+            Each source with its RA and Dec (degrees).
+        """
+        a0, d0 = np.radians(ra), np.radians(dec)
+        out = []
+        for s in self.sources:
+            xi, eta = np.radians(-s.dx / 3600.0), np.radians(s.dy / 3600.0)  # xi: towards East
+            den = np.cos(d0) - eta * np.sin(d0)
+            a = a0 + np.arctan2(xi, den)
+            d = np.arctan2(np.sin(d0) + eta * np.cos(d0), np.hypot(xi, den))
+            out.append((s, float(np.degrees(a) % 360.0), float(np.degrees(d))))
+        return out
 
     @classmethod
     def default(cls, galaxy_redshift: float = 0.05, lae_redshift: float = 4.5) -> "Scene":

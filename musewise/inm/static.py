@@ -14,7 +14,22 @@ STD_RESPONSE       instrument response (throughput model, detected    muse_scipo
                    fraction of the pixels)
 FILTER_LIST        white, Johnson V, Cousins R and I passbands        muse_scipost (images)
 SKY_LINES          night-sky line list                                muse_scipost (model)
+ASTROMETRY_WCS     where the pointing falls among the simulated IFUs  muse_scipost
 =================  ===============================================  ==================
+
+Astrometry. muse_scipost references the pixel-table positions to the centre of the
+data it is given (the middle of their x and y extent) and puts the pointing (``RA``,
+``DEC``) at that centre plus the ``CRPIX1/2`` of ``ASTROMETRY_WCS`` (without one, at
+the centre itself: "Using default MUSE WFM astrometry"). For all 24 IFUs that centre
+is the field centre; for a subset it is not (for IFU 1 alone, 138 spaxels = 27.6
+arcsec north of it). :func:`astrometry_wcs` therefore gives the offset from the
+centre of the simulated IFUs to the field centre, where the instrument model puts the
+pointing (:data:`musewise.inm.layout.FIELD_CENTRE`). The pipeline replaces its
+``CRVAL1/2`` by the exposure's pointing. Verified with MUSE DRS 2.8.7 on IFU 1 and
+IFUs 1-2: simulated stars within 0.03 arcsec (``tests/test_dpu.py``). The frames of
+:func:`.programme.simulate_programme` instead carry the sky position of the simulated
+IFUs' centre as their header pointing; their static folder has the 24-IFU solution
+(``CRPIX = 0``, the pipeline's default), so the two are not corrected twice.
 """
 
 from __future__ import annotations
@@ -22,6 +37,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from astropy.io import fits
@@ -109,6 +125,51 @@ def geometry_table() -> Table:
     return t
 
 
+def data_centre(ifus: Sequence[int]) -> tuple[float, float]:
+    """Centre (geometry-frame spaxels) of the field covered by ``ifus``, as the pipeline takes it.
+
+    The middle of the x and y extent of the slices of those IFUs in :func:`geometry_table`.
+    """
+    ys = [L.slice_sky_position(i, k)[2] for i in ifus for k in range(1, L.N_SLICE + 1)]
+    xs = [L.slice_sky_position(i, k)[1] for i in ifus for k in range(1, L.N_SLICE + 1)]
+    half = 0.5 * L.SLICE_WIDTH_SKY
+    return 0.5 * (min(xs) - half + max(xs) + half), 0.5 * (min(ys) + max(ys))
+
+
+def astrometry_wcs(ifus: Sequence[int] = tuple(range(1, 25)), mode: str = "WFM-NOAO-N") -> fits.Header:
+    """The ``ASTROMETRY_WCS`` header for a reduction of ``ifus``.
+
+    A bare header, as muse_astrometry writes: a TAN projection with 0.2 arcsec spaxels,
+    North up and East left at ``ESO INS DROT POSANG = 0`` (the pipeline rotates it by
+    the position angle), and ``CRPIX1/2`` the offset (spaxels) from the centre of the
+    data of ``ifus`` (:func:`data_centre`) to the field centre, where the pointing is.
+    ``CRVAL1/2`` are placeholders the pipeline replaces with each exposure's ``RA``/``DEC``.
+
+    Parameters
+    ----------
+    ifus : sequence of int
+        The IFUs whose pixel tables muse_scipost combines (all 24 by default: ``CRPIX = 0``).
+    mode : str
+        ``ESO INS MODE``.
+    """
+    cx, cy = data_centre(ifus)
+    h = fits.Header()
+    h["WCSAXES"] = 2
+    h["CTYPE1"], h["CTYPE2"] = "RA---TAN", "DEC--TAN"
+    h["CUNIT1"], h["CUNIT2"] = "deg", "deg"
+    h["CRPIX1"] = (float(L.FIELD_CENTRE[0] - cx), "[pix] field centre - data centre")
+    h["CRPIX2"] = (float(L.FIELD_CENTRE[1] - cy), "[pix] field centre - data centre")
+    h["CRVAL1"], h["CRVAL2"] = 0.0, 0.0
+    scale = L.SPAXEL / 3600.0
+    h["CD1_1"], h["CD1_2"], h["CD2_1"], h["CD2_2"] = -scale, 0.0, 0.0, scale
+    h["INSTRUME"] = "MUSE"
+    h["HIERARCH ESO PRO CATG"] = "ASTROMETRY_WCS"
+    h["HIERARCH ESO INS MODE"] = mode
+    h["HIERARCH MUSEWISE IFUS"] = (",".join(str(int(i)) for i in sorted(ifus)), "IFUs this solution is for")
+    h["ORIGIN"] = "musewise.inm (simulated static calibration)"
+    return h
+
+
 def _filter(name, lam, thr):
     hdu = fits.table_to_hdu(Table([lam, thr], names=("lambda", "throughput")))
     hdu.header["EXTNAME"] = name
@@ -129,7 +190,8 @@ def filter_list() -> list[fits.BinTableHDU]:
 
 
 def write_static_calibrations(outdir: str | os.PathLike, mode: str = "WFM-NOAO-N",
-                              standard: StandardStar = STANDARD_STAR) -> dict[str, Path]:
+                              standard: StandardStar = STANDARD_STAR,
+                              ifus: Sequence[int] = tuple(range(1, 25))) -> dict[str, Path]:
     """Write the static calibrations the pipeline needs for simulated data.
 
     Parameters
@@ -140,12 +202,14 @@ def write_static_calibrations(outdir: str | os.PathLike, mode: str = "WFM-NOAO-N
         ``ESO INS MODE`` the calibrations are for (response and headers).
     standard : StandardStar
         The standard star described by ``STD_FLUX_TABLE``.
+    ifus : sequence of int
+        The simulated IFUs, which ``ASTROMETRY_WCS`` is for (:func:`astrometry_wcs`).
 
     Returns
     -------
     dict
         ``{PRO CATG: path}`` for LINE_CATALOG, GEOMETRY_TABLE, EXTINCT_TABLE,
-        STD_FLUX_TABLE, STD_RESPONSE, FILTER_LIST and SKY_LINES.
+        STD_FLUX_TABLE, STD_RESPONSE, FILTER_LIST, SKY_LINES and ASTROMETRY_WCS.
 
     Raises
     ------
@@ -166,6 +230,11 @@ def write_static_calibrations(outdir: str | os.PathLike, mode: str = "WFM-NOAO-N
 
     files["GEOMETRY_TABLE"] = _write(out / "GEOMETRY_TABLE.fits",
                                      [fits.table_to_hdu(geometry_table())], "GEOMETRY_TABLE", mode)
+    # Where the pointing is relative to the data of the simulated IFUs (module docstring).
+    files["ASTROMETRY_WCS"] = out / "ASTROMETRY_WCS.fits"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VerifyWarning)
+        fits.PrimaryHDU(header=astrometry_wcs(ifus, mode)).writeto(files["ASTROMETRY_WCS"], overwrite=True)
 
     ext = Table([lam, extinction(lam)], names=("lambda", "extinction"))
     ext["lambda"].unit = "Angstrom"  # extinction: mag per airmass (no FITS unit)
