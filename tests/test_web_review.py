@@ -130,7 +130,9 @@ def test_grid_page_has_a_tile_per_ifu_with_its_verdict_qc_and_thumbnail(site, ar
     assert tiles == {i: (ids[NIGHTS[1], i], "yes", "unchecked") for i in range(1, 25)}
     assert "MASTER_BIAS of 2026-11-21" in r.text
     value = archive.qc(did)[0]["value"]
-    assert f"bias.ron.max = {value:.4g} e-" in r.text
+    # QC numbers beyond the limits are marked (5.0 e- is bad for bias.ron.max by default).
+    assert f'<span class="qc-bad">bias.ron.max = {value:.4g} e-' in r.text
+    assert r.text.count('<span class="qc-good">bias.ron.max') == 23
     assert f'src="{PREFIX}datasets/{did}/thumb.png"' in r.text
     png = get(f"datasets/{did}/thumb.png", user="alice")
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from ..archive.records import DatasetRecord, IfuState
 from ..vocabulary import N_IFU
 from .review import Claim, current_claim, review_state
+from .thresholds import QCThresholds
+from .trends import limits_of, verdict_of
 
 __all__ = ["IfuGrid", "IfuTile", "ifu_grid"]
 
@@ -41,8 +43,10 @@ class IfuTile:
         Its review state (``state``: pending, affected, reviewed; ``reason``; ``source``:
         the invalid input of an affected IFU), from :func:`~musewise.qc.review.review_state`.
     qc : tuple of dict
-        QC numbers measured on this IFU (``name``, ``value``, ``unit``), and those of the
-        product as a whole (``ifu`` None).
+        QC numbers measured on this IFU (``name``, ``value``, ``unit``, ``ifu``), and those of
+        the product as a whole (``ifu`` None); ``verdict`` says where the value lies against
+        the site's limits (:func:`~musewise.qc.trends.verdict_of`: ``good``, ``warning``,
+        ``bad``; ``unchecked`` for a parameter without limits).
     can_review : bool
         May the user give a verdict on it?
     claim : Claim or None
@@ -123,10 +127,13 @@ def ifu_grid(arch, dataset_id: int) -> IfuGrid:
     qc = {did: arch.qc(did) for did in by_id}
     rights = {did: arch.can_review(did) for did in by_id}
     claims = {did: current_claim(arch, did) for did in by_id}
+    thresholds = QCThresholds(config=arch.config.config)
+    limits = {q["name"]: limits_of(q["name"], thresholds) for did in by_id for q in qc[did]}
     tiles = {}
     for ifu, r in sorted(holders.items()):
         if not 0 <= ifu <= N_IFU:
             continue
-        mine = tuple(q for q in qc[r.id] if q["ifu"] is None or q["ifu"] == ifu or (ifu == 0))
+        mine = tuple({**q, "verdict": verdict_of(limits[q["name"]], q["value"])} for q in qc[r.id]
+                     if q["ifu"] is None or q["ifu"] == ifu or ifu == 0)
         tiles[ifu] = IfuTile(ifu, r, _state(r, ifu), states[r.id].get(ifu), mine, rights[r.id], claims[r.id])
     return IfuGrid(title, rec.category, rec.night, tiles)
