@@ -242,6 +242,30 @@ def test_browser_reviewer_sets_an_ifu_invalid_and_its_dependents_are_affected(si
                            f"{base}datasets/{victim}/review")
     assert status == 403
     assert archive.get(victim).is_valid and archive.validity_history(victim) == []
+    # Every route of the web view that takes a POST refuses alice's cookie without the token.
+    refused = {}
+    for path in _post_routes(archive, victim):
+        refused[path] = page.evaluate("""async (url) => (await fetch(url, {method: 'POST', body:
+            new URLSearchParams({action: 'claim', collection: 'x', q: 'SELECT 1'})})).status""", base + path)
+    assert {f"datasets/{victim}/review", f"datasets/{victim}/certify", "api/sql"} <= set(refused)
+    assert set(refused.values()) == {403}, refused
+    assert review_history(archive, victim) == []
+
+
+def _post_routes(archive, dataset_id):
+    """Paths (below the prefix) of every route of the web view whose handler takes a POST."""
+    from tornado import web
+
+    from musewise.web.app import make_app
+
+    app = make_app(archive, hub_auth=object(), cache_dir="unused")
+    out = []
+    for rule in app.wildcard_router.rules:
+        cls = rule.target
+        if isinstance(cls, type) and issubclass(cls, web.RequestHandler) and cls.post is not web.RequestHandler.post:
+            path = rule.matcher.regex.pattern.rstrip("$").replace("([0-9]{1,18})", str(dataset_id))
+            out.append(path.replace("\\", "")[len(PREFIX):])
+    return out
 
 
 @pytest.mark.browser
