@@ -18,7 +18,7 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
-from . import api, pages, review, timeline
+from . import api, pages, qctrends, review, timeline
 from .base import ID_PATTERN, OAuthCallbackHandler
 
 HERE = Path(__file__).parent
@@ -66,7 +66,7 @@ def make_app(archive, *, prefix: str = "/services/archive/", hub_auth=None, cach
         ("api/certifications", timeline.CertificationsAPI),
         (f"datasets/{ident}/review", review.ReviewHandler),
         (f"datasets/{ident}/thumb\\.png", review.ThumbnailHandler),
-        ("trends", review.TrendsHandler),
+        ("trends", qctrends.TrendsHandler),
         ("api/datasets", api.DatasetsAPI),
         (f"api/datasets/{ident}", api.DatasetAPI),
         (f"api/datasets/{ident}/file", api.FileAPI),

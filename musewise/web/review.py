@@ -1,4 +1,4 @@
-"""QC review in the web view: a product's 24-IFU grid, the reviewers' verdicts, and QC trends.
+"""QC review in the web view: a product's 24-IFU grid and the reviewers' verdicts.
 
 * ``GET datasets/<id>/review[?ifu=k]``: the grid of the product's IFUs
   (:func:`musewise.qc.grid.ifu_grid`; MUSE-WISE's DBView "Is_Valid - click IFU to edit"):
@@ -13,28 +13,25 @@
   user the hub logged in (no form field names the user), whose refusal is the answer:
   403 for a user who may not review, 409 for a product claimed by someone else, 400 for
   a verdict without a comment;
-* ``GET datasets/<id>/thumb.png[?ifu=k]``: a tile's thumbnail;
-* ``GET trends[?parameter=&category=&date_from=&date_to=]``: a QC parameter per IFU over
-  the nights (:func:`musewise.qc.trends.qc_trend`, drawn by the QC widget's own
-  :func:`~musewise.widgets.qc_trends.trend_figure`) with its limits; a click on a point
-  opens that product's grid at its IFU.
+* ``GET datasets/<id>/thumb.png[?ifu=k]``: a tile's thumbnail.
+
+QC trends are in :mod:`musewise.web.qctrends`; a click on a point there opens this page.
 """
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlencode
 
 from tornado import web
 
-from ..exceptions import AlreadyClaimedError, NotFoundError, QueryError
+from ..exceptions import NotFoundError, QueryError
 from ..qc.grid import ifu_grid
 from ..qc.review import claim, review, review_history, unclaim
 from ..vocabulary import N_IFU, QualityFlag
 from .base import ArchiveHandler, whole_number
 from .quicklook import thumbnail_png
 
-__all__ = ["ReviewHandler", "ThumbnailHandler", "TrendsHandler", "FLAG_COLOURS", "ACTIONS"]
+__all__ = ["ACTIONS", "FLAG_COLOURS", "ReviewHandler", "ThumbnailHandler"]
 
 #: Tile colour of each quality flag (those of the QC widget).
 FLAG_COLOURS = {"unchecked": "#9e9e9e", "good": "#2e7d32", "warning": "#ef6c00", "bad": "#c62828"}
@@ -45,14 +42,6 @@ ACTIONS = {"claim": "Claimed: others cannot record a verdict until you release i
 COLUMNS = 6
 #: Most audit events listed.
 MAX_EVENTS = 300
-_NIGHT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def _night_arg(handler, name: str) -> str | None:
-    raw = handler.get_argument(name, "").strip()
-    if raw and not _NIGHT.match(raw):
-        raise QueryError(f"{name} must be a night YYYY-MM-DD, not {raw[:20]!r}")
-    return raw or None
 
 
 class ReviewHandler(ArchiveHandler):
@@ -82,24 +71,21 @@ class ReviewHandler(ArchiveHandler):
         did = int(dataset_id)
         action = self.get_argument("action", "")
         ifu = whole_number(self, "ifu", 0, N_IFU, 0)
-        try:
-            if action == "claim":
-                claim(self.arch, did)
-            elif action == "unclaim":
-                unclaim(self.arch, did)
-            elif action == "verdict":
-                valid = self.get_argument("valid", "")
-                if valid not in ("yes", "no"):
-                    raise QueryError("valid must be 'yes' or 'no'")
-                flag = self.get_argument("flag", "")
-                if flag not in {f.value for f in QualityFlag}:
-                    raise QueryError(f"flag must be one of {', '.join(f.value for f in QualityFlag)}")
-                # IFU 0 is the tile of a product of all IFUs: the verdict is on the product.
-                review(self.arch, did, ifu or None, valid == "yes", flag, self.get_argument("comment", ""))
-            else:
-                raise QueryError(f"action must be one of {', '.join(ACTIONS)}")
-        except AlreadyClaimedError as exc:
-            raise web.HTTPError(409, "%s", str(exc)) from None
+        if action == "claim":
+            claim(self.arch, did)
+        elif action == "unclaim":
+            unclaim(self.arch, did)
+        elif action == "verdict":
+            valid = self.get_argument("valid", "")
+            if valid not in ("yes", "no"):
+                raise QueryError("valid must be 'yes' or 'no'")
+            flag = self.get_argument("flag", "")
+            if flag not in {f.value for f in QualityFlag}:
+                raise QueryError(f"flag must be one of {', '.join(f.value for f in QualityFlag)}")
+            # IFU 0 is the tile of a product of all IFUs: the verdict is on the product.
+            review(self.arch, did, ifu or None, valid == "yes", flag, self.get_argument("comment", ""))
+        else:
+            raise QueryError(f"action must be one of {', '.join(ACTIONS)}")
         self.redirect(self.url(f"datasets/{did}/review") + "?" + urlencode({"ifu": ifu, "done": action})
                       + "#editor")
 
@@ -115,36 +101,3 @@ class ThumbnailHandler(ArchiveHandler):
         self.set_header("Content-Type", "image/png")
         self.set_header("Cache-Control", "private, max-age=86400")
         self.finish(png)
-
-
-class TrendsHandler(ArchiveHandler):
-    """``trends``: one QC parameter per IFU over the nights, with its limits; a click opens the product."""
-
-    @web.authenticated
-    def get(self):
-        from bokeh.embed import components
-        from bokeh.models import OpenURL, TapTool
-
-        from ..qc.trends import qc_trend, trend_parameters
-        from ..widgets.qc_trends import trend_figure
-
-        arch = self.arch
-        category = self.get_argument("category", "").strip() or None
-        date_from, date_to = _night_arg(self, "date_from"), _night_arg(self, "date_to")
-        names = trend_parameters(arch, category=category)
-        parameter = self.get_argument("parameter", "").strip() or (names[0] if names else "")
-        script = div = ""
-        trend = None
-        if parameter:
-            trend = qc_trend(arch, parameter, category=category, date_from=date_from, date_to=date_to)
-            fig = trend_figure(trend, width=1100, height=420)
-            # A click opens the point's product at its IFU, where a reviewer flags it.
-            fig.select_one(TapTool).callback = OpenURL(url=self.url("datasets/@dataset_id/review?ifu=@ifu")
-                                                       + "#editor", same_tab=True)
-            script, div = components(fig)
-        per_night = {}
-        for p in trend.points if trend else ():
-            per_night.setdefault(p.night, []).append(p)
-        self.render("trends.html", names=names, parameter=parameter, trend=trend, script=script, div=div,
-                    per_night=per_night, form={"category": category or "", "date_from": date_from or "",
-                                               "date_to": date_to or ""})
