@@ -16,6 +16,7 @@ and from the IFU-05 flat a cube.
 from __future__ import annotations
 
 import re
+import struct
 from datetime import datetime
 
 import numpy as np
@@ -305,3 +306,34 @@ def test_browser_trend_page_shows_two_nights_and_a_click_opens_the_product(site,
     page.wait_for_url(re.compile(rf".*/datasets/{did}/review\?ifu={K}#editor$"), timeout=30_000)
     assert page.locator(f"#tile-{K:02d}.selected").count() == 1 and page.locator("#verdict-form").count() == 1
     page.screenshot(path=str(output_dir / "trend_click_opens_grid.png"), full_page=True)
+
+
+# --------------------------------------------------------------------------- the grid without a browser
+
+
+def test_grid_of_a_raw_frame_holds_its_ifus_and_a_verdict_on_one_affects_only_its_products(archive, tmp_path):
+    from test_web import fits_product, fits_raw
+
+    from musewise.qc import review
+    from musewise.qc.grid import ifu_grid
+    from musewise.web.quicklook import thumbnail_png
+
+    raw = archive.ingest(fits_raw(tmp_path / "MUSE.raw.fits", ifus=(1, 2, 3))).record.id
+    made = {i: archive_product(archive, fits_product(tmp_path / f"MASTER_BIAS-{i:02d}.fits", ifu=i), "muse_bias",
+                               [raw], ifu=i).id for i in (1, 2)}
+    grid = ifu_grid(archive, raw)
+    assert sorted(grid.tiles) == [1, 2, 3] and grid.dataset_ids == [raw]
+    assert all(t.can_review and t.state.is_valid and t.claim is None for t in grid.tiles.values())
+    out = review(archive, raw, 2, False, "bad", "IFU 02 saturated")
+    assert {a.dataset_id for a in out.affected} == {made[2]}
+    grid = ifu_grid(archive, raw)
+    assert [(i, t.state.is_valid, t.state.flag) for i, t in sorted(grid.tiles.items())] == [
+        (1, True, "unchecked"), (2, False, "bad"), (3, True, "unchecked")]
+    assert archive.get(made[2]).affected_by == raw and archive.get(made[1]).affected_by is None
+    # The product of IFU 02 is one tile of its night's grid, marked affected; IFU 01's is not.
+    grid = ifu_grid(archive, made[2])
+    assert grid.tile(2).affected and not grid.tile(1).affected and grid.tile(2).review["source"] == raw
+    # Thumbnails of a raw frame are of the asked IFU, small, cached.
+    one, two = (thumbnail_png(archive, raw, tmp_path / "cache", ifu=i) for i in (1, 2))
+    assert one[:8] == two[:8] == b"\x89PNG\r\n\x1a\n" and len(list((tmp_path / "cache").glob("*-thumb.png"))) == 2
+    assert max(struct.unpack(">II", one[16:24])) <= 96  # the PNG's width and height (its IHDR chunk)
