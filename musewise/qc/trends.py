@@ -17,7 +17,7 @@ from ..exceptions import NotFoundError
 from ..vocabulary import QualityFlag
 from .thresholds import QC_TYPES, QCThresholds, judge
 
-__all__ = ["Limits", "Trend", "TrendPoint", "limits_of", "qc_trend", "trend_parameters"]
+__all__ = ["Limits", "Trend", "TrendPoint", "limits_of", "qc_trend", "trend_parameters", "verdict_of"]
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,15 @@ def limits_of(parameter: str, thresholds: QCThresholds | None = None) -> Limits 
     return None if lim is None else Limits(lim["sense"], float(lim["warn"]), float(lim["bad"]))
 
 
+def verdict_of(limits: Limits | None, value: float | None) -> str:
+    """Where a value lies against a parameter's limits: ``good``, ``warning``, ``bad``
+    (``unchecked`` without limits or value)."""
+    if limits is None or value is None or not math.isfinite(value):
+        return QualityFlag.UNCHECKED.value
+    lim = {"v": {"sense": limits.sense, "warn": limits.warn, "bad": limits.bad, "unit": ""}}
+    return judge(lim, {"v": value}).flag
+
+
 def trend_parameters(archive, *, category=None) -> list[str]:
     """Names of the QC parameters stored for visible products (of ``category``), those with limits first."""
     names = sorted({n for n, _, _ in archive.qc_names(category=category)})
@@ -185,8 +194,6 @@ def qc_trend(archive, parameter: str, *, category=None, ifus=None, date_from: st
         wanted = {int(i) for i in ([ifus] if isinstance(ifus, int) else ifus)}
         rows = [r for r in rows if r["ifu"] in wanted]
     records = archive.get_many(r["dataset_id"] for r in rows)
-    lim = None if limits is None else {"v": {"sense": limits.sense, "warn": limits.warn, "bad": limits.bad,
-                                             "unit": ""}}
     points = []
     for r in rows:
         rec = records.get(r["dataset_id"])
@@ -194,9 +201,7 @@ def qc_trend(archive, parameter: str, *, category=None, ifus=None, date_from: st
             continue
         state = next((s for s in rec.ifus if s.ifu == r["ifu"]), None)
         value = r["value"] if r["value"] is not None and math.isfinite(r["value"]) else None
-        verdict = QualityFlag.UNCHECKED.value
-        if lim is not None and value is not None:
-            verdict = judge(lim, {"v": value}).flag
+        verdict = verdict_of(limits, value)
         points.append(TrendPoint(
             night=r["night"] or "", ifu=r["ifu"], dataset_id=rec.id, category=rec.category, value=value,
             unit=r["unit"], low=limits.low if limits else None, high=limits.high if limits else None,

@@ -14,6 +14,9 @@ Modules, one per concept:
 ``quicklook``   quick-look PNG images of FITS files, cached
 ``provenance``  the provenance graph as HTML (Graphviz drawing and list)
 ``notebook``    executed notebooks as HTML (nbconvert)
+``timeline``    the calibration timeline, certifications and the reviewers' certify form
+``review``      QC review: a product's 24-IFU grid with the reviewers' forms, tile thumbnails
+``qctrends``    QC trend plots (a click opens the product's grid)
 """
 
 from .sqlpage import run_readonly_sql

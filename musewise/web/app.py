@@ -18,7 +18,7 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
-from . import api, pages, timeline
+from . import api, pages, qctrends, review, timeline
 from .base import ID_PATTERN, OAuthCallbackHandler
 
 HERE = Path(__file__).parent
@@ -64,6 +64,9 @@ def make_app(archive, *, prefix: str = "/services/archive/", hub_auth=None, cach
         ("calibrations", timeline.CalibrationsHandler),
         (f"datasets/{ident}/certify", timeline.CertifyHandler),
         ("api/certifications", timeline.CertificationsAPI),
+        (f"datasets/{ident}/review", review.ReviewHandler),
+        (f"datasets/{ident}/thumb\\.png", review.ThumbnailHandler),
+        ("trends", qctrends.TrendsHandler),
         ("api/datasets", api.DatasetsAPI),
         (f"api/datasets/{ident}", api.DatasetAPI),
         (f"api/datasets/{ident}/file", api.FileAPI),
@@ -71,13 +74,19 @@ def make_app(archive, *, prefix: str = "/services/archive/", hub_auth=None, cach
         (f"api/provenance/{ident}", api.ProvenanceAPI),
         ("api/sql", api.SQLAPI),
     ]
+    from bokeh.util.paths import bokehjs_path
+
+    handlers = [(prefix + path + "$", handler) for path, handler in routes]
+    # BokehJS of the installed bokeh for the trend plots, served here: analysis nodes are often offline.
+    handlers.append((prefix + "bokehjs/(.*)", web.StaticFileHandler, {"path": str(Path(bokehjs_path()) / "js")}))
     return web.Application(
-        [(prefix + path + "$", handler) for path, handler in routes],
+        handlers,
         archive=archive, hub_auth=hub_auth, prefix=prefix, hub_prefix=hub_prefix, cache_dir=cache, sql_limit=int(sql_limit),
         template_path=str(HERE / "templates"), static_path=str(HERE / "static"),
         static_url_prefix=prefix + "static/", cookie_secret=os.urandom(32),
         # Forms that change the archive check the hub login's XSRF token themselves
-        # (CertifyHandler): a global check would run before the API token is read.
+        # (CertifyHandler, ReviewHandler): a global check would run before the API token is read.
+        # Besides, HubOAuth accepts no login cookie on a POST without the token.
         xsrf_cookies=False, ui_modules={"Certifications": timeline.CertificationsModule},
         debug=debug, autoreload=False,
     )

@@ -8,13 +8,20 @@ from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 from tornado.ioloop import IOLoop
 
-from ..exceptions import InvalidArgumentError, NotFoundError, ParameterError, PermissionDeniedError, QueryError
+from ..exceptions import (
+    AlreadyClaimedError,
+    InvalidArgumentError,
+    NotFoundError,
+    ParameterError,
+    PermissionDeniedError,
+    QueryError,
+)
 
 #: HTTP status of the errors that refuse a request (the user can change the request).
 #: Anything else a handler raises - a ValueError from deep inside included - is a
 #: failure of the service: a logged 500 whose page says nothing of the cause.
 STATUS = ((NotFoundError, 404), (PermissionDeniedError, 403), (QueryError, 400), (ParameterError, 400),
-          (InvalidArgumentError, 400))
+          (InvalidArgumentError, 400), (AlreadyClaimedError, 409))
 
 #: Largest ID of a registry row (a signed 64-bit integer).
 MAX_ID = 2**63 - 1

@@ -104,3 +104,39 @@ def render_quicklook(path, title: str = "", ifu: int | None = None) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+#: Longest side of a tile's thumbnail on the review grid (pixels).
+THUMB_SIDE = 96
+
+
+def thumbnail_png(arch, dataset_id: int, cache_dir, ifu: int | None = None) -> bytes:
+    """A small grey-scale PNG of a dataset (one IFU of a raw frame), for the review grid's tiles.
+
+    The same image as :func:`quicklook_png`, without axes or colour bar, at most
+    :data:`THUMB_SIDE` pixels on a side (a blank grey square for a file holding no image),
+    cached by the file's sha256 like the quick-look.
+    """
+    from matplotlib.image import imsave
+
+    rec = arch.get(dataset_id)
+    cache = Path(cache_dir) / f"{rec.sha256}-{ifu or 0}-thumb.png"
+    if cache.exists():
+        return cache.read_bytes()
+    data, _ = image_of(arch.path(dataset_id), ifu=ifu)
+    if data is None or not np.isfinite(data).any():
+        data = np.zeros((8, 8), np.float32)
+    step = max(1, int(np.ceil(max(data.shape) / THUMB_SIDE)))
+    data = data[::step, ::step]
+    lo, hi = np.nanpercentile(data, [1, 99]) if np.isfinite(data).any() else (0.0, 1.0)
+    buf = io.BytesIO()
+    # origin="lower": as the quick-look draws it (FITS rows go up).
+    imsave(buf, np.nan_to_num(data, nan=lo), cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1,
+           origin="lower", format="png")
+    png = buf.getvalue()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(png)
+    os.replace(tmp, cache)
+    return png
