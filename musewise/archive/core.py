@@ -50,6 +50,14 @@ class Transaction:
 
 
 
+def _refused_by_database(exc: BaseException) -> str | None:
+    # PostgreSQL's row-level security, grants and musewise's triggers answer SQLSTATE 42501.
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) == "42501":
+        return str(orig).splitlines()[0]
+    return None
+
+
 class Archive:
     """The musewise archive as seen by one user.
 
@@ -79,8 +87,36 @@ class Archive:
         self.engine = make_engine(config.db_url)
         self._Session = sessionmaker(self.engine, expire_on_commit=False)
         self.datastore = Datastore(config.datastore_url)
-        upgrade(self.engine)
-        self._bootstrap_first_user()
+        #: The database role of a user's connection (PostgreSQL, not the schema owner): the
+        #: identity, fixed by the server (peer authentication); None for the service or SQLite.
+        self.db_role: str | None = None
+        if self.engine.dialect.name == "postgresql":
+            self._take_database_identity(user)
+        if self.db_role is None:
+            upgrade(self.engine)
+            if self.engine.dialect.name == "postgresql":
+                from . import rls
+
+                rls.install(self.engine)
+            self._bootstrap_first_user()
+
+    def _take_database_identity(self, user: str | None) -> None:
+        # A user's role sees and changes only what row-level security allows it; its name is
+        # the archive identity, and asking for another would only mislead.
+        from sqlalchemy import text
+
+        from .rls import schema_owner
+
+        with self.engine.connect() as conn:
+            role = conn.scalar(text("SELECT current_user"))
+            owner = schema_owner(conn)
+        if owner is None or role == owner:
+            return
+        if user is not None and user != role:
+            raise PermissionDeniedError(
+                f"this session is database role {role!r} (its unix account, checked by the database "
+                f"server); it cannot act as archive user {user!r}")
+        self.db_role = self.user_name = role
 
     @classmethod
     def open(cls, config: MusewiseConfig | None = None, user: str | None = None, **settings) -> "Archive":
@@ -114,7 +150,16 @@ class Archive:
         self.engine.dispose()
 
     def as_user(self, name: str) -> "Archive":
-        """The same archive seen by another user (shares the engine)."""
+        """The same archive seen by another user (shares the engine).
+
+        Raises
+        ------
+        PermissionDeniedError
+            On a user's own database role (PostgreSQL), for any other name.
+        """
+        if self.db_role is not None and name != self.db_role:
+            raise PermissionDeniedError(f"this session is database role {self.db_role!r}; "
+                                        f"it cannot act as archive user {name!r}")
         other = object.__new__(Archive)
         other.__dict__.update(self.__dict__)
         other.user_name = name
@@ -152,10 +197,13 @@ class Archive:
             if tx.files:
                 self._crash_point("before-db-commit")
             tx.session.commit()
-        except BaseException:
+        except BaseException as exc:
             tx.session.rollback()
             for f in tx.files:
                 f.undo()
+            refused = _refused_by_database(exc)
+            if refused is not None:
+                raise PermissionDeniedError(f"the database refused user {self.user_name!r}: {refused}") from exc
             raise
         finally:
             tx.session.close()
