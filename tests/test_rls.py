@@ -421,3 +421,69 @@ def test_site_database_starts_itself_and_users_log_in_as_their_account(accounts,
     finally:
         stop_site_database(state)
     assert not (state / "postgres" / "data" / "postmaster.pid").exists()
+
+
+READ_WRITE = r'''
+import json, sys
+out = {}
+for label, path in json.loads(sys.argv[1]).items():
+    try:
+        with open(path, "rb") as f:
+            f.read(10)
+        out[label] = "read"
+    except PermissionError:
+        out[label] = "denied"
+    try:
+        open(path, "ab").close()
+        out[label] += "+written"
+    except PermissionError:
+        pass
+print(json.dumps(out))
+'''
+
+
+def test_datastore_files_are_readable_only_by_those_who_may_see_them(accounts, open_tmp):
+    """The bytes follow the rule: private to the owner, project to its members, never writable by users."""
+    import grp
+
+    from test_web import fits_raw
+
+    from musewise.archive import Archive
+    from musewise.archive.filemodes import sync_unix_groups
+
+    prefix = f"mwt{SUFFIX}"
+    arch = Archive.open(root=str(open_tmp / "root"), db_url=f"sqlite:///{open_tmp / 'a.sqlite'}", user="admin",
+                        project="galaxies", unix_group_prefix=prefix)
+    try:
+        arch.add_project("stars")
+        for key, (admin, member, projects) in ACCOUNTS.items():
+            arch.add_user(accounts[key], admin=admin, member=member, projects=projects)
+        sync_unix_groups(arch)
+        assert set(grp.getgrnam(f"{prefix}-galaxies").gr_mem) == {accounts[k] for k in "abrm"}
+        b = arch.as_user(accounts["b"])
+        made = {}
+        for i, (label, priv, proj) in enumerate([("private", Privilege.PRIVATE, "galaxies"),
+                                                 ("galaxies", Privilege.PROJECT, "galaxies"),
+                                                 ("consortium", Privilege.CONSORTIUM, "galaxies"),
+                                                 ("public", Privilege.PUBLIC, "galaxies")]):
+            rec = b.ingest(fits_raw(open_tmp / f"{label}.fits", mjd=61370.1 + i / 10, seed=40 + i),
+                           privilege=priv, project=proj).record
+            made[label] = (rec.id, arch.path(rec.id))
+        paths = {k: p for k, (_, p) in made.items()}
+
+        def reads(key):
+            r = _as_account(accounts[key], READ_WRITE, json.dumps(paths))
+            assert r.returncode == 0, r.stderr
+            return json.loads(r.stdout)
+
+        assert reads("b") == {"private": "read", "galaxies": "read", "consortium": "read", "public": "read"}
+        assert reads("a") == {"private": "denied", "galaxies": "read", "consortium": "read", "public": "read"}
+        assert reads("c") == {"private": "denied", "galaxies": "denied", "consortium": "read", "public": "read"}
+        assert reads("e") == {"private": "denied", "galaxies": "denied", "consortium": "denied", "public": "read"}
+        b.publish([made["private"][0]], Privilege.PUBLIC)  # the mode follows the privilege
+        assert reads("e")["private"] == "read"
+        assert all(os.stat(p).st_uid == 0 and not os.stat(p).st_mode & 0o222 for p in paths.values())
+    finally:
+        arch.close()
+        for g in [g.gr_name for g in grp.getgrall() if g.gr_name.startswith(prefix)]:
+            subprocess.run(["groupdel", g], capture_output=True)

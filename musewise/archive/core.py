@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import MusewiseConfig
@@ -47,6 +47,8 @@ class Transaction:
 
     session: Session
     files: list[PendingFile] = field(default_factory=list)
+    #: Stored files whose datasets were added or changed: their modes are set after the commit.
+    file_ids: set[int] = field(default_factory=set)
 
 
 
@@ -189,6 +191,11 @@ class Archive:
         Transaction
         """
         tx = Transaction(self._Session())
+
+        @event.listens_for(tx.session, "after_flush")
+        def _files_to_protect(session, _ctx):
+            # Datasets added or changed (a new privilege) change who may read their file.
+            tx.file_ids.update(o.file_id for o in (*session.new, *session.dirty) if isinstance(o, Dataset))
         try:
             yield tx
             tx.session.flush()
@@ -207,6 +214,41 @@ class Archive:
             raise
         finally:
             tx.session.close()
+        if tx.file_ids:  # after the commit, outside the undo above: the files are the archive's now
+            self._protect_files(file_ids=sorted(tx.file_ids))
+
+    def protect_files(self) -> int:
+        """Give every stored file the owner, group and mode its datasets' privileges call for.
+
+        Done after each write already; run it after :func:`musewise.archive.filemodes.sync_unix_groups`
+        created groups, or on an archive older than this rule. Returns the number of files set.
+
+        Raises
+        ------
+        PermissionDeniedError
+            On a user's own database role (only the service sees every dataset over a file).
+        """
+        from . import filemodes
+
+        if self.db_role is not None:
+            raise PermissionDeniedError("only the archive service sets the modes of stored files")
+        with self.session() as s:
+            return filemodes.protect(self, s)
+
+    def _protect_files(self, **which) -> None:
+        # The bytes get the owner, group and mode of their datasets' privileges (the service
+        # only: a user's session neither sees every dataset over a file nor may chown).
+        if self.db_role is not None:
+            return
+        from . import filemodes
+
+        try:
+            with self.session() as s:
+                filemodes.protect(self, s, **which)
+        except OSError as exc:  # the rows are committed; the file stays readable by the service only
+            import warnings
+
+            warnings.warn(f"could not set the modes of stored files: {exc}", stacklevel=3)
 
     def _crash_point(self, name: str) -> None:
         # Lets the kill-safety tests stop a real ingest at a chosen instant (MusewiseConfig.crash_point).
