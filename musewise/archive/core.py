@@ -35,6 +35,7 @@ from .collections import (
 from .database import make_engine, upgrade
 from .datastore import Datastore, PendingFile
 from .privileges import can_add_to_project, can_review, visible_datasets
+from .rls import refused_by_database
 from .records import CertificationRecord, CollectionRecord, DatasetRecord
 from .schema import Collection, Dataset, Project, QCParameter, StoredFile, User
 from .storage import IngestReport, IngestResult
@@ -50,14 +51,6 @@ class Transaction:
     #: Stored files whose datasets were added or changed: their modes are set after the commit.
     file_ids: set[int] = field(default_factory=set)
 
-
-
-def _refused_by_database(exc: BaseException) -> str | None:
-    # PostgreSQL's row-level security, grants and musewise's triggers answer SQLSTATE 42501.
-    orig = getattr(exc, "orig", None)
-    if getattr(orig, "sqlstate", None) == "42501":
-        return str(orig).splitlines()[0]
-    return None
 
 
 class Archive:
@@ -105,14 +98,10 @@ class Archive:
     def _take_database_identity(self, user: str | None) -> None:
         # A user's role sees and changes only what row-level security allows it; its name is
         # the archive identity, and asking for another would only mislead.
-        from sqlalchemy import text
+        from .rls import user_role
 
-        from .rls import schema_owner
-
-        with self.engine.connect() as conn:
-            role = conn.scalar(text("SELECT current_user"))
-            owner = schema_owner(conn)
-        if owner is None or role == owner:
+        role = user_role(self.engine)
+        if role is None:
             return
         if user is not None and user != role:
             raise PermissionDeniedError(
@@ -208,7 +197,7 @@ class Archive:
             tx.session.rollback()
             for f in tx.files:
                 f.undo()
-            refused = _refused_by_database(exc)
+            refused = refused_by_database(exc)
             if refused is not None:
                 raise PermissionDeniedError(f"the database refused user {self.user_name!r}: {refused}") from exc
             raise

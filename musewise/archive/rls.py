@@ -251,4 +251,20 @@ def schema_owner(conn) -> str | None:
                             "AND tablename = 'datasets'"))
 
 
-__all__ = ["WRITES", "install", "schema_owner", "script"]
+def user_role(engine) -> str | None:
+    """The database role of ``engine``'s connections if it is a user's (not the schema owner's), else None."""
+    with engine.connect() as conn:
+        role = conn.scalar(text("SELECT current_user"))
+        owner = schema_owner(conn)
+    return None if owner is None or role == owner else role
+
+
+def refused_by_database(exc: BaseException) -> str | None:
+    """The first line of PostgreSQL's refusal (SQLSTATE 42501: policy, grant, guard trigger) behind ``exc``, or None."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) == "42501":
+        return str(orig).splitlines()[0]
+    return None
+
+
+__all__ = ["WRITES", "install", "refused_by_database", "schema_owner", "script", "user_role"]
