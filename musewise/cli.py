@@ -197,6 +197,12 @@ def cmd_user(args):
     if args.action == "add":
         arch.add_user(args.name, admin=args.admin, member=not args.outside, projects=args.project or [])
         print(f"added user {args.name}")
+    elif args.action == "groups":
+        from .archive.filemodes import sync_unix_groups
+
+        for group, names in sync_unix_groups(arch).items():
+            print(f"{group}: added {', '.join(names) or 'nobody'}")
+        print(f"set the modes of {arch.protect_files()} stored files")
     else:
         print_table([{**u, "projects": ",".join(f"{p}:{r}" for p, r in u["projects"].items())} for u in arch.users()],
                     ("name", "is_admin", "is_member", "projects"))
@@ -292,8 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--comment", "-m")
     s.set_defaults(func=cmd_validity)
 
-    s = sub.add_parser("user", help="list or add archive users")
-    s.add_argument("action", choices=["list", "add"])
+    s = sub.add_parser("user", help="list or add archive users (on PostgreSQL, add also makes their database "
+                                    "role); groups: make the unix groups of the consortium and projects (root)")
+    s.add_argument("action", choices=["list", "add", "groups"])
     s.add_argument("name", nargs="?")
     s.add_argument("--admin", action="store_true")
     s.add_argument("--outside", action="store_true", help="not a consortium member: public data only")

@@ -160,6 +160,13 @@ class MusewiseConfig(Configurable):
         False, help="Verify the sha256 checksum every time a file is read from the datastore."
     ).tag(config=True)
 
+    unix_group_prefix = Unicode(
+        "musewise",
+        help="Unix group of the consortium's members; '<prefix>-<project>' is the group of a project's "
+        "members. Stored files are given these groups so that users' own accounts read only what "
+        "they may see (see musewise.archive.filemodes).",
+    ).tag(config=True)
+
     @classmethod
     def load(cls, config_file: str | os.PathLike | None = None, **overrides) -> "MusewiseConfig":
         """Build the configuration from file, environment and keyword overrides.

@@ -18,6 +18,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from .archive.pgserver import PostgresServer, postgres_bindir
 from .exceptions import ConfigurationError, ServiceStartError
 
 
@@ -28,76 +29,54 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def postgres_bindir() -> Path | None:
-    """Folder of Debian's PostgreSQL server programs (initdb, pg_ctl), or None."""
-    for v in ("17", "16", "15", "14", "13"):
-        p = Path(f"/usr/lib/postgresql/{v}/bin")
-        if (p / "initdb").exists():
-            return p
-    return None
-
-
-def _as_postgres(cmd):
-    # initdb and postgres refuse to run as root: run them as the 'postgres' system user.
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--"] + cmd
-    return cmd
-
-
 class TemporaryPostgres:
-    """A PostgreSQL server in a temporary folder, listening on 127.0.0.1 only.
+    """A PostgreSQL server in a temporary folder (a :class:`~musewise.archive.pgserver.PostgresServer`).
 
-    ``url`` is the SQLAlchemy base URL (no database name); :meth:`create_database`
-    makes a fresh empty database and returns its URL.
+    It listens on 127.0.0.1 for the service role (password in ``url``, known only to
+    this process) and on a unix socket ``sock`` with peer authentication for archive
+    users' roles. ``url`` is the SQLAlchemy base URL (no database name);
+    :meth:`create_database` makes a fresh empty database and returns its URL.
 
     Parameters
     ----------
     dir : path-like, optional
-        Folder to create the server's data folder in (default: the system's temporary
+        Folder to create the server's folder in (default: the system's temporary
         folder); benchmarks filling gigabytes put it on a larger disk.
     """
 
     def __init__(self, dir=None):
-        self.bindir = postgres_bindir()
-        if self.bindir is None:
+        if postgres_bindir() is None:
             raise ConfigurationError("PostgreSQL server not installed: apt-get install -y postgresql")
         self.dir = None if dir is None else str(dir)
-        self.base = self.url = None
+        self.base = self.url = self.server = None
 
     def start(self) -> "TemporaryPostgres":
-        # A folder of its own (under /tmp by default), owned by the server's user.
         self.base = Path(tempfile.mkdtemp(prefix="musewise-pg-", dir=self.dir))
-        data, sock = self.base / "data", self.base / "sock"
-        data.mkdir()
-        sock.mkdir()
-        if os.geteuid() == 0:
-            for d in (self.base, data, sock):
-                shutil.chown(d, "postgres")
-        subprocess.run(_as_postgres([str(self.bindir / "initdb"), "-D", str(data), "-U", "musewise",
-                                     "--auth=trust", "-E", "UTF8", "--no-sync"]), check=True, capture_output=True)
-        port = free_port()
-        subprocess.run(_as_postgres([str(self.bindir / "pg_ctl"), "-D", str(data), "-l", str(self.base / "server.log"),
-                                     "-w", "-o", f"-h 127.0.0.1 -p {port} -k {sock} -c fsync=off "
-                                     "-c max_connections=200", "start"]), check=True, capture_output=True)
-        self.url = f"postgresql+psycopg://musewise@127.0.0.1:{port}"
+        os.chmod(self.base, 0o755)  # test users' accounts reach the socket through it
+        self.server = PostgresServer(self.base, tcp=True).start()
+        self.url = self.server.tcp_url()
         return self
+
+    @property
+    def sock(self) -> Path:
+        """The folder of the server's unix socket."""
+        return self.server.sock
+
+    def socket_url(self, database: str, role: str) -> str:
+        """URL of ``database`` as ``role`` over the unix socket (peer authentication)."""
+        return self.server.socket_url(database, role)
 
     def stop(self) -> None:
         if self.base is None:
             return
-        subprocess.run(_as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.base / "data"), "-m", "fast",
-                                     "-w", "stop"]), capture_output=True)
+        self.server.stop()
         shutil.rmtree(self.base, ignore_errors=True)
         self.base = None
 
     def create_database(self) -> str:
-        """Create an empty database; return its SQLAlchemy URL."""
-        import psycopg
-
+        """Create an empty database; return its SQLAlchemy URL (service role, over TCP)."""
         name = "t_" + uuid.uuid4().hex[:12]
-        with psycopg.connect(self.url.replace("postgresql+psycopg://", "postgresql://") + "/postgres",
-                             autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+        self.server.create_database(name)
         return f"{self.url}/{name}"
 
     def __enter__(self):

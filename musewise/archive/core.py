@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import MusewiseConfig
@@ -35,6 +35,7 @@ from .collections import (
 from .database import make_engine, upgrade
 from .datastore import Datastore, PendingFile
 from .privileges import can_add_to_project, can_review, visible_datasets
+from .rls import refused_by_database
 from .records import CertificationRecord, CollectionRecord, DatasetRecord
 from .schema import Collection, Dataset, Project, QCParameter, StoredFile, User
 from .storage import IngestReport, IngestResult
@@ -47,6 +48,8 @@ class Transaction:
 
     session: Session
     files: list[PendingFile] = field(default_factory=list)
+    #: Stored files whose datasets were added or changed: their modes are set after the commit.
+    file_ids: set[int] = field(default_factory=set)
 
 
 
@@ -79,8 +82,32 @@ class Archive:
         self.engine = make_engine(config.db_url)
         self._Session = sessionmaker(self.engine, expire_on_commit=False)
         self.datastore = Datastore(config.datastore_url)
-        upgrade(self.engine)
-        self._bootstrap_first_user()
+        #: The database role of a user's connection (PostgreSQL, not the schema owner): the
+        #: identity, fixed by the server (peer authentication); None for the service or SQLite.
+        self.db_role: str | None = None
+        if self.engine.dialect.name == "postgresql":
+            self._take_database_identity(user)
+        if self.db_role is None:
+            upgrade(self.engine)
+            if self.engine.dialect.name == "postgresql":
+                from . import rls
+
+                rls.install(self.engine)
+            self._bootstrap_first_user()
+
+    def _take_database_identity(self, user: str | None) -> None:
+        # A user's role sees and changes only what row-level security allows it; its name is
+        # the archive identity, and asking for another would only mislead.
+        from .rls import user_role
+
+        role = user_role(self.engine)
+        if role is None:
+            return
+        if user is not None and user != role:
+            raise PermissionDeniedError(
+                f"this session is database role {role!r} (its unix account, checked by the database "
+                f"server); it cannot act as archive user {user!r}")
+        self.db_role = self.user_name = role
 
     @classmethod
     def open(cls, config: MusewiseConfig | None = None, user: str | None = None, **settings) -> "Archive":
@@ -114,7 +141,16 @@ class Archive:
         self.engine.dispose()
 
     def as_user(self, name: str) -> "Archive":
-        """The same archive seen by another user (shares the engine)."""
+        """The same archive seen by another user (shares the engine).
+
+        Raises
+        ------
+        PermissionDeniedError
+            On a user's own database role (PostgreSQL), for any other name.
+        """
+        if self.db_role is not None and name != self.db_role:
+            raise PermissionDeniedError(f"this session is database role {self.db_role!r}; "
+                                        f"it cannot act as archive user {name!r}")
         other = object.__new__(Archive)
         other.__dict__.update(self.__dict__)
         other.user_name = name
@@ -144,6 +180,11 @@ class Archive:
         Transaction
         """
         tx = Transaction(self._Session())
+
+        @event.listens_for(tx.session, "after_flush")
+        def _files_to_protect(session, _ctx):
+            # Datasets added or changed (a new privilege) change who may read their file.
+            tx.file_ids.update(o.file_id for o in (*session.new, *session.dirty) if isinstance(o, Dataset))
         try:
             yield tx
             tx.session.flush()
@@ -152,13 +193,51 @@ class Archive:
             if tx.files:
                 self._crash_point("before-db-commit")
             tx.session.commit()
-        except BaseException:
+        except BaseException as exc:
             tx.session.rollback()
             for f in tx.files:
                 f.undo()
+            refused = refused_by_database(exc)
+            if refused is not None:
+                raise PermissionDeniedError(f"the database refused user {self.user_name!r}: {refused}") from exc
             raise
         finally:
             tx.session.close()
+        if tx.file_ids:  # after the commit, outside the undo above: the files are the archive's now
+            self._protect_files(file_ids=sorted(tx.file_ids))
+
+    def protect_files(self) -> int:
+        """Give every stored file the owner, group and mode its datasets' privileges call for.
+
+        Done after each write already; run it after :func:`musewise.archive.filemodes.sync_unix_groups`
+        created groups, or on an archive older than this rule. Returns the number of files set.
+
+        Raises
+        ------
+        PermissionDeniedError
+            On a user's own database role (only the service sees every dataset over a file).
+        """
+        from . import filemodes
+
+        if self.db_role is not None:
+            raise PermissionDeniedError("only the archive service sets the modes of stored files")
+        with self.session() as s:
+            return filemodes.protect(self, s)
+
+    def _protect_files(self, **which) -> None:
+        # The bytes get the owner, group and mode of their datasets' privileges (the service
+        # only: a user's session neither sees every dataset over a file nor may chown).
+        if self.db_role is not None:
+            return
+        from . import filemodes
+
+        try:
+            with self.session() as s:
+                filemodes.protect(self, s, **which)
+        except OSError as exc:  # the rows are committed; the file stays readable by the service only
+            import warnings
+
+            warnings.warn(f"could not set the modes of stored files: {exc}", stacklevel=3)
 
     def _crash_point(self, name: str) -> None:
         # Lets the kill-safety tests stop a real ingest at a chosen instant (MusewiseConfig.crash_point).

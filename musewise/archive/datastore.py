@@ -104,15 +104,17 @@ class Datastore:
                 # Its age is that of its arrival here: fsck --repair removes only old leftovers.
                 st = os.stat(tmp)
                 os.utime(tmp)
+                os.chmod(tmp, 0o600)
                 pending = PendingFile(self, relpath, tmp, sha, size, moved_from=str(source))
                 pending.times = (st.st_atime, st.st_mtime)
+                pending.mode = st.st_mode
                 return pending
         h = hashlib.sha256()
         size = 0
         buf = bytearray(CHUNK)
         view = memoryview(buf)
         try:
-            with open(source, "rb", buffering=0) as src, self.fs.open(tmp, "wb") as dst:
+            with open(source, "rb", buffering=0) as src, self._create(tmp) as dst:
                 while True:
                     n = src.readinto(buf)
                     if not n:
@@ -124,6 +126,13 @@ class Datastore:
             self._discard(tmp)
             raise DatastoreError(f"cannot copy {source} into the datastore: {exc}") from exc
         return PendingFile(self, relpath, tmp, h.hexdigest(), size)
+
+    def _create(self, abspath: str):
+        # A local copy is readable by the service alone until its transaction has committed and
+        # the file got the mode its datasets' privileges give it (musewise.archive.filemodes).
+        if self.is_local:
+            return open(os.open(abspath, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+        return self.fs.open(abspath, "wb")
 
     def _discard(self, abspath: str) -> None:
         try:
@@ -235,8 +244,10 @@ class PendingFile:
             if self.store.is_local:
                 # Write-once: no write permission, so a hard link to it (release export --link)
                 # cannot be edited into a changed archive file.
-                self.mode = os.stat(final).st_mode
-                os.chmod(final, self.mode & ~0o222)
+                mode = os.stat(final).st_mode
+                if self.mode is None:
+                    self.mode = mode
+                os.chmod(final, mode & ~0o222)
         self.committed = True
 
     def discard(self) -> None:

@@ -7,23 +7,86 @@ row another would hide.
 
 from __future__ import annotations
 
-from sqlalchemy import and_, false, or_, select, true
+from dataclasses import dataclass
+
+from sqlalchemy import and_, false, func, literal_column, or_, select, true
 
 from ..vocabulary import Privilege
 from .schema import Dataset, Membership, Run, User
+
+REVIEW_ROLES = ("reviewer", "manager")
+MANAGE_ROLES = ("manager",)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who asks, as SQL expressions: the rule below is written once over these.
+
+    :func:`viewer_of` gives the values of a loaded user (the Python API's filters);
+    :func:`current_role_viewer` gives subqueries on the database role of the session,
+    from which :mod:`musewise.archive.rls` builds the row-level security policies.
+    So the filter and the policies cannot drift apart.
+    """
+
+    id: object
+    is_admin: object
+    is_member: object
+    #: SELECT of the IDs of projects the viewer belongs to (any role).
+    projects: object
+    #: SELECT of the IDs of projects the viewer reviews (reviewer or manager).
+    reviews: object
+    #: SELECT of the IDs of projects the viewer manages (changes their reference chain).
+    manages: object
+
+
+def _projects(user_id, roles=None):
+    q = select(Membership.project_id).where(Membership.user_id == user_id)
+    return q if roles is None else q.where(Membership.role.in_(roles))
+
+
+def viewer_of(user: User) -> Viewer:
+    """The :class:`Viewer` of a loaded user row (booleans as SQL literals, so the rule simplifies)."""
+    return Viewer(user.id, true() if user.is_admin else false(), true() if user.is_member else false(),
+                  _projects(user.id), _projects(user.id, REVIEW_ROLES), _projects(user.id, MANAGE_ROLES))
+
+
+def current_role_viewer() -> Viewer:
+    """The :class:`Viewer` of the database role running the statement (``current_user``).
+
+    A role with no archive user row has no ID, and sees only public data.
+    """
+    me = User.name == literal_column("current_user")
+    uid = select(User.id).where(me).scalar_subquery()
+    admin = func.coalesce(select(User.is_admin).where(me).scalar_subquery(), false())
+    member = func.coalesce(select(User.is_member).where(me).scalar_subquery(), false())
+    return Viewer(uid, admin, member, _projects(uid), _projects(uid, REVIEW_ROLES), _projects(uid, MANAGE_ROLES))
+
+
+def visibility(privilege, owner_id, project_id, v: Viewer):
+    """The one privilege rule: what a viewer may see, as an SQL condition over a row's columns.
+
+    Public: everyone; consortium: consortium members; project: the project's members;
+    private: the owner. Administrators see everything.
+    """
+    return or_(v.is_admin, privilege == int(Privilege.PUBLIC), owner_id == v.id,
+               and_(v.is_member, privilege == int(Privilege.CONSORTIUM)),
+               and_(v.is_member, privilege == int(Privilege.PROJECT), project_id.in_(v.projects)))
+
+
+def review_right(owner_id, project_id, v: Viewer):
+    """Who may change validity, flags, QC values and certified ranges of a row (see :func:`can_review`)."""
+    return and_(v.is_member, or_(v.is_admin, owner_id == v.id, project_id.in_(v.reviews)))
+
+
+def manage_right(project_id, v: Viewer):
+    """Who may change a project's reference chain: its managers and administrators."""
+    return or_(v.is_admin, and_(project_id.isnot(None), project_id.in_(v.manages)))
 
 
 def _rule(table, owner_col, user: User | None):
     if user is None:
         return table.privilege == int(Privilege.PUBLIC)
-    if user.is_admin:
-        return true()
-    conds = [table.privilege == int(Privilege.PUBLIC), owner_col == user.id]
-    if user.is_member:
-        my_projects = select(Membership.project_id).where(Membership.user_id == user.id)
-        conds.append(table.privilege == int(Privilege.CONSORTIUM))
-        conds.append(and_(table.privilege == int(Privilege.PROJECT), table.project_id.in_(my_projects)))
-    return or_(*conds)
+    return visibility(table.privilege, owner_col, table.project_id, viewer_of(user))
 
 
 def visible_datasets(user: User | None):
@@ -51,9 +114,6 @@ def can_see(user: User | None, privilege: int, owner_id: int, project_id: int | 
     return privilege == Privilege.PROJECT and project_id in member_of
 
 
-REVIEW_ROLES = ("reviewer", "manager")
-
-
 def can_review(user: User | None, owner_id: int, project_id: int | None, roles: dict[int, str]) -> bool:
     """May ``user`` change ``is_valid`` and quality flags of a dataset?
 
@@ -76,4 +136,6 @@ def can_add_to_project(user: User | None, project_id: int | None, roles: dict[in
     return user.is_admin or (project_id is not None and project_id in roles)
 
 
-__all__ = ["visible_datasets", "visible_runs", "can_see", "can_review", "can_add_to_project", "false"]
+__all__ = ["MANAGE_ROLES", "REVIEW_ROLES", "Viewer", "can_add_to_project", "can_review", "can_see",
+           "current_role_viewer", "false", "manage_right", "review_right", "viewer_of", "visibility",
+           "visible_datasets", "visible_runs"]

@@ -35,6 +35,26 @@ def add_user(arch, name: str, *, admin: bool, member: bool, full_name: str, emai
         for pname, role in projects.items():
             p = arch.project_row(tx.session, pname)
             tx.session.add(Membership(user_id=u.id, project_id=p.id, role=_check_role(role)))
+    ensure_database_role(arch, name)
+
+
+def ensure_database_role(arch, name: str) -> bool:
+    """Give archive user ``name`` their PostgreSQL role, on a PostgreSQL archive opened by the service.
+
+    Returns False where there is no role to make: SQLite, a user's own connection, or a
+    name that cannot be a unix account and role (that user then reaches the archive only
+    through the service: the web view).
+    """
+    from .pgserver import check_role_name, ensure_user_role
+
+    if arch.engine.dialect.name != "postgresql" or arch.db_role is not None:
+        return False
+    try:
+        check_role_name(name)
+    except InvalidArgumentError:
+        return False
+    ensure_user_role(arch.engine, name)
+    return True
 
 
 def add_project(arch, name: str, description: str) -> None:
@@ -103,4 +123,4 @@ def roles_of(s, user: User) -> dict[int, str]:
     return dict(s.execute(select(Membership.project_id, Membership.role).where(Membership.user_id == user.id)).all())
 
 
-__all__ = ["ROLES", "add_member", "add_project", "add_user", "find_project", "find_user", "list_users", "roles_of"]
+__all__ = ["ROLES", "add_member", "add_project", "add_user", "ensure_database_role", "find_project", "find_user", "list_users", "roles_of"]
