@@ -9,6 +9,10 @@ precedence, from the defaults below, a ``musewise_config.py`` in the data root
 the other modules are given the values.
 Site paths and secrets belong in the environment or the site's config file,
 never in the repository.
+
+The acting ``user`` is checked by :func:`musewise.identity.acting_identity`: in a
+process that is not trusted (a hub user's server) it is the unix account, and
+naming someone else is refused.
 """
 
 from __future__ import annotations
@@ -82,6 +86,14 @@ class MusewiseConfig(Configurable):
     def _user_default(self):
         return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
 
+    service_accounts = List(
+        Unicode(),
+        [],
+        help="Unix accounts that run the archive itself (the reference reduction, the web view) and may "
+        "act as any archive user. Every other process that is not root and does not own the archive's "
+        "database file acts as its own unix account (musewise.identity.acting_identity).",
+    ).tag(config=True)
+
     project = Unicode(
         "consortium",
         help="Project that committed products are published to by default.",
@@ -141,6 +153,27 @@ class MusewiseConfig(Configurable):
         "(every member sees them from their first login), 2 project, 4 public.",
     ).tag(config=True)
 
+    def archive_path(self) -> str:
+        """The file whose owner owns this archive: the SQLite database, else the data root."""
+        prefix = "sqlite:///"
+        if self.db_url.startswith(prefix) and len(self.db_url) > len(prefix):
+            return self.db_url[len(prefix):].split("?", 1)[0]
+        return self.root
+
+    def acting_user(self, requested: str | None = None) -> str:
+        """The archive user this process acts as when it asks for ``requested`` (default: ``user``).
+
+        Raises
+        ------
+        IdentityError
+            In a process that is not trusted (see :func:`musewise.identity.acting_identity`,
+            e.g. a hub user's server) when ``requested`` is not its unix account.
+        """
+        from .identity import acting_identity
+
+        return acting_identity(requested or self.user, service_accounts=self.service_accounts,
+                               archive_path=self.archive_path()) or self.user
+
     def validity_days(self, category: str) -> tuple[float, float]:
         """Default certified validity of a new calibration of ``category``: (days before, days after)."""
         from .vocabulary import DEFAULT_VALIDITY_DAYS, FALLBACK_VALIDITY_DAYS
@@ -196,7 +229,11 @@ class MusewiseConfig(Configurable):
                 cfg = PyFileConfigLoader(p.name, path=str(p.parent)).load_config()
             except Exception as exc:  # traitlets raises several types
                 raise ConfigurationError(f"cannot read musewise config file {p}: {exc}") from exc
-        return cls(config=cfg, **values)
+        config = cls(config=cfg, **values)
+        # MUSEWISE_USER, JUPYTERHUB_USER and the config file name a user; an untrusted
+        # process (a hub user's server) is its unix account whatever they say.
+        config.user = config.acting_user()
+        return config
 
     def as_dict(self) -> dict:
         """All settings as a plain dict (for provenance records and display)."""
