@@ -106,13 +106,17 @@ def ensure_account(name: str, home: str | os.PathLike, group: str) -> pwd.struct
     return account
 
 
-def chown_tree(path: str | os.PathLike, uid: int, gid: int) -> None:
-    """Give ``path`` and everything below it (symbolic links themselves, not their targets) to ``uid:gid``."""
-    path = Path(path)
-    os.chown(path, uid, gid, follow_symlinks=False)
-    for folder, dirs, files in os.walk(path):
-        for name in dirs + files:
-            os.chown(os.path.join(folder, name), uid, gid, follow_symlinks=False)
+def closed_to_others(path: str | os.PathLike) -> Path | None:
+    """The first folder on the way to ``path`` (resolved) that other accounts cannot pass, if any.
+
+    Users' servers run the hub's own Python: a virtualenv under ``/root`` (mode 0700)
+    cannot start them, which is better said before the first spawn than after it.
+    """
+    target = Path(os.path.realpath(path))
+    for folder in [*reversed(target.parents), target]:
+        if not folder.stat().st_mode & stat.S_IXOTH:  # search (folders) or execute (the program)
+            return folder
+    return None
 
 
 def protect_state(state_dir: str | os.PathLike) -> None:

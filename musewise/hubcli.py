@@ -426,8 +426,14 @@ def secure_site(hub: MusewiseHub, mw: MusewiseConfig) -> None:
     :mod:`musewise.hubaccounts` for the modes.
     """
     from .archive import Archive
-    from .hubaccounts import protect_archive, protect_state
+    from .hubaccounts import closed_to_others, protect_archive, protect_state
 
+    if hub.system_users:
+        closed = closed_to_others(sys.executable)
+        if closed is not None:
+            raise ConfigurationError(
+                f"users' servers run {sys.executable}, which their accounts cannot reach ({closed} is closed "
+                "to others): install musewise in a virtualenv outside root's home, e.g. under /opt")
     protect_state(hub.state_dir)
     Archive.open(mw, user=hub.archive_admin).close()
     db_file = mw.archive_path() if mw.db_url.startswith("sqlite:") else None

@@ -79,6 +79,30 @@ def remove_hub_accounts(root: Path, group: str) -> None:
     subprocess.run(["groupdel", group], capture_output=True)
 
 
+def python_users_can_run(root: Path) -> str:
+    """This Python, or one that the hub users' accounts can run, with this environment's packages.
+
+    When this interpreter lives in a folder closed to others (a pyenv under /root), the
+    test makes a virtualenv of the system's Python of the same version under ``root``
+    that sees this environment's site-packages; a real site installs musewise where its
+    users can reach it (``musewise hub`` refuses to start otherwise).
+    """
+    from musewise.hubaccounts import closed_to_others
+
+    if os.geteuid() != 0 or closed_to_others(sys.executable) is None:
+        return sys.executable
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    system = shutil.which(f"python{version}", path="/usr/local/bin:/usr/bin")
+    need(bool(system) and closed_to_others(system) is None,
+         f"{sys.executable} is not reachable by other accounts and there is no system python{version}")
+    venv = root / "python"
+    subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
+    site_dirs = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (venv / "lib" / f"python{version}" / "site-packages" / "this-environment.pth").write_text(
+        "".join(f"import site; site.addsitedir({p!r})\n" for p in site_dirs))
+    return str(venv / "bin" / "python")
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     """A running hub: dict with url, admin token, archive, dataset ids, log path, data root, unix group."""
@@ -105,7 +129,7 @@ def hub(tmp_path_factory):
     env = {**os.environ, "MUSEWISE_ROOT": str(root), "MUSEWISE_DB_URL": arch.config.db_url,
            "MUSEWISE_DATASTORE": arch.config.datastore_url, "MUSEWISE_HUB_ADMIN_TOKEN": token}
     env.pop("MUSEWISE_CONFIG", None)
-    cmd = [sys.executable, "-m", "musewise.cli", "hub", "--ip", "127.0.0.1", "--port", str(port),
+    cmd = [python_users_can_run(root), "-m", "musewise.cli", "hub", "--ip", "127.0.0.1", "--port", str(port),
            "--hub-port", str(free_port()), "--proxy-api-port", str(free_port()),
            "--service-port", str(free_port()), "--password", PASSWORD,
            "--", f"--MusewiseHub.copy_into_home=examples={examples}", f"--MusewiseHub.unix_group={group}",

@@ -52,8 +52,8 @@ def cli(*argv, env=None):
     if r.returncode:
         raise PermissionError(f"exit {r.returncode}: {r.stderr.strip()[-300:]}")
     return r.stdout.strip()[-300:]
-attempt("cli_user_admin", lambda: cli("--user", "admin", "user"))
-attempt("cli_env_admin", lambda: cli("user", env={"MUSEWISE_USER": "admin"}))
+attempt("cli_user_admin", lambda: cli("--user", "admin", "user", "add", "mallory", "--admin"))
+attempt("cli_env_admin", lambda: cli("user", "list", env={"MUSEWISE_USER": "admin"}))
 attempt("cookie_secret", lambda: len(Path(state, "jupyterhub_cookie_secret").read_bytes()))
 attempt("hub_database", lambda: len(Path(state, "jupyterhub.sqlite").read_bytes()))
 attempt("list_state", lambda: os.listdir(state))
@@ -78,7 +78,6 @@ def alice_tries(hub):
     if os.geteuid() != 0:
         pytest.skip("needs root: the hub creates a unix account per user")
     from musewise.hubaccounts import ensure_account
-    from musewise.hubcli import prepare_home_as
     from musewise.vocabulary import Privilege
 
     t0 = time.monotonic()
@@ -86,9 +85,8 @@ def alice_tries(hub):
     alice, bob = "alice", "bob"
     # bob's private raw frame, and a home of his with a file in it (as his own server would leave it).
     private = arch.as_user(bob).ingest(fits_raw(root / "bob-secret.fits", mjd=61366.3, seed=9),
-                                       privilege=Privilege.PRIVATE).record.id
-    account = ensure_account(bob, root / "home" / bob, hub["group"])
-    prepare_home_as(account, {}, "")
+                                       privilege=Privilege.PRIVATE, project="galaxies").record.id
+    account = ensure_account(bob, root / "home" / bob, hub["group"])  # what the hub does at his first start
     (root / "home" / bob / "notes.txt").write_text("bob's notes")
     os.chown(root / "home" / bob / "notes.txt", account.pw_uid, account.pw_gid)
 
