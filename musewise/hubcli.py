@@ -8,11 +8,15 @@ an installed package, the built-in defaults of :func:`configure`):
   consortium's OAuth provider (see the commented example in the config file);
 * every user who logs in is registered in the archive (a consortium member,
   not an administrator) by :func:`register_in_archive`;
-* single-user servers run as local processes (:class:`MusewiseSpawner`) with
-  the kernel of ``MusewiseConfig.kernel_name`` (``musewise``), the archive configured (``MUSEWISE_ROOT``,
-  ``MUSEWISE_DB_URL``, ``MUSEWISE_DATASTORE``, ``MUSEWISE_USER``), the example
-  notebooks and templates copied into a home folder under the data root and a
-  writable scratch folder;
+* single-user servers run as local processes (:class:`MusewiseSpawner`), each
+  under its user's own unix account (created at its first start; never root),
+  with the kernel of ``MusewiseConfig.kernel_name`` (``musewise``), the archive
+  configured (``MUSEWISE_ROOT``, ``MUSEWISE_DB_URL``, ``MUSEWISE_DATASTORE``; the
+  archive identity is the account, :mod:`musewise.identity`), the example
+  notebooks and templates copied into a home folder (0700) under the data root
+  and a scratch folder of their own;
+* run as root, ``musewise hub`` first makes the hub's state readable by the hub
+  alone and the archive read-only to users (:func:`secure_site`);
 * the archive's web view (:mod:`musewise.web`) runs as the hub service
   ``archive`` at ``/services/archive/``.
 
