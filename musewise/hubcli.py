@@ -95,6 +95,8 @@ class MusewiseHub(Configurable):
                              "it must for this. False (a hub of one astronomer's own account): every server "
                              "runs as the hub's user, no isolation between users; refused as root, where "
                              "it would run users' code as root.").tag(config=True)
+    server_python = Unicode(help="The Python that runs users' servers and kernels: an environment with musewise "
+                                 "that their accounts can reach (not under /root). Default: the hub's own.").tag(config=True)
     unix_group = Unicode("musewise", help="Unix group of the hub users' accounts (created if missing): may read "
                                           "the archive's database file and datastore, never write them.").tag(config=True)
     copy_into_home = Dict(
@@ -122,6 +124,10 @@ class MusewiseHub(Configurable):
     @default("home_template")
     def _home_default(self):
         return str(Path(MusewiseConfig.load().root) / "home" / "{username}")
+
+    @default("server_python")
+    def _server_python_default(self):
+        return sys.executable
 
     @default("system_users")
     def _system_users_default(self):
@@ -190,6 +196,7 @@ def _spawner_class():
                                          "account keeps its own.").tag(config=True)
         unix_group = Unicode("musewise", help="See MusewiseHub.unix_group.").tag(config=True)
         system_users = Bool(True, help="See MusewiseHub.system_users.").tag(config=True)
+        python = Unicode(sys.executable, help="See MusewiseHub.server_python.").tag(config=True)
 
         def make_preexec_fn(self, name):
             if self.system_users:
@@ -207,7 +214,7 @@ def _spawner_class():
             env = super().get_env()
             env.update(self.archive_env)
             env.pop("MUSEWISE_USER", None)  # the unix account is the identity
-            env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+            env["PATH"] = f"{Path(self.python).parent}:{env.get('PATH', '/usr/bin:/bin')}"
             return env
 
         async def start(self):
@@ -215,10 +222,11 @@ def _spawner_class():
 
             name = self.user.name
             home = self.home_dir_template.format(username=name)
-            await asyncio.to_thread(ensure_kernelspec, self.kernel_name)
+            await asyncio.to_thread(register_kernel, self.python, self.kernel_name)
             if self.system_users:
                 account = await asyncio.to_thread(ensure_account, name, home, self.unix_group)
-                await asyncio.to_thread(prepare_home_as, account, self.copy_into_home, self.scratch_root)
+                await asyncio.to_thread(prepare_home_as, account, self.copy_into_home, self.scratch_root,
+                                        self.python)
             else:
                 await asyncio.to_thread(prepare_home, home, name, self.copy_into_home, self.scratch_root)
             return await super().start()
@@ -253,7 +261,17 @@ def prepare_home(home, username: str, copy_into_home: dict, scratch_root: str = 
     return home
 
 
-def prepare_home_as(account, copy_into_home: dict, scratch_root: str = "") -> None:
+def register_kernel(python: str, kernel_name: str) -> None:
+    """Register the kernel ``kernel_name`` in the environment of ``python`` (this one, or another's)."""
+    import subprocess
+
+    if python == sys.executable:
+        ensure_kernelspec(kernel_name)
+    else:
+        subprocess.run([python, "-m", "musewise.kernel"], check=True, capture_output=True, timeout=120)
+
+
+def prepare_home_as(account, copy_into_home: dict, scratch_root: str = "", python: str = sys.executable) -> None:
     """:func:`prepare_home` for unix ``account`` (a ``pwd`` entry), from a root process.
 
     The scratch folder is created by root (its parent is root's) and given to the
@@ -270,7 +288,7 @@ def prepare_home_as(account, copy_into_home: dict, scratch_root: str = "") -> No
         scratch.chmod(0o700)
     code = ("import json, sys; from musewise.hubcli import prepare_home; "
             "prepare_home(*json.loads(sys.argv[1]))")
-    subprocess.run([sys.executable, "-c", code, json.dumps([account.pw_dir, account.pw_name, copy_into_home,
+    subprocess.run([python, "-c", code, json.dumps([account.pw_dir, account.pw_name, copy_into_home,
                                                              scratch_root])],
                    user=account.pw_uid, group=account.pw_gid, extra_groups=[], cwd=account.pw_dir,
                    env={"HOME": account.pw_dir, "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -383,7 +401,7 @@ def configure(c, hub: MusewiseHub | None = None) -> MusewiseHub:
     # Single-user servers.
     c.JupyterHub.spawner_class = __getattr__("MusewiseSpawner")
     c.Spawner.ip = "127.0.0.1"
-    c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+    c.Spawner.cmd = [hub.server_python, "-m", "jupyterhub.singleuser"]
     c.Spawner.default_url = "/lab"
     c.Spawner.args = [f"--MultiKernelManager.default_kernel_name={mw.kernel_name}"]
     # The hub's PYTHONPATH (the musewise it runs) is the servers' too; secrets in its environment are not.
@@ -393,6 +411,7 @@ def configure(c, hub: MusewiseHub | None = None) -> MusewiseHub:
     c.MusewiseSpawner.home_dir_template = hub.home_template
     c.MusewiseSpawner.system_users = hub.system_users
     c.MusewiseSpawner.unix_group = hub.unix_group
+    c.MusewiseSpawner.python = hub.server_python
     c.MusewiseSpawner.archive_env = archive_env
     c.MusewiseSpawner.kernel_name = mw.kernel_name
     c.MusewiseSpawner.copy_into_home = dict(hub.copy_into_home)
@@ -433,11 +452,12 @@ def secure_site(hub: MusewiseHub, mw: MusewiseConfig) -> None:
     from .hubaccounts import closed_to_others, protect_archive, protect_state
 
     if hub.system_users:
-        closed = closed_to_others(sys.executable)
+        closed = closed_to_others(hub.server_python)
         if closed is not None:
             raise ConfigurationError(
-                f"users' servers run {sys.executable}, which their accounts cannot reach ({closed} is closed "
-                "to others): install musewise in a virtualenv outside root's home, e.g. under /opt")
+                f"users' servers run {hub.server_python}, which their accounts cannot reach ({closed} is closed "
+                "to others): install musewise in a virtualenv outside root's home, e.g. under /opt, or name "
+                "one with --MusewiseHub.server_python")
     protect_state(hub.state_dir)
     Archive.open(mw, user=hub.archive_admin).close()
     db_file = mw.archive_path() if mw.db_url.startswith("sqlite:") else None

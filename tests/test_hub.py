@@ -82,6 +82,9 @@ def remove_hub_accounts(root: Path, group: str) -> None:
 def python_users_can_run(root: Path) -> str:
     """This Python, or one that the hub users' accounts can run, with this environment's packages.
 
+    The hub itself (root) runs this Python; users' servers run the one returned
+    (``MusewiseHub.server_python``).
+
     When this interpreter lives in a folder closed to others (a pyenv under /root), the
     test makes a virtualenv of the system's Python of the same version under ``root``
     that sees this environment's site-packages; a real site installs musewise where its
@@ -100,6 +103,13 @@ def python_users_can_run(root: Path) -> str:
     site_dirs = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
     (venv / "lib" / f"python{version}" / "site-packages" / "this-environment.pth").write_text(
         "".join(f"import site; site.addsitedir({p!r})\n" for p in site_dirs))
+    # Jupyter's data (nbconvert and lab templates, ...) is found under sys.prefix: this environment's,
+    # except its kernels, which run the interpreter the users cannot.
+    data = venv / "share" / "jupyter"
+    data.mkdir(parents=True)
+    for entry in (Path(sys.prefix) / "share" / "jupyter").iterdir():
+        if entry.name != "kernels":
+            (data / entry.name).symlink_to(entry)
     return str(venv / "bin" / "python")
 
 
@@ -129,10 +139,11 @@ def hub(tmp_path_factory):
     env = {**os.environ, "MUSEWISE_ROOT": str(root), "MUSEWISE_DB_URL": arch.config.db_url,
            "MUSEWISE_DATASTORE": arch.config.datastore_url, "MUSEWISE_HUB_ADMIN_TOKEN": token}
     env.pop("MUSEWISE_CONFIG", None)
-    cmd = [python_users_can_run(root), "-m", "musewise.cli", "hub", "--ip", "127.0.0.1", "--port", str(port),
+    cmd = [sys.executable, "-m", "musewise.cli", "hub", "--ip", "127.0.0.1", "--port", str(port),
            "--hub-port", str(free_port()), "--proxy-api-port", str(free_port()),
            "--service-port", str(free_port()), "--password", PASSWORD,
            "--", f"--MusewiseHub.copy_into_home=examples={examples}", f"--MusewiseHub.unix_group={group}",
+           f"--MusewiseHub.server_python={python_users_can_run(root)}",
            f"--MusewiseHub.copy_into_home=templates={REPO / 'templates'}"]
     log = root / "hub.log"
     started = time.monotonic()

@@ -30,6 +30,16 @@ from pathlib import Path
 from musewise import Archive
 state, bob_home, datastore, db_file, private_id = json.loads(ARGS)
 out = {}
+def cli(*argv, env=None):  # started together: each pays for importing musewise
+    return subprocess.Popen([sys.executable, "-m", "musewise.cli", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+def finished(proc):
+    stdout, stderr = proc.communicate(timeout=120)
+    if proc.returncode:
+        raise PermissionError(f"exit {proc.returncode}: {stderr.strip()[-300:]}")
+    return stdout.strip()[-300:]
+cli_user_admin = cli("--user", "admin", "user", "add", "mallory", "--admin")
+cli_env_admin = cli("user", "list", env={"MUSEWISE_USER": "admin"})
 def attempt(name, fn):
     try:
         out[name] = "ok: " + str(fn())
@@ -46,14 +56,8 @@ def env_admin():
     finally:
         del os.environ["MUSEWISE_USER"]
 attempt("env_admin", env_admin)
-def cli(*argv, env=None):
-    r = subprocess.run([sys.executable, "-m", "musewise.cli", *argv], capture_output=True, text=True,
-                       env={**os.environ, **(env or {})}, timeout=120)
-    if r.returncode:
-        raise PermissionError(f"exit {r.returncode}: {r.stderr.strip()[-300:]}")
-    return r.stdout.strip()[-300:]
-attempt("cli_user_admin", lambda: cli("--user", "admin", "user", "add", "mallory", "--admin"))
-attempt("cli_env_admin", lambda: cli("user", "list", env={"MUSEWISE_USER": "admin"}))
+attempt("cli_user_admin", lambda: finished(cli_user_admin))
+attempt("cli_env_admin", lambda: finished(cli_env_admin))
 attempt("cookie_secret", lambda: len(Path(state, "jupyterhub_cookie_secret").read_bytes()))
 attempt("hub_database", lambda: len(Path(state, "jupyterhub.sqlite").read_bytes()))
 attempt("list_state", lambda: os.listdir(state))
