@@ -86,14 +86,6 @@ class MusewiseConfig(Configurable):
     def _user_default(self):
         return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
 
-    service_accounts = List(
-        Unicode(),
-        [],
-        help="Unix accounts that run the archive itself (the reference reduction, the web view) and may "
-        "act as any archive user. Every other process that is not root and does not own the archive's "
-        "database file acts as its own unix account (musewise.identity.acting_identity).",
-    ).tag(config=True)
-
     project = Unicode(
         "consortium",
         help="Project that committed products are published to by default.",
@@ -171,8 +163,9 @@ class MusewiseConfig(Configurable):
         """
         from .identity import acting_identity
 
-        return acting_identity(requested or self.user, service_accounts=self.service_accounts,
-                               archive_path=self.archive_path()) or self.user
+        # No list of trusted accounts here: a user can write their own config file. The
+        # archive's service account is trusted as the owner of the archive's files.
+        return acting_identity(requested or self.user, archive_path=self.archive_path()) or self.user
 
     def validity_days(self, category: str) -> tuple[float, float]:
         """Default certified validity of a new calibration of ``category``: (days before, days after)."""

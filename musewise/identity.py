@@ -43,7 +43,8 @@ def is_trusted(service_accounts: Iterable[str] = (), archive_path: str | os.Path
     Parameters
     ----------
     service_accounts : iterable of str
-        Unix accounts that run the archive itself (the reference reduction, the web view).
+        Unix accounts that run the archive itself (the reference reduction, the web view),
+        from a source users cannot write: never from a user's own config file or environment.
     archive_path : path, optional
         The archive's SQLite database file, or its data root for a database server: the
         owner of these bytes is trusted (an astronomer's own archive). A path that does
