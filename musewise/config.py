@@ -223,9 +223,14 @@ class MusewiseConfig(Configurable):
             except Exception as exc:  # traitlets raises several types
                 raise ConfigurationError(f"cannot read musewise config file {p}: {exc}") from exc
         config = cls(config=cfg, **values)
-        # MUSEWISE_USER, JUPYTERHUB_USER and the config file name a user; an untrusted
-        # process (a hub user's server) is its unix account whatever they say.
-        config.user = config.acting_user()
+        # An untrusted process (a hub user's server) is its unix account: asking for someone
+        # else ($MUSEWISE_USER, user=) is refused; a default (a site config file's user, meant
+        # for the archive's owner, or $JUPYTERHUB_USER) gives way to the account.
+        from .identity import acting_identity
+
+        explicit = values.get("user")
+        config.user = (config.acting_user(explicit) if explicit
+                       else acting_identity(None, archive_path=config.archive_path()) or config.user)
         return config
 
     def as_dict(self) -> dict:

@@ -85,6 +85,11 @@ def test_another_account_is_its_unix_account_and_nobody_else(shared_tmp, monkeyp
     monkeypatch.setenv("MUSEWISE_DB_URL", f"sqlite:///{db}")
     monkeypatch.setenv("MUSEWISE_ROOT", str(shared_tmp))
     assert as_nobody(lambda: MusewiseConfig.load().user) == "nobody"
+    # A site config file's default user (the demo's administrator) is not a member's.
+    (shared_tmp / "musewise_config.py").write_text("c.MusewiseConfig.user = 'admin'\n")
+    (shared_tmp / "musewise_config.py").chmod(0o644)
+    assert MusewiseConfig.load().user == "admin"
+    assert as_nobody(lambda: MusewiseConfig.load().user) == "nobody"
     monkeypatch.setenv("MUSEWISE_USER", "admin")
     assert as_nobody(lambda: MusewiseConfig.load().user).startswith("IdentityError")
     monkeypatch.setenv("MUSEWISE_USER", "nobody")
