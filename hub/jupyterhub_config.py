@@ -13,8 +13,12 @@
 #   - logins with a shared demo password (demos and tests only!), or with
 #     c.MusewiseHub.authenticator = "native": sign-up with administrator approval;
 #   - every user who logs in is registered in the archive as a consortium member;
-#   - single-user servers as local processes with the "musewise" kernel, the
-#     archive configured, example notebooks and templates in their home;
+#   - single-user servers as local processes, each under its user's own unix
+#     account (created at the first start, home 0700; never root), with the
+#     "musewise" kernel, the archive configured, example notebooks and templates
+#     in their home; the archive identity is the account (musewise.identity);
+#   - the hub's state 0700, the archive's SQLite file and datastore read-only to
+#     users (set up by `musewise hub`; see hub/README.md for what each deployment protects);
 #   - the archive web view at /services/archive/ (service "archive").
 #
 # Site secrets (OAuth client secret, passwords, tokens) come from the environment,
@@ -57,7 +61,8 @@ hub = configure(c)
 
 # ---------------------------------------------------------------- spawners for a real site
 # Each user's server as a systemd unit running as their own unix account
-# (pip install jupyterhub-systemdspawner; users must exist on the system):
+# (pip install jupyterhub-systemdspawner; accounts from the site's directory, or
+# created by musewise.hubaccounts.ensure_account in the pre_spawn_hook):
 #
 # c.JupyterHub.spawner_class = "systemdspawner.SystemdSpawner"
 # c.SystemdSpawner.default_shell = "/bin/bash"
@@ -65,9 +70,9 @@ hub = configure(c)
 # c.SystemdSpawner.cpu_limit = 4.0
 # c.SystemdSpawner.readonly_paths = [os.environ["MUSEWISE_DATASTORE"]]   # archive data: read-only
 # c.SystemdSpawner.readwrite_paths = ["/data/musewise/scratch/{USERNAME}"]  # the user's scratch
-# c.SystemdSpawner.environment = {**hub_archive_env, "MUSEWISE_USER": "{USERNAME}"}
-# c.Spawner.pre_spawn_hook = lambda spawner: __import__("musewise.hubcli").hubcli.prepare_home(
-#     f"/home/{spawner.user.name}", spawner.user.name, hub.copy_into_home, "/data/musewise/scratch")
+# c.SystemdSpawner.environment = hub_archive_env   # no MUSEWISE_USER: the account is the identity
+# c.Spawner.pre_spawn_hook = lambda spawner: __import__("musewise.hubcli").hubcli.prepare_home_as(
+#     __import__("pwd").getpwnam(spawner.user.name), hub.copy_into_home, "/data/musewise/scratch")
 #
 # On a cluster, each server as a batch job (pip install batchspawner), e.g. Slurm:
 #
@@ -80,7 +85,6 @@ hub = configure(c)
 # c.SlurmSpawner.batch_script = """#!/bin/bash
 # #SBATCH --partition={partition} --time={runtime} --mem={memory} --cpus-per-task={nprocs}
 # #SBATCH --output={homedir}/jupyterhub_slurmspawner_%j.log --export={keepvars}
-# export MUSEWISE_USER={username}
 # {cmd}
 # """
 # c.SlurmSpawner.environment = hub_archive_env

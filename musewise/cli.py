@@ -238,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"musewise {__version__}")
     p.add_argument("--root", help="data root (default $MUSEWISE_ROOT or ~/musewise-data)")
     p.add_argument("--db-url", help="archive database URL (default SQLite in the data root)")
-    p.add_argument("--user", help="act as this archive user (default $MUSEWISE_USER or login name)")
+    p.add_argument("--user", help="act as this archive user (default $MUSEWISE_USER or login name; "
+                                   "only root, the archive's service account and the owner of the archive "
+                                   "may name another user than their own unix account)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("simulate", help="write a simulated MUSE night or observing programme "
@@ -334,6 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "user", None):
+            # --user is a request, granted only to trusted processes (musewise.identity).
+            from .config import MusewiseConfig
+
+            config = MusewiseConfig.load(root=args.root, db_url=args.db_url)
+            args.user = config.acting_user(args.user)
         return args.func(args) or 0
     except MusewiseError as exc:
         print(f"musewise: error: {exc}", file=sys.stderr)

@@ -9,6 +9,10 @@ precedence, from the defaults below, a ``musewise_config.py`` in the data root
 the other modules are given the values.
 Site paths and secrets belong in the environment or the site's config file,
 never in the repository.
+
+The acting ``user`` is checked by :func:`musewise.identity.acting_identity`: in a
+process that is not trusted (a hub user's server) it is the unix account, and
+naming someone else is refused.
 """
 
 from __future__ import annotations
@@ -141,6 +145,28 @@ class MusewiseConfig(Configurable):
         "(every member sees them from their first login), 2 project, 4 public.",
     ).tag(config=True)
 
+    def archive_path(self) -> str:
+        """The file whose owner owns this archive: the SQLite database, else the data root."""
+        prefix = "sqlite:///"
+        if self.db_url.startswith(prefix) and len(self.db_url) > len(prefix):
+            return self.db_url[len(prefix):].split("?", 1)[0]
+        return self.root
+
+    def acting_user(self, requested: str | None = None) -> str:
+        """The archive user this process acts as when it asks for ``requested`` (default: ``user``).
+
+        Raises
+        ------
+        IdentityError
+            In a process that is not trusted (see :func:`musewise.identity.acting_identity`,
+            e.g. a hub user's server) when ``requested`` is not its unix account.
+        """
+        from .identity import acting_identity
+
+        # No list of trusted accounts here: a user can write their own config file. The
+        # archive's service account is trusted as the owner of the archive's files.
+        return acting_identity(requested or self.user, archive_path=self.archive_path()) or self.user
+
     def validity_days(self, category: str) -> tuple[float, float]:
         """Default certified validity of a new calibration of ``category``: (days before, days after)."""
         from .vocabulary import DEFAULT_VALIDITY_DAYS, FALLBACK_VALIDITY_DAYS
@@ -203,7 +229,16 @@ class MusewiseConfig(Configurable):
                 cfg = PyFileConfigLoader(p.name, path=str(p.parent)).load_config()
             except Exception as exc:  # traitlets raises several types
                 raise ConfigurationError(f"cannot read musewise config file {p}: {exc}") from exc
-        return cls(config=cfg, **values)
+        config = cls(config=cfg, **values)
+        # An untrusted process (a hub user's server) is its unix account: asking for someone
+        # else ($MUSEWISE_USER, user=) is refused; a default (a site config file's user, meant
+        # for the archive's owner, or $JUPYTERHUB_USER) gives way to the account.
+        from .identity import acting_identity
+
+        explicit = values.get("user")
+        config.user = (config.acting_user(explicit) if explicit
+                       else acting_identity(None, archive_path=config.archive_path()) or config.user)
+        return config
 
     def as_dict(self) -> dict:
         """All settings as a plain dict (for provenance records and display)."""

@@ -16,6 +16,7 @@ The tree::
     │   └── CalibrationNotFoundError
     ├── DuplicateError (ValueError)
     ├── PermissionDeniedError (PermissionError)
+    │   ├── IdentityError
     │   ├── ReferenceInputError
     │   └── ReleaseFrozenError
     ├── RunStateError (ValueError)
@@ -94,6 +95,15 @@ class DuplicateError(MusewiseError, ValueError):
 
 class PermissionDeniedError(MusewiseError, PermissionError):
     """The user lacks the privilege for the requested action."""
+
+
+class IdentityError(PermissionDeniedError):
+    """A process asked to act in the archive as someone other than its own unix account.
+
+    Raised by :func:`musewise.identity.acting_identity` in a hub user's server (or any
+    process that is neither root nor the archive's service account): there the archive
+    identity is the unix account, whatever ``user=``, ``MUSEWISE_USER`` or ``--user`` say.
+    """
 
 
 class ReferenceInputError(PermissionDeniedError):

@@ -8,11 +8,15 @@ an installed package, the built-in defaults of :func:`configure`):
   consortium's OAuth provider (see the commented example in the config file);
 * every user who logs in is registered in the archive (a consortium member,
   not an administrator) by :func:`register_in_archive`;
-* single-user servers run as local processes (:class:`MusewiseSpawner`) with
-  the kernel of ``MusewiseConfig.kernel_name`` (``musewise``), the archive configured (``MUSEWISE_ROOT``,
-  ``MUSEWISE_DB_URL``, ``MUSEWISE_DATASTORE``, ``MUSEWISE_USER``), the example
-  notebooks and templates copied into a home folder under the data root and a
-  writable scratch folder;
+* single-user servers run as local processes (:class:`MusewiseSpawner`), each
+  under its user's own unix account (created at its first start; never root),
+  with the kernel of ``MusewiseConfig.kernel_name`` (``musewise``), the archive
+  configured (``MUSEWISE_ROOT``, ``MUSEWISE_DB_URL``, ``MUSEWISE_DATASTORE``; the
+  archive identity is the account, :mod:`musewise.identity`), the example
+  notebooks and templates copied into a home folder (0700) under the data root
+  and a scratch folder of their own;
+* run as root, ``musewise hub`` first makes the hub's state readable by the hub
+  alone and the archive read-only to users (:func:`secure_site`);
 * the archive's web view (:mod:`musewise.web`) runs as the hub service
   ``archive`` at ``/services/archive/``.
 
@@ -33,10 +37,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from traitlets import Dict, Int, Set, Unicode, default
+from traitlets import Bool, Dict, Int, Set, Unicode, default
 from traitlets.config import Config, Configurable
 
 from .config import MusewiseConfig
+from .exceptions import ConfigurationError
 from .kernel import ensure_kernelspec
 from .resources import shared_folder
 
@@ -81,8 +86,19 @@ class MusewiseHub(Configurable):
         "never commit it."
     ).tag(config=True)
     archive_admin = Unicode("admin", help="Archive administrator the hub acts as to register new users.").tag(config=True)
-    state_dir = Unicode(help="Hub state: its database, cookie secret, and users' home folders. Default <root>/hub.").tag(config=True)
-    home_template = Unicode(help="Users' home folders ({username} is replaced). Default <state_dir>/home/{username}.").tag(config=True)
+    state_dir = Unicode(help="Hub state: its database and cookie secret, readable by the hub alone "
+                             "(0700). Default <root>/hub.").tag(config=True)
+    home_template = Unicode(help="Home folders of new users' unix accounts ({username} is replaced), mode "
+                                 "0700. Default <root>/home/{username}.").tag(config=True)
+    system_users = Bool(help="Run each user's server under its own unix account (created at its first "
+                             "start with useradd --system). Default: True when the hub runs as root, which "
+                             "it must for this. False (a hub of one astronomer's own account): every server "
+                             "runs as the hub's user, no isolation between users; refused as root, where "
+                             "it would run users' code as root.").tag(config=True)
+    server_python = Unicode(help="The Python that runs users' servers and kernels: an environment with musewise "
+                                 "that their accounts can reach (not under /root). Default: the hub's own.").tag(config=True)
+    unix_group = Unicode("musewise", help="Unix group of the hub users' accounts (created if missing): may read "
+                                          "the archive's database file and datastore, never write them.").tag(config=True)
     copy_into_home = Dict(
         help="Folders copied into every user's home at each start (files the user already has are "
         "kept): name in home -> source folder. Default: musewise's notebooks/ and templates/. "
@@ -107,7 +123,15 @@ class MusewiseHub(Configurable):
 
     @default("home_template")
     def _home_default(self):
-        return str(Path(self.state_dir) / "home" / "{username}")
+        return str(Path(MusewiseConfig.load().root) / "home" / "{username}")
+
+    @default("server_python")
+    def _server_python_default(self):
+        return sys.executable
+
+    @default("system_users")
+    def _system_users_default(self):
+        return os.geteuid() == 0
 
     @default("copy_into_home")
     def _copy_default(self):
@@ -147,16 +171,19 @@ def archive_environment(config: MusewiseConfig | None = None) -> dict[str, str]:
 
 def _spawner_class():
     # Defined on first use: importing jupyterhub for every `musewise` command would be slow.
-    from jupyterhub.spawner import SimpleLocalProcessSpawner
+    from jupyterhub.spawner import LocalProcessSpawner
 
-    class MusewiseSpawner(SimpleLocalProcessSpawner):
-        """Single-user servers as local processes of the hub's own unix user.
+    class MusewiseSpawner(LocalProcessSpawner):
+        """Single-user servers as local processes, each under its user's own unix account.
 
-        For the demo and tests: no system accounts are needed, every user gets a
-        home under the data root. A real site switches to ``SystemdSpawner`` or
-        ``BatchSpawner`` (see ``hub/jupyterhub_config.py``) and keeps the archive
-        environment and the home preparation by calling :func:`prepare_home` and
-        :func:`archive_environment` from its spawner's hooks.
+        Before each start the account is created if missing (``useradd --system``, in
+        the hub's group, home mode 0700; :func:`musewise.hubaccounts.ensure_account`),
+        the ``musewise`` kernel is registered and the home gets the example notebooks.
+        The server then runs as that account (never as root), with the archive's
+        address in its environment but no ``MUSEWISE_USER``: its archive identity is
+        the account (:mod:`musewise.identity`). A cluster site switches to
+        ``SystemdSpawner`` or ``BatchSpawner`` (see ``hub/README.md``) and keeps the
+        home preparation by calling :func:`prepare_home` from its spawner's hooks.
         """
 
         archive_env = Dict(help="MUSEWISE_* variables of the archive, passed to every server.").tag(config=True)
@@ -165,18 +192,43 @@ def _spawner_class():
                                    "which the hub's configuration sets).").tag(config=True)
         copy_into_home = Dict(help="See MusewiseHub.copy_into_home.").tag(config=True)
         scratch_root = Unicode(help="Users' scratch folders live in <scratch_root>/<username>.").tag(config=True)
+        home_dir_template = Unicode(help="Home folder of a new account ({username} is replaced); an existing "
+                                         "account keeps its own.").tag(config=True)
+        unix_group = Unicode("musewise", help="See MusewiseHub.unix_group.").tag(config=True)
+        system_users = Bool(True, help="See MusewiseHub.system_users.").tag(config=True)
+        python = Unicode(sys.executable, help="See MusewiseHub.server_python.").tag(config=True)
+
+        def make_preexec_fn(self, name):
+            if self.system_users:
+                return super().make_preexec_fn(name)
+            return None  # the hub's own account (a hub of one astronomer)
+
+        def user_env(self, env):
+            if self.system_users:
+                return super().user_env(env)
+            env["USER"] = self.user.name
+            env["HOME"] = self.home_dir_template.format(username=self.user.name)
+            return env
 
         def get_env(self):
             env = super().get_env()
             env.update(self.archive_env)
-            env["MUSEWISE_USER"] = self.user.name
-            env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+            env.pop("MUSEWISE_USER", None)  # the unix account is the identity
+            env["PATH"] = f"{Path(self.python).parent}:{env.get('PATH', '/usr/bin:/bin')}"
             return env
 
         async def start(self):
-            await asyncio.to_thread(ensure_kernelspec, self.kernel_name)
-            await asyncio.to_thread(prepare_home, self.home_dir, self.user.name, self.copy_into_home,
-                                    self.scratch_root)
+            from .hubaccounts import ensure_account
+
+            name = self.user.name
+            home = self.home_dir_template.format(username=name)
+            await asyncio.to_thread(register_kernel, self.python, self.kernel_name)
+            if self.system_users:
+                account = await asyncio.to_thread(ensure_account, name, home, self.unix_group)
+                await asyncio.to_thread(prepare_home_as, account, self.copy_into_home, self.scratch_root,
+                                        self.python)
+            else:
+                await asyncio.to_thread(prepare_home, home, name, self.copy_into_home, self.scratch_root)
             return await super().start()
 
     return MusewiseSpawner
@@ -186,7 +238,8 @@ def prepare_home(home, username: str, copy_into_home: dict, scratch_root: str = 
     """Create a user's home with copies of the example notebooks and a link to their scratch folder.
 
     Files the user already has are kept, so their edits survive restarts; new
-    examples appear at the next start.
+    examples appear at the next start. The hub runs it as the user (see
+    :meth:`MusewiseSpawner.start`), never as root inside a folder the user controls.
     """
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
@@ -206,6 +259,41 @@ def prepare_home(home, username: str, copy_into_home: dict, scratch_root: str = 
         if not link.exists() and not link.is_symlink():
             link.symlink_to(scratch, target_is_directory=True)
     return home
+
+
+def register_kernel(python: str, kernel_name: str) -> None:
+    """Register the kernel ``kernel_name`` in the environment of ``python`` (this one, or another's)."""
+    import subprocess
+
+    if python == sys.executable:
+        ensure_kernelspec(kernel_name)
+    else:
+        subprocess.run([python, "-m", "musewise.kernel"], check=True, capture_output=True, timeout=120)
+
+
+def prepare_home_as(account, copy_into_home: dict, scratch_root: str = "", python: str = sys.executable) -> None:
+    """:func:`prepare_home` for unix ``account`` (a ``pwd`` entry), from a root process.
+
+    The scratch folder is created by root (its parent is root's) and given to the
+    account, 0700; the copying runs in a child process under the account, so a
+    symbolic link the user planted in their home cannot make root write elsewhere.
+    """
+    import json
+    import subprocess
+
+    if scratch_root:
+        scratch = Path(scratch_root) / account.pw_name
+        scratch.mkdir(parents=True, exist_ok=True)
+        os.chown(scratch, account.pw_uid, account.pw_gid, follow_symlinks=False)
+        scratch.chmod(0o700)
+    code = ("import json, sys; from musewise.hubcli import prepare_home; "
+            "prepare_home(*json.loads(sys.argv[1]))")
+    subprocess.run([python, "-c", code, json.dumps([account.pw_dir, account.pw_name, copy_into_home,
+                                                             scratch_root])],
+                   user=account.pw_uid, group=account.pw_gid, extra_groups=[], cwd=account.pw_dir,
+                   env={"HOME": account.pw_dir, "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                        **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {})},
+                   check=True, capture_output=True, timeout=120)
 
 
 def __getattr__(name):
@@ -275,6 +363,10 @@ def configure(c, hub: MusewiseHub | None = None) -> MusewiseHub:
     archive_env = archive_environment(mw)
     state = Path(hub.state_dir)
     state.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        if not hub.system_users:
+            raise ConfigurationError("c.MusewiseHub.system_users = False would run every user's code as root: "
+                                     "run the hub as an unprivileged account for that, or keep system users")
 
     c.JupyterHub.ip = hub.ip
     c.JupyterHub.port = hub.port
@@ -309,14 +401,17 @@ def configure(c, hub: MusewiseHub | None = None) -> MusewiseHub:
     # Single-user servers.
     c.JupyterHub.spawner_class = __getattr__("MusewiseSpawner")
     c.Spawner.ip = "127.0.0.1"
-    c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+    c.Spawner.cmd = [hub.server_python, "-m", "jupyterhub.singleuser"]
     c.Spawner.default_url = "/lab"
     c.Spawner.args = [f"--MultiKernelManager.default_kernel_name={mw.kernel_name}"]
-    if os.geteuid() == 0:
-        c.Spawner.args.append("--allow-root")
+    # The hub's PYTHONPATH (the musewise it runs) is the servers' too; secrets in its environment are not.
+    c.Spawner.env_keep = ["JUPYTERHUB_SINGLEUSER_APP", "PYTHONPATH"]
     c.Spawner.http_timeout = 120
     c.Spawner.start_timeout = 120
     c.MusewiseSpawner.home_dir_template = hub.home_template
+    c.MusewiseSpawner.system_users = hub.system_users
+    c.MusewiseSpawner.unix_group = hub.unix_group
+    c.MusewiseSpawner.python = hub.server_python
     c.MusewiseSpawner.archive_env = archive_env
     c.MusewiseSpawner.kernel_name = mw.kernel_name
     c.MusewiseSpawner.copy_into_home = dict(hub.copy_into_home)
@@ -344,6 +439,31 @@ def configure(c, hub: MusewiseHub | None = None) -> MusewiseHub:
                                  "access:services"]})
     c.JupyterHub.load_roles = roles
     return hub
+
+
+def secure_site(hub: MusewiseHub, mw: MusewiseConfig) -> None:
+    """What a root hub does before it starts: its state private, the archive read-only to users.
+
+    The archive is created if missing (as the hub's archive administrator, who
+    then owns it), so that its files exist and get their modes now; see
+    :mod:`musewise.hubaccounts` for the modes.
+    """
+    from .archive import Archive
+    from .hubaccounts import closed_to_others, protect_archive, protect_state
+
+    if hub.system_users:
+        closed = closed_to_others(hub.server_python)
+        if closed is not None:
+            raise ConfigurationError(
+                f"users' servers run {hub.server_python}, which their accounts cannot reach ({closed} is closed "
+                "to others): install musewise in a virtualenv outside root's home, e.g. under /opt, or name "
+                "one with --MusewiseHub.server_python")
+    protect_state(hub.state_dir)
+    Archive.open(mw, user=hub.archive_admin).close()
+    db_file = mw.archive_path() if mw.db_url.startswith("sqlite:") else None
+    datastore = mw.datastore_url if "://" not in mw.datastore_url else None
+    homes = Path(hub.home_template.format(username="x")).parent
+    protect_archive(db_file, datastore, hub.unix_group, traversable=(mw.root, homes, mw.scratch))
 
 
 def _hub_traits():
@@ -427,9 +547,13 @@ def cmd_hub(args) -> int:
     hub = MusewiseHub(config=own, **({"demo_password": args.password} if args.password else {}))
     if "state_dir" not in own.MusewiseHub:  # the default, under this command's data root
         hub.state_dir = str(Path(mw.root) / "hub")
+    if "home_template" not in own.MusewiseHub:
+        hub.home_template = str(Path(mw.root) / "home" / "{username}")
     ensure_kernelspec(mw.kernel_name)
-    cfg = config_file(args.config, hub.state_dir)
     Path(hub.state_dir).mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        secure_site(hub, mw)
+    cfg = config_file(args.config, hub.state_dir)
     # Explicit archive paths: users' servers run with another HOME, so defaults would differ.
     env = {**os.environ, **archive_environment(mw), **secrets}
     print(f"starting JupyterHub with {cfg} (state in {hub.state_dir}) ...", flush=True)

@@ -1,7 +1,9 @@
 """The shared JupyterHub, for real: hub + configurable-http-proxy + spawned servers + archive service.
 
 One hub per module (started by ``python -m musewise.cli hub`` on free ports of
-127.0.0.1, its own SQLite hub database and a populated SQLite archive) serves:
+127.0.0.1, its own SQLite hub database and a populated SQLite archive; as root it
+runs each user's server under a unix account it creates, in a unix group of its
+own that the fixture removes with the accounts at the end) serves:
 
 * a scripted login through the hub's login form, which registers the new user in the archive;
 * a user server spawned through the REST API and a notebook run in that server's
@@ -13,13 +15,16 @@ Every process the hub started is stopped at the end (process groups killed).
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -62,13 +67,63 @@ def _kill_tree(proc):
             pass
 
 
+def remove_hub_accounts(root: Path, group: str) -> None:
+    """Delete the unix accounts a test hub created (homes under ``root``) and its group."""
+    for account in pwd.getpwall():
+        if account.pw_dir.startswith(f"{root}/") and account.pw_uid != 0:
+            subprocess.run(["userdel", account.pw_name], capture_output=True)
+    try:
+        grp.getgrnam(group)
+    except KeyError:
+        return
+    subprocess.run(["groupdel", group], capture_output=True)
+
+
+def python_users_can_run(root: Path) -> str:
+    """This Python, or one that the hub users' accounts can run, with this environment's packages.
+
+    The hub itself (root) runs this Python; users' servers run the one returned
+    (``MusewiseHub.server_python``).
+
+    When this interpreter lives in a folder closed to others (a pyenv under /root), the
+    test makes a virtualenv of the system's Python of the same version under ``root``
+    that sees this environment's site-packages; a real site installs musewise where its
+    users can reach it (``musewise hub`` refuses to start otherwise).
+    """
+    from musewise.hubaccounts import closed_to_others
+
+    if os.geteuid() != 0 or closed_to_others(sys.executable) is None:
+        return sys.executable
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    system = shutil.which(f"python{version}", path="/usr/local/bin:/usr/bin")
+    need(bool(system) and closed_to_others(system) is None,
+         f"{sys.executable} is not reachable by other accounts and there is no system python{version}")
+    venv = root / "python"
+    subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
+    site_dirs = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (venv / "lib" / f"python{version}" / "site-packages" / "this-environment.pth").write_text(
+        "".join(f"import site; site.addsitedir({p!r})\n" for p in site_dirs))
+    # Jupyter's data (nbconvert and lab templates, ...) is found under sys.prefix: this environment's,
+    # except its kernels, which run the interpreter the users cannot.
+    data = venv / "share" / "jupyter"
+    data.mkdir(parents=True)
+    for entry in (Path(sys.prefix) / "share" / "jupyter").iterdir():
+        if entry.name != "kernels":
+            (data / entry.name).symlink_to(entry)
+    return str(venv / "bin" / "python")
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    """A running hub: dict with url, admin token, archive, dataset ids, log path."""
+    """A running hub: dict with url, admin token, archive, dataset ids, log path, data root, unix group."""
     need(CHP.exists(), "configurable-http-proxy missing: run `npm ci` at the repository root")
     from musewise.archive import Archive
 
-    root = tmp_path_factory.mktemp("hubroot")
+    # Users' servers run under their own accounts: their homes and the archive must be reachable
+    # from a folder they may pass through (pytest's own temporary folders are root's alone).
+    root = Path(tempfile.mkdtemp(prefix="musewise-hub-"))
+    root.chmod(0o711)
+    group = f"mwt{uuid.uuid4().hex[:8]}"
     arch = Archive.open(root=str(root), user="admin")
     arch.add_project("galaxies", "a science project")
     arch.add_user("alice", projects={"galaxies": "reviewer"})
@@ -76,7 +131,8 @@ def hub(tmp_path_factory):
     arch.add_user("carol")
     work = tmp_path_factory.mktemp("work")
     ids = populate(arch, work)
-    examples = tmp_path_factory.mktemp("examples")
+    examples = root / "examples-source"
+    examples.mkdir(mode=0o755)
     (examples / "README.md").write_text("example notebooks\n")
 
     port, token = free_port(), uuid.uuid4().hex
@@ -86,7 +142,8 @@ def hub(tmp_path_factory):
     cmd = [sys.executable, "-m", "musewise.cli", "hub", "--ip", "127.0.0.1", "--port", str(port),
            "--hub-port", str(free_port()), "--proxy-api-port", str(free_port()),
            "--service-port", str(free_port()), "--password", PASSWORD,
-           "--", f"--MusewiseHub.copy_into_home=examples={examples}",
+           "--", f"--MusewiseHub.copy_into_home=examples={examples}", f"--MusewiseHub.unix_group={group}",
+           f"--MusewiseHub.server_python={python_users_can_run(root)}",
            f"--MusewiseHub.copy_into_home=templates={REPO / 'templates'}"]
     log = root / "hub.log"
     started = time.monotonic()
@@ -109,11 +166,13 @@ def hub(tmp_path_factory):
             time.sleep(0.5)
         print(f"hub up in {time.monotonic() - started:.1f} s")
         yield {"url": url, "token": token, "archive": arch, "ids": ids, "log": log, "root": root,
-               "admin": {"Authorization": f"token {token}"}}
+               "group": group, "admin": {"Authorization": f"token {token}"}}
     finally:
         _kill_tree(proc)
         arch.close()
-        for folder in (root, work, examples):  # archive, hub state, users' homes: hundreds of MB
+        if os.geteuid() == 0:
+            remove_hub_accounts(root, group)
+        for folder in (root, work):  # archive, hub state, users' homes: hundreds of MB
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -239,7 +298,7 @@ def test_notebook_in_the_spawned_server_queries_the_archive(hub):
     # erin is a new consortium member: 3 raw biases, alice's master bias, not bob's private one.
     assert outputs[0].split() == ["erin", "3", "1"]
     assert (hub["root"] / "scratch" / name / "written.txt").read_text() == "ok"
-    assert outputs[1].strip() == str(hub["root"] / "hub" / "home" / name)
+    assert outputs[1].strip() == str(hub["root"] / "home" / name)
     r = requests.delete(f"{url}/hub/api/users/{name}/server", headers=hub["admin"], timeout=60)
     assert r.status_code in (202, 204)
 

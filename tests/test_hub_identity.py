@@ -1,0 +1,208 @@
+"""The identity rule (musewise.identity) and the hub's file modes, in processes of other accounts.
+
+A forked child of the test process drops to an unprivileged account (``nobody``), so
+the rule is exercised as a hub user's kernel meets it, without starting a hub.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import stat
+
+import pytest
+
+from musewise import hubaccounts
+from musewise.config import MusewiseConfig
+from musewise.exceptions import ConfigurationError, IdentityError, PermissionDeniedError
+from musewise.identity import acting_identity
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to another unix account")
+
+
+def as_nobody(fn):
+    """``fn()``'s result (or ``"<ExceptionName>: message"``) computed in a child running as ``nobody``."""
+    nobody = pwd.getpwnam("nobody")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            try:
+                result = fn()
+            except Exception as exc:  # reported to the parent, which asserts on it
+                result = f"{type(exc).__name__}: {exc}"
+            os.write(write, json.dumps(result).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+@pytest.fixture
+def shared_tmp():
+    """A temporary folder other accounts may enter (pytest's own are root's alone); removed after."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(prefix="musewise-identity-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_trusted_process_acts_as_whoever_it_asks_for(tmp_path):
+    if os.geteuid() == 0:
+        assert acting_identity("admin") == "admin"
+    # The owner of the archive's database file is trusted, whoever they are.
+    db = tmp_path / "archive.sqlite"
+    db.write_bytes(b"")
+    assert acting_identity("admin", archive_path=db) == "admin"
+    assert acting_identity(None, archive_path=db) is None
+
+
+@needs_root
+def test_another_account_is_its_unix_account_and_nobody_else(shared_tmp, monkeypatch):
+    db = shared_tmp / "archive.sqlite"
+    db.write_bytes(b"")
+    assert as_nobody(lambda: acting_identity(None, archive_path=db)) == "nobody"
+    assert as_nobody(lambda: acting_identity("nobody", archive_path=db)) == "nobody"
+    refused = as_nobody(lambda: acting_identity("admin", archive_path=db))
+    assert refused.startswith("IdentityError") and "may not act as 'admin'" in refused
+    # ... unless it runs the archive itself.
+    assert as_nobody(lambda: acting_identity("admin", service_accounts=["nobody"], archive_path=db)) == "admin"
+    # The configuration applies the same rule to MUSEWISE_USER and to its own default.
+    for var in [v for v in os.environ if v.startswith(("MUSEWISE_", "JUPYTERHUB_"))]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("MUSEWISE_DB_URL", f"sqlite:///{db}")
+    monkeypatch.setenv("MUSEWISE_ROOT", str(shared_tmp))
+    assert as_nobody(lambda: MusewiseConfig.load().user) == "nobody"
+    # A site config file's default user (the demo's administrator) is not a member's.
+    (shared_tmp / "musewise_config.py").write_text("c.MusewiseConfig.user = 'admin'\n")
+    (shared_tmp / "musewise_config.py").chmod(0o644)
+    assert MusewiseConfig.load().user == "admin"
+    assert as_nobody(lambda: MusewiseConfig.load().user) == "nobody"
+    monkeypatch.setenv("MUSEWISE_USER", "admin")
+    assert as_nobody(lambda: MusewiseConfig.load().user).startswith("IdentityError")
+    monkeypatch.setenv("MUSEWISE_USER", "nobody")
+    assert as_nobody(lambda: MusewiseConfig.load().acting_user("admin")).startswith("IdentityError")
+    assert issubclass(IdentityError, PermissionError) and issubclass(IdentityError, PermissionDeniedError)
+
+
+@needs_root
+def test_the_cli_refuses_another_user(shared_tmp, monkeypatch, capsys):
+    from musewise import cli
+
+    db = shared_tmp / "archive.sqlite"
+    db.write_bytes(b"")
+    for var in [v for v in os.environ if v.startswith(("MUSEWISE_", "JUPYTERHUB_"))]:
+        monkeypatch.delenv(var)
+
+    cli.build_parser()  # its modules imported now: the child cannot read this Python's folders under /root
+
+    def run():
+        code = cli.main(["--root", str(shared_tmp), "--db-url", f"sqlite:///{db}", "--user", "admin", "user", "list"])
+        return [code, capsys.readouterr().err]
+
+    result = as_nobody(run)
+    assert isinstance(result, list), result
+    code, err = result
+    assert code == 2 and "may not act as 'admin'" in err
+
+
+def test_unix_names_are_checked():
+    assert hubaccounts.check_name("alice") == "alice"
+    for bad in ("root", "Alice", "-rf", "a/b", "x" * 40, "1abc", "postgres"):
+        with pytest.raises(ConfigurationError, match="cannot have a unix account"):
+            hubaccounts.check_name(bad)
+
+
+@needs_root
+def test_state_is_the_hubs_alone_and_the_archive_read_only_to_the_group(shared_tmp):
+    state = shared_tmp / "hub"
+    state.mkdir()
+    (state / "jupyterhub_cookie_secret").write_text("s3cret")
+    hubaccounts.protect_state(state)
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert stat.S_IMODE((state / "jupyterhub.sqlite").stat().st_mode) == 0o600  # made before JupyterHub runs
+    assert stat.S_IMODE((state / "jupyterhub_cookie_secret").stat().st_mode) == 0o600
+
+    group = "mwt" + os.urandom(4).hex()
+    db = shared_tmp / "archive.sqlite"
+    db.write_bytes(b"x")
+    (shared_tmp / "datastore" / "raw").mkdir(parents=True)
+    (shared_tmp / "datastore" / "raw" / "f.fits").write_bytes(b"x")
+    try:
+        hubaccounts.protect_archive(db, shared_tmp / "datastore", group, traversable=(shared_tmp,))
+        import grp
+
+        gid = grp.getgrnam(group).gr_gid
+        assert (db.stat().st_gid, stat.S_IMODE(db.stat().st_mode)) == (gid, 0o640)
+        f = shared_tmp / "datastore" / "raw" / "f.fits"
+        assert (f.stat().st_uid, f.stat().st_gid, stat.S_IMODE(f.stat().st_mode)) == (0, gid, 0o640)
+        d = (shared_tmp / "datastore" / "raw").stat()
+        assert stat.S_IMODE(d.st_mode) == 0o2750 and d.st_gid == gid
+        assert stat.S_IMODE(shared_tmp.stat().st_mode) & 0o711 == 0o711
+        # Not in the group: nothing; in it or not, never a write.
+        assert as_nobody(lambda: open(f, "rb").read() and "read").startswith("PermissionError")
+        assert as_nobody(lambda: open(db, "r+b") and "opened").startswith("PermissionError")
+        assert as_nobody(lambda: os.listdir(state)).startswith("PermissionError")
+    finally:
+        import subprocess
+
+        subprocess.run(["groupdel", group], capture_output=True)
+
+
+@needs_root
+def test_an_existing_account_that_is_no_hub_users_is_not_taken_over(tmp_path):
+    group = "mwt" + os.urandom(4).hex()
+    try:
+        with pytest.raises(PermissionDeniedError, match="not a musewise hub user's"):
+            hubaccounts.ensure_account("games", tmp_path / "games", group)
+    finally:
+        import subprocess
+
+        subprocess.run(["groupdel", group], capture_output=True)
+    assert pwd.getpwnam("games").pw_dir != str(tmp_path / "games")
+
+
+def test_configure_refuses_to_run_users_code_as_root(tmp_path, monkeypatch):
+    from traitlets.config import Config
+
+    from musewise import hubcli
+
+    for var in [v for v in os.environ if v.startswith("MUSEWISE_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("MUSEWISE_ROOT", str(tmp_path / "root"))
+    c = Config()
+    hub = hubcli.configure(c)
+    assert "--allow-root" not in c.Spawner.args
+    assert c.MusewiseSpawner.system_users is (os.geteuid() == 0) and hub.system_users is (os.geteuid() == 0)
+    assert c.MusewiseSpawner.home_dir_template == str(tmp_path / "root" / "home" / "{username}")
+    assert "MUSEWISE_USER" not in c.MusewiseSpawner.archive_env
+    if os.geteuid() == 0:
+        c = Config()
+        c.MusewiseHub.system_users = False
+        with pytest.raises(ConfigurationError, match="as root"):
+            hubcli.configure(c)
+
+
+@needs_root
+def test_the_hub_refuses_a_python_its_users_cannot_run(shared_tmp):
+    closed = shared_tmp / "closed"
+    (closed / "bin").mkdir(parents=True)
+    (closed / "bin" / "python").write_text("")
+    closed.chmod(0o700)
+    assert hubaccounts.closed_to_others(closed / "bin" / "python") == closed
+    closed.chmod(0o755)
+    (closed / "bin" / "python").chmod(0o755)
+    opened = hubaccounts.closed_to_others(closed / "bin" / "python")
+    assert opened is None or not str(shared_tmp).startswith(str(opened))
