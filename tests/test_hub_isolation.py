@@ -135,7 +135,5 @@ def test_a_members_kernel_cannot_become_anyone_else(hub, alice_tries):
     assert not any(u["is_admin"] for u in arch.users() if u["name"] in ("alice", "bob"))
 
 
-@pytest.mark.xfail(strict=True, reason="Archive(user=...) does not consult musewise.identity yet: one call "
-                   "in musewise/archive/core.py (pgrls branch): user_name = config.acting_user(user)")
 def test_the_api_does_not_read_as_the_administrator_in_a_members_kernel(alice_tries):
     assert alice_tries["open_as_admin_read"].startswith("refused: IdentityError"), alice_tries["open_as_admin_read"]

@@ -76,7 +76,8 @@ class Archive:
 
     def __init__(self, config: MusewiseConfig, user: str | None = None, collections=None):
         self.config = config
-        self.user_name = user or config.user
+        # Who asks is not who acts: a member's process acts as its own unix account.
+        self.user_name = config.acting_user(user)
         #: The collection search path of personal work (None: :func:`default_search_path`).
         self.collections = list(collections) if collections else (list(config.collections) or None)
         self.engine = make_engine(config.db_url)
@@ -151,6 +152,7 @@ class Archive:
         if self.db_role is not None and name != self.db_role:
             raise PermissionDeniedError(f"this session is database role {self.db_role!r}; "
                                         f"it cannot act as archive user {name!r}")
+        name = self.config.acting_user(name)
         other = object.__new__(Archive)
         other.__dict__.update(self.__dict__)
         other.user_name = name
