@@ -37,7 +37,7 @@ import os
 import socket
 from datetime import datetime, timezone
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ..vocabulary import RunStatus
 from .schema import Run, utcnow
@@ -182,11 +182,15 @@ def close_stale_runs(arch, *, lease: float = 600.0, max_age: float = 2 * 86400.0
     closed = []
     for st in stale_runs(arch, lease=lease, max_age=max_age):
         with arch.transaction() as tx:
-            run = tx.session.get(Run, st.run_id, with_for_update=True)
-            if run is None or run.status != RunStatus.RUNNING.value:
+            # One conditional UPDATE: of two processes closing the same run, or of a closer
+            # and a run finishing at that instant, only one changes its status.
+            done = tx.session.execute(
+                update(Run).where(Run.id == st.run_id, Run.status == RunStatus.RUNNING.value)
+                .values(status=RunStatus.FAILED.value, ended=utcnow(),
+                        error=f"the run's process died: {st.reason}")).rowcount
+            if done != 1:
                 continue
-            run.status, run.ended = RunStatus.FAILED.value, utcnow()
-            run.error = f"the run's process died: {st.reason}"
+            run = tx.session.get(Run, st.run_id)
             run.details = {**(run.details or {}), "closed_as_stale": now_text()}
         closed.append(st)
     return closed
