@@ -141,3 +141,143 @@ def test_musewise_runs_lists_runs_after_closing_the_dead(archive_config, capsys)
     assert main(["--root", archive_config.root, "--db-url", archive_config.db_url, "runs", "--user", "admin",
                  "--status", "running"]) == 0
     assert "no runs" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------ real pipeline
+def _need_esorex():
+    from conftest import need
+
+    need(shutil.which("esorex") is not None, "esorex not installed (apt-get install esorex cpl-plugin-muse)")
+
+
+@pytest.fixture(scope="module")
+def bias_night(tmp_path_factory):
+    """Three bias frames of IFUs 1 and 2 (what muse_bias needs, the cheapest pipeline step)."""
+    from conftest import fixture_tmp
+    from musewise.inm import simulate_night
+
+    with fixture_tmp(tmp_path_factory, "failures-night") as out:
+        paths = simulate_night(out, night=NIGHT, ifus=(1, 2), n_bias=3, n_dark=0, n_flat=0, n_arc_per_lamp=0,
+                               n_skyflat=0, n_std=0, n_object=0, seed=5, progress=False, static=False)
+        yield [Path(p) for p in paths]
+
+
+def _open(root: Path, **kw):
+    from musewise.archive import Archive
+    from musewise.config import MusewiseConfig
+
+    return Archive(MusewiseConfig.load(root=str(root), user="admin", project="consortium", **kw), user="admin")
+
+
+def _ingested(root: Path, frames, **kw):
+    arch = _open(root, **kw)
+    rep = arch.ingest_many(frames, progress=False)
+    assert not rep.refused, rep.refused
+    return arch
+
+
+def _assert_nothing_half_made(arch, failed_run_id):
+    """No product of the failed run, no file of it in the datastore, no run left running."""
+    assert arch.query(run_id=failed_run_id) == [] or all(
+        r.kind == "notebook" for r in arch.query(run_id=failed_run_id))
+    report = arch.fsck()
+    assert report["orphans"] == [] and report["temporaries"] == [] and report["missing"] == [], report
+    assert _running(arch) == []
+
+
+_MAKE = textwrap.dedent("""
+    import sys
+    from musewise import dpu
+    from musewise.archive import Archive
+    from musewise.config import MusewiseConfig
+
+    arch = Archive(MusewiseConfig.load(root=sys.argv[1], user="admin", project="consortium"), user="admin")
+    dpu.make("bias", sys.argv[2], [int(i) for i in sys.argv[3].split(",")], dry_run=False, archive=arch,
+             engine="local", progress=False)
+""")
+
+
+def _make_in_new_process(root: Path, ifus="1", **popen):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-c", _MAKE, str(root), NIGHT, ifus], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def _wait_for_esorex(arch, parent: "psutil.Process", timeout: float = 300.0):  # noqa: F821
+    """The running run once esorex runs below ``parent`` (mid-way through the reduction)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        runs = _running(arch)
+        procs = parent.children(recursive=True)
+        if runs and any("esorex" in " ".join(p.cmdline()) for p in procs if p.is_running()):
+            return runs[0], procs
+        time.sleep(0.2)
+    raise AssertionError("esorex never started")
+
+
+@pipeline
+def test_killed_reduction_is_closed_as_failed_and_the_next_make_picks_up(tmp_path, bias_night):
+    """(a) SIGKILL the process running ``dpu.make`` and all it started, mid-way; then a new process."""
+    import psutil
+
+    _need_esorex()
+    root = tmp_path / "root"
+    arch = _ingested(root, bias_night)
+    proc = _make_in_new_process(root)
+    try:
+        run, children = _wait_for_esorex(arch, psutil.Process(proc.pid))
+        for p in [psutil.Process(proc.pid)] + children:  # the whole tree: python, kernel, esorex
+            try:
+                p.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+        proc.wait(30)
+        psutil.wait_procs(children, timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    # What was seen this morning: the killed run says "running" until someone looks.
+    assert arch.get_run(run.id).status == "running"
+    assert run.details["pid"] == proc.pid
+
+    again = _make_in_new_process(root)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out
+    assert f"run {run.id} (muse_bias) closed as failed: process {proc.pid} on host {host_name()} is gone" in out
+    killed = arch.get_run(run.id)
+    assert killed.status == "failed" and killed.ended is not None
+    assert f"process {proc.pid} on host {host_name()} is gone" in killed.error
+    assert killed.output_ids == () and killed.notebook_id is None
+    _assert_nothing_half_made(arch, run.id)
+    # The new process rebuilt what the killed one did not make.
+    (bias,) = arch.query(category="MASTER_BIAS")
+    made_by = arch.get_run(bias.run_id)
+    assert made_by.status == "succeeded" and made_by.id > run.id
+    arch.verify(bias.id)
+    assert dpu.plan("bias", NIGHT, [1], archive=arch).todo == []
+    arch.close()
+
+
+@pipeline
+def test_pipeline_error_fails_the_runs_and_the_cascade_and_a_good_make_picks_up(tmp_path, bias_night):
+    """(b) A bad parameter esorex refuses: both IFUs' runs fail with esorex's reason, the later steps do not run."""
+    _need_esorex()
+    arch = _ingested(tmp_path / "root", bias_night)
+    with pytest.raises(ReductionFailed) as exc:
+        dpu.make("bias", NIGHT, [1, 2], dry_run=False, archive=arch, engine="local", progress=False,
+                 p={"combine": "minmax", "nlow": 5, "nhigh": 5})
+    outcomes = exc.value.outcomes
+    assert sorted(o.ifu for o in outcomes) == [1, 2]  # the second IFU ran although the first failed
+    for o in outcomes:
+        run = arch.get_run(o.run_id)
+        assert run.status == "failed"
+        assert "esorex exited with status" in run.error and "minmax" in run.error.lower() or \
+            "Not enough" in run.error, run.error
+        assert run.notebook_id is not None  # the executed notebook shows the error
+        _assert_nothing_half_made(arch, run.id)
+    assert arch.query(category="MASTER_BIAS") == []
+    dpu.make("bias", NIGHT, [1, 2], dry_run=False, archive=arch, engine="local", progress=False)
+    assert sorted(r.ifu for r in arch.query(category="MASTER_BIAS")) == [1, 2]
+    assert _running(arch) == []
+    arch.close()
