@@ -359,3 +359,51 @@ def test_full_work_dir_fails_the_run_with_the_reason(tmp_path, bias_night, small
     assert len(arch.query(category="MASTER_BIAS")) == 1
     assert _running(arch) == []
     arch.close()
+
+
+@pipeline
+def test_dead_dask_worker_fails_its_run_and_the_others_go_on(tmp_path, bias_night):
+    """(d) The Dask worker running one IFU's run is killed (as the OOM killer would): its run is closed as
+    failed with the reason, the other IFU's run goes on, and Dask's retry on a fresh worker makes the product."""
+    import threading
+
+    import psutil
+
+    from musewise.dpu.engine import close_clients
+
+    _need_esorex()
+    arch = _ingested(tmp_path / "root", bias_night, n_workers=2)
+    killed: dict = {}
+
+    def kill_one_worker():
+        try:
+            run, _ = _wait_for_esorex(arch, psutil.Process(os.getpid()))
+            worker = psutil.Process(run.details["pid"])
+            tree = [worker] + worker.children(recursive=True)
+            for p in tree:
+                try:
+                    p.send_signal(signal.SIGKILL)
+                except psutil.NoSuchProcess:
+                    pass
+            killed.update(run=run, pid=worker.pid)
+        except Exception as exc:  # reported by the assertions below
+            killed["error"] = exc
+
+    killer = threading.Thread(target=kill_one_worker)
+    killer.start()
+    try:
+        dpu.make("bias", NIGHT, [1, 2], dry_run=False, archive=arch, engine="dask", progress=False)
+    finally:
+        killer.join()
+        close_clients()
+    assert "error" not in killed, killed
+    run = arch.get_run(killed["run"].id)
+    assert run.status == "failed"
+    assert f"process {killed['pid']} on host {host_name()} is gone" in run.error
+    _assert_nothing_half_made(arch, run.id)
+    biases = arch.query(category="MASTER_BIAS")
+    assert sorted(b.ifu for b in biases) == [1, 2]  # the other run went on; the killed one was run again
+    assert all(arch.get_run(b.run_id).status == "succeeded" for b in biases)
+    assert run.id not in {b.run_id for b in biases}
+    assert dpu.plan("bias", NIGHT, [1, 2], archive=arch).todo == []
+    arch.close()
