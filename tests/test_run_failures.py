@@ -203,8 +203,8 @@ def _make_in_new_process(root: Path, ifus="1", **popen):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
-def _wait_for_esorex(arch, parent: "psutil.Process", timeout: float = 300.0):  # noqa: F821
-    """The running run once esorex runs below ``parent`` (mid-way through the reduction)."""
+def _wait_for_esorex(arch, parent, timeout: float = 300.0):
+    """The running run once esorex runs below ``parent`` (a ``psutil.Process``): mid-way through the reduction."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         runs = _running(arch)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import shutil
 import threading
@@ -320,7 +321,9 @@ def run_all(arch, task: Callable, items, *, engine: str | None = None, progress:
     else:
         func = functools.partial(task, settings=settings, **task_kw)
     eng = get_engine(name, arch.config, dcfg)
-    kw = {"on_error": on_error} if on_error is not None else {}  # an engine of before on_error still works
+    # an engine written before on_error existed still works (without it, a lost item raises)
+    takes = "on_error" in inspect.signature(eng.map).parameters
+    kw = {"on_error": on_error} if on_error is not None and takes else {}
     try:
         return eng.map(func, items, progress=progress, desc=desc, heavy=heavy, **kw)
     finally:
