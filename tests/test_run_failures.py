@@ -407,3 +407,47 @@ def test_dead_dask_worker_fails_its_run_and_the_others_go_on(tmp_path, bias_nigh
     assert run.id not in {b.run_id for b in biases}
     assert dpu.plan("bias", NIGHT, [1, 2], archive=arch).todo == []
     arch.close()
+
+
+# ------------------------------------------------------------------------------ logged errors
+@pytest.mark.parametrize("line, fails", [
+    ("[ ERROR ] muse_fake: Could not save product MASTER_FAKE.fits: No space left on device", True),
+    ("[ ERROR ] cpl_propertylist_save: Input/output error", True),
+    ("[ ERROR ] muse_fake: only 3 of 5 sources found; offsets set to zero", False),  # the pipeline goes on
+])
+def test_esorex_exit_0_after_a_failed_write_fails_the_recipe(tmp_path, line, fails):
+    """esorex may exit 0 after CPL logged that a product could not be written: the product is not trusted."""
+    import stat
+
+    from test_recipes import MAN_TEXT, PARAMS_TEXT
+
+    from musewise.exceptions import RecipeError
+    from musewise.recipes.esorex import EsorexRecipe
+
+    d = tmp_path / "fakebin"
+    d.mkdir()
+    (d / "params.txt").write_text(PARAMS_TEXT)
+    (d / "man.txt").write_text(MAN_TEXT)
+    script = d / "esorex"
+    script.write_text(f"""#!/bin/sh
+for a in "$@"; do
+  case "$a" in
+    --params) cat {d}/params.txt; exit 0;;
+    --man-page) cat {d}/man.txt; exit 0;;
+  esac
+done
+echo "[ INFO  ] muse_fake: working"
+echo "{line}"
+exit 0
+""")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    rec = EsorexRecipe("muse_fake", esorex=str(script), cache=False)
+    raw = tmp_path / "raw.fits"
+    raw.touch()
+    sof = [(raw, "FAKE")] * 3 + [(raw, "MASTER_BIAS")]
+    if fails:
+        with pytest.raises(RecipeError, match="esorex logged an error it did not stop on") as exc:
+            rec.run(sof, tmp_path / "w", {}, ifu=1)
+        assert line.split("] ", 1)[1] in str(exc.value)
+    else:
+        assert rec.run(sof, tmp_path / "w", {}, ifu=1).returncode == 0
