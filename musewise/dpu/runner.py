@@ -159,7 +159,7 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
     if error:
         if res and res.get("error"):
             error = res["error"] + ("\n\n" + _tail(res.get("log_text", "")) if res.get("log_text") else "")
-        nbrun.fail(arch, error, details=run_details)
+        _fail(arch, nbrun, error, run_details)
         rr = arch.get_run(run_id)
         return RunOutcome(run_id, label, "failed", [], rr.notebook_id, error,
                           time.perf_counter() - t0, recipe_seconds, str(workdir), spec.step, spec.ifu)
@@ -170,7 +170,7 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
         # A corrupt or truncated product (refused by inspection), a full datastore: the
         # transaction archived nothing and removed what it had copied; the run fails with why.
         error = f"archiving the products failed: {error_text(exc)}"
-        nbrun.fail(arch, error, details=run_details)
+        _fail(arch, nbrun, error, run_details)
         rr = arch.get_run(run_id)
         return RunOutcome(run_id, label, "failed", [], rr.notebook_id, error,
                           time.perf_counter() - t0, recipe_seconds, str(workdir), spec.step, spec.ifu)
@@ -182,6 +182,17 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
     rr = arch.get_run(run_id)
     return RunOutcome(run_id, label, "succeeded", list(rr.output_ids), rr.notebook_id, "",
                       time.perf_counter() - t0, recipe_seconds, str(workdir), spec.step, spec.ifu)
+
+
+def _fail(arch, nbrun, error: str, details: dict) -> None:
+    # A run closed meanwhile (taken for dead: its lease expired while the database was out
+    # of reach) stays failed with that reason; this process's own outcome still says why.
+    from ..exceptions import RunStateError
+
+    try:
+        nbrun.fail(arch, error, details=details)
+    except RunStateError:
+        pass
 
 
 def _tail(text: str, n: int = 15) -> str:
