@@ -2,7 +2,7 @@
 
 Sub-commands: ``simulate``, ``ingest``, ``ls``, ``query``, ``show``, ``provenance``,
 ``validity``, ``user``, ``project``, ``fsck``, and those the other layers add:
-``run``, ``make``, ``qc``, ``release``, ``hub``. Every sub-command is always
+``run``, ``make``, ``runs``, ``qc``, ``release``, ``hub``. Every sub-command is always
 listed; one that needs an optional package (``hub``: the ``hub`` extra) says
 how to install it when it is used (:func:`musewise.optional.require`).
 """
@@ -21,6 +21,7 @@ from .exceptions import ConfigurationError, MusewiseError
 #: Layers that add their own sub-commands: (module, function adding the parser).
 PLUGINS = (
     ("musewise.dpu.cli", "add_run_parser"),
+    ("musewise.dpu.runs_cli", "add_runs_parser"),
     ("musewise.qc.cli", "add_qc_parser"),
     ("musewise.release", "add_release_parser"),
     ("musewise.hubcli", "add_hub_parser"),

@@ -21,7 +21,7 @@ from ..config import MusewiseConfig
 from ..exceptions import NotFoundError, PermissionDeniedError
 from ..ingest import FrameInfo
 from ..vocabulary import CollectionType, Privilege, QualityFlag
-from . import calibrations, lineage, qcvalues, queries, storage, users, validity
+from . import calibrations, lineage, liveness, qcvalues, queries, storage, users, validity
 from .calibrations import CalibrationChoice
 from .collections import (
     SearchPath,
@@ -787,6 +787,40 @@ class Archive:
     def fail_run(self, run_id: int, error: str, *, notebook=None, details: dict | None = None) -> None:
         """Record a failed run with its error and executed notebook; no product is archived."""
         lineage.fail_run(self, run_id, error, notebook=notebook, details=details)
+
+    def heartbeat_run(self, run_id: int) -> bool:
+        """Refresh a running run's lease (its ``details['heartbeat']``, UTC).
+
+        Returns
+        -------
+        bool
+            False if the run is no longer ``running`` (e.g. closed as stale meanwhile).
+        """
+        return liveness.heartbeat(self, run_id)
+
+    def stale_runs(self, *, lease: float = 600.0, max_age: float = 2 * 86400.0) -> list:
+        """Runs recorded ``running`` whose process is gone (see :mod:`musewise.archive.liveness`).
+
+        Parameters
+        ----------
+        lease : float
+            Heartbeat age after which a run of another host (or from before a reboot) is dead (s).
+        max_age : float
+            Age after which a run that records neither process nor heartbeat is dead (s).
+
+        Returns
+        -------
+        list of StaleRun
+        """
+        return liveness.stale_runs(self, lease=lease, max_age=max_age)
+
+    def close_stale_runs(self, *, lease: float = 600.0, max_age: float = 2 * 86400.0) -> list:
+        """Record the runs whose process is gone as failed, with the reason; returns them (``StaleRun``).
+
+        A run of a live process is never closed. Any user's dead run is closed: that its
+        process is gone is a fact, not a right. Parameters as :meth:`stale_runs`.
+        """
+        return liveness.close_stale_runs(self, lease=lease, max_age=max_age)
 
     def get_run(self, run_id: int):
         """The :class:`RunRecord` of a run visible to the user."""

@@ -32,6 +32,7 @@ from ..vocabulary import (
     user_chain,
 )
 from .calibrations import certify_row, default_range
+from .liveness import process_identity
 from .collections import chain_prepend, ensure_collection
 from .privileges import visible_runs
 from .records import DatasetRecord, RunInputRecord, RunRecord
@@ -105,7 +106,9 @@ def begin_run(arch, recipe, parameters, *, night, ifu, mode, inputs, pipeline_ve
         run = Run(recipe=recipe, parameters=_jsonable(parameters or {}), night=night, ifu=ifu, mode=mode,
                   status=RunStatus.RUNNING.value, pipeline_version=pipeline_version,
                   musewise_version=__version__, user_id=user.id, project_id=proj.id,
-                  privilege=int(privilege), details=_jsonable(details or {}), is_reference=bool(reference),
+                  # who runs it (host, pid, start time, boot): a killed run is later found by that
+                  privilege=int(privilege), details=_jsonable({**process_identity(), **(details or {})}),
+                  is_reference=bool(reference),
                   collections=list(collections or []))
         s.add(run)
         s.flush()

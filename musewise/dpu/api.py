@@ -74,10 +74,28 @@ def execute(specs: list[RunSpec], archive, *, engine: str | None = None, progres
             desc: str = "") -> list[RunOutcome]:
     """Execute prepared runs (in parallel on Dask when there are several)."""
     dcfg = DpuConfig.from_config(archive.config)
-    dpu_settings = {k: getattr(dcfg, k) for k in ("templates_dir", "keep_workdirs", "run_timeout")}
+    dpu_settings = {k: getattr(dcfg, k) for k in ("templates_dir", "keep_workdirs", "run_timeout",
+                                                  "heartbeat_interval")}
     heavy = [s.recipe in dcfg.heavy_recipes for s in specs]
     return run_all(archive, execute_run, specs, engine=engine, progress=progress,
-                   desc=desc or (specs[0].step if specs else "run"), heavy=heavy, dpu_settings=dpu_settings)
+                   desc=desc or (specs[0].step if specs else "run"), heavy=heavy, dpu_settings=dpu_settings,
+                   on_error=lost_run)
+
+
+def lost_run(spec: RunSpec, exc: BaseException) -> RunOutcome:
+    """The outcome of a run whose Dask worker died (``KilledWorker``): the other runs go on.
+
+    Its archived run (if it began) is closed as failed by :meth:`Archive.close_stale_runs`
+    once its process is found gone; the outcome says why, with no run ID (0) of its own.
+    Any other exception is raised again (a bug or a bad request is not a lost run).
+    """
+    from .executor import error_text
+
+    if type(exc).__name__ not in ("KilledWorker", "CommClosedError", "FutureCancelledError"):
+        raise exc
+
+    return RunOutcome(0, spec.label, "failed", [], None,
+                      f"the process executing the run was lost: {error_text(exc)}", step=spec.step, ifu=spec.ifu)
 
 
 def run(recipe: str, date: str | None = None, ifu=None, commit: bool = False, p: dict | None = None,

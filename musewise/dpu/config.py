@@ -23,7 +23,7 @@ same paths as the submitting session.
 
 from __future__ import annotations
 
-from traitlets import Bool, Dict, Int, List, Unicode
+from traitlets import Bool, Dict, Float, Int, List, Unicode
 from traitlets.config import Configurable
 
 #: Parameters musewise gives recipes unless the user says otherwise.
@@ -106,6 +106,23 @@ class DpuConfig(Configurable):
     run_timeout = Int(
         4 * 3600, help="Time limit of one reduction notebook (s)."
     ).tag(config=True)
+
+    heartbeat_interval = Float(
+        60.0, help="How often a run's process refreshes its lease while the notebook runs (s). "
+        "A run whose process is gone is closed as failed when the planner next looks: at once on "
+        "the same host (its pid is gone), after run_lease seconds without a heartbeat on another.",
+    ).tag(config=True)
+
+    run_lease = Float(
+        600.0, help="Age of a run's last heartbeat after which a run of another host (or from before a "
+        "reboot) is taken for dead and closed as failed (s); several heartbeat intervals.",
+    ).tag(config=True)
+
+    def stale_limits(self) -> dict:
+        """Keywords of :meth:`Archive.close_stale_runs`: the lease, and the longest a run may take (s)."""
+        return {"lease": max(float(self.run_lease), 2.0 * float(self.heartbeat_interval)),
+                # the recipe's limit, the notebook cell's (+600 s) and archiving
+                "max_age": float(self.run_timeout) + 3600.0}
 
     @classmethod
     def from_config(cls, mwconfig) -> "DpuConfig":

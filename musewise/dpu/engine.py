@@ -35,8 +35,13 @@ class Engine:
     name = "base"
 
     def map(self, func: Callable, items: Sequence, *, progress: bool = True, desc: str = "",
-            heavy: Sequence[bool] | None = None) -> list:
-        """Apply ``func`` to each item and return the results in order."""
+            heavy: Sequence[bool] | None = None, on_error: Callable | None = None) -> list:
+        """Apply ``func`` to each item and return the results in order.
+
+        ``on_error(item, exc)``, if given, makes the result of an item whose call raised
+        (on Dask: whose worker died, ``KilledWorker``) instead of raising: the other items
+        go on and keep their results.
+        """
         raise NotImplementedError
 
 
@@ -45,11 +50,19 @@ class LocalEngine(Engine):
 
     name = "local"
 
-    def map(self, func, items, *, progress=True, desc="", heavy=None):
+    def map(self, func, items, *, progress=True, desc="", heavy=None, on_error=None):
         from tqdm.auto import tqdm
 
         # one at a time already: heavy runs need no extra limit here
-        return [func(i) for i in tqdm(items, desc=desc, disable=not progress)]
+        out = []
+        for i in tqdm(items, desc=desc, disable=not progress):
+            try:
+                out.append(func(i))
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                out.append(on_error(i, exc))
+        return out
 
 
 class DaskEngine(Engine):
@@ -61,7 +74,7 @@ class DaskEngine(Engine):
         self.config = config
         self.dpu_config = dpu_config
 
-    def map(self, func, items, *, progress=True, desc="", heavy=None):
+    def map(self, func, items, *, progress=True, desc="", heavy=None, on_error=None):
         from distributed import as_completed
         from tqdm.auto import tqdm
 
@@ -75,7 +88,13 @@ class DaskEngine(Engine):
         results: list = [None] * len(futures)
         with tqdm(total=len(futures), desc=desc, disable=not progress) as bar:
             for fut in as_completed(futures):
-                results[index[fut.key]] = fut.result()
+                i = index[fut.key]
+                try:
+                    results[i] = fut.result()
+                except Exception as exc:  # KilledWorker: the task's workers died (allowed-failures times)
+                    if on_error is None:
+                        raise
+                    results[i] = on_error(items[i], exc)
                 bar.update(1)
         return results
 

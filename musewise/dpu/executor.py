@@ -15,6 +15,10 @@ notebooks the same way, here:
    notebook archived in one transaction) or :meth:`NotebookRun.fail` (the reason and the
    executed notebook, showing the error, archived; no product).
 
+While the notebook runs, a thread refreshes the run's lease (``NotebookJob.heartbeat``):
+a run whose process is killed is found by its dead pid, or its stale lease from another
+host, and closed as failed (:mod:`musewise.archive.liveness`).
+
 Work dirs: a succeeded run's folder is removed (its products were moved into the
 datastore) unless ``keep_workdir``; a failed run's folder is always kept, for looking into.
 
@@ -28,8 +32,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import shutil
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -64,6 +70,8 @@ class NotebookJob:
         Further keywords of :meth:`Archive.begin_run` (night, ifu, mode, inputs, privilege...).
     keep_workdir : bool
         Keep a succeeded run's work dir.
+    heartbeat : float
+        How often the run's lease is refreshed while the notebook runs (s; 0: never).
     """
 
     recipe: str
@@ -77,6 +85,7 @@ class NotebookJob:
     suffix: str = ""
     run_kw: dict = dataclasses.field(default_factory=dict)
     keep_workdir: bool = False
+    heartbeat: float = 60.0
 
 
 @dataclasses.dataclass
@@ -113,8 +122,18 @@ class NotebookRun:
         return d
 
     def fail(self, arch, reason: str, details: dict | None = None) -> None:
-        """Record the run as failed with ``reason`` and the executed notebook; the work dir is kept."""
-        arch.fail_run(self.run_id, reason, notebook=self.notebook, details=details)
+        """Record the run as failed with ``reason`` and the executed notebook; the work dir is kept.
+
+        If the notebook cannot be archived (a full datastore), the run is failed without
+        it, the reason saying so: a failure is always recorded.
+        """
+        try:
+            arch.fail_run(self.run_id, reason, notebook=self.notebook, details=details)
+        except Exception as exc:
+            if self.notebook is None:
+                raise
+            arch.fail_run(self.run_id, f"{reason}\n\n(the executed notebook {self.notebook} could not be "
+                          f"archived: {error_text(exc)})", notebook=None, details=details)
 
     def finish(self, arch, outputs=(), details: dict | None = None) -> list:
         """Archive the products and the executed notebook (one transaction); drop the work dir.
@@ -163,28 +182,70 @@ def execute_notebook(arch, job: NotebookJob, *, retries: int = 1) -> NotebookRun
 
     run_id = arch.begin_run(job.recipe, job.params, **job.run_kw)
     workdir = workdir_of(arch.config, arch.user_name, job.folder, run_id, job.suffix)
-    if workdir.exists():  # a leftover of an earlier database with the same run IDs
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
     out_nb = workdir / f"{job.notebook_stem or job.recipe}_run{run_id:06d}.ipynb"
-    parameters = job.parameters(run_id, workdir)
     attempts: list[str] = []
-    for attempt in range(retries + 1):
-        error, died = "", False
-        try:
-            pm.execute_notebook(str(job.template), str(out_nb), parameters=parameters, cwd=str(workdir),
-                                **papermill_options(arch.config.kernel_name), execution_timeout=int(job.timeout))
-        except Exception as exc:  # PapermillExecutionError, a dead kernel, a time-out...
-            error, died = error_text(exc), kernel_died(exc)
-        result = read_side_file(workdir / job.result_file)
-        if not (error and died and result is None) or attempt == retries:
-            break
-        attempts.append(error)
-        for p in workdir.iterdir():
-            if p.is_file():
-                p.unlink()
+    result, error = None, ""
+    beat = _Heartbeat(arch, run_id, job.heartbeat)
+    try:
+        if workdir.exists():  # a leftover of an earlier database with the same run IDs
+            shutil.rmtree(workdir)
+        workdir.mkdir(parents=True)
+        parameters = job.parameters(run_id, workdir)
+        for attempt in range(retries + 1):
+            error, died = "", False
+            try:
+                pm.execute_notebook(str(job.template), str(out_nb), parameters=parameters, cwd=str(workdir),
+                                    **papermill_options(arch.config.kernel_name),
+                                    execution_timeout=int(job.timeout))
+            except Exception as exc:  # PapermillExecutionError, a dead kernel, a time-out, a full disk...
+                error, died = error_text(exc), kernel_died(exc)
+            result = read_side_file(workdir / job.result_file)
+            if not (error and died and result is None) or attempt == retries:
+                break
+            attempts.append(error)
+            for p in workdir.iterdir():
+                if p.is_file():
+                    p.unlink()
+    except Exception as exc:  # the work dir could not be made (a full disk...): the run fails, not the caller
+        error = f"preparing the run's work dir {workdir} failed: {error_text(exc)}"
+    finally:
+        beat.stop()  # before the caller finishes or fails the run: no write of the lease after it
     return NotebookRun(run_id, workdir, out_nb if out_nb.exists() else None, result, error, attempts,
                        job.keep_workdir)
+
+
+class _Heartbeat:
+    """Refreshes a run's lease every ``interval`` seconds from a daemon thread, until stopped.
+
+    The lease tells another host (or this one after a reboot) that the run's process is
+    alive (:mod:`musewise.archive.liveness`); a failed refresh (database busy) is tried at
+    the next beat rather than stopping the run.
+    """
+
+    def __init__(self, arch, run_id: int, interval: float):
+        self.arch, self.run_id, self.interval = arch, run_id, float(interval)
+        self._stop = threading.Event()
+        self._thread = None
+        if self.interval > 0:
+            self._beat()
+            self._thread = threading.Thread(target=self._loop, name=f"heartbeat-run{run_id}", daemon=True)
+            self._thread.start()
+
+    def _beat(self) -> bool:
+        try:
+            return self.arch.heartbeat_run(self.run_id)
+        except Exception:  # a busy or briefly unreachable database: the next beat tries again
+            return True
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            if not self._beat():
+                return  # the run was closed meanwhile: nothing to keep alive
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def kernel_died(exc: BaseException) -> bool:
@@ -219,7 +280,7 @@ def error_text(exc: BaseException) -> str:
 
 
 def run_all(arch, task: Callable, items, *, engine: str | None = None, progress: bool = True, desc: str = "",
-            heavy=None, **task_kw) -> list:
+            heavy=None, on_error: Callable | None = None, **task_kw) -> list:
     """Apply ``task`` to each item on the configured execution engine; results in order.
 
     ``task(item, settings=..., arch=..., **task_kw)`` must be a module-level function
@@ -238,6 +299,13 @@ def run_all(arch, task: Callable, items, *, engine: str | None = None, progress:
         for a single item, Dask for several.
     heavy : sequence of bool, optional
         Items that hold much memory: at most ``DpuConfig.heavy_concurrency`` run at once.
+    on_error : callable, optional
+        ``on_error(item, exc)`` makes the result of an item whose task raised or whose
+        worker died, and the other items go on (default: raise).
+
+    After the items ran, runs whose process died meanwhile (a Dask worker killed
+    mid-run, its task retried elsewhere) are closed as failed
+    (:meth:`Archive.close_stale_runs`).
     """
     from .config import DpuConfig
     from .engine import get_engine
@@ -253,7 +321,13 @@ def run_all(arch, task: Callable, items, *, engine: str | None = None, progress:
     else:
         func = functools.partial(task, settings=settings, **task_kw)
     eng = get_engine(name, arch.config, dcfg)
-    return eng.map(func, items, progress=progress, desc=desc, heavy=heavy)
+    # an engine written before on_error existed still works (without it, a lost item raises)
+    takes = "on_error" in inspect.signature(eng.map).parameters
+    kw = {"on_error": on_error} if on_error is not None and takes else {}
+    try:
+        return eng.map(func, items, progress=progress, desc=desc, heavy=heavy, **kw)
+    finally:
+        arch.close_stale_runs(**dcfg.stale_limits())
 
 
 def archive_settings(config, user: str) -> dict:

@@ -296,8 +296,10 @@ def plot_pixtable_spectrum(path, ax=None, nbins: int = 400, stride: int = 7):
     import matplotlib.pyplot as plt
 
     with fits.open(path, memmap=True) as hdul:
-        lam = np.asarray(hdul["lambda"].data, dtype=float).ravel()[::stride]
-        data = np.asarray(hdul["data"].data, dtype=float).ravel()[::stride]
+        # Sample the memory-mapped columns first, convert after: a 24-IFU pixel table's
+        # column as float64 would be several GB.
+        lam = np.asarray(hdul["lambda"].data.ravel()[::stride], dtype=np.float64)
+        data = np.asarray(hdul["data"].data.ravel()[::stride], dtype=np.float64)
         dq = np.asarray(hdul["dq"].data).ravel()[::stride] if "dq" in hdul else np.zeros(lam.size, int)
     good = (dq == 0) & np.isfinite(data) & np.isfinite(lam)
     lam, data = lam[good], data[good]

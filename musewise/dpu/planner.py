@@ -328,6 +328,10 @@ def plan(target: str, date: str, ifus=None, *, archive=None, p: dict | None = No
 
     arch = open_default_archive(archive)
     dcfg = DpuConfig.from_config(arch.config)
+    # A run whose process was killed stays "running" until someone looks: close it as failed,
+    # so that its step is planned again (its products never entered the archive).
+    for st in arch.close_stale_runs(**dcfg.stale_limits()):
+        print(f"run {st.run_id} ({st.recipe}) closed as failed: {st.reason}")
     tstep = get_step(target)
     params = dict(step_params or {})
     if p:

@@ -12,7 +12,8 @@ and datastore:
    ``<scratch>/<user>/dpu/<night>/<recipe>/run<id>[-ifuNN]``;
 3. ``arch.finish_run`` archives the products and the executed notebook in one
    transaction (or ``arch.fail_run`` records the failure with the executed
-   notebook showing the error; no product is archived);
+   notebook showing the error; no product is archived); a product that cannot be
+   archived (corrupt, truncated, a full datastore) fails the run with that reason;
 4. the ESO QC keywords of each product go to ``arch.add_qc``.
 """
 
@@ -24,7 +25,8 @@ import os
 import time
 from pathlib import Path
 
-from .executor import NotebookJob, archive_settings, execute_notebook, open_archive, public_settings, workdir_of
+from .executor import (NotebookJob, archive_settings, error_text, execute_notebook, open_archive, public_settings,
+                       workdir_of)
 from .selection import RunInput, RunSpec
 
 
@@ -131,6 +133,7 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
         folder=_folder(spec), suffix=_suffix(spec), parameters=parameters, result_file=RESULT_FILE,
         # the recipe enforces run_timeout itself; the cell limit only catches a hung kernel
         timeout=int(dcfg.run_timeout) + 600, keep_workdir=dcfg.keep_workdirs,
+        heartbeat=float(dcfg.heartbeat_interval),
         run_kw=dict(night=spec.night, ifu=spec.ifu, mode=spec.mode,
                     inputs=[(i.dataset_id, i.tag, i.reason) for i in spec.inputs],
                     pipeline_version=recipe.pipeline_version, privilege=spec.privilege,
@@ -156,12 +159,21 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
     if error:
         if res and res.get("error"):
             error = res["error"] + ("\n\n" + _tail(res.get("log_text", "")) if res.get("log_text") else "")
-        nbrun.fail(arch, error, details=run_details)
+        _fail(arch, nbrun, error, run_details)
         rr = arch.get_run(run_id)
         return RunOutcome(run_id, label, "failed", [], rr.notebook_id, error,
                           time.perf_counter() - t0, recipe_seconds, str(workdir), spec.step, spec.ifu)
     outputs = [(o["path"], o["category"] or None, o["ifu"] or spec.ifu) for o in res["result"]["outputs"]]
-    made = nbrun.finish(arch, outputs, details=run_details)
+    try:
+        made = nbrun.finish(arch, outputs, details=run_details)
+    except Exception as exc:
+        # A corrupt or truncated product (refused by inspection), a full datastore: the
+        # transaction archived nothing and removed what it had copied; the run fails with why.
+        error = f"archiving the products failed: {error_text(exc)}"
+        _fail(arch, nbrun, error, run_details)
+        rr = arch.get_run(run_id)
+        return RunOutcome(run_id, label, "failed", [], rr.notebook_id, error,
+                          time.perf_counter() - t0, recipe_seconds, str(workdir), spec.step, spec.ifu)
     qc = res.get("qc") or {}
     for rec, (path, _cat, ifu) in zip(made, outputs):
         values = qc.get(path) or {}
@@ -170,6 +182,17 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
     rr = arch.get_run(run_id)
     return RunOutcome(run_id, label, "succeeded", list(rr.output_ids), rr.notebook_id, "",
                       time.perf_counter() - t0, recipe_seconds, str(workdir), spec.step, spec.ifu)
+
+
+def _fail(arch, nbrun, error: str, details: dict) -> None:
+    # A run closed meanwhile (taken for dead: its lease expired while the database was out
+    # of reach) stays failed with that reason; this process's own outcome still says why.
+    from ..exceptions import RunStateError
+
+    try:
+        nbrun.fail(arch, error, details=details)
+    except RunStateError:
+        pass
 
 
 def _tail(text: str, n: int = 15) -> str:

@@ -70,6 +70,7 @@ def _nanmean_planes(chunks, plane_shape) -> np.ndarray:
         np.copyto(chunk, 0.0, where=~finite)
         total += chunk.sum(axis=0, dtype=np.float64)
         count += finite.sum(axis=0)
+        del chunk, finite  # freed before the next chunk is read: one chunk held, not two
     with np.errstate(invalid="ignore", divide="ignore"):
         return (total / count).astype(np.float32)
 

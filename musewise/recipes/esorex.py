@@ -532,14 +532,28 @@ class EsorexRecipe(Recipe):
             started=started, ended=ended, ifu=ifu,
             inputs=[(str(Path(p).absolute()), t) for p, t in sof], workdir=str(workdir),
         )
-        if timed_out.is_set() or returncode != 0:
+        fatal = fatal_log_lines(log_text)
+        if timed_out.is_set() or returncode != 0 or fatal:
             why = (f"timed out after {timeout:g} s" if timed_out.is_set()
-                   else f"esorex exited with status {returncode}")
+                   else f"esorex exited with status {returncode}" if returncode != 0
+                   # exit 0, but a product may be half written: CPL logs a failed write and goes on
+                   else f"esorex logged an error it did not stop on: {fatal[0].strip()}")
             err = RecipeError(self.name, f"{why}; last log lines:\n{_tail(log_text)}",
                               ifu=ifu, inputs=inputs)
             err.log_text, err.result = log_text, result
             raise err
         return result
+
+
+#: Logged errors that leave a product unusable even when esorex exits with status 0:
+#: the disk or the filesystem failed under a write (the product may be truncated).
+FATAL_LOG = re.compile(r"No space left on device|Disk quota exceeded|Input/output error|Read-only file system"
+                       r"|error writing|could not (?:save|write)|Unable to (?:save|write)", re.I)
+
+
+def fatal_log_lines(log_text: str) -> list[str]:
+    """``[ ERROR ]`` lines of an esorex log that mean a product could not be written (:data:`FATAL_LOG`)."""
+    return [ln for ln in log_text.splitlines() if "ERROR" in ln and FATAL_LOG.search(ln)]
 
 
 def _format(v) -> str:

@@ -97,11 +97,25 @@ def clean_sky_residuals(
         # residual pattern is the first component.
         _, _, vt = np.linalg.svd(residual[:, sky].T.astype(np.float64), full_matrices=False)
         eig = vt[: int(ncomp)]
-        model = (eig.T @ (eig @ residual.astype(np.float64))).astype(np.float32)
+        model = _project(eig, residual)
     model = np.where(valid[None, :], model, 0).reshape(nl, ny, nx)
     cleaned = data - model
     cleaned[bad] = np.nan
     return cleaned.astype(np.float32), model.astype(np.float32)
+
+
+def _project(eig: np.ndarray, residual: np.ndarray, block_bytes: int = 16 * 2**20) -> np.ndarray:
+    """``eig.T @ (eig @ residual)`` as float32, a block of spaxels (``block_bytes`` as float64) at a time.
+
+    Each block is projected in float64 (the sums over ~3700 planes need it), but the
+    whole residual never is: a 300x300x3700 cube as float64 would be 2.7 GB more.
+    """
+    model = np.empty(residual.shape, dtype=np.float32)
+    block = max(1, int(block_bytes) // (8 * residual.shape[0]))
+    for j in range(0, residual.shape[1], block):
+        part = residual[:, j:j + block].astype(np.float64)
+        model[:, j:j + block] = eig.T @ (eig @ part)
+    return model
 
 
 def sky_residual_clean_file(
