@@ -183,7 +183,9 @@ def measure_master_bias(master_path, raw_paths=(), ifu: int | None = None) -> Me
         ``ron.qN`` read noise from the difference of two raw frames (e-) and
         ``ron_adu.qN`` (adu); ``noise_ratio.qN`` master noise over the noise expected
         from averaging the raw frames (RON/sqrt(n)); ``ron.max`` and ``level.absmax``
-        summarise the quadrants; ``bad_fraction`` the fraction of DQ-flagged pixels.
+        summarise the quadrants; ``bad_fraction`` the fraction of DQ-flagged pixels;
+        ``hot_columns`` columns standing out of their quadrant (:func:`hot_columns`) and
+        ``column.absmax`` the largest column deviation (adu).
     """
     m = Measurement()
     primary, data, dq = _read_product(master_path)
@@ -225,9 +227,38 @@ def measure_master_bias(master_path, raw_paths=(), ifu: int | None = None) -> Me
         m.notes.append("fewer than two raw frames: read noise not measured")
     if dq is not None:
         m.add("bad_fraction", float(np.count_nonzero(dq)) / dq.size, "")
+    hot, worst = hot_columns(data, quads)
+    m.add("hot_columns", len(hot), "")
+    m.add("column.absmax", worst, "adu")
+    m.arrays["hot_columns"] = hot
     m.arrays["image"] = data[:: max(1, data.shape[0] // 512), :: max(1, data.shape[1] // 512)]
     m.arrays["quadrants"] = quads
     return m
+
+
+def hot_columns(data: np.ndarray, quads, nsigma: float = 10.0, min_adu: float = 3.0) -> tuple[list[int], float]:
+    """Columns of a master bias standing out of their quadrant (charge-trap or glitch columns).
+
+    A column's level is its median over the quadrant's rows; it stands out when it
+    differs from the quadrant's median column level by more than ``nsigma`` robust
+    standard deviations of the column levels and by more than ``min_adu`` (so the
+    tiny scatter of a clean master, ~0.03 adu, does not turn fixed-pattern noise
+    into "hot" columns).
+
+    Returns
+    -------
+    (list of int, float)
+        0-based x of each such column, and the largest |deviation| of any column (adu).
+    """
+    hot, worst = [], 0.0
+    for q in quads:
+        cols = np.nanmedian(q.cut(data), axis=0)
+        dev = cols - np.nanmedian(cols)
+        limit = max(nsigma * robust_std(cols), min_adu)
+        hot.extend(int(q.x0 + i) for i in np.nonzero(np.abs(dev) > limit)[0])
+        if np.isfinite(dev).any():
+            worst = max(worst, float(np.nanmax(np.abs(dev))))
+    return sorted(hot), worst
 
 
 # ----------------------------------------------------------------------------- master dark
@@ -568,6 +599,6 @@ def measure_datacube(cube_path, n_sources: int = 3) -> Measurement:
     return m
 
 
-__all__ = ["Measurement", "Quadrant", "fit_psf_fwhm", "measure_datacube",
+__all__ = ["Measurement", "Quadrant", "fit_psf_fwhm", "hot_columns", "measure_datacube",
            "measure_master_bias", "measure_master_dark", "measure_master_flat", "measure_wavecal",
            "quadrants", "robust_std", "clipped_std", "sky_line_residuals", "trace_centres"]

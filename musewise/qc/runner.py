@@ -296,4 +296,50 @@ def after_product(arch, record, **kw) -> QCResult | None:
         return None
 
 
-__all__ = ["QCResult", "after_product", "notebook_for", "qc_task", "qc_type_of", "run_qc", "run_qc_many"]
+def after_run(arch, outcomes, *, engine: str | None = None, progress: bool = True,
+              thresholds: QCThresholds | None = None, config: QCConfig | None = None) -> list:
+    """Post-run hook of the reduction layer (``DpuConfig.post_run_hooks``): QC of a batch's products.
+
+    Every product the succeeded runs made whose category has a QC notebook
+    (:data:`~musewise.qc.thresholds.QC_TYPES`) is measured by :func:`run_qc_many`, on
+    the engine the runs used: numbers stored with the product, a crossed threshold
+    flagging its IFU and queueing it for review, the executed notebook linked from the
+    product by its ``qc_<type>`` run.
+
+    Parameters
+    ----------
+    arch : Archive
+    outcomes : list of RunOutcome
+        The batch's runs (failed ones made nothing and are skipped).
+    engine : str, optional
+        The engine the reduction ran on (``local``, ``dask``).
+    progress : bool
+    thresholds, config : optional
+        As :func:`run_qc` (default: the site's).
+
+    Returns
+    -------
+    list of QCResult or QCError
+        One per product checked; a failed QC run is recorded and logged, never raised,
+        so a reduction is not lost because its QC broke.
+    """
+    ids = [int(p) for o in outcomes if getattr(o, "ok", False) for p in o.products]
+    found = arch.get_many(ids) if ids else {}
+    todo = [i for i in ids if found.get(i) is not None and found[i].category in QC_TYPES]
+    if not todo:
+        return []
+    results = run_qc_many(arch, todo, thresholds=thresholds, config=config, engine=engine, progress=progress)
+    for r in results:
+        if isinstance(r, QCError):
+            log.warning("automatic QC failed: %s", r)
+        elif r.flag != QualityFlag.GOOD.value:
+            log.info("%s", r)
+    if progress:
+        failed = sum(isinstance(r, QCError) for r in results)
+        flagged = [r for r in results if not isinstance(r, QCError) and r.flag != QualityFlag.GOOD.value]
+        print(f"qc: {len(results) - failed}/{len(results)} product(s) checked, {len(flagged)} flagged"
+              + "".join(f"\n  {r}" for r in flagged))
+    return results
+
+
+__all__ = ["QCResult", "after_product", "after_run", "notebook_for", "qc_task", "qc_type_of", "run_qc", "run_qc_many"]

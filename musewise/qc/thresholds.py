@@ -49,6 +49,11 @@ class QCThresholds(Configurable):
                                              "above which it is 'warning'.").tag(config=True)
     bias_level_spread_bad = Float(20.0, help="Scatter of the raw bias level between the input frames (adu) "
                                             "above which it is 'bad'.").tag(config=True)
+    bias_hot_columns_warn = Int(1, help="Columns of a MASTER_BIAS standing out of their quadrant (by more than "
+                                        "10 robust sigma and 3 adu) from which it is 'warning': a clean master "
+                                        "has none; one is a CCD glitch or a charge trap to look at.").tag(config=True)
+    bias_hot_columns_bad = Int(5, help="Columns standing out from which a MASTER_BIAS is 'bad' (a read-out "
+                                       "problem rather than one defect).").tag(config=True)
     # -- master dark
     dark_current_warn = Float(3.0, help="Dark current of any quadrant (count/pix/h) above which a MASTER_DARK "
                                         "is 'warning'.").tag(config=True)
@@ -88,6 +93,7 @@ class QCThresholds(Configurable):
         ("bias", "level.absmax", "max", "bias_level", "adu"),
         ("bias", "noise_ratio.max", "max", "bias_noise_ratio", ""),
         ("bias", "raw_level_spread.max", "max", "bias_level_spread", "adu"),
+        ("bias", "hot_columns", "max_incl", "bias_hot_columns", ""),
         ("dark", "dark.max", "max", "dark_current", "count/pix/h"),
         ("dark", "hot_fraction", "max", "dark_hot_fraction", ""),
         ("flat", "missing_slices", "max_incl", "flat_missing_slices", ""),
