@@ -258,7 +258,7 @@ def hot_columns(data: np.ndarray, quads, nsigma: float = 10.0, min_adu: float = 
         hot.extend(int(q.x0 + i) for i in np.nonzero(np.abs(dev) > limit)[0])
         if np.isfinite(dev).any():
             worst = max(worst, float(np.nanmax(np.abs(dev))))
-    return sorted(hot), worst
+    return sorted(set(hot)), worst  # a column crosses two quadrants: counted once
 
 
 # ----------------------------------------------------------------------------- master dark
@@ -539,8 +539,8 @@ def sky_line_residuals(data, stat, wave, lines=QC_SKY_LINES, half_width: float =
     return out
 
 
-def measure_datacube(cube_path, n_sources: int = 3) -> Measurement:
-    """Sky residuals, white-light image and PSF FWHM of a DATACUBE_FINAL.
+def measure_datacube(cube_path, n_sources: int = 3, offset_list=None) -> Measurement:
+    """Sky residuals, white-light image and PSF FWHM of a DATACUBE_FINAL (one exposure or combined).
 
     Parameters
     ----------
@@ -548,6 +548,9 @@ def measure_datacube(cube_path, n_sources: int = 3) -> Measurement:
         The cube (primary + DATA (+ STAT) extension; spectral WCS on axis 3).
     n_sources : int
         Point sources to fit for the PSF.
+    offset_list : path-like, optional
+        The OFFSET_LIST the exposures of a combined cube were aligned with
+        (``muse_exp_align``): its offsets are measured too.
 
     Returns
     -------
@@ -556,7 +559,11 @@ def measure_datacube(cube_path, n_sources: int = 3) -> Measurement:
         and ``sky_snr.<line>`` its significance; ``sky_snr.max`` worst line;
         ``white.median`` white-light level (BUNIT); ``nan_fraction`` of spaxels
         without data; ``fwhm.median`` PSF FWHM of point sources (arcsec) and
-        ``n_psf`` sources fitted; ``pixscale`` (arcsec).
+        ``n_psf`` sources fitted; ``pixscale`` (arcsec); ``seeing`` the DIMM seeing of the
+        header (``ESO TEL AMBI FWHM START/END``, arcsec) and ``fwhm_seeing_ratio`` the
+        PSF over it (a defocus or a misaligned combination makes the cube's PSF wider
+        than the seeing); with an OFFSET_LIST, ``n_offsets``, ``offset.max`` the largest
+        offset of an exposure and ``offset.rms`` (arcsec).
     """
     from astropy.io import fits
 
@@ -564,12 +571,14 @@ def measure_datacube(cube_path, n_sources: int = 3) -> Measurement:
     with fits.open(cube_path, memmap=True) as h:
         ext = h["DATA"] if "DATA" in h else h[0]
         header = ext.header.copy()
+        primary = h[0].header
         data = ext.data
         stat = h["STAT"].data if "STAT" in h else None
         wave, _air = spectral_axis(header, data.shape[0], axis=3, path=cube_path)
         bunit = str(header.get("BUNIT", "")).strip()
         wl = white_light(data)
         skies = sky_line_residuals(data, stat, wave)
+        seeing = [primary.get(f"ESO TEL AMBI FWHM {k}") for k in ("START", "END")]
     scale = pixel_scale_arcsec(header)
     m.add("pixscale", scale, "arcsec")
     m.add("white.median", float(np.nanmedian(wl)), bunit)
@@ -595,10 +604,48 @@ def measure_datacube(cube_path, n_sources: int = 3) -> Measurement:
         m.add("fwhm.median", float(np.median([p["fwhm"] for p in psf])) * scale, "arcsec")
     else:
         m.notes.append("no point source bright enough for a PSF fit")
+    seeing = [float(v) for v in seeing if v is not None and float(v) > 0]  # DIMM writes -1 when it has none
+    if seeing:
+        m.add("seeing", float(np.mean(seeing)), "arcsec")
+        if psf:
+            m.add("fwhm_seeing_ratio", m.values["fwhm.median"] / m.values["seeing"], "")
+    else:
+        m.notes.append("no DIMM seeing in the header: PSF not compared with the seeing")
+    if offset_list is not None:
+        offsets = exposure_offsets(offset_list)
+        m.add("n_offsets", len(offsets), "")
+        if len(offsets):
+            r = np.hypot(offsets[:, 0], offsets[:, 1])
+            m.add("offset.max", float(r.max()), "arcsec")
+            m.add("offset.rms", float(np.sqrt(np.mean(r ** 2))), "arcsec")
+        m.arrays["offsets"] = offsets
     m.arrays.update(white=wl, sky=skies, psf=psf, wave=wave)
     return m
 
 
-__all__ = ["Measurement", "Quadrant", "fit_psf_fwhm", "hot_columns", "measure_datacube",
+def exposure_offsets(offset_list) -> np.ndarray:
+    """(RA cos Dec, Dec) offsets of each exposure of an OFFSET_LIST, in arcsec (n x 2).
+
+    ``muse_exp_align`` writes ``RA_OFFSET`` and ``DEC_OFFSET`` in degrees; the RA offset
+    is taken as written on the sky (the pipeline applies it as a coordinate shift at
+    the field's declination, which ``DEC`` of the table's primary header gives).
+    """
+    from astropy.io import fits
+    from astropy.table import Table
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = Table.read(offset_list, hdu=1)
+        dec = fits.getheader(offset_list, 0).get("DEC")
+    if not len(t):
+        return np.zeros((0, 2))
+    cosd = np.cos(np.radians(float(dec))) if dec is not None else 1.0
+    ra = np.asarray(t["RA_OFFSET"], float) * 3600.0 * cosd
+    de = np.asarray(t["DEC_OFFSET"], float) * 3600.0
+    ok = np.isfinite(ra) & np.isfinite(de)
+    return np.column_stack([ra[ok], de[ok]])
+
+
+__all__ = ["Measurement", "Quadrant", "exposure_offsets", "fit_psf_fwhm", "hot_columns", "measure_datacube",
            "measure_master_bias", "measure_master_dark", "measure_master_flat", "measure_wavecal",
            "quadrants", "robust_std", "clipped_std", "sky_line_residuals", "trace_centres"]

@@ -3,7 +3,8 @@
 One QC run per call, recorded in the archive like a reduction: a run of recipe
 ``qc_<type>`` whose inputs are the product (plus the files its numbers are measured
 against: the raw frames of a master bias, the TRACE_TABLE of a master flat, the
-WAVECAL_RESIDUALS of a wavelength solution), whose executed notebook - figures
+WAVECAL_RESIDUALS of a wavelength solution, the previous nights' STD_RESPONSE of a
+response, the OFFSET_LIST a combined cube was made with), whose executed notebook - figures
 embedded - is archived with the run. The numbers go to :meth:`Archive.add_qc`
 (named ``<type>.<measurement>``); a threshold crossed flags the product IFU with
 :meth:`Archive.set_validity` and puts it in the review queue (state ``pending``).
@@ -35,7 +36,8 @@ class QCResult:
     ----------
     dataset_id : int
     qc_type : str
-        ``bias``, ``dark``, ``flat``, ``wavecal`` or ``cube``.
+        ``bias``, ``dark``, ``flat``, ``wavecal``, ``lsf``, ``twilight``, ``response`` or ``cube``
+        (:data:`~musewise.qc.thresholds.QC_TYPES`).
     run_id : int
         The archived ``qc_<type>`` run.
     notebook_id : int or None
@@ -107,6 +109,20 @@ def _companions(arch, rec, qc_type):
                 siblings[want] = arch.path(other.id)
                 inputs.append((other.id, want, f"{want} made by the same run {rec.run_id}"))
                 break
+    if qc_type == "response":
+        for other in previous_products(arch, rec):
+            siblings.setdefault("PREVIOUS_STD_RESPONSE", []).append(arch.path(other.id))
+            inputs.append((other.id, rec.category, f"response of the earlier night {other.night}, compared with"))
+    if rec.run_id is not None and qc_type == "cube":
+        try:
+            run = arch.get_run(rec.run_id)
+        except NotFoundError:
+            run = None
+        for i in (run.inputs if run else ()):
+            if i.tag == "OFFSET_LIST":
+                siblings["OFFSET_LIST"] = arch.path(i.dataset_id)
+                inputs.append((i.dataset_id, "OFFSET_LIST", "offsets the exposures were combined with"))
+                break
     if rec.run_id is not None and qc_type == "bias":
         try:
             run = arch.get_run(rec.run_id)
@@ -120,6 +136,36 @@ def _companions(arch, rec, qc_type):
                     continue
                 inputs.append((i.dataset_id, "BIAS", "raw bias combined into the master"))
     return inputs, siblings, raws
+
+
+#: How many earlier nights' products a product is compared with (STD_RESPONSE).
+N_PREVIOUS = 5
+
+
+def previous_products(arch, rec, n: int = N_PREVIOUS) -> list:
+    """The newest ``n`` usable products of ``rec``'s category and mode from nights before ``rec``'s, newest first.
+
+    Static calibrations are left out: the comparison is with what the instrument did
+    on earlier nights. Products of an IFU compare with the same IFU's.
+    """
+    if not rec.night:
+        return []
+    filters = dict(category=rec.category, valid=True)
+    if rec.mode:
+        filters["mode"] = rec.mode
+    if rec.ifu:
+        filters["ifu"] = rec.ifu
+    earlier = [r for r in arch.query(**filters) if r.night and r.night < rec.night and r.kind != "static"
+               and r.id != rec.id]
+    earlier.sort(key=lambda r: (r.night, r.id), reverse=True)
+    out, nights = [], set()
+    for r in earlier:  # one per night: the newest (a re-reduction replaces the older)
+        if r.night not in nights:
+            out.append(r)
+            nights.add(r.night)
+        if len(out) >= n:
+            break
+    return out
 
 
 def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, config: QCConfig | None = None,
@@ -342,4 +388,4 @@ def after_run(arch, outcomes, *, engine: str | None = None, progress: bool = Tru
     return results
 
 
-__all__ = ["QCResult", "after_product", "after_run", "notebook_for", "qc_task", "qc_type_of", "run_qc", "run_qc_many"]
+__all__ = ["N_PREVIOUS", "QCResult", "after_product", "after_run", "previous_products", "notebook_for", "qc_task", "qc_type_of", "run_qc", "run_qc_many"]
