@@ -21,18 +21,18 @@ from musewise.products import testing as pt
 
 
 def write_lsf(path, fwhm_per_slice, n_slices=48):
-    """An LSF_PROFILE-like file: per slice an image (offset x wavelength) of a Gaussian of the given FWHM (A)."""
-    dlam = np.arange(-40, 41) * 0.125  # Angstrom
-    lam = np.linspace(4800, 9300, 12)
-    hdus = [fits.PrimaryHDU()]
+    """An LSF_PROFILE as muse_lsf writes it (one 48-plane image: slice x wavelength x offset) of
+    Gaussians of the given FWHM (Angstrom) per slice."""
+    dlam = -7.5 + 0.1 * np.arange(150)  # Angstrom, as the pipeline samples it
+    lam = 4650.0 + 160.0 * np.arange(30)
+    planes = []
     for k in range(n_slices):
-        fw = fwhm_per_slice(k + 1)
-        s = fw / 2.3548
-        img = np.tile(np.exp(-0.5 * (dlam / s) ** 2), (lam.size, 1))
-        h = fits.Header({"CRVAL1": dlam[0], "CRPIX1": 1.0, "CDELT1": 0.125,
-                         "CRVAL2": lam[0], "CRPIX2": 1.0, "CDELT2": lam[1] - lam[0]})
-        hdus.append(fits.ImageHDU(img.astype(np.float32), header=h, name=f"CHAN01.SLICE{k + 1:02d}.DATA"))
-    fits.HDUList(hdus).writeto(path, overwrite=True)
+        s = fwhm_per_slice(k + 1) / 2.3548
+        planes.append(np.tile(np.exp(-0.5 * (dlam / s) ** 2), (lam.size, 1)))
+    h = fits.Header({"CRVAL1": dlam[0], "CRPIX1": 1.0, "CD1_1": 0.1, "CRVAL2": lam[0], "CRPIX2": 1.0,
+                     "CD2_2": 160.0})
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.array(planes, np.float32), header=h,
+                                                   name="LSF_PROFILE")]).writeto(path, overwrite=True)
     return path
 
 
@@ -134,3 +134,24 @@ def test_cube_psf_against_the_seeing_and_offsets_of_a_combined_cube(tmp_path):
     fits.setval(path, "HIERARCH ESO TEL AMBI FWHM START", value=0.3)
     fits.setval(path, "HIERARCH ESO TEL AMBI FWHM END", value=0.3)
     assert QCThresholds().check("cube", measures.measure_datacube(path).values).flag == "bad"  # 0.8" PSF in 0.3" seeing
+
+
+def test_wavecal_shift_against_the_previous_nights(tmp_path):
+    def table(path, shift):
+        cols = {"SliceNo": np.arange(1, 49)}
+        for i in range(3):
+            for j in range(7):
+                cols[f"wlc{i}{j}"] = np.zeros(48)
+        cols["wlc00"] = 4672.0 + shift + 0.01 * np.arange(48)
+        cols["wlc01"] = np.full(48, 1.1)  # Angstrom per row
+        fits.HDUList([fits.PrimaryHDU(), fits.table_to_hdu(Table(cols))]).writeto(path, overwrite=True)
+        return path
+
+    prev = [table(tmp_path / f"w{k}.fits", 0.01 * k) for k in range(3)]
+    same = measures.measure_wavecal(table(tmp_path / "same.fits", 0.01), previous=prev)
+    assert same.values["n_previous"] == 3 and same.values["shift.absmax"] == pytest.approx(0.0, abs=1e-6)
+    # an arc moved by 3 rows (the inm's arc_shift) fits its own lines but is 3.75 A off
+    moved = measures.measure_wavecal(table(tmp_path / "moved.fits", 3.75 + 0.01), previous=prev)
+    assert moved.values["shift.median"] == pytest.approx(3.75, abs=1e-6)
+    v = QCThresholds().check("wavecal", moved.values)
+    assert v.flag == "bad" and "shift.absmax" in v.summary()

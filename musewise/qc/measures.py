@@ -382,7 +382,23 @@ def measure_master_flat(master_path, trace_path=None, n_rows: int = 64) -> Measu
 
 
 # ----------------------------------------------------------------------------- wavelength calibration
-def measure_wavecal(table_path, residuals_path=None) -> Measurement:
+def wavelength_at(table, rows=(500, 1500, 2500, 3500)) -> dict[int, np.ndarray]:
+    """Wavelength (Angstrom) at the centre (x = 0) of each slice at CCD ``rows`` from a WAVECAL_TABLE.
+
+    The ``wlcXY`` columns are the coefficients of the slice's solution
+    lambda(x, y) = sum wlcXY x^X y^Y; slices without a finite solution are skipped.
+    """
+    cols = [c for c in table.colnames if c.startswith("wlc0")]
+    y = np.asarray(rows, dtype=float)
+    out = {}
+    for row in table:
+        coeffs = [float(row[c]) for c in sorted(cols)]
+        if coeffs and np.all(np.isfinite(coeffs)):
+            out[int(row["SliceNo"])] = np.polynomial.polynomial.polyval(y, coeffs)
+    return out
+
+
+def measure_wavecal(table_path, residuals_path=None, previous=()) -> Measurement:
     """Residuals per slice and lines used of a wavelength calibration.
 
     Parameters
@@ -392,13 +408,20 @@ def measure_wavecal(table_path, residuals_path=None) -> Measurement:
     residuals_path : path-like, optional
         The WAVECAL_RESIDUALS table (``muse_wavecal --residuals``); without it the
         numbers come from the ``ESO QC WAVECAL SLICEn`` header keywords.
+    previous : sequence of path-like
+        WAVECAL_TABLEs of the same IFU from earlier nights: the solution is compared
+        with theirs (a shifted arc, a moved grating, give a solution that fits its own
+        lines well but is off in wavelength).
 
     Returns
     -------
     Measurement
         ``n_solutions`` slices with a solution (expected 48); ``rms.max`` /
         ``rms.median`` residual RMS of the final fit iteration over slices
-        (Angstrom); ``lines.min`` / ``lines.median`` arc lines used per slice.
+        (Angstrom); ``lines.min`` / ``lines.median`` arc lines used per slice;
+        ``n_previous`` earlier solutions compared with, ``shift.median`` and
+        ``shift.absmax`` (worst slice) the wavelength at the slice centres minus the
+        earlier solutions' median (Angstrom, median over four CCD rows).
     """
     from astropy.io import fits
     from astropy.table import Table
@@ -446,6 +469,28 @@ def measure_wavecal(table_path, residuals_path=None) -> Measurement:
         m.add("lines.median", float(np.median(v)), "")
     m.arrays["rms"] = rms
     m.arrays["nlines"] = nlines
+    mine = wavelength_at(wt)
+    refs = []
+    for p in previous:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                refs.append(wavelength_at(Table.read(p, hdu=1)))
+        except Exception as exc:  # an unreadable old solution only loses that comparison
+            m.notes.append(f"previous WAVECAL_TABLE {p} unreadable: {exc}")
+    m.add("n_previous", len(refs), "")
+    shifts = {}
+    for s, lam in mine.items():
+        others = [r[s] for r in refs if s in r]
+        if others:
+            shifts[s] = float(np.median(lam - np.median(np.vstack(others), axis=0)))
+    if shifts:
+        v = np.array(list(shifts.values()))
+        m.add("shift.median", float(np.median(v)), "Angstrom")
+        m.add("shift.absmax", float(np.max(np.abs(v))), "Angstrom")
+    elif previous:
+        m.notes.append("no slice solved in both this and the previous solutions")
+    m.arrays["shifts"] = shifts
     return m
 
 
@@ -647,5 +692,5 @@ def exposure_offsets(offset_list) -> np.ndarray:
 
 
 __all__ = ["Measurement", "Quadrant", "exposure_offsets", "fit_psf_fwhm", "hot_columns", "measure_datacube",
-           "measure_master_bias", "measure_master_dark", "measure_master_flat", "measure_wavecal",
+           "measure_master_bias", "measure_master_dark", "measure_master_flat", "measure_wavecal", "wavelength_at",
            "quadrants", "robust_std", "clipped_std", "sky_line_residuals", "trace_centres"]

@@ -59,10 +59,12 @@ def _axis(header, n: int, axis: int) -> np.ndarray:
 def measure_lsf(lsf_path) -> Measurement:
     """Width of the line spread function of each slice of an LSF_PROFILE.
 
-    The LSF_PROFILE of ``muse_lsf`` (method ``interpolate``) holds, per slice, an image
-    of the LSF: axis 1 the offset from the line centre (Angstrom), axis 2 the
-    wavelength (Angstrom); each image extension with two axes is one slice, in order.
-    The FWHM of the profile is measured at each sampled wavelength row.
+    The LSF_PROFILE of ``muse_lsf`` (method ``interpolate``, MUSE DRS 2.8) is one
+    image extension ``LSF_PROFILE`` of 48 planes (axis 3: the slices), each an image of
+    the LSF with axis 1 the offset from the line centre (Angstrom, 0.1 A steps over
+    +-7.5 A) and axis 2 the wavelength (Angstrom, 30 steps of 160 A from 4650 A); one
+    two-axis extension per slice is read the same way. The FWHM of the profile is
+    measured at each sampled wavelength.
 
     Returns
     -------
@@ -78,12 +80,14 @@ def measure_lsf(lsf_path) -> Measurement:
     m = Measurement()
     per_slice, blue, red = {}, [], []
     with fits.open(lsf_path, memmap=True) as h:
-        images = [x for x in h[1:] if x.data is not None and x.data.ndim == 2 and "STAT" not in x.name
-                  and "DQ" not in x.name]
-        for k, ext in enumerate(images, start=1):
-            data = np.asarray(ext.data, float)
-            dlam = _axis(ext.header, data.shape[1], 1)
-            lam = _axis(ext.header, data.shape[0], 2)
+        exts = [x for x in h[1:] if x.data is not None and x.data.ndim in (2, 3) and "STAT" not in x.name
+                and "DQ" not in x.name]
+        # (header, 2-D image) per slice, in slice order
+        images = [(x.header, plane) for x in exts for plane in (x.data if x.data.ndim == 3 else [x.data])]
+        for k, (header, plane) in enumerate(images, start=1):
+            data = np.asarray(plane, float)
+            dlam = _axis(header, data.shape[1], 1)
+            lam = _axis(header, data.shape[0], 2)
             fw = np.array([profile_fwhm(dlam, row) for row in data])
             good = np.isfinite(fw) & (fw > 0)
             if not good.any():

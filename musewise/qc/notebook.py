@@ -27,7 +27,8 @@ def measure(qc_type: str, product: str, siblings: dict | None = None, raws=(), i
     if qc_type == "flat":
         return measures.measure_master_flat(product, siblings.get("TRACE_TABLE"))
     if qc_type == "wavecal":
-        return measures.measure_wavecal(product, siblings.get("WAVECAL_RESIDUALS"))
+        return measures.measure_wavecal(product, siblings.get("WAVECAL_RESIDUALS"),
+                                        siblings.get("PREVIOUS_WAVECAL_TABLE", ()))
     if qc_type == "cube":
         return measures.measure_datacube(product, offset_list=siblings.get("OFFSET_LIST"))
     if qc_type == "lsf":

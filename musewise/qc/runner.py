@@ -3,8 +3,8 @@
 One QC run per call, recorded in the archive like a reduction: a run of recipe
 ``qc_<type>`` whose inputs are the product (plus the files its numbers are measured
 against: the raw frames of a master bias, the TRACE_TABLE of a master flat, the
-WAVECAL_RESIDUALS of a wavelength solution, the previous nights' STD_RESPONSE of a
-response, the OFFSET_LIST a combined cube was made with), whose executed notebook - figures
+WAVECAL_RESIDUALS and the previous nights' solutions of a wavelength solution, the
+previous nights' STD_RESPONSE of a response, the OFFSET_LIST a combined cube was made with), whose executed notebook - figures
 embedded - is archived with the run. The numbers go to :meth:`Archive.add_qc`
 (named ``<type>.<measurement>``); a threshold crossed flags the product IFU with
 :meth:`Archive.set_validity` and puts it in the review queue (state ``pending``).
@@ -109,9 +109,9 @@ def _companions(arch, rec, qc_type):
                 siblings[want] = arch.path(other.id)
                 inputs.append((other.id, want, f"{want} made by the same run {rec.run_id}"))
                 break
-    if qc_type == "response":
+    if qc_type in ("response", "wavecal"):
         for other in previous_products(arch, rec):
-            siblings.setdefault("PREVIOUS_STD_RESPONSE", []).append(arch.path(other.id))
+            siblings.setdefault(f"PREVIOUS_{rec.category}", []).append(arch.path(other.id))
             inputs.append((other.id, rec.category, f"response of the earlier night {other.night}, compared with"))
     if rec.run_id is not None and qc_type == "cube":
         try:
@@ -138,7 +138,7 @@ def _companions(arch, rec, qc_type):
     return inputs, siblings, raws
 
 
-#: How many earlier nights' products a product is compared with (STD_RESPONSE).
+#: How many earlier nights' products a product is compared with (STD_RESPONSE, WAVECAL_TABLE).
 N_PREVIOUS = 5
 
 

@@ -80,6 +80,12 @@ class QCThresholds(Configurable):
     wavecal_min_lines_warn = Int(30, help="Fewest arc lines used in a slice below which a WAVECAL_TABLE "
                                           "is 'warning'.").tag(config=True)
     wavecal_min_lines_bad = Int(15, help="Fewest arc lines used in a slice below which it is 'bad'.").tag(config=True)
+    wavecal_shift_warn = Float(0.3, help="Wavelength at the slice centres (Angstrom) against the median of the "
+                                         "previous nights' solutions of the IFU, worst slice, above which a "
+                                         "WAVECAL_TABLE is 'warning': night-to-night changes are a few 0.01 A; "
+                                         "a quarter of a pixel (0.3 A) is a moved arc or grating.").tag(config=True)
+    wavecal_shift_bad = Float(1.0, help="Wavelength change against the previous nights' (Angstrom) above which a "
+                                        "WAVECAL_TABLE is 'bad' (cubes would be off by a pixel).").tag(config=True)
     # -- line spread function
     lsf_fwhm_warn = Float(3.6, help="Median LSF FWHM of an LSF_PROFILE (Angstrom) above which it is 'warning': "
                                     "MUSE's LSF is 2.4-3.0 A FWHM (the instrument model's 3.2 A); wider means a "
@@ -143,6 +149,7 @@ class QCThresholds(Configurable):
         ("flat", "slice_level.rms", "max", "flat_uniformity", ""),
         ("wavecal", "rms.max", "max", "wavecal_rms", "Angstrom"),
         ("wavecal", "lines.min", "min", "wavecal_min_lines", ""),
+        ("wavecal", "shift.absmax", "max", "wavecal_shift", "Angstrom"),
         ("cube", "sky_snr.max", "max", "cube_sky_snr", "sigma"),
         ("cube", "fwhm.median", "max", "cube_fwhm", "arcsec"),
         ("cube", "fwhm_seeing_ratio", "max", "cube_seeing_ratio", ""),
