@@ -12,8 +12,9 @@ Public API
 :func:`queue`, :func:`claim`, :func:`unclaim`, :func:`review`, :func:`mark_affected`,
 :func:`review_history`, :func:`review_state`
     The review workflow (see :mod:`musewise.qc.review`).
-:mod:`musewise.qc.measures`
-    The measuring functions.
+:mod:`musewise.qc.measures`, :mod:`musewise.qc.measures_calib`
+    The measuring functions (masters, wavelength solutions, cubes; LSF, twilight
+    cube, standard response).
 """
 
 from .review import (
