@@ -74,6 +74,9 @@ def cmd_simulate(args):
     if args.programme:
         from .inm import simulate_programme
 
+        if args.spoil:
+            raise ConfigurationError("--spoil applies to one simulated night, not to --programme")
+
         nights = simulate_programme(outdir, args.programme, ifus=_ifus(args.ifus), mode=args.mode,
                                     seed=args.seed, progress=True)
         for night, paths in nights.items():
@@ -81,9 +84,12 @@ def cmd_simulate(args):
         return
     from .inm import simulate_night
 
+    from .inm.spoil import as_spoils
+
+    spoils = as_spoils(args.spoil)  # refused before any frame is written
     paths = simulate_night(outdir, night=args.night, ifus=_ifus(args.ifus), n_object=args.n_object,
-                           mode=args.mode, seed=args.seed or 0, progress=True)
-    print(f"wrote {len(paths)} files to {outdir}")
+                           mode=args.mode, seed=args.seed or 0, progress=True, spoils=spoils)
+    print(f"wrote {len(paths)} files to {outdir}" + "".join(f"; spoiled: {sp.describe()}" for sp in spoils))
 
 
 def cmd_ingest(args):
@@ -258,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", default="WFM-NOAO-N")
     s.add_argument("--seed", type=int, default=None,
                    help="seed (default 0, or the programme's own)")
+    s.add_argument("--spoil", action="append", metavar="KIND:IFU[:AMOUNT]",
+                   help="spoil frames on purpose, to test QC (repeatable; without --programme): "
+                        "lamp_off:IFU[:LEVEL] (flats, lamp scaled to LEVEL, default 0.02), "
+                        "hot_column:IFU[:E] (biases, E electrons per pixel in column 1000, default 400), "
+                        "arc_shift:IFU[:PIX] (arcs moved PIX pixels along the dispersion, default 3)")
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("ingest", help="archive raw frames and static calibrations (files or folders)")

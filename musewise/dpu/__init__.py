@@ -17,7 +17,9 @@ Public API::
 * :func:`demo_cascade` - the whole chain to a cube for a night (used by ``make demo``);
 * :func:`provenance_tree` - the provenance of a product as text.
 
-Settings: :class:`DpuConfig` (site default parameters, optional steps, engine).
+Settings: :class:`DpuConfig` (site default parameters, optional steps, engine, and the
+post-run hooks called after each batch of runs - QC of the new products by default,
+see :mod:`musewise.dpu.hooks`).
 """
 
 from ..exceptions import ReductionFailed

@@ -7,7 +7,8 @@ import time
 from ..exceptions import InvalidArgumentError, ParameterError, ReductionFailed
 from ..vocabulary import Privilege
 from .config import DpuConfig
-from .executor import run_all
+from .executor import engine_name, run_all
+from .hooks import load_hooks, run_post_run_hooks
 from .runner import RunOutcome, execute_run
 from .selection import RunSpec, select_runs
 from .steps import get_step
@@ -71,15 +72,39 @@ def prepare(recipe: str, date: str, ifu=None, *, commit: bool = False, p: dict |
 
 
 def execute(specs: list[RunSpec], archive, *, engine: str | None = None, progress: bool = True,
-            desc: str = "") -> list[RunOutcome]:
-    """Execute prepared runs (in parallel on Dask when there are several)."""
+            desc: str = "", hooks: bool = True) -> list[RunOutcome]:
+    """Execute prepared runs (in parallel on Dask when there are several), then the post-run hooks.
+
+    Parameters
+    ----------
+    specs : list of RunSpec
+    archive : Archive
+    engine : str, optional
+        ``local``, ``dask`` or ``auto`` (default ``DpuConfig.engine``).
+    progress : bool
+    desc : str
+        Label of the progress bar.
+    hooks : bool
+        Call ``DpuConfig.post_run_hooks`` (QC of the new products by default) once the
+        runs' products are archived, on the same engine.
+
+    Raises
+    ------
+    ConfigurationError
+        A post-run hook cannot be imported; nothing ran.
+    """
     dcfg = DpuConfig.from_config(archive.config)
+    loaded = load_hooks(dcfg.post_run_hooks) if hooks else []  # a misspelt hook fails before any run
     dpu_settings = {k: getattr(dcfg, k) for k in ("templates_dir", "keep_workdirs", "run_timeout",
                                                   "heartbeat_interval")}
     heavy = [s.recipe in dcfg.heavy_recipes for s in specs]
-    return run_all(archive, execute_run, specs, engine=engine, progress=progress,
-                   desc=desc or (specs[0].step if specs else "run"), heavy=heavy, dpu_settings=dpu_settings,
-                   on_error=lost_run)
+    name = engine_name(engine or dcfg.engine, len(specs))
+    outcomes = run_all(archive, execute_run, specs, engine=name, progress=progress,
+                       desc=desc or (specs[0].step if specs else "run"), heavy=heavy, dpu_settings=dpu_settings,
+                       on_error=lost_run)
+    if loaded and any(o.ok for o in outcomes):
+        run_post_run_hooks(archive, outcomes, loaded, engine=name, progress=progress)
+    return outcomes
 
 
 def lost_run(spec: RunSpec, exc: BaseException) -> RunOutcome:

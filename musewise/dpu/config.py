@@ -26,6 +26,8 @@ from __future__ import annotations
 from traitlets import Bool, Dict, Float, Int, List, Unicode
 from traitlets.config import Configurable
 
+from .hooks import DEFAULT_POST_RUN_HOOKS
+
 #: Parameters musewise gives recipes unless the user says otherwise.
 #: muse_scipost models and subtracts the sky (the pipeline's own default, stated so it
 #: is recorded on every run): it fits the SKY_LINES with each slice's LSF_PROFILE on the
@@ -123,6 +125,13 @@ class DpuConfig(Configurable):
         return {"lease": max(float(self.run_lease), 2.0 * float(self.heartbeat_interval)),
                 # the recipe's limit, the notebook cell's (+600 s) and archiving
                 "max_age": float(self.run_timeout) + 3600.0}
+
+    post_run_hooks = List(
+        Unicode(), list(DEFAULT_POST_RUN_HOOKS),
+        help="Functions called after each batch of runs, once their products are archived, "
+             "as 'module.path:function' (see musewise.dpu.hooks). The default runs the QC notebook "
+             "of every new product on the engine the runs used; [] turns automatic QC off.",
+    ).tag(config=True)
 
     @classmethod
     def from_config(cls, mwconfig) -> "DpuConfig":

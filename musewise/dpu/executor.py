@@ -312,9 +312,7 @@ def run_all(arch, task: Callable, items, *, engine: str | None = None, progress:
 
     items = list(items)
     dcfg = DpuConfig.from_config(arch.config)
-    name = engine or dcfg.engine
-    if name == "auto":
-        name = "dask" if len(items) > 1 else "local"
+    name = engine_name(engine or dcfg.engine, len(items))
     settings = archive_settings(arch.config, arch.user_name)
     if name == "local":
         func = functools.partial(task, settings=settings, arch=arch, **task_kw)
@@ -328,6 +326,13 @@ def run_all(arch, task: Callable, items, *, engine: str | None = None, progress:
         return eng.map(func, items, progress=progress, desc=desc, heavy=heavy, **kw)
     finally:
         arch.close_stale_runs(**dcfg.stale_limits())
+
+
+def engine_name(name: str, n_items: int) -> str:
+    """The engine ``name`` resolves to for ``n_items`` items: ``auto`` is local for one, Dask for several."""
+    if name == "auto":
+        return "dask" if n_items > 1 else "local"
+    return name
 
 
 def archive_settings(config, user: str) -> dict:
@@ -365,5 +370,5 @@ def open_archive(settings: dict):
 
 _ARCHIVES: dict = {}
 
-__all__ = ["NotebookJob", "NotebookRun", "archive_settings", "error_text", "execute_notebook", "kernel_died",
+__all__ = ["NotebookJob", "NotebookRun", "archive_settings", "engine_name", "error_text", "execute_notebook", "kernel_died",
            "open_archive", "public_settings", "read_side_file", "run_all", "workdir_of"]

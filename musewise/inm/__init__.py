@@ -12,7 +12,8 @@ Modules: :mod:`.detector` (CCD, quadrants, noise, digitisation), :mod:`.layout` 
 wavelength solution, field geometry), :mod:`.spectra` (throughput, atmosphere, night sky),
 :mod:`.lamps` (arc lines, flat lamp), :mod:`.scene` (sources), :mod:`.headers`,
 :mod:`.fitsio` (streaming writer), :mod:`.model` (InstrumentModel), :mod:`.static`,
-:mod:`.night` (time line of a night: afternoon calibrations on the night date from
+:mod:`.spoil` (defects put on purpose into frames - a lamp off in one IFU, a hot column,
+a shifted arc - so that QC is tested against failures it must catch), :mod:`.night` (time line of a night: afternoon calibrations on the night date from
 18:00 UTC, twilight flats 23:40 UTC, standard and science from 01:00 UTC the next date),
 :mod:`.programme` (one field over several nights in rotated, dithered OBs with an
 attached ILLUM flat each; what it models and what not is in its docstring).
@@ -117,9 +118,10 @@ from .model import SUPPORTED_MODES, InstrumentModel
 from .night import NightPlan, PlannedExposure, simulate_night
 from .programme import Field, ObservingBlock, Programme, ProgrammeNight, simulate_programme
 from .scene import STANDARD_STAR, Galaxy, LymanAlphaEmitter, Scene, StandardStar, Star
+from .spoil import Spoil, SpoilKind
 from .static import write_static_calibrations
 
 __all__ = ["InstrumentModel", "Scene", "simulate_night", "write_static_calibrations",
            "NightPlan", "PlannedExposure", "Star", "Galaxy", "LymanAlphaEmitter",
            "StandardStar", "STANDARD_STAR", "SUPPORTED_MODES", "Programme", "ProgrammeNight",
-           "ObservingBlock", "Field", "simulate_programme"]
+           "ObservingBlock", "Field", "simulate_programme", "Spoil", "SpoilKind"]

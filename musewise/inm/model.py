@@ -35,6 +35,7 @@ from .fitsio import write_mef
 from .headers import extension_header, mjd, primary_header
 from .lamps import ARC_LAMPS, ARC_REFERENCE_EXPTIME, FLAT_LAMPS, flat_lamp_spectrum, lamp_lines
 from .scene import Scene
+from .spoil import as_spoils
 from .spectra import extinction, photons_per_erg, sky_spectrum, throughput, twilight_spectrum
 
 #: Supported instrument modes of the simulator.
@@ -91,6 +92,9 @@ class InstrumentModel:
         Seed of all randomness: the same seed and arguments give identical bytes.
     scene : Scene, optional
         Default scene of OBJECT frames (default :meth:`Scene.default`).
+    spoils : sequence of Spoil or str, optional
+        Defects put on purpose into the frames they concern (:mod:`musewise.inm.spoil`:
+        ``lamp_off``, ``hot_column``, ``arc_shift``), for testing QC.
 
     Raises
     ------
@@ -106,7 +110,7 @@ class InstrumentModel:
     """
 
     def __init__(self, ifus: Sequence[int] = (1, 2), mode: str = "WFM-NOAO-N", seed: int = 0,
-                 scene: Scene | None = None):
+                 scene: Scene | None = None, spoils=()):
         ifus = tuple(int(i) for i in ifus)
         if not ifus or any(not 1 <= i <= N_IFU for i in ifus) or len(set(ifus)) != len(ifus):
             raise ConfigurationError(f"IFUs must be distinct numbers 1..{N_IFU}, got {ifus}")
@@ -116,6 +120,7 @@ class InstrumentModel:
             raise ConfigurationError(f"mode {mode!r} is not simulated; use one of {SUPPORTED_MODES}")
         self.ifus, self.mode, self.seed = ifus, mode, int(seed)
         self.scene = scene if scene is not None else Scene.default()
+        self.spoils = as_spoils(spoils)
         self._bank: NoiseBank | None = None
         self._digitiser: Digitiser | None = None
         self._electrons = None
@@ -294,8 +299,16 @@ class InstrumentModel:
             Electrons per trimmed pixel; None for a BIAS (nothing but read-out).
         """
         frame_type = FrameType(frame_type)
+        spoils = [sp for sp in self.spoils if sp.applies_to(ifu, frame_type)]
         if frame_type is FrameType.BIAS:
-            return None
+            if not spoils:
+                return None
+            # a spoiled bias carries charge: an image of it, no dark current (exposure 0)
+            e = out if out is not None else np.empty((TRIM_NY, TRIM_NX), np.float32)
+            e.fill(0.0)
+            for sp in spoils:
+                sp.apply(e)
+            return e
         e = out if out is not None else np.empty((TRIM_NY, TRIM_NX), np.float32)
         if frame_type is FrameType.DARK:
             e.fill(0.0)
@@ -310,6 +323,8 @@ class InstrumentModel:
         else:
             self.scene_electrons(ifu, scene if scene is not None else self.scene, exptime,
                                  airmass, seeing, e)
+        for sp in spoils:  # the light is spoiled, not the detector's own dark current
+            sp.apply(e)
         np.maximum(e, 0.0, out=e)
         self._add_dark_and_cosmics(e, ifu, exptime, rng, cosmics=rng is not None)
         return e
@@ -382,7 +397,7 @@ class InstrumentModel:
                     e = self.electrons(ifu, frame_type, exptime, rng if cosmics else None,
                                        lamp=lamp, scene=scene, airmass=airmass, seeing=seeing,
                                        out=self._ebuf() if frame_type is not FrameType.BIAS
-                                       else None)
+                                       or self.spoils else None)
                     drift = float(rng.normal(0.0, 0.3))
                     return dig.digitise(ifu, e, rng, out=buf, bias_drift=drift)
                 yield extension_header(ifu), fill

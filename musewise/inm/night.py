@@ -233,7 +233,7 @@ def simulate_night(outdir: str | os.PathLike, night: str = "2026-11-20",
                    ifus: Sequence[int] = (1, 2), n_bias: int = 3, n_dark: int = 3,
                    n_flat: int = 3, n_arc_per_lamp: int = 1, n_skyflat: int = 3, n_std: int = 1,
                    n_object: int = 2, mode: str = "WFM-NOAO-N", seed: int = 0,
-                   progress: bool = True, static: bool = True) -> list[Path]:
+                   progress: bool = True, static: bool = True, spoils=()) -> list[Path]:
     """Simulate the raw frames of one observing night.
 
     Parameters
@@ -255,6 +255,9 @@ def simulate_night(outdir: str | os.PathLike, night: str = "2026-11-20",
         Show a tqdm progress bar.
     static : bool
         Also write the static calibrations into ``outdir/static/``.
+    spoils : sequence of Spoil or str, optional
+        Defects to put on purpose into the frames they concern, e.g.
+        ``["lamp_off:2", "hot_column:1:800"]`` (:mod:`musewise.inm.spoil`); for testing QC.
 
     Returns
     -------
@@ -263,7 +266,7 @@ def simulate_night(outdir: str | os.PathLike, night: str = "2026-11-20",
     """
     from .static import write_static_calibrations
 
-    model = InstrumentModel(ifus=ifus, mode=mode, seed=seed)
+    model = InstrumentModel(ifus=ifus, mode=mode, seed=seed, spoils=spoils)
     plan = NightPlan.for_night(night, ifus=ifus, n_bias=n_bias, n_dark=n_dark, n_flat=n_flat,
                                n_arc_per_lamp=n_arc_per_lamp, n_skyflat=n_skyflat, n_std=n_std,
                                n_object=n_object, seed=seed, scene=model.scene)

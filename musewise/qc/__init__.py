@@ -2,17 +2,19 @@
 
 Public API
 ----------
-:func:`run_qc`, :func:`run_qc_many`, :func:`after_product`, :class:`QCResult`
+:func:`run_qc`, :func:`run_qc_many`, :func:`after_product`, :func:`after_run`, :class:`QCResult`
     Measure a product in its papermill notebook (``qc_notebooks/qc_<type>.ipynb``),
     archive the run and notebook, store the numbers, flag what crosses a limit;
-    several products in parallel on Dask, by the executor reductions use.
+    several products in parallel on Dask, by the executor reductions use;
+    :func:`after_run` is the reduction layer's post-run hook (``DpuConfig.post_run_hooks``).
 :class:`QCThresholds`, :class:`QCConfig`
     The site's limits and QC settings (traitlets, ``c.QCThresholds.* = ...``).
 :func:`queue`, :func:`claim`, :func:`unclaim`, :func:`review`, :func:`mark_affected`,
 :func:`review_history`, :func:`review_state`
     The review workflow (see :mod:`musewise.qc.review`).
-:mod:`musewise.qc.measures`
-    The measuring functions.
+:mod:`musewise.qc.measures`, :mod:`musewise.qc.measures_calib`
+    The measuring functions (masters, wavelength solutions, cubes; LSF, twilight
+    cube, standard response).
 """
 
 from .review import (
@@ -32,10 +34,10 @@ from .review import (
     unclaim,
 )
 from ..exceptions import QCError, QCNotApplicableError
-from .runner import QCResult, after_product, qc_type_of, run_qc, run_qc_many
+from .runner import QCResult, after_product, after_run, qc_type_of, run_qc, run_qc_many
 from .thresholds import QC_TYPES, QCConfig, QCThresholds, Verdict
 
 __all__ = ["AffectedProduct", "AlreadyClaimedError", "Claim", "QCConfig", "QCError", "QCNotApplicableError",
            "QCResult", "QCThresholds", "QC_TYPES", "QueueItem", "ReviewOutcome", "ReviewStatus", "Verdict",
-           "after_product", "claim", "current_claim", "mark_affected", "qc_type_of", "queue", "review",
+           "after_product", "after_run", "claim", "current_claim", "mark_affected", "qc_type_of", "queue", "review",
            "review_history", "review_state", "run_qc", "run_qc_many", "unclaim"]

@@ -183,7 +183,9 @@ def measure_master_bias(master_path, raw_paths=(), ifu: int | None = None) -> Me
         ``ron.qN`` read noise from the difference of two raw frames (e-) and
         ``ron_adu.qN`` (adu); ``noise_ratio.qN`` master noise over the noise expected
         from averaging the raw frames (RON/sqrt(n)); ``ron.max`` and ``level.absmax``
-        summarise the quadrants; ``bad_fraction`` the fraction of DQ-flagged pixels.
+        summarise the quadrants; ``bad_fraction`` the fraction of DQ-flagged pixels;
+        ``hot_columns`` columns standing out of their quadrant (:func:`hot_columns`) and
+        ``column.absmax`` the largest column deviation (adu).
     """
     m = Measurement()
     primary, data, dq = _read_product(master_path)
@@ -225,9 +227,38 @@ def measure_master_bias(master_path, raw_paths=(), ifu: int | None = None) -> Me
         m.notes.append("fewer than two raw frames: read noise not measured")
     if dq is not None:
         m.add("bad_fraction", float(np.count_nonzero(dq)) / dq.size, "")
+    hot, worst = hot_columns(data, quads)
+    m.add("hot_columns", len(hot), "")
+    m.add("column.absmax", worst, "adu")
+    m.arrays["hot_columns"] = hot
     m.arrays["image"] = data[:: max(1, data.shape[0] // 512), :: max(1, data.shape[1] // 512)]
     m.arrays["quadrants"] = quads
     return m
+
+
+def hot_columns(data: np.ndarray, quads, nsigma: float = 10.0, min_adu: float = 3.0) -> tuple[list[int], float]:
+    """Columns of a master bias standing out of their quadrant (charge-trap or glitch columns).
+
+    A column's level is its median over the quadrant's rows; it stands out when it
+    differs from the quadrant's median column level by more than ``nsigma`` robust
+    standard deviations of the column levels and by more than ``min_adu`` (so the
+    tiny scatter of a clean master, ~0.03 adu, does not turn fixed-pattern noise
+    into "hot" columns).
+
+    Returns
+    -------
+    (list of int, float)
+        0-based x of each such column, and the largest |deviation| of any column (adu).
+    """
+    hot, worst = [], 0.0
+    for q in quads:
+        cols = np.nanmedian(q.cut(data), axis=0)
+        dev = cols - np.nanmedian(cols)
+        limit = max(nsigma * robust_std(cols), min_adu)
+        hot.extend(int(q.x0 + i) for i in np.nonzero(np.abs(dev) > limit)[0])
+        if np.isfinite(dev).any():
+            worst = max(worst, float(np.nanmax(np.abs(dev))))
+    return sorted(set(hot)), worst  # a column crosses two quadrants: counted once
 
 
 # ----------------------------------------------------------------------------- master dark
@@ -351,7 +382,23 @@ def measure_master_flat(master_path, trace_path=None, n_rows: int = 64) -> Measu
 
 
 # ----------------------------------------------------------------------------- wavelength calibration
-def measure_wavecal(table_path, residuals_path=None) -> Measurement:
+def wavelength_at(table, rows=(500, 1500, 2500, 3500)) -> dict[int, np.ndarray]:
+    """Wavelength (Angstrom) at the centre (x = 0) of each slice at CCD ``rows`` from a WAVECAL_TABLE.
+
+    The ``wlcXY`` columns are the coefficients of the slice's solution
+    lambda(x, y) = sum wlcXY x^X y^Y; slices without a finite solution are skipped.
+    """
+    cols = [c for c in table.colnames if c.startswith("wlc0")]
+    y = np.asarray(rows, dtype=float)
+    out = {}
+    for row in table:
+        coeffs = [float(row[c]) for c in sorted(cols)]
+        if coeffs and np.all(np.isfinite(coeffs)):
+            out[int(row["SliceNo"])] = np.polynomial.polynomial.polyval(y, coeffs)
+    return out
+
+
+def measure_wavecal(table_path, residuals_path=None, previous=()) -> Measurement:
     """Residuals per slice and lines used of a wavelength calibration.
 
     Parameters
@@ -361,13 +408,20 @@ def measure_wavecal(table_path, residuals_path=None) -> Measurement:
     residuals_path : path-like, optional
         The WAVECAL_RESIDUALS table (``muse_wavecal --residuals``); without it the
         numbers come from the ``ESO QC WAVECAL SLICEn`` header keywords.
+    previous : sequence of path-like
+        WAVECAL_TABLEs of the same IFU from earlier nights: the solution is compared
+        with theirs (a shifted arc, a moved grating, give a solution that fits its own
+        lines well but is off in wavelength).
 
     Returns
     -------
     Measurement
         ``n_solutions`` slices with a solution (expected 48); ``rms.max`` /
         ``rms.median`` residual RMS of the final fit iteration over slices
-        (Angstrom); ``lines.min`` / ``lines.median`` arc lines used per slice.
+        (Angstrom); ``lines.min`` / ``lines.median`` arc lines used per slice;
+        ``n_previous`` earlier solutions compared with, ``shift.median`` and
+        ``shift.absmax`` (worst slice) the wavelength at the slice centres minus the
+        earlier solutions' median (Angstrom, median over four CCD rows).
     """
     from astropy.io import fits
     from astropy.table import Table
@@ -415,6 +469,28 @@ def measure_wavecal(table_path, residuals_path=None) -> Measurement:
         m.add("lines.median", float(np.median(v)), "")
     m.arrays["rms"] = rms
     m.arrays["nlines"] = nlines
+    mine = wavelength_at(wt)
+    refs = []
+    for p in previous:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                refs.append(wavelength_at(Table.read(p, hdu=1)))
+        except Exception as exc:  # an unreadable old solution only loses that comparison
+            m.notes.append(f"previous WAVECAL_TABLE {p} unreadable: {exc}")
+    m.add("n_previous", len(refs), "")
+    shifts = {}
+    for s, lam in mine.items():
+        others = [r[s] for r in refs if s in r]
+        if others:
+            shifts[s] = float(np.median(lam - np.median(np.vstack(others), axis=0)))
+    if shifts:
+        v = np.array(list(shifts.values()))
+        m.add("shift.median", float(np.median(v)), "Angstrom")
+        m.add("shift.absmax", float(np.max(np.abs(v))), "Angstrom")
+    elif previous:
+        m.notes.append("no slice solved in both this and the previous solutions")
+    m.arrays["shifts"] = shifts
     return m
 
 
@@ -508,8 +584,8 @@ def sky_line_residuals(data, stat, wave, lines=QC_SKY_LINES, half_width: float =
     return out
 
 
-def measure_datacube(cube_path, n_sources: int = 3) -> Measurement:
-    """Sky residuals, white-light image and PSF FWHM of a DATACUBE_FINAL.
+def measure_datacube(cube_path, n_sources: int = 3, offset_list=None) -> Measurement:
+    """Sky residuals, white-light image and PSF FWHM of a DATACUBE_FINAL (one exposure or combined).
 
     Parameters
     ----------
@@ -517,6 +593,9 @@ def measure_datacube(cube_path, n_sources: int = 3) -> Measurement:
         The cube (primary + DATA (+ STAT) extension; spectral WCS on axis 3).
     n_sources : int
         Point sources to fit for the PSF.
+    offset_list : path-like, optional
+        The OFFSET_LIST the exposures of a combined cube were aligned with
+        (``muse_exp_align``): its offsets are measured too.
 
     Returns
     -------
@@ -525,7 +604,11 @@ def measure_datacube(cube_path, n_sources: int = 3) -> Measurement:
         and ``sky_snr.<line>`` its significance; ``sky_snr.max`` worst line;
         ``white.median`` white-light level (BUNIT); ``nan_fraction`` of spaxels
         without data; ``fwhm.median`` PSF FWHM of point sources (arcsec) and
-        ``n_psf`` sources fitted; ``pixscale`` (arcsec).
+        ``n_psf`` sources fitted; ``pixscale`` (arcsec); ``seeing`` the DIMM seeing of the
+        header (``ESO TEL AMBI FWHM START/END``, arcsec) and ``fwhm_seeing_ratio`` the
+        PSF over it (a defocus or a misaligned combination makes the cube's PSF wider
+        than the seeing); with an OFFSET_LIST, ``n_offsets``, ``offset.max`` the largest
+        offset of an exposure and ``offset.rms`` (arcsec).
     """
     from astropy.io import fits
 
@@ -533,12 +616,14 @@ def measure_datacube(cube_path, n_sources: int = 3) -> Measurement:
     with fits.open(cube_path, memmap=True) as h:
         ext = h["DATA"] if "DATA" in h else h[0]
         header = ext.header.copy()
+        primary = h[0].header
         data = ext.data
         stat = h["STAT"].data if "STAT" in h else None
         wave, _air = spectral_axis(header, data.shape[0], axis=3, path=cube_path)
         bunit = str(header.get("BUNIT", "")).strip()
         wl = white_light(data)
         skies = sky_line_residuals(data, stat, wave)
+        seeing = [primary.get(f"ESO TEL AMBI FWHM {k}") for k in ("START", "END")]
     scale = pixel_scale_arcsec(header)
     m.add("pixscale", scale, "arcsec")
     m.add("white.median", float(np.nanmedian(wl)), bunit)
@@ -564,10 +649,48 @@ def measure_datacube(cube_path, n_sources: int = 3) -> Measurement:
         m.add("fwhm.median", float(np.median([p["fwhm"] for p in psf])) * scale, "arcsec")
     else:
         m.notes.append("no point source bright enough for a PSF fit")
+    seeing = [float(v) for v in seeing if v is not None and float(v) > 0]  # DIMM writes -1 when it has none
+    if seeing:
+        m.add("seeing", float(np.mean(seeing)), "arcsec")
+        if psf:
+            m.add("fwhm_seeing_ratio", m.values["fwhm.median"] / m.values["seeing"], "")
+    else:
+        m.notes.append("no DIMM seeing in the header: PSF not compared with the seeing")
+    if offset_list is not None:
+        offsets = exposure_offsets(offset_list)
+        m.add("n_offsets", len(offsets), "")
+        if len(offsets):
+            r = np.hypot(offsets[:, 0], offsets[:, 1])
+            m.add("offset.max", float(r.max()), "arcsec")
+            m.add("offset.rms", float(np.sqrt(np.mean(r ** 2))), "arcsec")
+        m.arrays["offsets"] = offsets
     m.arrays.update(white=wl, sky=skies, psf=psf, wave=wave)
     return m
 
 
-__all__ = ["Measurement", "Quadrant", "fit_psf_fwhm", "measure_datacube",
-           "measure_master_bias", "measure_master_dark", "measure_master_flat", "measure_wavecal",
+def exposure_offsets(offset_list) -> np.ndarray:
+    """(RA cos Dec, Dec) offsets of each exposure of an OFFSET_LIST, in arcsec (n x 2).
+
+    ``muse_exp_align`` writes ``RA_OFFSET`` and ``DEC_OFFSET`` in degrees; the RA offset
+    is taken as written on the sky (the pipeline applies it as a coordinate shift at
+    the field's declination, which ``DEC`` of the table's primary header gives).
+    """
+    from astropy.io import fits
+    from astropy.table import Table
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = Table.read(offset_list, hdu=1)
+        dec = fits.getheader(offset_list, 0).get("DEC")
+    if not len(t):
+        return np.zeros((0, 2))
+    cosd = np.cos(np.radians(float(dec))) if dec is not None else 1.0
+    ra = np.asarray(t["RA_OFFSET"], float) * 3600.0 * cosd
+    de = np.asarray(t["DEC_OFFSET"], float) * 3600.0
+    ok = np.isfinite(ra) & np.isfinite(de)
+    return np.column_stack([ra[ok], de[ok]])
+
+
+__all__ = ["Measurement", "Quadrant", "exposure_offsets", "fit_psf_fwhm", "hot_columns", "measure_datacube",
+           "measure_master_bias", "measure_master_dark", "measure_master_flat", "measure_wavecal", "wavelength_at",
            "quadrants", "robust_std", "clipped_std", "sky_line_residuals", "trace_centres"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import QCNotApplicableError
-from . import measures
+from . import measures, measures_calib
 from .thresholds import Verdict, judge
 
 
@@ -27,10 +27,17 @@ def measure(qc_type: str, product: str, siblings: dict | None = None, raws=(), i
     if qc_type == "flat":
         return measures.measure_master_flat(product, siblings.get("TRACE_TABLE"))
     if qc_type == "wavecal":
-        return measures.measure_wavecal(product, siblings.get("WAVECAL_RESIDUALS"))
+        return measures.measure_wavecal(product, siblings.get("WAVECAL_RESIDUALS"),
+                                        siblings.get("PREVIOUS_WAVECAL_TABLE", ()))
     if qc_type == "cube":
-        return measures.measure_datacube(product)
-    raise QCNotApplicableError(f"unknown QC type {qc_type!r}; one of bias, dark, flat, wavecal, cube")
+        return measures.measure_datacube(product, offset_list=siblings.get("OFFSET_LIST"))
+    if qc_type == "lsf":
+        return measures_calib.measure_lsf(product)
+    if qc_type == "twilight":
+        return measures_calib.measure_twilight_cube(product)
+    if qc_type == "response":
+        return measures_calib.measure_std_response(product, siblings.get("PREVIOUS_STD_RESPONSE", ()))
+    raise QCNotApplicableError(f"unknown QC type {qc_type!r}; one of {', '.join(PLOTS)}")
 
 
 def show_table(m, verdict: Verdict | None = None) -> None:
@@ -163,7 +170,49 @@ def plot_cube(m):
     return fig
 
 
-PLOTS = {"bias": plot_bias, "dark": plot_dark, "flat": plot_flat, "wavecal": plot_wavecal, "cube": plot_cube}
+def plot_lsf(m):
+    """LSF FWHM of each slice."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    fw = m.arrays.get("fwhm_per_slice", {})
+    ax.plot(list(fw), list(fw.values()), "o-")
+    ax.set_xlabel("slice")
+    ax.set_ylabel("median LSF FWHM (Angstrom)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_twilight(m):
+    """White-light illumination correction of the twilight cube."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    im = _imshow(ax, m.arrays["image"], "twilight correction (median over wavelength)")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def plot_response(m):
+    """The response curve over the previous nights' ones."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for lam, resp in m.arrays.get("previous", []):
+        ax.plot(lam, resp, color="0.7", lw=0.8)
+    lam, resp = m.arrays["curve"]
+    ax.plot(lam, resp, "C0", lw=1.2, label="this night")
+    ax.set_xlabel("wavelength (Angstrom)")
+    ax.set_ylabel("response (mag)")
+    ax.invert_yaxis()
+    ax.legend(title=f"{int(m.values.get('n_previous', 0))} previous night(s) in grey")
+    fig.tight_layout()
+    return fig
+
+
+PLOTS = {"bias": plot_bias, "dark": plot_dark, "flat": plot_flat, "wavecal": plot_wavecal, "cube": plot_cube,
+         "lsf": plot_lsf, "twilight": plot_twilight, "response": plot_response}
 
 
 def plot(qc_type: str, m):

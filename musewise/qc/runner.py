@@ -3,7 +3,8 @@
 One QC run per call, recorded in the archive like a reduction: a run of recipe
 ``qc_<type>`` whose inputs are the product (plus the files its numbers are measured
 against: the raw frames of a master bias, the TRACE_TABLE of a master flat, the
-WAVECAL_RESIDUALS of a wavelength solution), whose executed notebook - figures
+WAVECAL_RESIDUALS and the previous nights' solutions of a wavelength solution, the
+previous nights' STD_RESPONSE of a response, the OFFSET_LIST a combined cube was made with), whose executed notebook - figures
 embedded - is archived with the run. The numbers go to :meth:`Archive.add_qc`
 (named ``<type>.<measurement>``); a threshold crossed flags the product IFU with
 :meth:`Archive.set_validity` and puts it in the review queue (state ``pending``).
@@ -35,7 +36,8 @@ class QCResult:
     ----------
     dataset_id : int
     qc_type : str
-        ``bias``, ``dark``, ``flat``, ``wavecal`` or ``cube``.
+        ``bias``, ``dark``, ``flat``, ``wavecal``, ``lsf``, ``twilight``, ``response`` or ``cube``
+        (:data:`~musewise.qc.thresholds.QC_TYPES`).
     run_id : int
         The archived ``qc_<type>`` run.
     notebook_id : int or None
@@ -107,6 +109,20 @@ def _companions(arch, rec, qc_type):
                 siblings[want] = arch.path(other.id)
                 inputs.append((other.id, want, f"{want} made by the same run {rec.run_id}"))
                 break
+    if qc_type in ("response", "wavecal"):
+        for other in previous_products(arch, rec):
+            siblings.setdefault(f"PREVIOUS_{rec.category}", []).append(arch.path(other.id))
+            inputs.append((other.id, rec.category, f"response of the earlier night {other.night}, compared with"))
+    if rec.run_id is not None and qc_type == "cube":
+        try:
+            run = arch.get_run(rec.run_id)
+        except NotFoundError:
+            run = None
+        for i in (run.inputs if run else ()):
+            if i.tag == "OFFSET_LIST":
+                siblings["OFFSET_LIST"] = arch.path(i.dataset_id)
+                inputs.append((i.dataset_id, "OFFSET_LIST", "offsets the exposures were combined with"))
+                break
     if rec.run_id is not None and qc_type == "bias":
         try:
             run = arch.get_run(rec.run_id)
@@ -120,6 +136,36 @@ def _companions(arch, rec, qc_type):
                     continue
                 inputs.append((i.dataset_id, "BIAS", "raw bias combined into the master"))
     return inputs, siblings, raws
+
+
+#: How many earlier nights' products a product is compared with (STD_RESPONSE, WAVECAL_TABLE).
+N_PREVIOUS = 5
+
+
+def previous_products(arch, rec, n: int = N_PREVIOUS) -> list:
+    """The newest ``n`` usable products of ``rec``'s category and mode from nights before ``rec``'s, newest first.
+
+    Static calibrations are left out: the comparison is with what the instrument did
+    on earlier nights. Products of an IFU compare with the same IFU's.
+    """
+    if not rec.night:
+        return []
+    filters = dict(category=rec.category, valid=True)
+    if rec.mode:
+        filters["mode"] = rec.mode
+    if rec.ifu:
+        filters["ifu"] = rec.ifu
+    earlier = [r for r in arch.query(**filters) if r.night and r.night < rec.night and r.kind != "static"
+               and r.id != rec.id]
+    earlier.sort(key=lambda r: (r.night, r.id), reverse=True)
+    out, nights = [], set()
+    for r in earlier:  # one per night: the newest (a re-reduction replaces the older)
+        if r.night not in nights:
+            out.append(r)
+            nights.add(r.night)
+        if len(out) >= n:
+            break
+    return out
 
 
 def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, config: QCConfig | None = None,
@@ -296,4 +342,50 @@ def after_product(arch, record, **kw) -> QCResult | None:
         return None
 
 
-__all__ = ["QCResult", "after_product", "notebook_for", "qc_task", "qc_type_of", "run_qc", "run_qc_many"]
+def after_run(arch, outcomes, *, engine: str | None = None, progress: bool = True,
+              thresholds: QCThresholds | None = None, config: QCConfig | None = None) -> list:
+    """Post-run hook of the reduction layer (``DpuConfig.post_run_hooks``): QC of a batch's products.
+
+    Every product the succeeded runs made whose category has a QC notebook
+    (:data:`~musewise.qc.thresholds.QC_TYPES`) is measured by :func:`run_qc_many`, on
+    the engine the runs used: numbers stored with the product, a crossed threshold
+    flagging its IFU and queueing it for review, the executed notebook linked from the
+    product by its ``qc_<type>`` run.
+
+    Parameters
+    ----------
+    arch : Archive
+    outcomes : list of RunOutcome
+        The batch's runs (failed ones made nothing and are skipped).
+    engine : str, optional
+        The engine the reduction ran on (``local``, ``dask``).
+    progress : bool
+    thresholds, config : optional
+        As :func:`run_qc` (default: the site's).
+
+    Returns
+    -------
+    list of QCResult or QCError
+        One per product checked; a failed QC run is recorded and logged, never raised,
+        so a reduction is not lost because its QC broke.
+    """
+    ids = [int(p) for o in outcomes if getattr(o, "ok", False) for p in o.products]
+    found = arch.get_many(ids) if ids else {}
+    todo = [i for i in ids if found.get(i) is not None and found[i].category in QC_TYPES]
+    if not todo:
+        return []
+    results = run_qc_many(arch, todo, thresholds=thresholds, config=config, engine=engine, progress=progress)
+    for r in results:
+        if isinstance(r, QCError):
+            log.warning("automatic QC failed: %s", r)
+        elif r.flag != QualityFlag.GOOD.value:
+            log.info("%s", r)
+    if progress:
+        failed = sum(isinstance(r, QCError) for r in results)
+        flagged = [r for r in results if not isinstance(r, QCError) and r.flag != QualityFlag.GOOD.value]
+        print(f"qc: {len(results) - failed}/{len(results)} product(s) checked, {len(flagged)} flagged"
+              + "".join(f"\n  {r}" for r in flagged))
+    return results
+
+
+__all__ = ["N_PREVIOUS", "QCResult", "after_product", "after_run", "previous_products", "notebook_for", "qc_task", "qc_type_of", "run_qc", "run_qc_many"]

@@ -19,11 +19,16 @@ from ..kernel import musewise_notebook
 
 #: QC type -> (title, what the notebook measures).
 TITLES = {
-    "bias": ("Master bias", "level and read noise per quadrant, against the raw bias frames"),
+    "bias": ("Master bias", "level and read noise per quadrant, against the raw bias frames; columns standing out"),
     "dark": ("Master dark", "dark current per quadrant and hot pixels"),
     "flat": ("Master flat", "slices traced in the TRACE_TABLE and uniformity of the slice levels"),
-    "wavecal": ("Wavelength calibration", "residuals per slice and arc lines used (WAVECAL_TABLE / WAVECAL_RESIDUALS)"),
-    "cube": ("Data cube (DATACUBE_FINAL)", "sky residuals at strong sky lines, white-light image, PSF FWHM of point sources"),
+    "wavecal": ("Wavelength calibration", "residuals per slice and arc lines used (WAVECAL_TABLE / WAVECAL_RESIDUALS), "
+                "shift against the previous nights' solutions"),
+    "cube": ("Data cube (DATACUBE_FINAL)", "sky residuals at strong sky lines, white-light image, PSF FWHM of point "
+             "sources against the DIMM seeing, offsets between the exposures of a combined cube (OFFSET_LIST)"),
+    "lsf": ("Line spread function (LSF_PROFILE)", "LSF FWHM of each slice and its spread over the slices"),
+    "twilight": ("Twilight cube (TWILIGHT_CUBE)", "flatness of the illumination correction over the field"),
+    "response": ("Standard-star response (STD_RESPONSE)", "response per band against the previous nights' responses"),
 }
 
 

@@ -27,6 +27,9 @@ QC_TYPES = {
     "MASTER_DARK": "dark",
     "MASTER_FLAT": "flat",
     "WAVECAL_TABLE": "wavecal",
+    "LSF_PROFILE": "lsf",
+    "TWILIGHT_CUBE": "twilight",
+    "STD_RESPONSE": "response",
     "DATACUBE_FINAL": "cube",
 }
 
@@ -49,6 +52,11 @@ class QCThresholds(Configurable):
                                              "above which it is 'warning'.").tag(config=True)
     bias_level_spread_bad = Float(20.0, help="Scatter of the raw bias level between the input frames (adu) "
                                             "above which it is 'bad'.").tag(config=True)
+    bias_hot_columns_warn = Int(1, help="Columns of a MASTER_BIAS standing out of their quadrant (by more than "
+                                        "10 robust sigma and 3 adu) from which it is 'warning': a clean master "
+                                        "has none; one is a CCD glitch or a charge trap to look at.").tag(config=True)
+    bias_hot_columns_bad = Int(5, help="Columns standing out from which a MASTER_BIAS is 'bad' (a read-out "
+                                       "problem rather than one defect).").tag(config=True)
     # -- master dark
     dark_current_warn = Float(3.0, help="Dark current of any quadrant (count/pix/h) above which a MASTER_DARK "
                                         "is 'warning'.").tag(config=True)
@@ -72,6 +80,41 @@ class QCThresholds(Configurable):
     wavecal_min_lines_warn = Int(30, help="Fewest arc lines used in a slice below which a WAVECAL_TABLE "
                                           "is 'warning'.").tag(config=True)
     wavecal_min_lines_bad = Int(15, help="Fewest arc lines used in a slice below which it is 'bad'.").tag(config=True)
+    wavecal_shift_warn = Float(0.3, help="Wavelength at the slice centres (Angstrom) against the median of the "
+                                         "previous nights' solutions of the IFU, worst slice, above which a "
+                                         "WAVECAL_TABLE is 'warning': night-to-night changes are a few 0.01 A; "
+                                         "a quarter of a pixel (0.3 A) is a moved arc or grating.").tag(config=True)
+    wavecal_shift_bad = Float(1.0, help="Wavelength change against the previous nights' (Angstrom) above which a "
+                                        "WAVECAL_TABLE is 'bad' (cubes would be off by a pixel).").tag(config=True)
+    # -- line spread function
+    lsf_fwhm_warn = Float(3.6, help="Median LSF FWHM of an LSF_PROFILE (Angstrom) above which it is 'warning': "
+                                    "MUSE's LSF is 2.4-3.0 A FWHM (the instrument model's 3.2 A); wider means a "
+                                    "slice out of focus or blended arc lines.").tag(config=True)
+    lsf_fwhm_bad = Float(4.5, help="Median LSF FWHM (Angstrom) above which an LSF_PROFILE is 'bad' (the sky "
+                                   "model fitted with it would leave line residuals).").tag(config=True)
+    lsf_spread_warn = Float(0.2, help="(max - min) / median of the slices' LSF FWHM above which an LSF_PROFILE is "
+                                      "'warning' (the 48 slices of an IFU differ by ~10 %).").tag(config=True)
+    lsf_spread_bad = Float(0.5, help="Relative spread of the slices' LSF FWHM above which it is 'bad' (some "
+                                     "slice's fit failed).").tag(config=True)
+    lsf_missing_slices_warn = Int(1, help="Slices without an LSF (of 48) from which an LSF_PROFILE is 'warning' "
+                                          "(the sky of those slices is modelled with a wrong width).").tag(config=True)
+    lsf_missing_slices_bad = Int(4, help="Slices without an LSF from which it is 'bad'.").tag(config=True)
+    # -- twilight illumination correction
+    twilight_rms_warn = Float(0.05, help="Relative scatter of a TWILIGHT_CUBE's correction over the field above "
+                                         "which it is 'warning' (after the lamp flat the sky is flat to a few "
+                                         "per cent).").tag(config=True)
+    twilight_rms_bad = Float(0.15, help="Relative scatter of the correction above which it is 'bad' (a cloud "
+                                        "or a wrongly normalised IFU).").tag(config=True)
+    twilight_minrel_warn = Float(0.8, help="1st percentile of the correction relative to its median below which "
+                                           "a TWILIGHT_CUBE is 'warning' (a vignetted or dead region).").tag(config=True)
+    twilight_minrel_bad = Float(0.5, help="1st percentile relative to the median below which it is 'bad'.").tag(config=True)
+    # -- standard-star response
+    response_delta_warn = Float(0.1, help="Largest change (mag) of a STD_RESPONSE in any band against the "
+                                          "median of the previous nights' above which it is 'warning': the "
+                                          "throughput drifts by a few 0.01 mag a month; 0.1 mag is thin cloud "
+                                          "or a star partly off the IFUs.").tag(config=True)
+    response_delta_bad = Float(0.3, help="Largest change (mag) against the previous nights' above which a "
+                                         "STD_RESPONSE is 'bad' (not to be used for flux calibration).").tag(config=True)
     # -- data cube
     cube_sky_snr_warn = Float(3.0, help="Significance (sigma) of the median sky-line residual above which a "
                                         "DATACUBE_FINAL is 'warning'.").tag(config=True)
@@ -80,6 +123,17 @@ class QCThresholds(Configurable):
     cube_fwhm_warn = Float(1.5, help="PSF FWHM of point sources (arcsec) above which a DATACUBE_FINAL is "
                                      "'warning'.").tag(config=True)
     cube_fwhm_bad = Float(2.5, help="PSF FWHM of point sources (arcsec) above which it is 'bad'.").tag(config=True)
+    cube_seeing_ratio_warn = Float(1.5, help="PSF FWHM over the DIMM seeing of the header above which a "
+                                             "DATACUBE_FINAL is 'warning': the image quality at the telescope is "
+                                             "near or below the DIMM's; much wider means a defocus or exposures "
+                                             "combined with wrong offsets.").tag(config=True)
+    cube_seeing_ratio_bad = Float(2.0, help="PSF FWHM over the DIMM seeing above which it is 'bad'.").tag(config=True)
+    cube_offset_warn = Float(1.0, help="Largest exposure offset of a combined cube's OFFSET_LIST (arcsec) above "
+                                       "which it is 'warning': VLT pointing errors between dithers are a few "
+                                       "tenths of an arcsec; more means the alignment matched the wrong "
+                                       "sources.").tag(config=True)
+    cube_offset_bad = Float(3.0, help="Largest exposure offset (arcsec) above which a combined cube is "
+                                      "'bad'.").tag(config=True)
 
     #: (qc type, measurement name, sense, threshold prefix, unit): ``max`` fails above the
     #: limit, ``min`` below it, ``absmax`` when the absolute value is above it.
@@ -88,14 +142,24 @@ class QCThresholds(Configurable):
         ("bias", "level.absmax", "max", "bias_level", "adu"),
         ("bias", "noise_ratio.max", "max", "bias_noise_ratio", ""),
         ("bias", "raw_level_spread.max", "max", "bias_level_spread", "adu"),
+        ("bias", "hot_columns", "max_incl", "bias_hot_columns", ""),
         ("dark", "dark.max", "max", "dark_current", "count/pix/h"),
         ("dark", "hot_fraction", "max", "dark_hot_fraction", ""),
         ("flat", "missing_slices", "max_incl", "flat_missing_slices", ""),
         ("flat", "slice_level.rms", "max", "flat_uniformity", ""),
         ("wavecal", "rms.max", "max", "wavecal_rms", "Angstrom"),
         ("wavecal", "lines.min", "min", "wavecal_min_lines", ""),
+        ("wavecal", "shift.absmax", "max", "wavecal_shift", "Angstrom"),
         ("cube", "sky_snr.max", "max", "cube_sky_snr", "sigma"),
         ("cube", "fwhm.median", "max", "cube_fwhm", "arcsec"),
+        ("cube", "fwhm_seeing_ratio", "max", "cube_seeing_ratio", ""),
+        ("cube", "offset.max", "max", "cube_offset", "arcsec"),
+        ("lsf", "fwhm.median", "max", "lsf_fwhm", "Angstrom"),
+        ("lsf", "fwhm.spread", "max", "lsf_spread", ""),
+        ("lsf", "missing_slices", "max_incl", "lsf_missing_slices", ""),
+        ("twilight", "illum.rms", "max", "twilight_rms", ""),
+        ("twilight", "illum.minrel", "min", "twilight_minrel", ""),
+        ("response", "delta.absmax", "max", "response_delta", "mag"),
     )
 
     def limits(self, qc_type: str) -> dict[str, dict]:

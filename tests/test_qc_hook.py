@@ -1,0 +1,178 @@
+"""Automatic QC after reductions, against frames the instrument model spoiled on purpose.
+
+Fixtures here
+-------------
+spoiled_bias_night (module)
+    Three raw biases of IFUs 1 and 2 with a hot column in IFU 2 (``hot_column:2``): the
+    spoiled IFU and a good one in the same frames.
+reduced_biases (module)
+    ``dpu.make('bias')`` of that night on SQLite with the real pipeline, committed: the
+    post-run hook has run QC on both master biases.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+
+import numpy as np
+import pytest
+from traitlets.config import Config
+
+from musewise import dpu
+from musewise.exceptions import ConfigurationError
+from musewise.inm import InstrumentModel, Spoil, SpoilKind
+from musewise.vocabulary import FrameType
+
+NIGHT = "2026-11-21"
+
+#: Engines the recording hook below was called with (a module-level hook, imported by name).
+HOOK_CALLS: list = []
+
+
+def recording_hook(arch, outcomes, *, engine, progress):
+    HOOK_CALLS.append((engine, [o.step for o in outcomes]))
+    return "recorded"
+
+
+def broken_hook(arch, outcomes, *, engine, progress):
+    raise RuntimeError("hook broke")
+
+
+# ------------------------------------------------------------------------------ the instrument model
+def test_spoils_change_only_the_spoiled_ifu_and_frame_type():
+    m = InstrumentModel(ifus=(1, 2), spoils=["hot_column:2", "lamp_off:2:0.1", "arc_shift:2:4"])
+    bias2 = m.electrons(2, FrameType.BIAS, 0.0)
+    assert bias2[:, 1000].min() == bias2[:, 1000].max() == 400.0  # e- in every row of column 1000
+    assert np.count_nonzero(bias2) == bias2.shape[0]
+    assert m.electrons(1, FrameType.BIAS, 0.0) is None  # IFU 1 untouched
+    good = InstrumentModel(ifus=(1, 2))
+    flat_good = good.electrons(2, FrameType.FLAT, 10.0).copy()
+    flat_bad = m.electrons(2, FrameType.FLAT, 10.0).copy()
+    lit = flat_good > 1000
+    dark_current = 0.5  # e- of the 10 s flat that are not lamp light (dark current, hot pixels)
+    assert np.median(flat_bad[lit] / flat_good[lit]) == pytest.approx(0.1, abs=dark_current / 1000)
+    arc_good = good.electrons(2, FrameType.ARC, 15.0, lamp="Ne").copy()
+    arc_bad = m.electrons(2, FrameType.ARC, 15.0, lamp="Ne").copy()
+    col = int(np.argmax(arc_good.sum(axis=0)))  # a lit column
+    lag = np.argmax(np.correlate(arc_bad[:, col] - arc_bad[:, col].mean(),
+                                 arc_good[:, col] - arc_good[:, col].mean(), "full")) - (arc_good.shape[0] - 1)
+    assert lag == 4  # lines moved 4 rows along the dispersion
+    # a spoil concerns only its frame types: the flat of a hot-column model is the good one
+    hc = InstrumentModel(ifus=(1, 2), spoils=[Spoil(SpoilKind.HOT_COLUMN, 2)])
+    assert np.array_equal(hc.electrons(2, FrameType.FLAT, 10.0), flat_good)
+
+
+def test_spoil_text_is_checked():
+    assert Spoil.parse("hot_column:2:800") == Spoil(SpoilKind.HOT_COLUMN, 2, 800.0)
+    assert Spoil.parse("lamp_off:3").amount == 0.02
+    with pytest.raises(ConfigurationError, match="unknown spoil"):
+        Spoil.parse("lamp_of:2")
+    with pytest.raises(ConfigurationError, match="IFU must be 1-24"):
+        Spoil.parse("hot_column:25")
+    with pytest.raises(ConfigurationError, match="KIND:IFU"):
+        Spoil.parse("hot_column")
+    with pytest.raises(ConfigurationError, match="level must be 0-1"):
+        Spoil("lamp_off", 1, 2.0)
+
+
+def test_cli_refuses_a_bad_spoil_before_writing(tmp_path, capsys):
+    from musewise.cli import main
+
+    assert main(["simulate", str(tmp_path / "night"), "--ifus", "1", "--spoil", "hot_col:1"]) != 0
+    assert "unknown spoil 'hot_col'" in capsys.readouterr().err
+    assert not (tmp_path / "night").exists()
+
+
+# ------------------------------------------------------------------------------ post-run hooks
+def test_post_run_hooks_are_loaded_by_name_and_checked_before_anything_runs(archive):
+    from musewise.dpu.hooks import load_hook, run_post_run_hooks
+    from musewise.qc.runner import after_run
+
+    assert load_hook("musewise.qc.runner:after_run") is after_run
+    assert dpu.DpuConfig().post_run_hooks == ["musewise.qc.runner:after_run"]  # QC by default
+    for bad, match in (("musewise.qc.runner", "module.path:function"),
+                       ("musewise.no_such_module:f", "No post-run hook"),
+                       ("musewise.qc.runner:no_such_function", "has no function")):
+        with pytest.raises(ConfigurationError, match=match):
+            load_hook(bad)
+    # a misspelt hook stops a reduction before any run is recorded
+    cfg = Config()
+    cfg.DpuConfig.post_run_hooks = ["musewise.qc.runner:aftr_run"]
+    archive.config.config = cfg
+    with pytest.raises(ConfigurationError, match="aftr_run"):
+        dpu.api.execute([], archive)
+    assert archive.runs() == []
+    # a hook that raises is reported, the others still run
+    got = run_post_run_hooks(archive, [], [("b", broken_hook), ("r", recording_hook)], engine="local")
+    assert isinstance(got["b"], RuntimeError) and got["r"] == "recorded"
+
+
+# ------------------------------------------------------------------------------ a reduced spoiled night
+def _need_esorex():
+    from conftest import need
+
+    need(shutil.which("esorex") is not None, "esorex not installed (apt-get install esorex cpl-plugin-muse)")
+
+
+@pytest.fixture(scope="module")
+def spoiled_bias_night(tmp_path_factory):
+    from conftest import fixture_tmp
+    from musewise.inm import simulate_night
+
+    with fixture_tmp(tmp_path_factory, "spoiled-night") as out:
+        yield simulate_night(out, night=NIGHT, ifus=(1, 2), n_bias=3, n_dark=0, n_flat=0, n_arc_per_lamp=0,
+                             n_skyflat=0, n_std=0, n_object=0, seed=5, progress=False, static=False,
+                             spoils=["hot_column:2"])
+
+
+@pytest.fixture(scope="module")
+def reduced_biases(tmp_path_factory, spoiled_bias_night):
+    _need_esorex()
+    from conftest import fixture_tmp
+    from musewise.archive import Archive
+    from musewise.config import MusewiseConfig
+
+    with fixture_tmp(tmp_path_factory, "spoiled-archive") as root:
+        arch = Archive(MusewiseConfig.load(root=str(root), user="admin", project="consortium"), user="admin")
+        cfg = arch.config.config
+        cfg.DpuConfig.post_run_hooks = ["musewise.qc.runner:after_run", "test_qc_hook:recording_hook"]
+        arch.config.config = cfg
+        try:
+            rep = arch.ingest_many(spoiled_bias_night, progress=False)
+            assert not rep.refused
+            HOOK_CALLS.clear()
+            dpu.make("bias", NIGHT, [1, 2], dry_run=False, commit=True, archive=arch, engine="local",
+                     progress=False)
+            yield arch
+        finally:
+            arch.close()
+
+
+@pytest.mark.pipeline
+def test_reduction_runs_qc_and_flags_the_spoiled_ifu_only(reduced_biases):
+    from musewise.qc import queue, review_state
+
+    arch = reduced_biases
+    assert HOOK_CALLS == [("local", ["bias", "bias"])]  # once per batch, with the reduction's engine
+    masters = {r.ifu: r for r in arch.query(category="MASTER_BIAS")}
+    assert sorted(masters) == [1, 2]
+    for ifu, rec in masters.items():
+        values = {q["name"]: q["value"] for q in arch.qc(rec.id)}
+        assert values["bias.ron.max"] == pytest.approx(2.8, abs=0.6), ifu  # the simulated CCDs' read noise
+        qc_runs = [r for r in arch.runs(recipe="qc_bias") if r.details.get("qc_of") == rec.id]
+        assert len(qc_runs) == 1 and qc_runs[0].status == "succeeded"
+        nb = arch.get(qc_runs[0].notebook_id)
+        assert nb.kind == "notebook" and '"image/png"' in open(arch.path(nb.id)).read()
+        assert {q["run_id"] for q in arch.qc(rec.id) if q["name"].startswith("bias.")} == {qc_runs[0].id}
+    bad, good = masters[2], masters[1]
+    assert {q["name"]: q["value"] for q in arch.qc(bad.id)}["bias.hot_columns"] == 1
+    assert {q["name"]: q["value"] for q in arch.qc(good.id)}["bias.hot_columns"] == 0
+    assert arch.get(bad.id).flag == "warning"
+    assert arch.get(good.id).flag == "unchecked"  # passing: still for a person to look at, not flagged
+    assert review_state(arch, bad.id)[2]["state"] == "pending"
+    assert "hot_columns" in review_state(arch, bad.id)[2]["reason"]
+    assert review_state(arch, good.id) == {}
+    states = {i.dataset_id: i.state for i in queue(arch, category="MASTER_BIAS")}
+    assert states[bad.id] == "pending"  # queued by QC, for a reviewer
+    assert states[good.id] == "unchecked"
