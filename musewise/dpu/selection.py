@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import date
 
 from ..exceptions import CalibrationNotFoundError, NotFoundError
 from ..vocabulary import DatasetKind, Privilege
@@ -169,8 +170,6 @@ def _night_note(rec, night: str, window) -> str:
     # Said when a calibration comes from another night than the frame's (a night without its own).
     if not rec.night or not night or rec.night == night:
         return ""
-    from datetime import date
-
     n = abs((date.fromisoformat(rec.night) - date.fromisoformat(night)).days)
     side = "before" if rec.night < night else "after"
     limit = f" (within the {window:g}-night window of {rec.category})" if window is not None else ""
