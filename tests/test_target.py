@@ -135,7 +135,7 @@ def test_calibration_from_a_nearby_night_is_chosen_within_its_window_and_says_so
     _ingest(archive, two_nights)
     path = write_master(tmp_path / "MASTER_BIAS-01.fits", "MASTER_BIAS", np.zeros((8, 8)),
                         datetime(2026, 11, 20, 18, 30), **{"HIERARCH ESO DRS MUSE IFU": 1})
-    rec = archive.ingest(path)
+    rec = archive.ingest(path).record
     assert rec.night == NIGHT1
     archive.certify(rec.id, "MUSE/calib")  # the default range of a master bias: 7 days each side
     science = [r for r in archive.query(category="OBJECT", night=NIGHT2)][0]

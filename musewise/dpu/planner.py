@@ -477,12 +477,40 @@ class _Planner:
             if step.combines_ifus:
                 prods = [p for p in prods if sorted(self._ifus_of_run(p.run_id)) == sorted(self.ifus_of(night))]
         if not prods:
+            gone = self._unusable(step, night, ifu, mjd)
+            if gone is not None:
+                # It was built, but it (or what it was made from) has been marked invalid since.
+                why = (f"made from #{gone.affected_by}, since marked invalid" if gone.affected_by is not None
+                       else f"marked invalid ({gone.flag}{': ' + gone.comment if gone.comment else ''})")
+                return PlannedRun(step.name, ifu, mjd, "out of date", f"{step.main_product} #{gone.id} {why}",
+                                  gone.id, night=night or "")
             where = f" of night {night}" if night is not None else f" of target {self.target}"
             return PlannedRun(step.name, ifu, mjd, "missing", f"no valid {step.main_product}"
                               + (f" for IFU {ifu}" if ifu else "") + where, night=night or "")
         product = prods[-1]
         status, reason = self.judge(step, ifu, product, dep_items, mjd, night)
         return PlannedRun(step.name, ifu, mjd, status, reason, product.id, night=night or "")
+
+    def _unusable(self, step: Step, night, ifu, mjd):
+        """The newest product of the step that is no longer usable (invalid, or affected), or None."""
+        where = night if night is not None else self.target_nights()
+        found = self.arch.query(category=step.main_product, night=where, valid=False,
+                                collections=self.collections, order_by="created")
+        keys = set(self.target_exposures(None)) if night is None else None
+        out = None
+        for rec in found:
+            if rec.kind == DatasetKind.RAW.value or rec.run_id is None or (ifu is not None and rec.ifu != ifu):
+                continue
+            if mjd is not None and exposure_key(rec.mjd_obs) != mjd:
+                continue
+            if keys is not None and exposure_key(rec.mjd_obs) not in keys:
+                continue
+            self._load_runs([rec.run_id])
+            run = self._runs.get(rec.run_id)
+            if run is None or run.recipe != step.recipe:
+                continue
+            out = rec
+        return out
 
     def _ifus_of_run(self, run_id):
         run = self.run_of(run_id)
