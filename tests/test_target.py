@@ -232,3 +232,17 @@ def test_two_nights_reduced_for_the_target_combined_and_rebuilt_without_an_inval
         assert raw_nights == {NIGHT1, NIGHT2}
     finally:
         arch.close()
+
+
+def test_builtin_shared_calibration_programme_plans_no_calibrations_in_night_2():
+    from musewise.exceptions import ConfigurationError
+    from musewise.inm import Programme
+    from musewise.vocabulary import FrameType
+
+    n1, n2 = Programme.named("deep-field-shared-cal").plan(ifus=(1,))
+    kinds1, kinds2 = {e.frame_type for e in n1}, {e.frame_type for e in n2}
+    assert {FrameType.BIAS, FrameType.FLAT, FrameType.ARC, FrameType.SKYFLAT, FrameType.STD} <= kinds1
+    assert kinds2 == {FrameType.ILLUM, FrameType.OBJECT}
+    assert len(n2.of_type(FrameType.OBJECT)) == 4
+    with pytest.raises(ConfigurationError, match="'calibrations' is true or false"):
+        Programme.from_dict({"nights": [{"night": NIGHT1, "calibrations": "no", "obs": [{}]}]})
