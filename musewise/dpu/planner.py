@@ -480,8 +480,13 @@ class _Planner:
             gone = self._unusable(step, night, ifu, mjd)
             if gone is not None:
                 # It was built, but it (or what it was made from) has been marked invalid since.
-                why = (f"made from #{gone.affected_by}, since marked invalid" if gone.affected_by is not None
-                       else f"marked invalid ({gone.flag}{': ' + gone.comment if gone.comment else ''})")
+                if gone.affected_by is not None:
+                    self._load_records([gone.affected_by])
+                    src = self._records.get(int(gone.affected_by))
+                    what = f"{src.category} #{src.id}" if src is not None else f"#{gone.affected_by}"
+                    why = f"made from {what}, since marked invalid"
+                else:
+                    why = f"marked invalid ({gone.flag}{': ' + gone.comment if gone.comment else ''})"
                 return PlannedRun(step.name, ifu, mjd, "out of date", f"{step.main_product} #{gone.id} {why}",
                                   gone.id, night=night or "")
             where = f" of night {night}" if night is not None else f" of target {self.target}"
