@@ -170,6 +170,9 @@ def test_cli_make_target_prints_the_plan_and_runs_nothing(archive, archive_confi
 
 # ------------------------------------------------------------------------------ the real pipeline
 @pytest.mark.pipeline
+# 6 one-IFU muse_scipost runs (heavy: one at a time) and 2 muse_exp_combine: ~5 min per scipost
+# on the shared 2-core machine, beyond the suite's 30 min default.
+@pytest.mark.timeout(5400)
 def test_two_nights_reduced_for_the_target_combined_and_rebuilt_without_an_invalid_exposure(tmp_path, two_nights):
     from conftest import need
     from musewise.archive import Archive
