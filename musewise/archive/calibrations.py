@@ -16,6 +16,7 @@ reason, and the reduction layer records them with the run.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, or_, select, union_all
@@ -274,6 +275,16 @@ def _candidates(s, user, category, ifu, mjd, calib_ids=None, near: bool = False,
     return [_Candidate(*r[:7], bool(r[7]), r[8], r[9] or "", *r[10:], states.get(r[4], {})) for r in rows]
 
 
+def _outside_window(ds: _Candidate, mjd: float, window_nights: float | None, category: str) -> str:
+    # Why a dated calibration is too far from the frame for the reduction's window; "" if it is not.
+    if window_nights is None or ds.mjd_obs is None:
+        return ""
+    n = nights_apart(ds.mjd_obs, mjd)
+    if n <= window_nights:
+        return ""
+    return f"taken {n} night(s) from the frame's, outside the {window_nights:g}-night window of {category}"
+
+
 def _unusable(ds: _Candidate, ifu: int, mode) -> str:
     # Why a calibration may not serve IFU ``ifu`` in ``mode``; "" if it may.
     if not ds.is_valid:
@@ -289,8 +300,17 @@ def _unusable(ds: _Candidate, ifu: int, mode) -> str:
     return ""
 
 
+def nights_apart(mjd_a: float, mjd_b: float) -> int:
+    """How many observing nights separate two times (MJD, days): 0 in the same night.
+
+    A night runs from noon UTC to noon UTC (:func:`musewise.ingest.night_of`), so the
+    night of MJD ``t`` is ``floor(t - 0.5)``.
+    """
+    return abs(math.floor(mjd_a - 0.5) - math.floor(mjd_b - 0.5))
+
+
 def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | None, collections,
-                     reference: bool = False) -> CalibrationChoice:
+                     reference: bool = False, window_nights: float | None = None) -> CalibrationChoice:
     """Select the best calibration of ``category`` for IFU ``ifu`` at time ``mjd``.
 
     Parameters
@@ -307,6 +327,11 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
         The search path; its CALIBRATION collections (chains stand for their members) are searched.
     reference : bool
         The choice is for a reference run (losers from personal trials say so).
+    window_nights : float, optional
+        The reduction's own limit: a dated calibration taken more than this many nights
+        from the frame's night (:func:`nights_apart`) is refused, whatever its certified
+        range (a night without its own flats takes the previous night's, not last week's).
+        Undated (static) calibrations are never refused for it. None: no limit.
 
     Raises
     ------
@@ -325,7 +350,7 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
         for ds in _candidates(s, user, category, ifu, mjd, list(order)):
             cert, cname = ds, ds.collection
             seen.add(ds.cert_id)
-            why = _unusable(ds, ifu, mode)
+            why = _unusable(ds, ifu, mode) or _outside_window(ds, mjd, window_nights, category)
             if why:
                 losers.append((ds, cname, why))
             else:
@@ -344,7 +369,8 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
             elif not range_covers(cert.begin_mjd, cert.end_mjd, mjd):
                 why = f"certified for {range_text(cert.begin_mjd, cert.end_mjd)}, which does not cover MJD {mjd:.3f}"
             else:
-                why = _unusable(ds, ifu, mode) or "not eligible"
+                why = _unusable(ds, ifu, mode) or _outside_window(ds, mjd, window_nights, category) \
+                    or "not eligible"
             losers.append((ds, cname, why))
         if not eligible:
             night = night_of(Time(mjd, format="mjd").to_datetime())
@@ -363,7 +389,9 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
             losers.insert(0, (ds2, c2, why))
         rec = arch.records(s, select(Dataset).where(Dataset.id == ds.id))[0]
         when = "undated" if ds.mjd_obs is None else (
-            f"{dist:.2f} d {'before' if ds.mjd_obs <= mjd else 'after'} the frame")
+            f"{dist:.2f} d {'before' if ds.mjd_obs <= mjd else 'after'} the frame"
+            + (f", {nights_apart(ds.mjd_obs, mjd)} night(s) away (window {window_nights:g})"
+               if window_nights is not None else ""))
         reason = (f"{category} #{ds.id} in {cname}: certified {range_text(cert.begin_mjd, cert.end_mjd)} "
                   f"covers MJD {mjd:.3f}; IFU {ifu} valid; mode {ds.mode or 'any'}; {when}; best of "
                   f"{len(eligible)} eligible (search path order, then closest in time, then newest)")
@@ -371,5 +399,5 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
         return CalibrationChoice(rec, reason, len(eligible), cname, out)
 
 
-__all__ = ["CalibrationChoice", "best_calibration", "certification_history", "certify", "certify_row",
+__all__ = ["CalibrationChoice", "best_calibration", "nights_apart", "certification_history", "certify", "certify_row",
            "decertify", "default_range", "list_certifications"]

@@ -42,12 +42,14 @@ def validate_parameters(step_name: str, p: dict | None, dcfg: DpuConfig) -> dict
     return recipe.validate(dcfg.parameters_for(step.recipe, p))
 
 
-def prepare(recipe: str, date: str, ifu=None, *, commit: bool = False, p: dict | None = None,
-            archive=None, mode: str | None = None, collections=None) -> list[RunSpec]:
+def prepare(recipe: str, date: str | None, ifu=None, *, commit: bool = False, p: dict | None = None,
+            archive=None, mode: str | None = None, collections=None, target: str | None = None) -> list[RunSpec]:
     """Validate parameters and choose inputs: the runs :func:`run` would execute.
 
     ``commit=True`` prepares runs of the project's reference reduction: inputs come
-    from its reference path only (``collections`` is then refused).
+    from its reference path only (``collections`` is then refused). With ``target``
+    (an ``OBJECT``), steps reducing products take only the target's exposures, and a
+    per-night combination takes those of every night of the target (``date`` may be None).
 
     Raises
     ------
@@ -66,9 +68,9 @@ def prepare(recipe: str, date: str, ifu=None, *, commit: bool = False, p: dict |
         raise ParameterError(step.recipe, "a reference run (commit=True) reads the project's reference path; "
                                           "collections=... is for personal trials")
     privilege = Privilege(arch.config.reference_privilege) if commit else Privilege.PRIVATE
-    return select_runs(arch, step, str(date), ifus=ifus, mode=mode, params=params,
+    return select_runs(arch, step, None if date is None else str(date), ifus=ifus, mode=mode, params=params,
                        privilege=int(privilege), project=arch.config.project, reference=bool(commit),
-                       collections=collections)
+                       collections=collections, target=target, windows=dcfg.window_for)
 
 
 def execute(specs: list[RunSpec], archive, *, engine: str | None = None, progress: bool = True,
@@ -125,7 +127,7 @@ def lost_run(spec: RunSpec, exc: BaseException) -> RunOutcome:
 
 def run(recipe: str, date: str | None = None, ifu=None, commit: bool = False, p: dict | None = None,
         archive=None, dry_run: bool = False, *, mode: str | None = None, engine: str | None = None,
-        progress: bool = True, raise_on_failure: bool = True, collections=None):
+        progress: bool = True, raise_on_failure: bool = True, collections=None, target: str | None = None):
     """Reduce one step of a night, every IFU in parallel, recorded with full lineage.
 
     Inputs are the night's raw frames of the step's type (or, for ``scipost`` and
@@ -165,6 +167,9 @@ def run(recipe: str, date: str | None = None, ifu=None, commit: bool = False, p:
         Search path of a personal trial (default: the archive's :meth:`~Archive.search_path`).
     raise_on_failure : bool
         Raise :class:`ReductionFailed` after all runs ended if one failed.
+    target : str, optional
+        A target (``OBJECT``): reduce only its exposures; a per-night combination
+        (``exp_combine``) takes those of every night it was observed (``date`` may be omitted).
 
     Returns
     -------
@@ -185,10 +190,11 @@ def run(recipe: str, date: str | None = None, ifu=None, commit: bool = False, p:
     >>> dpu.run('bias', date='2026-11-20', ifu=1)                          # doctest: +SKIP
     >>> dpu.run('scipost', date='2026-11-20', commit=True, p={'crsigma': 20})  # doctest: +SKIP
     """
-    if date is None:
-        raise InvalidArgumentError("say which night to reduce: date='YYYY-MM-DD'")
+    if date is None and not target:
+        raise InvalidArgumentError("say which night to reduce: date='YYYY-MM-DD' (or which target: target=...)")
     arch = open_default_archive(archive)
-    specs = prepare(recipe, date, ifu, commit=commit, p=p, archive=arch, mode=mode, collections=collections)
+    specs = prepare(recipe, date, ifu, commit=commit, p=p, archive=arch, mode=mode, collections=collections,
+                    target=target)
     if dry_run:
         for s in specs:
             print(s.describe())
@@ -197,7 +203,7 @@ def run(recipe: str, date: str | None = None, ifu=None, commit: bool = False, p:
     outcomes = execute(specs, arch, engine=engine, progress=progress, desc=get_step(recipe).name)
     if progress:
         ok = sum(o.ok for o in outcomes)
-        print(f"{get_step(recipe).name} {date}: {ok}/{len(outcomes)} run(s) succeeded in "
+        print(f"{get_step(recipe).name} {date or target}: {ok}/{len(outcomes)} run(s) succeeded in "
               f"{time.perf_counter() - t0:.1f} s")
     if raise_on_failure and any(not o.ok for o in outcomes):
         raise ReductionFailed(get_step(recipe).recipe, outcomes)

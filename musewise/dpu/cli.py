@@ -5,6 +5,7 @@
     musewise run bias --date 2026-11-20 --ifu 1 [--commit] [-p combine=median]
     musewise run scipost --date 2026-11-20 --commit -p crsigma=20
     musewise make scipost --date 2026-11-20 --ifu 1 --ifu 2 [--execute]
+    musewise make exp_combine --target SIM-DEEP-FIELD [--execute]
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ def _kv(text: str) -> tuple[str, str]:
 
 
 def _common(p):
-    p.add_argument("--date", required=True, help="observing night YYYY-MM-DD")
+    p.add_argument("--date", help="observing night YYYY-MM-DD (required unless --target is given)")
+    p.add_argument("--target", metavar="OBJECT",
+                   help="a target (the OBJECT of its science frames): every night it was observed in, "
+                        "its exposures only; exp_combine takes the exposures of all its nights")
     p.add_argument("--ifu", type=int, action="append", metavar="N",
                    help="IFU to reduce (1-24; repeat for several; default: all of the night)")
     p.add_argument("--commit", action="store_true",
@@ -44,8 +48,12 @@ def add_run_parser(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=handle_run)
 
     m = subparsers.add_parser(
-        "make", help="plan (and with --execute run) what a target needs, reusing current products")
-    m.add_argument("target", help="target step, e.g. scipost")
+        "make", help="plan (and with --execute run) what a step needs for a night or a target, "
+                     "reusing current products",
+        description="Print the runs a step needs, each with why (missing, out of date...); with "
+        "--target, across every night the target was observed in, calibrations of a night "
+        "without its own taken from nearby nights. --execute builds them.")
+    m.add_argument("step", help="the step to make, e.g. scipost or exp_combine")
     _common(m)
     m.add_argument("--execute", action="store_true", help="execute the plan (default: only print it)")
     m.set_defaults(func=handle_make)
@@ -58,15 +66,25 @@ def _archive(args):
     return Archive.from_cli(args)
 
 
+def _need_date(args) -> bool:
+    if args.date is None and not args.target:
+        print("error: say which night (--date YYYY-MM-DD) or which target (--target OBJECT)")
+        return False
+    return True
+
+
 def handle_run(args) -> int:
     """Handler of ``musewise run``; returns the exit status."""
     from . import run
     from ..exceptions import ReductionFailed
 
+    if not _need_date(args):
+        return 2
     arch = _archive(args)
     try:
         outcomes = run(args.recipe, date=args.date, ifu=args.ifu, commit=args.commit,
-                       p=dict(args.param), archive=arch, dry_run=args.dry_run, engine=args.engine)
+                       p=dict(args.param), archive=arch, dry_run=args.dry_run, engine=args.engine,
+                       target=args.target)
     except ReductionFailed as exc:
         outcomes = exc.outcomes
         _print(outcomes)
@@ -82,10 +100,12 @@ def handle_make(args) -> int:
     from ..exceptions import ReductionFailed
     from .planner import make
 
+    if not _need_date(args):
+        return 2
     arch = _archive(args)
     try:
-        make(args.target, args.date, args.ifu, dry_run=not args.execute, commit=args.commit,
-             archive=arch, p=dict(args.param), engine=args.engine)
+        make(args.step, args.date, args.ifu, dry_run=not args.execute, commit=args.commit,
+             archive=arch, p=dict(args.param), engine=args.engine, target=args.target)
     except ReductionFailed as exc:
         _print(exc.outcomes)
         print(f"error: {exc}")

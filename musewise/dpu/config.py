@@ -47,6 +47,17 @@ DEFAULT_PARAMETERS = {
 }
 
 
+#: How far (in nights) a reduction looks for a calibration made by another night, by category,
+#: as the MUSE deep fields' reduction system does (musered's ``frames.offsets``: one night for
+#: the masters, three for TWILIGHT_CUBE, five for STD_RESPONSE and STD_TELLURIC). The
+#: instrument drifts from night to night (flats, wavelength solution); the throughput
+#: and the illumination correction hold for a few nights.
+DEFAULT_CALIBRATION_WINDOWS = {
+    "MASTER_BIAS": 1, "MASTER_DARK": 1, "MASTER_FLAT": 1, "TRACE_TABLE": 1, "WAVECAL_TABLE": 1,
+    "LSF_PROFILE": 1, "TWILIGHT_CUBE": 3, "STD_RESPONSE": 5, "STD_TELLURIC": 5,
+}
+
+
 class DpuConfig(Configurable):
     """How the reduction layer selects, runs and records reductions."""
 
@@ -62,6 +73,19 @@ class DpuConfig(Configurable):
         "'dark'. Bias, flat, wavecal, lsf (for the sky model) and scibasic are always built, "
         "twilight when the night has twilight flats, scibasic_std and standard when it has a "
         "standard star.",
+    ).tag(config=True)
+
+    calibration_windows = Dict(
+        DEFAULT_CALIBRATION_WINDOWS,
+        help="How many nights away from the frame's night a calibration made by a reduction "
+        "may be taken, by category (ESO PRO CATG -> nights; 0: the frame's own night only). A "
+        "night without its own calibrations takes the nearest night's within this window (the "
+        "planner builds it there); each choice says how far it came. Categories not listed use "
+        "calibration_window_default. Static (undated) calibrations are never limited.",
+    ).tag(config=True)
+
+    calibration_window_default = Int(
+        1, help="Window (nights) of a calibration category missing from calibration_windows.",
     ).tag(config=True)
 
     engine = Unicode(
@@ -138,9 +162,13 @@ class DpuConfig(Configurable):
         """The DpuConfig of a :class:`~musewise.config.MusewiseConfig` (same config file)."""
         return cls(config=getattr(mwconfig, "config", None))
 
+    def window_for(self, category: str) -> int:
+        """How many nights from the frame's a calibration of ``category`` may come from."""
+        return int(self.calibration_windows.get(category, self.calibration_window_default))
+
     def parameters_for(self, recipe: str, given: dict | None = None) -> dict:
         """Site defaults of ``recipe`` overlaid with ``given``."""
         return {**self.default_parameters.get(recipe, {}), **(given or {})}
 
 
-__all__ = ["DEFAULT_PARAMETERS", "DpuConfig"]
+__all__ = ["DEFAULT_CALIBRATION_WINDOWS", "DEFAULT_PARAMETERS", "DpuConfig"]

@@ -17,13 +17,14 @@ from typing import Callable
 
 from ..exceptions import ReductionFailed
 from .selection import exposure_key, raw_frames
-from .steps import PER_EXPOSURE, PER_IFU, PRODUCER, get_step
+from .steps import PER_EXPOSURE, PER_IFU, PER_TARGET, PRODUCER, get_step, split_of
 
 #: What :func:`execute_plan` reports of a run: queued, running, then succeeded or failed
 #: (or skipped, when an earlier step failed).
 RUN_STATES = ("queued", "running", "succeeded", "failed", "skipped")
 
-#: ``(step, ifu, exposure)``: a run of a plan (exposure: MJD-OBS key of per-exposure runs).
+#: ``(step, night, ifu, exposure)``: a run of a plan (exposure: MJD-OBS key of per-exposure runs;
+#: night "" for a run over every night of a target).
 RowKey = tuple
 
 
@@ -35,7 +36,7 @@ class PlanRow:
     ----------
     step : str
     night : str
-        ``YYYY-MM-DD``.
+        ``YYYY-MM-DD`` ("" for a run over every night of a target).
     ifu : int or None
         The IFU of a per-IFU run.
     exposure : float or None
@@ -75,7 +76,7 @@ class PlanRow:
 
     @property
     def key(self) -> RowKey:
-        return (self.step, self.ifu, self.exposure)
+        return (self.step, self.night, self.ifu, self.exposure)
 
     @property
     def needed(self) -> bool:
@@ -83,10 +84,12 @@ class PlanRow:
 
     @property
     def where(self) -> str:
-        """``IFU 01``, ``exposure MJD 61365.06250`` or ``night``."""
+        """``IFU 01``, ``exposure MJD 61365.06250``, ``night`` or ``all nights`` (a target's run)."""
         if self.ifu:
             return f"IFU {self.ifu:02d}"
-        return f"exposure MJD {self.exposure:.5f}" if self.exposure else "night"
+        if self.exposure:
+            return f"exposure MJD {self.exposure:.5f}"
+        return "night" if self.night else "all nights"
 
 
 def plan_rows(plan, archive) -> list[PlanRow]:
@@ -103,7 +106,7 @@ def plan_rows(plan, archive) -> list[PlanRow]:
     -------
     list of PlanRow
     """
-    by_key = {(i.step, i.ifu, i.exposure): i for i in plan.items}
+    by_key = {_key(plan, i): i for i in plan.items}
     products = archive.get_many(i.product_id for i in plan.items if i.product_id)
     runs = archive.get_runs({r.run_id for r in products.values() if r.run_id is not None})
     rows = []
@@ -114,9 +117,20 @@ def plan_rows(plan, archive) -> list[PlanRow]:
             inputs = _used_inputs(run)
         else:
             inputs = _planned_inputs(archive, plan, item, by_key)
-        rows.append(PlanRow(item.step, plan.night, item.ifu, item.exposure, inputs, item.status, item.reason,
-                            item.product_id))
+        rows.append(PlanRow(item.step, _night(plan, item), item.ifu, item.exposure, inputs, item.status,
+                            item.reason, item.product_id))
     return rows
+
+
+def _night(plan, item) -> str:
+    # A plan item of one night says it; an older single-night item may not (its plan's night).
+    if item.night:
+        return item.night
+    return "" if getattr(plan, "object", "") and not item.ifu and not item.exposure else plan.night
+
+
+def _key(plan, item) -> RowKey:
+    return (item.step, _night(plan, item), item.ifu, item.exposure)
 
 
 def _used_inputs(run) -> str:
@@ -129,14 +143,15 @@ def _used_inputs(run) -> str:
 
 def _planned_inputs(archive, plan, item, by_key) -> str:
     step = get_step(item.step)
+    night = _night(plan, item)
     parts = []
     for cat in (step.input_tag, *step.calibrations):
         producer = PRODUCER.get(cat)
         dep = None
         if producer is not None:
-            dep = by_key.get((producer, item.ifu, None)) or by_key.get((producer, None, None))
+            dep = by_key.get((producer, night, item.ifu, None)) or by_key.get((producer, night, None, None))
             if dep is None and item.exposure is not None:
-                dep = by_key.get((producer, None, item.exposure))
+                dep = by_key.get((producer, night, None, item.exposure))
         if dep is not None:
             parts.append(f"{cat} (to run)" if dep.needed else f"{cat} #{dep.product_id}")
         elif producer is not None and step.per != PER_IFU and any(k[0] == producer for k in by_key):
@@ -145,7 +160,7 @@ def _planned_inputs(archive, plan, item, by_key) -> str:
             todo = sum(i.needed for i in deps)
             parts.append(f"{cat} x{len(deps)}" + (f" ({todo} to run)" if todo else ""))
         elif cat == step.input_tag and step.input_kind == "raw":
-            n = len(raw_frames(archive, cat, plan.night, ifu=item.ifu))
+            n = len(raw_frames(archive, cat, night or plan.night, ifu=item.ifu))
             parts.append(f"{cat} x{n}")
         else:
             parts.append(cat)  # static, or chosen from the certified calibrations when it runs
@@ -178,7 +193,7 @@ def execute_plan(plan, archive, *, commit: bool = False, p: dict | None = None, 
     commit, p, step_params, engine, progress
         As for :func:`~musewise.dpu.planner.make`.
     on_update : callable, optional
-        ``on_update(key, state, outcome)`` with the run's ``(step, ifu, exposure)`` key, one of
+        ``on_update(key, state, outcome)`` with the run's ``(step, night, ifu, exposure)`` key, one of
         :data:`RUN_STATES`, and its :class:`RunOutcome` once it ended (else None); called from
         the thread executing the plan. With the ``local`` engine (or ``auto`` for one run) the
         runs of a step execute one after the other and each is reported as it ends; on other
@@ -209,23 +224,34 @@ def execute_plan(plan, archive, *, commit: bool = False, p: dict | None = None, 
     if p:
         params[plan.target] = p
     for i in plan.todo:
-        report((i.step, i.ifu, i.exposure), "queued")
+        report(_key(plan, i), "queued")
     dcfg = DpuConfig.from_config(archive.config)
+    target = getattr(plan, "object", "") or None
     outcomes = []
     for n, step_name in enumerate(plan.steps):
         todo = [i for i in plan.todo if i.step == step_name]
         step = get_step(step_name)
-        if step.per == PER_IFU:
-            specs = prepare(step_name, plan.night, [i.ifu for i in todo], commit=commit, p=params.get(step_name),
-                            archive=archive)
-        else:
-            specs = prepare(step_name, plan.night, plan.ifus, commit=commit, p=params.get(step_name),
-                            archive=archive)
-            wanted = {i.exposure for i in todo}
-            if step.per == PER_EXPOSURE:
-                specs = [s for s in specs if spec_exposure(archive, s) in wanted] or specs
-        keys = [(step_name, s.ifu if step.per == PER_IFU else None,
-                 spec_exposure(archive, s) if step.per == PER_EXPOSURE else None) for s in specs]
+        split = split_of(step, target)
+        specs, keys = [], []
+        # One prepare per night of the step's runs (a target's combination: one for all nights).
+        for night in dict.fromkeys(_night(plan, i) for i in todo):
+            mine = [i for i in todo if _night(plan, i) == night]
+            if split == PER_IFU:
+                got = prepare(step_name, night, [i.ifu for i in mine], commit=commit, p=params.get(step_name),
+                              archive=archive, target=target)
+            elif split == PER_TARGET:
+                got = prepare(step_name, None, plan.ifus, commit=commit, p=params.get(step_name),
+                              archive=archive, target=target)
+            else:
+                ifus = sorted({i.ifu for i in plan.items if i.ifu and _night(plan, i) == night}) or plan.ifus
+                got = prepare(step_name, night, ifus, commit=commit, p=params.get(step_name), archive=archive,
+                              target=target)
+                wanted = {i.exposure for i in mine}
+                if split == PER_EXPOSURE:
+                    got = [s for s in got if spec_exposure(archive, s) in wanted]
+            specs += got
+            keys += [(step_name, night, s.ifu if split == PER_IFU else None,
+                      spec_exposure(archive, s) if split == PER_EXPOSURE else None) for s in got]
         name = engine or dcfg.engine
         one_by_one = on_update is not None and (name == "local" or (name == "auto" and len(specs) == 1))
         if one_by_one:
@@ -251,7 +277,7 @@ def execute_plan(plan, archive, *, commit: bool = False, p: dict | None = None, 
             for later in plan.steps[n + 1:]:
                 for i in plan.todo:
                     if i.step == later:
-                        report((i.step, i.ifu, i.exposure), "skipped")
+                        report(_key(plan, i), "skipped")
             if raise_on_failure:
                 raise ReductionFailed(step.recipe, done)
             break

@@ -14,17 +14,33 @@ product made by that step. A product is **current** when
 Everything else is **missing** or **out of date**, and the plan lists those
 runs in dependency order. Marking a master flat invalid therefore rebuilds
 the flat and what was made from it (see :meth:`Archive.dependents`), never the bias.
+A combination of exposures (exp_combine) is also out of date when an exposure's
+newest usable input is not the one it read, or an exposure is missing from it;
+one whose input was marked invalid is rebuilt without that exposure.
+
+Across nights
+-------------
+``plan('exp_combine', target='<OBJECT>')`` plans every night the target was observed
+in: the per-IFU and per-exposure steps of each night (per-exposure steps only for the
+target's exposures) and one combination of all its exposures
+(:data:`~musewise.dpu.steps.PER_TARGET`). A night without the frames of a calibration
+step (no biases, no standard star) takes that calibration from the nearest night, the
+night before first, within the category's window (:attr:`DpuConfig.calibration_windows`,
+e.g. 1 night for the master bias, 5 for the response): that night's run is planned (and
+built) instead, ``Plan.borrowed`` says so, and the calibration choice of each run
+records from which night its calibration came.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date as Date, timedelta
 
 from ..exceptions import NotFoundError
-from ..vocabulary import DatasetKind
+from ..vocabulary import DatasetKind, kind_of_category
 from .config import DpuConfig
-from .selection import exposure_key, ifus_of_night, raw_frames
-from .steps import PER_EXPOSURE, PER_IFU, PRODUCER, STEPS, Step, get_step
+from .selection import exposure_key, ifus_of_night, raw_frames, target_exposures, target_nights
+from .steps import PER_EXPOSURE, PER_IFU, PER_TARGET, PRODUCER, STEPS, Step, get_step, split_of
 
 #: Steps always built on the way to a cube; others only when listed in DpuConfig.optional_steps.
 #: lsf is one: the default sky subtraction (muse_scipost skymethod=model) needs LSF_PROFILE.
@@ -37,7 +53,7 @@ _MANAGED = ("nifu", "merge")
 
 @dataclass
 class PlannedRun:
-    """One step for one IFU (or one exposure) in a plan.
+    """One step for one IFU (or one exposure, one night, one target) in a plan.
 
     Attributes
     ----------
@@ -50,6 +66,8 @@ class PlannedRun:
     reason : str
     product_id : int or None
         The current (or outdated) product found.
+    night : str
+        The night of the run (``YYYY-MM-DD``); "" for a run over every night of a target.
     """
 
     step: str
@@ -58,25 +76,54 @@ class PlannedRun:
     status: str
     reason: str
     product_id: int | None = None
+    night: str = ""
 
     @property
     def needed(self) -> bool:
         return self.status != "current"
 
+    @property
+    def where(self) -> str:
+        """``IFU 01``, ``exposure MJD 61365.06250``, ``night`` or ``all nights`` (a target's run)."""
+        if self.ifu:
+            return f"IFU {self.ifu:02d}"
+        if self.exposure:
+            return f"exposure MJD {self.exposure:.5f}"
+        return "night" if self.night else "all nights"
+
     def __str__(self):
-        where = f"IFU {self.ifu:02d}" if self.ifu else (f"exposure MJD {self.exposure:.5f}" if self.exposure else "night")
         prod = f" (#{self.product_id})" if self.product_id else ""
-        return f"{self.step:<12} {where:<22} {self.status:<11}{prod} {self.reason}"
+        return f"{self.step:<12} {self.where:<22} {self.status:<11}{prod} {self.reason}"
 
 
 @dataclass
 class Plan:
-    """The runs towards a target, in dependency order."""
+    """The runs towards a target step, in dependency order.
+
+    Attributes
+    ----------
+    target : str
+        The step planned for (``scipost``).
+    night : str
+        The night planned (the first one for a target observed over several).
+    ifus : list of int
+    items : list of PlannedRun
+    nights : list of str
+        Every night with a run in the plan (a target's nights, and those lending calibrations).
+    object : str
+        The target (``OBJECT``) planned for, "" for one night.
+    borrowed : list of str
+        For each night without its own frames for a calibration step: the night it takes
+        that calibration from, and why.
+    """
 
     target: str
     night: str
     ifus: list[int]
     items: list[PlannedRun] = field(default_factory=list)
+    nights: list[str] = field(default_factory=list)
+    object: str = ""
+    borrowed: list[str] = field(default_factory=list)
 
     @property
     def todo(self) -> list[PlannedRun]:
@@ -93,9 +140,15 @@ class Plan:
         return out
 
     def to_text(self) -> str:
-        head = (f"plan for {self.target} of night {self.night}, IFUs {self.ifus}: "
+        what = (f"target {self.object} ({len(self.nights)} night(s): {', '.join(self.nights)})" if self.object
+                else f"night {self.night}")
+        head = (f"plan for {self.target} of {what}, IFUs {self.ifus}: "
                 f"{len(self.todo)} run(s) to do, {len(self.items) - len(self.todo)} current")
-        return "\n".join([head] + [f"  {'->' if i.needed else '  '} {i}" for i in self.items])
+        many = len(self.nights) > 1
+        lines = [head] + [f"  {'->' if i.needed else '  '} " + (f"{i.night or 'all':<10} " if many else "") + str(i)
+                          for i in self.items]
+        lines += [f"  calibration: {b}" for b in self.borrowed]
+        return "\n".join(lines)
 
     def __str__(self):
         return self.to_text()
@@ -138,11 +191,22 @@ def _deps(step: Step, steps: dict[str, Step]) -> list[str]:
 
 
 class _Planner:
-    def __init__(self, arch, night, ifus, dcfg, params, collections):
+    """Judges every (step, night, IFU or exposure) of a plan once (memoised by ``state``).
+
+    ``nights`` maps each night planned to its IFUs; more nights join when a night without
+    its own calibration frames takes a calibration from a nearby one (:meth:`lender`).
+    ``target`` (an ``OBJECT``) restricts per-exposure steps to its exposures and makes a
+    per-night combination one run over all its nights (:func:`~.steps.split_of`).
+    """
+
+    def __init__(self, arch, nights: dict, dcfg, params, collections, target: str | None = None,
+                 ifus=None):
         from ..recipes import configure, get_recipe
 
         configure(arch.config)  # the site's esorex describes the recipes planned
-        self.arch, self.night, self.ifus, self.dcfg = arch, night, ifus, dcfg
+        self.arch, self.nights, self.dcfg = arch, dict(nights), dcfg
+        self.target = target or None
+        self.fixed_ifus = ifus  # the IFUs asked for (None: each night's own)
         self.collections = collections
         self._found: dict = {}
         self.params = params
@@ -150,7 +214,11 @@ class _Planner:
         self.memo: dict = {}
         self._runs: dict = {}
         self._records: dict = {}
+        self._raw: dict = {}
+        self._exposures: dict = {}
+        self.borrowed: list[str] = []
 
+    # ------------------------------------------------------------------ archive reads (cached)
     def run_of(self, run_id):
         self._load_runs([run_id])
         if self._runs.get(run_id) is None:
@@ -173,14 +241,32 @@ class _Planner:
             got = self.arch.get_many(todo)
             self._records.update({i: got.get(i) for i in todo})  # None: gone, or not visible
 
-    def products(self, step: Step, ifu):
-        """Usable products of the step's main category this night found through the search path, best last."""
-        if step.main_product not in self._found:
-            found = list(reversed(self.arch.find(step.main_product, collections=self.collections, night=self.night)))
-            self._found[step.main_product] = found
+    def ifus_of(self, night) -> list[int]:
+        if night not in self.nights:
+            self.nights[night] = (list(self.fixed_ifus) if self.fixed_ifus is not None
+                                  else ifus_of_night(self.arch, night))
+        return self.nights[night]
+
+    def raw(self, tag, night, ifu=None):
+        key = (tag, night, ifu)
+        if key not in self._raw:
+            self._raw[key] = raw_frames(self.arch, tag, night, ifu=ifu)
+        return self._raw[key]
+
+    def found(self, category, night):
+        """Usable datasets of ``category`` of a night (a list: any of them) through the search path, best last."""
+        key = (category, tuple(night) if isinstance(night, list) else night)
+        if key not in self._found:
+            found = list(reversed(self.arch.find(category, collections=self.collections, night=night)))
+            self._found[key] = found
             self._load_runs(r.run_id for r in found if r.kind != DatasetKind.RAW.value and r.run_id is not None)
+        return self._found[key]
+
+    def products(self, step: Step, ifu, night):
+        """Usable products of the step's main category of a night (None: every night of the target), best last."""
+        where = night if night is not None else self.target_nights()
         out = []
-        for rec in self._found[step.main_product]:
+        for rec in self.found(step.main_product, where):
             if rec.kind == DatasetKind.RAW.value or rec.run_id is None:
                 continue
             if ifu is not None and rec.ifu != ifu:
@@ -188,8 +274,36 @@ class _Planner:
             if self.run_of(rec.run_id).recipe != step.recipe:
                 continue
             out.append(rec)
+        if night is None:  # a target's run: its products are dated by one of the target's exposures
+            keys = set(self.target_exposures(None))
+            out = [r for r in out if exposure_key(r.mjd_obs) in keys]
         return out
 
+    def target_nights(self) -> list[str]:
+        return [n for n in self.nights if n in self._target_nights] if self.target else list(self.nights)
+
+    @property
+    def _target_nights(self):
+        if "nights" not in self._exposures:
+            self._exposures["nights"] = set(target_nights(self.arch, self.target)) if self.target else set()
+        return self._exposures["nights"]
+
+    def target_exposures(self, night) -> list[float]:
+        key = ("target", night)
+        if key not in self._exposures:
+            self._exposures[key] = target_exposures(self.arch, self.target, night)
+        return self._exposures[key]
+
+    def exposures(self, step: Step, night) -> list[float]:
+        """The exposures a per-exposure step reduces in a night (only the target's, for a target)."""
+        raw = {"PIXTABLE_OBJECT": "OBJECT", "PIXTABLE_STD": "STD"}.get(step.input_tag, "OBJECT")
+        keys = sorted({exposure_key(f.mjd_obs) for f in self.raw(raw, night)})
+        if self.target and raw == "OBJECT":
+            mine = set(self.target_exposures(night))
+            keys = [k for k in keys if k in mine]
+        return keys
+
+    # ------------------------------------------------------------------ judging
     def expected_params(self, step: Step) -> dict:
         rec = self.get_recipe(step.recipe)
         given = self.dcfg.parameters_for(step.recipe, self.params.get(step.name))
@@ -204,7 +318,7 @@ class _Planner:
             return False, None
         return rec.usable_for(ifu if any(s.ifu == ifu for s in rec.ifus) else None), rec
 
-    def judge(self, step: Step, ifu, product, dep_items, mjd=None) -> tuple[str, str]:
+    def judge(self, step: Step, ifu, product, dep_items, mjd=None, night=None) -> tuple[str, str]:
         """Status and reason for an existing product (of exposure ``mjd`` for per-exposure steps)."""
         run = self.run_of(product.run_id)
         recipe = self.get_recipe(step.recipe)
@@ -232,55 +346,176 @@ class _Planner:
             newest = d.product_id
             if mjd is not None and d.exposure is None and newest:
                 # a per-IFU step makes one product per exposure: compare with this exposure's newest
-                same = [p for p in self.products(STEPS[d.step], d.ifu) if exposure_key(p.mjd_obs) == mjd]
+                same = [p for p in self.products(STEPS[d.step], d.ifu, d.night) if exposure_key(p.mjd_obs) == mjd]
                 newest = same[-1].id if same else None
             if newest and newest not in used_ids and _category_used(run, self, d):
                 return "out of date", f"a newer {STEPS[d.step].main_product} #{newest} exists"
+        if step.input_kind == "product" and mjd is None:
+            # A combination of exposures (exp_combine): it must hold the newest usable input
+            # of every exposure, and no more (a new exposure, a rebuilt one, one left out).
+            why = self._inputs_changed(step, run, night)
+            if why:
+                return "out of date", why
         return "current", f"run {run.id}, {run.pipeline_version}"
 
-    def state(self, step: Step, ifu, steps) -> list[PlannedRun]:
-        key = (step.name, ifu)
+    def _inputs_changed(self, step: Step, run, night) -> str:
+        nights = [night] if night is not None else self.target_nights()
+        now: dict = {}
+        for n in nights:
+            keys = set(self.target_exposures(n)) if self.target else None
+            ifus = set(self.ifus_of(n)) | {None}
+            for rec in reversed(self.found(step.input_tag, n)):  # best first, as selection takes them
+                k = (exposure_key(rec.mjd_obs), rec.ifu)
+                if rec.kind == DatasetKind.RAW.value or rec.ifu not in ifus or (keys is not None and k[0] not in keys):
+                    continue
+                now.setdefault(k, rec.id)
+        used = {}
+        for inp in run.inputs:
+            if inp.tag == step.input_tag:
+                ok, rec = self.input_valid(inp.dataset_id, None)
+                if rec is not None:
+                    used[(exposure_key(rec.mjd_obs), rec.ifu)] = rec.id
+        new = sorted({k[0] for k in set(now) - set(used)})
+        if new:
+            return f"exposure(s) MJD {', '.join(f'{m:.5f}' for m in new[:4])} not in it"
+        newer = [now[k] for k in used if k in now and now[k] != used[k]]
+        if newer:
+            return f"a newer {step.input_tag} #{newer[0]} exists"
+        return ""
+
+    # ------------------------------------------------------------------ walking the cascade
+    def has_input(self, step: Step, night, ifu) -> bool:
+        """Does ``night`` hold what ``step`` reduces (for IFU ``ifu``)?"""
+        if step.input_kind == "raw":
+            return len(self.raw(step.input_tag, night, ifu)) >= max(1, step.min_inputs)
+        if step.per == PER_EXPOSURE:
+            return bool(self.exposures(step, night))
+        return bool(self.raw("OBJECT", night))
+
+    def lender(self, step: Step, night, ifu):
+        """The nearest night within the window of the step's product that holds its input, and the window.
+
+        Only for calibrations: a night without bias frames takes the master bias of the
+        night before (or after); a night without science has no cube to borrow.
+        """
+        if kind_of_category(step.main_product) != DatasetKind.CALIBRATION:
+            return None, 0
+        window = self.dcfg.window_for(step.main_product)
+        day = Date.fromisoformat(night)
+        for k in range(1, window + 1):
+            # the night before first: reduced in order, its calibrations exist already
+            for other in (day - timedelta(days=k), day + timedelta(days=k)):
+                n = other.isoformat()
+                if self.has_input(step, n, ifu):
+                    return n, window
+        return None, window
+
+    def state(self, step: Step, ifu, steps, night=None) -> list[PlannedRun]:
+        split = split_of(step, self.target)
+        if split == PER_TARGET:
+            night = None
+        key = (step.name, night, ifu)
         if key in self.memo:
             return self.memo[key]
+        if night is not None and not self.has_input(step, night, ifu):
+            src, window = self.lender(step, night, ifu)
+            if src is not None:
+                items = self.state(step, ifu, steps, night=src)
+                side = "before" if src < night else "after"
+                apart = abs((Date.fromisoformat(src) - Date.fromisoformat(night)).days)
+                note = (f"night {night} has no {step.input_tag}" + (f" for IFU {ifu}" if ifu else "")
+                        + f": {step.name} of night {src} makes its {step.main_product} ({apart} night(s) "
+                          f"{side}, within the {window}-night window of {step.main_product})")
+                if note not in self.borrowed:
+                    self.borrowed.append(note)
+                self.memo[key] = items
+                return items
+            if step.skip_without_input:
+                self.memo[key] = []  # e.g. no standard star near this night: the fallback serves
+                return []
+            lacking = (f"; night {night} has no {step.input_tag} to make one"
+                       + (f", nor any night within the {window}-night window of {step.main_product}"
+                          if kind_of_category(step.main_product) == DatasetKind.CALIBRATION else ""))
+        else:
+            lacking = ""
         dep_items = []
         for dname in _deps(step, steps):
             dstep = steps[dname]
-            if dstep.per == PER_IFU:
-                for i in ([ifu] if ifu is not None else self.ifus):
-                    dep_items += self.state(dstep, i, steps)
-            else:
+            dnights = [night] if night is not None else self.target_nights()
+            if split_of(dstep, self.target) == PER_TARGET:
                 dep_items += self.state(dstep, None, steps)
-        if step.skip_without_input and step.input_kind == "raw" \
-                and not raw_frames(self.arch, step.input_tag, self.night, ifu=ifu):
+                continue
+            for n in dnights:
+                if dstep.per == PER_IFU:
+                    for i in ([ifu] if ifu is not None else self.ifus_of(n)):
+                        dep_items += self.state(dstep, i, steps, night=n)
+                else:
+                    dep_items += self.state(dstep, None, steps, night=n)
+        if night is not None and step.skip_without_input and step.input_kind == "raw" \
+                and not self.raw(step.input_tag, night, ifu):
             items = []  # e.g. no standard star this night: nothing to build, nothing missing
-        elif step.per == PER_IFU:
-            items = [self._judge_one(step, ifu, None, dep_items)]
-        elif step.per == PER_EXPOSURE:
+        elif split == PER_IFU:
+            items = [self._judge_one(step, night, ifu, None, dep_items)]
+        elif split == PER_EXPOSURE:
             items = []
-            for mjd in self.exposures(step):
+            for mjd in self.exposures(step, night):
                 mine = [d for d in dep_items if d.exposure in (None, mjd)]
-                items.append(self._judge_one(step, None, mjd, mine))
+                items.append(self._judge_one(step, night, None, mjd, mine))
         else:
-            items = [self._judge_one(step, None, None, dep_items)]
+            items = [self._judge_one(step, night, None, None, dep_items)]
+        if lacking:
+            for i in items:
+                if i.status == "missing":
+                    i.reason += lacking
         self.memo[key] = items
         return items
 
-    def exposures(self, step: Step) -> list[float]:
-        raw = {"PIXTABLE_OBJECT": "OBJECT", "PIXTABLE_STD": "STD"}.get(step.input_tag, "OBJECT")
-        return sorted({exposure_key(f.mjd_obs) for f in raw_frames(self.arch, raw, self.night)})
-
-    def _judge_one(self, step, ifu, mjd, dep_items) -> PlannedRun:
-        prods = self.products(step, ifu)
+    def _judge_one(self, step, night, ifu, mjd, dep_items) -> PlannedRun:
+        prods = self.products(step, ifu, night)
         if mjd is not None:
             prods = [p for p in prods if exposure_key(p.mjd_obs) == mjd]
             if step.combines_ifus:
-                prods = [p for p in prods if sorted(self._ifus_of_run(p.run_id)) == self.ifus]
+                prods = [p for p in prods if sorted(self._ifus_of_run(p.run_id)) == sorted(self.ifus_of(night))]
         if not prods:
+            gone = self._unusable(step, night, ifu, mjd)
+            if gone is not None:
+                # It was built, but it (or what it was made from) has been marked invalid since.
+                if gone.affected_by is not None:
+                    self._load_records([gone.affected_by])
+                    src = self._records.get(int(gone.affected_by))
+                    what = f"{src.category} #{src.id}" if src is not None else f"#{gone.affected_by}"
+                    why = f"made from {what}, since marked invalid"
+                else:
+                    why = f"marked invalid ({gone.flag}{': ' + gone.comment if gone.comment else ''})"
+                return PlannedRun(step.name, ifu, mjd, "out of date", f"{step.main_product} #{gone.id} {why}",
+                                  gone.id, night=night or "")
+            where = f" of night {night}" if night is not None else f" of target {self.target}"
             return PlannedRun(step.name, ifu, mjd, "missing", f"no valid {step.main_product}"
-                              + (f" for IFU {ifu}" if ifu else "") + f" of night {self.night}")
+                              + (f" for IFU {ifu}" if ifu else "") + where, night=night or "")
         product = prods[-1]
-        status, reason = self.judge(step, ifu, product, dep_items, mjd)
-        return PlannedRun(step.name, ifu, mjd, status, reason, product.id)
+        status, reason = self.judge(step, ifu, product, dep_items, mjd, night)
+        return PlannedRun(step.name, ifu, mjd, status, reason, product.id, night=night or "")
+
+    def _unusable(self, step: Step, night, ifu, mjd):
+        """The newest product of the step that is no longer usable (invalid, or affected), or None."""
+        where = night if night is not None else self.target_nights()
+        found = self.arch.query(category=step.main_product, night=where, valid=False,
+                                collections=self.collections, order_by="created")
+        keys = set(self.target_exposures(None)) if night is None else None
+        out = None
+        for rec in found:
+            if rec.kind == DatasetKind.RAW.value or rec.run_id is None or (ifu is not None and rec.ifu != ifu):
+                continue
+            if mjd is not None and exposure_key(rec.mjd_obs) != mjd:
+                continue
+            if keys is not None and exposure_key(rec.mjd_obs) not in keys:
+                continue
+            self._load_runs([rec.run_id])
+            run = self._runs.get(rec.run_id)
+            if run is None or run.recipe != step.recipe:
+                continue
+            out = rec
+        return out
 
     def _ifus_of_run(self, run_id):
         run = self.run_of(run_id)
@@ -299,18 +534,19 @@ def _category_used(run, planner, dep: PlannedRun) -> bool:
     return False
 
 
-def plan(target: str, date: str, ifus=None, *, archive=None, p: dict | None = None,
-         step_params: dict | None = None, commit: bool = False, collections=None) -> Plan:
-    """The ordered runs needed to make ``target`` for a night (see the module docstring).
+def plan(step: str, date: str | None = None, ifus=None, *, archive=None, p: dict | None = None,
+         step_params: dict | None = None, commit: bool = False, collections=None,
+         target: str | None = None) -> Plan:
+    """The ordered runs needed to make ``step`` for a night or a target (see the module docstring).
 
     Parameters
     ----------
-    target : str
-        Step name, e.g. ``scipost``.
-    date : str
-        Night ``YYYY-MM-DD``.
+    step : str
+        Step name, e.g. ``scipost`` (the first positional argument; it was once called ``target``).
+    date : str, optional
+        Night ``YYYY-MM-DD``; with ``target``, only that night of the target.
     ifus : list of int, optional
-        Default: all IFUs of the night's raw frames.
+        Default: all IFUs of each night's raw frames.
     p : dict, optional
         Parameters of the target step.
     step_params : dict, optional
@@ -319,10 +555,20 @@ def plan(target: str, date: str, ifus=None, *, archive=None, p: dict | None = No
         Plan the project's reference reduction (its reference path) rather than a personal trial.
     collections : list of str, optional
         Search path of a personal trial (default: the archive's).
+    target : str, optional
+        A target (``OBJECT``): plan every night it was observed in, its exposures only; a
+        per-night combination (exp_combine) becomes one run over all its nights. A night
+        without its own calibration frames takes each calibration from the nearest night
+        within :attr:`DpuConfig.calibration_windows` (planned there, said in ``Plan.borrowed``).
 
     Returns
     -------
     Plan
+
+    Raises
+    ------
+    NotFoundError
+        No raw frames of the night, or of the target.
     """
     from .api import open_default_archive
 
@@ -332,50 +578,78 @@ def plan(target: str, date: str, ifus=None, *, archive=None, p: dict | None = No
     # so that its step is planned again (its products never entered the archive).
     for st in arch.close_stale_runs(**dcfg.stale_limits()):
         print(f"run {st.run_id} ({st.recipe}) closed as failed: {st.reason}")
-    tstep = get_step(target)
+    tstep = get_step(step)
     params = dict(step_params or {})
     if p:
         params[tstep.name] = p
-    ifus = sorted(int(i) for i in ([ifus] if isinstance(ifus, int) else ifus)) if ifus is not None \
-        else ifus_of_night(arch, str(date))
-    if not ifus:
-        raise NotFoundError(f"no raw frames of night {date} in the archive (nothing to plan)")
-    steps = {s.name: s for s in cascade(target, dcfg)}
+    fixed = sorted(int(i) for i in ([ifus] if isinstance(ifus, int) else ifus)) if ifus is not None else None
+    if target:
+        nights = target_nights(arch, target)
+        if date is not None:
+            nights = [n for n in nights if n == str(date)]
+        if not nights:
+            raise NotFoundError(f"no raw science frames of target {target!r}"
+                                + (f" in night {date}" if date is not None else "") + " in the archive")
+    else:
+        if date is None:
+            raise NotFoundError(f"plan {tstep.name}: say which night (date=...) or which target (target=...)")
+        nights = [str(date)]
+    per_night = {n: (fixed if fixed is not None else ifus_of_night(arch, n)) for n in nights}
+    if not any(per_night.values()):
+        raise NotFoundError(f"no raw frames of night {nights[0]} in the archive (nothing to plan)")
+    steps = {s.name: s for s in cascade(tstep.name, dcfg)}
     path = arch.search_path(reference=True) if commit else (
         list(collections) if collections is not None else arch.search_path())
-    pl = _Planner(arch, str(date), ifus, dcfg, params, path)
+    pl = _Planner(arch, per_night, dcfg, params, path, target=target, ifus=fixed)
     for s in steps.values():
-        if s.per == PER_IFU:
-            for i in ifus:
-                pl.state(s, i, steps)
-        else:
+        if split_of(s, target) == PER_TARGET:
             pl.state(s, None, steps)
-    out = Plan(tstep.name, str(date), ifus)
+            continue
+        for n in nights:
+            if s.per == PER_IFU:
+                for i in per_night[n]:
+                    pl.state(s, i, steps, night=n)
+            else:
+                pl.state(s, None, steps, night=n)
+    all_ifus = sorted({i for v in pl.nights.values() for i in v})
+    out = Plan(tstep.name, nights[0], all_ifus, object=target or "", borrowed=list(pl.borrowed))
+    seen = set()
     for s in steps.values():
-        for (name, _i), items in pl.memo.items():
-            if name == s.name:
-                out.items += items
+        for (name, _n, _i), items in pl.memo.items():
+            if name != s.name:
+                continue
+            for item in items:
+                if id(item) not in seen:
+                    seen.add(id(item))
+                    out.items.append(item)
+    out.nights = sorted({i.night for i in out.items if i.night} | set(nights))
     return out
 
 
-def make(target: str, date: str, ifus=None, *, dry_run: bool = True, commit: bool = False,
+def make(step: str, date: str | None = None, ifus=None, *, dry_run: bool = True, commit: bool = False,
          archive=None, p: dict | None = None, step_params: dict | None = None,
-         engine: str | None = None, progress: bool = True) -> Plan:
-    """Print the plan for ``target``; with ``dry_run=False`` execute it in dependency order.
+         engine: str | None = None, progress: bool = True, target: str | None = None) -> Plan:
+    """Print the plan for ``step`` (of a night, or of a ``target``); with ``dry_run=False`` execute it.
 
-    Each step's runs (one per IFU, or per exposure) execute in parallel; a
-    failed run stops the cascade (:class:`~musewise.dpu.api.ReductionFailed`).
+    Runs execute in dependency order; each step's runs (one per IFU, or per exposure)
+    execute in parallel; a failed run stops the cascade
+    (:class:`~musewise.dpu.api.ReductionFailed`). ``target`` as for :func:`plan`.
 
     Returns
     -------
     Plan
         The plan as it was before execution.
+
+    Examples
+    --------
+    >>> dpu.make('exp_combine', target='SIM-DEEP-FIELD')                 # doctest: +SKIP
+    >>> dpu.make('exp_combine', target='SIM-DEEP-FIELD', dry_run=False)  # doctest: +SKIP
     """
     from .api import open_default_archive
     from .plan_table import execute_plan
 
     arch = open_default_archive(archive)
-    pl = plan(target, date, ifus, archive=arch, p=p, step_params=step_params, commit=commit)
+    pl = plan(step, date, ifus, archive=arch, p=p, step_params=step_params, commit=commit, target=target)
     print(pl.to_text())
     if dry_run or not pl.todo:
         return pl

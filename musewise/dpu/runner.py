@@ -116,7 +116,7 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
     configure(arch.config)  # a Dask worker's recipes run the site's esorex
     recipe = get_recipe(spec.recipe)
     details = {"step": spec.step, "exposure": spec.exposure, "ifus": spec.ifus, "host": os.uname().nodename,
-               "calibration_choices": spec.choices}
+               "calibration_choices": spec.choices, "target": spec.target, "nights": spec.nights}
 
     def parameters(run_id: int, workdir: Path) -> dict:
         return dict(

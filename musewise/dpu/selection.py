@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import date
 
 from ..exceptions import CalibrationNotFoundError, NotFoundError
 from ..vocabulary import DatasetKind, Privilege
-from .steps import PER_EXPOSURE, PER_IFU, PER_NIGHT, Step
+from .steps import PER_EXPOSURE, PER_IFU, PER_NIGHT, PER_TARGET, Step, split_of
 
 #: Two products with MJD-OBS closer than this (days, ~0.1 s) belong to one exposure.
 SAME_EXPOSURE_DAYS = 1e-6
@@ -63,6 +64,10 @@ class RunSpec:
         The collection search path its inputs were chosen from.
     choices : list of dict
         Each calibration choice: category, IFU, the chosen ID, and the candidates that lost and why.
+    target : str
+        The ``OBJECT`` of a per-target run (its inputs come from every night of the target), else "".
+    nights : list of str
+        The nights whose products a per-target run reads (else the run's night only).
     """
 
     step: str
@@ -79,6 +84,8 @@ class RunSpec:
     reference: bool = False
     collections: list[str] = field(default_factory=list)
     choices: list[dict] = field(default_factory=list)
+    target: str = ""
+    nights: list[str] = field(default_factory=list)
 
     @property
     def sof(self) -> list[tuple[str, str]]:
@@ -88,6 +95,8 @@ class RunSpec:
     @property
     def label(self) -> str:
         where = f"IFU {self.ifu:02d}" if self.ifu else (self.exposure or f"{len(self.ifus)} IFUs")
+        if self.target and len(self.nights) > 1:
+            return f"{self.step} {self.target} ({len(self.nights)} nights) {where}"
         return f"{self.step} {self.night} {where}"
 
     def describe(self) -> str:
@@ -127,12 +136,15 @@ def night_mode(arch, night: str) -> str | None:
 
 
 def choose_calibration(arch, category: str, *, ifu: int | None, mjd: float, mode: str | None,
-                       night: str, collections=None, reference: bool = False, choices=None) -> RunInput:
+                       night: str, collections=None, reference: bool = False, choices=None,
+                       window: float | None = None) -> RunInput:
     """The best calibration of ``category`` for an IFU at a time, with the reason.
 
     The choice is :meth:`Archive.best_calibration`'s, from the certified calibrations
-    of the search path ``collections``; the candidates that lost are appended to
-    ``choices`` (recorded with the run).
+    of the search path ``collections``, taken at most ``window`` nights from the
+    frame's night (:attr:`DpuConfig.calibration_windows`; None: no limit); the
+    choice and the candidates that lost are appended to ``choices`` (recorded with
+    the run), saying from which night the calibration came.
 
     Raises
     ------
@@ -140,13 +152,28 @@ def choose_calibration(arch, category: str, *, ifu: int | None, mjd: float, mode
         If none is eligible; the message says why the candidates were refused.
     """
     ch = arch.best_calibration(category, ifu=ifu or 1, mjd=mjd, mode=mode, collections=collections,
-                               reference=reference)
+                               reference=reference, window_nights=window)
     r = ch.record
+    reason = ch.reason
+    came = _night_note(r, night, window)
+    if came:
+        reason = f"{reason}; {came}"
     if choices is not None:
         choices.append({"category": category, "ifu": ifu, "chosen": r.id, "collection": ch.collection,
-                        "reason": ch.reason, "losers": [[lo.dataset_id, lo.collection, lo.reason] for lo in ch.losers],
-                        "note": _origin_note(r)})
-    return RunInput(r.id, category, ch.reason, arch.path(r.id), r.ifu or ifu)
+                        "reason": reason, "losers": [[lo.dataset_id, lo.collection, lo.reason] for lo in ch.losers],
+                        "note": _origin_note(r), "night": r.night, "frame_night": night,
+                        "window_nights": window})
+    return RunInput(r.id, category, reason, arch.path(r.id), r.ifu or ifu)
+
+
+def _night_note(rec, night: str, window) -> str:
+    # Said when a calibration comes from another night than the frame's (a night without its own).
+    if not rec.night or not night or rec.night == night:
+        return ""
+    n = abs((date.fromisoformat(rec.night) - date.fromisoformat(night)).days)
+    side = "before" if rec.night < night else "after"
+    limit = f" (within the {window:g}-night window of {rec.category})" if window is not None else ""
+    return f"from night {rec.night}, {n} night(s) {side} night {night}{limit}"
 
 
 def _origin_note(rec) -> str:
@@ -163,16 +190,17 @@ def _origin_note(rec) -> str:
 
 
 def _calibrations(arch, step: Step, ifu, mjd, mode, night, collections, reference, choices,
-                  params=None) -> list[RunInput]:
+                  params=None, windows=None) -> list[RunInput]:
     kw = dict(ifu=ifu, mjd=mjd, mode=mode, night=night, collections=collections, reference=reference,
               choices=choices)
+    window_of = windows if callable(windows) else dict(windows or {}).get
     required = step.required_for(_effective(step, params))
-    out = [choose_calibration(arch, cat, **kw) for cat in required]
+    out = [choose_calibration(arch, cat, window=window_of(cat), **kw) for cat in required]
     for cat in step.optional:
         if cat in required:
             continue
         try:
-            out.append(choose_calibration(arch, cat, **kw))
+            out.append(choose_calibration(arch, cat, window=window_of(cat), **kw))
         except CalibrationNotFoundError:
             pass  # optional: the recipe runs without it
     return out
@@ -211,20 +239,34 @@ def exposure_key(mjd: float | None) -> float | None:
     return None if mjd is None else round(float(mjd) / SAME_EXPOSURE_DAYS) * SAME_EXPOSURE_DAYS
 
 
-def select_runs(arch, step: Step, night: str, ifus=None, mode: str | None = None,
+def target_nights(arch, target: str) -> list[str]:
+    """The nights a target (``OBJECT``) was observed in: those of its raw science frames, in order."""
+    return sorted({r.night for r in arch.query(kind=DatasetKind.RAW.value, category="OBJECT", object=target)
+                   if r.night})
+
+
+def target_exposures(arch, target: str, night: str | None = None) -> list[float]:
+    """The exposures (MJD-OBS keys, :func:`exposure_key`) of a target, of one night or all."""
+    kw = dict(kind=DatasetKind.RAW.value, category="OBJECT", object=target, order_by="mjd_obs")
+    if night is not None:
+        kw["night"] = night
+    return sorted({exposure_key(r.mjd_obs) for r in arch.query(**kw)})
+
+
+def select_runs(arch, step: Step, night: str | None, ifus=None, mode: str | None = None,
                 params: dict | None = None, privilege: int = int(Privilege.PRIVATE),
                 project: str = "", skip_missing_ifus: bool = False, reference: bool = False,
-                collections=None) -> list[RunSpec]:
-    """Describe the runs that reduce ``step`` for a night: inputs chosen, nothing run.
+                collections=None, target: str | None = None, windows=None) -> list[RunSpec]:
+    """Describe the runs that reduce ``step`` for a night (or a target): inputs chosen, nothing run.
 
     Parameters
     ----------
     arch : Archive
     step : Step
-    night : str
-        ``YYYY-MM-DD``.
+    night : str or None
+        ``YYYY-MM-DD``; None with a ``target``: every night of the target.
     ifus : list of int, optional
-        Default: every IFU present in the night's raw frames.
+        Default: every IFU present in the night's raw frames (of all the target's nights).
     mode : str, optional
         Instrument mode; default: that of the night's science frames.
     params : dict
@@ -233,6 +275,13 @@ def select_runs(arch, step: Step, night: str, ifus=None, mode: str | None = None
         Choose for the project's reference reduction: read only its reference path.
     collections : list of str, optional
         Search path (default: the archive's, or the reference path).
+    target : str, optional
+        An ``OBJECT``: steps reducing products take only the target's exposures, and a
+        per-night combination (exp_combine) takes those of every night of the target
+        (:func:`~musewise.dpu.steps.split_of`: one :data:`PER_TARGET` run).
+    windows : callable or dict, optional
+        Category -> how many nights from the frame's a calibration may come from
+        (default :meth:`DpuConfig.window_for` of the archive's configuration).
 
     Raises
     ------
@@ -241,21 +290,47 @@ def select_runs(arch, step: Step, night: str, ifus=None, mode: str | None = None
     CalibrationNotFoundError
         A required calibration is missing for some IFU.
     """
+    if windows is None:
+        from .config import DpuConfig
+
+        windows = DpuConfig.from_config(arch.config).window_for
+    window_of = windows if callable(windows) else dict(windows).get
+    split = split_of(step, target)
+    if target and step.input_kind == "raw":
+        target = None  # raw frames (calibrations, a night's science) are reduced per night whatever the target
+    if target:
+        nights = target_nights(arch, target)
+        if not nights:
+            raise NotFoundError(f"no raw science frames of target {target!r} in the archive (nothing to reduce)")
+        if night is not None and split != PER_TARGET:
+            nights = [night] if night in nights else []
+            if not nights:
+                raise NotFoundError(f"target {target!r} was not observed in night {night}")
+    else:
+        if night is None:
+            raise NotFoundError(f"{step.name}: say which night (date=...) or which target (target=...)")
+        nights = [night]
+    night = night or nights[0]
     mode = mode or night_mode(arch, night)
     if ifus is None:
-        ifus = ifus_of_night(arch, night)
+        found = set()
+        for n in nights:
+            found.update(ifus_of_night(arch, n))
+        ifus = found
     ifus = sorted({int(i) for i in ifus})
     if not ifus:
         raise NotFoundError(f"no raw frames of night {night} in the archive (nothing to reduce)")
     path = list(collections) if collections is not None else arch.search_path(reference=reference)
-    base = dict(step=step.name, recipe=step.recipe, night=night, mode=mode, params=dict(params or {}),
-                privilege=int(privilege), project=project, reference=reference, collections=path)
+    base = dict(step=step.name, recipe=step.recipe, mode=mode, params=dict(params or {}),
+                privilege=int(privilege), project=project, reference=reference, collections=path,
+                target=target or "")
     specs = []
 
-    def calibrations(ifu, mjd, choices):
-        return _calibrations(arch, step, ifu, mjd, mode, night, path, reference, choices, params)
+    def calibrations(ifu, mjd, choices, frame_night):
+        return _calibrations(arch, step, ifu, mjd, mode, frame_night, path, reference, choices, params,
+                             window_of)
 
-    if step.per == PER_IFU and step.input_kind == "raw":
+    if step.input_kind == "raw" and step.per == PER_IFU:
         for ifu in ifus:
             frames = raw_frames(arch, step.input_tag, night, ifu=ifu)
             if mode and step.input_tag in ("OBJECT", "STD", "SKYFLAT", "SKY"):
@@ -271,10 +346,10 @@ def select_runs(arch, step: Step, night: str, ifus=None, mode: str | None = None
             inputs = [RunInput(f.id, step.input_tag, f"{step.input_tag} of night {night}, IFU {ifu} valid",
                                arch.path(f.id), ifu) for f in frames]
             choices: list = []
-            inputs += calibrations(ifu, mjd, choices)
-            specs.append(RunSpec(ifu=ifu, inputs=inputs, ifus=[ifu], choices=choices, **base))
+            inputs += calibrations(ifu, mjd, choices, night)
+            specs.append(RunSpec(night=night, ifu=ifu, inputs=inputs, ifus=[ifu], choices=choices, **base))
         return specs
-    if step.per == PER_NIGHT and step.input_kind == "raw":
+    if step.input_kind == "raw":
         frames = [f for f in raw_frames(arch, step.input_tag, night)
                   if any(f.usable_for(i) for i in ifus)]
         if len(frames) < step.min_inputs:
@@ -284,20 +359,25 @@ def select_runs(arch, step: Step, night: str, ifus=None, mode: str | None = None
                   for f in frames]
         choices = []
         for ifu in ifus:
-            inputs += calibrations(ifu, mjd, choices)
-        return [RunSpec(ifu=None, inputs=_dedupe(inputs), ifus=ifus, choices=choices, **base)]
+            inputs += calibrations(ifu, mjd, choices, night)
+        return [RunSpec(night=night, ifu=None, inputs=_dedupe(inputs), ifus=ifus, choices=choices, **base)]
     # Steps reducing products of other runs (scipost, standard, exp_combine).
-    products = latest_products(arch, step.input_tag, night, ifus=set(ifus) | {None}, collections=path)
     by_exposure: dict = defaultdict(dict)
-    for (key, ifu), rec in products.items():
-        by_exposure[key][ifu] = rec
+    for n in nights:
+        wanted = set(target_exposures(arch, target, n)) if target and step.input_tag != "PIXTABLE_STD" else None
+        products = latest_products(arch, step.input_tag, n, ifus=set(ifus) | {None}, collections=path)
+        for (key, ifu), rec in products.items():
+            if wanted is None or key in wanted:
+                by_exposure[(n, key)][ifu] = rec
+    where = f"target {target!r} (nights {', '.join(nights)})" if target else f"night {night}"
     if not by_exposure:
+        how = f"target='{target}'" if target else f"date='{night}'"
         raise NotFoundError(
-            f"no valid {step.input_tag} of night {night} for IFUs {ifus}; reduce them first "
-            f"(dpu.make('{step.name}', date='{night}') builds what is missing)"
+            f"no valid {step.input_tag} of {where} for IFUs {ifus}; reduce them first "
+            f"(dpu.make('{step.name}', {how}) builds what is missing)"
         )
     groups = [dict(sorted(v.items(), key=lambda kv: kv[0] or 0)) for _, v in sorted(by_exposure.items())]
-    if step.per == PER_NIGHT:
+    if split in (PER_NIGHT, PER_TARGET):
         merged = {}
         for g in groups:
             for ifu, rec in g.items():
@@ -306,18 +386,23 @@ def select_runs(arch, step: Step, night: str, ifus=None, mode: str | None = None
     for g in groups:
         recs = list(g.values())
         if len(recs) < step.min_inputs:
-            raise NotFoundError(f"{step.recipe} needs {step.min_inputs} {step.input_tag} in night {night}; found {len(recs)}")
+            raise NotFoundError(f"{step.recipe} needs {step.min_inputs} {step.input_tag} of {where}; "
+                                f"found {len(recs)}")
         mjd = recs[0].mjd_obs
+        run_night = recs[0].night or night
         inputs = [RunInput(r.id, step.input_tag,
                            f"{step.input_tag}" + (f" of IFU {r.ifu}" if r.ifu else "")
-                           + f" for exposure {_when(r)}, first found in {r.collection}",
+                           + f" for exposure {_when(r)}" + (f" of night {r.night}" if split == PER_TARGET else "")
+                           + f", first found in {r.collection}",
                            arch.path(r.id), r.ifu) for r in recs]
         used_ifus = sorted({r.ifu for r in recs if r.ifu})
         choices = []
         for ifu in used_ifus or [None]:
-            inputs += calibrations(ifu, mjd, choices)
-        specs.append(RunSpec(ifu=None, inputs=_dedupe(inputs), ifus=used_ifus, choices=choices,
-                             exposure=_when(recs[0]) if step.per == PER_EXPOSURE else "", **base))
+            inputs += calibrations(ifu, mjd, choices, run_night)
+        specs.append(RunSpec(night=run_night, ifu=None, inputs=_dedupe(inputs), ifus=used_ifus, choices=choices,
+                             exposure=_when(recs[0]) if split == PER_EXPOSURE else "",
+                             nights=sorted({r.night for r in recs if r.night}) if split == PER_TARGET else [],
+                             **base))
     return specs
 
 
@@ -335,4 +420,4 @@ def _dedupe(inputs: list[RunInput]) -> list[RunInput]:
 
 
 __all__ = ["RunInput", "RunSpec", "choose_calibration", "ifus_of_night", "latest_products",
-           "night_mode", "raw_frames", "select_runs"]
+           "night_mode", "raw_frames", "select_runs", "target_exposures", "target_nights"]

@@ -32,6 +32,10 @@ from ..exceptions import NotFoundError
 PER_IFU = "ifu"            #: one run per IFU (``--nifu=N``), all matching raw frames of the night
 PER_EXPOSURE = "exposure"  #: one run per exposure, with the products of every IFU (scipost)
 PER_NIGHT = "night"        #: one run for the whole night, every IFU and exposure (exp_combine)
+#: One run for every exposure of a target (``OBJECT``) over all the nights it was observed.
+#: A step reducing products with ``per=PER_NIGHT`` (exp_combine) is split this way when it
+#: is planned or run for a target (:func:`split_of`); a step may also say so itself.
+PER_TARGET = "target"
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class Step:
     products : tuple of str
         Categories the step makes; the first is its main product.
     per : str
-        :data:`PER_IFU`, :data:`PER_EXPOSURE` or :data:`PER_NIGHT`.
+        :data:`PER_IFU`, :data:`PER_EXPOSURE`, :data:`PER_NIGHT` or :data:`PER_TARGET`.
     min_inputs : int
         Fewest frames of ``input_tag`` the recipe accepts.
     skip_without_input : bool
@@ -145,6 +149,21 @@ for _s in STEPS.values():
 del _s, _c
 
 
+def split_of(step: Step, target: str | None = None) -> str:
+    """How ``step`` is split into runs when reduced for ``target`` (an ``OBJECT``; None: one night).
+
+    For a target, a step reducing products once per night (exp_combine) takes the
+    products of every night of the target: :data:`PER_TARGET`. A raw-frame step stays
+    as it is (twilight flats are combined per night). Without a target a
+    :data:`PER_TARGET` step takes the target's exposures of the one night: :data:`PER_NIGHT`.
+    """
+    if target and step.per == PER_NIGHT and step.input_kind == "product":
+        return PER_TARGET
+    if not target and step.per == PER_TARGET:
+        return PER_NIGHT
+    return step.per
+
+
 def get_step(name: str) -> Step:
     """The step called ``name``; a recipe name (``muse_bias``) or a Python recipe also works.
 
@@ -177,4 +196,5 @@ def get_step(name: str) -> Step:
     raise NotFoundError(f"No reduction step named {name!r}; known: {', '.join(STEPS)}")
 
 
-__all__ = ["PER_EXPOSURE", "PER_IFU", "PER_NIGHT", "PRODUCER", "STEPS", "Step", "get_step"]
+__all__ = ["PER_EXPOSURE", "PER_IFU", "PER_NIGHT", "PER_TARGET", "PRODUCER", "STEPS", "Step", "get_step",
+           "split_of"]

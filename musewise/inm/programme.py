@@ -12,7 +12,10 @@ What it models
   270 an exposure is taken at (see :data:`CORNER_STARS`).
 * **Nights** (:class:`ProgrammeNight`), each with its own calibrations, planned by
   :meth:`.NightPlan.for_night` (bias, dark, lamp flats, arcs, twilight sky flats and the
-  spectrophotometric standard placed on the simulated IFUs), and its OBs.
+  spectrophotometric standard placed on the simulated IFUs), and its OBs. A night may
+  have no calibrations of its own (``calibrations: false``): only its OBs (with their
+  ILLUM) are written, and its reduction takes the calibrations of a nearby night
+  (:data:`BUILTIN_PROGRAMMES` ``deep-field-shared-cal``).
 * **OBs** (:class:`ObservingBlock`): a position angle (``ESO INS DROT POSANG``, degrees
   from North through East of the instrument's +y axis; the MUSE deep fields used 0, 90,
   180 and 270), an attached illumination flat (``ILLUM``, ``ESO DPR TYPE
@@ -66,6 +69,7 @@ Programme files
             exptime: 900        # seconds, default 900
             dithers: [[0, 0], [1.2, 0.4], [-0.8, 1.0], [0.4, -1.2]]   # arcsec West, North
       - night: 2026-11-21
+        calibrations: false     # optional, default true: no bias, flat, arc... this night
         obs:
           - {posang: 90}        # default dithers: DEEP_FIELD_DITHERS
 
@@ -247,10 +251,15 @@ class ObservingBlock:
 
 @dataclass(frozen=True)
 class ProgrammeNight:
-    """One night of a programme: its evening date and its OBs, in order."""
+    """One night of a programme: its evening date and its OBs, in order.
+
+    ``calibrations`` False: the night has no calibration frames of its own (no bias,
+    dark, flat, arc, twilight flat or standard star), only its OBs.
+    """
 
     night: str
     obs: tuple[ObservingBlock, ...]
+    calibrations: bool = True
 
 
 @dataclass(frozen=True)
@@ -332,7 +341,11 @@ class Programme:
                                       exptime=float(o.get("exptime", EXPTIMES[FrameType.OBJECT])),
                                       illum=bool(o.get("illum", True)))
                        for o in n.get("obs", [])]
-                nights.append(ProgrammeNight(str(n["night"]), tuple(obs)))
+                own = n.get("calibrations", True)
+                if not isinstance(own, bool):
+                    raise ConfigurationError(f"night {n['night']}: 'calibrations' is true or false, "
+                                             f"got {own!r}")
+                nights.append(ProgrammeNight(str(n["night"]), tuple(obs), own))
             cal = {k: int(v) for k, v in (spec.get("calibrations") or {}).items()}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             if isinstance(exc, ConfigurationError):
@@ -398,8 +411,9 @@ class Programme:
         y_ref = ifu_centre_offset(ifus)
         plans = []
         for k, pn in enumerate(self.nights):
+            counts = dict(self.calibrations) if pn.calibrations else {key: 0 for key in _CALIBRATION_KEYS}
             cal = NightPlan.for_night(pn.night, ifus=ifus, n_object=0, seed=seed * 1000 + k,
-                                      scene=self.field.scene, **self.calibrations)
+                                      scene=self.field.scene, **counts)
             rng = np.random.default_rng([seed, k, 0x0B5])
             median_seeing = float(rng.uniform(0.6, 1.0))
             start = datetime.strptime(pn.night, "%Y-%m-%d").replace(tzinfo=timezone.utc)
@@ -460,9 +474,19 @@ def _deep_field_4pa() -> Programme:
     ))
 
 
-#: Built-in programmes: ``deep-field`` (2 nights x 1 OB x 4 exposures, PA 0 then 90) and
-#: ``deep-field-4pa`` (2 nights x 2 OBs x 4 exposures, PA 0, 90, 180, 270).
-BUILTIN_PROGRAMMES = {"deep-field": _deep_field, "deep-field-4pa": _deep_field_4pa}
+def _deep_field_shared_cal() -> Programme:
+    return Programme("deep-field-shared-cal", Field.deep_field(), (
+        ProgrammeNight("2026-11-20", (ObservingBlock(posang=0.0),)),
+        ProgrammeNight("2026-11-21", (ObservingBlock(posang=90.0),), calibrations=False),
+    ))
+
+
+#: Built-in programmes: ``deep-field`` (2 nights x 1 OB x 4 exposures, PA 0 then 90),
+#: ``deep-field-4pa`` (2 nights x 2 OBs x 4 exposures, PA 0, 90, 180, 270) and
+#: ``deep-field-shared-cal`` (``deep-field`` whose second night has no calibrations: its
+#: reduction takes those of the first).
+BUILTIN_PROGRAMMES = {"deep-field": _deep_field, "deep-field-4pa": _deep_field_4pa,
+                      "deep-field-shared-cal": _deep_field_shared_cal}
 
 
 def simulate_programme(outdir: str | os.PathLike, programme: Programme | str,

@@ -1,0 +1,250 @@
+"""Target processing across nights: plan and build a field observed over several nights.
+
+The planner tests run on SQLite and PostgreSQL (``archive``) on a real simulated
+2-night programme of one IFU (module fixture ``two_nights``: night 1 with its
+calibrations, night 2 without any), without running the pipeline. The ``pipeline``
+test reduces the same programme with the real MUSE pipeline, on SQLite.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from musewise import dpu
+from musewise.exceptions import CalibrationNotFoundError
+
+FIELD = "SIM-TWO-NIGHTS"
+NIGHT1, NIGHT2 = "2026-11-20", "2026-11-21"
+#: Two dithers per night: 2 exposures a night, 4 for the field.
+DITHERS = [[0.0, 0.0], [1.2, 0.3]]
+
+
+@pytest.fixture(scope="module")
+def two_nights(tmp_path_factory):
+    """Raw frames of a 2-night programme of one IFU; night 2 has no calibrations of its own.
+
+    A dict: night -> raw files, and 'static' -> the static calibrations.
+    """
+    from conftest import fixture_tmp
+    from musewise.inm import Programme, simulate_programme
+
+    prog = Programme.from_dict({
+        "name": "two-nights", "seed": 3,
+        "field": {"name": FIELD},
+        "calibrations": {"n_bias": 3, "n_dark": 0, "n_flat": 3, "n_arc_per_lamp": 1, "n_skyflat": 0,
+                         "n_std": 0},
+        "nights": [{"night": NIGHT1, "obs": [{"posang": 0, "dithers": DITHERS}]},
+                   {"night": NIGHT2, "calibrations": False, "obs": [{"posang": 90, "dithers": DITHERS}]}],
+    })
+    with fixture_tmp(tmp_path_factory, "two-nights") as out:
+        files = simulate_programme(out, prog, ifus=(1,), progress=False)
+        files["static"] = sorted((out / "static").glob("*.fits"))
+        yield files
+
+
+def _ingest(arch, frames):
+    files = [p for v in frames.values() for p in v]
+    rep = arch.ingest_many(files, progress=False)
+    assert not rep.refused, rep.refused
+
+
+def test_programme_night_without_calibrations_writes_only_its_obs(two_nights):
+    from musewise.ingest import inspect_file
+
+    kinds = {n: sorted({inspect_file(p).category for p in two_nights[n]}) for n in (NIGHT1, NIGHT2)}
+    assert {"BIAS", "FLAT", "ARC", "OBJECT", "ILLUM"} <= set(kinds[NIGHT1])
+    assert kinds[NIGHT2] == ["ILLUM", "OBJECT"]
+    assert all(inspect_file(p).object == FIELD for p in two_nights[NIGHT2])
+
+
+def test_target_plan_spans_its_nights_and_takes_night_2_calibrations_from_night_1(archive, two_nights):
+    _ingest(archive, two_nights)
+    pl = dpu.plan("scipost", target=FIELD, ifus=[1], archive=archive)
+    assert pl.object == FIELD and pl.nights == [NIGHT1, NIGHT2] and pl.ifus == [1]
+    where = [(i.step, i.night) for i in pl.items]
+    # The calibrations are built once, in night 1; each night reduces its own science.
+    for step in ("bias", "flat", "wavecal", "lsf"):
+        assert where.count((step, NIGHT1)) == 1 and (step, NIGHT2) not in where, step
+    assert where.count(("scibasic", NIGHT1)) == where.count(("scibasic", NIGHT2)) == 1
+    cubes = [i for i in pl.items if i.step == "scipost"]
+    assert [i.night for i in cubes] == [NIGHT1, NIGHT1, NIGHT2, NIGHT2]
+    assert len({i.exposure for i in cubes}) == 4 and all(i.status == "missing" for i in pl.items)
+    # Why night 2 builds nothing of its own: said once per calibration step, with its window.
+    text = pl.to_text()
+    assert f"target {FIELD} (2 night(s): {NIGHT1}, {NIGHT2})" in text
+    assert any(b.startswith(f"night {NIGHT2} has no BIAS for IFU 1: bias of night {NIGHT1} makes its MASTER_BIAS "
+                            "(1 night(s) before, within the 1-night window of MASTER_BIAS)") for b in pl.borrowed)
+    assert any("no ARC" in b and "WAVECAL_TABLE" in b for b in pl.borrowed)
+    assert "calibration: night 2026-11-21 has no FLAT" in text
+    # The same night alone plans the same borrowing.
+    alone = dpu.plan("scipost", NIGHT2, [1], archive=archive)
+    assert [(i.step, i.night) for i in alone.items if i.step == "bias"] == [("bias", NIGHT1)]
+    assert [i.night for i in alone.items if i.step == "scipost"] == [NIGHT2, NIGHT2]
+
+
+def test_a_narrower_window_leaves_the_night_without_its_calibration(archive_config, two_nights, tmp_path):
+    from traitlets.config import Config
+
+    from musewise.archive import Archive
+
+    cfg = Config()
+    cfg.DpuConfig.calibration_windows = {"MASTER_BIAS": 0}
+    archive_config.config = cfg
+    arch = Archive(archive_config, user="admin")
+    try:
+        _ingest(arch, two_nights)
+        pl = dpu.plan("scibasic", NIGHT2, [1], archive=arch)
+        # night 2's own bias is missing (nothing to make it from); night 1's is planned for
+        # night 1's flat, which night 2 still borrows (the flat's window is 1 night)
+        bias = {i.night: i for i in pl.items if i.step == "bias"}
+        assert sorted(bias) == [NIGHT1, NIGHT2] and bias[NIGHT2].status == "missing"
+        assert bias[NIGHT2].reason == (f"no valid MASTER_BIAS for IFU 1 of night {NIGHT2}; night {NIGHT2} has no "
+                                       "BIAS to make one, nor any night within the 0-night window of MASTER_BIAS")
+        assert not any("no BIAS" in b for b in pl.borrowed)
+        assert any("no FLAT" in b for b in pl.borrowed)  # the flat's window is still 1 night
+    finally:
+        arch.close()
+
+
+def test_exp_combine_for_a_target_is_one_run_over_all_its_nights(archive, two_nights):
+    _ingest(archive, two_nights)
+    pl = dpu.plan("exp_combine", target=FIELD, ifus=[1], archive=archive)
+    (comb,) = [i for i in pl.items if i.step == "exp_combine"]
+    assert comb.night == "" and comb.where == "all nights" and comb.status == "missing"
+    assert comb.reason == f"no valid DATACUBE_FINAL of target {FIELD}"
+    assert len([i for i in pl.items if i.step == "scipost"]) == 4
+    # Without a target: one combination per night
+    night = dpu.plan("exp_combine", NIGHT2, [1], archive=archive)
+    assert [(i.step, i.night) for i in night.items if i.step == "exp_combine"] == [("exp_combine", NIGHT2)]
+    from musewise.dpu.plan_table import plan_rows
+
+    rows = plan_rows(pl, archive)
+    assert [r.key for r in rows if r.step == "exp_combine"] == [("exp_combine", "", None, None)]
+    assert {r.night for r in rows if r.step == "bias"} == {NIGHT1}
+
+
+def test_calibration_from_a_nearby_night_is_chosen_within_its_window_and_says_so(archive, two_nights, tmp_path):
+    from musewise.dpu.selection import choose_calibration
+    from musewise.products.testing import write_master
+
+    _ingest(archive, two_nights)
+    path = write_master(tmp_path / "MASTER_BIAS-01.fits", "MASTER_BIAS", np.zeros((8, 8)),
+                        datetime(2026, 11, 20, 18, 30), **{"HIERARCH ESO DRS MUSE IFU": 1})
+    rec = archive.ingest(path).record
+    assert rec.night == NIGHT1
+    archive.certify(rec.id, "MUSE/calib")  # the default range of a master bias: 7 days each side
+    science = [r for r in archive.query(category="OBJECT", night=NIGHT2)][0]
+    choices: list = []
+    got = choose_calibration(archive, "MASTER_BIAS", ifu=1, mjd=science.mjd_obs, mode=science.mode, night=NIGHT2,
+                             choices=choices, window=1)
+    assert got.dataset_id == rec.id
+    assert f"from night {NIGHT1}, 1 night(s) before night {NIGHT2} (within the 1-night window" in got.reason
+    assert choices[0]["night"] == NIGHT1 and choices[0]["frame_night"] == NIGHT2 and choices[0]["window_nights"] == 1
+    with pytest.raises(CalibrationNotFoundError, match="outside the 0-night window of MASTER_BIAS"):
+        choose_calibration(archive, "MASTER_BIAS", ifu=1, mjd=science.mjd_obs, mode=science.mode, night=NIGHT2,
+                           window=0)
+    # its own night needs no window
+    own = [r for r in archive.query(category="OBJECT", night=NIGHT1)][0]
+    got = choose_calibration(archive, "MASTER_BIAS", ifu=1, mjd=own.mjd_obs, mode=own.mode, night=NIGHT1, window=0)
+    assert got.dataset_id == rec.id and "from night" not in got.reason
+
+
+def test_cli_make_target_prints_the_plan_and_runs_nothing(archive, archive_config, two_nights, capsys):
+    from musewise.cli import main
+
+    _ingest(archive, two_nights)
+    argv = ["--root", archive_config.root, "--db-url", archive_config.db_url, "--user", "admin",
+            "make", "exp_combine", "--target", FIELD, "--ifu", "1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"plan for exp_combine of target {FIELD} (2 night(s): {NIGHT1}, {NIGHT2})" in out
+    assert "all nights" in out and f"no valid MASTER_BIAS for IFU 1 of night {NIGHT1}" in out
+    assert archive.runs() == []
+    assert main(["--root", archive_config.root, "--db-url", archive_config.db_url, "make", "scipost"]) == 2
+
+
+# ------------------------------------------------------------------------------ the real pipeline
+@pytest.mark.pipeline
+# 6 one-IFU muse_scipost runs (heavy: one at a time) and 2 muse_exp_combine: ~5 min per scipost
+# on the shared 2-core machine, beyond the suite's 30 min default.
+@pytest.mark.timeout(5400)
+def test_two_nights_reduced_for_the_target_combined_and_rebuilt_without_an_invalid_exposure(tmp_path, two_nights):
+    from conftest import need
+    from musewise.archive import Archive
+    from musewise.config import MusewiseConfig
+
+    need(shutil.which("esorex") is not None, "esorex not installed (apt-get install esorex cpl-plugin-muse)")
+    arch = Archive(MusewiseConfig.load(root=str(tmp_path / "root"), user="admin", project="consortium"),
+                   user="admin")
+    try:
+        _ingest(arch, two_nights)
+        # MUSE-WISE's own example parameters, for the cubes of both nights.
+        example = {"crtype": "median", "crsigma": 20, "resample": "drizzle"}
+        pl = dpu.make("scipost", target=FIELD, ifus=[1], dry_run=False, commit=True, archive=arch, p=example,
+                      progress=False)
+        assert len(pl.todo) == 10  # bias, flat, wavecal, lsf, 2 scibasic, 4 scipost
+        assert dpu.plan("scipost", target=FIELD, ifus=[1], commit=True, archive=arch, p=example).todo == []
+        cubes = [r for r in arch.query(category="DATACUBE_FINAL") if r.is_valid]
+        assert sorted(r.night for r in cubes) == [NIGHT1, NIGHT1, NIGHT2, NIGHT2]
+        # Night 2's pixel tables were made with night 1's calibrations, and its runs say so.
+        (sb2,) = [r for r in arch.runs(recipe="muse_scibasic") if r.night == NIGHT2]
+        by_cat = {c["category"]: c for c in sb2.details["calibration_choices"]}
+        for cat in ("MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "WAVECAL_TABLE"):
+            assert by_cat[cat]["night"] == NIGHT1 and f"from night {NIGHT1}, 1 night(s) before" in by_cat[cat]["reason"]
+        run = arch.get_run(cubes[-1].run_id)
+        assert {k: run.parameters[k] for k in example} == {"crtype": "median", "crsigma": 20.0, "resample": "drizzle"}
+        assert "--crtype=median" in run.details["command"] and "--resample=drizzle" in run.details["command"]
+        # dpu.run as the MUSE-WISE example writes it
+        outs = dpu.run("scipost", date=NIGHT2, commit=True, p=example, archive=arch, progress=False)
+        assert len(outs) == 2 and all(o.ok for o in outs)
+
+        # The field combined from both nights.
+        dpu.make("exp_combine", target=FIELD, ifus=[1], dry_run=False, commit=True, archive=arch, p=example,
+                 step_params={"scipost": example}, progress=False)
+        (comb_run,) = arch.runs(recipe="muse_exp_combine")
+        assert comb_run.status == "succeeded" and sorted(comb_run.details["nights"]) == [NIGHT1, NIGHT2]
+        used = [i for i in comb_run.inputs if i.tag == "PIXTABLE_REDUCED"]
+        assert len(used) == 4
+        assert dpu.plan("exp_combine", target=FIELD, ifus=[1], commit=True, archive=arch,
+                        step_params={"scipost": example}).todo == []
+
+        # One exposure's pixel table marked invalid: only the combination is rebuilt, without it.
+        bad = arch.get(used[2].dataset_id)
+        arch.set_validity(bad.id, is_valid=False, comment="test: satellite trail")
+        again = dpu.plan("exp_combine", target=FIELD, ifus=[1], commit=True, archive=arch,
+                         step_params={"scipost": example})
+        assert [(i.step, i.status) for i in again.todo] == [("exp_combine", "out of date")]
+        assert f"PIXTABLE_REDUCED #{bad.id}, since marked invalid" in again.todo[0].reason
+        dpu.make("exp_combine", target=FIELD, ifus=[1], dry_run=False, commit=True, archive=arch,
+                 step_params={"scipost": example}, progress=False)
+        new_run = [r for r in arch.runs(recipe="muse_exp_combine") if r.id != comb_run.id][0]
+        new_used = {i.dataset_id for i in new_run.inputs if i.tag == "PIXTABLE_REDUCED"}
+        assert len(new_used) == 3 and bad.id not in new_used
+        assert new_used < {i.dataset_id for i in used}
+        assert dpu.plan("exp_combine", target=FIELD, ifus=[1], commit=True, archive=arch,
+                        step_params={"scipost": example}).todo == []
+        # provenance of the new combined cube reaches the raw frames of both nights
+        cube = [r for r in arch.query(run_id=new_run.id) if r.category == "DATACUBE_FINAL"][0]
+        graph = arch.provenance(cube.id)
+        raw_nights = {arch.get(d).night for d in graph.datasets if arch.get(d).kind == "raw"}
+        assert raw_nights == {NIGHT1, NIGHT2}
+    finally:
+        arch.close()
+
+
+def test_builtin_shared_calibration_programme_plans_no_calibrations_in_night_2():
+    from musewise.exceptions import ConfigurationError
+    from musewise.inm import Programme
+    from musewise.vocabulary import FrameType
+
+    n1, n2 = Programme.named("deep-field-shared-cal").plan(ifus=(1,))
+    kinds1, kinds2 = {e.frame_type for e in n1}, {e.frame_type for e in n2}
+    assert {FrameType.BIAS, FrameType.FLAT, FrameType.ARC, FrameType.SKYFLAT, FrameType.STD} <= kinds1
+    assert kinds2 == {FrameType.ILLUM, FrameType.OBJECT}
+    assert len(n2.of_type(FrameType.OBJECT)) == 4
+    with pytest.raises(ConfigurationError, match="'calibrations' is true or false"):
+        Programme.from_dict({"nights": [{"night": NIGHT1, "calibrations": "no", "obs": [{}]}]})
