@@ -96,6 +96,10 @@ def _need_esorex():
     need(shutil.which("esorex") is not None, "esorex not installed (apt-get install esorex cpl-plugin-muse)")
 
 
+def _on_grid(arch, cube) -> bool:
+    return "OUTPUT_WCS" in {i.tag for i in arch.get_run(cube.run_id).inputs}
+
+
 def _made_by(arch, category, recipe):
     recs = [r for r in arch.query(category=category) if r.is_valid and arch.get_run(r.run_id).recipe == recipe]
     return sorted(recs, key=lambda r: r.id)
@@ -142,7 +146,7 @@ def combined(tmp_path_factory):
             t0 = time.perf_counter()
             dpu.run("combine_cubes", date=NIGHT, commit=True, archive=arch, progress=False)
             times["combine_cubes"] = time.perf_counter() - t0
-            on_grid = [c for c in _made_by(arch, "DATACUBE_FINAL", "muse_scipost") if c.id not in {s.id for s in singles}]
+            on_grid = [c for c in _made_by(arch, "DATACUBE_FINAL", "muse_scipost") if _on_grid(arch, c)]
             (list_cube,) = _made_by(arch, "DATACUBE_FINAL", "combine_cubes")
             print("run times (s):", {k: round(v, 1) for k, v in times.items()})
             yield dict(arch=arch, singles=singles, exp_cube=exp_cube, on_grid=on_grid, list_cube=list_cube,
