@@ -7,7 +7,8 @@ voxel afterwards (:mod:`musewise.recipes.cubecombine`), without the ~25 GB per e
 muse_exp_combine needs to hold all pixel tables at once.
 
 :func:`write_output_wcs` writes a small file holding only the grid of a cube: its
-celestial and spectral WCS and its size, on a tiny ``DATA`` image. It carries no
+celestial and spectral WCS and its size, on a ``DATA`` cube of int8 zeros (a quarter
+of a float32 cube's size: 400 MB for 24 IFUs). It carries no
 ``MJD-OBS`` or recipe, so :meth:`Archive.ingest` archives it as a static calibration,
 certified for the range given (``valid_from``, ``valid_to`` in MJD: the nights of the
 field); from then on scipost and exp_combine runs of those nights select it.
@@ -39,9 +40,8 @@ def write_output_wcs(cube_path: str | os.PathLike, out_path: str | os.PathLike, 
         A MUSE cube (``DATA`` extension with a 3D WCS), e.g. a field's combined cube.
     out_path : path
         The OUTPUT_WCS file: a primary header (``ESO PRO CATG = OUTPUT_WCS``, ``OBJECT``,
-        ``ESO INS MODE``) and a ``DATA`` image of the cube's spatial size (int8 zeros)
-        whose header has the cube's WCS, wavelength axis included (``NAXIS3`` recorded as
-        ``MUSEWISE GRID NAXIS3``).
+        ``ESO INS MODE``) and a ``DATA`` cube of the cube's size (int8 zeros) whose header
+        has the cube's WCS.
     mode : str, optional
         ``ESO INS MODE`` (default: the cube's).
 
@@ -52,7 +52,7 @@ def write_output_wcs(cube_path: str | os.PathLike, out_path: str | os.PathLike, 
     """
     with fits.open(cube_path, memmap=True) as h:
         p0, dh = h[0].header, h["DATA"].header
-        ny, nx = int(dh["NAXIS2"]), int(dh["NAXIS1"])
+        nl, ny, nx = int(dh["NAXIS3"]), int(dh["NAXIS2"]), int(dh["NAXIS1"])
         ph = fits.Header()
         ph["INSTRUME"] = "MUSE"
         ph["HIERARCH ESO PRO CATG"] = "OUTPUT_WCS"
@@ -64,7 +64,8 @@ def write_output_wcs(cube_path: str | os.PathLike, out_path: str | os.PathLike, 
         for key in GRID_CARDS:
             if key in dh:
                 eh[key] = (dh[key], dh.comments[key])
-        eh["HIERARCH MUSEWISE GRID NAXIS3"] = (int(dh["NAXIS3"]), "wavelength planes of the grid")
+    # muse_scipost takes the grid from a 3D DATA extension (a 2D image of the same WCS is
+    # ignored: "fit to data", MUSE DRS 2.8.7): int8 zeros, 1 byte a voxel.
     fits.HDUList([fits.PrimaryHDU(header=ph),
-                  fits.ImageHDU(np.zeros((ny, nx), np.int8), eh, name="DATA")]).writeto(out_path, overwrite=True)
+                  fits.ImageHDU(np.zeros((nl, ny, nx), np.int8), eh, name="DATA")]).writeto(out_path, overwrite=True)
     return Path(out_path)
