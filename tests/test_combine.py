@@ -85,6 +85,20 @@ def test_cubes_on_other_grids_are_refused(tmp_path):
         combine_cube_files(files[:1], tmp_path / "comb.fits")
 
 
+def test_output_wcs_holds_the_grid_of_a_cube_and_nothing_that_dates_it(tmp_path):
+    from musewise.products.outputwcs import write_output_wcs
+    from musewise.recipes.cubecombine import check_same_grid
+
+    (cube,) = _cubes(tmp_path, 1)
+    out = write_output_wcs(cube, tmp_path / "OUTPUT_WCS.fits")
+    with fits.open(out) as h:
+        assert h[0].header["ESO PRO CATG"] == "OUTPUT_WCS"
+        # no date, no recipe: ingest archives it as a static table, certified for the range given
+        assert not {"MJD-OBS", "DATE-OBS", "ESO PRO REC1 ID"} & set(h[0].header)
+        assert h["DATA"].data.dtype == np.int8 and h["DATA"].data.shape == fits.getdata(cube, "DATA").shape
+        check_same_grid([fits.getheader(cube, "DATA"), h["DATA"].header])
+
+
 # ------------------------------------------------------------------ the real pipeline, one IFU
 #: muse_exp_align on one IFU (a 2.4 arcsec strip) finds 2-3 sources, not the 5 it wants by default.
 EXP_ALIGN = {"srcmin": 1, "threshold": 10.0}
