@@ -30,8 +30,10 @@ What it models
   the frames of :func:`.night.simulate_night`). The pipeline (MUSE DRS 2.8.7) puts the
   pointing at the centre of the data it reduces plus the ``CRPIX`` of ``ASTROMETRY_WCS``;
   the static folder's ``ASTROMETRY_WCS`` is written for the simulated IFUs
-  (:func:`.static.astrometry_wcs`), so a 1-2 IFU reduction lands right at any position
-  angle (the pipeline rotates that offset with the instrument).
+  (:func:`.static.astrometry_wcs`). At position angle 0 this is what
+  ``tests/test_dpu.py`` verifies; that the pipeline turns the offset with the position
+  angle is what the pipeline test of ``tests/test_programme.py`` (PA 0 and 90) checks
+  (not yet run with this convention).
 
 What it does not model
 ----------------------

@@ -29,7 +29,7 @@ pointing (:data:`musewise.inm.layout.FIELD_CENTRE`). The pipeline replaces its
 IFUs 1-2: simulated stars within 0.03 arcsec (``tests/test_dpu.py``). The frames of
 :func:`.programme.simulate_programme` follow the same convention (the true pointing in
 their headers, :func:`.tangent.telescope_pointing`, and this solution for the simulated
-IFUs in their static folder); the pipeline rotates the offset with the position angle.
+IFUs in their static folder); ``tests/test_programme.py`` checks PA 0 and 90.
 """
 
 from __future__ import annotations
