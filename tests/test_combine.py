@@ -262,7 +262,10 @@ def test_both_paths_agree(combined):
     a, b = arch.path(combined["exp_cube"].id), arch.path(combined["list_cube"].id)
     ha, hb = fits.getheader(a, "DATA"), fits.getheader(b, "DATA")
     for key in GRID_KEYS:   # scipost honoured the OUTPUT_WCS
-        assert ha.get(key) == pytest.approx(hb.get(key), rel=1e-9, abs=1e-12), key
+        if isinstance(ha.get(key), str) or ha.get(key) is None:
+            assert ha.get(key) == hb.get(key), key
+        else:
+            assert ha.get(key) == pytest.approx(hb.get(key), rel=1e-9, abs=1e-12), key
     assert len(combined["on_grid"]) == 4
     for c in combined["on_grid"]:
         run = arch.get_run(c.run_id)
@@ -287,7 +290,8 @@ def test_both_paths_agree(combined):
     assert abs(ratio - 1) < 0.03
     s = combination_summary(b)
     print("combine_cubes:", s)
-    assert s["nexp"] == 4 and s["rejected_fraction"] < 0.2
+    # each dithered exposure covers ~12 of the grid's 15 rows: fewer than 4 values at the edges
+    assert s["nexp"] == 4 and s["mean_kept"] > 3.0
 
 
 @pipeline
