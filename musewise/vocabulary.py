@@ -86,6 +86,8 @@ CALIBRATION_CATEGORIES = {
     "STD_TELLURIC": "StdTelluric",
     "BADPIX_TABLE": "BadPixTable",
     "ASTROMETRY_WCS": "AstrometryWcs",
+    "OFFSET_LIST": "OffsetList",
+    "OUTPUT_WCS": "OutputWcs",
 }
 
 #: Static calibrations delivered with the pipeline (never made by a run here).
@@ -192,6 +194,8 @@ DEFAULT_VALIDITY_DAYS = {
     "STD_RESPONSE": (5.0, 5.0),
     "STD_TELLURIC": (5.0, 5.0),
     "BADPIX_TABLE": (180.0, 180.0),
+    # The offsets muse_exp_align measures hold for the exposures of its night only.
+    "OFFSET_LIST": (0.5, 0.5),
 }
 #: Validity of a calibration category not listed above (days before, after).
 FALLBACK_VALIDITY_DAYS = (14.0, 14.0)

@@ -113,6 +113,17 @@ def test_cli_writes_each_night_with_its_headers(tmp_path, capsys):
             if e.frame_type is FrameType.ILLUM:
                 assert h["ESO DPR TYPE"] == "FLAT,LAMP,ILLUM" and h["ESO INS LAMP1 ST"]
     n1, n2 = seen["2026-11-20"], seen["2026-11-21"]
+    # The headers carry the true telescope pointing (as simulate_night's): the field centre
+    # moved by the offsets; the static ASTROMETRY_WCS places it among the simulated IFU's data.
+    from musewise.inm.static import astrometry_wcs
+    from musewise.inm.tangent import telescope_pointing
+
+    for h in n1 + n2:
+        want = telescope_pointing(53.1625, -27.7914, h["ESO OCS OFFS DRA"], h["ESO OCS OFFS DDEC"])
+        assert (h["RA"], h["DEC"]) == pytest.approx(want, abs=1e-9)
+    wcs = fits.getheader(out / "static" / "ASTROMETRY_WCS.fits")
+    assert (wcs["CRPIX1"], wcs["CRPIX2"]) == (astrometry_wcs((1,))["CRPIX1"], astrometry_wcs((1,))["CRPIX2"])
+    assert wcs["CRPIX2"] != 0.0 and wcs["MUSEWISE IFUS"] == "1"
     assert [h["ESO INS DROT POSANG"] for h in n1 + n2] == [0.0, 0.0, 90.0]
     assert [(h["ESO OCS OFFS DRA"], h["ESO OCS OFFS DDEC"]) for h in n1 + n2] == [
         (0.0, 0.0), (1.5, -0.5), (0.5, 0.5)]
@@ -223,9 +234,11 @@ def test_real_pipeline_puts_a_star_at_its_radec_at_pa_0_and_90(tmp_path):
         pt = tmp_path / f"PIXTABLE_OBJECT_{k}.fits"
         (tmp_path / "PIXTABLE_OBJECT_0001-01.fits").rename(pt)
         # No DAR correction: the simulator has no refraction (see musewise.inm).
+        # The header holds the true pointing; ASTROMETRY_WCS says where it is among IFU 1's data.
         esorex("muse_scipost", [(pt, "PIXTABLE_OBJECT"),
                                 (static / "EXTINCT_TABLE.fits", "EXTINCT_TABLE"),
-                                (static / "STD_RESPONSE.fits", "STD_RESPONSE")],
+                                (static / "STD_RESPONSE.fits", "STD_RESPONSE"),
+                                (static / "ASTROMETRY_WCS.fits", "ASTROMETRY_WCS")],
                "--skymethod=none", "--lambdaref=-1", "--filter=white", "--save=cube")
         fov = tmp_path / f"IMAGE_FOV_{k}.fits"
         (tmp_path / "IMAGE_FOV_0001.fits").rename(fov)

@@ -46,7 +46,9 @@ from .steps import PER_EXPOSURE, PER_IFU, PER_TARGET, PRODUCER, STEPS, Step, get
 #: lsf is one: the default sky subtraction (muse_scipost skymethod=model) needs LSF_PROFILE.
 #: standard (with scibasic_std) too, for a night with a standard star: scipost's STD_RESPONSE.
 #: twilight too, for a night with twilight flats: scibasic's TWILIGHT_CUBE.
-CORE_STEPS = ("bias", "flat", "wavecal", "lsf", "twilight", "scibasic", "scibasic_std", "standard")
+#: exp_align too, towards exp_combine: its OFFSET_LIST aligns the exposures.
+CORE_STEPS = ("bias", "flat", "wavecal", "lsf", "twilight", "scibasic", "scibasic_std", "standard",
+              "exp_align")
 #: Parameters musewise sets itself (not compared when judging a product current).
 _MANAGED = ("nifu", "merge")
 

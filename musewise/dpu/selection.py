@@ -215,11 +215,13 @@ def _effective(step: Step, params) -> dict:
     return get_recipe(step.recipe).effective_params(dict(params or {}))
 
 
-def latest_products(arch, category: str, night: str, ifus=None, collections=None) -> dict:
+def latest_products(arch, category: str, night: str, ifus=None, collections=None,
+                    recipe: str | None = None) -> dict:
     """The usable product of a category per (exposure, IFU) in a night, found through a search path.
 
     The first found wins: the earliest collection of the path, then the newest
-    (see :meth:`Archive.find`).
+    (see :meth:`Archive.find`). ``recipe``: only products made by a run of that recipe
+    (a combined cube is a DATACUBE_FINAL too, but no exposure's).
 
     Returns
     -------
@@ -227,9 +229,12 @@ def latest_products(arch, category: str, night: str, ifus=None, collections=None
         ``{(mjd_obs rounded, ifu): DatasetRecord}``.
     """
     found: dict = {}
-    for rec in arch.find(category, collections=collections, night=night):
-        if rec.kind == DatasetKind.RAW.value or (ifus is not None and rec.ifu not in ifus):
-            continue
+    recs = [r for r in arch.find(category, collections=collections, night=night)
+            if r.kind != DatasetKind.RAW.value and (ifus is None or r.ifu in ifus)]
+    if recipe:
+        runs = arch.get_runs({r.run_id for r in recs if r.run_id is not None})
+        recs = [r for r in recs if r.run_id in runs and runs[r.run_id].recipe == recipe]
+    for rec in recs:
         found.setdefault((exposure_key(rec.mjd_obs), rec.ifu), rec)
     return found
 
@@ -365,7 +370,8 @@ def select_runs(arch, step: Step, night: str | None, ifus=None, mode: str | None
     by_exposure: dict = defaultdict(dict)
     for n in nights:
         wanted = set(target_exposures(arch, target, n)) if target and step.input_tag != "PIXTABLE_STD" else None
-        products = latest_products(arch, step.input_tag, n, ifus=set(ifus) | {None}, collections=path)
+        products = latest_products(arch, step.input_tag, n, ifus=set(ifus) | {None}, collections=path,
+                                   recipe=step.input_recipe or None)
         for (key, ifu), rec in products.items():
             if wanted is None or key in wanted:
                 by_exposure[(n, key)][ifu] = rec

@@ -8,8 +8,8 @@ uses them to select inputs from the archive.
 
 The chain for a science cube is::
 
-    bias -> [dark] -> flat -> wavecal -> lsf -> twilight -> scibasic -> scipost
-                                                  scibasic_std -> standard -^
+    bias -> [dark] -> flat -> wavecal -> lsf -> twilight -> scibasic -> scipost -> exp_align -> exp_combine
+                                                  scibasic_std -> standard -^        +-> combine_cubes
 
 (brackets: optional, switched on in :class:`~musewise.dpu.config.DpuConfig`). ``lsf`` is
 always built: muse_scipost's default sky subtraction (``skymethod=model``) fits the
@@ -20,6 +20,15 @@ muse_scibasic then corrects the lamp flat's illumination with its TWILIGHT_CUBE.
 standard star (STD frame): scipost then calibrates fluxes with the night's own
 STD_RESPONSE and STD_TELLURIC; without one (or when muse_standard fails) it uses the
 certified response nearest in time, at worst the static table, and its run says so.
+
+A field's exposures are combined in one of two ways. ``exp_align`` (muse_exp_align)
+measures the offsets between the exposures' white-light images (IMAGE_FOV) and writes
+an OFFSET_LIST; ``exp_combine`` (muse_exp_combine) resamples the reduced pixel tables
+(PIXTABLE_REDUCED) of every exposure, shifted by those offsets, into one cube, on an
+OUTPUT_WCS when one is certified. A field with more exposures than memory allows
+muse_exp_combine instead has every exposure resampled by scipost onto one common
+OUTPUT_WCS and ``combine_cubes`` (:mod:`musewise.recipes.cubecombine`) combines those
+cubes a block of wavelength planes at a time, sigma-clipped.
 """
 
 from __future__ import annotations
@@ -74,6 +83,10 @@ class Step:
         ``(parameter, values, categories)``: optional calibrations that become required
         when the recipe's effective ``parameter`` is one of ``values`` (muse_scipost
         needs SKY_LINES and LSF_PROFILE for ``skymethod=model``).
+    input_recipe : str
+        For steps reducing products: only products made by this recipe are inputs
+        (``exp_combine`` combines scipost's cubes, never an earlier combined cube of the
+        same category). Empty: any.
     """
 
     name: str
@@ -88,6 +101,7 @@ class Step:
     skip_without_input: bool = False
     fallback: str = ""
     required_when: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
+    input_recipe: str = ""
 
     def required_for(self, params: dict) -> tuple[str, ...]:
         """Calibration categories required with the effective recipe parameters ``params``."""
@@ -133,12 +147,19 @@ STEPS: dict[str, Step] = {s.name: s for s in (
          fallback="the STD_RESPONSE certified nearest in time (the static table, without a standard)"),
     Step("scipost", "muse_scipost", "PIXTABLE_OBJECT", input_kind="product",
          calibrations=("EXTINCT_TABLE", "STD_RESPONSE"),
-         optional=("STD_TELLURIC", "FILTER_LIST", "LSF_PROFILE", "SKY_LINES", "ASTROMETRY_WCS"),
+         optional=("STD_TELLURIC", "FILTER_LIST", "LSF_PROFILE", "SKY_LINES", "ASTROMETRY_WCS", "OUTPUT_WCS"),
          products=("DATACUBE_FINAL", "IMAGE_FOV", "PIXTABLE_REDUCED"), per=PER_EXPOSURE,
          required_when=(("skymethod", ("model", "subtract-model"), ("SKY_LINES", "LSF_PROFILE")),)),
+    # per= stays a field: planning across the nights of a target may switch these to per target.
+    Step("exp_align", "muse_exp_align", "IMAGE_FOV", input_kind="product",
+         products=("OFFSET_LIST", "SOURCE_LIST", "PREVIEW_FOV"), per=PER_NIGHT, min_inputs=2,
+         input_recipe="muse_scipost"),
     Step("exp_combine", "muse_exp_combine", "PIXTABLE_REDUCED", input_kind="product",
-         optional=("FILTER_LIST",), products=("DATACUBE_FINAL", "IMAGE_FOV"), per=PER_NIGHT,
-         min_inputs=2),
+         calibrations=("OFFSET_LIST",), optional=("FILTER_LIST", "OUTPUT_WCS"),
+         products=("DATACUBE_FINAL", "IMAGE_FOV"), per=PER_NIGHT, min_inputs=2,
+         input_recipe="muse_scipost"),
+    Step("combine_cubes", "combine_cubes", "DATACUBE_FINAL", input_kind="product",
+         products=("DATACUBE_FINAL",), per=PER_NIGHT, min_inputs=2, input_recipe="muse_scipost"),
 )}
 
 #: Which step makes each product category (static calibrations have none: they are ingested).

@@ -26,8 +26,21 @@ from ..kernel import musewise_notebook
 #: Recipes with a template of their own; any other recipe uses ``generic.ipynb``.
 TEMPLATE_RECIPES = (
     "muse_bias", "muse_dark", "muse_flat", "muse_wavecal", "muse_lsf", "muse_twilight",
-    "muse_scibasic", "muse_scipost", "muse_exp_combine", "muse_standard",
+    "muse_scibasic", "muse_scipost", "muse_exp_align", "muse_exp_combine", "muse_standard",
+    "combine_cubes",
 )
+
+#: What an astronomer checks after aligning exposures: the correction found for each
+#: exposure beside its header dither (~0 when the header pointings are right).
+_OFFSETS = (
+    "import matplotlib.pyplot as plt\n"
+    "from musewise.products.offsets import offsets_against_headers, plot_offsets\n"
+    "images = [p for p, t in sof if t in ('IMAGE_FOV', 'PIXTABLE_REDUCED')]\n"
+    "for off in [o.path for o in result.outputs_of('OFFSET_LIST')] + "
+    "[p for p, t in sof if t == 'OFFSET_LIST']:\n"
+    "    table = offsets_against_headers(off, images)\n"
+    "    table.pprint_all()  # arcsec: header dither (West, North) and correction found (East, North)\n"
+    "    plot_offsets(table)\n    plt.show()\n")
 
 #: Quick-look cell per recipe (the default shows master images).
 _QUICKLOOK = {
@@ -39,7 +52,13 @@ _QUICKLOOK = {
     "muse_twilight": "nb.quicklook(result, ['cube'])  # white-light image of the twilight cube",
     "muse_scibasic": "nb.quicklook(result, ['pixtable'])  # pixel tables: see the QC numbers",
     "muse_scipost": "nb.quicklook(result, ['cube'])  # white-light image of the final cube and the field image",
-    "muse_exp_combine": "nb.quicklook(result, ['cube'])  # white-light image of the combined cube",
+    "muse_exp_align": _OFFSETS + "nb.quicklook(result, ['image'])  # the field's preview image",
+    "muse_exp_combine": "nb.quicklook(result, ['cube'])  # white-light image of the combined cube\n"
+                        "# the offsets applied to each exposure (OFFSET_LIST of muse_exp_align)\n" + _OFFSETS,
+    "combine_cubes": "nb.quicklook(result, ['cube'])  # white-light image of the combined cube\n"
+                     "from musewise.recipes.cubecombine import combination_summary\n"
+                     "for o in result.outputs_of('DATACUBE_FINAL'):\n"
+                     "    print(combination_summary(o.path))  # exposures kept per voxel, rejected fraction",
     "muse_standard": "nb.quicklook(result, ['table'])  # response curve",
 }
 
@@ -48,6 +67,8 @@ _TITLE = {
     "muse_wavecal": "Wavelength calibration", "muse_lsf": "Line-spread function",
     "muse_twilight": "Twilight sky flat", "muse_scibasic": "Basic science reduction (pixel tables)",
     "muse_scipost": "Science post-processing (cube)", "muse_exp_combine": "Exposure combination",
+    "muse_exp_align": "Offsets between exposures",
+    "combine_cubes": "Combination of exposure cubes on one grid (sigma-clipped)",
     "muse_standard": "Flux calibration from a standard star",
 }
 

@@ -36,6 +36,7 @@ from .headers import arcfile_name
 from .lamps import ARC_LAMPS, ARC_REFERENCE_EXPTIME
 from .model import InstrumentModel
 from .scene import STANDARD_STAR, Scene, ifu_centre_offset
+from .tangent import telescope_pointing
 
 #: Science field (the Hubble Ultra Deep Field): RA, Dec (degrees).
 SCIENCE_FIELD = (53.1625, -27.7914)
@@ -177,10 +178,10 @@ class NightPlan:
             # The telescope moves by (ox, oy): the sky moves by the opposite in the field.
             sc = dataclasses.replace(scene, sources=[
                 dataclasses.replace(s, dx=s.dx - ox, dy=s.dy - oy) for s in scene.sources])
-            ra = ra0 - ox / 3600.0 / np.cos(np.radians(dec0))  # +x is West
+            ra, dec = telescope_pointing(ra0, dec0, ox, oy)  # +x is West
             plan.append(PlannedExposure(
                 FrameType.OBJECT, t, EXPTIMES[FrameType.OBJECT],
-                dict(scene=sc, ra=ra, dec=dec0 + oy / 3600.0, seeing=float(rng.uniform(0.6, 1.1)),
+                dict(scene=sc, ra=ra, dec=dec, seeing=float(rng.uniform(0.6, 1.1)),
                      obs_id=obs_id[0], tpl_expno=i + 1, tpl_nexp=n_object,
                      tpl_start=d + timedelta(days=1, hours=1, minutes=30),
                      prog_id="0118.A-0001(A)", exp_no=len(plan) + 1,

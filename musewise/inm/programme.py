@@ -28,12 +28,15 @@ What it models
   major axis turns with it. The airmass and parallactic angle follow from the hour
   angle at the exposure's time (:func:`.headers.pointing`); the seeing of each
   exposure is drawn (seeded) around a per-night median.
-* **The header pointing** (``RA``/``DEC``): the pipeline (MUSE DRS 2.8.7) takes the
-  header pointing to be the centre of the data it reduces, so with a subset of IFUs
-  the header holds the sky position of the middle of the simulated IFUs' strip
-  (turned with the position angle), as :class:`.NightPlan` does for the standard
-  star; with all 24 IFUs that is the true telescope pointing. The true pointing is
-  the field centre plus ``ESO OCS OFFS DRA/DDEC``.
+* **The header pointing** (``RA``/``DEC``) is the true telescope pointing, the field
+  centre plus ``ESO OCS OFFS DRA/DDEC`` (:func:`.tangent.telescope_pointing`, as for
+  the frames of :func:`.night.simulate_night`). The pipeline (MUSE DRS 2.8.7) puts the
+  pointing at the centre of the data it reduces plus the ``CRPIX`` of ``ASTROMETRY_WCS``;
+  the static folder's ``ASTROMETRY_WCS`` is written for the simulated IFUs
+  (:func:`.static.astrometry_wcs`). At position angle 0 this is what
+  ``tests/test_dpu.py`` verifies; that the pipeline turns the offset with the position
+  angle is what the pipeline test of ``tests/test_programme.py`` (PA 0 and 90) checks
+  (not yet run with this convention).
 
 What it does not model
 ----------------------
@@ -93,7 +96,8 @@ from ..exceptions import ConfigurationError
 from ..vocabulary import FrameType
 from .model import InstrumentModel
 from .night import EXPTIMES, OVERHEAD, SCIENCE_FIELD, NightPlan, PlannedExposure
-from .scene import Galaxy, Scene, Star, ifu_centre_offset
+from .scene import Galaxy, Scene, Star
+from .tangent import radec_to_tan, tan_to_radec, telescope_pointing
 
 #: Dither offsets (arcsec West, North) of the exposures of an OB: a few arcsec, as in
 #: the MUSE deep fields, but small enough in y that a star stays on a 1-2 IFU strip.
@@ -108,8 +112,6 @@ FIRST_OB = timedelta(days=1, hours=1, minutes=30)
 #: the top strip at position angle 0.
 CORNER_STARS = (Star(dx=-27.0, dy=27.0, flux_5500=6e-16, temperature=6500.0),
                 Star(dx=27.0, dy=27.0, flux_5500=6e-16, temperature=6500.0))
-
-ARCSEC = 1.0 / 3600.0
 
 
 @dataclass(frozen=True)
@@ -196,26 +198,6 @@ class Field:
                 changes["position_angle"] = src.position_angle - posang
             out.append(dataclasses.replace(src, **changes))
         return dataclasses.replace(self.scene, sources=out)
-
-
-def tan_to_radec(xi: float, eta: float, ra0: float, dec0: float) -> tuple[float, float]:
-    """Gnomonic deprojection: standard coordinates (arcsec, East, North) -> RA, Dec (deg)."""
-    x, y = math.radians(xi * ARCSEC), math.radians(eta * ARCSEC)
-    a0, d0 = math.radians(ra0), math.radians(dec0)
-    den = math.cos(d0) - y * math.sin(d0)
-    ra = a0 + math.atan2(x, den)
-    dec = math.atan2(math.sin(d0) + y * math.cos(d0), math.hypot(x, den))
-    return math.degrees(ra) % 360.0, math.degrees(dec)
-
-
-def radec_to_tan(ra: float, dec: float, ra0: float, dec0: float) -> tuple[float, float]:
-    """Gnomonic projection about (ra0, dec0): RA, Dec (deg) -> (East, North) in arcsec."""
-    a, d = math.radians(ra), math.radians(dec)
-    a0, d0 = math.radians(ra0), math.radians(dec0)
-    cosc = math.sin(d0) * math.sin(d) + math.cos(d0) * math.cos(d) * math.cos(a - a0)
-    xi = math.cos(d) * math.sin(a - a0) / cosc
-    eta = (math.cos(d0) * math.sin(d) - math.sin(d0) * math.cos(d) * math.cos(a - a0)) / cosc
-    return math.degrees(xi) * 3600.0, math.degrees(eta) * 3600.0
 
 
 @dataclass(frozen=True)
@@ -408,7 +390,6 @@ class Programme:
             ``ESO INS DROT POSANG``, ``ESO ADA POSANG``, ``ESO OCS OFFS DRA/DDEC``.
         """
         seed = self.seed if seed is None else int(seed)
-        y_ref = ifu_centre_offset(ifus)
         plans = []
         for k, pn in enumerate(self.nights):
             counts = dict(self.calibrations) if pn.calibrations else {key: 0 for key in _CALIBRATION_KEYS}
@@ -435,16 +416,12 @@ class Programme:
                     t += timedelta(seconds=ILLUM_EXPTIME + OVERHEAD)
                 for ox, oy in ob.dithers:
                     i_tpl += 1
-                    # The telescope moves by (ox West, oy North) from the field centre.
-                    ra, dec = self.field.radec(ox, oy)
-                    # The header's RA/DEC is the sky position of the middle of the simulated
-                    # IFUs: the pipeline puts the pointing at the centre of the data it
-                    # reduces, so this keeps a 1-2 IFU reduction's WCS right (= the true
-                    # pointing when all 24 IFUs are simulated).
-                    ra_h, dec_h = self.field.instrument_to_radec(0.0, y_ref, ra, dec, ob.posang)
+                    # The telescope moves by (ox West, oy North) from the field centre; the
+                    # header holds that true pointing, as real headers do (.tangent).
+                    ra, dec = telescope_pointing(self.field.ra, self.field.dec, ox, oy)
                     seeing = float(np.clip(median_seeing * rng.lognormal(0.0, 0.1), 0.4, 2.0))
                     exps.append(PlannedExposure(FrameType.OBJECT, t, ob.exptime, dict(
-                        common, scene=self.field.scene_for(ra, dec, ob.posang), ra=ra_h, dec=dec_h,
+                        common, scene=self.field.scene_for(ra, dec, ob.posang), ra=ra, dec=dec,
                         seeing=round(seeing, 3), tpl_expno=i_tpl,
                         extra=dict(posang, **{"ESO OCS OFFS DRA": ox, "ESO OCS OFFS DDEC": oy}))))
                     t += timedelta(seconds=ob.exptime + OVERHEAD)
@@ -525,8 +502,8 @@ def simulate_programme(outdir: str | os.PathLike, programme: Programme | str,
     model = InstrumentModel(ifus=ifus, mode=mode, seed=seed, scene=prog.field.scene)
     plans = prog.plan(ifus=ifus, seed=seed)   # plan first: a bad programme writes nothing
     out = Path(outdir)
-    if static:
-        write_static_calibrations(out / "static", mode=mode)
+    if static:  # ASTROMETRY_WCS for the simulated IFUs, as simulate_night writes it
+        write_static_calibrations(out / "static", mode=mode, ifus=ifus)
     return {p.night: p.run(model, out / p.night, progress=progress) for p in plans}
 
 

@@ -27,9 +27,9 @@ centre of the simulated IFUs to the field centre, where the instrument model put
 pointing (:data:`musewise.inm.layout.FIELD_CENTRE`). The pipeline replaces its
 ``CRVAL1/2`` by the exposure's pointing. Verified with MUSE DRS 2.8.7 on IFU 1 and
 IFUs 1-2: simulated stars within 0.03 arcsec (``tests/test_dpu.py``). The frames of
-:func:`.programme.simulate_programme` instead carry the sky position of the simulated
-IFUs' centre as their header pointing; their static folder has the 24-IFU solution
-(``CRPIX = 0``, the pipeline's default), so the two are not corrected twice.
+:func:`.programme.simulate_programme` follow the same convention (the true pointing in
+their headers, :func:`.tangent.telescope_pointing`, and this solution for the simulated
+IFUs in their static folder); ``tests/test_programme.py`` checks PA 0 and 90.
 """
 
 from __future__ import annotations
