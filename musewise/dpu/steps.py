@@ -8,10 +8,11 @@ uses them to select inputs from the archive.
 
 The chain for a science cube is::
 
-    bias -> [dark] -> flat -> wavecal -> lsf -> twilight -> scibasic -> scipost
+    bias -> [dark] -> flat -> wavecal -> lsf -> twilight -> scibasic -> scipost -> [zap]
                                                   scibasic_std -> standard -^
 
-(brackets: optional, switched on in :class:`~musewise.dpu.config.DpuConfig`). ``lsf`` is
+(brackets: optional, switched on in :class:`~musewise.dpu.config.DpuConfig`; ``zap``, the
+ZAP sky-residual cleaner on each exposure's cube, runs when asked for: ``dpu.make('zap')``). ``lsf`` is
 always built: muse_scipost's default sky subtraction (``skymethod=model``) fits the
 sky lines with the LSF of every slice (``LSF_PROFILE``), starting from the static
 ``SKY_LINES`` list. ``twilight`` is built when the night has (3+) twilight sky flats:
@@ -135,6 +136,10 @@ STEPS: dict[str, Step] = {s.name: s for s in (
     Step("exp_combine", "muse_exp_combine", "PIXTABLE_REDUCED", input_kind="product",
          optional=("FILTER_LIST",), products=("DATACUBE_FINAL", "IMAGE_FOV"), per=PER_NIGHT,
          min_inputs=2),
+    # Not a pipeline recipe: ZAP (musewise.recipes.zapclean) cleans each exposure's cube of
+    # its sky-line residuals; its product is a cube of its own category, the input stays.
+    Step("zap", "zap", "DATACUBE_FINAL", input_kind="product", products=("DATACUBE_ZAP",),
+         per=PER_EXPOSURE),
 )}
 
 #: Which step makes each product category (static calibrations have none: they are ingested).

@@ -26,7 +26,7 @@ from ..kernel import musewise_notebook
 #: Recipes with a template of their own; any other recipe uses ``generic.ipynb``.
 TEMPLATE_RECIPES = (
     "muse_bias", "muse_dark", "muse_flat", "muse_wavecal", "muse_lsf", "muse_twilight",
-    "muse_scibasic", "muse_scipost", "muse_exp_combine", "muse_standard",
+    "muse_scibasic", "muse_scipost", "muse_exp_combine", "muse_standard", "zap",
 )
 
 #: Quick-look cell per recipe (the default shows master images).
@@ -41,6 +41,27 @@ _QUICKLOOK = {
     "muse_scipost": "nb.quicklook(result, ['cube'])  # white-light image of the final cube and the field image",
     "muse_exp_combine": "nb.quicklook(result, ['cube'])  # white-light image of the combined cube",
     "muse_standard": "nb.quicklook(result, ['table'])  # response curve",
+    "zap": "nb.quicklook(result, ['cube'])  # white-light image of the cleaned cube",
+}
+
+#: What an astronomer checks after the step (:mod:`musewise.dpu.checks`), per recipe.
+_CHECKS = {
+    "muse_standard": (
+        "The standard star calibrated with the response found must match its reference flux table; "
+        "the response itself should be close to the static one (a few per cent, outside telluric bands).",
+        "from musewise.dpu import checks\n"
+        "fig = checks.plot_response_check(result, sof, static=checks.static_response(archive))"),
+    "muse_scipost": (
+        "The sky spectrum subtracted, with the lines of the SKY_LINES table the sky model fitted: "
+        "every strong line should be one of them.",
+        "from musewise.dpu import checks\n"
+        "fig = checks.plot_sky_subtracted(result, sof)"),
+    "zap": (
+        "The mean spectrum of the sky spaxels (the faint half of the white-light image) around the "
+        "strong sky lines, before and after ZAP: the residuals must shrink, the continuum must not move.",
+        "from musewise.dpu import checks\n"
+        "before = next(p for p, t in sof if t == 'DATACUBE_FINAL')\n"
+        "fig = checks.plot_sky_residuals(before, result.outputs_of('DATACUBE_ZAP')[0].path)"),
 }
 
 _TITLE = {
@@ -49,6 +70,7 @@ _TITLE = {
     "muse_twilight": "Twilight sky flat", "muse_scibasic": "Basic science reduction (pixel tables)",
     "muse_scipost": "Science post-processing (cube)", "muse_exp_combine": "Exposure combination",
     "muse_standard": "Flux calibration from a standard star",
+    "zap": "Sky-residual cleaning with ZAP",
 }
 
 
@@ -96,6 +118,8 @@ def build_template(recipe: str | None = None) -> nbformat.NotebookNode:
         new_code_cell("nb.show_log(result)"),
         new_markdown_cell("## Quick look"),
         new_code_cell(_QUICKLOOK.get(name, "nb.quicklook(result, quicklook)")),
+        *([new_markdown_cell(f"## What to check\n\n{_CHECKS[name][0]}"), new_code_cell(_CHECKS[name][1])]
+          if name in _CHECKS else []),
         new_markdown_cell("## QC parameters (ESO QC header keywords; also stored in the archive)"),
         new_code_cell("qc = nb.qc_table(result)"),
     ]

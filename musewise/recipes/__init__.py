@@ -106,6 +106,7 @@ for _name in MUSE_RECIPES:
 del _name
 
 from . import skyclean  # noqa: E402  (registers the sky_residual_clean recipe)
+from . import zapclean  # noqa: E402  (registers the zap recipe; zap itself is imported when it runs)
 
 __all__ = [
     "INSTALL_HINT", "MUSE_RECIPES", "EsorexRecipe", "InputTag", "PipelineNotInstalledError",
