@@ -24,6 +24,7 @@ Usage::
 
     python benchmarks/bench_shell.py                 # 2 IFUs
     python benchmarks/bench_shell.py --ifus 1        # 1 IFU (no standard: muse_standard needs 2 IFUs)
+    python benchmarks/bench_shell.py --ifus 1 --scipost skymethod=none   # quicker: no sky model
     python benchmarks/bench_shell.py --ifus 24 --keep /data/bench   # the full instrument (hours; ~70 GB)
 """
 
@@ -55,7 +56,8 @@ def simulate(outdir: Path, ifus) -> Path:
     return outdir
 
 
-def musewise_pass(root: Path, frames: Path, ifus, workers: int, script_dir: Path | None = None):
+def musewise_pass(root: Path, frames: Path, ifus, workers: int, script_dir: Path | None = None,
+                  scipost: dict | None = None):
     """Seconds of ``dpu.make('scipost')`` on a fresh archive, its runs, and (with ``script_dir``)
     the shell scripts replaying its esorex runs 1 and 2 at a time (``{workers: path}``)."""
     from musewise import dpu
@@ -69,7 +71,7 @@ def musewise_pass(root: Path, frames: Path, ifus, workers: int, script_dir: Path
             raise SystemExit(f"ingest refused {rep.refused}")
         t0 = time.perf_counter()
         # The default engine, as users get it: a LocalCluster of ``workers`` processes.
-        dpu.make("scipost", NIGHT, list(ifus), dry_run=False, archive=arch, progress=False)
+        dpu.make("scipost", NIGHT, list(ifus), dry_run=False, archive=arch, p=scipost or None, progress=False)
         seconds = time.perf_counter() - t0
         runs = sorted(arch.runs(), key=lambda r: r.id)
         failed = [(r.id, r.recipe, r.error) for r in runs if r.status != "succeeded"]
@@ -140,7 +142,7 @@ def overhead_per_run(runs) -> float:
     return sum(extra) / max(len(extra), 1)
 
 
-def bench(ifus, base: Path, every: float) -> dict:
+def bench(ifus, base: Path, every: float, scipost: dict | None = None) -> dict:
     frames = simulate(base / "night", ifus)
     sampler = Sampler(os.getpid(), base, every)
     sampler.start()
@@ -148,7 +150,7 @@ def bench(ifus, base: Path, every: float) -> dict:
         mw, runs, scripts = {}, {}, {}
         for w in (1, 2):
             mw[w], runs[w], made = musewise_pass(base / f"mw{w}", frames, ifus, w,
-                                                 script_dir=base if w == 1 else None)
+                                                 script_dir=base if w == 1 else None, scipost=scipost)
             scripts.update(made)
         replay = esorex_runs(runs[1])
         sh = {w: shell_pass(scripts[w]) for w in (1, 2)}
@@ -174,9 +176,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--ifus", type=int, default=2, help="number of IFUs of the night (1-24)")
     ap.add_argument("--keep", help="folder for the data (default: a temporary folder, removed)")
     ap.add_argument("--every", type=float, default=2.0, help="memory and disk sampling interval (s)")
+    ap.add_argument("--scipost", action="append", default=[], metavar="NAME=VALUE",
+                    help="a muse_scipost parameter (repeatable), e.g. skymethod=none for a quicker pass")
     args = ap.parse_args(argv)
+    scipost = dict(kv.split("=", 1) for kv in args.scipost)
     with tempfile.TemporaryDirectory(prefix="bench-shell-", dir=args.keep) as tmp:
-        res = bench(list(range(1, args.ifus + 1)), Path(tmp), args.every)
+        res = bench(list(range(1, args.ifus + 1)), Path(tmp), args.every, scipost)
+    res["scipost_parameters"] = scipost
     print(f"\n{res['ifus']}-IFU night, {res['runs']} esorex runs ({', '.join(res['recipes'])}):")
     for w in (1, 2):
         r = res[f"workers{w}"]

@@ -8,7 +8,7 @@ uses them to select inputs from the archive.
 
 The chain for a science cube is::
 
-    bias -> [dark] -> flat -> wavecal -> lsf -> twilight -> scibasic -> scipost -> [zap]
+    bias -> [dark] -> flat -> wavecal -> lsf -> twilight -> scibasic -> scipost
                                                   scibasic_std -> standard -^
 
 (brackets: optional, switched on in :class:`~musewise.dpu.config.DpuConfig`; ``zap``, the
