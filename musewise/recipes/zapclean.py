@@ -158,7 +158,11 @@ def zap_cube(cube_path: str | Path, out_path: str | Path, *, cfwidth: int = 300,
             log(f"zap: source mask {mask_file.name}: {int(mask.sum())} of {mask.size} spaxels masked")
     handler = _LogHandler(log) if log else None
     zlog = logging.getLogger("zap.zap")
+    level = zlog.level
     if handler:
+        # ZAP's INFO lines are its account of what it did; the root logger (pytest, a
+        # kernel) may drop INFO before any handler sees it.
+        zlog.setLevel(logging.INFO)
         zlog.addHandler(handler)
     try:
         zap.process(str(cube_path), outcubefits=str(out_path), cfwidthSVD=int(cfwidth),
@@ -167,6 +171,7 @@ def zap_cube(cube_path: str | Path, out_path: str | Path, *, cfwidth: int = 300,
     finally:
         if handler:
             zlog.removeHandler(handler)
+            zlog.setLevel(level)
         if mask_file is not None:
             mask_file.unlink(missing_ok=True)
     with fits.open(out_path, mode="update") as hdul:
