@@ -17,6 +17,12 @@ model) this script, all in one invocation:
    (goal >= 1.9x), the peak resident memory of this process and all its children
    (Dask workers, kernels, esorex) and the most disk the data folder took.
 
+Measured here (1 IFU, ``--scipost skymethod=none``, machine shared with a 24-IFU reduction
+and other jobs, 2026-12-01): musewise 155.5 s / shell 114.0 s = 1.36 on 1 worker, 6.9 s per
+run (run wall - esorex 3.7 s); 2 workers 179.8 / 93.7 s; peak memory 1.66 GB, disk 7.0 GB.
+With one IFU every step has one run, so the 2-worker "speed-up" (0.86x, shell 1.22x) only
+shows the load drifting: measure it with 2+ IFUs.
+
 Simulation and ingest are not timed. On a shared machine the load drifts: run the
 cases more than once before drawing conclusions.
 
