@@ -109,6 +109,7 @@ SCIENCE_CATEGORIES = {
     "PIXTABLE_POSITIONED": "PixTable",
     "PIXTABLE_COMBINED": "PixTable",
     "DATACUBE_FINAL": "DataCube",
+    "DATACUBE_ZAP": "DataCube",
     "DATACUBE_STD": "DataCube",
     "IMAGE_FOV": "Image",
     "OBJECT_RESAMPLED": "Image",

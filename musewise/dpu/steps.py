@@ -11,7 +11,8 @@ The chain for a science cube is::
     bias -> [dark] -> flat -> wavecal -> lsf -> twilight -> scibasic -> scipost -> exp_align -> exp_combine
                                                   scibasic_std -> standard -^        +-> combine_cubes
 
-(brackets: optional, switched on in :class:`~musewise.dpu.config.DpuConfig`). ``lsf`` is
+(brackets: optional, switched on in :class:`~musewise.dpu.config.DpuConfig`; ``zap``, the
+ZAP sky-residual cleaner on each exposure's cube, runs when asked for: ``dpu.make('zap')``). ``lsf`` is
 always built: muse_scipost's default sky subtraction (``skymethod=model``) fits the
 sky lines with the LSF of every slice (``LSF_PROFILE``), starting from the static
 ``SKY_LINES`` list. ``twilight`` is built when the night has (3+) twilight sky flats:
@@ -160,6 +161,10 @@ STEPS: dict[str, Step] = {s.name: s for s in (
          input_recipe="muse_scipost"),
     Step("combine_cubes", "combine_cubes", "DATACUBE_FINAL", input_kind="product",
          products=("DATACUBE_FINAL",), per=PER_NIGHT, min_inputs=2, input_recipe="muse_scipost"),
+    # Not a pipeline recipe: ZAP (musewise.recipes.zapclean) cleans a cube (one exposure's or
+    # a combined one) of its sky-line residuals; its product is a cube of its own category.
+    Step("zap", "zap", "DATACUBE_FINAL", input_kind="product", products=("DATACUBE_ZAP",),
+         per=PER_EXPOSURE),
 )}
 
 #: Which step makes each product category (static calibrations have none: they are ingested).

@@ -27,7 +27,7 @@ from ..kernel import musewise_notebook
 TEMPLATE_RECIPES = (
     "muse_bias", "muse_dark", "muse_flat", "muse_wavecal", "muse_lsf", "muse_twilight",
     "muse_scibasic", "muse_scipost", "muse_exp_align", "muse_exp_combine", "muse_standard",
-    "combine_cubes",
+    "combine_cubes", "zap",
 )
 
 #: What an astronomer checks after aligning exposures: the correction found for each
@@ -60,6 +60,27 @@ _QUICKLOOK = {
                      "for o in result.outputs_of('DATACUBE_FINAL'):\n"
                      "    print(combination_summary(o.path))  # exposures kept per voxel, rejected fraction",
     "muse_standard": "nb.quicklook(result, ['table'])  # response curve",
+    "zap": "nb.quicklook(result, ['cube'])  # white-light image of the cleaned cube",
+}
+
+#: What an astronomer checks after the step (:mod:`musewise.dpu.checks`), per recipe.
+_CHECKS = {
+    "muse_standard": (
+        "The standard star calibrated with the response found must match its reference flux table; "
+        "the response itself should be close to the static one (a few per cent, outside telluric bands).",
+        "from musewise.dpu import checks\n"
+        "fig = checks.plot_response_check(result, sof, static=checks.static_response(archive))"),
+    "muse_scipost": (
+        "The sky spectrum subtracted, with the lines of the SKY_LINES table the sky model fitted: "
+        "every strong line should be one of them.",
+        "from musewise.dpu import checks\n"
+        "fig = checks.plot_sky_subtracted(result, sof)"),
+    "zap": (
+        "The mean spectrum of the sky spaxels (the faint half of the white-light image) around the "
+        "strong sky lines, before and after ZAP: the residuals must shrink, the continuum must not move.",
+        "from musewise.dpu import checks\n"
+        "before = next(p for p, t in sof if t == 'DATACUBE_FINAL')\n"
+        "fig = checks.plot_sky_residuals(before, result.outputs_of('DATACUBE_ZAP')[0].path)"),
 }
 
 _TITLE = {
@@ -70,6 +91,7 @@ _TITLE = {
     "muse_exp_align": "Offsets between exposures",
     "combine_cubes": "Combination of exposure cubes on one grid (sigma-clipped)",
     "muse_standard": "Flux calibration from a standard star",
+    "zap": "Sky-residual cleaning with ZAP",
 }
 
 
@@ -117,6 +139,8 @@ def build_template(recipe: str | None = None) -> nbformat.NotebookNode:
         new_code_cell("nb.show_log(result)"),
         new_markdown_cell("## Quick look"),
         new_code_cell(_QUICKLOOK.get(name, "nb.quicklook(result, quicklook)")),
+        *([new_markdown_cell(f"## What to check\n\n{_CHECKS[name][0]}"), new_code_cell(_CHECKS[name][1])]
+          if name in _CHECKS else []),
         new_markdown_cell("## QC parameters (ESO QC header keywords; also stored in the archive)"),
         new_code_cell("qc = nb.qc_table(result)"),
     ]
