@@ -20,7 +20,7 @@ APT_PACKAGES := esorex cpl-plugin-muse postgresql chromium graphviz
 # Installed only when the command is missing (a machine may have its own Python or Node.js).
 APT_IF_MISSING := "$(PYTHON) -c 'import ensurepip'":python3-venv "npm --version":npm
 
-.PHONY: demo test test-fast bench bench-jdaviz-env setup system venv node clean help
+.PHONY: test-long demo test test-fast bench bench-jdaviz-env setup system venv node clean help
 
 help:
 	@sed -n '2,5p' Makefile
@@ -60,7 +60,12 @@ demo: setup
 	$(PY) -m musewise.demo --root $(DEMO_ROOT) --ifus $(IFUS)
 
 test: setup
-	$(VENV)/bin/pytest -ra --durations=15 $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -ra --durations=15 -m "not long" $(PYTEST_ARGS)
+
+# The whole-field reductions (several exposures combined, ZAP after a cascade, two nights of a
+# target): 15-60 min each on 2 cores, outside CI's time limit.
+test-long: setup
+	$(VENV)/bin/pytest -ra --durations=15 -m long $(PYTEST_ARGS)
 
 test-fast: setup
 	$(VENV)/bin/pytest -ra -m "not pipeline and not browser and not hub" $(PYTEST_ARGS)

@@ -24,7 +24,12 @@ from musewise.products.testing import write_cube
 from musewise.recipes.cubecombine import clip_mean, combination_summary, combine_cube_files
 
 NIGHT = "2026-11-20"
-pipeline = pytest.mark.pipeline
+
+
+def pipeline(test):
+    """A real-pipeline test that reduces a whole field or cascade of its own: ``long``, run by
+    ``make test-long``, not by ``make test`` (CI's time limit)."""
+    return pytest.mark.long(pytest.mark.pipeline(test))
 
 
 def _cubes(tmp_path, n=4):

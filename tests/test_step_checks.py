@@ -14,7 +14,11 @@ import pytest
 from test_fluxcal import std_cascade  # noqa: F401  (module fixture reused)
 from test_zap import _figures_after
 
-pipeline = pytest.mark.pipeline
+
+def pipeline(test):
+    """A real-pipeline test that reduces a whole field or cascade of its own: ``long``, run by
+    ``make test-long``, not by ``make test`` (CI's time limit)."""
+    return pytest.mark.long(pytest.mark.pipeline(test))
 
 
 @pipeline

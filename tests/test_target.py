@@ -168,6 +168,7 @@ def test_cli_make_target_prints_the_plan_and_runs_nothing(archive, archive_confi
 
 
 # ------------------------------------------------------------------------------ the real pipeline
+@pytest.mark.long
 @pytest.mark.pipeline
 # 6 one-IFU muse_scipost runs (heavy: one at a time) and 2 muse_exp_combine: ~5 min per scipost
 # on the shared 2-core machine, beyond the suite's 30 min default.

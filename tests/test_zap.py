@@ -17,7 +17,13 @@ from test_dpu import NIGHT, cascade, dpu_night, measure_stars  # noqa: F401  (mo
 
 # The cascade (~20 min on a loaded 2-core machine) and ZAP on its two cubes (~10 min) share
 # the first test's time limit.
-pipeline = pytest.mark.pipeline
+
+
+def pipeline(test):
+    """A real-pipeline test that reduces a whole field or cascade of its own: ``long``, run by
+    ``make test-long``, not by ``make test`` (CI's time limit)."""
+    return pytest.mark.long(pytest.mark.pipeline(test))
+
 slow = pytest.mark.timeout(5400)
 
 LINES = (5577.339, 6300.304)
