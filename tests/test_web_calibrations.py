@@ -14,6 +14,7 @@ combined cube that holds no per-IFU state.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from pathlib import Path
@@ -90,37 +91,52 @@ def write_cube(path):
 @pytest.fixture
 def site(archive, tmp_path):
     """(hub, base URL, get(path, user, method, **kw), ids) of a web view over ``certified_history``."""
-    import requests
-    from jupyterhub.services.auth import HubOAuth
-
-    from musewise.web.app import make_app
-
     ids = certified_history(archive, tmp_path / "work")
     alice = archive.as_user("alice")
     run = alice.begin_run("muse_scipost", {}, inputs=[(ids["bias"][(1, 61365.1)], "MASTER_BIAS", "best")],
                           privilege=Privilege.CONSORTIUM, project="galaxies")
     ids["cube"] = alice.finish_run(run, [(write_cube(tmp_path / "work" / "DATACUBE.fits"), "DATACUBE_FINAL",
                                           None)])[0].id
+    with web_behind_hub(archive, FakeOAuthHub, tmp_path) as (hub, base, get):
+        yield hub, base, get, ids
+
+
+@contextlib.contextmanager
+def web_behind_hub(archive, hub_class, tmp_path):
+    """The archive's web view behind a ``hub_class`` OAuth hub, both on 127.0.0.1.
+
+    Yields ``(hub, base, get)``: ``get(path, user=None, method="GET", **kw)`` requests
+    ``base + path`` with ``user``'s API token (none: anonymous), without following redirects.
+    """
+    import requests
+    from jupyterhub.services.auth import HubOAuth
+
+    from musewise.web.app import make_app
+
     hub_port, web_port = free_port(), free_port()
     base = f"http://127.0.0.1:{web_port}{PREFIX}"
-    hub = FakeOAuthHub({u["name"] for u in archive.users()}, web_base=base)
+    hub = hub_class({u["name"] for u in archive.users()}, web_base=base)
     servers = ServerThread().start()
-    servers.serve(hub.app, hub_port)
-    auth = HubOAuth(api_url=f"http://127.0.0.1:{hub_port}/hub/api", api_token="service-secret",
-                    oauth_client_id="service-archive", base_url=PREFIX, hub_prefix="/hub/",
-                    hub_host=f"http://127.0.0.1:{hub_port}", access_scopes={"access:services!service=archive"},
-                    cache_max_age=0, oauth_redirect_uri=f"{base}oauth_callback")
-    servers.serve(lambda: make_app(archive, hub_auth=auth, cache_dir=tmp_path / "cache"), web_port)
-    hub.url = f"http://127.0.0.1:{hub_port}"
+    try:
+        servers.serve(hub.app, hub_port)
+        auth = HubOAuth(api_url=f"http://127.0.0.1:{hub_port}/hub/api", api_token="service-secret",
+                        oauth_client_id="service-archive", base_url=PREFIX, hub_prefix="/hub/",
+                        hub_host=f"http://127.0.0.1:{hub_port}",
+                        access_scopes={"access:services!service=archive"},
+                        cache_max_age=0, oauth_redirect_uri=f"{base}oauth_callback")
+        servers.serve(lambda: make_app(archive, hub_auth=auth, cache_dir=tmp_path / "cache"), web_port)
+        hub.url = f"http://127.0.0.1:{hub_port}"
 
-    def get(path, user=None, method="GET", **kw):
-        headers = kw.pop("headers", {})
-        if user:
-            headers["Authorization"] = f"token tok-{user}"
-        return requests.request(method, base + path, headers=headers, allow_redirects=False, timeout=60, **kw)
+        def get(path, user=None, method="GET", **kw):
+            headers = kw.pop("headers", {})
+            if user:
+                headers["Authorization"] = f"token tok-{user}"
+            return requests.request(method, base + path, headers=headers, allow_redirects=False,
+                                    timeout=60, **kw)
 
-    yield hub, base, get, ids
-    servers.stop()
+        yield hub, base, get
+    finally:
+        servers.stop()
 
 
 def _bars(html):

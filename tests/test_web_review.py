@@ -22,10 +22,8 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from conftest import free_port
 from test_qc_trends import _point_on_screen
-from test_web import ServerThread
-from test_web_calibrations import FakeOAuthHub
+from test_web_calibrations import FakeOAuthHub, web_behind_hub
 
 from musewise.products.testing import write_cube, write_master
 from musewise.qc import review_history, review_state
@@ -81,31 +79,8 @@ def masters(archive, tmp_path):
 @pytest.fixture
 def site(archive, masters, tmp_path):
     """(hub, base URL, get(path, user, method, **kw), masters) of a web view over ``masters``."""
-    import requests
-    from jupyterhub.services.auth import HubOAuth
-
-    from musewise.web.app import make_app
-
-    hub_port, web_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{web_port}{PREFIX}"
-    hub = ReviewHub({u["name"] for u in archive.users()}, web_base=base)
-    servers = ServerThread().start()
-    servers.serve(hub.app, hub_port)
-    auth = HubOAuth(api_url=f"http://127.0.0.1:{hub_port}/hub/api", api_token="service-secret",
-                    oauth_client_id="service-archive", base_url=PREFIX, hub_prefix="/hub/",
-                    hub_host=f"http://127.0.0.1:{hub_port}", access_scopes={"access:services!service=archive"},
-                    cache_max_age=0, oauth_redirect_uri=f"{base}oauth_callback")
-    servers.serve(lambda: make_app(archive, hub_auth=auth, cache_dir=tmp_path / "cache"), web_port)
-    hub.url = f"http://127.0.0.1:{hub_port}"
-
-    def get(path, user=None, method="GET", **kw):
-        headers = kw.pop("headers", {})
-        if user:
-            headers["Authorization"] = f"token tok-{user}"
-        return requests.request(method, base + path, headers=headers, allow_redirects=False, timeout=60, **kw)
-
-    yield hub, base, get, masters
-    servers.stop()
+    with web_behind_hub(archive, ReviewHub, tmp_path) as (hub, base, get):
+        yield hub, base, get, masters
 
 
 def _tiles(html):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..exceptions import ReductionFailed
+from .planner import RunPlace
 from .selection import exposure_key, raw_frames
 from .steps import PER_EXPOSURE, PER_IFU, PER_TARGET, PRODUCER, get_step, split_of
 
@@ -29,7 +30,7 @@ RowKey = tuple
 
 
 @dataclass
-class PlanRow:
+class PlanRow(RunPlace):
     """One run of a plan, as a row of the plan's table.
 
     Attributes
@@ -77,19 +78,6 @@ class PlanRow:
     @property
     def key(self) -> RowKey:
         return (self.step, self.night, self.ifu, self.exposure)
-
-    @property
-    def needed(self) -> bool:
-        return self.status != "current"
-
-    @property
-    def where(self) -> str:
-        """``IFU 01``, ``exposure MJD 61365.06250``, ``night`` or ``all nights`` (a target's run)."""
-        if self.ifu:
-            return f"IFU {self.ifu:02d}"
-        if self.exposure:
-            return f"exposure MJD {self.exposure:.5f}"
-        return "night" if self.night else "all nights"
 
 
 def plan_rows(plan, archive) -> list[PlanRow]:

@@ -53,8 +53,26 @@ CORE_STEPS = ("bias", "flat", "wavecal", "lsf", "twilight", "scibasic", "scibasi
 _MANAGED = ("nifu", "merge")
 
 
+class RunPlace:
+    """What a planned run is about and whether it is needed, for a row of a plan (needs
+    ``status``, ``ifu``, ``exposure`` and ``night``)."""
+
+    @property
+    def needed(self) -> bool:
+        return self.status != "current"
+
+    @property
+    def where(self) -> str:
+        """``IFU 01``, ``exposure MJD 61365.06250``, ``night`` or ``all nights`` (a target's run)."""
+        if self.ifu:
+            return f"IFU {self.ifu:02d}"
+        if self.exposure:
+            return f"exposure MJD {self.exposure:.5f}"
+        return "night" if self.night else "all nights"
+
+
 @dataclass
-class PlannedRun:
+class PlannedRun(RunPlace):
     """One step for one IFU (or one exposure, one night, one target) in a plan.
 
     Attributes
@@ -79,19 +97,6 @@ class PlannedRun:
     reason: str
     product_id: int | None = None
     night: str = ""
-
-    @property
-    def needed(self) -> bool:
-        return self.status != "current"
-
-    @property
-    def where(self) -> str:
-        """``IFU 01``, ``exposure MJD 61365.06250``, ``night`` or ``all nights`` (a target's run)."""
-        if self.ifu:
-            return f"IFU {self.ifu:02d}"
-        if self.exposure:
-            return f"exposure MJD {self.exposure:.5f}"
-        return "night" if self.night else "all nights"
 
     def __str__(self):
         prod = f" (#{self.product_id})" if self.product_id else ""

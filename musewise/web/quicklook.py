@@ -46,13 +46,7 @@ def quicklook_png(arch, dataset_id: int, cache_dir, ifu: int | None = None) -> b
     if cache.exists():
         return cache.read_bytes()
     png = render_quicklook(arch.path(dataset_id), title=f"#{rec.id} {rec.category} {rec.night or ''}", ifu=ifu)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    # Write-then-rename: two requests rendering at once never leave half an image.
-    fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(png)
-    os.replace(tmp, cache)
-    return png
+    return _cache_png(cache, png)
 
 
 def image_of(path, ifu: int | None = None) -> tuple[np.ndarray | None, str]:
@@ -134,6 +128,12 @@ def thumbnail_png(arch, dataset_id: int, cache_dir, ifu: int | None = None) -> b
     imsave(buf, np.nan_to_num(data, nan=lo), cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1,
            origin="lower", format="png")
     png = buf.getvalue()
+    return _cache_png(cache, png)
+
+
+def _cache_png(cache: Path, png: bytes) -> bytes:
+    """Store ``png`` at ``cache`` and return it. Write-then-rename: two requests rendering
+    at once never leave half an image."""
     cache.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
