@@ -421,11 +421,11 @@ def test_registering_a_duplicate_python_recipe_name_is_refused():
 # ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fake_esorex(tmp_path):
-    """An ``esorex`` that describes muse_fake and then hangs when run (slow spawn)."""
-    d = tmp_path / "fakebin"
-    d.mkdir()
+def stand_in_esorex(folder, body: str) -> str:
+    """Path of an ``esorex`` in ``folder`` that describes muse_fake (``--params``, ``--man-page``)
+    and, when run, executes the shell lines ``body``."""
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
     (d / "params.txt").write_text(PARAMS_TEXT)
     (d / "man.txt").write_text(MAN_TEXT)
     script = d / "esorex"
@@ -436,12 +436,16 @@ for a in "$@"; do
     --man-page) cat {d}/man.txt; exit 0;;
   esac
 done
-echo "muse_fake: starting"
-echo "muse_fake: working"
-sleep 60
+{body}
 """)
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return str(script)
+
+
+@pytest.fixture
+def fake_esorex(tmp_path):
+    """An ``esorex`` that describes muse_fake and then hangs when run (slow spawn)."""
+    return stand_in_esorex(tmp_path / "fakebin", 'echo "muse_fake: starting"\necho "muse_fake: working"\nsleep 60')
 
 
 def test_esorex_run_times_out_and_streams_log(fake_esorex, tmp_path):

@@ -417,31 +417,13 @@ def test_dead_dask_worker_fails_its_run_and_the_others_go_on(tmp_path, bias_nigh
 ])
 def test_esorex_exit_0_after_a_failed_write_fails_the_recipe(tmp_path, line, fails):
     """esorex may exit 0 after CPL logged that a product could not be written: the product is not trusted."""
-    import stat
-
-    from test_recipes import MAN_TEXT, PARAMS_TEXT
+    from test_recipes import stand_in_esorex
 
     from musewise.exceptions import RecipeError
     from musewise.recipes.esorex import EsorexRecipe
 
-    d = tmp_path / "fakebin"
-    d.mkdir()
-    (d / "params.txt").write_text(PARAMS_TEXT)
-    (d / "man.txt").write_text(MAN_TEXT)
-    script = d / "esorex"
-    script.write_text(f"""#!/bin/sh
-for a in "$@"; do
-  case "$a" in
-    --params) cat {d}/params.txt; exit 0;;
-    --man-page) cat {d}/man.txt; exit 0;;
-  esac
-done
-echo "[ INFO  ] muse_fake: working"
-echo "{line}"
-exit 0
-""")
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    rec = EsorexRecipe("muse_fake", esorex=str(script), cache=False)
+    esorex = stand_in_esorex(tmp_path / "fakebin", f'echo "[ INFO  ] muse_fake: working"\necho "{line}"\nexit 0')
+    rec = EsorexRecipe("muse_fake", esorex=esorex, cache=False)
     raw = tmp_path / "raw.fits"
     raw.touch()
     sof = [(raw, "FAKE")] * 3 + [(raw, "MASTER_BIAS")]
