@@ -31,6 +31,7 @@ QC_TYPES = {
     "TWILIGHT_CUBE": "twilight",
     "STD_RESPONSE": "response",
     "DATACUBE_FINAL": "cube",
+    "DATACUBE_ZAP": "cube",  # a cube cleaned by ZAP is measured as any cube (sky residuals, PSF)
 }
 
 
