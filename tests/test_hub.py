@@ -110,6 +110,11 @@ def python_users_can_run(root: Path) -> str:
     for entry in (Path(sys.prefix) / "share" / "jupyter").iterdir():
         if entry.name != "kernels":
             (data / entry.name).symlink_to(entry)
+    # ... and so is its configuration under sys.prefix/etc: which server extensions are on
+    # (JupyterLab itself: without it /user/<name>/lab is a 404).
+    if (Path(sys.prefix) / "etc" / "jupyter").is_dir():
+        (venv / "etc").mkdir(exist_ok=True)
+        (venv / "etc" / "jupyter").symlink_to(Path(sys.prefix) / "etc" / "jupyter")
     return str(venv / "bin" / "python")
 
 
@@ -124,7 +129,9 @@ def hub(tmp_path_factory):
     root = Path(tempfile.mkdtemp(prefix="musewise-hub-"))
     root.chmod(0o711)
     group = f"mwt{uuid.uuid4().hex[:8]}"
-    arch = Archive.open(root=str(root), user="admin")
+    # The hub's group is the consortium's group of the stored files (one name at a site: both
+    # default to 'musewise'), so that members' kernels read the consortium's products.
+    arch = Archive.open(root=str(root), user="admin", unix_group_prefix=group)
     arch.add_project("galaxies", "a science project")
     arch.add_user("alice", projects={"galaxies": "reviewer"})
     arch.add_user("bob", projects=["galaxies"])
@@ -322,6 +329,7 @@ def test_api_token_from_the_hub_reads_the_json_api(hub):
 @pytest.mark.browser
 def test_browser_login_and_product_page(hub, page, output_dir):
     url, ids = hub["url"], hub["ids"]
+    page.set_default_timeout(90_000)  # a busy 2-core machine renders the product page slowly
     page.goto(f"{url}/hub/login")
     page.fill("input[name=username]", "carol")
     page.fill("input[name=password]", PASSWORD)
