@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from test_qc_trends import _point_on_screen
-from test_web_calibrations import FakeOAuthHub, web_behind_hub
+from test_web_calibrations import FakeOAuthHub, _login, web_behind_hub
 
 from musewise.products.testing import write_cube, write_master
 from musewise.qc import review_history, review_state
@@ -160,14 +160,6 @@ def test_verdicts_go_through_the_review_with_claims_and_refusals(site, archive):
 
 
 # --------------------------------------------------------------------------- a real browser, cookie login
-
-
-def _login(page, hub, base, who, path):
-    page.context.clear_cookies()
-    hub.login_as = who
-    page.goto(base + path)
-    page.wait_for_url(re.compile(re.escape(base + path.split("?")[0]) + r".*"), timeout=30000)
-    assert who in page.inner_text("header")
 
 
 @pytest.mark.browser
