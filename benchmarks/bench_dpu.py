@@ -28,11 +28,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_shell import shell_script  # noqa: E402
 
 NIGHT = "2026-11-20"
 
@@ -61,44 +65,14 @@ def musewise_cascade(root: Path, frames: Path, ifus, workers: int):
     return seconds, arch, runs
 
 
-def shell_script(runs, outdir: Path, workers: int) -> Path:
-    """A bash script running the runs' esorex commands, each step's runs ``workers`` at a time."""
-    lines = ["#!/bin/bash", "set -e"]
-    groups: list[list] = []
-    for r in runs:
-        if groups and groups[-1][0].recipe == r.recipe:
-            groups[-1].append(r)
-        else:
-            groups.append([r])
-    for group in groups:
-        cmds = []
-        for r in group:
-            cmd = list(r.details["command"])
-            d = outdir / f"run{r.id:06d}"
-            d.mkdir(parents=True, exist_ok=True)
-            sof = Path(cmd[-1])
-            new_sof = d / sof.name
-            new_sof.write_text(sof.read_text())
-            cmd = [f"--log-dir={d}" if c.startswith("--log-dir=") else
-                   f"--output-dir={d}" if c.startswith("--output-dir=") else c for c in cmd[:-1]]
-            cmds.append(f"cd {shlex.quote(str(d))} && " + " ".join(map(shlex.quote, cmd + [str(new_sof)]))
-                        + " > esorex.out 2>&1")
-        lines.append(f"# {group[0].recipe}: {len(cmds)} run(s)")
-        lines.append("printf '%s\\0' " + " ".join(shlex.quote(c) for c in cmds)
-                     + f" | xargs -0 -P {workers} -I CMD bash -c CMD")
-    script = outdir / "baseline.sh"
-    script.write_text("\n".join(lines) + "\n")
-    script.chmod(0o755)
-    return script
-
-
 def bench(ifus, workers: int, base: Path) -> dict:
     frames = simulate(base / "night", ifus)
-    warm, _arch1, runs = musewise_cascade(base / "mw1", frames, ifus, workers)
+    warm, arch1, runs = musewise_cascade(base / "mw1", frames, ifus, workers)
     failed = [r for r in runs if r.status != "succeeded"]
     if failed:
         raise SystemExit(f"musewise runs failed: {[(r.id, r.recipe, r.error) for r in failed]}")
-    script = shell_script(runs, base / "shell", workers)
+    # the same esorex command lines, SOFs rebuilt from the archive (successful runs' workdirs are gone)
+    script = shell_script(arch1, runs, base / "shell", workers)
     shells = []
     for _ in range(2):  # before and after the timed musewise pass: the machine's load drifts
         t0 = time.perf_counter()
