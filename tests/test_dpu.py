@@ -521,3 +521,55 @@ def test_cascade_spaxel_origin_is_where_the_instrument_model_put_the_star(cascad
         assert u.usable == rec.usable_for(1)
     flat = next(u for u in o.calibrations if u.tag == "MASTER_FLAT")
     assert flat.producer_notebook_id is not None and flat.certified
+
+
+def test_scipost_bands_follow_memory():
+    """One muse_scipost call of 24 IFUs (21.6 GB measured) is cut in two on a 24 GB machine; 1-2 IFUs are not."""
+    from musewise.recipes.bands import band_edges, bands_needed
+
+    assert bands_needed(24, (4600, 9350), memory_gb=0.7 * 24) == 2
+    assert bands_needed(2, (4600, 9350), memory_gb=0.7 * 24) == 1
+    assert bands_needed(24, (4600, 6975), memory_gb=0.7 * 24) == 1  # half the range, half the memory
+    assert bands_needed(48, (4000, 10000), memory_gb=0.7 * 24) == 3  # two exposures in one call
+    assert band_edges(4600, 9350, 2) == [4600, 6975, 9350]
+
+
+@pipeline
+def test_scipost_in_wavelength_bands_makes_the_cube_of_one_call(cascade):
+    """Issue 10 item 4: muse_scipost cut into wavelength bands (what a 24-IFU exposure needs on 24 GB)
+    makes, joined, the cube one call makes: same grid, same fluxes within the noise, the sky
+    products of the whole range, and it is archived and planned like any scipost run."""
+    from astropy.io import fits
+
+    arch, _ = cascade
+    ref = {c.mjd_obs: c for c in arch.query(category="DATACUBE_FINAL") if c.is_valid}
+    outcomes = dpu.run("scipost", date=NIGHT, ifu=1, archive=arch, p={"crsigma": 20, "wavelength_bands": 2},
+                       progress=False)
+    assert [o.status for o in outcomes] == ["succeeded"] * len(ref)
+    for o in outcomes:
+        made = {arch.get(i).category: arch.get(i) for i in o.products}
+        cube = made["DATACUBE_FINAL"]
+        one = ref[cube.mjd_obs]
+        run = arch.get_run(o.run_id)
+        assert "muse_scipost in 2 wavelength bands" in Path(arch.path(run.notebook_id)).read_text()
+        with fits.open(arch.path(cube.id)) as h, fits.open(arch.path(one.id)) as r:
+            assert h[0].header["MUSEWISE BANDS"] == 2
+            for key in ("NAXIS1", "NAXIS2", "NAXIS3", "CRVAL3", "CD3_3", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2"):
+                assert h["DATA"].header[key] == r["DATA"].header[key], key
+            data, ref_data, var = h["DATA"].data, r["DATA"].data, r["STAT"].data
+            z = np.abs(data - ref_data) / np.sqrt(var)
+            # the sky is modelled band by band: a small part of the noise, no step at the cut
+            assert np.nanmedian(z) < 0.2 and np.nanpercentile(z, 99) < 1.0, (np.nanmedian(z), np.nanpercentile(z, 99))
+            cut = int(np.argmin(np.abs(6975 - (r["DATA"].header["CRVAL3"] + 1.25 * np.arange(data.shape[0])))))
+            assert np.nanmedian(z[cut - 3:cut + 3]) < 0.3
+        # the white-light image is the pipeline's one of the whole range (it is the alignment's input)
+        img, ref_img = [fits.getdata(arch.path(d.id), "DATA") for d in
+                        (made["IMAGE_FOV"], next(d for d in arch.query(category="IMAGE_FOV")
+                                                  if d.run_id == one.run_id))]
+        assert abs(np.nansum(img) / np.nansum(ref_img) - 1) < 0.01
+        sky = fits.getdata(arch.path(made["SKY_SPECTRUM"].id), 1)
+        assert sky["lambda"].min() < 4800 and sky["lambda"].max() > 9300
+        assert len([i for i in o.products if arch.get(i).category == "PIXTABLE_REDUCED"]) == 2  # one per band
+    # the bands only share the work out: the reference cubes stay current
+    assert dpu.plan("scipost", NIGHT, [1], archive=arch, p={"crsigma": 20, "wavelength_bands": 2},
+                    commit=True).todo == []

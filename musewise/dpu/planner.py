@@ -50,7 +50,8 @@ from .steps import PER_EXPOSURE, PER_IFU, PER_TARGET, PRODUCER, STEPS, Step, get
 CORE_STEPS = ("bias", "flat", "wavecal", "lsf", "twilight", "scibasic", "scibasic_std", "standard",
               "exp_align")
 #: Parameters musewise sets itself (not compared when judging a product current).
-_MANAGED = ("nifu", "merge")
+#: wavelength_bands (musewise.recipes.bands) only shares the work out to fit in memory.
+_MANAGED = ("nifu", "merge", "wavelength_bands")
 
 
 class RunPlace:

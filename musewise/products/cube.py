@@ -46,7 +46,7 @@ from .image import Image
 from .spectrum import Spectrum
 from .wcs import celestial_header, spectral_axis
 
-__all__ = ["CHUNK_BYTES", "MuseCube", "white_light"]
+__all__ = ["CHUNK_BYTES", "MuseCube", "filter_image", "white_light"]
 
 #: Bytes of one extension read per step of the white-light mean (~64 MB).
 CHUNK_BYTES = 64 * 2**20
@@ -57,19 +57,27 @@ def _planes_per_chunk(shape, chunk_bytes: int) -> int:
     return max(1, int(chunk_bytes) // (ny * nx * 4))
 
 
-def _nanmean_planes(chunks, plane_shape) -> np.ndarray:
-    """NaN-aware mean over the planes of float32 chunks (k, ny, nx), as float32 (ny, nx).
+def _nanmean_planes(chunks, plane_shape, weights=None) -> np.ndarray:
+    """NaN-aware (weighted) mean over the planes of float32 chunks (k, ny, nx), as float32 (ny, nx).
 
     Only two image-sized accumulators are held besides the chunk being summed.
-    The chunks are scratch buffers: their NaNs are zeroed in place.
+    The chunks are scratch buffers: their NaNs are zeroed in place. ``weights``
+    (one per plane, in the order the chunks come) weight each plane.
     """
     total = np.zeros(plane_shape, dtype=np.float64)
-    count = np.zeros(plane_shape, dtype=np.int64)
+    count = np.zeros(plane_shape, dtype=np.float64 if weights is not None else np.int64)
+    k0 = 0
     for chunk in chunks:
         finite = np.isfinite(chunk)
         np.copyto(chunk, 0.0, where=~finite)
-        total += chunk.sum(axis=0, dtype=np.float64)
-        count += finite.sum(axis=0)
+        if weights is None:
+            total += chunk.sum(axis=0, dtype=np.float64)
+            count += finite.sum(axis=0)
+        else:
+            w = np.asarray(weights[k0:k0 + len(chunk)], dtype=np.float64)
+            total += np.tensordot(w, chunk, axes=(0, 0))
+            count += np.tensordot(w, finite, axes=(0, 0))
+        k0 += len(chunk)
         del chunk, finite  # freed before the next chunk is read: one chunk held, not two
     with np.errstate(invalid="ignore", divide="ignore"):
         return (total / count).astype(np.float32)
@@ -100,6 +108,33 @@ def white_light(data, start: int = 0, stop: int | None = None, *,
     chunks = (np.array(data[k0:min(stop, k0 + step)], dtype=np.float32)
               for k0 in range(start, stop, step))
     return _nanmean_planes(chunks, data.shape[1:])
+
+
+def filter_image(data, throughput, *, chunk_bytes: int = CHUNK_BYTES) -> np.ndarray:
+    """A cube integrated over a filter, as muse_scipost makes its IMAGE_FOV.
+
+    The throughput-weighted mean of each spaxel's finite planes (the MUSE pipeline's
+    field-of-view image: 1e-5 of muse_scipost's own IMAGE_FOV on the same cube).
+
+    Parameters
+    ----------
+    data : array_like
+        (n_lambda, ny, nx) flux, memory-mapped or not, read a block of planes at a time.
+    throughput : array_like
+        The filter's throughput (0-1) at each plane's wavelength, length n_lambda.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (ny, nx) in the cube's BUNIT; NaN where the filter sees no finite plane.
+    """
+    throughput = np.asarray(throughput, dtype=np.float64)
+    if throughput.shape != (data.shape[0],):
+        raise InvalidArgumentError(f"filter_image needs one throughput per plane ({data.shape[0]}), "
+                                   f"got {throughput.shape}")
+    step = _planes_per_chunk(data.shape, chunk_bytes)
+    chunks = (np.array(data[k0:k0 + step], dtype=np.float32) for k0 in range(0, data.shape[0], step))
+    return _nanmean_planes(chunks, data.shape[1:], weights=throughput)
 
 
 def _is_mpdaf(obj) -> bool:

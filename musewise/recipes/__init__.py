@@ -28,6 +28,7 @@ from __future__ import annotations
 import time
 
 from ..exceptions import PipelineNotInstalledError
+from .bands import BandedScipost
 from .base import InputTag, Recipe, RecipeOutput, RecipeParameter, RecipeResult, write_sof
 from .esorex import (
     INSTALL_HINT,
@@ -102,7 +103,7 @@ def describe_pipeline(all_recipes: bool = False) -> dict[str, float]:
 
 
 for _name in MUSE_RECIPES:
-    register(EsorexRecipe(_name))
+    register(EsorexRecipe(_name) if _name != "muse_scipost" else BandedScipost(_name))
 del _name
 
 from . import skyclean  # noqa: E402  (registers the sky_residual_clean recipe)
@@ -110,7 +111,7 @@ from . import cubecombine  # noqa: E402,F401  (registers the combine_cubes recip
 from . import zapclean  # noqa: E402  (registers the zap recipe; zap itself is imported when it runs)
 
 __all__ = [
-    "INSTALL_HINT", "MUSE_RECIPES", "EsorexRecipe", "InputTag", "PipelineNotInstalledError",
+    "INSTALL_HINT", "MUSE_RECIPES", "BandedScipost", "EsorexRecipe", "InputTag", "PipelineNotInstalledError",
     "PythonRecipe", "Recipe", "RecipeOutput", "RecipeParameter", "RecipeRegistry",
     "RecipeResult", "configure", "describe_pipeline", "esorex_executable", "get_recipe", "list_recipes",
     "register", "register_python_recipe", "write_sof",
