@@ -80,6 +80,27 @@ def test_combined_cube_is_the_clipped_mean_on_the_same_grid(tmp_path, engine):
     assert s["rejected_fraction"] < 1e-4 and (engine == "mpdaf" or s["rejected_fraction"] > 0)
 
 
+def test_rejected_fraction_counts_clipped_values_not_coverage_gaps(tmp_path):
+    """A dithered exposure that does not cover an edge is no rejection: only clipped values count."""
+    files = _cubes(tmp_path)
+
+    def rejected(name):
+        out = combine_cube_files(files, tmp_path / name, block=50)
+        return combination_summary(out), fits.getval(out, "MUSEWISE COMBINE NREJECT")
+
+    _, base = rejected("base.fits")  # the noise's own 5-sigma values
+    with fits.open(files[1], mode="update") as h:  # outside exposure 2's field: no data
+        h["DATA"].data[:, :3, :] = np.nan
+    s, gaps = rejected("gaps.fits")
+    assert s["short_fraction"] > 0.1 and gaps <= base and s["rejected_fraction"] < 1e-4
+    with fits.open(files[2], mode="update") as h:  # a cosmic ray: one more rejected value
+        h["DATA"].data[100, 5, 7] += 1e4
+    s, cosmic = rejected("cr.fits")
+    n_valid = int(np.isfinite(np.stack([fits.getdata(f, "DATA") for f in files])).sum())
+    assert fits.getval(tmp_path / "cr.fits", "MUSEWISE COMBINE NVALID") == n_valid
+    assert cosmic == gaps + 1 and s["rejected_fraction"] == pytest.approx(cosmic / n_valid)
+
+
 def test_cubes_on_other_grids_are_refused(tmp_path):
     files = _cubes(tmp_path, 2)
     with fits.open(files[1], mode="update") as h:

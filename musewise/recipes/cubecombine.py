@@ -172,7 +172,11 @@ def combine_cube_files(files: Sequence[str | Path], out_path: str | Path, *, ncl
     if engine == "mpdaf":
         return _combine_mpdaf(files, out_path, primary, dh, nclip, nmax, nstop)
     nl, ny, nx = (int(dh[f"NAXIS{i}"]) for i in (3, 2, 1))
+    # Counted as the planes go and set at the end, in place (the cards exist from the start).
+    primary["HIERARCH MUSEWISE COMBINE NVALID"] = (0, "input values with data")
+    primary["HIERARCH MUSEWISE COMBINE NREJECT"] = (0, "of those, rejected by the clipping")
     fits.HDUList([fits.PrimaryHDU(header=primary)]).writeto(out_path, overwrite=True)
+    n_valid = n_kept = 0
     hduls = [fits.open(f, memmap=True) for f in files]
     try:
         has_stat = all("STAT" in h for h in hduls)
@@ -189,6 +193,8 @@ def combine_cube_files(files: Sequence[str | Path], out_path: str | Path, *, ncl
                     var = (np.stack([np.asarray(h["STAT"].data[i0:i1], np.float32) for h in hduls])
                            if has_stat else None)
                     mean, v, n = clip_mean(vals, var, nclip, nmax, nstop)
+                    n_valid += int((np.isfinite(vals) & (np.isfinite(var) if var is not None else True)).sum())
+                    n_kept += int(n.sum(dtype=np.int64))
                     stream.write(mean)
                     var_mm[i0:i1], n_mm[i0:i1] = v, n
             finally:
@@ -208,6 +214,9 @@ def combine_cube_files(files: Sequence[str | Path], out_path: str | Path, *, ncl
     finally:
         for h in hduls:
             h.close()
+    with fits.open(out_path, mode="update", memmap=True) as out:  # same cards: the header is rewritten in place
+        out[0].header["HIERARCH MUSEWISE COMBINE NVALID"] = n_valid
+        out[0].header["HIERARCH MUSEWISE COMBINE NREJECT"] = n_valid - n_kept
     return out_path
 
 
@@ -259,13 +268,17 @@ def combination_summary(path: str | Path, block: int = 64) -> dict:
     -------
     dict
         ``nexp`` (cubes combined), ``voxels`` (with data in any exposure),
-        ``mean_kept`` (exposures kept per such voxel) and ``rejected_fraction``
-        (share of those voxels where fewer than ``nexp`` values were kept: clipped, or no data).
+        ``mean_kept`` (exposures kept per such voxel), ``short_fraction`` (share of those
+        voxels where fewer than ``nexp`` values were kept: clipped, or outside an exposure's
+        field) and ``rejected_fraction`` (share of the input values with data that the
+        clipping rejected; for a cube without that count, ``short_fraction``).
     """
     from astropy.io import fits
 
     with fits.open(path, memmap=True) as hdul:
         nexp = int(hdul[0].header.get("HIERARCH MUSEWISE COMBINE NEXP", 0))
+        n_valid = int(hdul[0].header.get("HIERARCH MUSEWISE COMBINE NVALID", 0))
+        n_reject = int(hdul[0].header.get("HIERARCH MUSEWISE COMBINE NREJECT", 0))
         em = hdul["EXPMAP"].data
         total = kept = short = 0
         for i0 in range(0, em.shape[0], block):
@@ -274,8 +287,10 @@ def combination_summary(path: str | Path, block: int = 64) -> dict:
             total += int(has.sum())
             kept += int(n[has].sum())
             short += int((has & (n < nexp)).sum())
+    short_fraction = short / total if total else 0.0
     return {"nexp": nexp, "voxels": total, "mean_kept": kept / total if total else 0.0,
-            "rejected_fraction": short / total if total else 0.0}
+            "short_fraction": short_fraction,
+            "rejected_fraction": n_reject / n_valid if n_valid else short_fraction}
 
 
 @register_python_recipe("combine_cubes", inputs={"DATACUBE_FINAL": True}, outputs=["DATACUBE_FINAL"])
