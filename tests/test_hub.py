@@ -142,8 +142,11 @@ def hub(tmp_path_factory):
     examples.mkdir(mode=0o755)
     (examples / "README.md").write_text("example notebooks\n")
 
+    sqlite_url = arch.config.db_url
+    arch.close()  # the hub copies the SQLite registry into its PostgreSQL: nothing may write it meanwhile
+    sqlite_before = _digest(Path(arch.config.archive_path()))
     port, token = free_port(), uuid.uuid4().hex
-    env = {**os.environ, "MUSEWISE_ROOT": str(root), "MUSEWISE_DB_URL": arch.config.db_url,
+    env = {**os.environ, "MUSEWISE_ROOT": str(root), "MUSEWISE_DB_URL": sqlite_url,
            "MUSEWISE_DATASTORE": arch.config.datastore_url, "MUSEWISE_HUB_ADMIN_TOKEN": token}
     env.pop("MUSEWISE_CONFIG", None)
     cmd = [sys.executable, "-m", "musewise.cli", "hub", "--ip", "127.0.0.1", "--port", str(port),
@@ -172,15 +175,33 @@ def hub(tmp_path_factory):
             assert time.monotonic() < deadline, f"hub did not start:\n{log.read_text()[-4000:]}"
             time.sleep(0.5)
         print(f"hub up in {time.monotonic() - started:.1f} s")
+        # What the administrator's `musewise --root <root>` on the server opens: the hub's PostgreSQL
+        # (from the site config the hub wrote), as the service; tests write through it as an admin does.
+        arch = Archive.open(root=str(root), user="admin", unix_group_prefix=group)
         yield {"url": url, "token": token, "archive": arch, "ids": ids, "log": log, "root": root,
-               "group": group, "admin": {"Authorization": f"token {token}"}}
+               "group": group, "admin": {"Authorization": f"token {token}"}, "sqlite_url": sqlite_url,
+               "sqlite_before": sqlite_before}
     finally:
         _kill_tree(proc)
         arch.close()
+        from musewise import hubdb
+
+        hubdb.stop(root)  # the hub stops it; a hub killed before it could does not
         if os.geteuid() == 0:
             remove_hub_accounts(root, group)
         for folder in (root, work):  # archive, hub state, users' homes: hundreds of MB
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _digest(path: Path) -> str:
+    """sha256 of a SQLite database file with its journal files (what is on disk)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in (path, Path(f"{path}-wal"), Path(f"{path}-journal")):
+        if f.exists():
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
 
 
 def login(hub, name, password=PASSWORD) -> requests.Session:
