@@ -27,14 +27,14 @@ pytestmark = pytest.mark.hub
 
 def _digest(path: Path) -> str:
     h = hashlib.sha256()
-    for f in (path, Path(f"{path}-wal")):
-        if f.exists():
-            h.update(f.read_bytes())
+    for f in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if f.exists():  # a -wal or -shm that was not there is a change too
+            h.update(f.name.encode() + f.read_bytes())
     return h.hexdigest()
 
 
 def _sqlite_count(path: Path, table: str) -> int:
-    con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    con = sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True)  # creates no -shm
     try:
         return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     finally:

@@ -117,11 +117,6 @@ def _image_canvas(page):
     return boxes[0]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect since members' servers run under their own accounts: the SQLite archive is "
-    "read-only to them, and a WAL database cannot be opened without its -shm file, which they "
-    "may not create (sqlite3.OperationalError in the kernel when no other connection holds it "
-    "open). Fix: the hub's managed PostgreSQL (issue 11 item 3), or a WAL index the hub keeps"))
 def test_viewer_in_jupyterlab_survives_reload_second_tab_and_rerun(hub, archived_cube, page,
                                                                    output_dir):
     url = hub["url"]

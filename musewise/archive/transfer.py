@@ -2,9 +2,9 @@
 
 ``musewise hub`` uses it once, when it starts managing a PostgreSQL server for an
 archive that lived in the default SQLite file (:mod:`musewise.hubdb`). The copy is
-made from a consistent snapshot of the SQLite file (SQLite's online backup, opened
-read-only), so the source's bytes are never written, not even to bring its schema up
-to date: the snapshot is upgraded instead.
+made from a copy of the SQLite file's bytes (and its write-ahead log), so the source is
+only read, never opened through SQLite, and never written, not even to bring its schema
+up to date: the copy is upgraded instead.
 
 Examples
 --------
@@ -15,6 +15,7 @@ Examples
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -30,29 +31,37 @@ BATCH = 500
 
 
 def snapshot_sqlite(path: str | os.PathLike, dest: str | os.PathLike) -> Path:
-    """Copy SQLite database ``path`` (with what its WAL holds) to ``dest``, opening the source read-only.
+    """Copy SQLite database ``path`` with its write-ahead log to ``dest``, only reading the source.
+
+    The bytes are copied, not opened through SQLite: a connection, even a read-only one,
+    may create the source's ``-wal`` and ``-shm`` files or checkpoint into it. The copy is
+    then opened (its log replayed into it) and checked.
 
     Raises
     ------
     ConfigurationError
-        If ``path`` is not a readable SQLite database.
+        If ``path`` is not a readable, sound SQLite database.
     """
-    src_path = Path(path)
+    src_path, dest = Path(path), Path(dest)
     if not src_path.is_file():
         raise ConfigurationError(f"no SQLite archive at {src_path}")
     try:
-        src = sqlite3.connect(f"{src_path.resolve().as_uri()}?mode=ro", uri=True)
+        shutil.copyfile(src_path, dest)
+        wal = Path(f"{src_path}-wal")
+        if wal.exists():
+            shutil.copyfile(wal, Path(f"{dest}-wal"))
+        con = sqlite3.connect(dest)
         try:
-            dst = sqlite3.connect(dest)
-            try:
-                src.backup(dst)
-            finally:
-                dst.close()
+            ok = con.execute("PRAGMA quick_check").fetchone()[0]
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
-            src.close()
-    except sqlite3.Error as exc:
+            con.close()
+    except (OSError, sqlite3.Error) as exc:
         raise ConfigurationError(f"cannot read the SQLite archive {src_path}: {exc}") from exc
-    return Path(dest)
+    if ok != "ok":
+        raise ConfigurationError(f"the SQLite archive {src_path} is damaged ({ok}): not copying it; "
+                                 "was it being written meanwhile?")
+    return dest
 
 
 def copy_registry(sqlite_path: str | os.PathLike, target: Engine, *, work_dir=None) -> dict[str, int]:
