@@ -99,6 +99,11 @@ def ensure_account(name: str, home: str | os.PathLike, group: str) -> pwd.struct
             raise PermissionDeniedError(
                 f"unix account {name!r} exists and is not a musewise hub user's (not in group {group!r}): "
                 "the hub does not run a server under it; add it to the group if it is meant to")
+        if gid not in os.getgrouplist(name, account.pw_gid):
+            # A hub user's account made under another group (the site renamed MusewiseHub.unix_group):
+            # without the group their kernels could not read the consortium's files.
+            subprocess.run(["usermod", "--append", "--groups", group, name], check=True, capture_output=True)
+            log.info("added unix account %s to group %s", name, group)
     home = Path(account.pw_dir)
     home.mkdir(parents=True, exist_ok=True)
     os.chown(home, account.pw_uid, account.pw_gid)
