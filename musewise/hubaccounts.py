@@ -12,7 +12,8 @@
 
 What this does and does not protect is said in ``hub/README.md``: with SQLite a
 user's code can read every row of the database file (the privilege rule is then
-applied by the Python API only); a database server with a role per user closes that.
+applied by the Python API only); a database server with a role per user closes that,
+and the hub runs one itself on the default SQLite archive (:mod:`musewise.hubdb`).
 """
 
 from __future__ import annotations
