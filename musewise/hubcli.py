@@ -17,6 +17,9 @@ an installed package, the built-in defaults of :func:`configure`):
   and a scratch folder of their own;
 * run as root, ``musewise hub`` first makes the hub's state readable by the hub
   alone and the archive read-only to users (:func:`secure_site`);
+* on the default SQLite archive it serves the archive from a PostgreSQL server of
+  its own (:mod:`musewise.hubdb`: copied once, a role per user, each server given
+  its user's role, the address written into the site config, stopped with the hub);
 * the archive's web view (:mod:`musewise.web`) runs as the hub service
   ``archive`` at ``/services/archive/``.
 
