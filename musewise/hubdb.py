@@ -20,7 +20,8 @@ PostgreSQL server of its own instead, with nothing set up by hand:
 * the site config file (``<root>/musewise_config.py``) is given the server's address, so
   the administrator's ``musewise --root <root> ...`` on the server uses the same archive
   (as root, the peer map makes it the schema owner);
-* the hub stops the server when it stops.
+* the hub stops the server when it stops; ``python -m musewise.hubdb start --root <root>``
+  starts it alone (for the administrator's command line while the hub is stopped).
 
 A hub pointed at a PostgreSQL ``db_url`` of its own is left alone, and so is the
 single-astronomer default (no hub: SQLite).
@@ -178,4 +179,34 @@ def stop(root: str | os.PathLike) -> None:
     stop_site_database(root)
 
 
+def main(argv=None) -> int:
+    """``python -m musewise.hubdb {start,stop} --root <root>``: the hub's server without the hub.
+
+    For the administrator's ``musewise --root <root> ...`` while the hub is stopped (a
+    backup, a maintenance reduction). ``start`` only starts a server the hub already made.
+    """
+    import argparse
+
+    from .archive.pgserver import PostgresServer, start_site_database
+
+    parser = argparse.ArgumentParser(prog="python -m musewise.hubdb", description=main.__doc__.split("\n")[0])
+    parser.add_argument("action", choices=["start", "stop", "status"])
+    parser.add_argument("--root", required=True, help="the archive's data root (the hub's <root>)")
+    args = parser.parse_args(argv)
+    server = PostgresServer(server_dir(args.root))
+    if not (server.data / "PG_VERSION").exists():
+        parser.error(f"no hub database in {server_dir(args.root)}: `musewise hub` makes it at its first start")
+    if args.action == "start":
+        print(start_site_database(args.root))
+    elif args.action == "stop":
+        stop(args.root)
+    else:
+        print("running" if server.running() else "stopped")
+    return 0
+
+
 __all__ = ["close_stale_sqlite", "is_managed", "server_dir", "start", "stop", "wanted", "write_site_config"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

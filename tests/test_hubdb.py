@@ -119,9 +119,15 @@ def test_the_hub_copies_sqlite_into_its_postgresql_once_and_reuses_it(sqlite_sit
     users = _cli(root, "user", "list")
     assert "carol" in users and "alice" in users
 
-    # Stopped with the hub; a restart (the config still says SQLite) finds the server and its data.
+    # Stopped with the hub; the administrator can start it alone for the command line.
     hubdb.stop(root)
     assert not (hubdb.server_dir(root) / "data" / "postmaster.pid").exists()
+    alone = subprocess.run([sys.executable, "-m", "musewise.hubdb", "start", "--root", str(root)], cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+    assert alone.returncode == 0 and alone.stdout.strip() == url, alone.stderr
+    assert "carol" in _cli(root, "user", "list")
+    hubdb.stop(root)
+    # A restart of the hub (the config still says SQLite) finds the server and its data.
     again = hubdb.start(sqlite_cfg, admin="admin", site_config=site_config)
     assert again.db_url == url
     arch = Archive.open(again, user="admin")
