@@ -35,8 +35,11 @@ log = logging.getLogger("musewise.hub")
 UNIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 #: The comment (GECOS) of the accounts musewise creates.
 ACCOUNT_COMMENT = "musewise hub user"
-#: Accounts never handed to a hub user, whatever the login says.
-RESERVED = frozenset({"root", "daemon", "bin", "sys", "nobody", "postgres", "www-data"})
+#: Accounts never handed to a hub user, whatever the login says. ``musewise`` and
+#: ``musewise_users`` are the database's service and group roles: on the hub's PostgreSQL
+#: (peer authentication) an account of that name would log in as the schema owner.
+RESERVED = frozenset({"root", "daemon", "bin", "sys", "nobody", "postgres", "www-data",
+                      "musewise", "musewise_users"})
 
 
 def check_name(name: str) -> str:

@@ -121,7 +121,8 @@ def test_the_cli_refuses_another_user(shared_tmp, monkeypatch, capsys):
 
 def test_unix_names_are_checked():
     assert hubaccounts.check_name("alice") == "alice"
-    for bad in ("root", "Alice", "-rf", "a/b", "x" * 40, "1abc", "postgres"):
+    # musewise: the schema owner's database role, which an account of that name would log in as
+    for bad in ("root", "Alice", "-rf", "a/b", "x" * 40, "1abc", "postgres", "musewise", "musewise_users"):
         with pytest.raises(ConfigurationError, match="cannot have a unix account"):
             hubaccounts.check_name(bad)
 
