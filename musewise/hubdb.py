@@ -38,6 +38,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from .config import MusewiseConfig
+from .exceptions import ConfigurationError
 
 log = logging.getLogger("musewise.hub")
 
@@ -107,6 +108,10 @@ def start(config: MusewiseConfig, *, admin: str, site_config: str | os.PathLike)
             engine = create_engine(url)
             try:
                 counts = copy_registry(sqlite_file, engine, work_dir=base)
+            except ConfigurationError as exc:
+                raise ConfigurationError(
+                    f"{exc}: {base} holds an archive without {COPY_NOTE}. To serve it as it is, write that "
+                    f"file ('{{}}'); to copy {sqlite_file} again, stop the hub and remove {base}") from exc
             finally:
                 engine.dispose()
             log.info("copied the SQLite registry %s into the hub's PostgreSQL (%s datasets) in %.1f s",
