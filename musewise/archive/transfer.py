@@ -128,7 +128,8 @@ def _reset_sequences(conn, tables) -> None:
         for col in table.primary_key.columns:
             seq = conn.scalar(text("SELECT pg_get_serial_sequence(:t, :c)"), {"t": table.name, "c": col.name})
             if seq:
-                conn.execute(text(f"SELECT setval('{seq}', COALESCE((SELECT max({col.name}) FROM {table.name}), 0) + 1, false)"))
+                conn.execute(text(f"SELECT setval('{seq}', COALESCE((SELECT max({col.name}) "
+                                  f"FROM {table.name}), 0) + 1, false)"))
 
 
 __all__ = ["copy_registry", "snapshot_sqlite"]
