@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 
 import nbformat
 import pytest
@@ -27,7 +28,9 @@ from musewise.products.testing import write_synthetic_cube
 from test_hub import PASSWORD, _wait_ready, hub  # noqa: F401  (the hub fixture)
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
-USER = "frank"
+#: A new account each run: an account left by an interrupted run keeps its old home (Lab's saved
+#: workspace, an old notebook), which is not what a new user meets.
+USER = f"frank{uuid.uuid4().hex[:6]}"
 CUBE_SHAPE = (120, 24, 302)  # (lambda, y, x): 302 x 24 spaxels
 
 
