@@ -12,7 +12,8 @@
 
 What this does and does not protect is said in ``hub/README.md``: with SQLite a
 user's code can read every row of the database file (the privilege rule is then
-applied by the Python API only); a database server with a role per user closes that.
+applied by the Python API only); a database server with a role per user closes that,
+and the hub runs one itself on the default SQLite archive (:mod:`musewise.hubdb`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ log = logging.getLogger("musewise.hub")
 UNIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 #: The comment (GECOS) of the accounts musewise creates.
 ACCOUNT_COMMENT = "musewise hub user"
-#: Accounts never handed to a hub user, whatever the login says.
-RESERVED = frozenset({"root", "daemon", "bin", "sys", "nobody", "postgres", "www-data"})
+#: Accounts never handed to a hub user, whatever the login says. ``musewise`` and
+#: ``musewise_users`` are the database's service and group roles: on the hub's PostgreSQL
+#: (peer authentication) an account of that name would log in as the schema owner.
+RESERVED = frozenset({"root", "daemon", "bin", "sys", "nobody", "postgres", "www-data",
+                      "musewise", "musewise_users"})
 
 
 def check_name(name: str) -> str:
@@ -99,6 +103,11 @@ def ensure_account(name: str, home: str | os.PathLike, group: str) -> pwd.struct
             raise PermissionDeniedError(
                 f"unix account {name!r} exists and is not a musewise hub user's (not in group {group!r}): "
                 "the hub does not run a server under it; add it to the group if it is meant to")
+        if gid not in os.getgrouplist(name, account.pw_gid):
+            # A hub user's account made under another group (the site renamed MusewiseHub.unix_group):
+            # without the group their kernels could not read the consortium's files.
+            subprocess.run(["usermod", "--append", "--groups", group, name], check=True, capture_output=True)
+            log.info("added unix account %s to group %s", name, group)
     home = Path(account.pw_dir)
     home.mkdir(parents=True, exist_ok=True)
     os.chown(home, account.pw_uid, account.pw_gid)

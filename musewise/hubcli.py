@@ -17,6 +17,9 @@ an installed package, the built-in defaults of :func:`configure`):
   and a scratch folder of their own;
 * run as root, ``musewise hub`` first makes the hub's state readable by the hub
   alone and the archive read-only to users (:func:`secure_site`);
+* on the default SQLite archive it serves the archive from a PostgreSQL server of
+  its own (:mod:`musewise.hubdb`: copied once, a role per user, each server given
+  its user's role, the address written into the site config, stopped with the hub);
 * the archive's web view (:mod:`musewise.web`) runs as the hub service
   ``archive`` at ``/services/archive/``.
 
@@ -42,6 +45,7 @@ from traitlets.config import Config, Configurable
 
 from .config import MusewiseConfig
 from .exceptions import ConfigurationError
+from .hubdb import is_managed
 from .kernel import ensure_kernelspec
 from .resources import shared_folder
 
@@ -97,6 +101,11 @@ class MusewiseHub(Configurable):
                              "it would run users' code as root.").tag(config=True)
     server_python = Unicode(help="The Python that runs users' servers and kernels: an environment with musewise "
                                  "that their accounts can reach (not under /root). Default: the hub's own.").tag(config=True)
+    managed_database = Bool(True, help="With system users and the default SQLite archive, serve the archive "
+                                       "from a PostgreSQL server the hub runs itself in <root>/postgres "
+                                       "(musewise.hubdb: the registry copied once, a role per user, row-level "
+                                       "security; stopped with the hub). False: keep SQLite, which members' "
+                                       "kernels can read whole (and, read-only, often cannot open).").tag(config=True)
     unix_group = Unicode("musewise", help="Unix group of the hub users' accounts (created if missing): may read "
                                           "the archive's database file and datastore, never write them.").tag(config=True)
     copy_into_home = Dict(
@@ -197,6 +206,10 @@ def _spawner_class():
         unix_group = Unicode("musewise", help="See MusewiseHub.unix_group.").tag(config=True)
         system_users = Bool(True, help="See MusewiseHub.system_users.").tag(config=True)
         python = Unicode(sys.executable, help="See MusewiseHub.server_python.").tag(config=True)
+        database_roles = Bool(False, help="Give each server the archive database as its user's own role "
+                                          "(peer authentication on the hub's PostgreSQL, musewise.hubdb) "
+                                          "instead of archive_env's URL, and create that role before the "
+                                          "start.").tag(config=True)
 
         def make_preexec_fn(self, name):
             if self.system_users:
@@ -214,6 +227,11 @@ def _spawner_class():
             env = super().get_env()
             env.update(self.archive_env)
             env.pop("MUSEWISE_USER", None)  # the unix account is the identity
+            if self.database_roles:
+                from .archive.pgserver import user_database_url
+
+                # The role of the account: the database server checks it (peer), row-level security applies.
+                env["MUSEWISE_DB_URL"] = user_database_url(self.archive_env["MUSEWISE_DB_URL"], self.user.name)
             env["PATH"] = f"{Path(self.python).parent}:{env.get('PATH', '/usr/bin:/bin')}"
             return env
 
@@ -223,6 +241,10 @@ def _spawner_class():
             name = self.user.name
             home = self.home_dir_template.format(username=name)
             await asyncio.to_thread(register_kernel, self.python, self.kernel_name)
+            if self.database_roles:
+                from .archive.pgserver import ensure_user_role
+
+                await asyncio.to_thread(ensure_user_role, self.archive_env["MUSEWISE_DB_URL"], name)
             if self.system_users:
                 account = await asyncio.to_thread(ensure_account, name, home, self.unix_group)
                 await asyncio.to_thread(prepare_home_as, account, self.copy_into_home, self.scratch_root,
@@ -413,6 +435,7 @@ def configure(c, hub: MusewiseHub | None = None) -> MusewiseHub:
     c.MusewiseSpawner.unix_group = hub.unix_group
     c.MusewiseSpawner.python = hub.server_python
     c.MusewiseSpawner.archive_env = archive_env
+    c.MusewiseSpawner.database_roles = hub.system_users and is_managed(mw.db_url, mw.root)
     c.MusewiseSpawner.kernel_name = mw.kernel_name
     c.MusewiseSpawner.copy_into_home = dict(hub.copy_into_home)
     c.MusewiseSpawner.scratch_root = mw.scratch
@@ -525,10 +548,11 @@ def wait_until_ready(url: str, timeout: float = 120.0, proc=None) -> bool:
 
 
 def cmd_hub(args) -> int:
-    """Run the hub in the foreground; print the address and logins once it answers."""
-    import signal
-    import subprocess
+    """Run the hub in the foreground; print the address and logins once it answers.
 
+    On the default SQLite archive with system users it first starts the hub's own
+    PostgreSQL (:mod:`musewise.hubdb`) and stops it when the hub stops.
+    """
     from traitlets.config.loader import KVArgParseConfigLoader
 
     from .optional import require
@@ -551,6 +575,26 @@ def cmd_hub(args) -> int:
         hub.home_template = str(Path(mw.root) / "home" / "{username}")
     ensure_kernelspec(mw.kernel_name)
     Path(hub.state_dir).mkdir(parents=True, exist_ok=True)
+    from . import hubdb
+
+    managed = hub.managed_database and hubdb.wanted(mw, hub.system_users)
+    if managed:
+        # Before anything opens the archive: from here on it is the hub's PostgreSQL.
+        site_config = os.environ.get("MUSEWISE_CONFIG") or str(Path(mw.root) / "musewise_config.py")
+        mw = hubdb.start(mw, admin=hub.archive_admin, site_config=site_config)
+        print(f"archive database: the hub's PostgreSQL in {hubdb.server_dir(mw.root)} (written to {site_config})",
+              flush=True)
+    try:
+        return _run_hub(args, hub, mw, hub_args, secrets)
+    finally:
+        if managed:
+            hubdb.stop(mw.root)
+
+
+def _run_hub(args, hub: MusewiseHub, mw: MusewiseConfig, hub_args: list[str], secrets: dict) -> int:
+    import signal
+    import subprocess
+
     if os.geteuid() == 0:
         secure_site(hub, mw)
     cfg = config_file(args.config, hub.state_dir)

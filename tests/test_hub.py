@@ -142,8 +142,11 @@ def hub(tmp_path_factory):
     examples.mkdir(mode=0o755)
     (examples / "README.md").write_text("example notebooks\n")
 
+    sqlite_url = arch.config.db_url
+    arch.close()  # the hub copies the SQLite registry into its PostgreSQL: nothing may write it meanwhile
+    sqlite_before = _settled_digest(Path(arch.config.archive_path()))
     port, token = free_port(), uuid.uuid4().hex
-    env = {**os.environ, "MUSEWISE_ROOT": str(root), "MUSEWISE_DB_URL": arch.config.db_url,
+    env = {**os.environ, "MUSEWISE_ROOT": str(root), "MUSEWISE_DB_URL": sqlite_url,
            "MUSEWISE_DATASTORE": arch.config.datastore_url, "MUSEWISE_HUB_ADMIN_TOKEN": token}
     env.pop("MUSEWISE_CONFIG", None)
     cmd = [sys.executable, "-m", "musewise.cli", "hub", "--ip", "127.0.0.1", "--port", str(port),
@@ -172,15 +175,49 @@ def hub(tmp_path_factory):
             assert time.monotonic() < deadline, f"hub did not start:\n{log.read_text()[-4000:]}"
             time.sleep(0.5)
         print(f"hub up in {time.monotonic() - started:.1f} s")
+        # What the administrator's `musewise --root <root>` on the server opens: the hub's PostgreSQL
+        # (from the site config the hub wrote), as the service; tests write through it as an admin does.
+        arch = Archive.open(root=str(root), user="admin", unix_group_prefix=group)
         yield {"url": url, "token": token, "archive": arch, "ids": ids, "log": log, "root": root,
-               "group": group, "admin": {"Authorization": f"token {token}"}}
+               "group": group, "admin": {"Authorization": f"token {token}"}, "sqlite_url": sqlite_url,
+               "sqlite_before": sqlite_before}
     finally:
         _kill_tree(proc)
         arch.close()
+        from musewise import hubdb
+
+        left_running = (hubdb.server_dir(root) / "data" / "postmaster.pid").exists()
+        hubdb.stop(root)  # the hub stops it; a hub killed before it could does not
         if os.geteuid() == 0:
             remove_hub_accounts(root, group)
         for folder in (root, work):  # archive, hub state, users' homes: hundreds of MB
             shutil.rmtree(folder, ignore_errors=True)
+    assert not left_running, "the hub did not stop its PostgreSQL server when it stopped"
+
+
+def _digest(path: Path) -> str:
+    """sha256 of a SQLite database file with its journal files (what is on disk)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in (path, Path(f"{path}-wal"), Path(f"{path}-journal")):
+        if f.exists():  # a -wal that was not there is a change too
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def _settled_digest(path: Path) -> str:
+    """:func:`_digest` once the WAL is checkpointed into the file (what it holds, not where)."""
+    import gc
+    import sqlite3
+
+    gc.collect()  # a connection still referenced somewhere would checkpoint later, when collected
+    con = sqlite3.connect(path)
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        con.close()
+    return _digest(path)
 
 
 def login(hub, name, password=PASSWORD) -> requests.Session:
@@ -350,3 +387,24 @@ def test_browser_login_and_product_page(hub, page, output_dir):
     page.goto(f"{url}/services/archive/datasets/raw")
     assert "3 datasets" in page.inner_text("#count")
     page.screenshot(path=str(output_dir / "raw_frames.png"), full_page=True)
+
+
+def test_the_hub_serves_the_sqlite_archive_from_its_own_postgresql(hub):
+    """The default SQLite archive became the hub's PostgreSQL; the SQLite file is as it was, closed to users."""
+    from sqlalchemy import text
+
+    from musewise import hubdb
+
+    root, arch = hub["root"], hub["archive"]
+    db_file = Path(hub["sqlite_url"][len("sqlite:///"):])
+    assert arch.engine.dialect.name == "postgresql" and hubdb.is_managed(arch.config.db_url, root)
+    assert _digest(db_file) == hub["sqlite_before"]
+    assert db_file.stat().st_uid == 0 and db_file.stat().st_mode & 0o077 == 0
+    assert arch.get(hub["ids"]["private"]).owner == "bob"
+    with arch.engine.connect() as conn:  # unix socket only: the server has no TCP port to reach
+        assert conn.scalar(text("SHOW listen_addresses")) == ""
+    # The administrator's command line on the server uses the same archive (the site config says where).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUSEWISE_")}
+    r = subprocess.run([sys.executable, "-m", "musewise.cli", "--root", str(root), "user", "list"], env=env,
+                       capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0 and "carol" in r.stdout, r.stderr[-2000:]

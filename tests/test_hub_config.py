@@ -126,3 +126,21 @@ def _check_hook(hook, archive):
     assert alice["projects"] == {"galaxies": "reviewer"}
     assert asyncio.run(hook(None, None, None)) is None  # a failed login registers nobody
     assert len(archive.users()) == 6
+
+
+def test_members_servers_get_their_own_role_on_the_hubs_postgresql_only(hub_env, monkeypatch):
+    """The hub's own server (musewise.hubdb): a role per user; a site's PostgreSQL or SQLite: as configured."""
+    from musewise import hubdb
+
+    root = hub_env / "root"
+    managed = f"postgresql+psycopg://musewise@/musewise?host={hubdb.server_dir(root) / 'sock'}&port=5432"
+    cases = {managed: os.geteuid() == 0,  # system users (root): each server its own role
+             "postgresql+psycopg://musewise@db.example.org/musewise": False,
+             f"sqlite:///{root / 'archive.sqlite'}": False}
+    for url, roles in cases.items():
+        monkeypatch.setenv("MUSEWISE_DB_URL", url)
+        c = Config()
+        hubcli.configure(c)
+        assert c.MusewiseSpawner.database_roles is roles, url
+        assert c.MusewiseSpawner.archive_env["MUSEWISE_DB_URL"] == url
+    assert hubdb.is_managed(managed, root) and not hubdb.is_managed(managed, hub_env / "elsewhere")

@@ -6,6 +6,7 @@ the rule is exercised as a hub user's kernel meets it, without starting a hub.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import pwd
@@ -120,7 +121,8 @@ def test_the_cli_refuses_another_user(shared_tmp, monkeypatch, capsys):
 
 def test_unix_names_are_checked():
     assert hubaccounts.check_name("alice") == "alice"
-    for bad in ("root", "Alice", "-rf", "a/b", "x" * 40, "1abc", "postgres"):
+    # musewise: the schema owner's database role, which an account of that name would log in as
+    for bad in ("root", "Alice", "-rf", "a/b", "x" * 40, "1abc", "postgres", "musewise", "musewise_users"):
         with pytest.raises(ConfigurationError, match="cannot have a unix account"):
             hubaccounts.check_name(bad)
 
@@ -172,6 +174,25 @@ def test_an_existing_account_that_is_no_hub_users_is_not_taken_over(tmp_path):
 
         subprocess.run(["groupdel", group], capture_output=True)
     assert pwd.getpwnam("games").pw_dir != str(tmp_path / "games")
+
+
+@needs_root
+def test_a_hub_users_account_made_under_another_group_joins_the_hubs(tmp_path):
+    """An account the hub made earlier (another unix_group) gets the current group: its kernels read the files."""
+    import subprocess
+
+    old, new = "mwt" + os.urandom(4).hex(), "mwt" + os.urandom(4).hex()
+    name = "mwu" + os.urandom(3).hex()
+    try:
+        first = hubaccounts.ensure_account(name, tmp_path / name, old)
+        again = hubaccounts.ensure_account(name, tmp_path / name, new)
+        assert again.pw_uid == first.pw_uid
+        groups = os.getgrouplist(name, again.pw_gid)
+        assert grp.getgrnam(new).gr_gid in groups and grp.getgrnam(old).gr_gid in groups
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
+        for g in (old, new):
+            subprocess.run(["groupdel", g], capture_output=True)
 
 
 def test_configure_refuses_to_run_users_code_as_root(tmp_path, monkeypatch):

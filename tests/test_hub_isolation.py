@@ -1,11 +1,13 @@
-"""A member's own kernel in the real hub cannot become someone else (issue 11, items 1 and 2).
+"""A member's own kernel in the real hub cannot become someone else, nor read or change what is not theirs.
 
 The hub of ``test_hub.py`` (real JupyterHub, configurable-http-proxy, a spawned server
-under its user's own unix account) is started for this module; alice's kernel then
-tries every way in it has besides the archive's SQL (the PostgreSQL half is tested
-with the database's roles): asking the Python API, the environment and the command
-line for the administrator, reading the hub's secrets and bob's home, writing the
-datastore and the database file. Each must fail, and alice's own work must still work.
+under its user's own unix account, the archive in the hub's own PostgreSQL) is started
+for this module; alice's kernel then tries every way in it has: asking the Python API,
+the environment and the command line for the administrator, SQL straight to the
+database as herself and as other roles, reading the hub's secrets, bob's home and the
+old SQLite file, writing the datastore. Each must fail, and alice's own work (her
+privilege changes, her QC values and flags as a reviewer) must still work (issue 11,
+items 1 to 3).
 """
 
 from __future__ import annotations
@@ -27,8 +29,12 @@ pytestmark = pytest.mark.hub
 ATTEMPTS = r'''
 import json, os, sqlite3, subprocess, sys, pwd
 from pathlib import Path
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from musewise import Archive
-state, bob_home, datastore, db_file, private_id = json.loads(ARGS)
+from musewise.vocabulary import Privilege
+a = json.loads(ARGS)
+state, bob_home, datastore, db_file, private_id = a["state"], a["bob_home"], a["datastore"], a["db_file"], a["private"]
 out = {}
 def cli(*argv, env=None):  # started together: each pays for importing musewise
     return subprocess.Popen([sys.executable, "-m", "musewise.cli", *argv], stdout=subprocess.PIPE,
@@ -66,12 +72,52 @@ attempt("read_bob_file", lambda: Path(bob_home, "notes.txt").read_text())
 attempt("write_datastore_new", lambda: open(Path(datastore, "planted.fits"), "wb").write(b"x"))
 some_file = next(p for p in Path(datastore).rglob("*") if p.is_file())
 attempt("write_datastore_file", lambda: open(some_file, "r+b").write(b"x"))
+attempt("read_private_file", lambda: len(Path(a["private_path"]).read_bytes()))
+# The SQLite file the hub copied into its PostgreSQL: every private row is in it.
+attempt("read_sqlite_file", lambda: len(open(db_file, "rb").read()))
 attempt("open_db_for_writing", lambda: open(db_file, "r+b").write(b"x"))
-def sql_write():
-    con = sqlite3.connect(db_file)
-    con.execute("UPDATE users SET is_admin = 1")
-    con.commit()
-attempt("sqlite_write", sql_write)
+def sqlite_read():
+    con = sqlite3.connect(f"file:{db_file}?mode=ro&immutable=1", uri=True)
+    return con.execute("SELECT header FROM datasets WHERE id = ?", (private_id,)).fetchall()
+attempt("sqlite_read", sqlite_read)
+# SQL straight to the database, past the Python API: as herself, and as other roles.
+url = os.environ["MUSEWISE_DB_URL"]
+out["db_url"] = url
+def sql(statement, role=None):
+    engine = create_engine(make_url(url).set(username=role) if role else url)
+    try:
+        with engine.begin() as conn:
+            r = conn.execute(text(statement))
+            return r.fetchall() if r.returns_rows else f"{r.rowcount} rows"
+    finally:
+        engine.dispose()
+attempt("sql_private_row", lambda: sql(f"SELECT id, header FROM datasets WHERE id = {private_id}"))
+attempt("sql_private_file_row", lambda: sql(f"SELECT path FROM files WHERE id = {a['private_file']}"))
+attempt("sql_private_run", lambda: sql(f"SELECT id FROM runs WHERE id = {a['private_run']}"))
+attempt("sql_consortium_rows", lambda: sql("SELECT count(*) FROM datasets WHERE category = 'BIAS'")[0][0])
+for role in ("musewise", "postgres", "bob"):
+    attempt(f"sql_as_{role}", lambda role=role: sql("SELECT count(*) FROM datasets", role=role))
+attempt("sql_set_role", lambda: sql("SET ROLE musewise"))
+attempt("sql_change_private", lambda: sql(f"UPDATE datasets SET comment = 'x' WHERE id = {private_id}"))
+attempt("sql_delete_private", lambda: sql(f"DELETE FROM datasets WHERE id = {private_id}"))
+attempt("sql_hide_bobs", lambda: sql(f"UPDATE datasets SET privilege = 1 WHERE id = {a['bob_project']}"))
+attempt("sql_take_bobs", lambda: sql(f"UPDATE datasets SET owner_id = (SELECT id FROM users WHERE name = "
+                                     f"'alice') WHERE id = {a['bob_project']}"))
+attempt("sql_become_admin", lambda: sql("UPDATE users SET is_admin = true WHERE name = 'alice'"))
+attempt("sql_empty_reference", lambda: sql("DELETE FROM collection_chains WHERE parent_id = "
+                                           "(SELECT id FROM collections WHERE name = 'galaxies/reference')"))
+attempt("sql_reorder_reference", lambda: sql("UPDATE collection_chains SET position = 9 WHERE parent_id = "
+                                             "(SELECT id FROM collections WHERE name = 'galaxies/reference')"))
+# Writes through the API: what alice may do works, what she may not is refused.
+me = Archive.open()
+attempt("publish_own", lambda: me.publish([a["own"]], privilege=Privilege.PROJECT, project="galaxies"))
+attempt("qc_as_reviewer", lambda: me.add_qc(a["bob_project"], {"QC.ALICE.CHECK": 1.5}))
+attempt("flag_as_reviewer", lambda: me.set_validity(a["bob_project"], flag="warning",
+                                                    comment="checked by alice").flag)
+attempt("publish_bobs", lambda: me.publish([a["bob_project"]], privilege=Privilege.PUBLIC))
+attempt("qc_of_private", lambda: me.add_qc(private_id, {"QC.ALICE.CHECK": 1.0}))
+attempt("chain_reference", lambda: me.define_chain("galaxies/reference", []))
+attempt("search", lambda: sorted(r.id for r in me.query(category="BIAS")))
 print(json.dumps(out))
 '''
 
@@ -90,6 +136,14 @@ def alice_tries(hub):
     # bob's private raw frame, and a home of his with a file in it (as his own server would leave it).
     private = arch.as_user(bob).ingest(fits_raw(root / "bob-secret.fits", mjd=61366.3, seed=9),
                                        privilege=Privilege.PRIVATE, project="galaxies").record.id
+    # bob's frame his project sees (alice reviews galaxies), and galaxies' reference chain.
+    bob_project = arch.as_user(bob).ingest(fits_raw(root / "bob-project.fits", mjd=61366.4, seed=10),
+                                           privilege=Privilege.PROJECT, project="galaxies").record.id
+    arch.define_chain("galaxies/reference", ["MUSE/raw"])
+    from musewise.archive.schema import Dataset
+
+    with arch.session() as s:
+        private_file = s.get(Dataset, private).file_id
     account = ensure_account(bob, root / "home" / bob, hub["group"])  # what the hub does at his first start
     (root / "home" / bob / "notes.txt").write_text("bob's notes")
     os.chown(root / "home" / bob / "notes.txt", account.pw_uid, account.pw_gid)
@@ -103,11 +157,15 @@ def alice_tries(hub):
     api, auth = f"{url}/user/{alice}/api", {"Authorization": f"token {token}"}
     kernel = requests.post(f"{api}/kernels", headers=auth, timeout=120, json={"name": "musewise"}).json()
     ws = f"ws://127.0.0.1:{url.rsplit(':', 1)[1]}/user/{alice}/api/kernels/{kernel['id']}/channels"
-    args = json.dumps([str(root / "hub"), str(root / "home" / bob), arch.config.datastore_url,
-                       arch.config.archive_path(), private])
+    args = json.dumps({"state": str(root / "hub"), "bob_home": str(root / "home" / bob),
+                       "datastore": arch.config.datastore_url, "db_file": hub["sqlite_url"][len("sqlite:///"):],
+                       "private": private, "private_path": arch.path(private), "private_file": private_file,
+                       "private_run": hub["ids"]["private_run"], "bob_project": bob_project,
+                       "own": hub["ids"]["master"]})
     stdout = asyncio.run(_run_in_kernel(ws, token, f"ARGS = {args!r}\n" + ATTEMPTS))
     out = json.loads(stdout.strip().splitlines()[-1])
     print(f"alice's kernel tried {len(out)} ways in: {time.monotonic() - t0:.1f} s with the spawn")
+    out["_ids"] = {"private": private, "bob_project": bob_project}
     yield out
     requests.delete(f"{url}/hub/api/users/{alice}/server", headers=hub["admin"], timeout=60)
 
@@ -118,7 +176,9 @@ def test_a_members_kernel_cannot_become_anyone_else(hub, alice_tries):
     out, root, arch = alice_tries, hub["root"], hub["archive"]
     # alice is alice (not root), and her own work goes on.
     assert out["whoami"] == "ok: alice"
-    assert out["own_archive"] == "ok: ('alice', 3)"  # the consortium's 3 biases, not bob's private one
+    # the consortium's 3 biases and bob's frame of galaxies, not bob's private one
+    assert arch.as_user("alice").count(category="BIAS") == 4
+    assert out["own_archive"] == "ok: ('alice', 4)"
     home = root / "home" / "alice"
     assert home.stat().st_uid == pwd.getpwnam("alice").pw_uid and home.stat().st_mode & 0o777 == 0o700
     # Every way to act as the administrator is refused, with the reason.
@@ -128,9 +188,10 @@ def test_a_members_kernel_cannot_become_anyone_else(hub, alice_tries):
         assert out[way].startswith("refused:") and "may not act as 'admin'" in out[way], (way, out[way])
     # The hub's secrets, bob's home, the datastore and the database file are closed to her.
     for way in ("cookie_secret", "hub_database", "list_state", "list_bob_home", "read_bob_file",
-                "write_datastore_new", "write_datastore_file", "open_db_for_writing"):
+                "write_datastore_new", "write_datastore_file", "read_private_file", "read_sqlite_file",
+                "open_db_for_writing"):
         assert out[way].startswith("refused: PermissionError"), (way, out[way])
-    assert out["sqlite_write"].startswith("refused: OperationalError") and "readonly" in out["sqlite_write"]
+    assert out["sqlite_read"].startswith("refused: OperationalError"), out["sqlite_read"]
     assert not (root / "datastore" / "planted.fits").exists()
     assert "mallory" not in [u["name"] for u in arch.users()]
     assert not any(u["is_admin"] for u in arch.users() if u["name"] in ("alice", "bob"))
@@ -138,3 +199,50 @@ def test_a_members_kernel_cannot_become_anyone_else(hub, alice_tries):
 
 def test_the_api_does_not_read_as_the_administrator_in_a_members_kernel(alice_tries):
     assert alice_tries["open_as_admin_read"].startswith("refused: IdentityError"), alice_tries["open_as_admin_read"]
+
+
+def test_sql_from_a_members_kernel_reaches_only_what_row_level_security_lets_her(hub, alice_tries):
+    """The kernel's database address is alice's own role on the hub's PostgreSQL; SQL past the API finds nothing more."""
+    out, arch = alice_tries, hub["archive"]
+    assert out["db_url"].startswith("postgresql+psycopg://alice@/"), out["db_url"]
+    for way in ("sql_private_row", "sql_private_file_row", "sql_private_run"):
+        assert out[way] == "ok: []", (way, out[way])
+    assert out["sql_consortium_rows"] == "ok: 4"  # control: the rows she may see are there
+    for role in ("musewise", "postgres", "bob"):  # the unix account is the database identity
+        assert out[f"sql_as_{role}"].startswith("refused: OperationalError") and "authentication failed" in \
+            out[f"sql_as_{role}"], out[f"sql_as_{role}"]
+    assert out["sql_set_role"].startswith("refused: ProgrammingError") and "permission denied" in out["sql_set_role"]
+    for way in ("sql_change_private", "sql_delete_private", "sql_empty_reference", "sql_reorder_reference"):
+        assert out[way] == "ok: 0 rows", (way, out[way])  # not there for her to change
+    assert "only the owner of dataset" in out["sql_hide_bobs"], out["sql_hide_bobs"]
+    assert "only the archive service" in out["sql_take_bobs"], out["sql_take_bobs"]
+    assert "permission denied" in out["sql_become_admin"], out["sql_become_admin"]
+    ids = out["_ids"]
+    bobs = arch.get(ids["bob_project"])
+    assert (bobs.owner, bobs.privilege) == ("bob", 2)
+    assert arch.get(ids["private"]).comment == ""
+    assert list(arch.collection("galaxies/reference").members) == ["MUSE/raw"]
+    assert not any(u["is_admin"] for u in arch.users() if u["name"] == "alice")
+
+
+def test_a_member_writes_what_she_may_from_her_kernel_and_the_database_refuses_the_rest(hub, alice_tries):
+    from musewise.vocabulary import Privilege
+
+    out, arch, ids = alice_tries, hub["archive"], alice_tries["_ids"]
+    # Her own dataset's privilege; QC values and a flag on her project's data, as its reviewer.
+    assert out["publish_own"] == "ok: None", out["publish_own"]
+    own = arch.get(hub["ids"]["master"])
+    assert (own.privilege, own.project) == (Privilege.PROJECT, "galaxies")
+    assert out["qc_as_reviewer"] == "ok: None", out["qc_as_reviewer"]
+    assert {q["name"]: q["value"] for q in arch.qc(ids["bob_project"])}.get("QC.ALICE.CHECK") == 1.5
+    assert out["flag_as_reviewer"] == "ok: warning", out["flag_as_reviewer"]
+    assert arch.validity_history(ids["bob_project"])[-1]["user"] == "alice"
+    # Not bob's privilege, not what she cannot see, not the project's reference chain.
+    assert out["publish_bobs"].startswith("refused: PermissionDeniedError"), out["publish_bobs"]
+    assert arch.get(ids["bob_project"]).privilege == Privilege.PROJECT
+    assert out["qc_of_private"].startswith("refused: NotFoundError"), out["qc_of_private"]
+    assert out["chain_reference"].startswith("refused: PermissionDeniedError"), out["chain_reference"]
+    assert list(arch.collection("galaxies/reference").members) == ["MUSE/raw"]
+    # ... and her searches find her project's frame, never bob's private one.
+    found = out["search"]
+    assert str(ids["bob_project"]) in found and str(ids["private"]) not in found.replace(",", " ").split(), found

@@ -336,6 +336,45 @@ def test_raw_sql_reviewer_sets_validity_but_not_privilege(site, accounts, postgr
     assert (rec.flag, rec.privilege) == ("warning", Privilege.PROJECT)
 
 
+def test_raw_sql_sees_the_file_rows_of_the_datasets_it_may_see_only(site, accounts, postgres_server):
+    """``files`` (checksum, storage path, original name) follows the datasets over each file."""
+    from musewise.archive.schema import Dataset, StoredFile
+
+    ids, a, b = site["ids"], accounts["a"], accounts["b"]
+    with site["arch"].session() as s:
+        file_of = dict(s.execute(select(Dataset.id, Dataset.file_id).where(Dataset.id.in_(ids.values()))).all())
+        paths = dict(s.execute(select(StoredFile.id, StoredFile.path)).all())
+    secret = file_of[ids[("b", "galaxies", Privilege.PRIVATE)]]
+    other_project = file_of[ids[("b", "stars", Privilege.PROJECT)]]
+    seen_file = file_of[ids[("b", "galaxies", Privilege.PROJECT)]]
+    own = file_of[ids[("a", "galaxies", Privilege.PRIVATE)]]
+    new_sha = f"{SUFFIX}{'f' * 58}"
+    got = _raw_sql(site, postgres_server, a, b, {
+        "secret by id": f"SELECT sha256, path FROM files WHERE id = {secret}",
+        "secret by path": f"SELECT id FROM files WHERE path = '{paths[secret]}'",
+        "other project": f"SELECT id FROM files WHERE id = {other_project}",
+        "all": "SELECT id FROM files",
+        "own": f"SELECT path FROM files WHERE id = {own}",
+        "project": f"SELECT id FROM files WHERE id = {seen_file}",
+        # an ingest adds the file's row and reads it back before its dataset exists
+        "add": f"INSERT INTO files (sha256, size, path, original_name, created) VALUES ('{new_sha}', 1, "
+               f"'t/{SUFFIX}/new.fits', 'new.fits', now()) RETURNING id",
+        "change": f"UPDATE files SET path = 'x' WHERE id = {own}",
+    })
+    for label in ("secret by id", "secret by path", "other project"):
+        assert got[label]["rows"] == [], (label, got[label])
+    all_seen = {row[0] for row in got["all"]["rows"]}
+    assert secret not in all_seen and other_project not in all_seen and {own, seen_file} <= all_seen
+    assert got["own"]["rows"] == [[paths[own]]] and got["project"]["rows"] == [[seen_file]]
+    assert len(got["add"]["rows"]) == 1  # a file no dataset claims yet is seen by whoever adds it
+    assert got["change"].get("error") == "42501"  # the store is write-once
+    with site["arch"].engine.begin() as conn:
+        conn.execute(text("DELETE FROM files WHERE sha256 = :s"), {"s": new_sha})
+    # The service sees every row (the web view, the reference reduction).
+    with site["arch"].engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM files WHERE id = :i"), {"i": secret}) == 1
+
+
 ARCHIVE_AS = r'''
 import json, sys, os
 from musewise.archive import Archive

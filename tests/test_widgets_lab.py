@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 
 import nbformat
 import pytest
@@ -27,7 +28,9 @@ from musewise.products.testing import write_synthetic_cube
 from test_hub import PASSWORD, _wait_ready, hub  # noqa: F401  (the hub fixture)
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
-USER = "frank"
+#: A new account each run: an account left by an interrupted run keeps its old home (Lab's saved
+#: workspace, an old notebook), which is not what a new user meets.
+USER = f"frank{uuid.uuid4().hex[:6]}"
 CUBE_SHAPE = (120, 24, 302)  # (lambda, y, x): 302 x 24 spaxels
 
 
@@ -117,11 +120,6 @@ def _image_canvas(page):
     return boxes[0]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect since members' servers run under their own accounts: the SQLite archive is "
-    "read-only to them, and a WAL database cannot be opened without its -shm file, which they "
-    "may not create (sqlite3.OperationalError in the kernel when no other connection holds it "
-    "open). Fix: the hub's managed PostgreSQL (issue 11 item 3), or a WAL index the hub keeps"))
 def test_viewer_in_jupyterlab_survives_reload_second_tab_and_rerun(hub, archived_cube, page,
                                                                    output_dir):
     url = hub["url"]

@@ -22,6 +22,8 @@ what it has the right to change:
 * **validity, flags, QC values, certified ranges, review state**: reviewers;
 * **collections and chains** (the reference chain of a project): the owner of a personal
   collection, the project's managers (:func:`~musewise.archive.privileges.manage_right`);
+* **files** (checksum, storage path, original name): seen with a dataset over them (or
+  while no dataset claims them, during an ingest); any role may add one;
 * **users, projects, memberships, releases**: read-only; administration goes through
   the service account.
 
@@ -54,6 +56,15 @@ from .schema import (
 from .schema_review import QCClaim, ReviewEvent, ReviewState
 
 _LOCK = 7_130_511  # pg_advisory_xact_lock key: one installer at a time
+#: Whether no dataset refers to a stored file. SECURITY DEFINER: it looks at every dataset,
+#: which the files policy needs (a subquery there would see only the caller's), and says
+#: nothing more than that one bit.
+UNCLAIMED_FN = "musewise_file_unclaimed"
+_UNCLAIMED = f"""
+CREATE OR REPLACE FUNCTION {UNCLAIMED_FN}(f integer) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS
+$body$ SELECT NOT EXISTS (SELECT 1 FROM datasets WHERE file_id = f) $body$
+"""
 
 
 def _sql(expr) -> str:
@@ -98,6 +109,12 @@ def _rules() -> dict[str, list[tuple[str, str, str | None, str | None]]]:
             ("add", "INSERT", None, _sql(DatasetIfu.dataset_id.in_(select(d.id).where(d.owner_id == me)))),
             ("review", "UPDATE", *[_sql(reviewable_ds(DatasetIfu.dataset_id))] * 2),
             ("remove", "DELETE", _sql(DatasetIfu.dataset_id.in_(select(d.id).where(d.owner_id == me))), None),
+        ],
+        # A file's row (checksum, storage path, original name) is seen with a dataset over it;
+        # a row no dataset claims yet is seen too, so that an ingest finds the row it just added.
+        "files": [
+            ("see", "SELECT", f"id IN (SELECT file_id FROM datasets) OR {UNCLAIMED_FN}(id)", None),
+            ("add", "INSERT", None, "true"),
         ],
         "runs": [
             ("see", "SELECT", _sql(see_run), None),
@@ -197,6 +214,7 @@ def script(service: str) -> list[str]:
            f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {USERS_ROLE}",
            f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {USERS_ROLE}"]
     out += [f"GRANT {what} ON {table} TO {USERS_ROLE}" for table, what in WRITES.items()]
+    out.append(_UNCLAIMED)
     for table, policies in _rules().items():
         out.append(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
         out.append(f"SELECT musewise_drop_policies('{table}')")
