@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -214,4 +215,4 @@ __all__ = ["close_stale_sqlite", "is_managed", "server_dir", "start", "stop", "w
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())
