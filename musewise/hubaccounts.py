@@ -38,21 +38,21 @@ ACCOUNT_COMMENT = "musewise hub user"
 #: Accounts never handed to a hub user, whatever the login says. ``musewise`` and
 #: ``musewise_users`` are the database's service and group roles: on the hub's PostgreSQL
 #: (peer authentication) an account of that name would log in as the schema owner.
-RESERVED = frozenset({"root", "daemon", "bin", "sys", "nobody", "postgres", "www-data",
-                      "musewise", "musewise_users"})
+SYSTEM_NAMES = frozenset({"root", "daemon", "bin", "sys", "nobody", "postgres", "www-data"})
+RESERVED = SYSTEM_NAMES | {"musewise", "musewise_users"}
 
 
-def check_name(name: str) -> str:
-    """``name`` if it can be a hub user's unix account.
+def check_name(name: str, *, what: str = "hub user", reserved=RESERVED) -> str:
+    """``name`` if it can be a hub user's unix account (or, with ``reserved``, a group's name).
 
     Raises
     ------
     ConfigurationError
-        If it is not a valid unix name or is a system account musewise must not take over.
+        If it is not a valid unix name or is one musewise must not take over.
     """
-    if not UNIX_NAME.match(name) or name in RESERVED:
+    if not UNIX_NAME.match(name) or name in reserved:
         raise ConfigurationError(
-            f"hub user {name!r} cannot have a unix account of that name: use lower-case letters, "
+            f"{what} {name!r} cannot have a unix account of that name: use lower-case letters, "
             "digits, '_' and '-' (at most 32, not starting with a digit or '-'), and not a system account")
     return name
 
@@ -62,7 +62,9 @@ def ensure_group(group: str) -> int:
     try:
         return grp.getgrnam(group).gr_gid
     except KeyError:
-        subprocess.run(["groupadd", "--system", check_name(group)], check=True, capture_output=True)
+        # The default group is named musewise: a name no user may take, but the group's own.
+        name = check_name(group, what="unix group", reserved=SYSTEM_NAMES)
+        subprocess.run(["groupadd", "--system", name], check=True, capture_output=True)
         log.info("created unix group %s", group)
         return grp.getgrnam(group).gr_gid
 

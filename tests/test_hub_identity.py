@@ -128,6 +128,24 @@ def test_unix_names_are_checked():
 
 
 @needs_root
+def test_the_default_unix_group_is_made_though_no_user_may_take_its_name():
+    """`musewise hub` with its defaults creates the group musewise (a name refused for users)."""
+    import subprocess
+
+    from musewise.hubcli import MusewiseHub
+
+    group = MusewiseHub().unix_group
+    existed = group in {g.gr_name for g in grp.getgrall()}
+    try:
+        assert hubaccounts.ensure_group(group) == grp.getgrnam(group).gr_gid
+    finally:
+        if not existed:
+            subprocess.run(["groupdel", group], check=True)
+    with pytest.raises(ConfigurationError, match="unix group 'postgres'"):
+        hubaccounts.check_name("postgres", what="unix group", reserved=hubaccounts.SYSTEM_NAMES)
+
+
+@needs_root
 def test_state_is_the_hubs_alone_and_the_archive_read_only_to_the_group(shared_tmp):
     state = shared_tmp / "hub"
     state.mkdir()
