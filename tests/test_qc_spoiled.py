@@ -29,6 +29,8 @@ import pytest
 from musewise import dpu
 
 GOOD, SPOILED = "2026-11-20", "2026-11-21"
+#: Dataset kinds a reduction makes (besides its notebook).
+PRODUCT_KINDS = ["calibration", "science", "auxiliary"]
 pytestmark = pytest.mark.pipeline
 
 
@@ -129,9 +131,9 @@ def test_a_reviewer_invalidating_the_spoiled_flat_marks_only_what_was_made_from_
         out = review(rita, flat.id, 2, is_valid=False, flag="bad", comment="flat lamp at 2 %: lamp.median 550 adu")
     finally:
         rita.close()
-    # what runs that read the flat made (the reduction's products; the QC run of the flat itself
-    # made no product)
-    made = {r.id for r in arch.query(kind="product")
+    # what the runs that read the flat made (not their notebooks: the QC run of the flat made
+    # only its notebook)
+    made = {r.id for r in arch.query(kind=PRODUCT_KINDS)
             if r.run_id is not None and flat.id in {i.dataset_id for i in arch.get_run(r.run_id).inputs}}
     wavecal = {_product(arch, c, SPOILED, 2).id for c in ("WAVECAL_TABLE", "WAVECAL_RESIDUALS")}
     assert wavecal <= made
@@ -139,6 +141,6 @@ def test_a_reviewer_invalidating_the_spoiled_flat_marks_only_what_was_made_from_
     for did in made:
         assert arch.get(did).affected_by == flat.id
         assert review_state(arch, did)[2]["state"] == "affected"
-    untouched = [r for r in arch.query(kind="product") if r.id not in made and r.id != flat.id]
+    untouched = [r for r in arch.query(kind=PRODUCT_KINDS) if r.id not in made and r.id != flat.id]
     assert untouched and all(r.affected_by is None for r in untouched)
     assert arch.get(flat.id).ifu_state(2).is_valid is False
