@@ -666,7 +666,9 @@ def measure_datacube(cube_path, n_sources: int = 3, offset_list=None, star_catal
         ``sky.<line>`` median residual at each sky line in range (BUNIT x Angstrom)
         and ``sky_snr.<line>`` its significance; ``sky_snr.max`` worst line;
         ``white.median`` white-light level (BUNIT); ``nan_fraction`` of spaxels
-        without data; ``fwhm.median`` PSF FWHM of point sources (arcsec) and
+        without data; ``fwhm.median`` PSF FWHM of point sources (arcsec: the
+        catalogued star's Moffat fit when a catalogue is given and the star measured,
+        else ``fwhm.blind``, the median of Gaussian fits of the brightest peaks) and
         ``n_psf`` sources fitted; ``pixscale`` (arcsec); ``seeing`` the DIMM seeing of the
         header (``ESO TEL AMBI FWHM START/END``, arcsec) and ``fwhm_seeing_ratio`` the
         PSF over it (a defocus or a misaligned combination makes the cube's PSF wider
@@ -710,27 +712,6 @@ def measure_datacube(cube_path, n_sources: int = 3, offset_list=None, star_catal
         m.add("sky_snr.max", max(snrs), "")
     else:
         m.notes.append("no sky line inside the cube's wavelength range")
-    psf = fit_psf_fwhm(wl, n_sources=n_sources)
-    m.add("n_psf", len(psf), "")
-    if psf:
-        m.add("fwhm.median", float(np.median([p["fwhm"] for p in psf])) * scale, "arcsec")
-    else:
-        m.notes.append("no point source bright enough for a PSF fit")
-    seeing = [float(v) for v in seeing if v is not None and float(v) > 0]  # DIMM writes -1 when it has none
-    if seeing:
-        m.add("seeing", float(np.mean(seeing)), "arcsec")
-        if psf:
-            m.add("fwhm_seeing_ratio", m.values["fwhm.median"] / m.values["seeing"], "")
-    else:
-        m.notes.append("no DIMM seeing in the header: PSF not compared with the seeing")
-    if offset_list is not None:
-        offsets = exposure_offsets(offset_list)
-        m.add("n_offsets", len(offsets), "")
-        if len(offsets):
-            r = np.hypot(offsets[:, 0], offsets[:, 1])
-            m.add("offset.max", float(r.max()), "arcsec")
-            m.add("offset.rms", float(np.sqrt(np.mean(r ** 2))), "arcsec")
-        m.arrays["offsets"] = offsets
     if star_catalogue is not None:
         from .starflux import measure_star_flux
 
@@ -746,6 +727,37 @@ def measure_datacube(cube_path, n_sources: int = 3, offset_list=None, star_catal
             m.notes.append(f"known star {star['name']} at RA {star['ra']:.5f} Dec {star['dec']:.5f}: "
                            f"{star['ratio']:.3f} x its catalogue flux")
         m.arrays["star"] = star
+    psf = fit_psf_fwhm(wl, n_sources=n_sources)
+    if psf:
+        m.add("fwhm.blind", float(np.median([p["fwhm"] for p in psf])) * scale, "arcsec")
+    if star_catalogue is not None and "fwhm" in star:
+        # A source the catalogue says is a star: the brightest peaks of the white light
+        # may be galaxies (in a 2-IFU demo cube the blind fit found only the galaxy,
+        # 1.76" in 0.62" seeing).
+        m.add("n_psf", 1, "")
+        m.add("fwhm.median", star["fwhm"], "arcsec")
+        m.notes.append("PSF FWHM of the catalogued star (fwhm.blind: Gaussian fits of the brightest peaks)")
+    elif psf:
+        m.add("n_psf", len(psf), "")
+        m.add("fwhm.median", m.values["fwhm.blind"], "arcsec")
+    else:
+        m.add("n_psf", 0, "")
+        m.notes.append("no point source bright enough for a PSF fit")
+    seeing = [float(v) for v in seeing if v is not None and float(v) > 0]  # DIMM writes -1 when it has none
+    if seeing:
+        m.add("seeing", float(np.mean(seeing)), "arcsec")
+        if "fwhm.median" in m.values:
+            m.add("fwhm_seeing_ratio", m.values["fwhm.median"] / m.values["seeing"], "")
+    else:
+        m.notes.append("no DIMM seeing in the header: PSF not compared with the seeing")
+    if offset_list is not None:
+        offsets = exposure_offsets(offset_list)
+        m.add("n_offsets", len(offsets), "")
+        if len(offsets):
+            r = np.hypot(offsets[:, 0], offsets[:, 1])
+            m.add("offset.max", float(r.max()), "arcsec")
+            m.add("offset.rms", float(np.sqrt(np.mean(r ** 2))), "arcsec")
+        m.arrays["offsets"] = offsets
     m.arrays.update(white=wl, sky=skies, psf=psf, wave=wave)
     return m
 

@@ -47,8 +47,7 @@ class QCResult:
     verdict : Verdict
         Flag and threshold checks.
     flag_applied : bool
-        Whether the flag was written to the archive (needs review rights; a product
-        holding no IFU has no flag to set).
+        Whether the flag was written to the archive (needs review rights).
     notes : list of str
         What could not be measured.
     """
@@ -317,12 +316,14 @@ def _flag(arch, rec, verdict: Verdict, run_id: int, qc_type: str, config: QCConf
     reason = f"qc_{qc_type} run {run_id}: {verdict.summary()}"
     ifus = [rec.ifu] if rec.ifu else [s.ifu for s in rec.ifus]
     applied = False
-    if ifus and arch.can_review(rec.id):
+    # A product of several IFUs, or of none recorded (a cube combined from IFUs held in one
+    # file), is flagged as a whole: its per-IFU verdicts, if any, are a reviewer's.
+    if arch.can_review(rec.id):
         invalidate = config.invalidate_bad and verdict.flag == QualityFlag.BAD.value
         arch.set_validity(rec.id, rec.ifu, flag=verdict.flag, is_valid=False if invalidate else None,
                           comment=reason)
         applied = True
-    elif ifus:
+    else:
         log.warning("dataset %s fails QC (%s) but user %s may not flag it; left for its reviewers",
                     rec.id, verdict.flag, arch.user_name)
     mark_pending(arch, rec.id, ifus or [0], reason)
