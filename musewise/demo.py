@@ -130,6 +130,16 @@ def main(argv=None) -> int:
         for path, reason in report.refused:
             print(f"  refused {path}: {reason}")
     describe_archive(arch)
+    # The instrument model's stars and fluxes, written beside the raw frames (and left
+    # there by the ingest, which moves FITS files only): the QC of the cubes measures
+    # the brightest star it covers against them.
+    from .inm.truth import CATALOGUE_NAME
+
+    catalogue = root / "incoming" / args.night / CATALOGUE_NAME
+    if catalogue.is_file():
+        cfg = arch.config.config
+        cfg.QCConfig.star_catalogue = str(catalogue)
+        arch.config.config = cfg
 
     banner("3. reducing the night with the ESO MUSE pipeline (notebooks on Dask)")
     from . import dpu

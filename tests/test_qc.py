@@ -143,8 +143,11 @@ def test_invalidate_bad_option_and_cube_qc(archive, qc_dir):
     rec = qct.archive_product(archive, cube, "muse_scipost", ifu=None, category="DATACUBE_FINAL")
     res = run_qc(archive, rec.id, config=QCConfig(invalidate_bad=True))
     assert res.flag == "bad" and res.values["cube.sky_snr.max"] > 10
-    # A merged cube holds no IFU: no archive flag to set, but it waits in the queue.
-    assert not res.flag_applied
+    # A merged cube holds no IFU: it is flagged (and with invalidate_bad, invalidated) as a
+    # whole, and waits in the queue.
+    assert res.flag_applied
+    got = archive.get(rec.id)
+    assert (got.flag, got.is_valid) == ("bad", False)
     assert [(i.dataset_id, i.ifu, i.state) for i in queue(archive)] == [(rec.id, 0, "pending")]
 
 

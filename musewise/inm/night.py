@@ -263,9 +263,12 @@ def simulate_night(outdir: str | os.PathLike, night: str = "2026-11-20",
     Returns
     -------
     list of Path
-        The raw frames written, in time order (static calibrations not included).
+        The raw frames written, in time order (static calibrations not included). With
+        science exposures, the stars of the field and their fluxes are written to
+        ``outdir/STAR_CATALOG.ecsv`` (:mod:`musewise.inm.truth`).
     """
     from .static import write_static_calibrations
+    from .truth import CATALOGUE_NAME, write_star_catalogue
 
     model = InstrumentModel(ifus=ifus, mode=mode, seed=seed, spoils=spoils)
     plan = NightPlan.for_night(night, ifus=ifus, n_bias=n_bias, n_dark=n_dark, n_flat=n_flat,
@@ -273,4 +276,6 @@ def simulate_night(outdir: str | os.PathLike, night: str = "2026-11-20",
                                n_object=n_object, seed=seed, scene=model.scene)
     if static:
         write_static_calibrations(Path(outdir) / "static", mode=mode, ifus=ifus)
+    if n_object:  # the truth QC compares the cubes' stars with (musewise.qc.starflux)
+        write_star_catalogue(Path(outdir) / CATALOGUE_NAME, model.scene, *SCIENCE_FIELD)
     return plan.run(model, outdir, progress=progress)

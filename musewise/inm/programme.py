@@ -493,9 +493,11 @@ def simulate_programme(outdir: str | os.PathLike, programme: Programme | str,
     Returns
     -------
     dict
-        Night -> raw files written, in time order.
+        Night -> raw files written, in time order; the field's stars and their fluxes
+        go to ``outdir/STAR_CATALOG.ecsv`` (:mod:`musewise.inm.truth`).
     """
     from .static import write_static_calibrations
+    from .truth import CATALOGUE_NAME, write_star_catalogue
 
     prog = programme if isinstance(programme, Programme) else Programme.resolve(programme)
     seed = prog.seed if seed is None else int(seed)
@@ -504,6 +506,8 @@ def simulate_programme(outdir: str | os.PathLike, programme: Programme | str,
     out = Path(outdir)
     if static:  # ASTROMETRY_WCS for the simulated IFUs, as simulate_night writes it
         write_static_calibrations(out / "static", mode=mode, ifus=ifus)
+    # the truth QC compares the cubes' stars with (musewise.qc.starflux)
+    write_star_catalogue(out / CATALOGUE_NAME, prog.field.scene, prog.field.ra, prog.field.dec)
     return {p.night: p.run(model, out / p.night, progress=progress) for p in plans}
 
 

@@ -336,7 +336,13 @@ def measure_master_flat(master_path, trace_path=None, n_rows: int = 64) -> Measu
         ``width.min`` / ``width.max`` slice widths (pix); ``slice_level.qN``-free:
         ``slice_level.rms`` relative scatter (robust std / median) of the median
         flat level of the slices; ``slice_level.minrel`` faintest slice relative to
-        the median; ``level.median`` median of illuminated pixels; ``bad_fraction``.
+        the median; ``level.median`` median of illuminated pixels; ``bad_fraction``;
+        ``lamp.median`` the lamp level before normalisation (adu: ``ESO QC FLAT MASTER
+        MEDIAN`` of ``muse_flat``, the median of the combined flat over the CCD) and
+        ``lamp.input_min`` the faintest input flat's (``ESO QC FLAT INPUTi MEDIAN``),
+        ``lamp.rate`` the master's level per second of exposure (adu/s). The
+        normalised master of a lamp at a few per cent looks like a good one: only
+        these levels show the missing light.
     """
     from astropy.table import Table
 
@@ -344,6 +350,17 @@ def measure_master_flat(master_path, trace_path=None, n_rows: int = 64) -> Measu
     primary, data, dq = _read_product(master_path)
     lit = data[np.isfinite(data) & (data > 0.2 * np.nanpercentile(data, 95))]
     m.add("level.median", float(np.median(lit)) if lit.size else float("nan"), "")
+    lamp = primary.get("ESO QC FLAT MASTER MEDIAN")
+    if lamp is not None:
+        m.add("lamp.median", float(lamp), "adu")
+        exptime = primary.get("EXPTIME")
+        if exptime is not None and float(exptime) > 0:
+            m.add("lamp.rate", float(lamp) / float(exptime), "adu/s")
+        inputs = [float(v) for k, v in primary.items() if k.startswith("ESO QC FLAT INPUT") and k.endswith(" MEDIAN")]
+        if inputs:
+            m.add("lamp.input_min", min(inputs), "adu")
+    else:
+        m.notes.append("no ESO QC FLAT MASTER MEDIAN in the header: lamp level not measured")
     if dq is not None:
         m.add("bad_fraction", float(np.count_nonzero(dq)) / dq.size, "")
     m.arrays["image"] = data[:: max(1, data.shape[0] // 512), :: max(1, data.shape[1] // 512)]
@@ -382,23 +399,49 @@ def measure_master_flat(master_path, trace_path=None, n_rows: int = 64) -> Measu
 
 
 # ----------------------------------------------------------------------------- wavelength calibration
-def wavelength_at(table, rows=(500, 1500, 2500, 3500)) -> dict[int, np.ndarray]:
-    """Wavelength (Angstrom) at the centre (x = 0) of each slice at CCD ``rows`` from a WAVECAL_TABLE.
+def wavelength_at(table, rows=(500, 1500, 2500, 3500), centres=None) -> dict[int, np.ndarray]:
+    """Wavelength (Angstrom) along the centre of each slice at CCD ``rows`` from a WAVECAL_TABLE.
 
     The ``wlcXY`` columns are the coefficients of the slice's solution
-    lambda(x, y) = sum wlcXY x^X y^Y; slices without a finite solution are skipped.
+    lambda(x, y) = sum wlcXY x^X y^Y, with x and y the CCD column and row (pixels,
+    counted from 1 here as FITS does; a pixel more or less moves every solution alike,
+    which comparisons cancel). x is not measured from the slice: a solution must be
+    evaluated where its slice is (at x = 0 two good nights' solutions differ by up to
+    12 A in the slices far from column 1). Slices without a finite solution are skipped.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+    rows : sequence of int
+        CCD rows (0-based).
+    centres : dict, optional
+        Slice -> centre column (0-based) at each of ``rows``, from the TRACE_TABLE
+        (:func:`trace_centres`). Without it, the solution is evaluated at x = 0: exact
+        only for a solution without x terms, and :func:`measure_wavecal` uses it only then.
     """
-    cols = [c for c in table.colnames if c.startswith("wlc0")]
-    y = np.asarray(rows, dtype=float)
+    y = np.asarray(rows, dtype=float) + 1.0
+    terms = [(c, int(c[3]), int(c[4])) for c in table.colnames
+             if c.startswith("wlc") and len(c) == 5 and c[3:].isdigit()]
     out = {}
     for row in table:
-        coeffs = [float(row[c]) for c in sorted(cols)]
-        if coeffs and np.all(np.isfinite(coeffs)):
-            out[int(row["SliceNo"])] = np.polynomial.polynomial.polyval(y, coeffs)
+        s = int(row["SliceNo"])
+        coeffs = [(float(row[c]), i, j) for c, i, j in terms]
+        if not coeffs or not np.all(np.isfinite([c for c, _, _ in coeffs])):
+            continue
+        if centres is not None and s not in centres:
+            continue
+        x = np.asarray(centres[s], dtype=float) + 1.0 if centres is not None else np.zeros_like(y)
+        out[s] = sum(c * x ** i * y ** j for c, i, j in coeffs)
     return out
 
 
-def measure_wavecal(table_path, residuals_path=None, previous=()) -> Measurement:
+def _has_x_terms(table) -> bool:
+    # Whether a WAVECAL_TABLE's solutions depend on the CCD column at all.
+    return any(np.any(np.nan_to_num(np.asarray(table[c], dtype=float)) != 0) for c in table.colnames
+               if c.startswith("wlc") and len(c) == 5 and c[3] != "0")
+
+
+def measure_wavecal(table_path, residuals_path=None, previous=(), trace_path=None) -> Measurement:
     """Residuals per slice and lines used of a wavelength calibration.
 
     Parameters
@@ -412,6 +455,11 @@ def measure_wavecal(table_path, residuals_path=None, previous=()) -> Measurement
         WAVECAL_TABLEs of the same IFU from earlier nights: the solution is compared
         with theirs (a shifted arc, a moved grating, give a solution that fits its own
         lines well but is off in wavelength).
+    trace_path : path-like, optional
+        The TRACE_TABLE the solution was made with: this and the previous solutions are
+        compared along its slice centres. Without it they are compared only if they do
+        not depend on the CCD column (a solution of ``muse_wavecal`` does: evaluated
+        away from its slice, two good solutions differ by several Angstrom).
 
     Returns
     -------
@@ -421,7 +469,8 @@ def measure_wavecal(table_path, residuals_path=None, previous=()) -> Measurement
         (Angstrom); ``lines.min`` / ``lines.median`` arc lines used per slice;
         ``n_previous`` earlier solutions compared with, ``shift.median`` and
         ``shift.absmax`` (worst slice) the wavelength at the slice centres minus the
-        earlier solutions' median (Angstrom, median over four CCD rows).
+        earlier solutions' median (Angstrom, median over four CCD rows, along the slice
+        centres of ``trace_path``).
     """
     from astropy.io import fits
     from astropy.table import Table
@@ -469,15 +518,26 @@ def measure_wavecal(table_path, residuals_path=None, previous=()) -> Measurement
         m.add("lines.median", float(np.median(v)), "")
     m.arrays["rms"] = rms
     m.arrays["nlines"] = nlines
-    mine = wavelength_at(wt)
-    refs = []
+    rows = (500, 1500, 2500, 3500)
+    centres = None
+    if trace_path is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            centres = trace_centres(Table.read(trace_path, hdu=1), rows)
+    old_tables = []
     for p in previous:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                refs.append(wavelength_at(Table.read(p, hdu=1)))
+                old_tables.append(Table.read(p, hdu=1))
         except Exception as exc:  # an unreadable old solution only loses that comparison
             m.notes.append(f"previous WAVECAL_TABLE {p} unreadable: {exc}")
+    if centres is None and any(_has_x_terms(t) for t in [wt] + old_tables):
+        m.notes.append("no TRACE_TABLE: the solutions depend on the CCD column, so they are not "
+                       "compared with the previous nights' (shift not measured)")
+        old_tables = []
+    mine = wavelength_at(wt, rows, centres)
+    refs = [wavelength_at(t, rows, centres) for t in old_tables]
     m.add("n_previous", len(refs), "")
     shifts = {}
     for s, lam in mine.items():
@@ -488,7 +548,7 @@ def measure_wavecal(table_path, residuals_path=None, previous=()) -> Measurement
         v = np.array(list(shifts.values()))
         m.add("shift.median", float(np.median(v)), "Angstrom")
         m.add("shift.absmax", float(np.max(np.abs(v))), "Angstrom")
-    elif previous:
+    elif refs:
         m.notes.append("no slice solved in both this and the previous solutions")
     m.arrays["shifts"] = shifts
     return m
@@ -584,7 +644,7 @@ def sky_line_residuals(data, stat, wave, lines=QC_SKY_LINES, half_width: float =
     return out
 
 
-def measure_datacube(cube_path, n_sources: int = 3, offset_list=None) -> Measurement:
+def measure_datacube(cube_path, n_sources: int = 3, offset_list=None, star_catalogue=None) -> Measurement:
     """Sky residuals, white-light image and PSF FWHM of a DATACUBE_FINAL (one exposure or combined).
 
     Parameters
@@ -596,6 +656,9 @@ def measure_datacube(cube_path, n_sources: int = 3, offset_list=None) -> Measure
     offset_list : path-like, optional
         The OFFSET_LIST the exposures of a combined cube were aligned with
         (``muse_exp_align``): its offsets are measured too.
+    star_catalogue : path-like, optional
+        A catalogue of the field's stars with their fluxes (:mod:`musewise.qc.starflux`):
+        the brightest one inside the cube is measured against it.
 
     Returns
     -------
@@ -603,12 +666,18 @@ def measure_datacube(cube_path, n_sources: int = 3, offset_list=None) -> Measure
         ``sky.<line>`` median residual at each sky line in range (BUNIT x Angstrom)
         and ``sky_snr.<line>`` its significance; ``sky_snr.max`` worst line;
         ``white.median`` white-light level (BUNIT); ``nan_fraction`` of spaxels
-        without data; ``fwhm.median`` PSF FWHM of point sources (arcsec) and
+        without data; ``fwhm.median`` PSF FWHM of point sources (arcsec: the
+        catalogued star's Moffat fit when a catalogue is given and the star measured,
+        else ``fwhm.blind``, the median of Gaussian fits of the brightest peaks) and
         ``n_psf`` sources fitted; ``pixscale`` (arcsec); ``seeing`` the DIMM seeing of the
         header (``ESO TEL AMBI FWHM START/END``, arcsec) and ``fwhm_seeing_ratio`` the
         PSF over it (a defocus or a misaligned combination makes the cube's PSF wider
         than the seeing); with an OFFSET_LIST, ``n_offsets``, ``offset.max`` the largest
-        offset of an exposure and ``offset.rms`` (arcsec).
+        offset of an exposure and ``offset.rms`` (arcsec); with a star catalogue,
+        ``star.flux_ratio`` the brightest catalogued star's flux in the cube over its
+        catalogue flux (5000-9000 A), ``star.dmag`` = -2.5 log10 of it and
+        ``star.dmag_abs`` its absolute value (mag), ``star.offset`` (arcsec from its
+        catalogue position) and ``star.fwhm`` (arcsec).
     """
     from astropy.io import fits
 
@@ -643,16 +712,41 @@ def measure_datacube(cube_path, n_sources: int = 3, offset_list=None) -> Measure
         m.add("sky_snr.max", max(snrs), "")
     else:
         m.notes.append("no sky line inside the cube's wavelength range")
+    if star_catalogue is not None:
+        from .starflux import measure_star_flux
+
+        star = measure_star_flux(cube_path, star_catalogue)
+        if "note" in star:
+            m.notes.append(star["note"])
+        else:
+            m.add("star.flux_ratio", star["ratio"], "")
+            m.add("star.dmag", star["dmag"], "mag")
+            m.add("star.dmag_abs", abs(star["dmag"]), "mag")
+            m.add("star.offset", star["offset"], "arcsec")
+            m.add("star.fwhm", star["fwhm"], "arcsec")
+            m.notes.append(f"known star {star['name']} at RA {star['ra']:.5f} Dec {star['dec']:.5f}: "
+                           f"{star['ratio']:.3f} x its catalogue flux")
+        m.arrays["star"] = star
     psf = fit_psf_fwhm(wl, n_sources=n_sources)
-    m.add("n_psf", len(psf), "")
     if psf:
-        m.add("fwhm.median", float(np.median([p["fwhm"] for p in psf])) * scale, "arcsec")
+        m.add("fwhm.blind", float(np.median([p["fwhm"] for p in psf])) * scale, "arcsec")
+    if star_catalogue is not None and "fwhm" in star:
+        # A source the catalogue says is a star: the brightest peaks of the white light
+        # may be galaxies (in a 2-IFU demo cube the blind fit found only the galaxy,
+        # 1.76" in 0.62" seeing).
+        m.add("n_psf", 1, "")
+        m.add("fwhm.median", star["fwhm"], "arcsec")
+        m.notes.append("PSF FWHM of the catalogued star (fwhm.blind: Gaussian fits of the brightest peaks)")
+    elif psf:
+        m.add("n_psf", len(psf), "")
+        m.add("fwhm.median", m.values["fwhm.blind"], "arcsec")
     else:
+        m.add("n_psf", 0, "")
         m.notes.append("no point source bright enough for a PSF fit")
     seeing = [float(v) for v in seeing if v is not None and float(v) > 0]  # DIMM writes -1 when it has none
     if seeing:
         m.add("seeing", float(np.mean(seeing)), "arcsec")
-        if psf:
+        if "fwhm.median" in m.values:
             m.add("fwhm_seeing_ratio", m.values["fwhm.median"] / m.values["seeing"], "")
     else:
         m.notes.append("no DIMM seeing in the header: PSF not compared with the seeing")

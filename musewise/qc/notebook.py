@@ -28,9 +28,11 @@ def measure(qc_type: str, product: str, siblings: dict | None = None, raws=(), i
         return measures.measure_master_flat(product, siblings.get("TRACE_TABLE"))
     if qc_type == "wavecal":
         return measures.measure_wavecal(product, siblings.get("WAVECAL_RESIDUALS"),
-                                        siblings.get("PREVIOUS_WAVECAL_TABLE", ()))
+                                        siblings.get("PREVIOUS_WAVECAL_TABLE", ()),
+                                        trace_path=siblings.get("TRACE_TABLE"))
     if qc_type == "cube":
-        return measures.measure_datacube(product, offset_list=siblings.get("OFFSET_LIST"))
+        return measures.measure_datacube(product, offset_list=siblings.get("OFFSET_LIST"),
+                                         star_catalogue=siblings.get("STAR_CATALOG"))
     if qc_type == "lsf":
         return measures_calib.measure_lsf(product)
     if qc_type == "twilight":
@@ -125,7 +127,9 @@ def plot_flat(m):
         a2.plot(list(levels), list(levels.values()), "o-")
         a2.set_xlabel("slice")
         a2.set_ylabel("median flat level")
-    a2.set_title(f"{int(m.values.get('n_slices', 0))} slices traced")
+    lamp = m.values.get("lamp.median")
+    a2.set_title(f"{int(m.values.get('n_slices', 0))} slices traced"
+                 + (f", lamp level {lamp:.0f} adu" if lamp is not None else ""))
     fig.tight_layout()
     return fig
 

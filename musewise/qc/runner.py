@@ -3,7 +3,7 @@
 One QC run per call, recorded in the archive like a reduction: a run of recipe
 ``qc_<type>`` whose inputs are the product (plus the files its numbers are measured
 against: the raw frames of a master bias, the TRACE_TABLE of a master flat, the
-WAVECAL_RESIDUALS and the previous nights' solutions of a wavelength solution, the
+WAVECAL_RESIDUALS, the TRACE_TABLE and the previous nights' solutions of a wavelength solution, the
 previous nights' STD_RESPONSE of a response, the OFFSET_LIST a combined cube was made with), whose executed notebook - figures
 embedded - is archived with the run. The numbers go to :meth:`Archive.add_qc`
 (named ``<type>.<measurement>``); a threshold crossed flags the product IFU with
@@ -47,8 +47,7 @@ class QCResult:
     verdict : Verdict
         Flag and threshold checks.
     flag_applied : bool
-        Whether the flag was written to the archive (needs review rights; a product
-        holding no IFU has no flag to set).
+        Whether the flag was written to the archive (needs review rights).
     notes : list of str
         What could not be measured.
     """
@@ -98,8 +97,11 @@ def notebook_for(qc_type: str, config: QCConfig) -> Path:
     return path
 
 
-def _companions(arch, rec, qc_type):
-    """Files a product's QC is measured against: (inputs for the run, siblings, raw paths)."""
+def _companions(arch, rec, qc_type, star_catalogue: str = ""):
+    """Files a product's QC is measured against: (inputs for the run, siblings, raw paths).
+
+    ``star_catalogue`` (``QCConfig.star_catalogue``) is handed to the QC of a cube.
+    """
     inputs = [(rec.id, rec.category, "product under quality control")]
     siblings, raws = {}, []
     want = {"flat": "TRACE_TABLE", "wavecal": "WAVECAL_RESIDUALS"}.get(qc_type)
@@ -113,6 +115,19 @@ def _companions(arch, rec, qc_type):
         for other in previous_products(arch, rec):
             siblings.setdefault(f"PREVIOUS_{rec.category}", []).append(arch.path(other.id))
             inputs.append((other.id, rec.category, f"response of the earlier night {other.night}, compared with"))
+    if qc_type == "cube" and star_catalogue:
+        siblings["STAR_CATALOG"] = str(star_catalogue)
+    if rec.run_id is not None and qc_type == "wavecal":
+        # the solutions are functions of the CCD column: compared along the slices the run traced
+        try:
+            run = arch.get_run(rec.run_id)
+        except NotFoundError:
+            run = None
+        for i in (run.inputs if run else ()):
+            if i.tag == "TRACE_TABLE":
+                siblings["TRACE_TABLE"] = arch.path(i.dataset_id)
+                inputs.append((i.dataset_id, "TRACE_TABLE", "slice centres the solutions are compared along"))
+                break
     if rec.run_id is not None and qc_type == "cube":
         try:
             run = arch.get_run(rec.run_id)
@@ -202,7 +217,7 @@ def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, con
     rec = arch.get(dataset_id)
     qc_type = qc_type_of(rec.category)
     template = notebook_for(qc_type, config)
-    inputs, siblings, raws = _companions(arch, rec, qc_type)
+    inputs, siblings, raws = _companions(arch, rec, qc_type, config.star_catalogue)
     limits = thresholds.limits(qc_type)
 
     def parameters(run_id: int, workdir: Path) -> dict:
@@ -301,12 +316,14 @@ def _flag(arch, rec, verdict: Verdict, run_id: int, qc_type: str, config: QCConf
     reason = f"qc_{qc_type} run {run_id}: {verdict.summary()}"
     ifus = [rec.ifu] if rec.ifu else [s.ifu for s in rec.ifus]
     applied = False
-    if ifus and arch.can_review(rec.id):
+    # A product of several IFUs, or of none recorded (a cube combined from IFUs held in one
+    # file), is flagged as a whole: its per-IFU verdicts, if any, are a reviewer's.
+    if arch.can_review(rec.id):
         invalidate = config.invalidate_bad and verdict.flag == QualityFlag.BAD.value
         arch.set_validity(rec.id, rec.ifu, flag=verdict.flag, is_valid=False if invalidate else None,
                           comment=reason)
         applied = True
-    elif ifus:
+    else:
         log.warning("dataset %s fails QC (%s) but user %s may not flag it; left for its reviewers",
                     rec.id, verdict.flag, arch.user_name)
     mark_pending(arch, rec.id, ifus or [0], reason)

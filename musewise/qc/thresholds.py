@@ -73,6 +73,15 @@ class QCThresholds(Configurable):
                                             "MASTER_FLAT is 'warning'.").tag(config=True)
     flat_uniformity_bad = Float(0.25, help="Relative scatter of the slice flat levels above which it is "
                                            "'bad'.").tag(config=True)
+    flat_lamp_warn = Float(10000.0, help="Lamp level of a MASTER_FLAT before normalisation (adu, median over "
+                                         "the CCD, ESO QC FLAT MASTER MEDIAN) below which it is 'warning': MUSE "
+                                         "lamp flats are exposed to ~25000 adu (the instrument model's 27500); "
+                                         "under 10000 a lamp is failing or the IFU's light path is partly "
+                                         "blocked.").tag(config=True)
+    flat_lamp_bad = Float(2000.0, help="Lamp level (adu) below which a MASTER_FLAT is 'bad': the lamp is off or "
+                                       "nearly (under ~10 % of its normal light); the normalised master still "
+                                       "looks flat, but its photon noise (~2.5 % per pixel for three flats at "
+                                       "500 adu, 0.3 % at 27500 adu) enters every pixel it flat-fields.").tag(config=True)
     # -- wavelength calibration
     wavecal_rms_warn = Float(0.05, help="Residual RMS of the worst slice (Angstrom) above which a "
                                         "WAVECAL_TABLE is 'warning'.").tag(config=True)
@@ -133,6 +142,12 @@ class QCThresholds(Configurable):
                                        "which it is 'warning': VLT pointing errors between dithers are a few "
                                        "tenths of an arcsec; more means the alignment matched the wrong "
                                        "sources.").tag(config=True)
+    cube_star_dmag_warn = Float(0.1, help="Difference (mag) between the flux of the brightest catalogued star "
+                                          "in a DATACUBE_FINAL and its catalogue flux (5000-9000 A) above which "
+                                          "it is 'warning': MUSE's flux calibration holds to ~5 %; 10 % is a "
+                                          "wrong response, a cloud or a star partly off the field.").tag(config=True)
+    cube_star_dmag_bad = Float(0.3, help="Star flux against its catalogue (mag) above which a cube is 'bad' "
+                                         "(not flux calibrated: a wrong or missing response).").tag(config=True)
     cube_offset_bad = Float(3.0, help="Largest exposure offset (arcsec) above which a combined cube is "
                                       "'bad'.").tag(config=True)
 
@@ -148,6 +163,7 @@ class QCThresholds(Configurable):
         ("dark", "hot_fraction", "max", "dark_hot_fraction", ""),
         ("flat", "missing_slices", "max_incl", "flat_missing_slices", ""),
         ("flat", "slice_level.rms", "max", "flat_uniformity", ""),
+        ("flat", "lamp.median", "min", "flat_lamp", "adu"),
         ("wavecal", "rms.max", "max", "wavecal_rms", "Angstrom"),
         ("wavecal", "lines.min", "min", "wavecal_min_lines", ""),
         ("wavecal", "shift.absmax", "max", "wavecal_shift", "Angstrom"),
@@ -155,6 +171,7 @@ class QCThresholds(Configurable):
         ("cube", "fwhm.median", "max", "cube_fwhm", "arcsec"),
         ("cube", "fwhm_seeing_ratio", "max", "cube_seeing_ratio", ""),
         ("cube", "offset.max", "max", "cube_offset", "arcsec"),
+        ("cube", "star.dmag_abs", "max", "cube_star_dmag", "mag"),
         ("lsf", "fwhm.median", "max", "lsf_fwhm", "Angstrom"),
         ("lsf", "fwhm.spread", "max", "lsf_spread", ""),
         ("lsf", "missing_slices", "max_incl", "lsf_missing_slices", ""),
@@ -177,6 +194,12 @@ class QCThresholds(Configurable):
 class QCConfig(Configurable):
     """How QC runs: notebooks, time limit, automatic flagging, claims (kernel: ``MusewiseConfig.kernel_name``)."""
 
+    star_catalogue = Unicode("", help="Catalogue of the science fields' stars with their flux densities (ECSV "
+                                      "or FITS: ra, dec in deg, flux in erg/s/cm2/A on meta['wave'] in A; "
+                                      "see musewise.qc.starflux), against which the QC of a cube measures "
+                                      "the flux of the brightest star it covers. Empty: not measured. "
+                                      "musewise simulate writes the instrument model's as "
+                                      "STAR_CATALOG.ecsv beside the raw frames.").tag(config=True)
     notebooks_dir = Unicode("", help="Folder with the QC notebooks qc_<type>.ipynb (default: the "
                                      "qc_notebooks/ folder shipped with musewise).").tag(config=True)
     execution_timeout = Int(1800, help="Longest time one QC notebook cell may run (s).").tag(config=True)
