@@ -91,3 +91,31 @@ def test_output_wcs_holds_the_grid_of_a_cube_and_nothing_that_dates_it(tmp_path)
         assert h["DATA"].data.dtype == np.int8 and h["DATA"].data.shape == fits.getdata(cube, "DATA").shape
         check_same_grid([fits.getheader(cube, "DATA"), h["DATA"].header])
 
+
+
+def test_output_wcs_of_another_field_of_the_night_is_never_chosen(archive, tmp_path):
+    """Two fields observed in one night, each with its grid certified for the night: each
+    field's runs get its own OUTPUT_WCS; a third field gets none, and is told why."""
+    from musewise.dpu.selection import choose_calibration
+    from musewise.exceptions import CalibrationNotFoundError
+    from musewise.products.outputwcs import write_output_wcs
+
+    t = datetime(2026, 11, 21, 1, 30)
+    grids = {}
+    for k, name in enumerate(("FIELD-A", "FIELD-B")):
+        cube = write_cube(tmp_path / f"cube-{name}.fits", t, seed=k, object=name)
+        path = write_output_wcs(cube, tmp_path / f"OUTPUT_WCS-{name}.fits")
+        rec = archive.ingest(path, valid_from=61365.0, valid_to=61366.0).record
+        assert rec.object == name
+        grids[name] = rec.id
+    mjd = 61365.56
+    for name, gid in grids.items():
+        choices: list = []
+        got = choose_calibration(archive, "OUTPUT_WCS", ifu=None, mjd=mjd, mode=None, night=NIGHT,
+                                 choices=choices, field=name)
+        assert got.dataset_id == gid and got.reason.endswith(f"; of field {name}")
+        other = next(i for n, i in grids.items() if n != name)
+        assert [lo[2] for lo in choices[0]["losers"] if lo[0] == other] == [
+            f"of field {'FIELD-A' if name == 'FIELD-B' else 'FIELD-B'!r}, not {name!r}"]
+    with pytest.raises(CalibrationNotFoundError, match="not 'FIELD-C'"):
+        choose_calibration(archive, "OUTPUT_WCS", ifu=None, mjd=mjd, mode=None, night=NIGHT, field="FIELD-C")
