@@ -16,8 +16,8 @@ field (session)
 
     1. ``make('standard', NIGHT1, ifus=STD_IFUS)``: bias, flat, wavecal, twilight,
        scibasic of the standard, standard;
-    2. ``make('scibasic', target=FIELD, ifus=IFUS)``: lsf and both nights' pixel tables
-       (night 2 borrows night 1's calibrations);
+    2. ``make('scibasic')`` and ``make('lsf')`` for the target (``target=FIELD, ifus=IFUS``):
+       both nights' pixel tables (night 2 borrows night 1's calibrations) and the LSF;
     3. the field's ``OUTPUT_WCS``: the grid of the first exposure's cube (a personal
        trial, outside the reference reduction), certified for both nights;
     4. ``make('exp_combine', target=FIELD)``: the 4 exposures' cubes on that grid (with
@@ -87,12 +87,23 @@ def field_programme(calibrations: bool = False):
     })
 
 
+#: Runs of the "heavy" recipes (scipost, exp_combine...) that may run at once: on one or two
+#: IFUs they hold < 1 GB each, not the ~12 GB of 24 IFUs the default of 1 guards against.
+HEAVY_CONCURRENCY = 2
+
+
 def open_archive(root: Path):
+    """The field's archive (SQLite in ``root/archive``), opened by ``admin``."""
+    from traitlets.config import Config
+
     from musewise.archive import Archive
     from musewise.config import MusewiseConfig
 
-    return Archive(MusewiseConfig.load(root=str(root / "archive"), user="admin", project="consortium"),
-                   user="admin")
+    cfg = MusewiseConfig.load(root=str(root / "archive"), user="admin", project="consortium")
+    conf = Config()
+    conf.DpuConfig.heavy_concurrency = HEAVY_CONCURRENCY
+    cfg.config = conf
+    return Archive(cfg, user="admin")
 
 
 def made_by(arch, category, recipe, valid=True):
@@ -114,6 +125,7 @@ def build_field(root: Path) -> dict:
     """
     from musewise import dpu
     from musewise.inm import simulate_programme
+    from musewise.dpu.api import execute
     from musewise.products.outputwcs import write_output_wcs
 
     times = {}
@@ -138,12 +150,13 @@ def build_field(root: Path) -> dict:
         times["make standard (IFUs 1-2)"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         dpu.make("scibasic", **kw)
-        times["make scibasic (the rest of the calibrations, 2 nights)"] = time.perf_counter() - t0
+        dpu.make("lsf", **kw)  # scipost's sky model needs it (not a step before scibasic)
+        times["make scibasic, lsf (the rest of the calibrations, 2 nights)"] = time.perf_counter() - t0
         # The field's grid: the first exposure's, reduced as a personal trial (outside the
         # reference reduction); certified for the field's nights.
         t0 = time.perf_counter()
         (first,) = dpu.prepare("scipost", NIGHT1, list(IFUS), p=SCIPOST, archive=arch)[:1]
-        (out,) = dpu.execute([first], arch, progress=False, hooks=False)
+        (out,) = execute([first], arch, progress=False, hooks=False)
         assert out.ok, out.error
         (trial,) = [r for r in arch.query(run_id=out.run_id) if r.category == "DATACUBE_FINAL"]
         wcs_file = write_output_wcs(arch.path(trial.id), root / "OUTPUT_WCS.fits")

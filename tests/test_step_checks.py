@@ -15,7 +15,11 @@ import pytest
 from fieldfixture import made_by
 from test_zap import _figures_after
 
-pipeline = pytest.mark.pipeline
+
+def pipeline(test):
+    """On the field the session reduces with the real pipeline (``tests/fieldfixture.py``): ``long``."""
+    return pytest.mark.long(pytest.mark.pipeline(test))
+
 
 
 def _notebook(arch, run) -> dict:
