@@ -117,5 +117,9 @@ def test_output_wcs_of_another_field_of_the_night_is_never_chosen(archive, tmp_p
         other = next(i for n, i in grids.items() if n != name)
         assert [lo[2] for lo in choices[0]["losers"] if lo[0] == other] == [
             f"of field {'FIELD-A' if name == 'FIELD-B' else 'FIELD-B'!r}, not {name!r}"]
+    # muse_exp_align names its products after the images: 'FIELD-A (white)' is field FIELD-A's
+    got = choose_calibration(archive, "OUTPUT_WCS", ifu=None, mjd=mjd, mode=None, night=NIGHT,
+                             field="FIELD-A (white)")
+    assert got.dataset_id == grids["FIELD-A"]
     with pytest.raises(CalibrationNotFoundError, match="not 'FIELD-C'"):
         choose_calibration(archive, "OUTPUT_WCS", ifu=None, mjd=mjd, mode=None, night=NIGHT, field="FIELD-C")

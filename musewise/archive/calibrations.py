@@ -17,6 +17,7 @@ reason, and the reduction layer records them with the run.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, or_, select, union_all
@@ -287,6 +288,15 @@ def _outside_window(ds: _Candidate, mjd: float, window_nights: float | None, cat
     return f"taken {n} night(s) from the frame's, outside the {window_nights:g}-night window of {category}"
 
 
+def field_name(obj: str | None) -> str | None:
+    """The field an ``OBJECT`` names: the pipeline names the images of a field, and what is
+    made from them (muse_exp_align's OFFSET_LIST), ``'<OBJECT> (<filter>)'``, e.g.
+    ``'SIM-FIELD (white)'``; the filter is no part of the field."""
+    if obj is None:
+        return None
+    return re.sub(r"\s+\([^()]*\)$", "", obj.strip())
+
+
 def _unusable(ds: _Candidate, ifu: int, mode, obj: str | None = None) -> str:
     # Why a calibration may not serve IFU ``ifu`` in ``mode`` (for field ``obj``); "" if it may.
     if not ds.is_valid:
@@ -299,7 +309,7 @@ def _unusable(ds: _Candidate, ifu: int, mode, obj: str | None = None) -> str:
         return f"IFU {ifu} marked invalid"
     if mode is not None and ds.mode is not None and ds.mode != mode:
         return f"mode {ds.mode}, not {mode}"
-    if obj is not None and ds.object != obj:
+    if obj is not None and field_name(ds.object) != field_name(obj):
         return f"of field {ds.object!r}, not {obj!r}"
     return ""
 
@@ -407,5 +417,5 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
         return CalibrationChoice(rec, reason, len(eligible), cname, out)
 
 
-__all__ = ["CalibrationChoice", "best_calibration", "nights_apart", "certification_history", "certify", "certify_row",
+__all__ = ["CalibrationChoice", "best_calibration", "field_name", "nights_apart", "certification_history", "certify", "certify_row",
            "decertify", "default_range", "list_certifications"]
