@@ -55,7 +55,10 @@ STD_IFUS = (1, 2)
 #: middle) and the star on it must stay 4 spaxels inside it in every exposure.
 DITHERS = {NIGHT1: [[0.0, 0.0], [1.2, 0.1]], NIGHT2: [[-0.9, -0.2], [0.5, -0.3]]}
 #: muse_exp_align on one IFU (a 2.4 arcsec strip) finds 2-3 sources, not the 5 it wants by default.
-EXP_ALIGN = {"srcmin": 1, "threshold": 10.0}
+#: Its first search radius (default 30 arcsec) is cut to 4: the strip's stars are 13 arcsec
+#: apart (x = 14 and 27), and with 30 it matched one to the other in night 2 (13 arcsec
+#: "offsets" for exposures whose header pointings are exact). The dithers are < 2 arcsec.
+EXP_ALIGN = {"srcmin": 1, "threshold": 10.0, "rsearch": "4.,2.,0.8"}
 SCIPOST = {"crsigma": 20}
 STEP_PARAMS = {"exp_align": EXP_ALIGN, "scipost": SCIPOST}
 
