@@ -187,8 +187,9 @@ class Field(dict):
 
 def _describe(root: Path, times: dict) -> Field:
     arch = open_archive(root)
-    (exp_cube,) = made_by(arch, "DATACUBE_FINAL", "muse_exp_combine")
-    (list_cube,) = made_by(arch, "DATACUBE_FINAL", "combine_cubes")
+    # the newest: what the planner holds current (a --field-root kept over changes may hold more)
+    exp_cube = made_by(arch, "DATACUBE_FINAL", "muse_exp_combine")[-1]
+    list_cube = made_by(arch, "DATACUBE_FINAL", "combine_cubes")[-1]
     used = {i.dataset_id for i in arch.get_run(list_cube.run_id).inputs if i.tag == "DATACUBE_FINAL"}
     return Field(
         root=root, arch=arch, programme=field_programme(), times=times,
