@@ -62,8 +62,8 @@ demo: setup
 test: setup
 	$(VENV)/bin/pytest -ra --durations=15 -m "not long" $(PYTEST_ARGS)
 
-# The whole-field reductions (several exposures combined, ZAP after a cascade, two nights of a
-# target): 15-60 min each on 2 cores, outside CI's time limit.
+# The whole-field tests: the 2-night field reduced once for the session (tests/fieldfixture.py,
+# ~15 min to build on 2 loaded cores, its checks ~3 min more) and ZAP after a cascade.
 test-long: setup
 	$(VENV)/bin/pytest -ra --durations=15 -m long $(PYTEST_ARGS)
 

@@ -21,6 +21,10 @@ page
     A headless Chromium page (Playwright, ``/usr/bin/chromium``), closed after the test.
 output_dir
     ``test-output/<test name>/`` for screenshots and other artefacts a person may look at.
+field (session, plugin ``tests/fieldfixture.py``)
+    A 2-night, 4-exposure field of IFU 1 reduced once with the real pipeline, for the
+    target, up to both combined cubes (exp_combine, and scipost onto one OUTPUT_WCS +
+    combine_cubes); read-only. ``--field-root=DIR`` keeps it in ``DIR`` for the next run.
 
 Temporary files: pytest keeps a test's ``tmp_path`` only if the test failed, and
 only for the last session (``tmp_path_retention_*`` in ``pyproject.toml``).
@@ -43,6 +47,7 @@ import pytest
 from musewise.testing import TemporaryPostgres, free_port, postgres_bindir  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
+pytest_plugins = ["fieldfixture"]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

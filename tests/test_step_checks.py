@@ -1,7 +1,8 @@
-"""The standard star's notebook shows what an astronomer checks (real esorex, IFUs 1-2).
+"""The notebooks show what an astronomer checks (real esorex), on the 2-night field.
 
-Reuses ``test_fluxcal``'s module fixture (a night with a standard star reduced through
-``dpu.make('standard')``); the scipost and ZAP notebooks are checked in ``test_zap``.
+Uses the session fixture ``field`` (``tests/fieldfixture.py``): its standard star
+(IFUs 1-2, ``dpu.make('standard')``), its scipost runs and exp_align. The ZAP notebook
+is checked in ``test_zap``.
 """
 
 from __future__ import annotations
@@ -11,22 +12,36 @@ from pathlib import Path
 
 import pytest
 
-from test_fluxcal import std_cascade  # noqa: F401  (module fixture reused)
+from fieldfixture import made_by
 from test_zap import _figures_after
 
 
 def pipeline(test):
-    """A real-pipeline test that reduces a whole field or cascade of its own: ``long``, run by
-    ``make test-long``, not by ``make test`` (CI's time limit)."""
+    """On the field the session reduces with the real pipeline (``tests/fieldfixture.py``): ``long``."""
     return pytest.mark.long(pytest.mark.pipeline(test))
 
 
+
+def _notebook(arch, run) -> dict:
+    return json.loads(Path(arch.path(run.notebook_id)).read_text())
+
+
 @pipeline
-def test_standard_notebook_shows_the_response_against_the_table_and_the_static_response(std_cascade):  # noqa: F811
-    arch, made = std_cascade
-    run = arch.get_run(made[0].run_id)
-    nb = json.loads(Path(arch.path(run.notebook_id)).read_text())
+def test_standard_notebook_shows_the_response_against_the_table_and_the_static_response(field):
+    arch = field["arch"]
+    (resp,) = made_by(arch, "STD_RESPONSE", "muse_standard")
+    nb = _notebook(arch, arch.get_run(resp.run_id))
     assert _figures_after(nb, "checks.plot_response_check") == 1, "no response figure"
     text = json.dumps(nb)
     assert "static STD_RESPONSE not available" not in text  # the static response was found and drawn
     assert "no STD_RESPONSE made" not in text
+
+
+@pipeline
+def test_scipost_notebook_shows_the_sky_subtracted_with_the_sky_lines_marked(field):
+    arch = field["arch"]
+    run = arch.get_run(field["exposures"][0].run_id)
+    assert run.recipe == "muse_scipost"
+    nb = _notebook(arch, run)
+    assert _figures_after(nb, "checks.plot_sky_subtracted") == 1, "no figure of the sky subtracted"
+    assert "SKY_SPECTRUM" in json.dumps(nb)  # the spectrum drawn is the one scipost saved

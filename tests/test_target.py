@@ -2,13 +2,13 @@
 
 The planner tests run on SQLite and PostgreSQL (``archive``) on a real simulated
 2-night programme of one IFU (module fixture ``two_nights``: night 1 with its
-calibrations, night 2 without any), without running the pipeline. The ``pipeline``
-test reduces the same programme with the real MUSE pipeline, on SQLite.
+calibrations, night 2 without any), without running the pipeline. The reduction of a
+2-night field with the real MUSE pipeline, for its target, is ``test_field.py``'s (session
+fixture ``field``).
 """
 
 from __future__ import annotations
 
-import shutil
 from datetime import datetime
 
 import numpy as np
@@ -84,6 +84,25 @@ def test_target_plan_spans_its_nights_and_takes_night_2_calibrations_from_night_
     alone = dpu.plan("scipost", NIGHT2, [1], archive=archive)
     assert [(i.step, i.night) for i in alone.items if i.step == "bias"] == [("bias", NIGHT1)]
     assert [i.night for i in alone.items if i.step == "scipost"] == [NIGHT2, NIGHT2]
+
+
+def test_scibasic_takes_the_illum_of_the_frames_ob_closest_in_time(archive, two_nights):
+    from musewise.dpu.selection import attached_frame, raw_frames
+    from musewise.dpu.steps import get_step
+
+    _ingest(archive, two_nights)
+    assert get_step("scibasic").attached == ("ILLUM",)
+    illums = {r.night: r for r in raw_frames(archive, "ILLUM", NIGHT1) + raw_frames(archive, "ILLUM", NIGHT2)}
+    for night in (NIGHT1, NIGHT2):
+        frames = raw_frames(archive, "OBJECT", night, ifu=1)
+        got = attached_frame(archive, "ILLUM", frames, night, ifu=1)
+        # each night's OB has its own ILLUM, taken just before its first exposure
+        assert got.dataset_id == illums[night].id and got.tag == "ILLUM"
+        assert illums[night].header["ESO OBS ID"] == frames[1].header["ESO OBS ID"]
+        assert got.reason.startswith(f"ILLUM of OB {frames[1].header['ESO OBS ID']}, ")
+        assert "min from exposure" in got.reason and got.reason.endswith("IFU 1 valid")
+    # frames of no OB with an ILLUM (the standard star): none further than an hour away
+    assert attached_frame(archive, "ILLUM", raw_frames(archive, "BIAS", NIGHT1, ifu=1), NIGHT1, ifu=1) is None
 
 
 def test_a_narrower_window_leaves_the_night_without_its_calibration(archive_config, two_nights, tmp_path):
@@ -165,76 +184,6 @@ def test_cli_make_target_prints_the_plan_and_runs_nothing(archive, archive_confi
     assert "all nights" in out and f"no valid MASTER_BIAS for IFU 1 of night {NIGHT1}" in out
     assert archive.runs() == []
     assert main(["--root", archive_config.root, "--db-url", archive_config.db_url, "make", "scipost"]) == 2
-
-
-# ------------------------------------------------------------------------------ the real pipeline
-@pytest.mark.long
-@pytest.mark.pipeline
-# 6 one-IFU muse_scipost runs (heavy: one at a time) and 2 muse_exp_combine: ~5 min per scipost
-# on the shared 2-core machine, beyond the suite's 30 min default.
-@pytest.mark.timeout(5400)
-def test_two_nights_reduced_for_the_target_combined_and_rebuilt_without_an_invalid_exposure(tmp_path, two_nights):
-    from conftest import need
-    from musewise.archive import Archive
-    from musewise.config import MusewiseConfig
-
-    need(shutil.which("esorex") is not None, "esorex not installed (apt-get install esorex cpl-plugin-muse)")
-    arch = Archive(MusewiseConfig.load(root=str(tmp_path / "root"), user="admin", project="consortium"),
-                   user="admin")
-    try:
-        _ingest(arch, two_nights)
-        # MUSE-WISE's own example parameters, for the cubes of both nights.
-        example = {"crtype": "median", "crsigma": 20, "resample": "drizzle"}
-        pl = dpu.make("scipost", target=FIELD, ifus=[1], dry_run=False, commit=True, archive=arch, p=example,
-                      progress=False)
-        assert len(pl.todo) == 10  # bias, flat, wavecal, lsf, 2 scibasic, 4 scipost
-        assert dpu.plan("scipost", target=FIELD, ifus=[1], commit=True, archive=arch, p=example).todo == []
-        cubes = [r for r in arch.query(category="DATACUBE_FINAL") if r.is_valid]
-        assert sorted(r.night for r in cubes) == [NIGHT1, NIGHT1, NIGHT2, NIGHT2]
-        # Night 2's pixel tables were made with night 1's calibrations, and its runs say so.
-        (sb2,) = [r for r in arch.runs(recipe="muse_scibasic") if r.night == NIGHT2]
-        by_cat = {c["category"]: c for c in sb2.details["calibration_choices"]}
-        for cat in ("MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "WAVECAL_TABLE"):
-            assert by_cat[cat]["night"] == NIGHT1 and f"from night {NIGHT1}, 1 night(s) before" in by_cat[cat]["reason"]
-        run = arch.get_run(cubes[-1].run_id)
-        assert {k: run.parameters[k] for k in example} == {"crtype": "median", "crsigma": 20.0, "resample": "drizzle"}
-        assert "--crtype=median" in run.details["command"] and "--resample=drizzle" in run.details["command"]
-        # dpu.run as the MUSE-WISE example writes it
-        outs = dpu.run("scipost", date=NIGHT2, commit=True, p=example, archive=arch, progress=False)
-        assert len(outs) == 2 and all(o.ok for o in outs)
-
-        # The field combined from both nights.
-        dpu.make("exp_combine", target=FIELD, ifus=[1], dry_run=False, commit=True, archive=arch, p=example,
-                 step_params={"scipost": example}, progress=False)
-        (comb_run,) = arch.runs(recipe="muse_exp_combine")
-        assert comb_run.status == "succeeded" and sorted(comb_run.details["nights"]) == [NIGHT1, NIGHT2]
-        used = [i for i in comb_run.inputs if i.tag == "PIXTABLE_REDUCED"]
-        assert len(used) == 4
-        assert dpu.plan("exp_combine", target=FIELD, ifus=[1], commit=True, archive=arch,
-                        step_params={"scipost": example}).todo == []
-
-        # One exposure's pixel table marked invalid: only the combination is rebuilt, without it.
-        bad = arch.get(used[2].dataset_id)
-        arch.set_validity(bad.id, is_valid=False, comment="test: satellite trail")
-        again = dpu.plan("exp_combine", target=FIELD, ifus=[1], commit=True, archive=arch,
-                         step_params={"scipost": example})
-        assert [(i.step, i.status) for i in again.todo] == [("exp_combine", "out of date")]
-        assert f"PIXTABLE_REDUCED #{bad.id}, since marked invalid" in again.todo[0].reason
-        dpu.make("exp_combine", target=FIELD, ifus=[1], dry_run=False, commit=True, archive=arch,
-                 step_params={"scipost": example}, progress=False)
-        new_run = [r for r in arch.runs(recipe="muse_exp_combine") if r.id != comb_run.id][0]
-        new_used = {i.dataset_id for i in new_run.inputs if i.tag == "PIXTABLE_REDUCED"}
-        assert len(new_used) == 3 and bad.id not in new_used
-        assert new_used < {i.dataset_id for i in used}
-        assert dpu.plan("exp_combine", target=FIELD, ifus=[1], commit=True, archive=arch,
-                        step_params={"scipost": example}).todo == []
-        # provenance of the new combined cube reaches the raw frames of both nights
-        cube = [r for r in arch.query(run_id=new_run.id) if r.category == "DATACUBE_FINAL"][0]
-        graph = arch.provenance(cube.id)
-        raw_nights = {arch.get(d).night for d in graph.datasets if arch.get(d).kind == "raw"}
-        assert raw_nights == {NIGHT1, NIGHT2}
-    finally:
-        arch.close()
 
 
 def test_builtin_shared_calibration_programme_plans_no_calibrations_in_night_2():

@@ -17,6 +17,7 @@ reason, and the reduction layer records them with the run.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, or_, select, union_all
@@ -241,6 +242,7 @@ class _Candidate:
     owner: str
     collection: str
     ifus: dict  # {ifu: is_valid}
+    object: str | None = None
 
 
 def _candidates(s, user, category, ifu, mjd, calib_ids=None, near: bool = False, exclude=()) -> list[_Candidate]:
@@ -260,7 +262,7 @@ def _candidates(s, user, category, ifu, mjd, calib_ids=None, near: bool = False,
         ids = sorted(ids, reverse=True)[:MAX_LOSERS * 4]  # the newest; some may be hidden from the user
     c, d = Certification, Dataset
     q = (select(c.id, c.collection_id, c.begin_mjd, c.end_mjd, d.id, d.mjd_obs, d.mode, d.is_valid, d.flag,
-                d.comment, d.affected_by, d.privilege, d.created, User.name, Collection.name)
+                d.comment, d.affected_by, d.privilege, d.created, User.name, Collection.name, d.object)
          .join(d, d.id == c.dataset_id).join(User, User.id == d.owner_id)
          .join(Collection, Collection.id == c.collection_id)
          .where(c.id.in_(ids), visible_datasets(user)))
@@ -272,7 +274,8 @@ def _candidates(s, user, category, ifu, mjd, calib_ids=None, near: bool = False,
         for did, i, ok in s.execute(select(DatasetIfu.dataset_id, DatasetIfu.ifu, DatasetIfu.is_valid)
                                     .where(DatasetIfu.dataset_id.in_({r[4] for r in rows}))):
             states.setdefault(did, {})[i] = bool(ok)
-    return [_Candidate(*r[:7], bool(r[7]), r[8], r[9] or "", *r[10:], states.get(r[4], {})) for r in rows]
+    return [_Candidate(*r[:7], bool(r[7]), r[8], r[9] or "", *r[10:15], states.get(r[4], {}), r[15])
+            for r in rows]
 
 
 def _outside_window(ds: _Candidate, mjd: float, window_nights: float | None, category: str) -> str:
@@ -285,8 +288,17 @@ def _outside_window(ds: _Candidate, mjd: float, window_nights: float | None, cat
     return f"taken {n} night(s) from the frame's, outside the {window_nights:g}-night window of {category}"
 
 
-def _unusable(ds: _Candidate, ifu: int, mode) -> str:
-    # Why a calibration may not serve IFU ``ifu`` in ``mode``; "" if it may.
+def field_name(obj: str | None) -> str | None:
+    """The field an ``OBJECT`` names: the pipeline names the images of a field, and what is
+    made from them (muse_exp_align's OFFSET_LIST), ``'<OBJECT> (<filter>)'``, e.g.
+    ``'SIM-FIELD (white)'``; the filter is no part of the field."""
+    if obj is None:
+        return None
+    return re.sub(r"\s+\([^()]*\)$", "", obj.strip())
+
+
+def _unusable(ds: _Candidate, ifu: int, mode, obj: str | None = None) -> str:
+    # Why a calibration may not serve IFU ``ifu`` in ``mode`` (for field ``obj``); "" if it may.
     if not ds.is_valid:
         return f"marked invalid ({ds.flag}{': ' + ds.comment if ds.comment else ''})"
     if ds.affected_by is not None:
@@ -297,6 +309,8 @@ def _unusable(ds: _Candidate, ifu: int, mode) -> str:
         return f"IFU {ifu} marked invalid"
     if mode is not None and ds.mode is not None and ds.mode != mode:
         return f"mode {ds.mode}, not {mode}"
+    if obj is not None and field_name(ds.object) != field_name(obj):
+        return f"of field {ds.object!r}, not {obj!r}"
     return ""
 
 
@@ -310,7 +324,8 @@ def nights_apart(mjd_a: float, mjd_b: float) -> int:
 
 
 def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | None, collections,
-                     reference: bool = False, window_nights: float | None = None) -> CalibrationChoice:
+                     reference: bool = False, window_nights: float | None = None,
+                     object: str | None = None) -> CalibrationChoice:
     """Select the best calibration of ``category`` for IFU ``ifu`` at time ``mjd``.
 
     Parameters
@@ -332,6 +347,9 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
         from the frame's night (:func:`nights_apart`) is refused, whatever its certified
         range (a night without its own flats takes the previous night's, not last week's).
         Undated (static) calibrations are never refused for it. None: no limit.
+    object : str, optional
+        Only a calibration of this ``OBJECT`` (a field's OFFSET_LIST or OUTPUT_WCS, which
+        belong to one field whatever the time they are certified for). None: any.
 
     Raises
     ------
@@ -350,7 +368,7 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
         for ds in _candidates(s, user, category, ifu, mjd, list(order)):
             cert, cname = ds, ds.collection
             seen.add(ds.cert_id)
-            why = _unusable(ds, ifu, mode) or _outside_window(ds, mjd, window_nights, category)
+            why = _unusable(ds, ifu, mode, object) or _outside_window(ds, mjd, window_nights, category)
             if why:
                 losers.append((ds, cname, why))
             else:
@@ -369,7 +387,7 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
             elif not range_covers(cert.begin_mjd, cert.end_mjd, mjd):
                 why = f"certified for {range_text(cert.begin_mjd, cert.end_mjd)}, which does not cover MJD {mjd:.3f}"
             else:
-                why = _unusable(ds, ifu, mode) or _outside_window(ds, mjd, window_nights, category) \
+                why = _unusable(ds, ifu, mode, object) or _outside_window(ds, mjd, window_nights, category) \
                     or "not eligible"
             losers.append((ds, cname, why))
         if not eligible:
@@ -399,5 +417,5 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
         return CalibrationChoice(rec, reason, len(eligible), cname, out)
 
 
-__all__ = ["CalibrationChoice", "best_calibration", "nights_apart", "certification_history", "certify", "certify_row",
+__all__ = ["CalibrationChoice", "best_calibration", "field_name", "nights_apart", "certification_history", "certify", "certify_row",
            "decertify", "default_range", "list_certifications"]

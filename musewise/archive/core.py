@@ -865,7 +865,7 @@ class Archive:
     # ------------------------------------------------------------------ calibrations
     def best_calibration(self, category: str, *, ifu: int, mjd: float, mode: str | None = None,
                          collections=None, reference: bool = False,
-                         window_nights: float | None = None) -> CalibrationChoice:
+                         window_nights: float | None = None, object: str | None = None) -> CalibrationChoice:
         """Choose the calibration to use for a frame, with the candidates that lost and why.
 
         See :func:`musewise.archive.calibrations.best_calibration`.
@@ -883,10 +883,12 @@ class Archive:
             Choose for a reference run: the project's reference path only.
         window_nights : float, optional
             Refuse a dated calibration taken more than this many nights from the frame's night.
+        object : str, optional
+            Only a calibration of this ``OBJECT`` (a field's OFFSET_LIST or OUTPUT_WCS).
         """
         names = self.search_path(reference=reference) if collections is None else list(collections)
         return calibrations.best_calibration(self, category, ifu=ifu, mjd=mjd, mode=mode, collections=names,
-                                             reference=reference, window_nights=window_nights)
+                                             reference=reference, window_nights=window_nights, object=object)
 
     def certify(self, dataset_id: int, collection: str, begin_mjd: float | None = None,
                 end_mjd: float | None = None, comment: str = "") -> CertificationRecord:

@@ -376,6 +376,8 @@ class _Planner:
                 k = (exposure_key(rec.mjd_obs), rec.ifu)
                 if rec.kind == DatasetKind.RAW.value or rec.ifu not in ifus or (keys is not None and k[0] not in keys):
                     continue
+                if step.input_recipe and (rec.run_id is None or self.run_of(rec.run_id).recipe != step.input_recipe):
+                    continue  # a combined cube is a DATACUBE_FINAL too, but no exposure's input
                 now.setdefault(k, rec.id)
         used = {}
         for inp in run.inputs:
@@ -483,7 +485,13 @@ class _Planner:
         if mjd is not None:
             prods = [p for p in prods if exposure_key(p.mjd_obs) == mjd]
             if step.combines_ifus:
-                prods = [p for p in prods if sorted(self._ifus_of_run(p.run_id)) == sorted(self.ifus_of(night))]
+                want = set(self.ifus_of(night))
+                if kind_of_category(step.main_product) == DatasetKind.CALIBRATION:
+                    # A calibration of more IFUs serves fewer (a STD_RESPONSE from IFUs 1-2 for a
+                    # reduction of IFU 1: the standard star needs room that one IFU's strip lacks).
+                    prods = [p for p in prods if want <= set(self._ifus_of_run(p.run_id))]
+                else:
+                    prods = [p for p in prods if set(self._ifus_of_run(p.run_id)) == want]
         if not prods:
             gone = self._unusable(step, night, ifu, mjd)
             if gone is not None:

@@ -13,7 +13,7 @@ from datetime import date
 
 from ..exceptions import CalibrationNotFoundError, NotFoundError
 from ..vocabulary import DatasetKind, Privilege
-from .steps import PER_EXPOSURE, PER_IFU, PER_NIGHT, PER_TARGET, Step, split_of
+from .steps import ATTACHED_WINDOW_DAYS, FIELD_CATEGORIES, PER_EXPOSURE, PER_IFU, PER_NIGHT, PER_TARGET, Step, split_of
 
 #: Two products with MJD-OBS closer than this (days, ~0.1 s) belong to one exposure.
 SAME_EXPOSURE_DAYS = 1e-6
@@ -118,6 +118,35 @@ def raw_frames(arch, tag: str, night: str, ifu: int | None = None, mode: str | N
     return arch.query(**kw)
 
 
+def attached_frame(arch, tag: str, frames, night: str, ifu: int | None = None) -> RunInput | None:
+    """The raw frame of type ``tag`` (ILLUM) taken with the OB of ``frames``, with the reason.
+
+    One per run (muse_scibasic takes a single ILLUM): the ``tag`` frame of the OB
+    (``ESO OBS ID``) of the middle frame, the closest in time to it; without one, the
+    closest in time within :data:`~musewise.dpu.steps.ATTACHED_WINDOW_DAYS` of it (an
+    attached flat of no OB of the frames). None if the night has none that close.
+    """
+    if not frames:
+        return None
+    ref = frames[len(frames) // 2]
+    cands = [c for c in raw_frames(arch, tag, night, ifu=ifu) if c.mjd_obs is not None]
+    if not cands:
+        return None
+    ob = ref.header.get("ESO OBS ID")
+    same = [c for c in cands if ob is not None and c.header.get("ESO OBS ID") == ob]
+    pool = same or [c for c in cands if abs(c.mjd_obs - ref.mjd_obs) <= ATTACHED_WINDOW_DAYS]
+    if not pool:
+        return None
+    best = min(pool, key=lambda c: abs(c.mjd_obs - ref.mjd_obs))
+    minutes = abs(best.mjd_obs - ref.mjd_obs) * 24 * 60
+    where = f"of OB {ob}" if same else "of no OB of the frames"
+    others = sorted({f.header.get("ESO OBS ID") for f in frames} - {ob})
+    note = f"; the frames of OB(s) {', '.join(map(str, others))} share it (one {tag} per run)" if others else ""
+    reason = (f"{tag} {where}, {minutes:.0f} min from exposure {_when(ref)}"
+              + (f", IFU {ifu} valid" if ifu is not None else "") + note)
+    return RunInput(best.id, tag, reason, arch.path(best.id), ifu)
+
+
 def ifus_of_night(arch, night: str, tags=("BIAS", "FLAT", "ARC", "OBJECT")) -> list[int]:
     """IFUs present in the night's raw frames of the given types."""
     found = set()
@@ -137,24 +166,27 @@ def night_mode(arch, night: str) -> str | None:
 
 def choose_calibration(arch, category: str, *, ifu: int | None, mjd: float, mode: str | None,
                        night: str, collections=None, reference: bool = False, choices=None,
-                       window: float | None = None) -> RunInput:
+                       window: float | None = None, field: str | None = None) -> RunInput:
     """The best calibration of ``category`` for an IFU at a time, with the reason.
 
     The choice is :meth:`Archive.best_calibration`'s, from the certified calibrations
     of the search path ``collections``, taken at most ``window`` nights from the
     frame's night (:attr:`DpuConfig.calibration_windows`; None: no limit); the
     choice and the candidates that lost are appended to ``choices`` (recorded with
-    the run), saying from which night the calibration came.
+    the run), saying from which night the calibration came. A calibration of one
+    field (:data:`~musewise.dpu.steps.FIELD_CATEGORIES`: OFFSET_LIST, OUTPUT_WCS) is
+    chosen only among those of ``field`` (the ``OBJECT`` reduced), when given.
 
     Raises
     ------
     CalibrationNotFoundError
         If none is eligible; the message says why the candidates were refused.
     """
+    obj = field if category in FIELD_CATEGORIES else None
     ch = arch.best_calibration(category, ifu=ifu or 1, mjd=mjd, mode=mode, collections=collections,
-                               reference=reference, window_nights=window)
+                               reference=reference, window_nights=window, object=obj)
     r = ch.record
-    reason = ch.reason
+    reason = ch.reason + (f"; of field {obj}" if obj else "")
     came = _night_note(r, night, window)
     if came:
         reason = f"{reason}; {came}"
@@ -190,9 +222,9 @@ def _origin_note(rec) -> str:
 
 
 def _calibrations(arch, step: Step, ifu, mjd, mode, night, collections, reference, choices,
-                  params=None, windows=None) -> list[RunInput]:
+                  params=None, windows=None, field: str | None = None) -> list[RunInput]:
     kw = dict(ifu=ifu, mjd=mjd, mode=mode, night=night, collections=collections, reference=reference,
-              choices=choices)
+              choices=choices, field=field)
     window_of = windows if callable(windows) else dict(windows or {}).get
     required = step.required_for(_effective(step, params))
     out = [choose_calibration(arch, cat, window=window_of(cat), **kw) for cat in required]
@@ -331,9 +363,10 @@ def select_runs(arch, step: Step, night: str | None, ifus=None, mode: str | None
                 target=target or "")
     specs = []
 
-    def calibrations(ifu, mjd, choices, frame_night):
+    def calibrations(ifu, mjd, choices, frame_night, field=None):
+        # The field's own OFFSET_LIST and OUTPUT_WCS: the target's, else that of the frames reduced.
         return _calibrations(arch, step, ifu, mjd, mode, frame_night, path, reference, choices, params,
-                             window_of)
+                             window_of, field=target or field)
 
     if step.input_kind == "raw" and step.per == PER_IFU:
         for ifu in ifus:
@@ -350,8 +383,12 @@ def select_runs(arch, step: Step, night: str | None, ifus=None, mode: str | None
             mjd = frames[len(frames) // 2].mjd_obs
             inputs = [RunInput(f.id, step.input_tag, f"{step.input_tag} of night {night}, IFU {ifu} valid",
                                arch.path(f.id), ifu) for f in frames]
+            for tag in step.attached:
+                att = attached_frame(arch, tag, frames, night, ifu=ifu)
+                if att is not None:
+                    inputs.append(att)
             choices: list = []
-            inputs += calibrations(ifu, mjd, choices, night)
+            inputs += calibrations(ifu, mjd, choices, night, frames[len(frames) // 2].object)
             specs.append(RunSpec(night=night, ifu=ifu, inputs=inputs, ifus=[ifu], choices=choices, **base))
         return specs
     if step.input_kind == "raw":
@@ -404,7 +441,7 @@ def select_runs(arch, step: Step, night: str | None, ifus=None, mode: str | None
         used_ifus = sorted({r.ifu for r in recs if r.ifu})
         choices = []
         for ifu in used_ifus or [None]:
-            inputs += calibrations(ifu, mjd, choices, run_night)
+            inputs += calibrations(ifu, mjd, choices, run_night, recs[0].object)
         specs.append(RunSpec(night=run_night, ifu=None, inputs=_dedupe(inputs), ifus=used_ifus, choices=choices,
                              exposure=_when(recs[0]) if split == PER_EXPOSURE else "",
                              nights=sorted({r.night for r in recs if r.night}) if split == PER_TARGET else [],
@@ -425,5 +462,5 @@ def _dedupe(inputs: list[RunInput]) -> list[RunInput]:
     return out
 
 
-__all__ = ["RunInput", "RunSpec", "choose_calibration", "ifus_of_night", "latest_products",
+__all__ = ["RunInput", "RunSpec", "attached_frame", "choose_calibration", "ifus_of_night", "latest_products",
            "night_mode", "raw_frames", "select_runs", "target_exposures", "target_nights"]

@@ -38,6 +38,15 @@ from dataclasses import dataclass
 
 from ..exceptions import NotFoundError
 
+#: An attached frame (ILLUM) of no OB of the frames is taken only this close in time (days: 1 h,
+#: about an OB's length; the slices' illumination drifts with the temperature over the night).
+ATTACHED_WINDOW_DAYS = 1.0 / 24.0
+
+#: Calibrations that belong to one field (``OBJECT``): the offsets between its exposures and the
+#: grid they are combined on. They are chosen only for that field, whatever the time range they
+#: are certified for (two fields observed in one night never share them).
+FIELD_CATEGORIES = frozenset({"OFFSET_LIST", "OUTPUT_WCS"})
+
 #: How a step is split into runs.
 PER_IFU = "ifu"            #: one run per IFU (``--nifu=N``), all matching raw frames of the night
 PER_EXPOSURE = "exposure"  #: one run per exposure, with the products of every IFU (scipost)
@@ -88,6 +97,11 @@ class Step:
         For steps reducing products: only products made by this recipe are inputs
         (``exp_combine`` combines scipost's cubes, never an earlier combined cube of the
         same category). Empty: any.
+    attached : tuple of str
+        Raw frame types taken with the science OB that the recipe takes one of, when the
+        night has one (muse_scibasic's ``ILLUM``): the one of the frames' OB (``ESO OBS
+        ID``), else the closest in time within :data:`ATTACHED_WINDOW_DAYS`
+        (:func:`~musewise.dpu.selection.attached_frame`).
     """
 
     name: str
@@ -103,6 +117,7 @@ class Step:
     fallback: str = ""
     required_when: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
     input_recipe: str = ""
+    attached: tuple[str, ...] = ()
 
     def required_for(self, params: dict) -> tuple[str, ...]:
         """Calibration categories required with the effective recipe parameters ``params``."""
@@ -138,10 +153,11 @@ STEPS: dict[str, Step] = {s.name: s for s in (
          skip_without_input=True),
     Step("scibasic", "muse_scibasic", "OBJECT",
          calibrations=("MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "WAVECAL_TABLE", "GEOMETRY_TABLE"),
-         optional=("MASTER_DARK", "TWILIGHT_CUBE"), products=("PIXTABLE_OBJECT",)),
+         optional=("MASTER_DARK", "TWILIGHT_CUBE"), products=("PIXTABLE_OBJECT",), attached=("ILLUM",)),
     Step("scibasic_std", "muse_scibasic", "STD",
          calibrations=("MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "WAVECAL_TABLE", "GEOMETRY_TABLE"),
-         optional=("MASTER_DARK", "TWILIGHT_CUBE"), products=("PIXTABLE_STD",), skip_without_input=True),
+         optional=("MASTER_DARK", "TWILIGHT_CUBE"), products=("PIXTABLE_STD",), skip_without_input=True,
+         attached=("ILLUM",)),
     Step("standard", "muse_standard", "PIXTABLE_STD", input_kind="product",
          calibrations=("EXTINCT_TABLE", "STD_FLUX_TABLE"), optional=("FILTER_LIST",),
          products=("STD_RESPONSE", "STD_TELLURIC"), per=PER_EXPOSURE, skip_without_input=True,
@@ -222,5 +238,5 @@ def get_step(name: str) -> Step:
     raise NotFoundError(f"No reduction step named {name!r}; known: {', '.join(STEPS)}")
 
 
-__all__ = ["PER_EXPOSURE", "PER_IFU", "PER_NIGHT", "PER_TARGET", "PRODUCER", "STEPS", "Step", "get_step",
+__all__ = ["ATTACHED_WINDOW_DAYS", "FIELD_CATEGORIES", "PER_EXPOSURE", "PER_IFU", "PER_NIGHT", "PER_TARGET", "PRODUCER", "STEPS", "Step", "get_step",
            "split_of"]
