@@ -156,7 +156,10 @@ def protect_archive(db_file: str | os.PathLike | None, datastore: str | os.PathL
     db_file : path, optional
         The SQLite database file (and its ``-wal``/``-shm``): 0640 root:group.
     datastore : path, optional
-        A local datastore folder: folders 2750 (new files inherit the group), files 0640.
+        A local datastore folder: folders 2750 (new files inherit the group); files root's
+        alone (0400) until :meth:`Archive.protect_files` gives each the group and mode its
+        datasets' privileges call for (:mod:`musewise.archive.filemodes`), as
+        :func:`musewise.hubcli.secure_site` does next: a private file never becomes the group's.
     group : str
         The hub's group (created if missing).
     traversable : tuple of paths
@@ -184,5 +187,5 @@ def protect_archive(db_file: str | os.PathLike | None, datastore: str | os.PathL
             for name in files:
                 p = os.path.join(folder, name)
                 if not os.path.islink(p):
-                    os.chown(p, 0, gid)
-                    os.chmod(p, 0o640)
+                    os.chown(p, 0, 0)
+                    os.chmod(p, 0o400)

@@ -481,12 +481,21 @@ def secure_site(hub: MusewiseHub, mw: MusewiseConfig) -> None:
                 f"users' servers run {hub.server_python}, which their accounts cannot reach ({closed} is closed "
                 "to others): install musewise in a virtualenv outside root's home, e.g. under /opt, or name "
                 "one with --MusewiseHub.server_python")
+    from .archive.filemodes import sync_unix_groups
+
     protect_state(hub.state_dir)
-    Archive.open(mw, user=hub.archive_admin).close()
-    db_file = mw.archive_path() if mw.db_url.startswith("sqlite:") else None
-    datastore = mw.datastore_url if "://" not in mw.datastore_url else None
-    homes = Path(hub.home_template.format(username="x")).parent
-    protect_archive(db_file, datastore, hub.unix_group, traversable=(mw.root, homes, mw.scratch))
+    arch = Archive.open(mw, user=hub.archive_admin)
+    try:
+        db_file = mw.archive_path() if mw.db_url.startswith("sqlite:") else None
+        datastore = mw.datastore_url if "://" not in mw.datastore_url else None
+        homes = Path(hub.home_template.format(username="x")).parent
+        protect_archive(db_file, datastore, hub.unix_group, traversable=(mw.root, homes, mw.scratch))
+        # Then each stored file opens to whom its datasets' privileges say (files made before
+        # this hub, or by another, included): the groups first, then the modes.
+        sync_unix_groups(arch)
+        arch.protect_files()
+    finally:
+        arch.close()
 
 
 def _hub_traits():

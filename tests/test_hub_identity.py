@@ -13,6 +13,7 @@ import pwd
 import stat
 
 import pytest
+from pathlib import Path
 
 from musewise import hubaccounts
 from musewise.config import MusewiseConfig
@@ -166,8 +167,8 @@ def test_state_is_the_hubs_alone_and_the_archive_read_only_to_the_group(shared_t
 
         gid = grp.getgrnam(group).gr_gid
         assert (db.stat().st_gid, stat.S_IMODE(db.stat().st_mode)) == (gid, 0o640)
-        f = shared_tmp / "datastore" / "raw" / "f.fits"
-        assert (f.stat().st_uid, f.stat().st_gid, stat.S_IMODE(f.stat().st_mode)) == (0, gid, 0o640)
+        f = shared_tmp / "datastore" / "raw" / "f.fits"  # no dataset's: root's alone
+        assert (f.stat().st_uid, f.stat().st_gid, stat.S_IMODE(f.stat().st_mode)) == (0, 0, 0o400)
         d = (shared_tmp / "datastore" / "raw").stat()
         assert stat.S_IMODE(d.st_mode) == 0o2750 and d.st_gid == gid
         assert stat.S_IMODE(shared_tmp.stat().st_mode) & 0o711 == 0o711
@@ -178,6 +179,43 @@ def test_state_is_the_hubs_alone_and_the_archive_read_only_to_the_group(shared_t
     finally:
         import subprocess
 
+        subprocess.run(["groupdel", group], capture_output=True)
+
+
+@needs_root
+def test_a_hub_starting_on_an_archive_keeps_private_files_from_the_group(shared_tmp):
+    """Files archived before the hub starts keep their privileges' modes: the hub's start opens the
+    consortium's to its group and never a private one (it made every file 0640 to the group)."""
+    import grp
+    import subprocess
+
+    from musewise.archive import Archive
+    from musewise.hubcli import MusewiseHub, secure_site
+    from musewise.products.testing import write_synthetic_cube
+    from musewise.vocabulary import Privilege
+
+    group = "mwt" + os.urandom(4).hex()
+    mw = MusewiseConfig.load(root=str(shared_tmp), user="admin", unix_group_prefix=group)
+    arch = Archive(mw, user="admin")
+    arch.add_user("alice")
+    alice = arch.as_user("alice")
+    made = {}
+    for privilege in (Privilege.PRIVATE, Privilege.CONSORTIUM):
+        path = write_synthetic_cube(shared_tmp / f"cube{int(privilege)}.fits", shape=(8, 4, 5), seed=int(privilege)).path
+        run = alice.begin_run("muse_scipost", {}, night="2026-11-20", privilege=privilege)
+        made[privilege] = alice.finish_run(run, [(path, "DATACUBE_FINAL", None)])[0]
+    arch.close()
+    hub = MusewiseHub(config=None)
+    hub.system_users, hub.unix_group = False, group
+    hub.state_dir, hub.home_template = str(shared_tmp / "hub"), str(shared_tmp / "home" / "{username}")
+    try:
+        secure_site(hub, mw)
+        gid = grp.getgrnam(group).gr_gid
+        private = Path(Archive(mw, user="admin").path(made[Privilege.PRIVATE].id)).stat()
+        shared = Path(Archive(mw, user="admin").path(made[Privilege.CONSORTIUM].id)).stat()
+        assert not (private.st_gid == gid and private.st_mode & 0o040) and not private.st_mode & 0o004
+        assert shared.st_gid == gid and shared.st_mode & 0o040 and not shared.st_mode & 0o222
+    finally:
         subprocess.run(["groupdel", group], capture_output=True)
 
 
