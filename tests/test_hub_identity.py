@@ -283,3 +283,21 @@ def test_the_hub_refuses_a_python_its_users_cannot_run(shared_tmp):
     (closed / "bin" / "python").chmod(0o755)
     opened = hubaccounts.closed_to_others(closed / "bin" / "python")
     assert opened is None or not str(shared_tmp).startswith(str(opened))
+
+
+@needs_root
+def test_a_members_process_on_the_server_logs_in_to_the_hubs_database_as_itself():
+    """The site config names the service's role (root's); another account given it connects as its own
+    role, the one peer authentication grants it, instead of a bare "Peer authentication failed"."""
+    from musewise.archive.pgserver import peer_database_url
+
+    site = "postgresql+psycopg://musewise@/musewise?host=/srv/musewise/postgres/sock&port=5432"
+    assert peer_database_url(site) == site  # root: the service
+    from sqlalchemy.engine import make_url
+
+    theirs = make_url(as_nobody(lambda: peer_database_url(site)))
+    assert (theirs.username, theirs.database, theirs.query["host"]) == ("nobody", "musewise",
+                                                                          "/srv/musewise/postgres/sock")
+    tcp = "postgresql+psycopg://musewise:secret@db.example.org/musewise"
+    assert as_nobody(lambda: peer_database_url(tcp)) == tcp  # a password login is the site's own choice
+    assert as_nobody(lambda: peer_database_url("sqlite:////srv/a.sqlite")) == "sqlite:////srv/a.sqlite"

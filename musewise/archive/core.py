@@ -33,6 +33,7 @@ from .collections import (
     set_chain,
 )
 from .database import make_engine, upgrade
+from .pgserver import peer_database_url
 from .datastore import Datastore, PendingFile
 from .privileges import can_add_to_project, can_review, visible_datasets
 from .rls import refused_by_database
@@ -80,7 +81,7 @@ class Archive:
         self.user_name = config.acting_user(user)
         #: The collection search path of personal work (None: :func:`default_search_path`).
         self.collections = list(collections) if collections else (list(config.collections) or None)
-        self.engine = make_engine(config.db_url)
+        self.engine = make_engine(peer_database_url(config.db_url))
         self._Session = sessionmaker(self.engine, expire_on_commit=False)
         self.datastore = Datastore(config.datastore_url)
         #: The database role of a user's connection (PostgreSQL, not the schema owner): the

@@ -268,6 +268,25 @@ def user_database_url(url: str, name: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
+def peer_database_url(url: str) -> str:
+    """The URL this process can log in with: over a unix socket without a password (peer
+    authentication), its own unix account's role.
+
+    The site configuration names the service's role (the schema owner) for root and the
+    service account; a member's process (a shell on the server, a cron job) given that URL
+    would be refused by the server ("Peer authentication failed"), so it connects as the
+    role peer authentication grants it: its own. Any other URL is returned as it is.
+    """
+    u = make_url(url)
+    if u.get_backend_name() != "postgresql" or u.password or os.geteuid() == 0:
+        return url
+    host = str(u.query.get("host") or u.host or "")
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    if not host.startswith("/") or u.username in (None, me):
+        return url
+    return user_database_url(url, me)
+
+
 def ensure_user_role(url, name: str) -> None:
     """Create the database role of archive user ``name`` (a login role in :data:`USERS_ROLE`), if missing.
 
@@ -316,4 +335,5 @@ def _ensure_group(conn) -> None:
 
 
 __all__ = ["PostgresServer", "SERVICE_ROLE", "USERS_ROLE", "check_role_name", "ensure_user_role",
-           "postgres_bindir", "start_site_database", "stop_site_database", "user_database_url"]
+           "peer_database_url", "postgres_bindir", "start_site_database", "stop_site_database",
+           "user_database_url"]
