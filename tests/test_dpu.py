@@ -573,3 +573,21 @@ def test_scipost_in_wavelength_bands_makes_the_cube_of_one_call(cascade):
     # the bands only share the work out: the reference cubes stay current
     assert dpu.plan("scipost", NIGHT, [1], archive=arch, p={"crsigma": 20, "wavelength_bands": 2},
                     commit=True).todo == []
+
+
+@pipeline
+def test_the_muse_wise_example_runs_as_written(cascade):
+    """Issue 10 item 3: MUSE-WISE's own example, as its users typed it, reduces every exposure
+    into the reference reduction with those parameters (runs last: it adds reference cubes)."""
+    arch, _ = cascade
+    date = NIGHT
+    outcomes = dpu.run('scipost', date=date, commit=True, p={'crtype': 'median', 'crsigma': 20, 'resample': 'drizzle'},
+                       archive=arch, progress=False)
+    assert len(outcomes) == 2 and all(o.ok for o in outcomes), [(o.status, o.error) for o in outcomes]
+    for o in outcomes:
+        run = arch.get_run(o.run_id)
+        eff = run.details["effective_parameters"]
+        assert (eff["crtype"], eff["crsigma"], eff["resample"]) == ("median", 20.0, "drizzle")
+        assert {"--crtype=median", "--crsigma=20.0", "--resample=drizzle"} <= set(run.details["command"])
+        cube = next(arch.get(i) for i in o.products if arch.get(i).category == "DATACUBE_FINAL")
+        assert run.is_reference and cube.collection.startswith("consortium/")
