@@ -18,6 +18,8 @@ import warnings
 
 import numpy as np
 
+from ..exceptions import InvalidFrameError
+
 #: Band (Angstrom) the star's flux is measured over: inside MUSE's range in both modes,
 #: where the response is best known.
 STAR_BAND = (5000.0, 9000.0)
@@ -33,8 +35,8 @@ def read_catalogue(path):
 
     Raises
     ------
-    ValueError
-        The table lacks ``ra``, ``dec``, ``flux`` or its ``meta['wave']``.
+    InvalidFrameError
+        The table lacks ``ra``, ``dec``, ``flux`` or its ``meta['wave']`` (a ValueError too).
     """
     from astropy.table import Table
 
@@ -43,8 +45,8 @@ def read_catalogue(path):
         t = Table.read(str(path))
     missing = {"ra", "dec", "flux"} - set(t.colnames)
     if missing or "wave" not in t.meta:
-        raise ValueError(f"star catalogue {path}: needs columns ra, dec, flux and meta['wave'] "
-                         f"(missing {sorted(missing) or 'meta wave'})")
+        raise InvalidFrameError(str(path), f"is no star catalogue: it needs columns ra, dec, flux and meta['wave'] "
+                                f"(missing {sorted(missing) or 'meta wave'})")
     return t, np.asarray(t.meta["wave"], dtype=float)
 
 
