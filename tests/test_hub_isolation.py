@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -145,8 +146,10 @@ def alice_tries(hub):
     with arch.session() as s:
         private_file = s.get(Dataset, private).file_id
     account = ensure_account(bob, root / "home" / bob, hub["group"])  # what the hub does at his first start
-    (root / "home" / bob / "notes.txt").write_text("bob's notes")
-    os.chown(root / "home" / bob / "notes.txt", account.pw_uid, account.pw_gid)
+    # An account the hub made before (another data root on this machine) keeps its home: bob's is that one.
+    bob_home = Path(account.pw_dir)
+    (bob_home / "notes.txt").write_text("bob's notes")
+    os.chown(bob_home / "notes.txt", account.pw_uid, account.pw_gid)
 
     login(hub, alice)
     r = requests.post(f"{url}/hub/api/users/{alice}/server", headers=hub["admin"], timeout=60)
@@ -157,7 +160,7 @@ def alice_tries(hub):
     api, auth = f"{url}/user/{alice}/api", {"Authorization": f"token {token}"}
     kernel = requests.post(f"{api}/kernels", headers=auth, timeout=120, json={"name": "musewise"}).json()
     ws = f"ws://127.0.0.1:{url.rsplit(':', 1)[1]}/user/{alice}/api/kernels/{kernel['id']}/channels"
-    args = json.dumps({"state": str(root / "hub"), "bob_home": str(root / "home" / bob),
+    args = json.dumps({"state": str(root / "hub"), "bob_home": str(bob_home),
                        "datastore": arch.config.datastore_url, "db_file": hub["sqlite_url"][len("sqlite:///"):],
                        "private": private, "private_path": arch.path(private), "private_file": private_file,
                        "private_run": hub["ids"]["private_run"], "bob_project": bob_project,
