@@ -117,40 +117,34 @@ def _companions(arch, rec, qc_type, star_catalogue: str = ""):
             inputs.append((other.id, rec.category, f"response of the earlier night {other.night}, compared with"))
     if qc_type == "cube" and star_catalogue:
         siblings["STAR_CATALOG"] = str(star_catalogue)
-    if rec.run_id is not None and qc_type == "wavecal":
-        # the solutions are functions of the CCD column: compared along the slices the run traced
-        try:
-            run = arch.get_run(rec.run_id)
-        except NotFoundError:
-            run = None
-        for i in (run.inputs if run else ()):
-            if i.tag == "TRACE_TABLE":
-                siblings["TRACE_TABLE"] = arch.path(i.dataset_id)
-                inputs.append((i.dataset_id, "TRACE_TABLE", "slice centres the solutions are compared along"))
+    # What the run that made the product read, for the measures that need it (by QC type):
+    # the trace the wavelength solutions are compared along (they are functions of the CCD
+    # column), the offsets a cube was combined with, the raw biases a master was made of.
+    made_from = {"wavecal": ("TRACE_TABLE", "slice centres the solutions are compared along"),
+                 "cube": ("OFFSET_LIST", "offsets the exposures were combined with"),
+                 "bias": ("BIAS", "raw bias combined into the master")}
+    if rec.run_id is not None and qc_type in made_from:
+        tag, why = made_from[qc_type]
+        for i in _run_inputs(arch, rec.run_id, tag):
+            try:
+                path = arch.path(i.dataset_id)
+            except NotFoundError:  # a raw frame the user may not see: compare without it
+                continue
+            inputs.append((i.dataset_id, tag, why))
+            if tag == "BIAS":
+                raws.append(path)
+            else:
+                siblings[tag] = path
                 break
-    if rec.run_id is not None and qc_type == "cube":
-        try:
-            run = arch.get_run(rec.run_id)
-        except NotFoundError:
-            run = None
-        for i in (run.inputs if run else ()):
-            if i.tag == "OFFSET_LIST":
-                siblings["OFFSET_LIST"] = arch.path(i.dataset_id)
-                inputs.append((i.dataset_id, "OFFSET_LIST", "offsets the exposures were combined with"))
-                break
-    if rec.run_id is not None and qc_type == "bias":
-        try:
-            run = arch.get_run(rec.run_id)
-        except NotFoundError:
-            run = None
-        for i in (run.inputs if run else ()):
-            if i.tag == "BIAS":
-                try:
-                    raws.append(arch.path(i.dataset_id))
-                except NotFoundError:  # a raw frame the user may not see: compare without it
-                    continue
-                inputs.append((i.dataset_id, "BIAS", "raw bias combined into the master"))
     return inputs, siblings, raws
+
+
+def _run_inputs(arch, run_id: int, tag: str) -> list:
+    """The inputs of tag ``tag`` of run ``run_id`` (none if the run is not visible)."""
+    try:
+        return [i for i in arch.get_run(run_id).inputs if i.tag == tag]
+    except NotFoundError:
+        return []
 
 
 #: How many earlier nights' products a product is compared with (STD_RESPONSE, WAVECAL_TABLE).
