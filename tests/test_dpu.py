@@ -534,6 +534,20 @@ def test_scipost_bands_follow_memory():
     assert band_edges(4600, 9350, 2) == [4600, 6975, 9350]
 
 
+def test_scipost_knows_wavelength_bands_however_it_was_described():
+    """From the cache or described afresh by esorex (``describe_pipeline``): musewise's own parameter
+    is there, and never reaches the esorex command line."""
+    _need_esorex()
+    from musewise.recipes import get_recipe
+
+    rec = get_recipe("muse_scipost")
+    for describe in (rec.refresh, rec.generate):
+        describe()
+        assert rec.parameters["wavelength_bands"].default == 0
+        assert not [c for c in rec.command("x.sof", ".", rec.effective_params({"wavelength_bands": 2}))
+                    if "wavelength_bands" in c]
+
+
 @pipeline
 def test_scipost_in_wavelength_bands_makes_the_cube_of_one_call(cascade):
     """Issue 10 item 4: muse_scipost cut into wavelength bands (what a 24-IFU exposure needs on 24 GB)

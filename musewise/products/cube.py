@@ -102,12 +102,14 @@ def white_light(data, start: int = 0, stop: int | None = None, *,
     numpy.ndarray
         float32 (ny, nx), in the cube's BUNIT; NaN where no plane is finite.
     """
-    nl = data.shape[0]
-    stop = nl if stop is None else stop
+    return _nanmean_planes(_chunks(data, start, stop, chunk_bytes), data.shape[1:])
+
+
+def _chunks(data, start: int, stop: int | None, chunk_bytes: int):
+    """float32 blocks of planes ``start:stop`` of ``data``, about ``chunk_bytes`` each."""
+    stop = data.shape[0] if stop is None else stop
     step = _planes_per_chunk(data.shape, chunk_bytes)
-    chunks = (np.array(data[k0:min(stop, k0 + step)], dtype=np.float32)
-              for k0 in range(start, stop, step))
-    return _nanmean_planes(chunks, data.shape[1:])
+    return (np.array(data[k0:min(stop, k0 + step)], dtype=np.float32) for k0 in range(start, stop, step))
 
 
 def filter_image(data, throughput, *, chunk_bytes: int = CHUNK_BYTES) -> np.ndarray:
@@ -132,9 +134,7 @@ def filter_image(data, throughput, *, chunk_bytes: int = CHUNK_BYTES) -> np.ndar
     if throughput.shape != (data.shape[0],):
         raise InvalidArgumentError(f"filter_image needs one throughput per plane ({data.shape[0]}), "
                                    f"got {throughput.shape}")
-    step = _planes_per_chunk(data.shape, chunk_bytes)
-    chunks = (np.array(data[k0:k0 + step], dtype=np.float32) for k0 in range(0, data.shape[0], step))
-    return _nanmean_planes(chunks, data.shape[1:], weights=throughput)
+    return _nanmean_planes(_chunks(data, 0, None, chunk_bytes), data.shape[1:], weights=throughput)
 
 
 def _is_mpdaf(obj) -> bool:

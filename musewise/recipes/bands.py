@@ -93,21 +93,10 @@ def band_edges(lo: float, hi: float, n: int) -> list[float]:
 class BandedScipost(EsorexRecipe):
     """``muse_scipost`` run in wavelength bands when one call would not fit in memory (module docstring)."""
 
-    def __init__(self, name: str = "muse_scipost", **kw):
-        super().__init__(name, **kw)
-
-    def _describe(self) -> dict:
-        info = dict(super()._describe())
-        params = dict(info["parameters"])
-        params["wavelength_bands"] = RecipeParameter(
-            "wavelength_bands", int, 0,
-            "(musewise) Cut the reduction into this many wavelength bands, one esorex call each, joined "
-            "into one cube; 0: as many as this machine's memory needs (24 IFUs of one exposure: 2 on 24 GB).")
-        info["parameters"] = params
-        return info
-
-    def command(self, sof_path, workdir, params: dict) -> list[str]:
-        return super().command(sof_path, workdir, {k: v for k, v in params.items() if k != "wavelength_bands"})
+    own_parameters = (RecipeParameter(
+        "wavelength_bands", int, 0,
+        "(musewise) Cut the reduction into this many wavelength bands, one esorex call each, joined "
+        "into one cube; 0: as many as this machine's memory needs (24 IFUs of one exposure: 2 on 24 GB)."),)
 
     def run(self, sof: Sequence[tuple], workdir, params: dict | None = None, ifu: int | None = None,
             log: LogCallback | None = None, timeout: float | None = None, inputs: Sequence[int] = ()) -> RecipeResult:

@@ -381,13 +381,22 @@ class EsorexRecipe(Recipe):
         prefix = self.name.split("_", 1)[0]
         return base / f"esorex-{ev}_{prefix}-{pv}" / f"{self.name}.json"
 
+    #: Parameters of musewise's own (a subclass's), beside esorex's: described with them,
+    #: never on the esorex command line.
+    own_parameters: tuple[RecipeParameter, ...] = ()
+
+    def _with_own(self, info: dict) -> dict:
+        if not self.own_parameters:
+            return info
+        return {**info, "parameters": {**info["parameters"], **{p.name: p for p in self.own_parameters}}}
+
     def _describe(self) -> dict:
         path = self.cache_path()
         if path is not None and path.exists():
             try:
                 data = json.loads(path.read_text())
                 if data.get("format") == _CACHE_FORMAT:  # an older format is regenerated below
-                    return _from_json(data)
+                    return self._with_own(_from_json(data))
             except (ValueError, KeyError, TypeError, AttributeError):
                 pass  # a damaged cache entry is regenerated below
         return self.generate()
@@ -419,7 +428,7 @@ class EsorexRecipe(Recipe):
             tmp = path.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text(json.dumps(_to_json(self.name, info), indent=1))
             os.replace(tmp, path)  # atomic: parallel workers never read half a file
-        self._description = info
+        self._description = info = self._with_own(info)  # cached above as esorex describes it
         return info
 
     # -- running --------------------------------------------------------------------------
@@ -429,8 +438,10 @@ class EsorexRecipe(Recipe):
         w = str(Path(workdir).absolute())
         cmd = [self.esorex, f"--log-dir={w}", f"--output-dir={w}", "--log-file=esorex.log",
                self.name]
+        own = {p.name for p in self.own_parameters}
         for k, v in params.items():
-            cmd.append(f"--{k}={_format(v)}")
+            if k not in own:
+                cmd.append(f"--{k}={_format(v)}")
         cmd.append(str(sof_path))
         return cmd
 
