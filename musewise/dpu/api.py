@@ -101,12 +101,28 @@ def execute(specs: list[RunSpec], archive, *, engine: str | None = None, progres
                                                   "heartbeat_interval")}
     heavy = [s.recipe in dcfg.heavy_recipes for s in specs]
     name = engine_name(engine or dcfg.engine, len(specs))
+    dpu_settings["recipe_threads"] = dcfg.threads_per_run(
+        runs_at_once(name, heavy, int(archive.config.n_workers), int(dcfg.heavy_concurrency)))
     outcomes = run_all(archive, execute_run, specs, engine=name, progress=progress,
                        desc=desc or (specs[0].step if specs else "run"), heavy=heavy, dpu_settings=dpu_settings,
                        on_error=lost_run)
     if loaded and any(o.ok for o in outcomes):
         run_post_run_hooks(archive, outcomes, loaded, engine=name, progress=progress)
     return outcomes
+
+
+def runs_at_once(engine: str, heavy, n_workers: int, heavy_concurrency: int) -> int:
+    """How many runs of a batch execute at the same time: what shares the host's cores.
+
+    One on the ``local`` engine; on Dask at most ``n_workers``, and at most
+    ``heavy_concurrency`` heavy runs (the light ones then fill the other workers).
+    """
+    heavy = list(heavy)
+    if engine == "local" or not heavy:
+        return 1
+    n_heavy = sum(map(bool, heavy))
+    light = len(heavy) - n_heavy
+    return max(1, min(n_workers, min(n_heavy, max(1, heavy_concurrency)) + light))
 
 
 def lost_run(spec: RunSpec, exc: BaseException) -> RunOutcome:
@@ -211,4 +227,4 @@ def run(recipe: str, date: str | None = None, ifu=None, commit: bool = False, p:
 
 
 # ReductionFailed is imported from here by the planner; it lives in musewise.exceptions.
-__all__ = ["ReductionFailed", "execute", "prepare", "run", "validate_parameters"]
+__all__ = ["ReductionFailed", "execute", "prepare", "run", "runs_at_once", "validate_parameters"]

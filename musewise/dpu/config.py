@@ -23,6 +23,8 @@ same paths as the submitting session.
 
 from __future__ import annotations
 
+import os
+
 from traitlets import Bool, Dict, Float, Int, List, Unicode
 from traitlets.config import Configurable
 
@@ -129,6 +131,36 @@ class DpuConfig(Configurable):
         1, help="How many runs of heavy_recipes may run at the same time across the cluster.",
     ).tag(config=True)
 
+    warm_kernels = Bool(
+        True,
+        help="Start each notebook run's kernel while the previous run executes, with "
+        "kernel_preload already imported (one spare per process that executes notebooks). "
+        "Each kernel still executes one notebook only. False: papermill starts and stops a "
+        "kernel within each run (about 2 s more per run here).",
+    ).tag(config=True)
+
+    kernel_preload = List(
+        Unicode(), ["numpy", "astropy.io.fits", "astropy.table", "matplotlib.pyplot", "musewise.recipes",
+                    "musewise.dpu.notebook", "musewise.qc.notebook"],
+        help="Modules a spare kernel imports before its run (matplotlib.pyplot also selects the "
+        "inline backend, as the notebooks' %%matplotlib inline does). Only what every notebook "
+        "imports anyway: a run sees a fresh kernel.",
+    ).tag(config=True)
+
+    warm_kernel_idle = Float(
+        300.0, help="A spare kernel not taken by a run for this long is stopped (s; 0: kept until exit).",
+    ).tag(config=True)
+
+    recipe_threads = Int(
+        0,
+        help="OpenMP threads of each pipeline call (esorex's OMP_NUM_THREADS; CPL's own default is "
+        "every core, so two runs at once on 2 cores would each start 2 threads and slow each other "
+        "down). 0: this host's cores shared by the runs of a batch that can run at once there (at "
+        "most MusewiseConfig.n_workers on Dask, heavy_concurrency for heavy_recipes, 1 on the local "
+        "engine), at least 1 each. On a remote or batch cluster whose workers have other cores than "
+        "this host, set it to the cores of one worker divided by its processes.",
+    ).tag(config=True)
+
     run_timeout = Int(
         4 * 3600, help="Time limit of one reduction notebook (s)."
     ).tag(config=True)
@@ -156,6 +188,21 @@ class DpuConfig(Configurable):
              "as 'module.path:function' (see musewise.dpu.hooks). The default runs the QC notebook "
              "of every new product on the engine the runs used; [] turns automatic QC off.",
     ).tag(config=True)
+
+    def threads_per_run(self, at_once: int, cores: int | None = None) -> int:
+        """OpenMP threads of one pipeline call when ``at_once`` runs share this host (``recipe_threads``).
+
+        Parameters
+        ----------
+        at_once : int
+            Runs executing at the same time on the host.
+        cores : int, optional
+            Cores this process may use (default: its CPU affinity).
+        """
+        if int(self.recipe_threads) > 0:
+            return int(self.recipe_threads)
+        cores = int(cores or len(os.sched_getaffinity(0)))
+        return max(1, cores // max(1, int(at_once)))
 
     @classmethod
     def from_config(cls, mwconfig) -> "DpuConfig":

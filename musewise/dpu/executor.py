@@ -6,7 +6,8 @@ notebooks the same way, here:
 1. :meth:`Archive.begin_run` records the run (committed at once, so a crash stays on record);
 2. a fresh work dir ``<scratch>/<user>/<folder...>/run<id><suffix>`` is made;
 3. papermill executes the notebook there on the kernel ``MusewiseConfig.kernel_name``
-   (:func:`musewise.kernel.papermill_options`); when the kernel dies or never starts
+   (:func:`musewise.kernel.papermill_options`), a fresh one started while the previous
+   run executed (:mod:`musewise.dpu.kernelpool`, ``DpuConfig.warm_kernels``); when the kernel dies or never starts
    before the notebook wrote its side file (two kernels started at the same instant by
    two workers can collide), the work dir is emptied and the notebook starts afresh,
    once (``kernel_retries``); a cell's own error or a time-out is not retried;
@@ -179,7 +180,12 @@ def execute_notebook(arch, job: NotebookJob, *, retries: int = 1) -> NotebookRun
     import papermill as pm
 
     from ..kernel import papermill_options
+    from .config import DpuConfig
+    from .kernelpool import kernel_pool
 
+    dcfg = DpuConfig.from_config(arch.config)
+    pool = (kernel_pool(arch.config.kernel_name, dcfg.kernel_preload, dcfg.warm_kernel_idle)
+            if dcfg.warm_kernels else None)
     run_id = arch.begin_run(job.recipe, job.params, **job.run_kw)
     workdir = workdir_of(arch.config, arch.user_name, job.folder, run_id, job.suffix)
     out_nb = workdir / f"{job.notebook_stem or job.recipe}_run{run_id:06d}.ipynb"
@@ -192,13 +198,18 @@ def execute_notebook(arch, job: NotebookJob, *, retries: int = 1) -> NotebookRun
         workdir.mkdir(parents=True)
         parameters = job.parameters(run_id, workdir)
         for attempt in range(retries + 1):
-            error, died = "", False
+            error, died, km = "", False, None
             try:
+                options = papermill_options(arch.config.kernel_name)
+                if pool is not None:  # a fresh kernel, started while the previous run executed
+                    options["km"] = km = pool.take(workdir)
                 pm.execute_notebook(str(job.template), str(out_nb), parameters=parameters, cwd=str(workdir),
-                                    **papermill_options(arch.config.kernel_name),
-                                    execution_timeout=int(job.timeout))
+                                    **options, execution_timeout=int(job.timeout))
             except Exception as exc:  # PapermillExecutionError, a dead kernel, a time-out, a full disk...
                 error, died = error_text(exc), kernel_died(exc)
+            finally:
+                if km is not None:
+                    pool.retire(km)  # one run per kernel: no state passes to the next run
             result = read_side_file(workdir / job.result_file)
             if not (error and died and result is None) or attempt == retries:
                 break

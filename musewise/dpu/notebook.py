@@ -13,6 +13,7 @@ The templates in ``templates/`` call, in order:
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import traceback
@@ -34,7 +35,7 @@ def show_inputs(inputs: list[dict]) -> None:
 
 
 def execute(recipe: str, sof, workdir, params: dict | None = None, ifu: int | None = None,
-            inputs=(), timeout: float | None = None):
+            inputs=(), timeout: float | None = None, threads: int | None = None):
     """Run a recipe on a set of frames and record the outcome in ``workdir/result.json``.
 
     Parameters
@@ -50,6 +51,11 @@ def execute(recipe: str, sof, workdir, params: dict | None = None, ifu: int | No
         IFU (1-24) to reduce, for per-IFU recipes.
     inputs : sequence of int
         Archive IDs of the inputs (quoted in errors).
+    timeout : float, optional
+        Time limit of the recipe (s).
+    threads : int, optional
+        OpenMP threads of the pipeline (``OMP_NUM_THREADS`` of esorex), for recipes
+        that take it; default: the pipeline's own (all cores).
 
     Returns
     -------
@@ -66,6 +72,8 @@ def execute(recipe: str, sof, workdir, params: dict | None = None, ifu: int | No
     workdir.mkdir(parents=True, exist_ok=True)
     rec = get_recipe(recipe)
     kw = {"timeout": timeout} if timeout and hasattr(rec, "timeout") else {}
+    if threads and "threads" in inspect.signature(rec.run).parameters:
+        kw["threads"] = int(threads)
     log_path = workdir / "recipe.log"
     with open(log_path, "w") as logf:
         def log(line):

@@ -94,7 +94,8 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
     settings : dict
         Archive settings (:func:`archive_settings`).
     dpu_settings : dict, optional
-        :class:`DpuConfig` values (templates folder, time limit, keep_workdirs).
+        :class:`DpuConfig` values (templates folder, time limit, keep_workdirs, recipe_threads
+        resolved to a number by :func:`musewise.dpu.api.execute`).
     arch : Archive, optional
         An open archive to use instead of reopening one (same process only).
 
@@ -116,6 +117,7 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
     configure(arch.config)  # a Dask worker's recipes run the site's esorex
     recipe = get_recipe(spec.recipe)
     details = {"step": spec.step, "exposure": spec.exposure, "ifus": spec.ifus, "host": os.uname().nodename,
+               "omp_threads": int(dcfg.recipe_threads) or None,
                "calibration_choices": spec.choices, "target": spec.target, "nights": spec.nights}
 
     def parameters(run_id: int, workdir: Path) -> dict:
@@ -124,7 +126,7 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
             sof=json.dumps(spec.sof), inputs=json.dumps([dataclasses.asdict(i) for i in spec.inputs]),
             workdir=str(workdir), params=json.dumps(spec.params),
             archive=json.dumps(public_settings(settings), default=str),
-            timeout=int(dcfg.run_timeout),
+            timeout=int(dcfg.run_timeout), threads=int(dcfg.recipe_threads),
         )
 
     job = NotebookJob(
@@ -150,6 +152,8 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
         r = res["result"]
         run_details.update({"command": r.get("command"), "effective_parameters": r.get("params"),
                             "pipeline_version": r.get("pipeline_version")})
+        if r.get("calls"):  # a run of several pipeline calls (bands): each one's command and frames
+            run_details["calls"] = r["calls"]
         try:
             recipe_seconds = RecipeResult.from_dict(r).duration
         except Exception:  # an old or partial result: the run is still recorded, without the time

@@ -10,7 +10,8 @@ A template has a cell tagged ``parameters`` (papermill replaces it):
 ``recipe``, ``step``, ``run_id``, ``ifu``, ``night``, ``sof`` (JSON list of
 [path, tag]), ``inputs`` (JSON list of {dataset_id, tag, reason, path}),
 ``workdir``, ``params`` (JSON dict), ``archive`` (JSON dict of archive settings,
-without secrets), ``quicklook`` (JSON list of figure kinds), ``timeout`` (s).
+without secrets), ``quicklook`` (JSON list of figure kinds), ``timeout`` (s), ``threads`` (OpenMP
+threads of the pipeline, ``DpuConfig.recipe_threads``).
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def build_template(recipe: str | None = None) -> nbformat.NotebookNode:
             "params = '{}'       # JSON: recipe parameters\n"
             "archive = '{}'      # JSON: archive settings (no secrets)\n"
             "quicklook = '[\"image\"]'\n"
-            "timeout = 0",
+            "timeout = 0\n"
+            "threads = 0         # OpenMP threads of the pipeline (0: its own default)",
             metadata={"tags": ["parameters"]}),
         new_code_cell(
             "import json\n"
@@ -134,7 +136,8 @@ def build_template(recipe: str | None = None) -> nbformat.NotebookNode:
                           "and the end of the pipeline log are shown below it."),
         new_code_cell(
             "result = nb.execute(recipe, sof, workdir, params, ifu=ifu,\n"
-            "                    inputs=[i['dataset_id'] for i in inputs], timeout=timeout or None)"),
+            "                    inputs=[i['dataset_id'] for i in inputs], timeout=timeout or None,\n"
+            "                    threads=threads or None)"),
         new_markdown_cell("## Log"),
         new_code_cell("nb.show_log(result)"),
         new_markdown_cell("## Quick look"),

@@ -45,7 +45,8 @@ from ..exceptions import InvalidFrameError, RecipeError
 from .base import LogCallback, RecipeOutput, RecipeParameter, RecipeResult, describe_product, utcnow
 from .esorex import EsorexRecipe
 
-__all__ = ["BandedScipost", "GB_PER_PIXTABLE", "MARGIN", "MEMORY_FRACTION", "band_edges", "bands_needed"]
+__all__ = ["BandedScipost", "GB_PER_PIXTABLE", "MARGIN", "MEMORY_FRACTION", "band_edges", "bands_needed",
+           "write_band_wcs"]
 
 #: Peak memory of muse_scipost per IFU pixel table over the full wavelength range (GB):
 #: 21.6 GB for the 24 IFUs of one exposure (DRS 2.8.7, skymethod=model, killed there).
@@ -99,11 +100,13 @@ class BandedScipost(EsorexRecipe):
         "into one cube; 0: as many as this machine's memory needs (24 IFUs of one exposure: 2 on 24 GB)."),)
 
     def run(self, sof: Sequence[tuple], workdir, params: dict | None = None, ifu: int | None = None,
-            log: LogCallback | None = None, timeout: float | None = None, inputs: Sequence[int] = ()) -> RecipeResult:
+            log: LogCallback | None = None, timeout: float | None = None, inputs: Sequence[int] = (),
+            threads: int | None = None) -> RecipeResult:
         """Run muse_scipost, in bands if ``wavelength_bands`` (or this machine's memory) says so.
 
         Parameters and return value as :meth:`EsorexRecipe.run`. The result lists the
-        joined products and the per-band ones; its ``command`` is the first band's.
+        joined products and the per-band ones; its ``command`` is the first band's and its
+        ``calls`` every band's command and frames, in order.
         """
         eff = self.effective_params(params)
         lo = max(float(eff["lambdamin"]), MUSE_RANGE[0])
@@ -118,7 +121,8 @@ class BandedScipost(EsorexRecipe):
                 log(line)
 
         if n <= 1:
-            return super().run(sof, workdir, params, ifu=ifu, log=log, timeout=timeout, inputs=inputs)
+            return super().run(sof, workdir, params, ifu=ifu, log=log, timeout=timeout, inputs=inputs,
+                               threads=threads)
         workdir = Path(workdir).absolute()
         workdir.mkdir(parents=True, exist_ok=True)
         edges = band_edges(lo, hi, n)
@@ -130,18 +134,22 @@ class BandedScipost(EsorexRecipe):
         started = utcnow()
         grid = _Grid.from_file(given_wcs[0]) if given_wcs else None
         results: list[RecipeResult] = []
+        calls: list[dict] = []
         for b in range(n):
             band_dir = workdir / f"band{b + 1}"
             band_params = {**(params or {}), "lambdamin": edges[b] - MARGIN if b else float(eff["lambdamin"]),
                            "lambdamax": edges[b + 1] + MARGIN if b < n - 1 else float(eff["lambdamax"])}
             band_params.pop("wavelength_bands", None)
-            band_sof = list(base_sof)
+            band_sof, call = list(base_sof), {}
             if grid is not None:
-                band_sof.append((str(grid.write_slab(band_dir / "OUTPUT_WCS_band.fits", *grid.planes(edges, b, n))),
-                                 "OUTPUT_WCS"))
+                planes = grid.planes(edges, b, n)
+                band_sof.append((str(grid.write_slab(band_dir / "OUTPUT_WCS_band.fits", *planes)), "OUTPUT_WCS"))
+                call["wcs_planes"] = list(planes)
             say(f"musewise: band {b + 1}/{n}: {band_params['lambdamin']:.0f}-{band_params['lambdamax']:.0f} A")
-            res = super().run(band_sof, band_dir, band_params, ifu=ifu, log=log, timeout=timeout, inputs=inputs)
+            res = super().run(band_sof, band_dir, band_params, ifu=ifu, log=log, timeout=timeout, inputs=inputs,
+                              threads=threads)
             results.append(res)
+            calls.append({"command": res.command, "sof": [[str(p), t] for p, t in res.inputs], **call})
             text.append(res.log_text)
             if grid is None:  # the first band's cube fixes the grid of the others
                 grid = _Grid.from_file(_one(res, "DATACUBE_FINAL").path, last=hi)
@@ -150,7 +158,23 @@ class BandedScipost(EsorexRecipe):
         return RecipeResult(
             recipe=self.name, returncode=0, outputs=outputs, log_text="".join(text),
             command=first.command, params=eff, pipeline_version=first.pipeline_version, started=started,
-            ended=utcnow(), ifu=ifu, inputs=[(str(Path(p).absolute()), t) for p, t in sof], workdir=str(workdir))
+            ended=utcnow(), ifu=ifu, inputs=[(str(Path(p).absolute()), t) for p, t in sof], workdir=str(workdir),
+            calls=calls)
+
+
+def write_band_wcs(grid_file, planes: tuple[int, int], path) -> Path:
+    """The OUTPUT_WCS a band of a banded run read, made again (to replay the band's esorex call).
+
+    Parameters
+    ----------
+    grid_file : path
+        The run's OUTPUT_WCS, or its joined DATACUBE_FINAL (the same wavelength grid).
+    planes : (int, int)
+        Planes ``[k0, k1)`` of the band (``RecipeResult.calls[i]["wcs_planes"]``).
+    path : path
+        Where to write it.
+    """
+    return _Grid.from_file(grid_file).write_slab(Path(path), int(planes[0]), int(planes[1]))
 
 
 def _one(res: RecipeResult, category: str) -> RecipeOutput:

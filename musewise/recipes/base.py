@@ -224,6 +224,11 @@ class RecipeResult:
         The SOF given.
     workdir : str
         Working directory of the run.
+    calls : list of dict
+        For a run made of several pipeline calls (a banded muse_scipost: one per band), each
+        call in order: ``command``, ``sof`` (its [path, tag] frames) and, for a band after
+        the first, ``wcs_planes`` ([k0, k1): the planes of the run's grid its OUTPUT_WCS
+        held). Empty when the run is the one call ``command``.
     """
 
     recipe: str
@@ -238,6 +243,7 @@ class RecipeResult:
     ifu: int | None = None
     inputs: list = dataclasses.field(default_factory=list)
     workdir: str = ""
+    calls: list = dataclasses.field(default_factory=list)
 
     @property
     def duration(self) -> float:

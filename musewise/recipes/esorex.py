@@ -454,6 +454,7 @@ class EsorexRecipe(Recipe):
         log: LogCallback | None = None,
         timeout: float | None = None,
         inputs: Sequence[int] = (),
+        threads: int | None = None,
     ) -> RecipeResult:
         """Run the recipe with esorex in ``workdir``.
 
@@ -473,6 +474,10 @@ class EsorexRecipe(Recipe):
             Time limit (s); default ``self.timeout``.
         inputs : sequence of int, optional
             Archive IDs of the inputs, quoted in a :class:`RecipeError`.
+        threads : int, optional
+            OpenMP threads of esorex (``OMP_NUM_THREADS``); default: what this process's
+            environment says (CPL's own default: every core). With several runs at once on one
+            machine, each should get its share of the cores (``DpuConfig.recipe_threads``).
 
         Returns
         -------
@@ -508,9 +513,10 @@ class EsorexRecipe(Recipe):
         started = utcnow()
         t_start = time.time()
         lines: list[str] = []
+        env = {**os.environ, "OMP_NUM_THREADS": str(int(threads))} if threads else None
         proc = subprocess.Popen(
             cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, errors="replace", bufsize=1, start_new_session=True,
+            text=True, errors="replace", bufsize=1, start_new_session=True, env=env,
         )
         timed_out = threading.Event()
 

@@ -1,0 +1,255 @@
+"""Warm kernels: the next notebook run's kernel starts while the current run executes.
+
+Starting the musewise Jupyter kernel and importing what every reduction and QC notebook
+needs (numpy, astropy, matplotlib's inline backend, musewise) takes 1.5-2.5 s on this
+2-core machine, and stopping it after the run another 0.6 s: per run, a large part of
+what musewise adds to the pipeline's own time. A :class:`KernelPool` (one per process
+that executes notebooks: this one, each Dask worker) keeps one *spare* kernel, started
+in the background with ``DpuConfig.kernel_preload`` already imported:
+
+* :meth:`KernelPool.take` hands the spare (or, if it is not ready or has died, a kernel
+  started there and then) to one run, in that run's work dir, and starts the next spare;
+* each kernel executes **one** notebook: :meth:`KernelPool.retire` stops it (in the
+  background) after its run, whatever happened; nothing passes from one run to the next
+  but what a fresh kernel would import anyway;
+* a spare left unused for ``idle`` seconds is stopped; all kernels are stopped when the
+  process exits (a kernel also exits by itself when its parent process dies: ipykernel
+  watches ``JPY_PARENT_PID``).
+
+A kernel that dies during its run fails that run as a cold one would (the executor
+retries once, on another kernel from the pool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+from concurrent.futures import Future
+
+from jupyter_client.manager import AsyncKernelManager
+
+
+class OneRunKernelManager(AsyncKernelManager):
+    """A kernel manager that remembers the clients made for it, so that their sockets are
+    closed when its kernel is retired (nbclient leaves a client it was given open)."""
+
+    def client(self, **kwargs):
+        kc = super().client(**kwargs)
+        self.__dict__.setdefault("_made_clients", []).append(kc)
+        return kc
+
+    def close_clients(self) -> None:
+        for kc in self.__dict__.pop("_made_clients", []):
+            try:
+                kc.stop_channels()
+            except Exception:  # a client already stopped: nothing left to close
+                pass
+
+
+class KernelPool:
+    """One spare kernel of ``kernel_name`` kept ready for the next run (module docstring).
+
+    Parameters
+    ----------
+    kernel_name : str
+        ``MusewiseConfig.kernel_name``.
+    config : traitlets Config
+        Kernel-manager settings (:func:`musewise.kernel.papermill_options`).
+    extra_arguments : list of str
+        Kernel command-line arguments (:func:`musewise.kernel.papermill_options`).
+    preload : sequence of str
+        Modules the spare imports before its run.
+    idle : float
+        A spare not taken for this long is stopped (s; 0: never).
+    start_timeout : float
+        Longest wait for a kernel to answer after it was started (s).
+    """
+
+    def __init__(self, kernel_name: str, *, config=None, extra_arguments=(), preload=(), idle: float = 300.0,
+                 start_timeout: float = 60.0):
+        self.kernel_name, self.config = kernel_name, config
+        self.extra_arguments, self.preload = list(extra_arguments), list(preload)
+        self.idle, self.start_timeout = float(idle), float(start_timeout)
+        self._lock = threading.Lock()
+        self._spare: Future | None = None
+        self._idle_timer: threading.Timer | None = None
+        self._loop = asyncio.new_event_loop()
+        # Kernels are started and stopped on one event loop of the pool's own, in a daemon
+        # thread, so that starting the next one never waits for the run in progress.
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"kernelpool-{kernel_name}",
+                                        daemon=True)
+        self._thread.start()
+        self.started = 0  #: kernels started by this pool (for tests and benchmarks)
+
+    # -- starting -------------------------------------------------------------------------
+    async def _start(self) -> OneRunKernelManager:
+        km = OneRunKernelManager(kernel_name=self.kernel_name, config=self.config)
+        await km.start_kernel(extra_arguments=self.extra_arguments)
+        self.started += 1
+        kc = km.client()
+        try:
+            kc.start_channels()
+            await kc.wait_for_ready(timeout=self.start_timeout)
+            if self.preload:
+                # The notebook imports these itself; here it finds them already loaded.
+                code = "import " + ", ".join(self.preload)
+                if any(m.startswith("matplotlib") for m in self.preload):
+                    code += "\nget_ipython().run_line_magic('matplotlib', 'inline')"
+                # A module that fails to import is not an error here: the notebook's own
+                # import then fails, in the run, where the user sees it.
+                await kc.execute_interactive(code, store_history=False, timeout=self.start_timeout,
+                                             output_hook=lambda msg: None)
+        except BaseException:
+            km.close_clients()
+            await km.shutdown_kernel(now=True)
+            raise
+        km.close_clients()
+        return km
+
+    def _submit_spare(self) -> None:
+        self._spare = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
+        if self.idle > 0:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+            self._idle_timer = threading.Timer(self.idle, self._expire, args=(self._spare,))
+            self._idle_timer.daemon = True
+            self._idle_timer.start()
+
+    def _expire(self, spare: Future) -> None:
+        with self._lock:
+            if self._spare is not spare:
+                return
+            self._spare = None
+        self._stop_when_started(spare)
+
+    def take(self, cwd) -> OneRunKernelManager:
+        """A started kernel for one run, working in ``cwd``; the next spare starts meanwhile.
+
+        Raises
+        ------
+        Exception
+            Whatever starting a kernel raised when no spare could be used (the executor
+            counts it as a kernel that never started, and retries).
+        """
+        with self._lock:
+            spare, self._spare = self._spare, None
+            self._submit_spare()
+        km = None
+        if spare is not None:
+            try:
+                km = spare.result(timeout=self.start_timeout)
+            except Exception:  # the spare never came up: start one now
+                km = None
+        if km is None or not self._call(km.is_alive()):
+            if km is not None:  # died while waiting (killed, out of memory)
+                self.retire(km)
+            km = self._call(self._start())
+        try:
+            self._call(self._chdir(km, str(cwd)))
+        except BaseException:
+            self.retire(km)
+            raise
+        return km
+
+    async def _chdir(self, km, cwd: str) -> None:
+        kc = km.client()
+        try:
+            kc.start_channels()
+            await kc.wait_for_ready(timeout=self.start_timeout)
+            reply = await kc.execute_interactive(f"import os as _os; _os.chdir({cwd!r}); del _os",
+                                                 store_history=False, timeout=self.start_timeout,
+                                                 output_hook=lambda msg: None)
+            if reply["content"].get("status") != "ok":
+                raise RuntimeError(f"the kernel could not change to the run's work dir {cwd}")
+        finally:
+            km.close_clients()
+
+    def _call(self, coro):
+        return asyncio.run_coroutine_threadsafe(_as_coroutine(coro), self._loop).result(
+            timeout=self.start_timeout + 30)
+
+    # -- stopping -------------------------------------------------------------------------
+    def retire(self, km: OneRunKernelManager, *, wait: bool = False) -> None:
+        """Stop a kernel after its one run (in the background unless ``wait``)."""
+        km.close_clients()
+        fut = asyncio.run_coroutine_threadsafe(_shutdown(km), self._loop)
+        if wait:
+            fut.result(timeout=30)
+
+    def _stop_when_started(self, spare: Future, wait: bool = False) -> None:
+        def stop(f):
+            if not f.cancelled() and f.exception() is None:
+                self.retire(f.result(), wait=wait)
+        if wait:
+            try:
+                spare.result(timeout=self.start_timeout)
+            except Exception:
+                return
+            stop(spare)
+        else:
+            spare.add_done_callback(stop)
+
+    def close(self) -> None:
+        """Stop the spare and the pool's event loop (also done at interpreter exit)."""
+        with self._lock:
+            spare, self._spare = self._spare, None
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+        if spare is not None and self._loop.is_running():
+            self._stop_when_started(spare, wait=True)
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+
+async def _as_coroutine(value):
+    if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+        return await value
+    return value
+
+
+async def _shutdown(km) -> None:
+    try:
+        if await _as_coroutine(km.is_alive()):
+            await km.shutdown_kernel(now=False)
+        else:
+            await km.cleanup_resources()
+    except Exception:  # already gone: nothing to stop
+        pass
+
+
+_POOLS: dict = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def kernel_pool(kernel_name: str, preload=(), idle: float = 300.0) -> KernelPool:
+    """This process's :class:`KernelPool` for ``kernel_name`` (made on first use, kept)."""
+    from ..kernel import papermill_options
+
+    key = (kernel_name, tuple(preload), float(idle))
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            opts = papermill_options(kernel_name)
+            pool = KernelPool(kernel_name, config=opts["config"], extra_arguments=opts["extra_arguments"],
+                              preload=preload, idle=idle)
+            _POOLS[key] = pool
+        return pool
+
+
+def close_pools() -> None:
+    """Stop every pool's spare kernel (at interpreter exit, or when a test wants none left)."""
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for p in pools:
+        try:
+            p.close()
+        except Exception:  # closing must never raise at exit
+            pass
+
+
+atexit.register(close_pools)
+
+__all__ = ["KernelPool", "OneRunKernelManager", "close_pools", "kernel_pool"]
