@@ -63,9 +63,9 @@ def simulate(outdir: Path, ifus) -> Path:
 
 
 def musewise_pass(root: Path, frames: Path, ifus, workers: int, script_dir: Path | None = None,
-                  scipost: dict | None = None):
-    """Seconds of ``dpu.make('scipost')`` on a fresh archive, its runs, and (with ``script_dir``)
-    the shell scripts replaying its esorex runs 1 and 2 at a time (``{workers: path}``)."""
+                  scipost: dict | None = None, steps=("scipost",)):
+    """Seconds of ``dpu.make(step)`` for each of ``steps`` on a fresh archive, its runs, and (with
+    ``script_dir``) the shell scripts replaying its esorex runs 1 and 2 at a time (``{workers: path}``)."""
     from musewise import dpu
     from musewise.archive import Archive
     from musewise.config import MusewiseConfig
@@ -77,7 +77,9 @@ def musewise_pass(root: Path, frames: Path, ifus, workers: int, script_dir: Path
             raise SystemExit(f"ingest refused {rep.refused}")
         t0 = time.perf_counter()
         # The default engine, as users get it: a LocalCluster of ``workers`` processes.
-        dpu.make("scipost", NIGHT, list(ifus), dry_run=False, archive=arch, p=scipost or None, progress=False)
+        for step in steps:  # each with what it needs and is not yet made
+            dpu.make(step, NIGHT, list(ifus), dry_run=False, archive=arch,
+                     p=(scipost or None) if step == "scipost" else None, progress=False)
         seconds = time.perf_counter() - t0
         runs = sorted(arch.runs(), key=lambda r: r.id)
         failed = [(r.id, r.recipe, r.error) for r in runs if r.status != "succeeded"]
@@ -85,12 +87,13 @@ def musewise_pass(root: Path, frames: Path, ifus, workers: int, script_dir: Path
             raise SystemExit(f"musewise runs failed: {failed}")
         scripts = {w: shell_script(arch, esorex_runs(runs), script_dir / f"shell{w}", w)
                    for w in (1, 2)} if script_dir else {}
+        breakdown = time_breakdown(arch, runs)
     finally:
         arch.close()
         from musewise.dpu.engine import close_clients
 
         close_clients()  # the next pass starts its own cluster, of its own size
-    return seconds, runs, scripts
+    return seconds, runs, scripts, breakdown
 
 
 def shell_script(arch, runs, outdir: Path, workers: int) -> Path:
@@ -98,11 +101,20 @@ def shell_script(arch, runs, outdir: Path, workers: int) -> Path:
 
     Each run's set of frames is written again from the archive (the run's inputs, by tag,
     at their datastore paths: the files the run read); its ``--output-dir`` and
-    ``--log-dir`` point to a folder of its own. The runs of one step run ``workers`` at a
-    time (``xargs -P``), the steps one after the other, as musewise runs them.
+    ``--log-dir`` point to a folder of its own. A run of several esorex calls (a banded
+    muse_scipost) replays each band's recorded call, one after the other, each band's
+    OUTPUT_WCS made again beforehand from the run's wavelength grid. The runs of one step run
+    as many at a time as musewise runs them (``xargs -P``: ``workers``, at most
+    ``DpuConfig.heavy_concurrency`` for heavy recipes), each esorex with the OpenMP threads
+    musewise gives it (``OMP_NUM_THREADS``: the cores shared by the runs at once), the
+    steps one after the other.
     """
     import shlex
 
+    from musewise.dpu.api import runs_at_once
+    from musewise.dpu.config import DpuConfig
+
+    dcfg = DpuConfig.from_config(arch.config)
     lines = ["#!/bin/bash", "set -e"]
     groups: list[list] = []
     for r in runs:
@@ -111,24 +123,49 @@ def shell_script(arch, runs, outdir: Path, workers: int) -> Path:
         else:
             groups.append([r])
     for group in groups:
-        cmds = []
-        for r in group:
-            d = outdir / f"run{r.id:06d}"
-            d.mkdir(parents=True, exist_ok=True)
-            cmd = list(r.details["command"])
-            sof = d / Path(cmd[-1]).name
-            sof.write_text("".join(f"{arch.path(i.dataset_id)} {i.tag}\n" for i in r.inputs))
-            cmd = [f"--log-dir={d}" if c.startswith("--log-dir=") else
-                   f"--output-dir={d}" if c.startswith("--output-dir=") else c for c in cmd[:-1]]
-            cmds.append(f"cd {shlex.quote(str(d))} && " + " ".join(map(shlex.quote, cmd + [str(sof)]))
-                        + " > esorex.out 2>&1")
-        lines.append(f"# {group[0].recipe}: {len(cmds)} run(s)")
+        cmds = [" && ".join(replay_calls(arch, r, outdir / f"run{r.id:06d}")) for r in group]
+        heavy = [r.recipe in dcfg.heavy_recipes for r in group]
+        at_once = runs_at_once("dask", heavy, workers, int(dcfg.heavy_concurrency))
+        threads = dcfg.threads_per_run(at_once)
+        lines.append(f"# {group[0].recipe}: {len(cmds)} run(s), {at_once} at a time, {threads} OpenMP thread(s) each")
         lines.append("printf '%s\\0' " + " ".join(shlex.quote(c) for c in cmds)
-                     + f" | xargs -0 -P {workers} -I CMD bash -c CMD")
+                     + f" | OMP_NUM_THREADS={threads} xargs -0 -P {at_once} -I CMD bash -c CMD")
     script = outdir / "replay.sh"
     script.write_text("\n".join(lines) + "\n")
     script.chmod(0o755)
     return script
+
+
+def replay_calls(arch, run, d: Path) -> list[str]:
+    """Shell commands replaying a run's esorex call(s) in folder ``d`` (frames written there now)."""
+    import shlex
+
+    from musewise.recipes.bands import write_band_wcs
+
+    def one(cmd, frames, folder: Path) -> str:
+        folder.mkdir(parents=True, exist_ok=True)
+        sof = folder / Path(cmd[-1]).name
+        sof.write_text("".join(f"{path} {tag}\n" for path, tag in frames))
+        cmd = [f"--log-dir={folder}" if c.startswith("--log-dir=") else
+               f"--output-dir={folder}" if c.startswith("--output-dir=") else c for c in cmd[:-1]]
+        return (f"cd {shlex.quote(str(folder))} && " + " ".join(map(shlex.quote, cmd + [str(sof)]))
+                + " > esorex.out 2>&1")
+
+    inputs = [(arch.path(i.dataset_id), i.tag) for i in run.inputs]
+    calls = run.details.get("calls") or []
+    if not calls:
+        return [one(list(run.details["command"]), inputs, d)]
+    # the bands' wavelength grid: the run's own OUTPUT_WCS, else its joined cube (the first band's grid)
+    grid = next((p for p, tag in inputs if tag == "OUTPUT_WCS"), None) or next(
+        arch.path(o) for o in run.output_ids if arch.get(o).category == "DATACUBE_FINAL")
+    out = []
+    for b, call in enumerate(calls, 1):
+        folder = d / f"band{b}"
+        frames = [(p, tag) for p, tag in inputs if tag != "OUTPUT_WCS"]
+        if call.get("wcs_planes"):
+            frames.append((write_band_wcs(grid, call["wcs_planes"], folder / "OUTPUT_WCS_band.fits"), "OUTPUT_WCS"))
+        out.append(one(list(call["command"]), frames, folder))
+    return out
 
 
 def esorex_runs(runs) -> list:
@@ -142,21 +179,105 @@ def shell_pass(script: Path) -> float:
     return time.perf_counter() - t0
 
 
+def most_at_once(runs) -> dict:
+    """For each step of several runs, the most of its runs that executed at the same time."""
+    by_step: dict = {}
+    for r in runs:
+        by_step.setdefault(r.details.get("step") or r.recipe, []).append(r)
+    out = {}
+    for step, rs in by_step.items():
+        if len(rs) > 1:
+            edges = sorted([(r.started, 1) for r in rs] + [(r.ended, -1) for r in rs], key=lambda e: (e[0], e[1]))
+            now = peak = 0
+            for _t, d in edges:
+                now += d
+                peak = max(peak, now)
+            out[step] = peak
+    return out
+
+
+#: The parts of a reduction run's wall time outside esorex, in :func:`time_breakdown`.
+PARTS = ("begin", "kernel_papermill", "imports", "recipe_wrapper", "figures", "other_cells", "archive", "qc_hook")
+
+
+def time_breakdown(arch, runs) -> dict:
+    """Mean seconds per esorex run of each part of the run outside esorex, from the run records
+    and the archived executed notebooks (papermill's per-cell times).
+
+    ``begin``: run recorded to notebook started (work dir, parameters, taking a kernel);
+    ``kernel_papermill``: the notebook's time outside its cells (starting, stopping the
+    kernel, papermill reading, parameterising and writing the notebook); ``imports``: the
+    first code cell after the parameters (imports, ``%matplotlib inline``); ``recipe_wrapper``:
+    the recipe cell minus esorex (frames written, products described, QC keywords read);
+    ``figures``: the quick-look cell; ``other_cells``: the rest (inputs, log, QC table, checks);
+    ``archive``: notebook ended to run closed (products inspected, moved, checksummed, the
+    transaction); ``qc_hook``: the post-run QC notebooks' runs, per esorex run; and
+    ``esorex``, ``wall``, for reference.
+    """
+    import datetime as dt
+
+    import nbformat
+
+    def when(text):
+        t = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        return t.replace(tzinfo=None) if t.tzinfo is None else t.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def naive(t):
+        return t.astimezone(dt.timezone.utc).replace(tzinfo=None) if t.tzinfo else t
+
+    ereduce = esorex_runs(runs)
+    tot = dict.fromkeys(PARTS + ("esorex", "wall"), 0.0)
+    for r in ereduce:
+        esorex = float(r.details.get("recipe_seconds") or 0)
+        wall = (r.ended - r.started).total_seconds()
+        tot["esorex"] += esorex
+        tot["wall"] += wall
+        if r.notebook_id is None:
+            continue
+        nb = nbformat.read(arch.path(r.notebook_id), as_version=4)
+        pm = nb.metadata.get("papermill", {})
+        t0, t1 = when(pm["start_time"]), when(pm["end_time"])
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        dur = [float(c.metadata.get("papermill", {}).get("duration") or 0) for c in code]
+        tot["begin"] += (t0 - naive(r.started)).total_seconds()
+        tot["archive"] += (naive(r.ended) - t1).total_seconds()
+        tot["kernel_papermill"] += (t1 - t0).total_seconds() - sum(dur)
+        for c, d in zip(code, dur):
+            src = c.source
+            if "parameters" in c.metadata.get("tags", []) or "injected-parameters" in c.metadata.get("tags", []):
+                tot["other_cells"] += d
+            elif src.startswith("import json"):
+                tot["imports"] += d
+            elif "nb.execute(" in src:
+                tot["recipe_wrapper"] += d - esorex
+            elif "quicklook" in src or "plot_" in src:
+                tot["figures"] += d
+            else:
+                tot["other_cells"] += d
+    qc = [r for r in runs if r.recipe.startswith("qc_")]
+    tot["qc_hook"] = sum((r.ended - r.started).total_seconds() for r in qc)
+    n = max(len(ereduce), 1)
+    out = {k: round(v / n, 2) for k, v in tot.items()}
+    out["qc_runs"] = len(qc)
+    return out
+
+
 def overhead_per_run(runs) -> float:
     """Mean over runs of the run's wall time minus its esorex time (s)."""
     extra = [(r.ended - r.started).total_seconds() - float(r.details.get("recipe_seconds") or 0) for r in runs]
     return sum(extra) / max(len(extra), 1)
 
 
-def bench(ifus, base: Path, every: float, scipost: dict | None = None) -> dict:
+def bench(ifus, base: Path, every: float, scipost: dict | None = None, steps=("scipost",)) -> dict:
     frames = simulate(base / "night", ifus)
     sampler = Sampler(os.getpid(), base, every)
     sampler.start()
     try:
-        mw, runs, scripts = {}, {}, {}
+        mw, runs, scripts, parts = {}, {}, {}, {}
         for w in (1, 2):
-            mw[w], runs[w], made = musewise_pass(base / f"mw{w}", frames, ifus, w,
-                                                 script_dir=base if w == 1 else None, scipost=scipost)
+            mw[w], runs[w], made, parts[w] = musewise_pass(base / f"mw{w}", frames, ifus, w,
+                                                 script_dir=base if w == 1 else None, scipost=scipost,
+                                                 steps=steps)
             scripts.update(made)
         replay = esorex_runs(runs[1])
         sh = {w: shell_pass(scripts[w]) for w in (1, 2)}
@@ -171,9 +292,13 @@ def bench(ifus, base: Path, every: float, scipost: dict | None = None) -> dict:
             "musewise_s": round(mw[w], 1), "shell_s": round(sh[w], 1), "ratio": round(mw[w] / sh[w], 3),
             "overhead_per_run_s": round((mw[w] - sh[w]) / n, 2),
             "run_wall_minus_esorex_s": round(overhead_per_run(esorex_runs(runs[w])), 2),
+            "omp_threads": sorted({r.details.get("omp_threads") or 0 for r in esorex_runs(runs[w])}),
+            "most_runs_at_once": most_at_once(esorex_runs(runs[w])),
+            "seconds_per_run": parts[w],
         }
     out["speedup_2_over_1"] = {"musewise": round(mw[1] / mw[2], 2), "shell": round(sh[1] / sh[2], 2)}
     out["recipes"] = sorted({r.recipe for r in replay})
+    out["esorex_calls"] = sum(len(r.details.get("calls") or [None]) for r in replay)
     return out
 
 
@@ -184,17 +309,26 @@ def main(argv=None) -> dict:
     ap.add_argument("--every", type=float, default=2.0, help="memory and disk sampling interval (s)")
     ap.add_argument("--scipost", action="append", default=[], metavar="NAME=VALUE",
                     help="a muse_scipost parameter (repeatable), e.g. skymethod=none for a quicker pass")
+    ap.add_argument("--steps", default="scipost",
+                    help="comma-separated steps to make, in order, each with what it needs (default: "
+                         "scipost, the whole cascade), e.g. bias,flat,wavecal for the full instrument within an hour")
     args = ap.parse_args(argv)
     scipost = dict(kv.split("=", 1) for kv in args.scipost)
+    steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
     with tempfile.TemporaryDirectory(prefix="bench-shell-", dir=args.keep) as tmp:
-        res = bench(list(range(1, args.ifus + 1)), Path(tmp), args.every, scipost)
-    res["scipost_parameters"] = scipost
-    print(f"\n{res['ifus']}-IFU night, {res['runs']} esorex runs ({', '.join(res['recipes'])}):")
+        res = bench(list(range(1, args.ifus + 1)), Path(tmp), args.every, scipost, steps)
+    res["scipost_parameters"], res["steps"] = scipost, list(steps)
+    print(f"\n{res['ifus']}-IFU night, steps {','.join(steps)}: {res['runs']} esorex runs, "
+          f"{res['esorex_calls']} esorex calls ({', '.join(res['recipes'])}):")
     for w in (1, 2):
         r = res[f"workers{w}"]
         print(f"  {w} worker(s): musewise {r['musewise_s']:.1f} s, shell {r['shell_s']:.1f} s, "
               f"ratio {r['ratio']:.3f} (goal <= 1.05); overhead {r['overhead_per_run_s']:.2f} s per run "
-              f"(run wall - esorex: {r['run_wall_minus_esorex_s']:.2f} s; goal < 1 s)")
+              f"(run wall - esorex: {r['run_wall_minus_esorex_s']:.2f} s; goal < 1 s); OpenMP threads "
+              f"{r['omp_threads']}, most runs at once per step {r['most_runs_at_once']}")
+    print("  mean seconds per esorex run: " + "; ".join(
+        f"{w} worker(s): " + ", ".join(f"{k} {v}" for k, v in res[f"workers{w}"]["seconds_per_run"].items())
+        for w in (1, 2)))
     s = res["speedup_2_over_1"]
     print(f"  speed-up of 2 workers over 1: musewise {s['musewise']:.2f}x, shell {s['shell']:.2f}x (goal >= 1.9x)")
     print(f"  peak memory {res['peak_memory_gb']:.2f} GB (this process and its children), "

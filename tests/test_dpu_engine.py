@@ -39,3 +39,19 @@ def test_heavy_runs_take_turns_and_light_ones_run_together(dask_engine, tmp_path
     span = {n: tuple(map(float, (tmp_path / n).read_text().split())) for _, n in items}
     assert not _overlap(span["heavy1"], span["heavy2"]), span
     assert _overlap(span["light1"], span["light2"]), span
+
+
+def test_runs_at_once_share_the_cores_for_their_openmp_threads():
+    from musewise.dpu.api import runs_at_once
+    from musewise.dpu.config import DpuConfig
+
+    d = DpuConfig()
+    # the local engine runs one at a time; Dask as many as workers, heavy ones heavy_concurrency
+    assert runs_at_once("local", [False] * 4, 2, 1) == 1
+    assert runs_at_once("dask", [False] * 4, 2, 1) == 2
+    assert runs_at_once("dask", [False], 2, 1) == 1  # one IFU: the other worker idles
+    assert runs_at_once("dask", [True] * 3, 2, 1) == 1  # scipost runs take turns
+    assert runs_at_once("dask", [True, False, False], 4, 1) == 3
+    assert [d.threads_per_run(n, cores=2) for n in (1, 2, 3)] == [2, 1, 1]
+    assert d.threads_per_run(4, cores=24) == 6
+    assert DpuConfig(recipe_threads=3).threads_per_run(2, cores=2) == 3  # the site's choice wins

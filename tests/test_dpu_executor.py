@@ -7,6 +7,9 @@ attempts in a file outside the work dir (the executor empties the work dir befor
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import nbformat
@@ -81,3 +84,83 @@ def test_keep_workdir_keeps_a_succeeded_run(archive, notebook, tmp_path):
     run.finish(archive, [])
     assert archive.get_run(run.run_id).status == "succeeded"
     assert (run.workdir / "side.json").exists()
+
+
+# ------------------------------------------------------------------------------ warm kernels
+FRESH = """\
+import json, os, pathlib, sys
+seen = getattr(sys, '_musewise_test_marker', None)  # set by an earlier run, if a kernel were reused
+sys._musewise_test_marker = run_label
+if fail == 'die':
+    os._exit(1)  # the kernel dies, in every attempt
+pathlib.Path('side.json').write_text(json.dumps({  # relative: the kernel works in the run's work dir
+    'pid': os.getpid(), 'seen': seen, 'cwd': os.getcwd(),
+    'preloaded': 'musewise.dpu.notebook' in sys.modules}))
+"""
+
+
+@pytest.fixture
+def fresh_notebook(tmp_path) -> Path:
+    nb = new_notebook(cells=[new_code_cell("run_label = ''\nfail = ''", metadata={"tags": ["parameters"]}),
+                             new_code_cell(FRESH)])
+    nb.metadata["kernelspec"] = {"name": "musewise", "display_name": "musewise", "language": "python"}
+    path = tmp_path / "fresh.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _fresh_job(notebook, label, fail=""):
+    return NotebookJob(recipe="qc_test", params={"label": label}, template=notebook, folder=("test",),
+                       parameters=lambda run_id, workdir: {"run_label": label, "fail": fail},
+                       result_file="side.json", timeout=120)
+
+
+def _pool(archive):
+    from musewise.dpu.config import DpuConfig
+    from musewise.dpu.kernelpool import kernel_pool
+
+    d = DpuConfig.from_config(archive.config)
+    return kernel_pool(archive.config.kernel_name, d.kernel_preload, d.warm_kernel_idle)
+
+
+def test_each_run_has_a_fresh_kernel_started_while_the_previous_run_executed(archive, fresh_notebook):
+    first = execute_notebook(archive, _fresh_job(fresh_notebook, "first"))
+    spare = _pool(archive).spare_pid()
+    second = execute_notebook(archive, _fresh_job(fresh_notebook, "second"))
+    assert first.error == "" and second.error == ""
+    a, b = first.result, second.result
+    assert a["pid"] != b["pid"] and b["pid"] == spare  # the spare, started before the second run began
+    assert a["seen"] is None and b["seen"] is None  # nothing of the first run's kernel reached the second
+    assert a["cwd"] == str(first.workdir) and b["cwd"] == str(second.workdir)
+    assert a["preloaded"] and b["preloaded"]  # the heavy imports were done before the run
+    with pytest.raises(ProcessLookupError):  # a kernel executes one notebook, then is stopped
+        for _ in range(100):
+            os.kill(a["pid"], 0)
+            time.sleep(0.1)
+
+
+def test_a_spare_kernel_killed_before_its_run_is_replaced(archive, fresh_notebook):
+    execute_notebook(archive, _fresh_job(fresh_notebook, "first"))
+    spare = _pool(archive).spare_pid()
+    os.kill(spare, signal.SIGKILL)
+    run = execute_notebook(archive, _fresh_job(fresh_notebook, "after-kill"))
+    assert run.error == "" and run.kernel_retries == [] and run.result["pid"] != spare
+
+
+def test_a_kernel_that_dies_in_every_attempt_fails_the_run(archive, fresh_notebook):
+    run = execute_notebook(archive, _fresh_job(fresh_notebook, "dies", fail="die"))
+    assert run.result is None and "DeadKernelError" in run.error
+    assert len(run.kernel_retries) == 1  # retried once on another kernel, then given up
+    run.fail(archive, run.error)
+    assert archive.get_run(run.run_id).status == "failed"
+
+
+def test_cold_kernels_when_warm_kernels_are_off(archive, fresh_notebook):
+    from traitlets.config import Config
+
+    cfg = Config()
+    cfg.DpuConfig.warm_kernels = False
+    archive.config.config = cfg
+    runs = [execute_notebook(archive, _fresh_job(fresh_notebook, f"cold{i}")) for i in range(2)]
+    assert all(r.error == "" for r in runs) and runs[0].result["pid"] != runs[1].result["pid"]
+    assert not runs[0].result["preloaded"]  # papermill's own kernel: nothing imported beforehand

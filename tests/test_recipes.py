@@ -474,6 +474,20 @@ def test_esorex_run_times_out_and_streams_log(fake_esorex, tmp_path):
     assert (tmp_path / "w" / "muse_fake.sof").read_text().count(" FAKE\n") == 3
 
 
+def test_esorex_gets_the_openmp_threads_it_is_given(tmp_path):
+    """Several runs at once on one host each get their share of the cores (DpuConfig.recipe_threads)."""
+    esorex = stand_in_esorex(tmp_path / "bin", 'echo "threads: ${OMP_NUM_THREADS:-unset}"')
+    rec = EsorexRecipe("muse_fake", esorex=esorex, cache=False)
+    raw = tmp_path / "raw.fits"
+    raw.touch()
+    sof = [(raw, "FAKE")] * 3 + [(raw, "MASTER_BIAS")]
+    before = os.environ.get("OMP_NUM_THREADS")
+    for threads, seen in ((1, "threads: 1"), (3, "threads: 3"), (None, f"threads: {before or 'unset'}")):
+        res = rec.run(sof, tmp_path / f"w{threads}", {}, ifu=1, threads=threads)
+        assert seen in res.log_text.splitlines()
+    assert os.environ.get("OMP_NUM_THREADS") == before  # set for esorex only, not in this process
+
+
 @pytest.fixture(scope="module")
 def bias_frames(tmp_path_factory):
     """Three simulated raw biases of IFU 1, from the instrument model."""

@@ -135,22 +135,33 @@ class KernelPool:
         with self._lock:
             spare, self._spare = self._spare, None
             self._submit_spare()
-        km = None
         if spare is not None:
+            km = None
             try:
                 km = spare.result(timeout=self.start_timeout)
-            except Exception:  # the spare never came up: start one now
-                km = None
-        if km is None or not self._call(km.is_alive()):
-            if km is not None:  # died while waiting (killed, out of memory)
-                self.retire(km)
-            km = self._call(self._start())
+                self._call(self._chdir(km, str(cwd)))
+                return km
+            except Exception:  # the spare never came up, or died since (killed, out of memory)
+                if km is not None:
+                    self.retire(km)
+        km = self._call(self._start())  # a kernel of its own, started now
         try:
             self._call(self._chdir(km, str(cwd)))
         except BaseException:
             self.retire(km)
             raise
         return km
+
+    def spare_pid(self, timeout: float | None = None) -> int | None:
+        """Process ID of the spare kernel once it has started (None: no spare, or it failed to start)."""
+        with self._lock:
+            spare = self._spare
+        if spare is None:
+            return None
+        try:
+            return int(spare.result(timeout=timeout or self.start_timeout).provisioner.pid)
+        except Exception:
+            return None
 
     async def _chdir(self, km, cwd: str) -> None:
         kc = km.client()
