@@ -262,7 +262,8 @@ class AlreadyClaimedError(MusewiseError, RuntimeError):
 
 
 class ServiceStartError(MusewiseError, RuntimeError):
-    """A server musewise starts for a session or a test (Voila, PostgreSQL) exited or did not answer in time.
+    """A server musewise starts for a session or a test (Voila, PostgreSQL, a spare Jupyter kernel)
+    exited or did not answer in time.
 
     The message holds the end of its log.
     """

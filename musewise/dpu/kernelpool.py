@@ -29,6 +29,8 @@ from concurrent.futures import Future
 
 from jupyter_client.manager import AsyncKernelManager
 
+from ..exceptions import ServiceStartError
+
 
 #: What a spare kernel runs when it preloads matplotlib: the notebooks' inline backend, and one
 #: tiny figure drawn to PNG, which loads the fonts and the PNG writer (0.4-0.6 s that the first
@@ -191,7 +193,8 @@ class KernelPool:
                                                  store_history=False, timeout=self.start_timeout,
                                                  output_hook=lambda msg: None)
             if reply["content"].get("status") != "ok":
-                raise RuntimeError(f"the kernel could not change to the run's work dir {cwd}")
+                raise ServiceStartError(f"kernel {self.kernel_name!r} could not change to the run's work dir {cwd}: "
+                                        f"{reply['content'].get('ename', '')}: {reply['content'].get('evalue', '')}")
         finally:
             km.close_clients()
 
