@@ -10,6 +10,7 @@ fixture ``field``).
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,6 +227,8 @@ def test_the_field_grid_covers_every_exposure_of_the_target_and_follows_new_nigh
     assert run.recipe == "field_grid" and run.status == "succeeded" and first.object == FIELD
     assert len([i for i in run.inputs if i.tag == "OBJECT"]) == 2
     assert {i.tag for i in run.inputs} == {"OBJECT", "GEOMETRY_TABLE"}
+    # its notebook shows each exposure on the grid
+    assert '"image/png"' in Path(archive.path(run.notebook_id)).read_text()
 
     def corners_inside(grid_path, nights):
         # Where the instrument model put IFU 1 of each exposure: its strip's corners, through the

@@ -9,7 +9,9 @@ matplotlib figure, so a test (or a person) can see that it was made:
 * :func:`plot_sky_subtracted` (``muse_scipost``): the sky spectrum the pipeline
   modelled and subtracted, with the lines of the ``SKY_LINES`` table marked;
 * :func:`plot_sky_residuals` (``zap``): the mean spectrum of the sky spaxels around
-  the strong sky lines, before and after cleaning.
+  the strong sky lines, before and after cleaning;
+* :func:`plot_field_grid` (``field_grid``): where each exposure's IFUs fall on the
+  field's grid, and the grid's edges.
 
 Cubes are read a block of planes at a time (never whole, never as float64).
 """
@@ -287,3 +289,49 @@ def _measured_standard(path):
 
 __all__ = ["STRONG_SKY_LINES", "cube_sky_spectrum", "mean_spectrum", "plot_response_check",
            "plot_sky_residuals", "plot_sky_subtracted", "sky_lines_of", "sky_spaxels", "static_response"]
+
+
+def plot_field_grid(result, sof):
+    """The field's grid (OUTPUT_WCS) with the outline of every exposure's IFUs on it.
+
+    Each exposure is drawn from its raw frame's pointing, position angle and IFUs, with
+    the slices of the ``GEOMETRY_TABLE`` of the run (the same numbers the grid was made
+    from); every outline must lie inside the grid, the margin around them empty.
+    Axes in spaxels of the grid, North up, East left.
+    """
+    import matplotlib.pyplot as plt
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from ..products.outputwcs import footprint_of, ifu_footprints, sky_of
+    from ..recipes.fieldgrid import pointing_of
+
+    (grid_path,) = [o.path for o in result.outputs_of("OUTPUT_WCS")]
+    geometry = next(p for p, t in sof if t == "GEOMETRY_TABLE")
+    with fits.open(grid_path) as h:
+        header = h["DATA"].header
+    wcs, nx, ny = WCS(header).celestial, int(header["NAXIS1"]), int(header["NAXIS2"])
+    spaxel = abs(float(header["CD2_2"])) * 3600.0
+    footprints = ifu_footprints(geometry, spaxel=spaxel)
+    fig, ax = plt.subplots(figsize=(6, 6 * min(max(ny / nx, 0.25), 2.0)))
+    ax.add_patch(plt.Rectangle((-0.5, -0.5), nx, ny, fill=False, lw=2, color="k", label="grid"))
+    raws = [p for p, t in sof if t == "OBJECT"]
+    for k, raw in enumerate(raws):
+        pointing, h0 = pointing_of(raw)
+        colour = f"C{k % 10}"
+        for n, ifu in enumerate(pointing.ifus):
+            xy = footprints[ifu]
+            lo, hi = xy.min(axis=0), xy.max(axis=0)
+            box = np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]], [lo[0], lo[1]]])
+            px, py = wcs.all_world2pix(*sky_of(pointing, box), 0)
+            ax.plot(px, py, color=colour, lw=1,
+                    label=f"{h0.get('DATE-OBS', Path(raw).name)[:19]} PA {pointing.posang:g}" if n == 0 else None)
+    ax.set_xlim(-0.05 * nx - 1, 1.05 * nx)
+    ax.set_ylim(-0.05 * ny - 1, 1.05 * ny)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (spaxels; East left)")
+    ax.set_ylabel("y (spaxels; North up)")
+    ax.set_title(f"field grid {nx} x {ny} spaxels ({nx * spaxel:.1f}\" x {ny * spaxel:.1f}\"), "
+                 f"{len(raws)} exposure(s)")
+    ax.legend(fontsize=7, loc="upper right")
+    return fig

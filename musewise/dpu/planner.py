@@ -715,16 +715,30 @@ def provenance_tree(dataset_id: int, archive=None) -> str:
 
 def demo_cascade(arch, night: str, ifus=(1,), *, commit: bool = False, engine: str | None = None,
                  progress: bool = True) -> int:
-    """Reduce an already ingested night to a final cube (``make('scipost')``); ingests nothing.
+    """Reduce an already ingested night to the cube of its field; ingests nothing.
+
+    A night with one field (``OBJECT``) observed in two or more exposures is reduced as that
+    target, ``make('combine_cubes', target=...)``: the calibrations, the field's grid, each
+    exposure's cube on it and their combination. Otherwise each exposure's cube,
+    ``make('scipost')``.
 
     Returns
     -------
     int
-        Archive ID of the newest valid ``DATACUBE_FINAL`` of the night.
+        Archive ID of the combined cube, else of the newest valid ``DATACUBE_FINAL`` of the night.
     """
-    make("scipost", night, list(ifus), dry_run=False, commit=commit, archive=arch, engine=engine,
-         progress=progress)
-    cubes = arch.find("DATACUBE_FINAL", collections=arch.search_path(reference=commit), night=night)
+    path = arch.search_path(reference=commit)
+    fields = {r.object for r in raw_frames(arch, "OBJECT", night) if r.object}
+    if len(fields) == 1 and len(target_exposures(arch, next(iter(fields)), night)) >= 2:
+        (field,) = fields
+        make("combine_cubes", ifus=list(ifus), dry_run=False, commit=commit, archive=arch, engine=engine,
+             progress=progress, target=field)
+        cubes = [c for c in arch.find("DATACUBE_FINAL", collections=path, night=night, object=field)
+                 if c.run_id is not None and arch.get_run(c.run_id).recipe == "combine_cubes"]
+    else:
+        make("scipost", night, list(ifus), dry_run=False, commit=commit, archive=arch, engine=engine,
+             progress=progress)
+        cubes = arch.find("DATACUBE_FINAL", collections=path, night=night)
     if not cubes:
         raise NotFoundError(f"the cascade of night {night} made no DATACUBE_FINAL")
     return cubes[0].id
