@@ -313,9 +313,10 @@ def plot_field_grid(result, sof):
     wcs, nx, ny = WCS(header).celestial, int(header["NAXIS1"]), int(header["NAXIS2"])
     spaxel = abs(float(header["CD2_2"])) * 3600.0
     footprints = ifu_footprints(geometry, spaxel=spaxel)
-    fig, ax = plt.subplots(figsize=(6, 6 * min(max(ny / nx, 0.25), 2.0)))
-    ax.add_patch(plt.Rectangle((-0.5, -0.5), nx, ny, fill=False, lw=2, color="k", label="grid"))
     raws = [p for p, t in sof if t == "OBJECT"]
+    # true proportions (equal aspect), the legend on the right
+    fig, ax = plt.subplots(figsize=(10, min(7 * ny / nx, 8) + 1.6))
+    ax.add_patch(plt.Rectangle((-0.5, -0.5), nx, ny, fill=False, lw=2, color="k", label="grid"))
     for k, raw in enumerate(raws):
         pointing, h0 = pointing_of(raw)
         colour = f"C{k % 10}"
@@ -333,5 +334,6 @@ def plot_field_grid(result, sof):
     ax.set_ylabel("y (spaxels; North up)")
     ax.set_title(f"field grid {nx} x {ny} spaxels ({nx * spaxel:.1f}\" x {ny * spaxel:.1f}\"), "
                  f"{len(raws)} exposure(s)")
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig.tight_layout()
     return fig
