@@ -117,12 +117,39 @@ def measure_telluric(path) -> Measurement:
     return m
 
 
+def measure_std_fluxes(path) -> Measurement:
+    """The standard star's spectrum as ``muse_standard`` extracted it (STD_FLUXES: 1-D DATA and STAT).
+
+    Returns
+    -------
+    Measurement
+        ``snr.median`` median signal-to-noise per wavelength bin (DATA / sqrt(STAT));
+        ``flux.median`` (BUNIT); ``flux.negative_fraction`` of bins at or below zero (the
+        star not in the extraction aperture).
+    """
+    from astropy.io import fits
+
+    m = Measurement()
+    with fits.open(path, memmap=True) as h:
+        data = np.asarray(h["DATA"].data, float).ravel()
+        stat = np.asarray(h["STAT"].data, float).ravel() if "STAT" in h else None
+        unit = str(h["DATA"].header.get("BUNIT", "")).strip()
+    ok = np.isfinite(data)
+    m.add("flux.median", float(np.median(data[ok])) if ok.any() else float("nan"), unit)
+    m.add("flux.negative_fraction", float(np.mean(data[ok] <= 0)) if ok.any() else float("nan"), "")
+    if stat is not None:
+        good = ok & np.isfinite(stat) & (stat > 0)
+        m.add("snr.median", float(np.median(data[good] / np.sqrt(stat[good]))) if good.any() else 0.0, "")
+    m.arrays["spectrum"] = data
+    return m
+
+
 def measure_std(path) -> Measurement:
-    """DATACUBE_STD or STD_TELLURIC, by the product's ``ESO PRO CATG``."""
+    """DATACUBE_STD, STD_TELLURIC or STD_FLUXES, by the product's ``ESO PRO CATG``."""
     from astropy.io import fits
 
     catg = str(fits.getheader(path, 0).get("HIERARCH ESO PRO CATG", "")).strip()
-    m = measure_telluric(path) if catg == "STD_TELLURIC" else measure_std_cube(path)
+    m = {"STD_TELLURIC": measure_telluric, "STD_FLUXES": measure_std_fluxes}.get(catg, measure_std_cube)(path)
     m.arrays["category"] = catg
     return m
 
@@ -154,4 +181,4 @@ def measure_reduced_image(path) -> Measurement:
     return m
 
 
-__all__ = ["measure_reduced_image", "measure_std", "measure_std_cube", "measure_telluric"]
+__all__ = ["measure_reduced_image", "measure_std", "measure_std_cube", "measure_std_fluxes", "measure_telluric"]

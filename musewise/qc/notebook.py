@@ -347,6 +347,13 @@ def plot_std(m):
     """The standard's white light with the star found, or the telluric transmission with its bands."""
     import matplotlib.pyplot as plt
 
+    if "spectrum" in m.arrays:
+        fig, ax = plt.subplots(figsize=(9, 4))
+        ax.plot(m.arrays["spectrum"], lw=0.8)
+        ax.set_xlabel("wavelength bin")
+        ax.set_ylabel("standard star flux")
+        fig.tight_layout()
+        return fig
     if "curve" not in m.arrays:
         fig, ax = plt.subplots(figsize=(6, 4.5))
         _imshow(ax, m.arrays["white"], "standard star cube, white light")

@@ -41,7 +41,7 @@ TITLES = {
     "sky": ("Sky model of muse_scipost (SKY_SPECTRUM / SKY_LINES / SKY_CONTINUUM / SKY_MASK / SKY_IMAGE)",
             "flux of the strong sky lines against the previous nights' and the line list the fit started from, "
             "lines fitted, continuum level"),
-    "std": ("Standard star (DATACUBE_STD / STD_TELLURIC)", "the star found in the standard's cube and its FWHM; "
+    "std": ("Standard star (DATACUBE_STD / STD_TELLURIC / STD_FLUXES)", "the star found in the standard's cube and its FWHM, the S/N of its spectrum; "
             "the telluric correction's depth in the A and B bands and its physical limits"),
     "align": ("Exposure alignment (OFFSET_LIST / SOURCE_LIST)", "offsets found against the exposures' header "
               "pointings, flux scales, sources per exposure"),

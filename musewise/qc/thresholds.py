@@ -249,6 +249,10 @@ class QCThresholds(Configurable):
                                 "standard must be in it).").tag(config=True)
     std_star_bad = Int(1, help="Point sources below which a DATACUBE_STD is 'bad' (no star: the response made "
                                "from it is meaningless).").tag(config=True)
+    std_snr_warn = Float(20.0, help="Median signal-to-noise per wavelength bin of a STD_FLUXES spectrum below "
+                                    "which it is 'warning': a spectrophotometric standard gives > 100 (its "
+                                    "response would carry the noise).").tag(config=True)
+    std_snr_bad = Float(5.0, help="Median S/N of STD_FLUXES below which it is 'bad' (the star was missed).").tag(config=True)
     telluric_max_warn = Float(1.05, help="Largest value of a STD_TELLURIC transmission above which it is "
                                          "'warning': a transmission is at most 1.").tag(config=True)
     telluric_max_bad = Float(1.2, help="Largest transmission above which it is 'bad' (the correction would add "
@@ -332,6 +336,7 @@ class QCThresholds(Configurable):
         ("sky", "continuum.negative_fraction", "max", "sky_negative", ""),
         ("std", "n_psf", "min", "std_star", ""),
         ("std", "star.fwhm", "max", "cube_fwhm", "arcsec"),
+        ("std", "snr.median", "min", "std_snr", ""),
         ("std", "trans.max", "max", "telluric_max", ""),
         ("std", "trans.min", "min", "telluric_min", ""),
         ("std", "clear.dev", "max", "telluric_clear", ""),
