@@ -246,7 +246,7 @@ def test_each_new_qc_type_flags_and_queues_its_spoiled_product(archive, tmp_path
     expect = {"trace": ("bad", "missing_slices"), "residuals": ("bad", "trend.absmax"),
               "pixtable": ("bad", "dq_fraction"), "sky": ("bad", "night_dex.absmax"), "std": ("bad", "trans.max"),
               "align": ("bad", "offset.max"), "fov": ("bad", "cube_corr"), "zap": ("bad", "flux_ratio")}
-    pending = {i.dataset_id for i in queue(arch)}
+    pending = {i.dataset_id for i in queue(arch) if i.state == "pending"}
     for qc_type, (flag, name) in expect.items():
         r = by_type[qc_type]
         assert r.flag == flag, f"{qc_type}: {r}"
@@ -256,4 +256,18 @@ def test_each_new_qc_type_flags_and_queues_its_spoiled_product(archive, tmp_path
     assert by_type["trace"].values["trace.n_previous"] == 1  # the earlier night's trace, compared with
     assert by_type["sky"].values["sky.night_dex.absmax"] == pytest.approx(2.0)
     assert by_type["zap"].values["zap.flux_ratio"] == pytest.approx(0.5)
-    assert earlier_trace.id not in pending and earlier_sky.id not in pending
+    # the earlier night's products were not QC'd here: the trace (a calibration) waits unchecked, the
+    # fitted sky lines (auxiliary) are queued only once their QC flags them
+    listed = {i.dataset_id: i.state for i in queue(arch)}
+    assert listed[earlier_trace.id] == "unchecked" and earlier_sky.id not in listed
+
+
+# ----------------------------------------------------------------------------- real pipeline
+@pytest.mark.long
+def test_every_category_a_whole_cascade_archived_is_declared_and_has_a_qc_type(field):
+    """The field's cascade (real esorex, every step up to both combined cubes): what its runs archived."""
+    arch = field["arch"]
+    made = {r.category for r in arch.query() if r.run_id is not None and r.kind not in ("raw", "static")
+            and not arch.get_run(r.run_id).recipe.startswith("qc_") and r.category != "NOTEBOOK"}
+    assert made - cascade_categories() == set(), "archived but not in STEPS products nor SAVED_BESIDES"
+    assert made - set(QC_TYPES) == set()

@@ -94,8 +94,10 @@ def measure_sky(path, previous=(), model_lines=None) -> Measurement:
         (SKY_LINES: its unit; SKY_SPECTRUM: data unit x Angstrom); ``night_dex.<wave>``
         log10 of it over the median of the previous nights', ``night_dex.absmax`` the
         worst line, ``n_previous``. SKY_LINES also: ``n_lines`` lines fitted with a
-        positive flux, ``n_listed`` lines in the table, ``model_dex.<wave>`` and
-        ``model_dex.absmax`` log10 of the fitted over the starting flux. SKY_SPECTRUM and
+        positive flux, ``n_listed`` lines in the table, ``model_scale`` the median over the strong
+        lines of log10 of the fitted over the starting flux (a common unit or scale),
+        ``model_dex.<wave>`` each line's log10 ratio less that median and ``model_dex.absmax``
+        the worst (one line fitted off the others). SKY_SPECTRUM and
         SKY_CONTINUUM: ``continuum.median`` level in 5000-9000 A (unit of the table) and
         ``continuum.negative_fraction`` of that band below zero (an over-subtracted
         continuum). SKY_MASK: ``mask.fraction`` of the spaxels with data taken as sky.
@@ -145,10 +147,15 @@ def measure_sky(path, previous=(), model_lines=None) -> Measurement:
             _c, ml, mf, _u = _read_table(model_lines)
             if ml is not None:
                 dex = _dex(mine, line_fluxes(ml, mf, spectrum=False))
+                # The fitted table's flux scale differs from the input list's by one factor for
+                # every line (measured on the real pipeline: -1.33 dex, a unit of area); the
+                # lines' ratios to each other are what a failed fit of one line changes.
+                scale = float(np.median(list(dex.values()))) if dex else float("nan")
                 for k, v in dex.items():
-                    m.add(f"model_dex.{k:.0f}", v, "dex")
+                    m.add(f"model_dex.{k:.0f}", v - scale, "dex")
                 if dex:
-                    m.add("model_dex.absmax", max(abs(v) for v in dex.values()), "dex")
+                    m.add("model_scale", scale, "dex")
+                    m.add("model_dex.absmax", max(abs(v - scale) for v in dex.values()), "dex")
                 m.arrays["model"] = (ml, mf)
     prev = []
     for p in previous:

@@ -236,8 +236,9 @@ class QCThresholds(Configurable):
     sky_night_bad = Float(0.7, help="|log10| against the previous nights above which it is 'bad' (a factor 5: "
                                     "a failed fit, a sky mask on the object, a wrong flux scale).").tag(config=True)
     sky_model_warn = Float(0.5, help="Largest |log10| of a fitted strong line's flux (SKY_LINES) over the flux "
-                                     "it started from (the run's input SKY_LINES) above which it is 'warning' "
-                                     "(a factor 3; simulated nights fit 1.0 of the instrument model's).").tag(config=True)
+                                     "it started from (the run's input SKY_LINES), less the median of the strong "
+                                     "lines' (a common scale), above which it is 'warning': one line a factor 3 "
+                                     "off the others (simulated nights: < 0.05 dex).").tag(config=True)
     sky_model_bad = Float(1.0, help="|log10| against the starting line list above which SKY_LINES is 'bad' (a "
                                     "factor 10: the fit did not converge).").tag(config=True)
     sky_negative_warn = Float(0.1, help="Fraction of the sky continuum (5000-9000 A) below zero above which a "
