@@ -193,6 +193,19 @@ STEPS: dict[str, Step] = {s.name: s for s in (
          per=PER_EXPOSURE),
 )}
 
+#: Categories a step's runs archive besides its :attr:`Step.products`, with musewise's default
+#: parameters (:data:`musewise.dpu.config.DEFAULT_PARAMETERS`), as the real pipeline (MUSE DRS
+#: 2.8) archived them in a whole simulated cascade (``tests/test_qc_cover.py`` checks it on the
+#: ``field``): the resampled sky flats, the pre-reduced CCD images, the standard's cube and
+#: spectrum, scipost's sky model (``--save skymodel``) and exp_align's exposure map.
+SAVED_BESIDES: dict[str, tuple[str, ...]] = {
+    "twilight": ("DATACUBE_SKYFLAT",),
+    "scibasic": ("OBJECT_RED",),
+    "scibasic_std": ("STD_RED",),
+    "standard": ("DATACUBE_STD", "STD_FLUXES"),
+    "scipost": ("SKY_SPECTRUM", "SKY_LINES", "SKY_CONTINUUM", "SKY_MASK", "SKY_IMAGE"),
+}
+
 #: Which step makes each product category (static calibrations have none: they are ingested).
 PRODUCER: dict[str, str] = {}
 for _s in STEPS.values():
@@ -248,5 +261,5 @@ def get_step(name: str) -> Step:
     raise NotFoundError(f"No reduction step named {name!r}; known: {', '.join(STEPS)}")
 
 
-__all__ = ["ATTACHED_WINDOW_DAYS", "FIELD_CATEGORIES", "PER_EXPOSURE", "PER_IFU", "PER_NIGHT", "PER_TARGET", "PRODUCER", "STEPS", "Step", "get_step",
+__all__ = ["ATTACHED_WINDOW_DAYS", "FIELD_CATEGORIES", "PER_EXPOSURE", "PER_IFU", "PER_NIGHT", "PER_TARGET", "PRODUCER", "SAVED_BESIDES", "STEPS", "Step", "get_step",
            "split_of"]
