@@ -201,7 +201,7 @@ def test_builtin_shared_calibration_programme_plans_no_calibrations_in_night_2()
         Programme.from_dict({"nights": [{"night": NIGHT1, "calibrations": "no", "obs": [{}]}]})
 
 
-def test_the_field_grid_covers_every_exposure_of_the_target_and_follows_new_nights(archive, two_nights):
+def test_the_field_grid_covers_every_exposure_of_the_target_and_follows_new_nights(archive, two_nights, tmp_path):
     """``field_grid`` (a target's first step towards its cubes) makes the OUTPUT_WCS of the
     field from the pointings and position angles of its raw frames: it covers where the
     instrument model put each exposure's IFU, is certified for every night of the field,
@@ -262,6 +262,24 @@ def test_the_field_grid_covers_every_exposure_of_the_target_and_follows_new_nigh
     assert nx <= np.ptp(pts[:, 0]) + 2 * margin + 3 and ny <= np.ptp(pts[:, 1]) + 2 * margin + 3
     with fits.open(archive.path(first.id)) as h:
         assert h["DATA"].data.dtype == np.int8 and h["DATA"].header["NAXIS3"] == 3681
+    # its QC ran after the run: the exposures are inside, with the margin asked for
+    qc = {q["name"]: q["value"] for q in archive.qc(first.id)}
+    assert qc["grid.n_exposures"] == 2 and qc["grid.spaxel"] == pytest.approx(0.2)
+    assert 1.0 <= qc["grid.margin.min"] < 1.5 and qc["grid.coverage"] > 0.3
+    assert archive.get(first.id).flag == "unchecked"
+    # a grid 20 spaxels short in x (one cut by hand, say) loses data: its QC says 'bad'
+    from musewise.products.outputwcs import CubeGrid
+    from musewise.qc import QCThresholds
+    from musewise.qc.measures_field import measure_grid
+
+    short = CubeGrid.from_file(archive.path(first.id))
+    short.shape = (short.shape[0], short.shape[1] - 20)
+    raws = [archive.path(i.dataset_id) for i in run.inputs if i.tag == "OBJECT"]
+    (geometry,) = [archive.path(i.dataset_id) for i in run.inputs if i.tag == "GEOMETRY_TABLE"]
+    m = measure_grid(short.write(tmp_path / "short.fits"), raws, geometry)
+    assert m.values["margin.min"] < -2.0
+    verdict = QCThresholds().check("grid", m.values)
+    assert verdict.flag == "bad" and "margin.min" in {c.name for c in verdict.failed}
     assert dpu.plan("field_grid", target=FIELD, ifus=[1], archive=archive).todo == []
 
     # Night 2 (the field at PA 90) arrives: the grid misses its exposures, and is rebuilt.

@@ -296,44 +296,9 @@ def plot_field_grid(result, sof):
 
     Each exposure is drawn from its raw frame's pointing, position angle and IFUs, with
     the slices of the ``GEOMETRY_TABLE`` of the run (the same numbers the grid was made
-    from); every outline must lie inside the grid, the margin around them empty.
-    Axes in spaxels of the grid, North up, East left.
+    from): :func:`musewise.products.outputwcs.plot_field_grid`.
     """
-    import matplotlib.pyplot as plt
-    from astropy.io import fits
-    from astropy.wcs import WCS
-
-    from ..products.outputwcs import footprint_of, ifu_footprints, sky_of
-    from ..recipes.fieldgrid import pointing_of
+    from ..products.outputwcs import plot_field_grid as plot
 
     (grid_path,) = [o.path for o in result.outputs_of("OUTPUT_WCS")]
-    geometry = next(p for p, t in sof if t == "GEOMETRY_TABLE")
-    with fits.open(grid_path) as h:
-        header = h["DATA"].header
-    wcs, nx, ny = WCS(header).celestial, int(header["NAXIS1"]), int(header["NAXIS2"])
-    spaxel = abs(float(header["CD2_2"])) * 3600.0
-    footprints = ifu_footprints(geometry, spaxel=spaxel)
-    raws = [p for p, t in sof if t == "OBJECT"]
-    # true proportions (equal aspect), the legend on the right
-    fig, ax = plt.subplots(figsize=(10, min(7 * ny / nx, 8) + 1.6))
-    ax.add_patch(plt.Rectangle((-0.5, -0.5), nx, ny, fill=False, lw=2, color="k", label="grid"))
-    for k, raw in enumerate(raws):
-        pointing, h0 = pointing_of(raw)
-        colour = f"C{k % 10}"
-        for n, ifu in enumerate(pointing.ifus):
-            xy = footprints[ifu]
-            lo, hi = xy.min(axis=0), xy.max(axis=0)
-            box = np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]], [lo[0], lo[1]]])
-            px, py = wcs.all_world2pix(*sky_of(pointing, box), 0)
-            ax.plot(px, py, color=colour, lw=1,
-                    label=f"{h0.get('DATE-OBS', Path(raw).name)[:19]} PA {pointing.posang:g}" if n == 0 else None)
-    ax.set_xlim(-0.05 * nx - 1, 1.05 * nx)
-    ax.set_ylim(-0.05 * ny - 1, 1.05 * ny)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x (spaxels; East left)")
-    ax.set_ylabel("y (spaxels; North up)")
-    ax.set_title(f"field grid {nx} x {ny} spaxels ({nx * spaxel:.1f}\" x {ny * spaxel:.1f}\"), "
-                 f"{len(raws)} exposure(s)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
-    fig.tight_layout()
-    return fig
+    return plot(grid_path, [p for p, t in sof if t == "OBJECT"], next(p for p, t in sof if t == "GEOMETRY_TABLE"))

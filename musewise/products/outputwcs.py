@@ -31,10 +31,11 @@ from typing import Sequence
 import numpy as np
 from astropy.io import fits
 
-from ..exceptions import InvalidArgumentError
+from ..exceptions import InvalidArgumentError, InvalidFrameError
+from .ifu import chan_extensions
 
-__all__ = ["CubeGrid", "GRID_CARDS", "Pointing", "footprint_of", "grid_covering", "ifu_footprints", "sky_of",
-           "write_output_wcs"]
+__all__ = ["CubeGrid", "GRID_CARDS", "Pointing", "exposure_outlines", "footprint_of", "grid_covering",
+           "ifu_footprints", "plot_field_grid", "pointing_of", "sky_of", "write_output_wcs"]
 
 #: WCS keywords copied from the reference cube's DATA header.
 GRID_CARDS = ("WCSAXES", "CTYPE1", "CTYPE2", "CTYPE3", "CUNIT1", "CUNIT2", "CUNIT3", "CRPIX1", "CRPIX2",
@@ -173,6 +174,25 @@ class Pointing:
     ifus: tuple[int, ...]
 
 
+def pointing_of(path) -> tuple[Pointing, fits.Header]:
+    """The pointing of a raw science frame, and its primary header (only headers are read).
+
+    Raises
+    ------
+    InvalidFrameError
+        The frame lacks ``RA``/``DEC`` or holds no IFU.
+    """
+    with fits.open(path, memmap=True) as h:
+        p0 = h[0].header.copy()
+        ifus = tuple(sorted(chan_extensions(x.name for x in h)))
+    missing = [k for k in ("RA", "DEC") if p0.get(k) is None]
+    if missing:
+        raise InvalidFrameError(f"{Path(path).name}: no {missing[0]} in its primary header (the pointing)")
+    if not ifus:
+        raise InvalidFrameError(f"{Path(path).name}: holds no CHANnn extension (no IFU)")
+    return Pointing(float(p0["RA"]), float(p0["DEC"]), float(p0.get("ESO INS DROT POSANG", 0.0)), ifus), p0
+
+
 def ifu_footprints(geometry_path: str | os.PathLike, spaxel: float = 0.2) -> dict[int, np.ndarray]:
     """The corners of every slice of each IFU in the instrument frame, from a GEOMETRY_TABLE.
 
@@ -302,3 +322,72 @@ def grid_covering(pointings: Sequence[Pointing], footprints: dict[int, np.ndarra
     h["CD1_3"] = h["CD2_3"] = h["CD3_1"] = h["CD3_2"] = 0.0
     h["RADESYS"], h["EQUINOX"] = "FK5", 2000.0
     return CubeGrid(h, n_planes, (ny, nx))
+
+
+def exposure_outlines(grid_path, raws, geometry_path) -> list[dict]:
+    """Where each raw exposure's IFUs fall on a grid: one outline per IFU, in grid spaxels.
+
+    Parameters
+    ----------
+    grid_path : path
+        An OUTPUT_WCS (or any cube).
+    raws : sequence of path
+        Raw science frames (only their headers are read).
+    geometry_path : path
+        The ``GEOMETRY_TABLE`` the slices are placed with.
+
+    Returns
+    -------
+    list of dict
+        ``{"label", "ifu", "x", "y"}``: the closed outline (5 corners) of the IFU's slices,
+        0-based pixel coordinates of the grid; ``label`` names the exposure (its
+        ``DATE-OBS`` and position angle).
+    """
+    from astropy.wcs import WCS
+
+    header = fits.getheader(grid_path, "DATA")
+    wcs = WCS(header).celestial
+    spaxel = abs(float(header["CD2_2"])) * 3600.0
+    footprints = ifu_footprints(geometry_path, spaxel=spaxel)
+    out = []
+    for raw in raws:
+        pointing, h0 = pointing_of(raw)
+        label = f"{str(h0.get('DATE-OBS', Path(raw).name))[:19]} PA {pointing.posang:g}"
+        for ifu in pointing.ifus:
+            xy = footprint_of(Pointing(pointing.ra, pointing.dec, pointing.posang, (ifu,)), footprints)
+            lo, hi = xy.min(axis=0), xy.max(axis=0)
+            box = np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]], [lo[0], lo[1]]])
+            px, py = wcs.all_world2pix(*sky_of(pointing, box), 0)
+            out.append({"label": label, "ifu": ifu, "x": np.asarray(px), "y": np.asarray(py)})
+    return out
+
+
+def plot_field_grid(grid_path, raws, geometry_path):
+    """A grid (OUTPUT_WCS) with the outline of every exposure's IFUs on it (matplotlib figure).
+
+    Every outline must lie inside the grid, the margin around them empty. Axes in spaxels
+    of the grid, North up, East left; true proportions.
+    """
+    import matplotlib.pyplot as plt
+
+    header = fits.getheader(grid_path, "DATA")
+    nx, ny = int(header["NAXIS1"]), int(header["NAXIS2"])
+    spaxel = abs(float(header["CD2_2"])) * 3600.0
+    outlines = exposure_outlines(grid_path, raws, geometry_path)
+    labels = list(dict.fromkeys(o["label"] for o in outlines))
+    fig, ax = plt.subplots(figsize=(10, min(7 * ny / nx, 8) + 1.6))
+    ax.add_patch(plt.Rectangle((-0.5, -0.5), nx, ny, fill=False, lw=2, color="k", label="grid"))
+    for o in outlines:
+        k = labels.index(o["label"])
+        first = o is next(x for x in outlines if x["label"] == o["label"])
+        ax.plot(o["x"], o["y"], color=f"C{k % 10}", lw=1, label=o["label"] if first else None)
+    ax.set_xlim(-0.05 * nx - 1, 1.05 * nx)
+    ax.set_ylim(-0.05 * ny - 1, 1.05 * ny)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (spaxels; East left)")
+    ax.set_ylabel("y (spaxels; North up)")
+    ax.set_title(f"field grid {nx} x {ny} spaxels ({nx * spaxel:.1f}\" x {ny * spaxel:.1f}\"), "
+                 f"{len(labels)} exposure(s)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig

@@ -7,6 +7,8 @@
   the exposures' header pointings, the flux scales, the sources each exposure gave.
 * ``zap`` (DATACUBE_ZAP): a cube measured as any cube (:func:`~musewise.qc.measures.measure_datacube`)
   and its sky-line residuals against those of the cube ZAP cleaned.
+* ``grid`` (OUTPUT_WCS of ``field_grid``): its spaxel size, orientation and extent, the
+  fraction of it the exposures cover and how close they come to its edges.
 
 Units: angles in arcsec, image levels in the image's BUNIT.
 """
@@ -224,3 +226,61 @@ def measure_zap(path, before=None, star_catalogue=None) -> Measurement:
 
 
 __all__ = ["count_sources", "measure_alignment", "measure_fov", "measure_zap"]
+
+
+def measure_grid(path, raws=(), geometry=None) -> Measurement:
+    """A field's grid (OUTPUT_WCS) against the exposures it must hold.
+
+    Parameters
+    ----------
+    path : path-like
+        The OUTPUT_WCS.
+    raws : sequence of path-like
+        The raw science frames the grid was made for (headers only are read).
+    geometry : path-like, optional
+        The GEOMETRY_TABLE that places their slices.
+
+    Returns
+    -------
+    Measurement
+        ``spaxel`` (arcsec), ``rotation`` (degrees of the x axis from East-West), ``size.x``,
+        ``size.y`` (arcsec), ``n_planes``; with ``raws`` and ``geometry``: ``n_exposures``,
+        ``coverage`` (fraction of the grid's spaxels inside at least one exposure's IFUs: a
+        mis-pointed exposure stretches the grid into mostly empty space) and
+        ``margin.min`` (arcsec from the exposures' outermost slices to the grid's edge;
+        below 0 some data fall off the grid).
+    """
+    from astropy.io import fits
+    from matplotlib.path import Path as Outline
+
+    from ..products.outputwcs import exposure_outlines
+
+    m = Measurement()
+    h = fits.getheader(path, "DATA")
+    nx, ny, nl = int(h["NAXIS1"]), int(h["NAXIS2"]), int(h["NAXIS3"])
+    cd = np.array([[float(h.get("CD1_1", 0.0)), float(h.get("CD1_2", 0.0))],
+                   [float(h.get("CD2_1", 0.0)), float(h.get("CD2_2", 0.0))]]) * 3600.0
+    spaxel = float(np.sqrt(abs(np.linalg.det(cd))))
+    m.add("spaxel", spaxel, "arcsec")
+    m.add("rotation", float(np.degrees(np.arctan2(cd[1, 0], -cd[0, 0]))), "deg")
+    m.add("size.x", nx * spaxel, "arcsec")
+    m.add("size.y", ny * spaxel, "arcsec")
+    m.add("n_planes", nl, "")
+    m.arrays.update(grid=str(path), raws=[str(r) for r in raws], geometry=str(geometry) if geometry else None)
+    if not raws or geometry is None:
+        m.notes.append("no raw frames or GEOMETRY_TABLE given: coverage and margins not measured")
+        return m
+    outlines = exposure_outlines(path, raws, geometry)
+    m.add("n_exposures", len({o["label"] for o in outlines}), "")
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    centres = np.column_stack([xx.ravel(), yy.ravel()])
+    covered = np.zeros(centres.shape[0], bool)
+    for o in outlines:
+        covered |= Outline(np.column_stack([o["x"], o["y"]])).contains_points(centres)
+    m.add("coverage", float(covered.mean()), "")
+    xs = np.concatenate([o["x"] for o in outlines])
+    ys = np.concatenate([o["y"] for o in outlines])
+    # distance of the outermost slice corner to the grid's outer edge (-0.5 and n - 0.5 in pixels)
+    inside = min(xs.min() + 0.5, nx - 0.5 - xs.max(), ys.min() + 0.5, ny - 0.5 - ys.max())
+    m.add("margin.min", float(inside) * spaxel, "arcsec")
+    return m

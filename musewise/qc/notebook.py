@@ -60,6 +60,8 @@ def measure(qc_type: str, product: str, siblings: dict | None = None, raws=(), i
         return measures_std.measure_std(product)
     if qc_type == "align":
         return measures_field.measure_alignment(product, raws)
+    if qc_type == "grid":
+        return measures_field.measure_grid(product, raws, siblings.get("GEOMETRY_TABLE"))
     if qc_type == "zap":
         return measures_field.measure_zap(product, siblings.get("DATACUBE_FINAL"), siblings.get("STAR_CATALOG"))
     raise QCNotApplicableError(f"unknown QC type {qc_type!r}; one of {', '.join(PLOTS)}")
@@ -414,10 +416,20 @@ def plot_zap(m):
     return fig
 
 
+def plot_grid(m):
+    """Each exposure's IFUs on the grid (:func:`musewise.products.outputwcs.plot_field_grid`)."""
+    from ..products.outputwcs import plot_field_grid
+
+    if not m.arrays.get("raws") or not m.arrays.get("geometry"):
+        return None
+    return plot_field_grid(m.arrays["grid"], m.arrays["raws"], m.arrays["geometry"])
+
+
 PLOTS = {"bias": plot_bias, "dark": plot_dark, "flat": plot_flat, "wavecal": plot_wavecal, "cube": plot_cube,
          "lsf": plot_lsf, "twilight": plot_twilight, "response": plot_response, "trace": plot_trace,
          "residuals": plot_residuals, "pixtable": plot_pixtable, "reduced": plot_image, "fov": plot_image,
-         "sky": plot_sky, "std": plot_std, "align": plot_align, "zap": plot_zap}
+         "sky": plot_sky, "std": plot_std, "align": plot_align, "zap": plot_zap,
+         "grid": plot_grid}
 
 
 def plot(qc_type: str, m):

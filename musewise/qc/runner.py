@@ -121,14 +121,16 @@ def _companions(arch, rec, qc_type, star_catalogue: str = ""):
     # the trace the wavelength solutions are compared along (they are functions of the CCD
     # column), the offsets a cube was combined with, the raw biases a master was made of.
     # the sky lines scipost's fit started from, the cube ZAP cleaned, the images exp_align aligned.
-    made_from = {"wavecal": ("TRACE_TABLE", "slice centres the solutions are compared along"),
-                 "cube": ("OFFSET_LIST", "offsets the exposures were combined with"),
-                 "bias": ("BIAS", "raw bias combined into the master"),
-                 "sky": ("SKY_LINES", "sky lines the sky fit started from"),
-                 "zap": ("DATACUBE_FINAL", "the cube before ZAP"),
-                 "align": ("IMAGE_FOV", "exposure image aligned, with its header pointing")}
-    if rec.run_id is not None and qc_type in made_from:
-        tag, why = made_from[qc_type]
+    # the raw frames a field's grid must hold, and the slice geometry that places them.
+    made_from = {"wavecal": [("TRACE_TABLE", "slice centres the solutions are compared along")],
+                 "cube": [("OFFSET_LIST", "offsets the exposures were combined with")],
+                 "bias": [("BIAS", "raw bias combined into the master")],
+                 "sky": [("SKY_LINES", "sky lines the sky fit started from")],
+                 "zap": [("DATACUBE_FINAL", "the cube before ZAP")],
+                 "align": [("IMAGE_FOV", "exposure image aligned, with its header pointing")],
+                 "grid": [("OBJECT", "exposure the grid must hold"),
+                          ("GEOMETRY_TABLE", "slice positions the exposures are placed with")]}
+    for tag, why in made_from.get(qc_type, []) if rec.run_id is not None else []:
         for i in _run_inputs(arch, rec.run_id, tag):
             try:
                 path = arch.path(i.dataset_id)
@@ -146,7 +148,7 @@ def _companions(arch, rec, qc_type, star_catalogue: str = ""):
 #: QC types compared with the same product of the :data:`N_PREVIOUS` earlier nights.
 COMPARED_WITH_PREVIOUS = ("response", "wavecal", "trace", "sky")
 #: Input tags of which every file (not only the first) is handed to the QC, as ``raws``.
-MADE_OF_MANY = ("BIAS", "IMAGE_FOV")
+MADE_OF_MANY = ("BIAS", "IMAGE_FOV", "OBJECT")
 
 
 def _run_inputs(arch, run_id: int, tag: str) -> list:

@@ -45,6 +45,8 @@ TITLES = {
             "the telluric correction's depth in the A and B bands and its physical limits"),
     "align": ("Exposure alignment (OFFSET_LIST / SOURCE_LIST)", "offsets found against the exposures' header "
               "pointings, flux scales, sources per exposure"),
+    "grid": ("A field's grid (OUTPUT_WCS)", "the spaxel size, orientation and extent of the grid every exposure "
+             "of the field is resampled onto, the fraction of it the exposures cover and their margin to its edges"),
     "zap": ("ZAP-cleaned cube (DATACUBE_ZAP)", "every number of a cube, and the sky-line residuals after ZAP "
             "against those of the cube before"),
 }

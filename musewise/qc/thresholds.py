@@ -55,6 +55,7 @@ QC_TYPES = {
     "STD_FLUXES": "std",
     "OFFSET_LIST": "align",
     "SOURCE_LIST": "align",
+    "OUTPUT_WCS": "grid",  # the field's grid (field_grid)
 }
 
 #: QC types whose measurement includes another's, and so are judged by its rules too.
@@ -278,6 +279,20 @@ class QCThresholds(Configurable):
     align_flux_scale_warn = Float(0.1, help="Largest |FLUX_SCALE - 1| of an OFFSET_LIST above which it is "
                                             "'warning' (thin cloud in one exposure).").tag(config=True)
     align_flux_scale_bad = Float(0.3, help="Largest |FLUX_SCALE - 1| above which it is 'bad'.").tag(config=True)
+    # -- a field's grid (OUTPUT_WCS of field_grid)
+    grid_margin_warn = Float(0.4, help="Smallest distance (arcsec) from the exposures' outermost slices to the "
+                                       "edge of a field's grid below which it is 'warning': atmospheric refraction "
+                                       "and the astrometric solution move the data by up to a few tenths of an "
+                                       "arcsec, which could then fall off the grid.").tag(config=True)
+    grid_margin_bad = Float(0.0, help="Margin (arcsec) below which a grid is 'bad': some exposure's slices lie "
+                                      "outside it and their data are lost in every cube resampled "
+                                      "onto it.").tag(config=True)
+    grid_coverage_warn = Float(0.05, help="Fraction of a grid's spaxels inside at least one exposure below which "
+                                          "it is 'warning': an exposure pointed far from the others stretches the "
+                                          "grid, and every cube on it, into empty sky (a field of one IFU at "
+                                          "two position angles covers ~8 %; whole-field exposures 80-100 "
+                                          "%).").tag(config=True)
+    grid_coverage_bad = Float(0.01, help="Coverage below which a grid is 'bad'.").tag(config=True)
     # -- ZAP
     zap_gain_warn = Float(0.8, help="Sky-line residual significance before ZAP over after (worst of the strong "
                                     "lines) below which a DATACUBE_ZAP is 'warning': ZAP left the residuals "
@@ -345,6 +360,8 @@ class QCThresholds(Configurable):
         ("align", "offset_dither_ratio", "max", "align_ratio", ""),
         ("align", "n_missing", "max_incl", "align_missing", ""),
         ("align", "flux_scale.devmax", "max", "align_flux_scale", ""),
+        ("grid", "margin.min", "min", "grid_margin", "arcsec"),
+        ("grid", "coverage", "min", "grid_coverage", ""),
         ("zap", "gain.min", "min", "zap_gain", ""),
         ("zap", "flux_ratio", "min", "zap_flux", ""),
     )

@@ -20,33 +20,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from astropy.io import fits
-
-from ..exceptions import InvalidArgumentError, InvalidFrameError
-from ..products.ifu import chan_extensions
-from ..products.outputwcs import Pointing, grid_covering, ifu_footprints
+from ..exceptions import InvalidArgumentError
+from ..products.outputwcs import grid_covering, ifu_footprints, pointing_of
 from .python import register_python_recipe
 
-__all__ = ["field_grid", "pointing_of"]
-
-
-def pointing_of(path) -> tuple[Pointing, fits.Header]:
-    """The pointing of a raw science frame, and its primary header.
-
-    Raises
-    ------
-    InvalidFrameError
-        The frame lacks ``RA``/``DEC`` or holds no IFU.
-    """
-    with fits.open(path, memmap=True) as h:
-        p0 = h[0].header.copy()
-        ifus = tuple(sorted(chan_extensions(x.name for x in h)))
-    missing = [k for k in ("RA", "DEC") if p0.get(k) is None]
-    if missing:
-        raise InvalidFrameError(f"{Path(path).name}: no {missing[0]} in its primary header (the pointing)")
-    if not ifus:
-        raise InvalidFrameError(f"{Path(path).name}: holds no CHANnn extension (no IFU)")
-    return Pointing(float(p0["RA"]), float(p0["DEC"]), float(p0.get("ESO INS DROT POSANG", 0.0)), ifus), p0
+__all__ = ["field_grid"]
 
 
 @register_python_recipe("field_grid", inputs={"OBJECT": True, "GEOMETRY_TABLE": True}, outputs=["OUTPUT_WCS"],
