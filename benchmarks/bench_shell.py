@@ -163,7 +163,7 @@ def replay_calls(arch, run, d: Path) -> list[str]:
     """Shell commands replaying a run's esorex call(s) in folder ``d`` (frames written there now)."""
     import shlex
 
-    from musewise.recipes.bands import write_band_wcs
+    from musewise.products.outputwcs import CubeGrid
 
     def one(cmd, frames, folder: Path) -> str:
         folder.mkdir(parents=True, exist_ok=True)
@@ -186,7 +186,8 @@ def replay_calls(arch, run, d: Path) -> list[str]:
         folder = d / f"band{b}"
         frames = [(p, tag) for p, tag in inputs if tag != "OUTPUT_WCS"]
         if call.get("wcs_planes"):
-            frames.append((write_band_wcs(grid, call["wcs_planes"], folder / "OUTPUT_WCS_band.fits"), "OUTPUT_WCS"))
+            planes = tuple(call["wcs_planes"])
+            frames.append((CubeGrid.from_file(grid).write(folder / "OUTPUT_WCS_band.fits", planes), "OUTPUT_WCS"))
         out.append(one(list(call["command"]), frames, folder))
     return out
 

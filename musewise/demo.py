@@ -5,11 +5,13 @@ Steps, each printed as it happens:
 1. the instrument model writes a night of raw frames (calibrations, a standard
    star, science exposures) and the static calibrations;
 2. the archive ingests them (checksummed, atomically) and says what it holds;
-3. the reduction cascade bias -> flat -> wavecal -> lsf -> scibasic (science and
-   standard star) -> standard -> scipost (flux calibration from the night's standard,
-   sky subtraction with the pipeline's sky model) runs through the template notebooks
-   and the real ESO MUSE pipeline on Dask;
-4. the provenance graph of the final cube is printed (each dataset and run once) and
+3. the reduction cascade bias -> flat -> wavecal -> lsf -> twilight -> scibasic (science
+   and standard star) -> standard -> field_grid (the field's common grid, from the
+   exposures' pointings) -> scipost (flux calibration from the night's standard, sky
+   subtraction with the pipeline's sky model, each exposure resampled onto the field's
+   grid) -> combine_cubes (the exposures combined, sigma-clipped) runs through the
+   template notebooks and the real ESO MUSE pipeline on Dask;
+4. the provenance graph of the combined cube is printed (each dataset and run once) and
    written as W3C PROV-JSON and a Graphviz drawing beside the archive;
 5. the shared JupyterHub starts on 127.0.0.1:8000 and its address and demo
    logins are printed (Ctrl-C stops it).
@@ -155,7 +157,7 @@ def main(argv=None) -> int:
         return 1
     describe_archive(arch)
 
-    banner(f"4. provenance of the final cube (dataset {cube_id})")
+    banner(f"4. provenance of the field's cube (dataset {cube_id})")
     graph = arch.provenance(cube_id)
     print(graph.to_text())
     (root / f"provenance-{cube_id}.prov.json").write_text(graph.to_prov_json(indent=1))

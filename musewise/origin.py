@@ -124,6 +124,10 @@ class PixelTable:
     def unit(self, name: str) -> str:
         return self._units.get(name, "")
 
+    def has_column(self, name: str) -> bool:
+        """Whether the table has column ``name`` (lower case: ``dq``, ``lambda``, ``stat``...)."""
+        return name in self._columns
+
     def column(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Rows ``[start, stop)`` of a column (a view of the memory map where possible)."""
         hdu = self._columns[name]

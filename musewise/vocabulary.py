@@ -7,6 +7,7 @@ what the archive stores matches what the pipeline reads and writes.
 from __future__ import annotations
 
 import enum
+import math
 
 from .exceptions import InvalidArgumentError
 
@@ -197,6 +198,9 @@ DEFAULT_VALIDITY_DAYS = {
     "BADPIX_TABLE": (180.0, 180.0),
     # The offsets muse_exp_align measures hold for the exposures of its night only.
     "OFFSET_LIST": (0.5, 0.5),
+    # The grid of a field serves every exposure of the field, whenever it was taken (it is chosen
+    # for its field only): open-ended.
+    "OUTPUT_WCS": (math.inf, math.inf),
 }
 #: Validity of a calibration category not listed above (days before, after).
 FALLBACK_VALIDITY_DAYS = (14.0, 14.0)

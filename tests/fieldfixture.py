@@ -18,13 +18,12 @@ field (session)
        scibasic of the standard, standard;
     2. ``make('scibasic')`` and ``make('lsf')`` for the target (``target=FIELD, ifus=IFUS``):
        both nights' pixel tables (night 2 borrows night 1's calibrations) and the LSF;
-    3. the field's ``OUTPUT_WCS``: the grid of the first exposure's cube (a personal
-       trial, outside the reference reduction), certified for both nights;
-    4. ``make('exp_combine', target=FIELD)``: the 4 exposures' cubes on that grid (with
-       their reduced pixel tables), exp_align, exp_combine on the same grid;
-    5. ``make('combine_cubes', target=FIELD)``: the same 4 cubes combined.
+    3. ``make('exp_combine', target=FIELD)``: the field's grid (``field_grid``: the
+       OUTPUT_WCS covering the 4 exposures, from their pointings), the 4 exposures' cubes
+       on that grid (with their reduced pixel tables), exp_align, exp_combine on the same grid;
+    4. ``make('combine_cubes', target=FIELD)``: the same 4 cubes combined.
 
-    Both combined cubes share one grid, built from 5 scipost runs, and the plan of both
+    Both combined cubes share one grid, built from 4 scipost runs, and the plan of both
     ends is empty.
     A :class:`Field` (a dict) with the archive (read-only: tests must not change it;
     :func:`field_copy` gives an archive of one's own), the simulation's truth (the
@@ -128,8 +127,6 @@ def build_field(root: Path) -> dict:
     """
     from musewise import dpu
     from musewise.inm import simulate_programme
-    from musewise.dpu.api import execute
-    from musewise.products.outputwcs import write_output_wcs
 
     times = {}
     t0 = time.perf_counter()
@@ -157,20 +154,10 @@ def build_field(root: Path) -> dict:
         dpu.make("scibasic", **kw)
         dpu.make("lsf", **kw)  # scipost's sky model needs it (not a step before scibasic)
         times["make scibasic, lsf (the rest of the calibrations, 2 nights)"] = time.perf_counter() - t0
-        # The field's grid: the first exposure's, reduced as a personal trial (outside the
-        # reference reduction); certified for the field's nights.
-        t0 = time.perf_counter()
-        (first,) = dpu.prepare("scipost", NIGHT1, list(IFUS), p=SCIPOST, archive=arch)[:1]
-        (out,) = execute([first], arch, progress=False, hooks=False)
-        assert out.ok, out.error
-        (trial,) = [r for r in arch.query(run_id=out.run_id) if r.category == "DATACUBE_FINAL"]
-        wcs_file = write_output_wcs(arch.path(trial.id), root / "OUTPUT_WCS.fits")
-        mjds = [r.mjd_obs for r in arch.query(category="OBJECT", object=FIELD)]
-        arch.ingest(wcs_file, valid_from=min(mjds) - 0.5, valid_to=max(mjds) + 0.5)
-        times["trial scipost of exposure 1 for the OUTPUT_WCS"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         dpu.make("exp_combine", **kw)
-        times["make exp_combine (4 scipost onto the OUTPUT_WCS, exp_align, exp_combine)"] = time.perf_counter() - t0
+        times["make exp_combine (field_grid, 4 scipost onto its OUTPUT_WCS, exp_align, exp_combine)"] = (
+            time.perf_counter() - t0)
         t0 = time.perf_counter()
         dpu.make("combine_cubes", **kw)
         times["make combine_cubes"] = time.perf_counter() - t0

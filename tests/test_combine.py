@@ -68,6 +68,21 @@ def test_combined_cube_is_the_clipped_mean_on_the_same_grid(tmp_path, engine):
     assert s["rejected_fraction"] < 1e-4 and (engine == "mpdaf" or s["rejected_fraction"] > 0)
 
 
+def test_combined_cube_header_says_the_combination_s_seeing_not_the_first_exposure_s(tmp_path):
+    """The combined cube's DIMM seeing is the mean of its exposures' (the cube QC compares its PSF
+    with it), and the pipeline's QC numbers of the first exposure are not carried over."""
+    files = _cubes(tmp_path, 2)
+    for f, seeing in zip(files, (0.62, 1.04)):
+        with fits.open(f, mode="update") as h:
+            h[0].header["HIERARCH ESO TEL AMBI FWHM START"] = seeing
+            h[0].header["HIERARCH ESO TEL AMBI FWHM END"] = seeing
+            h[0].header["HIERARCH ESO QC SCIPOST FWHM1 X"] = seeing
+    with fits.open(combine_cube_files(files, tmp_path / "comb.fits")) as h:
+        p0 = h[0].header
+        assert p0["ESO TEL AMBI FWHM START"] == pytest.approx(0.83) == p0["ESO TEL AMBI FWHM END"]
+        assert not [k for k in p0 if k.startswith("ESO QC")]
+
+
 def test_rejected_fraction_counts_clipped_values_not_coverage_gaps(tmp_path):
     """A dithered exposure that does not cover an edge is no rejection: only clipped values count."""
     files = _cubes(tmp_path)

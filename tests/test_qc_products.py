@@ -47,22 +47,7 @@ def write_response(path, offset_mag=0.0, night="2026-11-20"):
     return path
 
 
-def test_every_product_type_of_the_cascade_has_a_qc_notebook():
-    from musewise.dpu.steps import STEPS
-    from musewise.qc.runner import notebook_for
-    from musewise.qc.thresholds import QCConfig
-
-    made = {c for s in STEPS.values() for c in s.products}
-    # TRACE_TABLE / WAVECAL_RESIDUALS are measured with their master; pixel tables are
-    # intermediate (their content is checked in the cube they make); IMAGE_FOV is a view of the cube;
-    # exp_align's OFFSET_LIST is measured in the combined cube (offset.max, offset.rms), its
-    # SOURCE_LIST and PREVIEW_FOV are what it found the offsets with.
-    companions = {"TRACE_TABLE", "WAVECAL_RESIDUALS", "STD_TELLURIC", "PIXTABLE_OBJECT", "PIXTABLE_STD",
-                  "PIXTABLE_REDUCED", "IMAGE_FOV", "OFFSET_LIST", "SOURCE_LIST", "PREVIEW_FOV"}
-    assert made - companions <= set(QC_TYPES)
-    for qc_type in set(QC_TYPES.values()):
-        assert notebook_for(qc_type, QCConfig()).is_file()
-        assert QCThresholds().limits(qc_type), f"no threshold for {qc_type}"
+# Every product category has a QC type: tests/test_qc_cover.py.
 
 
 def test_lsf_width_per_slice_and_a_broken_slice(tmp_path):

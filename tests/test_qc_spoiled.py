@@ -144,3 +144,19 @@ def test_a_reviewer_invalidating_the_spoiled_flat_marks_only_what_was_made_from_
     untouched = [r for r in arch.query(kind=PRODUCT_KINDS) if r.id not in made and r.id != flat.id]
     assert untouched and all(r.affected_by is None for r in untouched)
     assert arch.get(flat.id).ifu_state(2).is_valid is False
+
+
+def test_the_hook_measured_the_real_trace_tables_and_wavelength_residuals_of_both_nights(spoiled_nights):
+    """TRACE_TABLE and WAVECAL_RESIDUALS have a QC of their own: the instrument model traces
+    48 slices of 77 pix in every IFU, and they do not move between the nights."""
+    arch = spoiled_nights
+    for night in (GOOD, SPOILED):
+        for ifu in (1, 2):
+            t = _values(arch, _product(arch, "TRACE_TABLE", night, ifu))
+            assert t["trace.n_slices"] == 48 and t["trace.width.median"] == pytest.approx(77.0, abs=0.5)
+            assert t["trace.overlaps"] == 0 and t["trace.edge_errors"] == 0
+            r = _values(arch, _product(arch, "WAVECAL_RESIDUALS", night, ifu))
+            assert r["residuals.n_slices"] == 48 and r["residuals.rms.max"] < 0.05
+            assert r["residuals.trend.absmax"] < 0.03
+    t2 = _values(arch, _product(arch, "TRACE_TABLE", SPOILED, 1))
+    assert t2["trace.n_previous"] == 1 and t2["trace.shift.absmax"] < 0.1

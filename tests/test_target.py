@@ -10,6 +10,7 @@ fixture ``field``).
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +199,103 @@ def test_builtin_shared_calibration_programme_plans_no_calibrations_in_night_2()
     assert len(n2.of_type(FrameType.OBJECT)) == 4
     with pytest.raises(ConfigurationError, match="'calibrations' is true or false"):
         Programme.from_dict({"nights": [{"night": NIGHT1, "calibrations": "no", "obs": [{}]}]})
+
+
+def test_the_field_grid_covers_every_exposure_of_the_target_and_follows_new_nights(archive, two_nights, tmp_path):
+    """``field_grid`` (a target's first step towards its cubes) makes the OUTPUT_WCS of the
+    field from the pointings and position angles of its raw frames: it covers where the
+    instrument model put each exposure's IFU, is certified for every night of the field,
+    and a night observed later makes it out of date; the new grid is the one chosen."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from musewise.dpu.selection import choose_calibration
+    from musewise.inm import Scene, layout
+    from musewise.inm.programme import Field
+
+    night1 = {k: v for k, v in two_nights.items() if k != NIGHT2}
+    _ingest(archive, night1)
+    alone = dpu.plan("scipost", NIGHT1, [1], archive=archive)
+    assert "field_grid" not in {i.step for i in alone.items}  # a night alone: each cube fits its data
+    pl = dpu.plan("scipost", target=FIELD, ifus=[1], archive=archive)
+    steps = [i.step for i in pl.items]
+    (grid_item,) = [i for i in pl.items if i.step == "field_grid"]
+    assert steps.index("field_grid") < steps.index("scipost") and grid_item.where == "all nights"
+    dpu.make("field_grid", target=FIELD, ifus=[1], dry_run=False, archive=archive, progress=False)
+    (first,) = archive.find("OUTPUT_WCS")
+    run = archive.get_run(first.run_id)
+    assert run.recipe == "field_grid" and run.status == "succeeded" and first.object == FIELD
+    assert len([i for i in run.inputs if i.tag == "OBJECT"]) == 2
+    assert {i.tag for i in run.inputs} == {"OBJECT", "GEOMETRY_TABLE"}
+    # its notebook shows each exposure on the grid
+    assert '"image/png"' in Path(archive.path(run.notebook_id)).read_text()
+
+    def corners_inside(grid_path, nights):
+        # Where the instrument model put IFU 1 of each exposure: its strip's corners, through the
+        # model's own geometry (inm.layout), pointing and position angle.
+        field = Field(Scene(sources=[]))
+        with fits.open(grid_path) as h:
+            wcs, (ny, nx) = WCS(h["DATA"].header).celestial, h["DATA"].data.shape[1:]
+        xs = [layout.slice_sky_position(1, k)[1] for k in range(1, 49)]
+        ys = [layout.slice_sky_position(1, k)[2] for k in range(1, 49)]
+        half = layout.SLICE_WIDTH_SKY / 2
+        box = [(x, y) for x in (min(xs) - half, max(xs) + half) for y in (min(ys) - 0.5, max(ys) + 0.5)]
+        out = []
+        for rec in archive.query(kind="raw", category="OBJECT", object=FIELD):
+            if rec.night not in nights:
+                continue
+            h = fits.getheader(archive.path(rec.id))
+            for x, y in box:
+                dx, dy = layout.field_to_sky_offsets(x, y)
+                ra, dec = field.instrument_to_radec(float(dx), float(dy), h["RA"], h["DEC"],
+                                                    h["ESO INS DROT POSANG"])
+                px, py = wcs.all_world2pix(ra, dec, 0)
+                out.append((float(px), float(py)))
+        return np.array(out), (nx, ny)
+
+    pts, (nx, ny) = corners_inside(archive.path(first.id), [NIGHT1])
+    margin = 1.0 / 0.2  # spaxels: the recipe's default
+    assert (pts[:, 0] > -0.5).all() and (pts[:, 0] < nx - 0.5).all() and (pts[:, 1] > -0.5).all()
+    assert (pts[:, 1] < ny - 0.5).all()
+    # and no bigger than what they cover plus the margin on each side (and a spaxel of rounding
+    # on each side, and one for counting both ends)
+    assert nx <= np.ptp(pts[:, 0]) + 2 * margin + 3 and ny <= np.ptp(pts[:, 1]) + 2 * margin + 3
+    with fits.open(archive.path(first.id)) as h:
+        assert h["DATA"].data.dtype == np.int8 and h["DATA"].header["NAXIS3"] == 3681
+    # its QC ran after the run: the exposures are inside, with the margin asked for
+    qc = {q["name"]: q["value"] for q in archive.qc(first.id)}
+    assert qc["grid.n_exposures"] == 2 and qc["grid.spaxel"] == pytest.approx(0.2)
+    assert 1.0 <= qc["grid.margin.min"] < 1.5 and qc["grid.coverage"] > 0.3
+    assert archive.get(first.id).flag == "unchecked"
+    # a grid 20 spaxels short in x (one cut by hand, say) loses data: its QC says 'bad'
+    from musewise.products.outputwcs import CubeGrid
+    from musewise.qc import QCThresholds
+    from musewise.qc.measures_field import measure_grid
+
+    short = CubeGrid.from_file(archive.path(first.id))
+    short.shape = (short.shape[0], short.shape[1] - 20)
+    raws = [archive.path(i.dataset_id) for i in run.inputs if i.tag == "OBJECT"]
+    (geometry,) = [archive.path(i.dataset_id) for i in run.inputs if i.tag == "GEOMETRY_TABLE"]
+    m = measure_grid(short.write(tmp_path / "short.fits"), raws, geometry)
+    assert m.values["margin.min"] < -2.0
+    verdict = QCThresholds().check("grid", m.values)
+    assert verdict.flag == "bad" and "margin.min" in {c.name for c in verdict.failed}
+    assert dpu.plan("field_grid", target=FIELD, ifus=[1], archive=archive).todo == []
+
+    # Night 2 (the field at PA 90) arrives: the grid misses its exposures, and is rebuilt.
+    _ingest(archive, {NIGHT2: two_nights[NIGHT2]})
+    (again,) = [i for i in dpu.plan("scipost", target=FIELD, ifus=[1], archive=archive).items
+                if i.step == "field_grid"]
+    assert again.status == "out of date" and again.reason.startswith("exposure(s) MJD ")
+    assert again.reason.endswith("not in it")
+    dpu.make("field_grid", target=FIELD, ifus=[1], dry_run=False, archive=archive, progress=False)
+    newest = max(archive.find("OUTPUT_WCS"), key=lambda r: r.id)
+    assert newest.id != first.id and len([i for i in archive.get_run(newest.run_id).inputs if i.tag == "OBJECT"]) == 4
+    pts, (nx2, ny2) = corners_inside(archive.path(newest.id), [NIGHT1, NIGHT2])
+    assert (pts > -0.5).all() and (pts[:, 0] < nx2 - 0.5).all() and (pts[:, 1] < ny2 - 0.5).all()
+    assert ny2 > 5 * ny  # the rotated strip runs North-South
+    # Every exposure of either night gets the newest grid, however far its night is from the grid's.
+    for rec in archive.query(kind="raw", category="OBJECT", object=FIELD):
+        got = choose_calibration(archive, "OUTPUT_WCS", ifu=1, mjd=rec.mjd_obs, mode=None, night=rec.night,
+                                 field=FIELD, window=0)
+        assert got.dataset_id == newest.id, rec.night

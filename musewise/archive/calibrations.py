@@ -90,11 +90,13 @@ def certify_row(s, collection: Collection, ds: Dataset, begin, end, user: User |
 
 
 def default_range(config, ds: Dataset) -> tuple[float | None, float | None]:
-    """The default certified range of a new calibration (MJD, days): its category's days around MJD-OBS."""
+    """The default certified range of a new calibration (MJD, days): its category's days around MJD-OBS
+    (an infinite number of days: that end open)."""
     if ds.mjd_obs is None:
         return None, None
     before, after = config.validity_days(ds.category)
-    return ds.mjd_obs - before, ds.mjd_obs + after
+    return (ds.mjd_obs - before if math.isfinite(before) else None,
+            ds.mjd_obs + after if math.isfinite(after) else None)
 
 
 def _may_certify(arch, s, user: User, ds: Dataset, coll: Collection) -> None:
@@ -372,8 +374,10 @@ def best_calibration(arch, category: str, *, ifu: int, mjd: float, mode: str | N
             if why:
                 losers.append((ds, cname, why))
             else:
-                eligible.append((order[cert.collection_id], abs((ds.mjd_obs if ds.mjd_obs is not None else mjd) - mjd),
-                                 -ds.created.timestamp(), -ds.id, cert, ds, cname))
+                # A field's calibration (object given) is the field's newest, however far in time:
+                # a grid made after the field's latest night covers more exposures than older ones.
+                apart = abs((ds.mjd_obs if ds.mjd_obs is not None else mjd) - mjd) if object is None else 0.0
+                eligible.append((order[cert.collection_id], apart, -ds.created.timestamp(), -ds.id, cert, ds, cname))
         eligible.sort(key=lambda e: e[:4])
         for ds in _candidates(s, user, category, ifu, mjd, near=True, exclude=seen):
             cert, cname = ds, ds.collection

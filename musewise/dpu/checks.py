@@ -9,7 +9,9 @@ matplotlib figure, so a test (or a person) can see that it was made:
 * :func:`plot_sky_subtracted` (``muse_scipost``): the sky spectrum the pipeline
   modelled and subtracted, with the lines of the ``SKY_LINES`` table marked;
 * :func:`plot_sky_residuals` (``zap``): the mean spectrum of the sky spaxels around
-  the strong sky lines, before and after cleaning.
+  the strong sky lines, before and after cleaning;
+* :func:`plot_field_grid` (``field_grid``): where each exposure's IFUs fall on the
+  field's grid, and the grid's edges.
 
 Cubes are read a block of planes at a time (never whole, never as float64).
 """
@@ -287,3 +289,16 @@ def _measured_standard(path):
 
 __all__ = ["STRONG_SKY_LINES", "cube_sky_spectrum", "mean_spectrum", "plot_response_check",
            "plot_sky_residuals", "plot_sky_subtracted", "sky_lines_of", "sky_spaxels", "static_response"]
+
+
+def plot_field_grid(result, sof):
+    """The field's grid (OUTPUT_WCS) with the outline of every exposure's IFUs on it.
+
+    Each exposure is drawn from its raw frame's pointing, position angle and IFUs, with
+    the slices of the ``GEOMETRY_TABLE`` of the run (the same numbers the grid was made
+    from): :func:`musewise.products.outputwcs.plot_field_grid`.
+    """
+    from ..products.outputwcs import plot_field_grid as plot
+
+    (grid_path,) = [o.path for o in result.outputs_of("OUTPUT_WCS")]
+    return plot(grid_path, [p for p, t in sof if t == "OBJECT"], next(p for p, t in sof if t == "GEOMETRY_TABLE"))

@@ -47,8 +47,10 @@ from .steps import PER_EXPOSURE, PER_IFU, PER_TARGET, PRODUCER, STEPS, Step, get
 #: standard (with scibasic_std) too, for a night with a standard star: scipost's STD_RESPONSE.
 #: twilight too, for a night with twilight flats: scibasic's TWILIGHT_CUBE.
 #: exp_align too, towards exp_combine: its OFFSET_LIST aligns the exposures.
+#: field_grid too, for a target: the OUTPUT_WCS every exposure's cube is resampled onto (a step
+#: split per target by itself, :data:`~.steps.PER_TARGET`, is planned for a target only).
 CORE_STEPS = ("bias", "flat", "wavecal", "lsf", "twilight", "scibasic", "scibasic_std", "standard",
-              "exp_align")
+              "field_grid", "exp_align")
 #: Parameters musewise sets itself (not compared when judging a product current).
 #: wavelength_bands (musewise.recipes.bands) only shares the work out to fit in memory.
 _MANAGED = ("nifu", "merge", "wavelength_bands")
@@ -162,9 +164,15 @@ class Plan:
         return self.to_text()
 
 
-def cascade(target: str, dcfg: DpuConfig) -> list[Step]:
-    """The steps needed for ``target``, in dependency order."""
+def cascade(target: str, dcfg: DpuConfig, for_target: bool = False) -> list[Step]:
+    """The steps needed for ``target`` (a step name), in dependency order.
+
+    ``for_target``: planned for a target (an ``OBJECT``) rather than one night; only then are
+    the steps that are split per target by themselves (``field_grid``) built on the way.
+    """
     enabled = set(CORE_STEPS) | set(dcfg.optional_steps)
+    if not for_target:
+        enabled -= {n for n in enabled if n in STEPS and STEPS[n].per == PER_TARGET}
     target_step = get_step(target)
     wanted: set[str] = set()
 
@@ -352,19 +360,40 @@ class _Planner:
             if d.needed:
                 return "out of date", f"its input step {d.step} will be rebuilt"
             newest = d.product_id
-            if mjd is not None and d.exposure is None and newest:
+            if mjd is not None and d.exposure is None and d.ifu is not None and newest:
                 # a per-IFU step makes one product per exposure: compare with this exposure's newest
                 same = [p for p in self.products(STEPS[d.step], d.ifu, d.night) if exposure_key(p.mjd_obs) == mjd]
                 newest = same[-1].id if same else None
-            if newest and newest not in used_ids and _category_used(run, self, d):
-                return "out of date", f"a newer {STEPS[d.step].main_product} #{newest} exists"
+            if newest and newest not in used_ids:
+                if _category_used(run, self, d):
+                    return "out of date", f"a newer {STEPS[d.step].main_product} #{newest} exists"
+                if STEPS[d.step].per == PER_TARGET:
+                    # made before its target had one (a cube fitted to its own data, not on the field's grid)
+                    return "out of date", f"made without the {STEPS[d.step].main_product} #{newest} of its target"
         if step.input_kind == "product" and mjd is None:
             # A combination of exposures (exp_combine): it must hold the newest usable input
             # of every exposure, and no more (a new exposure, a rebuilt one, one left out).
             why = self._inputs_changed(step, run, night)
             if why:
                 return "out of date", why
+        elif night is None:
+            # A target's run on raw frames (field_grid): it must have read every exposure of the target.
+            why = self._exposures_missing(step, run)
+            if why:
+                return "out of date", why
         return "current", f"run {run.id}, {run.pipeline_version}"
+
+    def _exposures_missing(self, step: Step, run) -> str:
+        now = {exposure_key(f.mjd_obs) for n in self.target_nights() for f in self.raw(step.input_tag, n)
+               if f.object == self.target and any(f.usable_for(i) for i in self.ifus_of(n))}
+        used = set()
+        for inp in run.inputs:
+            if inp.tag == step.input_tag:
+                _ok, rec = self.input_valid(inp.dataset_id, None)
+                if rec is not None:
+                    used.add(exposure_key(rec.mjd_obs))
+        new = sorted(now - used)
+        return f"exposure(s) MJD {', '.join(f'{m:.5f}' for m in new[:4])} not in it" if new else ""
 
     def _inputs_changed(self, step: Step, run, night) -> str:
         nights = [night] if night is not None else self.target_nights()
@@ -613,7 +642,7 @@ def plan(step: str, date: str | None = None, ifus=None, *, archive=None, p: dict
     per_night = {n: (fixed if fixed is not None else ifus_of_night(arch, n)) for n in nights}
     if not any(per_night.values()):
         raise NotFoundError(f"no raw frames of night {nights[0]} in the archive (nothing to plan)")
-    steps = {s.name: s for s in cascade(tstep.name, dcfg)}
+    steps = {s.name: s for s in cascade(tstep.name, dcfg, for_target=bool(target))}
     path = arch.search_path(reference=True) if commit else (
         list(collections) if collections is not None else arch.search_path())
     pl = _Planner(arch, per_night, dcfg, params, path, target=target, ifus=fixed)
@@ -686,16 +715,30 @@ def provenance_tree(dataset_id: int, archive=None) -> str:
 
 def demo_cascade(arch, night: str, ifus=(1,), *, commit: bool = False, engine: str | None = None,
                  progress: bool = True) -> int:
-    """Reduce an already ingested night to a final cube (``make('scipost')``); ingests nothing.
+    """Reduce an already ingested night to the cube of its field; ingests nothing.
+
+    A night with one field (``OBJECT``) observed in two or more exposures is reduced as that
+    target, ``make('combine_cubes', target=...)``: the calibrations, the field's grid, each
+    exposure's cube on it and their combination. Otherwise each exposure's cube,
+    ``make('scipost')``.
 
     Returns
     -------
     int
-        Archive ID of the newest valid ``DATACUBE_FINAL`` of the night.
+        Archive ID of the combined cube, else of the newest valid ``DATACUBE_FINAL`` of the night.
     """
-    make("scipost", night, list(ifus), dry_run=False, commit=commit, archive=arch, engine=engine,
-         progress=progress)
-    cubes = arch.find("DATACUBE_FINAL", collections=arch.search_path(reference=commit), night=night)
+    path = arch.search_path(reference=commit)
+    fields = {r.object for r in raw_frames(arch, "OBJECT", night) if r.object}
+    if len(fields) == 1 and len(target_exposures(arch, next(iter(fields)), night)) >= 2:
+        (field,) = fields
+        make("combine_cubes", ifus=list(ifus), dry_run=False, commit=commit, archive=arch, engine=engine,
+             progress=progress, target=field)
+        cubes = [c for c in arch.find("DATACUBE_FINAL", collections=path, night=night, object=field)
+                 if c.run_id is not None and arch.get_run(c.run_id).recipe == "combine_cubes"]
+    else:
+        make("scipost", night, list(ifus), dry_run=False, commit=commit, archive=arch, engine=engine,
+             progress=progress)
+        cubes = arch.find("DATACUBE_FINAL", collections=path, night=night)
     if not cubes:
         raise NotFoundError(f"the cascade of night {night} made no DATACUBE_FINAL")
     return cubes[0].id

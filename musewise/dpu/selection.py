@@ -183,6 +183,8 @@ def choose_calibration(arch, category: str, *, ifu: int | None, mjd: float, mode
         If none is eligible; the message says why the candidates were refused.
     """
     obj = field if category in FIELD_CATEGORIES else None
+    if obj is not None:
+        window = None  # chosen for its field, whenever the field was observed (the grid of all its nights)
     ch = arch.best_calibration(category, ifu=ifu or 1, mjd=mjd, mode=mode, collections=collections,
                                reference=reference, window_nights=window, object=obj)
     r = ch.record
@@ -333,7 +335,7 @@ def select_runs(arch, step: Step, night: str | None, ifus=None, mode: str | None
         windows = DpuConfig.from_config(arch.config).window_for
     window_of = windows if callable(windows) else dict(windows).get
     split = split_of(step, target)
-    if target and step.input_kind == "raw":
+    if target and step.input_kind == "raw" and split != PER_TARGET:
         target = None  # raw frames (calibrations, a night's science) are reduced per night whatever the target
     if target:
         nights = target_nights(arch, target)
@@ -392,17 +394,22 @@ def select_runs(arch, step: Step, night: str | None, ifus=None, mode: str | None
             specs.append(RunSpec(night=night, ifu=ifu, inputs=inputs, ifus=[ifu], choices=choices, **base))
         return specs
     if step.input_kind == "raw":
-        frames = [f for f in raw_frames(arch, step.input_tag, night)
-                  if any(f.usable_for(i) for i in ifus)]
-        if len(frames) < step.min_inputs:
-            raise NotFoundError(f"{step.recipe} needs {step.input_tag} frames in night {night}; found {len(frames)}")
+        # One run of a night's frames; for a target's own step (field_grid), of the target's frames
+        # of all its nights.
+        mine = target if split == PER_TARGET else None
+        frames = [f for n in (nights if mine else [night]) for f in raw_frames(arch, step.input_tag, n)
+                  if any(f.usable_for(i) for i in ifus) and (mine is None or f.object == mine)]
+        where = f"target {mine!r} (nights {', '.join(nights)})" if mine else f"night {night}"
+        if len(frames) < max(step.min_inputs, 1):
+            raise NotFoundError(f"{step.recipe} needs {step.input_tag} frames of {where}; found {len(frames)}")
         mjd = frames[len(frames) // 2].mjd_obs
-        inputs = [RunInput(f.id, step.input_tag, f"{step.input_tag} of night {night}", arch.path(f.id))
-                  for f in frames]
+        inputs = [RunInput(f.id, step.input_tag, f"{step.input_tag} of night {f.night or night}"
+                           + (f", of target {mine}" if mine else ""), arch.path(f.id)) for f in frames]
         choices = []
         for ifu in ifus:
             inputs += calibrations(ifu, mjd, choices, night)
-        return [RunSpec(night=night, ifu=None, inputs=_dedupe(inputs), ifus=ifus, choices=choices, **base)]
+        return [RunSpec(night=night, ifu=None, inputs=_dedupe(inputs), ifus=ifus, choices=choices,
+                        nights=sorted({f.night for f in frames if f.night}) if mine else [], **base)]
     # Steps reducing products of other runs (scipost, standard, exp_combine).
     by_exposure: dict = defaultdict(dict)
     for n in nights:

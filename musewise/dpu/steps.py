@@ -10,6 +10,7 @@ The chain for a science cube is::
 
     bias -> [dark] -> flat -> wavecal -> lsf -> twilight -> scibasic -> scipost -> exp_align -> exp_combine
                                                   scibasic_std -> standard -^        +-> combine_cubes
+                                                        field_grid (a target's) -^
 
 (brackets: optional, switched on in :class:`~musewise.dpu.config.DpuConfig`; ``zap``, the
 ZAP sky-residual cleaner on each exposure's cube, runs when asked for: ``dpu.make('zap')``). ``lsf`` is
@@ -21,6 +22,11 @@ muse_scibasic then corrects the lamp flat's illumination with its TWILIGHT_CUBE.
 standard star (STD frame): scipost then calibrates fluxes with the night's own
 STD_RESPONSE and STD_TELLURIC; without one (or when muse_standard fails) it uses the
 certified response nearest in time, at worst the static table, and its run says so.
+
+A field's exposures are resampled onto one grid, its ``OUTPUT_WCS``: when a field is reduced
+as a target (``make(..., target='<OBJECT>')``), ``field_grid`` (:mod:`musewise.recipes.fieldgrid`)
+makes it from the pointings of every raw science frame of the field, before scipost. A night
+reduced on its own uses the field's grid when one is certified, else each cube fits its data.
 
 A field's exposures are combined in one of two ways. ``exp_align`` (muse_exp_align)
 measures the offsets between the exposures' white-light images (IMAGE_FOV) and writes
@@ -162,6 +168,10 @@ STEPS: dict[str, Step] = {s.name: s for s in (
          calibrations=("EXTINCT_TABLE", "STD_FLUX_TABLE"), optional=("FILTER_LIST",),
          products=("STD_RESPONSE", "STD_TELLURIC"), per=PER_EXPOSURE, skip_without_input=True,
          fallback="the STD_RESPONSE certified nearest in time (the static table, without a standard)"),
+    # Not a pipeline recipe: the grid of a field (musewise.recipes.fieldgrid), from the pointings of
+    # all its raw science frames, which every exposure's cube is resampled onto.
+    Step("field_grid", "field_grid", "OBJECT", calibrations=("GEOMETRY_TABLE",), products=("OUTPUT_WCS",),
+         per=PER_TARGET),
     Step("scipost", "muse_scipost", "PIXTABLE_OBJECT", input_kind="product",
          calibrations=("EXTINCT_TABLE", "STD_RESPONSE"),
          optional=("STD_TELLURIC", "FILTER_LIST", "LSF_PROFILE", "SKY_LINES", "ASTROMETRY_WCS", "OUTPUT_WCS"),
@@ -182,6 +192,19 @@ STEPS: dict[str, Step] = {s.name: s for s in (
     Step("zap", "zap", "DATACUBE_FINAL", input_kind="product", products=("DATACUBE_ZAP",),
          per=PER_EXPOSURE),
 )}
+
+#: Categories a step's runs archive besides its :attr:`Step.products`, with musewise's default
+#: parameters (:data:`musewise.dpu.config.DEFAULT_PARAMETERS`), as the real pipeline (MUSE DRS
+#: 2.8) archived them in a whole simulated cascade (``tests/test_qc_cover.py`` checks it on the
+#: ``field``): the resampled sky flats, the pre-reduced CCD images, the standard's cube and
+#: spectrum, scipost's sky model (``--save skymodel``) and exp_align's exposure map.
+SAVED_BESIDES: dict[str, tuple[str, ...]] = {
+    "twilight": ("DATACUBE_SKYFLAT",),
+    "scibasic": ("OBJECT_RED",),
+    "scibasic_std": ("STD_RED",),
+    "standard": ("DATACUBE_STD", "STD_FLUXES"),
+    "scipost": ("SKY_SPECTRUM", "SKY_LINES", "SKY_CONTINUUM", "SKY_MASK", "SKY_IMAGE"),
+}
 
 #: Which step makes each product category (static calibrations have none: they are ingested).
 PRODUCER: dict[str, str] = {}
@@ -238,5 +261,5 @@ def get_step(name: str) -> Step:
     raise NotFoundError(f"No reduction step named {name!r}; known: {', '.join(STEPS)}")
 
 
-__all__ = ["ATTACHED_WINDOW_DAYS", "FIELD_CATEGORIES", "PER_EXPOSURE", "PER_IFU", "PER_NIGHT", "PER_TARGET", "PRODUCER", "STEPS", "Step", "get_step",
+__all__ = ["ATTACHED_WINDOW_DAYS", "FIELD_CATEGORIES", "PER_EXPOSURE", "PER_IFU", "PER_NIGHT", "PER_TARGET", "PRODUCER", "SAVED_BESIDES", "STEPS", "Step", "get_step",
            "split_of"]

@@ -28,7 +28,7 @@ from ..kernel import musewise_notebook
 TEMPLATE_RECIPES = (
     "muse_bias", "muse_dark", "muse_flat", "muse_wavecal", "muse_lsf", "muse_twilight",
     "muse_scibasic", "muse_scipost", "muse_exp_align", "muse_exp_combine", "muse_standard",
-    "combine_cubes", "zap",
+    "combine_cubes", "zap", "field_grid",
 )
 
 #: What an astronomer checks after aligning exposures: the correction found for each
@@ -62,6 +62,8 @@ _QUICKLOOK = {
                      "    print(combination_summary(o.path))  # exposures kept per voxel, rejected fraction",
     "muse_standard": "nb.quicklook(result, ['table'])  # response curve",
     "zap": "nb.quicklook(result, ['cube'])  # white-light image of the cleaned cube",
+    "field_grid": "from musewise.dpu import checks\n"
+                  "fig = checks.plot_field_grid(result, sof)  # each exposure's IFUs on the grid",
 }
 
 #: What an astronomer checks after the step (:mod:`musewise.dpu.checks`), per recipe.
@@ -93,6 +95,7 @@ _TITLE = {
     "combine_cubes": "Combination of exposure cubes on one grid (sigma-clipped)",
     "muse_standard": "Flux calibration from a standard star",
     "zap": "Sky-residual cleaning with ZAP",
+    "field_grid": "The grid of a field (OUTPUT_WCS) from its exposures' pointings",
 }
 
 

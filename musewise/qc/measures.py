@@ -487,19 +487,11 @@ def measure_wavecal(table_path, residuals_path=None, previous=(), trace_path=Non
     m.add("n_solutions", int(ok.sum()), "")
     rms, nlines = {}, {}
     if residuals_path is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            rt = Table.read(residuals_path, hdu=1)
-        sl = np.asarray(rt["slice"], dtype=int)
-        it = np.asarray(rt["iteration"], dtype=int)
-        res = np.asarray(rt["residual"], dtype=float)
-        lam = np.asarray(rt["lambda"], dtype=float)
-        for s in np.unique(sl):
-            sel = sl == s
-            last = sel & (it == it[sel].max())
-            rms[int(s)] = float(np.sqrt(np.mean(res[last] ** 2)))
-            nlines[int(s)] = int(np.unique(lam[last]).size)
-        m.arrays["residuals"] = (lam[::50], res[::50], sl[::50])
+        from .measures_ccd import wavecal_residuals
+
+        per = wavecal_residuals(residuals_path)
+        rms, nlines = per["rms"], per["nlines"]
+        m.arrays["residuals"] = per["sampled"]
     else:
         for s in range(1, N_SLICES + 1):
             k = f"ESO QC WAVECAL SLICE{s} "

@@ -13,12 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import QCNotApplicableError
-from . import measures, measures_calib
+from . import measures, measures_calib, measures_ccd, measures_field, measures_pixtable, measures_sky, measures_std
 from .thresholds import Verdict, judge
 
 
 def measure(qc_type: str, product: str, siblings: dict | None = None, raws=(), ifu: int | None = None):
-    """Run the measurement of a QC type on a product (paths), returning a :class:`~.measures.Measurement`."""
+    """Run the measurement of a QC type on a product (paths), returning a :class:`~.measures.Measurement`.
+
+    ``siblings`` maps a role (a category, ``PREVIOUS_<category>``) to the files the product is
+    compared with; ``raws`` lists the files it was made of (raw biases, the aligned IMAGE_FOVs).
+    """
     siblings = siblings or {}
     if qc_type == "bias":
         return measures.measure_master_bias(product, raws, ifu=ifu or None)
@@ -39,6 +43,27 @@ def measure(qc_type: str, product: str, siblings: dict | None = None, raws=(), i
         return measures_calib.measure_twilight_cube(product)
     if qc_type == "response":
         return measures_calib.measure_std_response(product, siblings.get("PREVIOUS_STD_RESPONSE", ()))
+    if qc_type == "trace":
+        return measures_ccd.measure_trace_table(product, siblings.get("PREVIOUS_TRACE_TABLE", ()))
+    if qc_type == "residuals":
+        return measures_ccd.measure_wavecal_residuals(product)
+    if qc_type == "pixtable":
+        return measures_pixtable.measure_pixtable(product)
+    if qc_type == "reduced":
+        return measures_std.measure_reduced_image(product)
+    if qc_type == "fov":
+        return measures_field.measure_fov(product, siblings.get("DATACUBE_FINAL"))
+    if qc_type == "sky":
+        previous = next((v for k, v in siblings.items() if k.startswith("PREVIOUS_")), ())
+        return measures_sky.measure_sky(product, previous, siblings.get("SKY_LINES"))
+    if qc_type == "std":
+        return measures_std.measure_std(product)
+    if qc_type == "align":
+        return measures_field.measure_alignment(product, raws)
+    if qc_type == "grid":
+        return measures_field.measure_grid(product, raws, siblings.get("GEOMETRY_TABLE"))
+    if qc_type == "zap":
+        return measures_field.measure_zap(product, siblings.get("DATACUBE_FINAL"), siblings.get("STAR_CATALOG"))
     raise QCNotApplicableError(f"unknown QC type {qc_type!r}; one of {', '.join(PLOTS)}")
 
 
@@ -215,8 +240,196 @@ def plot_response(m):
     return fig
 
 
+def plot_trace(m):
+    """Slice centres and edges along the CCD, and each slice's width and shift against earlier nights."""
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    rows = m.arrays.get("rows")
+    for key, style in (("left", "C1-"), ("centre", "C0-"), ("right", "C2-")):
+        for xs in m.arrays.get(key if key != "centre" else "centres", {}).values():
+            a1.plot(xs, rows, style, lw=0.5)
+    a1.set_xlabel("CCD x (pix)")
+    a1.set_ylabel("CCD y (pix)")
+    a1.set_title(f"{int(m.values.get('n_slices', 0))} slices traced (centre blue, edges)")
+    widths = m.arrays.get("widths", {})
+    a2.plot(list(widths), list(widths.values()), "o-", label="width (pix)")
+    a2.set_xlabel("slice")
+    a2.set_ylabel("width (pix)")
+    shifts = m.arrays.get("shifts", {})
+    if shifts:
+        b = a2.twinx()
+        b.plot(list(shifts), list(shifts.values()), "s", color="C3", ms=3)
+        b.set_ylabel("shift against earlier nights (pix)", color="C3")
+    fig.tight_layout()
+    return fig
+
+
+def plot_residuals(m):
+    """Residual RMS per slice and the median residual along the wavelength."""
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    rms = m.arrays.get("rms", {})
+    a1.plot(list(rms), list(rms.values()), "o-")
+    a1.set_xlabel("slice")
+    a1.set_ylabel("residual RMS (Angstrom)")
+    lam, res = m.arrays.get("residuals", ((), ()))
+    a2.plot(lam, res, ",", alpha=0.4)
+    trend = m.arrays.get("trend", [])
+    if trend:
+        a2.plot(*zip(*trend), "r-o", ms=3, label="binned median")
+        a2.legend()
+    a2.set_xlabel("wavelength (Angstrom)")
+    a2.set_ylabel("residual (Angstrom)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_pixtable(m):
+    """Slices with data per IFU, and the distribution of the good pixels' values."""
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    for ifu, sl in m.arrays.get("slices", {}).items():
+        a1.plot(sl, [ifu] * len(sl), "s", ms=3)
+    a1.set_xlim(0, 49)
+    a1.set_xlabel("CCD slice")
+    a1.set_ylabel("IFU")
+    a1.set_title(f"{int(m.values.get('n_slices', 0))} slices with data, "
+                 f"{100 * m.values.get('dq_fraction', float('nan')):.1f} % flagged")
+    flux = m.arrays.get("flux_sample", np.zeros(0))
+    if flux.size:
+        lo, hi = np.percentile(flux, (0.5, 99.5))
+        a2.hist(flux, bins=100, range=(lo, hi))
+    a2.set_xlabel("pixel value (sample of good pixels)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_image(m):
+    """The image (with its cube's white light beside it when compared)."""
+    import matplotlib.pyplot as plt
+
+    extra = "white" in m.arrays
+    fig, axes = plt.subplots(1, 2 if extra else 1, figsize=(10 if extra else 5.5, 4.5), squeeze=False)
+    _imshow(axes[0, 0], m.arrays["image"], m.arrays.get("category") or "image")
+    for p in m.arrays.get("psf", []):
+        axes[0, 0].plot(p["x"], p["y"], "r+")
+    if extra:
+        _imshow(axes[0, 1], m.arrays["white"], f"cube white light (corr {m.values.get('cube_corr', float('nan')):.3f})")
+    fig.tight_layout()
+    return fig
+
+
+def plot_sky(m):
+    """The sky product (spectrum or line fluxes) over the previous nights' and the starting line list."""
+    import matplotlib.pyplot as plt
+
+    if "image" in m.arrays:
+        return plot_image(m)
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for lam, flux in m.arrays.get("previous", []):
+        ax.plot(lam, flux, color="0.7", lw=0.6)
+    if "model" in m.arrays:
+        ax.plot(*m.arrays["model"], "x", color="C1", ms=4, label="line list the fit started from")
+    if "spectrum" in m.arrays:
+        lam, flux = m.arrays["spectrum"]
+        style = "C0." if m.arrays.get("category") == "SKY_LINES" else "C0-"
+        ax.plot(lam, flux, style, lw=0.8, ms=3, label=f"{m.arrays.get('category', '')} of this exposure")
+        if m.arrays.get("category") == "SKY_LINES":
+            ax.set_yscale("log")
+    ax.set_xlabel("wavelength (Angstrom)")
+    ax.legend(title=f"{int(m.values.get('n_previous', 0))} previous night(s) in grey", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_std(m):
+    """The standard's white light with the star found, or the telluric transmission with its bands."""
+    import matplotlib.pyplot as plt
+
+    if "spectrum" in m.arrays:
+        fig, ax = plt.subplots(figsize=(9, 4))
+        ax.plot(m.arrays["spectrum"], lw=0.8)
+        ax.set_xlabel("wavelength bin")
+        ax.set_ylabel("standard star flux")
+        fig.tight_layout()
+        return fig
+    if "curve" not in m.arrays:
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        _imshow(ax, m.arrays["white"], "standard star cube, white light")
+        for p in m.arrays.get("psf", []):
+            ax.plot(p["x"], p["y"], "r+")
+        fig.tight_layout()
+        return fig
+    from .measures_std import A_BAND, B_BAND
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.plot(*m.arrays["curve"], lw=0.8)
+    for lo, hi in (A_BAND, B_BAND):
+        ax.axvspan(lo, hi, color="0.85")
+    ax.axhline(1.0, color="k", lw=0.4, ls=":")
+    ax.set_xlabel("wavelength (Angstrom)")
+    ax.set_ylabel("telluric transmission")
+    fig.tight_layout()
+    return fig
+
+
+def plot_align(m):
+    """Header dithers and corrections found, one point per exposure (arcsec)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    side = m.arrays.get("against_headers")
+    if side is not None:
+        ax.plot(-np.asarray(side["offs_dra"]), side["offs_ddec"], "o", mfc="none", label="header dither (E, N)")
+    tab = m.arrays.get("offsets")
+    if tab is not None:
+        ax.plot(tab["dra_arcsec"], tab["ddec_arcsec"], "r+", ms=10, label="correction found (E, N)")
+    ax.axhline(0, color="k", lw=0.3)
+    ax.axvline(0, color="k", lw=0.3)
+    ax.set_xlabel("East (arcsec)")
+    ax.set_ylabel("North (arcsec)")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_zap(m):
+    """The cube's figure, with the sky-line residuals before ZAP beside those after."""
+    import matplotlib.pyplot as plt
+
+    fig = plot_cube(m)
+    before = m.arrays.get("sky_before", {})
+    if before:
+        fig2, ax = plt.subplots(figsize=(6, 3.5))
+        lines = sorted(before)
+        ax.bar(np.arange(len(lines)) - 0.2, [before[k]["snr"] for k in lines], 0.4, label="before ZAP")
+        ax.bar(np.arange(len(lines)) + 0.2, [m.values.get(f"sky_snr.{k:.0f}", np.nan) for k in lines], 0.4,
+               label="after ZAP")
+        ax.set_xticks(np.arange(len(lines)), [f"{k:.0f}" for k in lines])
+        ax.set_ylabel("sky residual (sigma)")
+        ax.legend()
+        fig2.tight_layout()
+    return fig
+
+
+def plot_grid(m):
+    """Each exposure's IFUs on the grid (:func:`musewise.products.outputwcs.plot_field_grid`)."""
+    from ..products.outputwcs import plot_field_grid
+
+    if not m.arrays.get("raws") or not m.arrays.get("geometry"):
+        return None
+    return plot_field_grid(m.arrays["grid"], m.arrays["raws"], m.arrays["geometry"])
+
+
 PLOTS = {"bias": plot_bias, "dark": plot_dark, "flat": plot_flat, "wavecal": plot_wavecal, "cube": plot_cube,
-         "lsf": plot_lsf, "twilight": plot_twilight, "response": plot_response}
+         "lsf": plot_lsf, "twilight": plot_twilight, "response": plot_response, "trace": plot_trace,
+         "residuals": plot_residuals, "pixtable": plot_pixtable, "reduced": plot_image, "fov": plot_image,
+         "sky": plot_sky, "std": plot_std, "align": plot_align, "zap": plot_zap,
+         "grid": plot_grid}
 
 
 def plot(qc_type: str, m):

@@ -221,14 +221,18 @@ def queue(arch, *, category=None, night: str | None = None, reviewable_only: boo
     with arch.session() as s:
         user = arch.acting_user(s)
         roles = arch.roles(s, user)
+        flagged = exists().where(and_(ReviewState.dataset_id == Dataset.id,
+                                      ReviewState.state.in_([ReviewStatus.PENDING.value, ReviewStatus.AFFECTED.value])))
         awaiting = or_(
             exists().where(and_(DatasetIfu.dataset_id == Dataset.id,
                                 DatasetIfu.flag == QualityFlag.UNCHECKED.value)),
-            exists().where(and_(ReviewState.dataset_id == Dataset.id,
-                                ReviewState.state.in_([ReviewStatus.PENDING.value, ReviewStatus.AFFECTED.value]))),
+            flagged,
             ~exists().where(DatasetIfu.dataset_id == Dataset.id),
         )
-        q = select(Dataset).where(arch.visible(s), Dataset.kind.in_(PRODUCT_KINDS), awaiting)
+        # Auxiliary products (pixel tables, trace tables, sky models...) are many and only
+        # queued when their QC flagged them; calibrations and science products also while unchecked.
+        q = select(Dataset).where(arch.visible(s), or_(and_(Dataset.kind.in_(PRODUCT_KINDS), awaiting),
+                                                       and_(Dataset.kind == DatasetKind.AUXILIARY.value, flagged)))
         if category is not None:
             q = q.where(Dataset.category.in_([category] if isinstance(category, str) else list(category)))
         if night is not None:
@@ -250,7 +254,8 @@ def queue(arch, *, category=None, night: str | None = None, reviewable_only: boo
                 st = states.get(ifu)
                 if st is not None and st.state in (ReviewStatus.PENDING.value, ReviewStatus.AFFECTED.value):
                     state, reason = st.state, st.reason
-                elif flag == QualityFlag.UNCHECKED.value and (st is None or st.state != ReviewStatus.REVIEWED.value):
+                elif (flag == QualityFlag.UNCHECKED.value and ds.kind in PRODUCT_KINDS
+                      and (st is None or st.state != ReviewStatus.REVIEWED.value)):
                     state, reason = "unchecked", ""
                 else:
                     continue

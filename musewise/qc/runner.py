@@ -36,8 +36,8 @@ class QCResult:
     ----------
     dataset_id : int
     qc_type : str
-        ``bias``, ``dark``, ``flat``, ``wavecal``, ``lsf``, ``twilight``, ``response`` or ``cube``
-        (:data:`~musewise.qc.thresholds.QC_TYPES`).
+        ``bias``, ``dark``, ``flat``, ``wavecal``, ``lsf``, ``twilight``, ``response``, ``cube`` and the
+        others of :data:`~musewise.qc.thresholds.QC_TYPES`.
     run_id : int
         The archived ``qc_<type>`` run.
     notebook_id : int or None
@@ -104,39 +104,51 @@ def _companions(arch, rec, qc_type, star_catalogue: str = ""):
     """
     inputs = [(rec.id, rec.category, "product under quality control")]
     siblings, raws = {}, []
-    want = {"flat": "TRACE_TABLE", "wavecal": "WAVECAL_RESIDUALS"}.get(qc_type)
+    want = {"flat": "TRACE_TABLE", "wavecal": "WAVECAL_RESIDUALS", "fov": "DATACUBE_FINAL"}.get(qc_type)
     if rec.run_id is not None and want:
         for other in arch.query(run_id=rec.run_id, category=want):
             if rec.ifu is None or other.ifu in (None, rec.ifu):
                 siblings[want] = arch.path(other.id)
                 inputs.append((other.id, want, f"{want} made by the same run {rec.run_id}"))
                 break
-    if qc_type in ("response", "wavecal"):
+    if qc_type in COMPARED_WITH_PREVIOUS:
         for other in previous_products(arch, rec):
             siblings.setdefault(f"PREVIOUS_{rec.category}", []).append(arch.path(other.id))
-            inputs.append((other.id, rec.category, f"response of the earlier night {other.night}, compared with"))
-    if qc_type == "cube" and star_catalogue:
+            inputs.append((other.id, rec.category, f"{rec.category} of the earlier night {other.night}, compared with"))
+    if qc_type in ("cube", "zap") and star_catalogue:
         siblings["STAR_CATALOG"] = str(star_catalogue)
     # What the run that made the product read, for the measures that need it (by QC type):
     # the trace the wavelength solutions are compared along (they are functions of the CCD
     # column), the offsets a cube was combined with, the raw biases a master was made of.
-    made_from = {"wavecal": ("TRACE_TABLE", "slice centres the solutions are compared along"),
-                 "cube": ("OFFSET_LIST", "offsets the exposures were combined with"),
-                 "bias": ("BIAS", "raw bias combined into the master")}
-    if rec.run_id is not None and qc_type in made_from:
-        tag, why = made_from[qc_type]
+    # the sky lines scipost's fit started from, the cube ZAP cleaned, the images exp_align aligned.
+    # the raw frames a field's grid must hold, and the slice geometry that places them.
+    made_from = {"wavecal": [("TRACE_TABLE", "slice centres the solutions are compared along")],
+                 "cube": [("OFFSET_LIST", "offsets the exposures were combined with")],
+                 "bias": [("BIAS", "raw bias combined into the master")],
+                 "sky": [("SKY_LINES", "sky lines the sky fit started from")],
+                 "zap": [("DATACUBE_FINAL", "the cube before ZAP")],
+                 "align": [("IMAGE_FOV", "exposure image aligned, with its header pointing")],
+                 "grid": [("OBJECT", "exposure the grid must hold"),
+                          ("GEOMETRY_TABLE", "slice positions the exposures are placed with")]}
+    for tag, why in made_from.get(qc_type, []) if rec.run_id is not None else []:
         for i in _run_inputs(arch, rec.run_id, tag):
             try:
                 path = arch.path(i.dataset_id)
             except NotFoundError:  # a raw frame the user may not see: compare without it
                 continue
             inputs.append((i.dataset_id, tag, why))
-            if tag == "BIAS":
+            if tag in MADE_OF_MANY:
                 raws.append(path)
             else:
                 siblings[tag] = path
                 break
     return inputs, siblings, raws
+
+
+#: QC types compared with the same product of the :data:`N_PREVIOUS` earlier nights.
+COMPARED_WITH_PREVIOUS = ("response", "wavecal", "trace", "sky")
+#: Input tags of which every file (not only the first) is handed to the QC, as ``raws``.
+MADE_OF_MANY = ("BIAS", "IMAGE_FOV", "OBJECT")
 
 
 def _run_inputs(arch, run_id: int, tag: str) -> list:

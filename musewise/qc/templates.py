@@ -29,6 +29,26 @@ TITLES = {
     "lsf": ("Line spread function (LSF_PROFILE)", "LSF FWHM of each slice and its spread over the slices"),
     "twilight": ("Twilight cube (TWILIGHT_CUBE)", "flatness of the illumination correction over the field"),
     "response": ("Standard-star response (STD_RESPONSE)", "response per band against the previous nights' responses"),
+    "trace": ("Slice trace (TRACE_TABLE)", "slices traced, their widths and edges, curvature, and the shift of the "
+              "slice centres against the IFU's previous nights' traces"),
+    "residuals": ("Wavelength-fit residuals (WAVECAL_RESIDUALS)", "residual RMS and lines kept per slice, lines "
+                  "rejected, and the residuals' trend along the wavelength"),
+    "pixtable": ("Pixel table (PIXTABLE_OBJECT / PIXTABLE_STD / PIXTABLE_REDUCED)", "flagged pixels, slices with "
+                 "data, wavelength limits and flux level, read memory-mapped column by column"),
+    "reduced": ("Pre-reduced CCD image (OBJECT_RED / STD_RED)", "flagged pixels, level and noise"),
+    "fov": ("Field-of-view image (IMAGE_FOV / PREVIEW_FOV)", "sources found, background and noise, and agreement "
+            "with its cube's white light"),
+    "sky": ("Sky model of muse_scipost (SKY_SPECTRUM / SKY_LINES / SKY_CONTINUUM / SKY_MASK / SKY_IMAGE)",
+            "flux of the strong sky lines against the previous nights' and the line list the fit started from, "
+            "lines fitted, continuum level"),
+    "std": ("Standard star (DATACUBE_STD / STD_TELLURIC / STD_FLUXES)", "the star found in the standard's cube and its FWHM, the S/N of its spectrum; "
+            "the telluric correction's depth in the A and B bands and its physical limits"),
+    "align": ("Exposure alignment (OFFSET_LIST / SOURCE_LIST)", "offsets found against the exposures' header "
+              "pointings, flux scales, sources per exposure"),
+    "grid": ("A field's grid (OUTPUT_WCS)", "the spaxel size, orientation and extent of the grid every exposure "
+             "of the field is resampled onto, the fraction of it the exposures cover and their margin to its edges"),
+    "zap": ("ZAP-cleaned cube (DATACUBE_ZAP)", "every number of a cube, and the sky-line residuals after ZAP "
+            "against those of the cube before"),
 }
 
 

@@ -31,8 +31,35 @@ QC_TYPES = {
     "TWILIGHT_CUBE": "twilight",
     "STD_RESPONSE": "response",
     "DATACUBE_FINAL": "cube",
-    "DATACUBE_ZAP": "cube",  # a cube cleaned by ZAP is measured as any cube (sky residuals, PSF)
+    # a cube cleaned by ZAP is measured as any cube (the rules of ``cube`` apply) and against the cube before
+    "DATACUBE_ZAP": "zap",
+    "DATACUBE_SKYFLAT": "twilight",  # muse_twilight's resampled sky flats: as flat over the field as its correction
+    "TRACE_TABLE": "trace",
+    "WAVECAL_RESIDUALS": "residuals",
+    "PIXTABLE_OBJECT": "pixtable",
+    "PIXTABLE_STD": "pixtable",
+    "PIXTABLE_REDUCED": "pixtable",
+    "OBJECT_RED": "reduced",
+    "STD_RED": "reduced",
+    "SKY_RED": "reduced",
+    "IMAGE_FOV": "fov",
+    "PREVIEW_FOV": "fov",
+    # muse_scipost's sky model (skymethod=model, --save skymodel): one QC type for the sky of an exposure
+    "SKY_SPECTRUM": "sky",
+    "SKY_LINES": "sky",
+    "SKY_CONTINUUM": "sky",
+    "SKY_MASK": "sky",
+    "SKY_IMAGE": "sky",
+    "DATACUBE_STD": "std",
+    "STD_TELLURIC": "std",
+    "STD_FLUXES": "std",
+    "OFFSET_LIST": "align",
+    "SOURCE_LIST": "align",
+    "OUTPUT_WCS": "grid",  # the field's grid (field_grid)
 }
+
+#: QC types whose measurement includes another's, and so are judged by its rules too.
+INHERITS = {"zap": ("cube",)}
 
 
 class QCThresholds(Configurable):
@@ -150,6 +177,130 @@ class QCThresholds(Configurable):
                                          "(not flux calibrated: a wrong or missing response).").tag(config=True)
     cube_offset_bad = Float(3.0, help="Largest exposure offset (arcsec) above which a combined cube is "
                                       "'bad'.").tag(config=True)
+    # -- trace table (the slices' positions on the CCD; missing slices: flat_missing_slices_*)
+    trace_width_min_warn = Float(70.0, help="Narrowest slice of a TRACE_TABLE (pix) below which it is 'warning': "
+                                            "a MUSE slice is ~77 pix wide on the CCD (the instrument model's "
+                                            "77.0); a narrower one was traced on a partly dark flat or an edge "
+                                            "was lost.").tag(config=True)
+    trace_width_min_bad = Float(60.0, help="Narrowest slice (pix) below which a TRACE_TABLE is 'bad' (the slice "
+                                           "loses columns of sky).").tag(config=True)
+    trace_width_max_warn = Float(84.0, help="Widest slice (pix) above which a TRACE_TABLE is 'warning': slices are "
+                                            "84 pix apart, so a wider slice takes in its neighbour's gap.").tag(config=True)
+    trace_width_max_bad = Float(95.0, help="Widest slice (pix) above which it is 'bad' (two slices traced as one).").tag(config=True)
+    trace_width_spread_warn = Float(0.05, help="(widest - narrowest) / median slice width above which a TRACE_TABLE "
+                                               "is 'warning' (MUSE slices differ by ~1 %).").tag(config=True)
+    trace_width_spread_bad = Float(0.15, help="Relative spread of the slice widths above which it is 'bad'.").tag(config=True)
+    trace_geometry_warn = Int(1, help="Slices whose edges are not on either side of their centre, or pairs of "
+                                      "neighbouring slices whose edges cross, from which a TRACE_TABLE is "
+                                      "'warning'.").tag(config=True)
+    trace_geometry_bad = Int(1, help="Edge errors or crossings from which it is 'bad' (any: pixels of one "
+                                     "slice are given to another).").tag(config=True)
+    trace_shift_warn = Float(0.5, help="Slice centres against the median of the IFU's earlier nights' traces "
+                                       "(pix, worst slice) above which a TRACE_TABLE is 'warning': the image of "
+                                       "an IFU on its CCD moves by < 0.1 pix from night to night (0.000 pix "
+                                       "between two simulated nights).").tag(config=True)
+    trace_shift_bad = Float(2.0, help="Shift against the earlier traces (pix) above which it is 'bad': the IFU "
+                                      "or its CCD moved (an intervention), or the flat is another IFU's.").tag(config=True)
+    # -- wavelength-fit residuals (RMS and lines: wavecal_rms_*, wavecal_min_lines_*)
+    residuals_trend_warn = Float(0.03, help="Largest |median residual| of WAVECAL_RESIDUALS in a tenth of the "
+                                            "wavelength range (Angstrom) above which it is 'warning': a trend "
+                                            "with wavelength is a polynomial of too low an order or a "
+                                            "misidentified line (a good fit: < 0.01 A).").tag(config=True)
+    residuals_trend_bad = Float(0.1, help="Largest binned median residual (Angstrom) above which it is 'bad'.").tag(config=True)
+    # -- pixel tables and pre-reduced CCD images
+    pixtable_dq_warn = Float(0.1, help="Fraction of a pixel table's (or a *_RED image's) pixels with a non-zero "
+                                       "DQ above which it is 'warning': bad columns, cosmic rays and the gaps "
+                                       "between slices flag a few per cent.").tag(config=True)
+    pixtable_dq_bad = Float(0.3, help="Fraction of flagged pixels above which it is 'bad' (a saturated or "
+                                      "failed exposure).").tag(config=True)
+    pixtable_lambda_low_warn = Float(4800.0, help="Blue limit of a pixel table (Angstrom, ESO DRS MUSE PIXTABLE "
+                                                  "LIMITS LAMBDA LOW) above which it is 'warning': MUSE's nominal "
+                                                  "mode covers 4650-9300 A (from ~4600 A in the tables).").tag(config=True)
+    pixtable_lambda_low_bad = Float(5000.0, help="Blue limit (Angstrom) above which it is 'bad' (a wrong wavelength "
+                                                 "solution or mode).").tag(config=True)
+    pixtable_lambda_high_warn = Float(9100.0, help="Red limit of a pixel table (Angstrom, LIMITS LAMBDA HIGH) below "
+                                                   "which it is 'warning'.").tag(config=True)
+    pixtable_lambda_high_bad = Float(8900.0, help="Red limit (Angstrom) below which it is 'bad'.").tag(config=True)
+    # -- field-of-view images
+    fov_sources_warn = Int(1, help="Sources above 10 sigma in an IMAGE_FOV below which it is 'warning': every "
+                                   "MUSE field has some (a closed shutter or a lost guide star has none).").tag(config=True)
+    fov_sources_bad = Int(0, help="Sources below which an IMAGE_FOV is 'bad' (0: never; a blank field may be "
+                                  "real).").tag(config=True)
+    fov_cube_corr_warn = Float(0.9, help="Correlation of an IMAGE_FOV with its cube's white light below which it "
+                                         "is 'warning' (the same scene correlates > 0.99).").tag(config=True)
+    fov_cube_corr_bad = Float(0.7, help="Correlation with the cube below which it is 'bad' (the image is not "
+                                        "of its cube).").tag(config=True)
+    # -- sky model of muse_scipost
+    sky_night_warn = Float(0.3, help="Largest |log10| of a strong sky line's flux (5577, 6300, 8345, 8827 A) over "
+                                     "the previous nights' median above which a sky product is 'warning': the "
+                                     "airglow changes by up to a factor 2 between nights.").tag(config=True)
+    sky_night_bad = Float(0.7, help="|log10| against the previous nights above which it is 'bad' (a factor 5: "
+                                    "a failed fit, a sky mask on the object, a wrong flux scale).").tag(config=True)
+    sky_model_warn = Float(0.5, help="Largest |log10| of a fitted strong line's flux (SKY_LINES) over the flux "
+                                     "it started from (the run's input SKY_LINES), less the median of the strong "
+                                     "lines' (a common scale), above which it is 'warning': one line a factor 3 "
+                                     "off the others (simulated nights: < 0.05 dex).").tag(config=True)
+    sky_model_bad = Float(1.0, help="|log10| against the starting line list above which SKY_LINES is 'bad' (a "
+                                    "factor 10: the fit did not converge).").tag(config=True)
+    sky_negative_warn = Float(0.1, help="Fraction of the sky continuum (5000-9000 A) below zero above which a "
+                                        "SKY_CONTINUUM or SKY_SPECTRUM is 'warning' (the lines were over-"
+                                        "subtracted).").tag(config=True)
+    sky_negative_bad = Float(0.3, help="Fraction of the continuum below zero above which it is 'bad'.").tag(config=True)
+    # -- standard star cube and telluric correction (star FWHM: cube_fwhm_*)
+    std_star_warn = Int(1, help="Point sources found in a DATACUBE_STD below which it is 'warning' (the "
+                                "standard must be in it).").tag(config=True)
+    std_star_bad = Int(1, help="Point sources below which a DATACUBE_STD is 'bad' (no star: the response made "
+                               "from it is meaningless).").tag(config=True)
+    std_snr_warn = Float(20.0, help="Median signal-to-noise per wavelength bin of a STD_FLUXES spectrum below "
+                                    "which it is 'warning': a spectrophotometric standard gives > 100 (its "
+                                    "response would carry the noise).").tag(config=True)
+    std_snr_bad = Float(5.0, help="Median S/N of STD_FLUXES below which it is 'bad' (the star was missed).").tag(config=True)
+    telluric_max_warn = Float(1.05, help="Largest value of a STD_TELLURIC transmission above which it is "
+                                         "'warning': a transmission is at most 1.").tag(config=True)
+    telluric_max_bad = Float(1.2, help="Largest transmission above which it is 'bad' (the correction would add "
+                                       "light).").tag(config=True)
+    telluric_min_warn = Float(0.05, help="Lowest transmission (A band) below which a STD_TELLURIC is 'warning': "
+                                         "at MUSE's resolution the A band's core keeps ~20 % at airmass 2.").tag(config=True)
+    telluric_min_bad = Float(0.0, help="Lowest transmission below which it is 'bad' (negative: unphysical, the "
+                                       "division would flip the spectrum's sign).").tag(config=True)
+    telluric_clear_warn = Float(0.05, help="|transmission - 1| in 5000-6200 A, where the atmosphere has no "
+                                           "absorption band, above which a STD_TELLURIC is 'warning'.").tag(config=True)
+    telluric_clear_bad = Float(0.2, help="|transmission - 1| in the clear band above which it is 'bad'.").tag(config=True)
+    # -- exposure alignment (largest correction: cube_offset_*)
+    align_ratio_warn = Float(0.5, help="Largest correction of an OFFSET_LIST over the largest header dither above "
+                                       "which it is 'warning': headers are exact to a few tenths of an arcsec, "
+                                       "so corrections of the dithers' size mean the sources were matched "
+                                       "wrongly or the dithers are missing from the headers.").tag(config=True)
+    align_ratio_bad = Float(0.9, help="Correction over dither above which an OFFSET_LIST is 'bad' (it undoes "
+                                      "the dithers).").tag(config=True)
+    align_missing_warn = Int(1, help="Exposures given to muse_exp_align but missing from its OFFSET_LIST from "
+                                     "which it is 'warning' (combined without a correction).").tag(config=True)
+    align_missing_bad = Int(2, help="Missing exposures from which an OFFSET_LIST is 'bad'.").tag(config=True)
+    align_flux_scale_warn = Float(0.1, help="Largest |FLUX_SCALE - 1| of an OFFSET_LIST above which it is "
+                                            "'warning' (thin cloud in one exposure).").tag(config=True)
+    align_flux_scale_bad = Float(0.3, help="Largest |FLUX_SCALE - 1| above which it is 'bad'.").tag(config=True)
+    # -- a field's grid (OUTPUT_WCS of field_grid)
+    grid_margin_warn = Float(0.4, help="Smallest distance (arcsec) from the exposures' outermost slices to the "
+                                       "edge of a field's grid below which it is 'warning': atmospheric refraction "
+                                       "and the astrometric solution move the data by up to a few tenths of an "
+                                       "arcsec, which could then fall off the grid.").tag(config=True)
+    grid_margin_bad = Float(0.0, help="Margin (arcsec) below which a grid is 'bad': some exposure's slices lie "
+                                      "outside it and their data are lost in every cube resampled "
+                                      "onto it.").tag(config=True)
+    grid_coverage_warn = Float(0.05, help="Fraction of a grid's spaxels inside at least one exposure below which "
+                                          "it is 'warning': an exposure pointed far from the others stretches the "
+                                          "grid, and every cube on it, into empty sky (a field of one IFU at "
+                                          "two position angles covers ~8 %; whole-field exposures 80-100 "
+                                          "%).").tag(config=True)
+    grid_coverage_bad = Float(0.01, help="Coverage below which a grid is 'bad'.").tag(config=True)
+    # -- ZAP
+    zap_gain_warn = Float(0.8, help="Sky-line residual significance before ZAP over after (worst of the strong "
+                                    "lines) below which a DATACUBE_ZAP is 'warning': ZAP left the residuals "
+                                    "larger than it found them (1: unchanged, at the noise).").tag(config=True)
+    zap_gain_bad = Float(0.5, help="Before / after below which a DATACUBE_ZAP is 'bad' (twice the residuals).").tag(config=True)
+    zap_flux_warn = Float(0.95, help="Median white light after ZAP over before below which a DATACUBE_ZAP is "
+                                     "'warning': ZAP removes sky residuals, not the sources' light.").tag(config=True)
+    zap_flux_bad = Float(0.8, help="White light after / before below which it is 'bad'.").tag(config=True)
 
     #: (qc type, measurement name, sense, threshold prefix, unit): ``max`` fails above the
     #: limit, ``min`` below it, ``absmax`` when the absolute value is above it.
@@ -178,13 +329,49 @@ class QCThresholds(Configurable):
         ("twilight", "illum.rms", "max", "twilight_rms", ""),
         ("twilight", "illum.minrel", "min", "twilight_minrel", ""),
         ("response", "delta.absmax", "max", "response_delta", "mag"),
+        ("trace", "missing_slices", "max_incl", "flat_missing_slices", ""),
+        ("trace", "width.min", "min", "trace_width_min", "pix"),
+        ("trace", "width.max", "max", "trace_width_max", "pix"),
+        ("trace", "width.spread", "max", "trace_width_spread", ""),
+        ("trace", "edge_errors", "max_incl", "trace_geometry", ""),
+        ("trace", "overlaps", "max_incl", "trace_geometry", ""),
+        ("trace", "shift.absmax", "max", "trace_shift", "pix"),
+        ("residuals", "missing_slices", "max_incl", "flat_missing_slices", ""),
+        ("residuals", "rms.max", "max", "wavecal_rms", "Angstrom"),
+        ("residuals", "lines.min", "min", "wavecal_min_lines", ""),
+        ("residuals", "trend.absmax", "max", "residuals_trend", "Angstrom"),
+        ("pixtable", "dq_fraction", "max", "pixtable_dq", ""),
+        ("pixtable", "missing_slices", "max_incl", "flat_missing_slices", ""),
+        ("pixtable", "lambda.low", "max", "pixtable_lambda_low", "Angstrom"),
+        ("pixtable", "lambda.high", "min", "pixtable_lambda_high", "Angstrom"),
+        ("reduced", "dq_fraction", "max", "pixtable_dq", ""),
+        ("fov", "n_sources", "min", "fov_sources", ""),
+        ("fov", "cube_corr", "min", "fov_cube_corr", ""),
+        ("sky", "night_dex.absmax", "max", "sky_night", "dex"),
+        ("sky", "model_dex.absmax", "max", "sky_model", "dex"),
+        ("sky", "continuum.negative_fraction", "max", "sky_negative", ""),
+        ("std", "n_psf", "min", "std_star", ""),
+        ("std", "star.fwhm", "max", "cube_fwhm", "arcsec"),
+        ("std", "snr.median", "min", "std_snr", ""),
+        ("std", "trans.max", "max", "telluric_max", ""),
+        ("std", "trans.min", "min", "telluric_min", ""),
+        ("std", "clear.dev", "max", "telluric_clear", ""),
+        ("align", "offset.max", "max", "cube_offset", "arcsec"),
+        ("align", "offset_dither_ratio", "max", "align_ratio", ""),
+        ("align", "n_missing", "max_incl", "align_missing", ""),
+        ("align", "flux_scale.devmax", "max", "align_flux_scale", ""),
+        ("grid", "margin.min", "min", "grid_margin", "arcsec"),
+        ("grid", "coverage", "min", "grid_coverage", ""),
+        ("zap", "gain.min", "min", "zap_gain", ""),
+        ("zap", "flux_ratio", "min", "zap_flux", ""),
     )
 
     def limits(self, qc_type: str) -> dict[str, dict]:
         """The limits applying to a QC type: measurement name -> {sense, warn, bad, unit}."""
+        types = (qc_type, *INHERITS.get(qc_type, ()))
         return {name: {"sense": sense, "warn": getattr(self, prefix + "_warn"),
                        "bad": getattr(self, prefix + "_bad"), "unit": unit}
-                for t, name, sense, prefix, unit in self.RULES if t == qc_type}
+                for t, name, sense, prefix, unit in self.RULES if t in types}
 
     def check(self, qc_type: str, values: dict[str, float]) -> "Verdict":
         """Judge measurements of a product of ``qc_type`` against the limits."""
@@ -280,4 +467,4 @@ def judge(limits: dict[str, dict], values: dict[str, float]) -> Verdict:
     return Verdict(worst, tuple(checks))
 
 
-__all__ = ["Check", "QCConfig", "QCThresholds", "QC_TYPES", "Verdict", "judge"]
+__all__ = ["Check", "INHERITS", "QCConfig", "QCThresholds", "QC_TYPES", "Verdict", "judge"]

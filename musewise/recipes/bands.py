@@ -42,11 +42,11 @@ from astropy.io import fits
 from astropy.units import UnitsWarning
 
 from ..exceptions import InvalidFrameError, RecipeError
+from ..products.outputwcs import CubeGrid
 from .base import LogCallback, RecipeOutput, RecipeParameter, RecipeResult, describe_product, utcnow
 from .esorex import EsorexRecipe
 
-__all__ = ["BandedScipost", "GB_PER_PIXTABLE", "MARGIN", "MEMORY_FRACTION", "band_edges", "bands_needed",
-           "write_band_wcs"]
+__all__ = ["BandedScipost", "GB_PER_PIXTABLE", "MARGIN", "MEMORY_FRACTION", "band_edges", "bands_needed"]
 
 #: Peak memory of muse_scipost per IFU pixel table over the full wavelength range (GB):
 #: 21.6 GB for the 24 IFUs of one exposure (DRS 2.8.7, skymethod=model, killed there).
@@ -132,7 +132,7 @@ class BandedScipost(EsorexRecipe):
         given_wcs = [p for p, tag in sof if tag == "OUTPUT_WCS"]
         base_sof = [(p, tag) for p, tag in sof if tag != "OUTPUT_WCS"]
         started = utcnow()
-        grid = _Grid.from_file(given_wcs[0]) if given_wcs else None
+        grid = CubeGrid.from_file(given_wcs[0]) if given_wcs else None
         results: list[RecipeResult] = []
         calls: list[dict] = []
         for b in range(n):
@@ -143,7 +143,7 @@ class BandedScipost(EsorexRecipe):
             band_sof, call = list(base_sof), {}
             if grid is not None:
                 planes = grid.planes(edges, b, n)
-                band_sof.append((str(grid.write_slab(band_dir / "OUTPUT_WCS_band.fits", *planes)), "OUTPUT_WCS"))
+                band_sof.append((str(grid.write(band_dir / "OUTPUT_WCS_band.fits", planes)), "OUTPUT_WCS"))
                 call["wcs_planes"] = list(planes)
             say(f"musewise: band {b + 1}/{n}: {band_params['lambdamin']:.0f}-{band_params['lambdamax']:.0f} A")
             res = super().run(band_sof, band_dir, band_params, ifu=ifu, log=log, timeout=timeout, inputs=inputs,
@@ -152,7 +152,7 @@ class BandedScipost(EsorexRecipe):
             calls.append({"command": res.command, "sof": [[str(p), t] for p, t in res.inputs], **call})
             text.append(res.log_text)
             if grid is None:  # the first band's cube fixes the grid of the others
-                grid = _Grid.from_file(_one(res, "DATACUBE_FINAL").path, last=hi)
+                grid = CubeGrid.from_file(_one(res, "DATACUBE_FINAL").path, last=hi)
         outputs = _join(results, grid, edges, workdir, sof, say)
         first = results[0]
         return RecipeResult(
@@ -160,21 +160,6 @@ class BandedScipost(EsorexRecipe):
             command=first.command, params=eff, pipeline_version=first.pipeline_version, started=started,
             ended=utcnow(), ifu=ifu, inputs=[(str(Path(p).absolute()), t) for p, t in sof], workdir=str(workdir),
             calls=calls)
-
-
-def write_band_wcs(grid_file, planes: tuple[int, int], path) -> Path:
-    """The OUTPUT_WCS a band of a banded run read, made again (to replay the band's esorex call).
-
-    Parameters
-    ----------
-    grid_file : path
-        The run's OUTPUT_WCS, or its joined DATACUBE_FINAL (the same wavelength grid).
-    planes : (int, int)
-        Planes ``[k0, k1)`` of the band (``RecipeResult.calls[i]["wcs_planes"]``).
-    path : path
-        Where to write it.
-    """
-    return _Grid.from_file(grid_file).write_slab(Path(path), int(planes[0]), int(planes[1]))
 
 
 def _one(res: RecipeResult, category: str) -> RecipeOutput:
@@ -185,55 +170,7 @@ def _one(res: RecipeResult, category: str) -> RecipeOutput:
     return found[0]
 
 
-class _Grid:
-    """The wavelength grid (and sky grid) every band is resampled onto."""
-
-    def __init__(self, header: fits.Header, n_planes: int, shape: tuple[int, int]):
-        self.header, self.n_planes, self.shape = header, n_planes, shape
-        self.crval, self.cdelt = float(header["CRVAL3"]), float(header.get("CD3_3", header.get("CDELT3", 1.25)))
-        self.crpix = float(header.get("CRPIX3", 1.0))
-
-    @classmethod
-    def from_file(cls, path, last: float | None = None) -> "_Grid":
-        """The grid of a cube or OUTPUT_WCS file; ``last``: extend its planes up to this wavelength (A)."""
-        from ..products.outputwcs import GRID_CARDS
-
-        with fits.open(path, memmap=True) as h:
-            dh = h["DATA"].header
-            card = fits.Header()
-            for key in GRID_CARDS:
-                if key in dh:
-                    card[key] = (dh[key], dh.comments[key])
-            g = cls(card, int(dh["NAXIS3"]), (int(dh["NAXIS2"]), int(dh["NAXIS1"])))
-        if last is not None:
-            g.n_planes = int(math.floor((last - g.wavelength(0)) / g.cdelt + 1e-6)) + 1
-        return g
-
-    def wavelength(self, k) -> np.ndarray:
-        """Wavelength of plane(s) ``k`` (0-based), A."""
-        return self.crval + self.cdelt * (np.asarray(k, dtype=float) + 1.0 - self.crpix)
-
-    def planes(self, edges: list[float], b: int, n: int) -> tuple[int, int]:
-        """Planes ``[k0, k1)`` of band ``b`` of ``n`` (the first and last band take the grid's ends)."""
-        def first_at(lam):
-            return int(min(max(math.ceil((lam - self.wavelength(0)) / self.cdelt - 1e-6), 0), self.n_planes))
-        return (0 if b == 0 else first_at(edges[b])), (self.n_planes if b == n - 1 else first_at(edges[b + 1]))
-
-    def write_slab(self, path: Path, k0: int, k1: int) -> Path:
-        """An OUTPUT_WCS holding planes ``[k0, k1)`` of the grid."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        eh = self.header.copy()
-        eh["CRVAL3"] = float(self.wavelength(k0))
-        eh["CRPIX3"] = 1.0
-        ph = fits.Header()
-        ph["HIERARCH ESO PRO CATG"] = "OUTPUT_WCS"
-        fits.HDUList([fits.PrimaryHDU(header=ph),
-                      fits.ImageHDU(np.zeros((k1 - k0, *self.shape), np.int8), eh, name="DATA")]).writeto(
-            path, overwrite=True)
-        return path
-
-
-def _join(results: list[RecipeResult], grid: _Grid, edges: list[float], workdir: Path, sof, say) -> list[RecipeOutput]:
+def _join(results: list[RecipeResult], grid: CubeGrid, edges: list[float], workdir: Path, sof, say) -> list[RecipeOutput]:
     n = len(results)
     ranges = [grid.planes(edges, b, n) for b in range(n)]
     label = [f"{grid.wavelength(k0):.0f}-{grid.wavelength(k1 - 1):.0f}" for k0, k1 in ranges]
@@ -267,7 +204,7 @@ def _join(results: list[RecipeResult], grid: _Grid, edges: list[float], workdir:
     return outputs
 
 
-def _join_cubes(paths: list[str], grid: _Grid, ranges, out: Path, label: list[str]) -> None:
+def _join_cubes(paths: list[str], grid: CubeGrid, ranges, out: Path, label: list[str]) -> None:
     """Write the bands' planes one after the other, an extension at a time (float32, one copy)."""
     with fits.open(paths[0], memmap=True) as first:
         primary = first[0].header.copy()
@@ -332,7 +269,7 @@ def _filter_image(cube: Path, band_image: str, filter_list: str | None, workdir:
     return out
 
 
-def _join_tables(paths: list[str], grid: _Grid, ranges, workdir: Path) -> Path:
+def _join_tables(paths: list[str], grid: CubeGrid, ranges, workdir: Path) -> Path:
     """One table of the bands' rows, each band's within its own planes' wavelengths."""
     from astropy.table import Table, vstack
 

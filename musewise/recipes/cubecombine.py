@@ -112,6 +112,16 @@ def clip_mean(values: np.ndarray, variances: np.ndarray | None, nclip: float = 5
 
 def _combined_primary(primaries, files, settings: dict):
     h = primaries[0].copy()
+    # The pipeline's QC numbers of the first exposure do not describe the combination, and its
+    # seeing is one exposure's: the combination's is the mean of the exposures' DIMM seeings.
+    for key in [k for k in h if k.startswith("ESO QC ")]:
+        del h[key]
+    for end in ("START", "END"):
+        values = [float(p[f"ESO TEL AMBI FWHM {end}"]) for p in primaries
+                  if float(p.get(f"ESO TEL AMBI FWHM {end}", -1.0) or -1.0) > 0]  # DIMM writes -1 without one
+        if values:
+            h[f"HIERARCH ESO TEL AMBI FWHM {end}"] = (float(np.mean(values)),
+                                                     f"[arcsec] mean of the {len(values)} exposures")
     h["HIERARCH ESO PRO CATG"] = "DATACUBE_FINAL"
     h["EXPTIME"] = (float(sum(p.get("EXPTIME", 0.0) for p in primaries)), "[s] total of the exposures")
     h["HIERARCH MUSEWISE COMBINE NEXP"] = (len(files), "cubes combined")
