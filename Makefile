@@ -63,7 +63,7 @@ test: setup
 	$(VENV)/bin/pytest -ra --durations=15 -m "not long" $(PYTEST_ARGS)
 
 # The whole-field tests: the 2-night field reduced once for the session (tests/fieldfixture.py,
-# ~15 min to build on 2 loaded cores, its checks ~3 min more) and ZAP after a cascade.
+# ~20 min to build on 2 loaded cores, its checks ~3 min more) and ZAP after a cascade.
 test-long: setup
 	$(VENV)/bin/pytest -ra --durations=15 -m long $(PYTEST_ARGS)
 

@@ -32,7 +32,7 @@ field (session)
 
     The pytest option ``--field-root=DIR`` builds the field in ``DIR`` and keeps it
     there; a later run with the same option reuses it (to work on the tests: the
-    build takes ~15 min on the shared 2-core machine).
+    build takes ~20 min on the shared 2-core machine, QC of every product included).
 """
 
 from __future__ import annotations

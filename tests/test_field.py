@@ -22,7 +22,7 @@ from fieldfixture import FIELD, IFUS, NIGHT1, NIGHT2, STD_IFUS, STEP_PARAMS, fie
 
 
 def pipeline(test):
-    """A test on the field the session reduces with the real pipeline (~15 min on the shared
+    """A test on the field the session reduces with the real pipeline (~20 min on the shared
     2-core machine, the checks ~3 min more): ``long``, run by ``make test-long``."""
     return pytest.mark.long(pytest.mark.pipeline(test))
 
