@@ -57,7 +57,7 @@ def _kill_tree(proc):
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(30)
+            proc.wait(60)  # it stops users' servers and its PostgreSQL: 30 s were too few on a loaded machine
         except subprocess.TimeoutExpired:
             pass
     for g in groups:
