@@ -287,8 +287,6 @@ def _measured_standard(path):
     return None if best is None else best[:2]
 
 
-__all__ = ["STRONG_SKY_LINES", "cube_sky_spectrum", "mean_spectrum", "plot_response_check",
-           "plot_sky_residuals", "plot_sky_subtracted", "sky_lines_of", "sky_spaxels", "static_response"]
 
 
 def plot_field_grid(result, sof):
@@ -302,3 +300,7 @@ def plot_field_grid(result, sof):
 
     (grid_path,) = [o.path for o in result.outputs_of("OUTPUT_WCS")]
     return plot(grid_path, [p for p, t in sof if t == "OBJECT"], next(p for p, t in sof if t == "GEOMETRY_TABLE"))
+
+
+__all__ = ["STRONG_SKY_LINES", "cube_sky_spectrum", "mean_spectrum", "plot_field_grid", "plot_response_check",
+           "plot_sky_residuals", "plot_sky_subtracted", "sky_lines_of", "sky_spaxels", "static_response"]

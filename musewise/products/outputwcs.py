@@ -377,10 +377,11 @@ def plot_field_grid(grid_path, raws, geometry_path):
     labels = list(dict.fromkeys(o["label"] for o in outlines))
     fig, ax = plt.subplots(figsize=(10, min(7 * ny / nx, 8) + 1.6))
     ax.add_patch(plt.Rectangle((-0.5, -0.5), nx, ny, fill=False, lw=2, color="k", label="grid"))
+    named = set()  # one legend entry per exposure, on its first IFU
     for o in outlines:
-        k = labels.index(o["label"])
-        first = o is next(x for x in outlines if x["label"] == o["label"])
-        ax.plot(o["x"], o["y"], color=f"C{k % 10}", lw=1, label=o["label"] if first else None)
+        label = o["label"] if o["label"] not in named else None
+        named.add(o["label"])
+        ax.plot(o["x"], o["y"], color=f"C{labels.index(o['label']) % 10}", lw=1, label=label)
     ax.set_xlim(-0.05 * nx - 1, 1.05 * nx)
     ax.set_ylim(-0.05 * ny - 1, 1.05 * ny)
     ax.set_aspect("equal")
