@@ -49,6 +49,45 @@ def write_demo_config(root: Path) -> Path:
     return cfg
 
 
+def fit_disk(arch, root: Path, night: str, ifus) -> bool:
+    """Save less where the disk cannot hold the night's default products; True if it had to.
+
+    Plans the demo's reduction (:func:`musewise.dpu.demo_target`) and compares what its runs
+    would archive (``Plan.disk``) with the free space of the data root. When only the lean
+    products (:data:`musewise.dpu.config.LEAN_PARAMETERS`: no reduced pixel tables, no
+    pre-reduced CCD images) fit, they are written into the data root's config file, so that
+    every later run on this archive (the demo run again, the hub's users) saves the same.
+    When not even those fit, the reduction refuses before it starts
+    (:class:`~musewise.exceptions.DiskSpaceError`).
+    """
+    from .dpu import demo_target, plan
+    from .dpu.config import DpuConfig
+    from .dpu.diskneed import MARGIN, free_bytes
+
+    free = free_bytes(str(root))
+    step, kw = demo_target(arch, night)
+    need = plan(step, ifus=list(ifus), archive=arch, commit=True, **kw).disk
+    if free is None or need is None or need.total * (1 + MARGIN) <= free:
+        if free is not None and need is not None and need.total:
+            print(f"disk: the reduction archives {need.summary()}; {free / 1e9:.1f} GB free")
+        return False
+    lean = DpuConfig.from_config(arch.config).lean_parameters()
+    cfg = root / "musewise_config.py"
+    with open(cfg, "a") as fh:
+        fh.write(f"\n# Written by `make demo`: the night's default products need {need.total / 1e9:.1f} GB and\n"
+                 f"# {free / 1e9:.1f} GB were free, so this archive saves less (musewise.dpu.config.LEAN_PARAMETERS:\n"
+                 "# no reduced pixel tables, no pre-reduced CCD images).\n"
+                 f"c.DpuConfig.default_parameters = {lean!r}\n")
+    conf = arch.config.config
+    conf.DpuConfig.default_parameters = lean
+    arch.config.config = conf
+    after = plan(step, ifus=list(ifus), archive=arch, commit=True, **kw).disk
+    print(f"disk: the default products need {need.summary()}, more than the {free / 1e9:.1f} GB free; "
+          f"saving less instead ({cfg.name}: no reduced pixel tables, no pre-reduced CCD images): "
+          f"{after.summary()}", flush=True)
+    return True
+
+
 def musewise_command() -> str:
     """How to type the ``musewise`` command of this environment in the user's shell.
 
@@ -102,7 +141,7 @@ def main(argv=None) -> int:
     write_demo_config(root)
 
     from .archive import Archive
-    from .exceptions import DuplicateError, ReductionFailed
+    from .exceptions import DiskSpaceError, DuplicateError, ReductionFailed
     from .inm import simulate_night
 
     t0 = time.time()
@@ -147,7 +186,11 @@ def main(argv=None) -> int:
     from . import dpu
 
     try:
+        fit_disk(arch, root, args.night, ifus)
         cube_id = dpu.demo_cascade(arch, args.night, ifus, commit=True)
+    except DiskSpaceError as exc:
+        print(f"\nthe reduction did not start: {exc}", file=sys.stderr)
+        return 1
     except ReductionFailed as exc:
         # Recorded in the archive with its reason; what succeeded is kept, and running the
         # demo again picks up from there.

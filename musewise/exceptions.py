@@ -122,6 +122,10 @@ class ReleaseRefusedError(MusewiseError, ValueError):
     """A product may not be released (invalid, affected by an invalid input, or not a product)."""
 
 
+class DiskSpaceError(MusewiseError, OSError):
+    """Not enough free disk for what a plan would archive; nothing was run."""
+
+
 class DatastoreError(MusewiseError, OSError):
     """The file store could not read or write a file."""
 

@@ -17,6 +17,8 @@ archive
     (consortium member, no project) and ``eve`` (outside user, public data only).
 sim_frames (session)
     A small simulated night for IFU 1 written by the instrument model.
+small_fs
+    ``small_fs(name, size)``: a real tmpfs of ``size`` bytes, unmounted after the test.
 page
     A headless Chromium page (Playwright, ``/usr/bin/chromium``), closed after the test.
 output_dir
@@ -132,6 +134,35 @@ def sim_frames(tmp_path_factory):
             key = info.category if info.kind.value == "raw" else "static"
             frames.setdefault(key, []).append(Path(p))
         yield frames
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """``small_fs(name, size_bytes)``: a tmpfs of that size mounted at ``tmp_path/name``; unmounted after.
+
+    A real small filesystem for the full-disk tests (skips where mounting needs privileges
+    the test lacks).
+    """
+    import subprocess
+
+    mounted = []
+
+    def mount(name: str, size: int) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        need(shutil.which("mount") is not None, "no mount command")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={int(size)}", "tmpfs", str(path)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs for the full-disk test (needs root or CAP_SYS_ADMIN): "
+                        f"{r.stderr.strip()}")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 @pytest.fixture

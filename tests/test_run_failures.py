@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -282,45 +283,52 @@ def test_pipeline_error_fails_the_runs_and_the_cascade_and_a_good_make_picks_up(
     arch.close()
 
 
-@pytest.fixture
-def small_fs(tmp_path):
-    """``small_fs(name, size_bytes)``: a tmpfs of that size mounted at ``tmp_path/name``; unmounted after."""
-    mounted = []
+def _fill_when_esorex_runs(where: Path, leave: int) -> threading.Thread:
+    """Another user's file fills ``where``'s filesystem to ``leave`` free bytes once esorex runs.
 
-    def mount(name: str, size: int) -> Path:
-        from conftest import need
+    The plan's disk check (:mod:`musewise.dpu.diskneed`) found room before the run started;
+    the disk filling during the run is what only the run itself can meet.
+    """
+    import psutil
 
-        path = tmp_path / name
-        path.mkdir()
-        need(shutil.which("mount") is not None, "no mount command")
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={int(size)}", "tmpfs", str(path)],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            pytest.skip(f"cannot mount a small tmpfs for the full-disk test (needs root or CAP_SYS_ADMIN): "
-                        f"{r.stderr.strip()}")
-        mounted.append(path)
-        return path
+    def esorex_runs(me) -> bool:
+        for p in me.children(recursive=True):
+            try:
+                if "esorex" in " ".join(p.cmdline()):
+                    return True
+            except psutil.Error:  # gone, or a zombie, while we looked
+                pass
+        return False
 
-    yield mount
-    for path in reversed(mounted):
-        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+    def fill():
+        me = psutil.Process()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 300 and not esorex_runs(me):
+            time.sleep(0.1)
+        free = shutil.disk_usage(where).free
+        with open(where / "another-users-file", "wb") as fh:
+            os.posix_fallocate(fh.fileno(), 0, max(free - leave, 0))
 
-
-def _resize(path: Path, size: int) -> None:
-    subprocess.run(["mount", "-o", f"remount,size={int(size)}", str(path)], check=True)
+    t = threading.Thread(target=fill, daemon=True)
+    t.start()
+    return t
 
 
 @pipeline
 def test_full_datastore_fails_the_run_and_leaves_no_partial_file(tmp_path, bias_night, small_fs):
-    """(c) The datastore's filesystem fills while the product is archived: the run fails, nothing is left."""
+    """(c) The datastore's filesystem fills while the run goes: the run fails, nothing is left."""
+    from musewise.dpu.diskneed import BYTES_PER_IFU
+
     _need_esorex()
     raw = sum(p.stat().st_size for p in bias_night)
-    store = small_fs("datastore", raw + 3 * 2**20)  # the raw frames, and 3 MiB: not a master bias
+    disk = small_fs("disk", raw + 300 * 2**20)  # room for the plan's estimate of a master bias
+    store = disk / "store"
     arch = _ingested(tmp_path / "root", bias_night, datastore_url=str(store))
     before = sorted(p.relative_to(store) for p in store.rglob("*") if p.is_file())
+    filler = _fill_when_esorex_runs(disk, 3 * 2**20)  # then 3 MiB: not a master bias
     with pytest.raises(ReductionFailed) as exc:
         dpu.make("bias", NIGHT, [1], dry_run=False, archive=arch, engine="local", progress=False)
+    filler.join(10)
     (o,) = exc.value.outcomes
     run = arch.get_run(o.run_id)
     assert run.status == "failed"
@@ -332,29 +340,33 @@ def test_full_datastore_fails_the_run_and_leaves_no_partial_file(tmp_path, bias_
     assert sorted(p.relative_to(store) for p in store.rglob("*") if p.is_file()) == sorted(before + notebook)
     assert Path(o.workdir).is_dir()  # the failed run's work dir, with its products, is kept for looking into
 
-    _resize(store, 2**30)  # room made: the next make picks up
+    (disk / "another-users-file").unlink()  # room made: the next make picks up
     dpu.make("bias", NIGHT, [1], dry_run=False, archive=arch, engine="local", progress=False)
     (bias,) = arch.query(category="MASTER_BIAS")
     arch.verify(bias.id)
+    # What the plan expected a master bias to take is what the pipeline wrote.
+    assert abs(bias.size / BYTES_PER_IFU["MASTER_BIAS"] - 1) < 0.05, bias.size
     assert _running(arch) == []
     arch.close()
 
 
 @pipeline
 def test_full_work_dir_fails_the_run_with_the_reason(tmp_path, bias_night, small_fs):
-    """(c) The work dir's filesystem is full when esorex writes its product."""
+    """(c) The work dir's filesystem fills while esorex writes its product."""
     _need_esorex()
-    scratch = small_fs("scratch", 8 * 2**20)  # the notebook and logs fit, not a master bias
-    arch = _ingested(tmp_path / "root", bias_night, scratch=str(scratch))
+    scratch = small_fs("scratch", 300 * 2**20)  # room for the plan's estimate of the run
+    arch = _ingested(tmp_path / "root", bias_night, scratch=str(scratch / "work"))
+    filler = _fill_when_esorex_runs(scratch, 8 * 2**20)  # then the notebook and logs fit, not a master bias
     with pytest.raises(ReductionFailed) as exc:
         dpu.make("bias", NIGHT, [1], dry_run=False, archive=arch, engine="local", progress=False)
+    filler.join(10)
     (o,) = exc.value.outcomes
     run = arch.get_run(o.run_id)
     assert run.status == "failed"
     assert "No space left on device" in run.error, run.error
     _assert_nothing_half_made(arch, run.id)
     assert arch.query(category="MASTER_BIAS") == []
-    _resize(scratch, 2**30)
+    (scratch / "another-users-file").unlink()
     dpu.make("bias", NIGHT, [1], dry_run=False, archive=arch, engine="local", progress=False)
     assert len(arch.query(category="MASTER_BIAS")) == 1
     assert _running(arch) == []

@@ -25,11 +25,11 @@ see :mod:`musewise.dpu.hooks`).
 from ..exceptions import ReductionFailed
 from .api import prepare, run, validate_parameters
 from .config import DpuConfig
-from .planner import Plan, PlannedRun, demo_cascade, make, plan, provenance_tree
+from .planner import Plan, PlannedRun, demo_cascade, demo_target, make, plan, provenance_tree
 from .runner import RunOutcome
 from .selection import RunInput, RunSpec
 from .steps import STEPS, Step, get_step
 
 __all__ = ["DpuConfig", "Plan", "PlannedRun", "ReductionFailed", "RunInput", "RunOutcome", "RunSpec",
-           "STEPS", "Step", "demo_cascade", "get_step", "make", "plan", "prepare", "provenance_tree",
+           "STEPS", "Step", "demo_cascade", "demo_target", "get_step", "make", "plan", "prepare", "provenance_tree",
            "run", "validate_parameters"]

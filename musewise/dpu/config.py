@@ -48,6 +48,14 @@ DEFAULT_PARAMETERS = {
     "muse_wavecal": {"residuals": True},
 }
 
+#: What the reduction leaves out where disk is short (``make demo IFUS=24`` on a machine with
+#: less than ~95 GB free): the reduced pixel tables (9.1 GB a 24-IFU exposure; exp_combine and
+#: the spaxel-origin view need them, combine_cubes does not) and the pre-reduced CCD images
+#: (4.9 GB an exposure, looked at by their QC only). Overlaid on the site's defaults.
+LEAN_PARAMETERS = {
+    "muse_scipost": {"save": "cube,skymodel"},
+    "muse_scibasic": {"saveimage": False},
+}
 
 #: How far (in nights) a reduction looks for a calibration made by another night, by category,
 #: as the MUSE deep fields' reduction system does (musered's ``frames.offsets``: one night for
@@ -213,9 +221,16 @@ class DpuConfig(Configurable):
         """How many nights from the frame's a calibration of ``category`` may come from."""
         return int(self.calibration_windows.get(category, self.calibration_window_default))
 
+    def lean_parameters(self) -> dict:
+        """The site's default parameters overlaid with :data:`LEAN_PARAMETERS`."""
+        out = {r: dict(v) for r, v in self.default_parameters.items()}
+        for recipe, values in LEAN_PARAMETERS.items():
+            out[recipe] = {**out.get(recipe, {}), **values}
+        return out
+
     def parameters_for(self, recipe: str, given: dict | None = None) -> dict:
         """Site defaults of ``recipe`` overlaid with ``given``."""
         return {**self.default_parameters.get(recipe, {}), **(given or {})}
 
 
-__all__ = ["DEFAULT_CALIBRATION_WINDOWS", "DEFAULT_PARAMETERS", "DpuConfig"]
+__all__ = ["DEFAULT_CALIBRATION_WINDOWS", "DEFAULT_PARAMETERS", "DpuConfig", "LEAN_PARAMETERS"]

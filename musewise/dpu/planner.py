@@ -39,6 +39,7 @@ from datetime import date as Date, timedelta
 from ..exceptions import NotFoundError
 from ..vocabulary import DatasetKind, kind_of_category
 from .config import DpuConfig
+from .diskneed import DiskNeed, check_free_disk, plan_disk_need
 from .selection import exposure_key, ifus_of_night, raw_frames, target_exposures, target_nights
 from .steps import PER_EXPOSURE, PER_IFU, PER_TARGET, PRODUCER, STEPS, Step, get_step, split_of
 
@@ -125,6 +126,8 @@ class Plan:
     borrowed : list of str
         For each night without its own frames for a calibration step: the night it takes
         that calibration from, and why.
+    disk : DiskNeed or None
+        What the runs to do will archive (:mod:`musewise.dpu.diskneed`).
     """
 
     target: str
@@ -134,6 +137,7 @@ class Plan:
     nights: list[str] = field(default_factory=list)
     object: str = ""
     borrowed: list[str] = field(default_factory=list)
+    disk: DiskNeed | None = None
 
     @property
     def todo(self) -> list[PlannedRun]:
@@ -158,6 +162,8 @@ class Plan:
         lines = [head] + [f"  {'->' if i.needed else '  '} " + (f"{i.night or 'all':<10} " if many else "") + str(i)
                           for i in self.items]
         lines += [f"  calibration: {b}" for b in self.borrowed]
+        if self.disk is not None and self.todo:
+            lines.append(f"  disk: the runs to do archive {self.disk.summary()}")
         return "\n".join(lines)
 
     def __str__(self):
@@ -312,7 +318,8 @@ class _Planner:
 
     def exposures(self, step: Step, night) -> list[float]:
         """The exposures a per-exposure step reduces in a night (only the target's, for a target)."""
-        raw = {"PIXTABLE_OBJECT": "OBJECT", "PIXTABLE_STD": "STD"}.get(step.input_tag, "OBJECT")
+        raw = {"PIXTABLE_OBJECT": "OBJECT", "PIXTABLE_STD": "STD"}.get(
+            step.input_tag, step.input_tag if step.input_kind == "raw" else "OBJECT")
         keys = sorted({exposure_key(f.mjd_obs) for f in self.raw(raw, night)})
         if self.target and raw == "OBJECT":
             mine = set(self.target_exposures(night))
@@ -668,6 +675,8 @@ def plan(step: str, date: str | None = None, ifus=None, *, archive=None, p: dict
                     seen.add(id(item))
                     out.items.append(item)
     out.nights = sorted({i.night for i in out.items if i.night} | set(nights))
+    out.disk = plan_disk_need(out, lambda name: pl.expected_params(steps[name]),
+                              lambda item: len(pl.exposures(steps[item.step], item.night)) if item.night else 1)
     return out
 
 
@@ -685,6 +694,12 @@ def make(step: str, date: str | None = None, ifus=None, *, dry_run: bool = True,
     Plan
         The plan as it was before execution.
 
+    Raises
+    ------
+    DiskSpaceError
+        The datastore's filesystem has less free space than the plan's runs would archive
+        (``Plan.disk``, plus a margin): nothing was run.
+
     Examples
     --------
     >>> dpu.make('exp_combine', target='SIM-DEEP-FIELD')                 # doctest: +SKIP
@@ -698,6 +713,7 @@ def make(step: str, date: str | None = None, ifus=None, *, dry_run: bool = True,
     print(pl.to_text())
     if dry_run or not pl.todo:
         return pl
+    check_free_disk(pl.disk, arch.datastore.root if arch.datastore.is_local else None, arch.config.scratch)
     execute_plan(pl, arch, commit=commit, p=p, step_params=step_params, engine=engine, progress=progress)
     return pl
 
@@ -713,14 +729,25 @@ def provenance_tree(dataset_id: int, archive=None) -> str:
     return open_default_archive(archive).provenance(dataset_id).to_text()
 
 
+def demo_target(arch, night: str) -> tuple[str, dict]:
+    """What the demo reduces a night to: ``(step, keywords of make)``.
+
+    A night with one field (``OBJECT``) observed in two or more exposures: that field's
+    combined cube, ``('combine_cubes', {'target': field})``; otherwise each exposure's cube,
+    ``('scipost', {'date': night})``.
+    """
+    fields = {r.object for r in raw_frames(arch, "OBJECT", night) if r.object}
+    if len(fields) == 1 and len(target_exposures(arch, next(iter(fields)), night)) >= 2:
+        return "combine_cubes", {"target": next(iter(fields))}
+    return "scipost", {"date": night}
+
+
 def demo_cascade(arch, night: str, ifus=(1,), *, commit: bool = False, engine: str | None = None,
                  progress: bool = True) -> int:
-    """Reduce an already ingested night to the cube of its field; ingests nothing.
+    """Reduce an already ingested night to the cube of its field (:func:`demo_target`); ingests nothing.
 
-    A night with one field (``OBJECT``) observed in two or more exposures is reduced as that
-    target, ``make('combine_cubes', target=...)``: the calibrations, the field's grid, each
-    exposure's cube on it and their combination. Otherwise each exposure's cube,
-    ``make('scipost')``.
+    The calibrations, the field's grid, each exposure's cube on it and their combination,
+    or, for a night without a field observed twice, each exposure's cube.
 
     Returns
     -------
@@ -728,20 +755,16 @@ def demo_cascade(arch, night: str, ifus=(1,), *, commit: bool = False, engine: s
         Archive ID of the combined cube, else of the newest valid ``DATACUBE_FINAL`` of the night.
     """
     path = arch.search_path(reference=commit)
-    fields = {r.object for r in raw_frames(arch, "OBJECT", night) if r.object}
-    if len(fields) == 1 and len(target_exposures(arch, next(iter(fields)), night)) >= 2:
-        (field,) = fields
-        make("combine_cubes", ifus=list(ifus), dry_run=False, commit=commit, archive=arch, engine=engine,
-             progress=progress, target=field)
-        cubes = [c for c in arch.find("DATACUBE_FINAL", collections=path, night=night, object=field)
+    step, kw = demo_target(arch, night)
+    make(step, ifus=list(ifus), dry_run=False, commit=commit, archive=arch, engine=engine, progress=progress, **kw)
+    if "target" in kw:
+        cubes = [c for c in arch.find("DATACUBE_FINAL", collections=path, night=night, object=kw["target"])
                  if c.run_id is not None and arch.get_run(c.run_id).recipe == "combine_cubes"]
     else:
-        make("scipost", night, list(ifus), dry_run=False, commit=commit, archive=arch, engine=engine,
-             progress=progress)
         cubes = arch.find("DATACUBE_FINAL", collections=path, night=night)
     if not cubes:
         raise NotFoundError(f"the cascade of night {night} made no DATACUBE_FINAL")
     return cubes[0].id
 
 
-__all__ = ["CORE_STEPS", "Plan", "PlannedRun", "cascade", "demo_cascade", "make", "plan", "provenance_tree"]
+__all__ = ["CORE_STEPS", "Plan", "PlannedRun", "cascade", "demo_cascade", "demo_target", "make", "plan", "provenance_tree"]

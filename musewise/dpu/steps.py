@@ -108,6 +108,9 @@ class Step:
         night has one (muse_scibasic's ``ILLUM``): the one of the frames' OB (``ESO OBS
         ID``), else the closest in time within :data:`ATTACHED_WINDOW_DAYS`
         (:func:`~musewise.dpu.selection.attached_frame`).
+    per_frame : bool
+        The recipe reduces each input frame on its own (muse_scibasic): one run makes a
+        product of each category per frame.
     """
 
     name: str
@@ -124,6 +127,7 @@ class Step:
     required_when: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
     input_recipe: str = ""
     attached: tuple[str, ...] = ()
+    per_frame: bool = False
 
     def required_for(self, params: dict) -> tuple[str, ...]:
         """Calibration categories required with the effective recipe parameters ``params``."""
@@ -159,11 +163,12 @@ STEPS: dict[str, Step] = {s.name: s for s in (
          skip_without_input=True),
     Step("scibasic", "muse_scibasic", "OBJECT",
          calibrations=("MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "WAVECAL_TABLE", "GEOMETRY_TABLE"),
-         optional=("MASTER_DARK", "TWILIGHT_CUBE"), products=("PIXTABLE_OBJECT",), attached=("ILLUM",)),
+         optional=("MASTER_DARK", "TWILIGHT_CUBE"), products=("PIXTABLE_OBJECT",), attached=("ILLUM",),
+         per_frame=True),
     Step("scibasic_std", "muse_scibasic", "STD",
          calibrations=("MASTER_BIAS", "MASTER_FLAT", "TRACE_TABLE", "WAVECAL_TABLE", "GEOMETRY_TABLE"),
          optional=("MASTER_DARK", "TWILIGHT_CUBE"), products=("PIXTABLE_STD",), skip_without_input=True,
-         attached=("ILLUM",)),
+         attached=("ILLUM",), per_frame=True),
     Step("standard", "muse_standard", "PIXTABLE_STD", input_kind="product",
          calibrations=("EXTINCT_TABLE", "STD_FLUX_TABLE"), optional=("FILTER_LIST",),
          products=("STD_RESPONSE", "STD_TELLURIC"), per=PER_EXPOSURE, skip_without_input=True,

@@ -153,12 +153,22 @@ def _read_product(path, ext="DATA"):
 def _read_raw(path, ifu: int | None):
     from astropy.io import fits
 
-    # Raw frames are scaled int16 (BZERO), which astropy cannot memory-map.
-    with fits.open(path, memmap=False) as h:
+    # Raw frames are int16 with BZERO 32768: read memory-mapped unscaled and add the zero
+    # point in float32 (astropy's own scaling goes through float64: 3x slower).
+    with fits.open(path, memmap=True, do_not_scale_image_data=True) as h:
         chans = chan_extensions(x.name for x in h)
         name = chan_extname(ifu) if ifu else chans[min(chans)]
         ext = h[name]
-        return ext.header.copy(), np.asarray(ext.data, dtype=np.float32)
+        header = ext.header.copy()
+        data = np.asarray(ext.data, dtype=np.float32)
+        scale, zero = float(header.get("BSCALE", 1.0)), float(header.get("BZERO", 0.0))
+        if scale != 1.0:
+            data *= np.float32(scale)
+        if zero:
+            data += np.float32(zero)
+        for k in ("BSCALE", "BZERO"):
+            header.remove(k, ignore_missing=True)
+        return header, data
 
 
 # ----------------------------------------------------------------------------- master bias
@@ -212,7 +222,8 @@ def measure_master_bias(master_path, raw_paths=(), ifu: int | None = None) -> Me
             m.add(f"raw_level.q{q.number}", float(np.mean(med)), "adu")
             m.add(f"raw_level_spread.q{q.number}", float(np.std(med)) if n_raw > 1 else 0.0, "adu")
         if n_raw >= 2:
-            diff = rq.cut(raws[0][1]) - rq.cut(raws[1][1])
+            # every other pixel of either axis: 1 M pixels give the noise to 0.1 %
+            diff = rq.cut(raws[0][1])[::2, ::2] - rq.cut(raws[1][1])[::2, ::2]
             ron_adu = clipped_std(diff) / np.sqrt(2)
             m.add(f"ron_adu.q{q.number}", ron_adu, "adu")
             m.add(f"ron.q{q.number}", ron_adu * rq.gain, "e-")
@@ -252,7 +263,9 @@ def hot_columns(data: np.ndarray, quads, nsigma: float = 10.0, min_adu: float = 
     """
     hot, worst = [], 0.0
     for q in quads:
-        cols = np.nanmedian(q.cut(data), axis=0)
+        cut = q.cut(data)
+        # np.nanmedian along an axis goes column by column; np.median is vectorised
+        cols = np.median(cut, axis=0) if np.isfinite(cut).all() else np.nanmedian(cut, axis=0)
         dev = cols - np.nanmedian(cols)
         limit = max(nsigma * robust_std(cols), min_adu)
         hot.extend(int(q.x0 + i) for i in np.nonzero(np.abs(dev) > limit)[0])
