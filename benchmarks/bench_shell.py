@@ -55,6 +55,12 @@ Usage::
     python benchmarks/bench_shell.py --ifus 24 --keep /data/bench   # the full instrument (hours; ~70 GB)
     python benchmarks/bench_shell.py --ifus 24 --steps bias,flat,wavecal --keep /data/bench  # within an hour
     python benchmarks/bench_shell.py --ifus 1 --scipost wavelength_bands=2   # a banded scipost, replayed band by band
+    python benchmarks/bench_shell.py --archive demo   # where the time of an archive's runs went (no replay)
+
+``--archive ROOT`` reads the runs of an existing data root (a ``make demo IFUS=24`` night, say)
+and prints, step by step, the runs, their span, esorex's share and each run's time outside
+esorex, then :func:`time_breakdown` over all its esorex runs: the per-run overhead measured on
+a full night, where replaying it from a shell in the same invocation would take hours more.
 """
 
 from __future__ import annotations
@@ -326,8 +332,47 @@ def bench(ifus, base: Path, every: float, scipost: dict | None = None, steps=("s
     return out
 
 
+def archive_report(root: str, user: str = "admin") -> dict:
+    """Where the time of an archive's succeeded runs went, step by step (seconds)."""
+    from musewise.archive import Archive
+    from musewise.config import MusewiseConfig
+
+    arch = Archive(MusewiseConfig.load(root=str(root), user=user), user=user)
+    try:
+        runs = sorted((r for r in arch.runs() if r.status == "succeeded"), key=lambda r: r.started)
+        by_step: dict = {}
+        for r in runs:
+            by_step.setdefault(r.details.get("step") or r.recipe, []).append(r)
+        steps = {}
+        for step, rs in by_step.items():
+            steps[step] = {
+                "runs": len(rs),
+                "span_s": round((max(r.ended for r in rs) - min(r.started for r in rs)).total_seconds(), 1),
+                "esorex_s": round(sum(float(r.details.get("recipe_seconds") or 0) for r in rs), 1),
+                "outside_esorex_per_run_s": round(overhead_per_run(rs), 2),
+            }
+        reduce = [r for r in runs if not r.recipe.startswith("qc_")]
+        out = {"root": str(root), "runs": len(runs),
+               "wall_s": round((max(r.ended for r in runs) - min(r.started for r in runs)).total_seconds(), 1),
+               "steps": steps, "seconds_per_run": time_breakdown(arch, runs),
+               "run_wall_minus_esorex_s": round(overhead_per_run(esorex_runs(reduce)), 2),
+               "most_runs_at_once": most_at_once(reduce)}
+    finally:
+        arch.close()
+    print(f"{out['runs']} runs of {root}, first start to last end {out['wall_s']:.0f} s:")
+    print(f"  {'step':<14} {'runs':>5} {'span s':>8} {'esorex s':>9} {'outside esorex s/run':>21}")
+    for step, v in steps.items():
+        print(f"  {step:<14} {v['runs']:>5} {v['span_s']:>8.0f} {v['esorex_s']:>9.0f} {v['outside_esorex_per_run_s']:>21.2f}")
+    print(f"  run wall - esorex over the esorex runs: {out['run_wall_minus_esorex_s']:.2f} s (goal < 1 s)")
+    print("  mean seconds per esorex run: " + ", ".join(f"{k} {v}" for k, v in out["seconds_per_run"].items()))
+    print(json.dumps(out, default=str))
+    return out
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--archive", metavar="ROOT", help="report where an existing data root's run time went, and stop")
+    ap.add_argument("--user", default="admin", help="with --archive: the user reading it")
     ap.add_argument("--ifus", type=int, default=2, help="number of IFUs of the night (1-24)")
     ap.add_argument("--keep", help="folder for the data (default: a temporary folder, removed)")
     ap.add_argument("--every", type=float, default=2.0, help="memory and disk sampling interval (s)")
@@ -337,6 +382,8 @@ def main(argv=None) -> dict:
                     help="comma-separated steps to make, in order, each with what it needs (default: "
                          "scipost, the whole cascade), e.g. bias,flat,wavecal for the full instrument within an hour")
     args = ap.parse_args(argv)
+    if args.archive:
+        return archive_report(args.archive, args.user)
     scipost = dict(kv.split("=", 1) for kv in args.scipost)
     steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
     with tempfile.TemporaryDirectory(prefix="bench-shell-", dir=args.keep) as tmp:

@@ -47,9 +47,10 @@ BYTES_PER_IFU = {
     "DATACUBE_FINAL": 135e6,
     "DATACUBE_ZAP": 135e6,
     "DATACUBE_STD": 135e6,
-    "DATACUBE_SKYFLAT": 135e6,
-    "LSF_PROFILE": 25e6,
-    "WAVECAL_RESIDUALS": 10e6,
+    # muse_twilight's cube of the sky flats is binned coarsely: 12 MB for 24 IFUs.
+    "DATACUBE_SKYFLAT": 0.5e6,
+    "LSF_PROFILE": 1e6,
+    "WAVECAL_RESIDUALS": 8e6,
 }
 
 #: Bytes assumed for a product of a category not in :data:`BYTES_PER_IFU`, and for a run's
