@@ -46,16 +46,22 @@ BYTES_PER_IFU = {
     # 0.2 arcsec spaxels, 3681 planes of float32 DATA and STAT: ~3.2 GB for 24 IFUs.
     "DATACUBE_FINAL": 135e6,
     "DATACUBE_ZAP": 135e6,
-    "DATACUBE_STD": 135e6,
+    # muse_standard's cube of the star's exposure, on the IFUs' own footprint: 2.56 GB for 24 IFUs.
+    "DATACUBE_STD": 107e6,
+    # the field's grid: an int8 cube of the field's shape, 0.35 GB for 24 IFUs (muse_scipost reads
+    # the size of all three axes from it).
+    "OUTPUT_WCS": 15e6,
     # muse_twilight's cube of the sky flats is binned coarsely: 12 MB for 24 IFUs.
     "DATACUBE_SKYFLAT": 0.5e6,
     "LSF_PROFILE": 1e6,
     "WAVECAL_RESIDUALS": 8e6,
 }
 
-#: Bytes assumed for a product of a category not in :data:`BYTES_PER_IFU`, and for a run's
-#: executed notebook and logs.
+#: Bytes assumed for a product of a category not in :data:`BYTES_PER_IFU`.
 SMALL_PRODUCT_BYTES = 5e6
+
+#: Bytes of a run's executed notebook (with its figures) and logs: 0.1-0.3 MB measured.
+RUN_RECORD_BYTES = 1e6
 
 #: The free space asked for beyond the estimate: a fraction of it, for what the estimate
 #: misses (a banded scipost holds its bands beside the joined cube until it is archived).
@@ -110,7 +116,7 @@ def run_bytes_by_category(step_name: str, n_ifus: int, params: dict) -> dict:
     by category (its executed notebook and logs under ``notebooks and logs``)."""
     out = {c: BYTES_PER_IFU.get(c, SMALL_PRODUCT_BYTES / max(n_ifus, 1)) * n_ifus
            for c in saved_categories(step_name, params)}
-    out["notebooks and logs"] = SMALL_PRODUCT_BYTES
+    out["notebooks and logs"] = RUN_RECORD_BYTES
     return out
 
 
@@ -200,4 +206,4 @@ def _device(path: str) -> int:
 
 
 __all__ = ["BYTES_PER_IFU", "CCD_IMAGE_BYTES", "DiskNeed", "DiskSpaceError", "MARGIN", "check_free_disk",
-           "free_bytes", "plan_disk_need", "run_bytes_by_category", "saved_categories"]
+           "free_bytes", "RUN_RECORD_BYTES", "plan_disk_need", "run_bytes_by_category", "saved_categories"]
