@@ -130,6 +130,55 @@ def closed_to_others(path: str | os.PathLike) -> Path | None:
     return None
 
 
+def python_users_can_run(folder: str | os.PathLike) -> str | None:
+    """This Python, or one that the hub users' accounts can run with this environment's packages.
+
+    The hub (root) runs this interpreter; users' servers and kernels run the one returned
+    (``MusewiseHub.server_python``). When this interpreter lives in a folder closed to
+    others (a pyenv under ``/root``: its virtualenvs link to it), a virtualenv of the
+    system's Python of the same version is made in ``folder/python`` (kept for the next
+    start) that sees this environment's site-packages, Jupyter data and configuration: the
+    same packages, an interpreter the users may execute. A site installing musewise where
+    its users can reach it (``/opt``) needs none of this.
+
+    Returns
+    -------
+    str or None
+        The interpreter's path; None when this one is closed to others and the system has
+        no reachable Python of the same version.
+    """
+    import shutil
+    import sys
+
+    if closed_to_others(sys.executable) is None:
+        return sys.executable
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    system = shutil.which(f"python{version}", path="/usr/local/bin:/usr/bin")
+    if not system or closed_to_others(system) is not None:
+        return None
+    venv = Path(folder) / "python"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
+    site_dirs = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (venv / "lib" / f"python{version}" / "site-packages" / "this-environment.pth").write_text(
+        "".join(f"import site; site.addsitedir({p!r})\n" for p in site_dirs))
+    # Jupyter's data (nbconvert and lab templates, ...) is found under sys.prefix: this environment's,
+    # except its kernels, which run the interpreter the users cannot.
+    data = venv / "share" / "jupyter"
+    data.mkdir(parents=True, exist_ok=True)
+    for entry in (Path(sys.prefix) / "share" / "jupyter").iterdir():
+        if entry.name != "kernels" and not (data / entry.name).exists():
+            (data / entry.name).symlink_to(entry)
+    # ... and so is its configuration under sys.prefix/etc: which server extensions are on
+    # (JupyterLab itself: without it /user/<name>/lab is a 404).
+    etc = venv / "etc" / "jupyter"
+    if (Path(sys.prefix) / "etc" / "jupyter").is_dir() and not etc.exists():
+        etc.parent.mkdir(exist_ok=True)
+        etc.symlink_to(Path(sys.prefix) / "etc" / "jupyter")
+    return str(python)
+
+
 def protect_state(state_dir: str | os.PathLike) -> None:
     """Make the hub's state folder readable by the hub alone (folder 0700, its files 0600).
 

@@ -100,7 +100,10 @@ class MusewiseHub(Configurable):
                              "runs as the hub's user, no isolation between users; refused as root, where "
                              "it would run users' code as root.").tag(config=True)
     server_python = Unicode(help="The Python that runs users' servers and kernels: an environment with musewise "
-                                 "that their accounts can reach (not under /root). Default: the hub's own.").tag(config=True)
+                                 "that their accounts can reach (not under /root). Default: the hub's own; with "
+                                 "system users, when the hub's own is closed to others (a pyenv under /root), "
+                                 "the system's Python of the same version with the hub's packages, made in "
+                                 "<root>/hub-python (musewise.hubaccounts.python_users_can_run).").tag(config=True)
     managed_database = Bool(True, help="With system users and the default SQLite archive, serve the archive "
                                        "from a PostgreSQL server the hub runs itself in <root>/postgres "
                                        "(musewise.hubdb: the registry copied once, a role per user, row-level "
@@ -582,6 +585,16 @@ def cmd_hub(args) -> int:
         hub.state_dir = str(Path(mw.root) / "hub")
     if "home_template" not in own.MusewiseHub:
         hub.home_template = str(Path(mw.root) / "home" / "{username}")
+    if hub.system_users and "server_python" not in own.MusewiseHub:
+        from .hubaccounts import closed_to_others, python_users_can_run
+
+        if closed_to_others(hub.server_python) is not None:
+            users_python = python_users_can_run(Path(mw.root) / "hub-python")
+            if users_python is not None:  # else secure_site() says what to do
+                print(f"users' servers run {users_python}: the system's Python with this environment's packages "
+                      f"({hub.server_python} is in a folder closed to others)", flush=True)
+                hub.server_python = users_python
+                hub_args.append(f"--MusewiseHub.server_python={users_python}")
     ensure_kernelspec(mw.kernel_name)
     Path(hub.state_dir).mkdir(parents=True, exist_ok=True)
     from . import hubdb

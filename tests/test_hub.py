@@ -80,42 +80,13 @@ def remove_hub_accounts(root: Path, group: str) -> None:
 
 
 def python_users_can_run(root: Path) -> str:
-    """This Python, or one that the hub users' accounts can run, with this environment's packages.
+    """The Python the hub users' servers run (:func:`musewise.hubaccounts.python_users_can_run`)."""
+    from musewise.hubaccounts import python_users_can_run as users_python
 
-    The hub itself (root) runs this Python; users' servers run the one returned
-    (``MusewiseHub.server_python``).
-
-    When this interpreter lives in a folder closed to others (a pyenv under /root), the
-    test makes a virtualenv of the system's Python of the same version under ``root``
-    that sees this environment's site-packages; a real site installs musewise where its
-    users can reach it (``musewise hub`` refuses to start otherwise).
-    """
-    from musewise.hubaccounts import closed_to_others
-
-    if os.geteuid() != 0 or closed_to_others(sys.executable) is None:
-        return sys.executable
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    system = shutil.which(f"python{version}", path="/usr/local/bin:/usr/bin")
-    need(bool(system) and closed_to_others(system) is None,
-         f"{sys.executable} is not reachable by other accounts and there is no system python{version}")
-    venv = root / "python"
-    subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
-    site_dirs = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
-    (venv / "lib" / f"python{version}" / "site-packages" / "this-environment.pth").write_text(
-        "".join(f"import site; site.addsitedir({p!r})\n" for p in site_dirs))
-    # Jupyter's data (nbconvert and lab templates, ...) is found under sys.prefix: this environment's,
-    # except its kernels, which run the interpreter the users cannot.
-    data = venv / "share" / "jupyter"
-    data.mkdir(parents=True)
-    for entry in (Path(sys.prefix) / "share" / "jupyter").iterdir():
-        if entry.name != "kernels":
-            (data / entry.name).symlink_to(entry)
-    # ... and so is its configuration under sys.prefix/etc: which server extensions are on
-    # (JupyterLab itself: without it /user/<name>/lab is a 404).
-    if (Path(sys.prefix) / "etc" / "jupyter").is_dir():
-        (venv / "etc").mkdir(exist_ok=True)
-        (venv / "etc" / "jupyter").symlink_to(Path(sys.prefix) / "etc" / "jupyter")
-    return str(venv / "bin" / "python")
+    python = users_python(root) if os.geteuid() == 0 else sys.executable
+    need(python is not None, f"{sys.executable} is not reachable by other accounts and there is no system "
+         f"python{sys.version_info.major}.{sys.version_info.minor}")
+    return python
 
 
 @pytest.fixture(scope="module")
