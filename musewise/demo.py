@@ -88,6 +88,26 @@ def fit_disk(arch, root: Path, night: str, ifus) -> bool:
     return True
 
 
+def start_hub_database(root: Path) -> bool:
+    """Start the hub's own PostgreSQL when an earlier ``make demo`` left the archive in it.
+
+    Once the demo's hub has started, the data root's archive is the hub's PostgreSQL
+    (:mod:`musewise.hubdb`), which stops with the hub: running the demo again starts it, so
+    that the reduction goes on where it stopped. True if it was started here.
+    """
+    from . import hubdb
+    from .archive.pgserver import PostgresServer, start_site_database
+    from .config import MusewiseConfig
+
+    if not hubdb.is_managed(MusewiseConfig.load(root=str(root)).db_url, root):
+        return False
+    if PostgresServer(hubdb.server_dir(root)).running():
+        return False
+    start_site_database(root)
+    print(f"archive database: the hub's PostgreSQL in {hubdb.server_dir(root)}, started again", flush=True)
+    return True
+
+
 def musewise_command() -> str:
     """How to type the ``musewise`` command of this environment in the user's shell.
 
@@ -139,7 +159,17 @@ def main(argv=None) -> int:
             else tuple(range(1, int(args.ifus) + 1)))
     root = Path(args.root).resolve()
     write_demo_config(root)
+    started_db = start_hub_database(root)
+    try:
+        return _run(args, root, ifus)
+    finally:
+        if started_db:  # the hub, if it ran, stopped it already
+            from . import hubdb
 
+            hubdb.stop(root)
+
+
+def _run(args, root: Path, ifus) -> int:
     from .archive import Archive
     from .exceptions import DiskSpaceError, DuplicateError, ReductionFailed
     from .inm import simulate_night
