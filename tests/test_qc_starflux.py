@@ -26,15 +26,19 @@ from musewise.qc.thresholds import QCThresholds
 FLUX, FWHM, X0, Y0 = 4000.0, 4.0, 12.3, 11.6
 
 
-def _moffat_cube(path, rows=None, beta=2.5):
-    """A write_cube cube whose DATA is replaced by a Moffat star on a flat sky of 1.0,
-    with spaxel rows outside ``rows`` (a slice of y) left without data (NaN)."""
+def _moffat_cube(path, rows=None, beta=2.5, fwhms=(FWHM,)):
+    """A write_cube cube whose DATA is replaced by a Moffat star on a flat sky of 1.0 (the mean
+    of Moffats of ``fwhms``, as a combination of exposures of different seeing), with spaxel
+    rows outside ``rows`` (a slice of y) left without data (NaN)."""
     write_cube(path, datetime(2026, 11, 21, 2), size=24)
     with fits.open(path, mode="update") as h:
         nl, ny, nx = h["DATA"].data.shape
         yy, xx = np.mgrid[:ny, :nx]
-        alpha = FWHM / (2 * np.sqrt(2 ** (1 / beta) - 1))
-        img = FLUX * (beta - 1) / (np.pi * alpha ** 2) * (1 + ((xx - X0) ** 2 + (yy - Y0) ** 2) / alpha ** 2) ** -beta
+        img = 0.0
+        for fwhm in fwhms:
+            alpha = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
+            img = img + FLUX / len(fwhms) * (beta - 1) / (np.pi * alpha ** 2) * (
+                1 + ((xx - X0) ** 2 + (yy - Y0) ** 2) / alpha ** 2) ** -beta
         data = np.broadcast_to(1.0 + img, (nl, ny, nx)).astype(np.float32).copy()
         data += np.random.default_rng(1).normal(0, 0.1, data.shape).astype(np.float32)
         if rows is not None:
@@ -65,6 +69,15 @@ def test_the_brightest_star_in_the_cube_is_measured_at_its_catalogue_flux(tmp_pa
     assert got["name"] == "bright"  # the brighter star far off the cube is skipped
     assert got["ratio"] == pytest.approx(1.0, abs=0.02)
     assert got["offset"] < 0.02 and got["fwhm"] == pytest.approx(FWHM * 0.2, rel=0.05)  # arcsec
+
+
+def test_a_star_in_a_combination_of_two_seeings_is_measured_at_its_flux(tmp_path):
+    # the mean of 0.62 and 1.04 arcsec Moffats (the demo night's two exposures): one Moffat
+    # fits it 6 % short, two on one centre give the flux; the FWHM is still one Moffat's
+    wcs = _moffat_cube(tmp_path / "c.fits", fwhms=(3.1, 5.2))
+    got = measure_star_flux(tmp_path / "c.fits", _catalogue(tmp_path / "cat.ecsv", wcs))
+    assert got["ratio"] == pytest.approx(1.0, abs=0.02)
+    assert 3.1 * 0.2 < got["fwhm"] < 5.2 * 0.2
 
 
 def test_a_star_cut_by_the_edge_of_a_two_ifu_strip_is_still_measured_whole(tmp_path):
