@@ -21,6 +21,7 @@ The tree::
     │   └── ReleaseFrozenError
     ├── RunStateError (ValueError)
     ├── ReleaseRefusedError (ValueError)
+    ├── DiskSpaceError (OSError)
     ├── DatastoreError (OSError)
     ├── IntegrityError (ValueError)
     │   └── ReleaseVerificationError
