@@ -138,3 +138,29 @@ def test_the_hub_copies_sqlite_into_its_postgresql_once_and_reuses_it(sqlite_sit
     from_site = MusewiseConfig.load(root=str(root))
     assert from_site.db_url == url and hubdb.wanted(from_site, system_users=True)
     assert _digest(db_file) == before
+
+
+def test_the_demo_run_again_after_its_hub_starts_the_hubs_postgresql_and_stops_it(sqlite_site):
+    """``make demo`` a second time, the hub stopped: the archive is the hub's PostgreSQL, which
+    stopped with the hub; the demo starts it for the reduction and stops it after."""
+    from musewise import hubdb
+    from musewise.archive import Archive
+    from musewise.archive.pgserver import PostgresServer
+    from musewise.config import MusewiseConfig
+    from musewise.demo import start_hub_database
+
+    root, _ids = sqlite_site
+    assert start_hub_database(root) is False  # SQLite: nothing to start
+    sqlite_cfg = MusewiseConfig.load(root=str(root), db_url=f"sqlite:///{root / 'archive.sqlite'}")
+    hubdb.start(sqlite_cfg, admin="admin", site_config=root / "musewise_config.py")
+    hubdb.stop(root)
+    server = PostgresServer(hubdb.server_dir(root))
+    assert not server.running()
+    with pytest.raises(Exception, match="Is the server running"):  # what the demo met before
+        Archive.open(root=str(root), user="admin").users()
+    assert start_hub_database(root) is True and server.running()
+    arch = Archive.open(root=str(root), user="admin")
+    assert {"alice", "bob"} <= {u["name"] for u in arch.users()}
+    arch.close()
+    assert start_hub_database(root) is False  # running already: the hub's own start finds it
+    hubdb.stop(root)
