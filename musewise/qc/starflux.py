@@ -26,6 +26,9 @@ from ..exceptions import InvalidFrameError
 STAR_BAND = (5000.0, 9000.0)
 #: Moffat index of the fitted PSF (MUSE's WFM PSF: 2.5, as the instrument model's).
 MOFFAT_BETA = 2.5
+#: Fraction of the fitted box's spaxels that must have data before a second Moffat component is
+#: fitted (:func:`psf_fit`).
+MIN_OBSERVED_FOR_TWO = 0.95
 #: Cube flux units the comparison understands, as a factor to erg s-1 cm-2 Angstrom-1.
 FLUX_UNITS = {"10**(-20)*erg/s/cm**2/Angstrom": 1e-20, "erg/s/cm**2/Angstrom": 1.0,
               "1e-20erg/s/cm2/Angstrom": 1e-20}
@@ -67,8 +70,9 @@ def moffat_fit(image: np.ndarray, x0: float, y0: float, half: int = 8, beta: flo
         ``x``, ``y`` (pixels, 0-based), ``fwhm`` (pixels; of the narrower component),
         ``flux`` (total of the PSF, image units x pixels), ``background`` (image units),
         ``coverage`` the fraction of the fitted PSF's flux that fell on observed pixels of
-        the box, ``rss`` the sum of squared residuals and ``n`` the pixels fitted, for
-        comparing models; an empty dict when the fit fails.
+        the box, ``observed`` the fraction of the box's spaxels with data, ``rss`` the sum of
+        squared residuals and ``n`` the pixels fitted, for comparing models; an empty dict
+        when the fit fails.
     """
     from scipy import optimize
 
@@ -107,7 +111,8 @@ def moffat_fit(image: np.ndarray, x0: float, y0: float, half: int = 8, beta: flo
     psf = model(p, yy, xx, bkg=False)
     return dict(x=p[0], y=p[1], fwhm=2.0 * alpha * np.sqrt(2.0 ** (1.0 / beta) - 1.0), flux=flux, background=p[2],
                 coverage=float(psf[ok].sum() / flux) if flux > 0 else 0.0,
-                rss=float(np.sum(res.fun ** 2)), n=int(ok.sum()), components=components)
+                observed=float(ok.mean()), rss=float(np.sum(res.fun ** 2)), n=int(ok.sum()),
+                components=components)
 
 
 def psf_fit(image: np.ndarray, x0: float, y0: float, half: int = 8) -> dict:
@@ -115,13 +120,19 @@ def psf_fit(image: np.ndarray, x0: float, y0: float, half: int = 8) -> dict:
 
     Both are fitted (:func:`moffat_fit`); two are taken when the Bayesian information
     criterion (``n ln(RSS/n) + k ln n``, ``k`` the parameters) says they describe the star
-    better, as for a cube combined from exposures of different seeing. ``fwhm`` is the
+    better, as for a cube combined from exposures of different seeing, and only when the
+    box fitted is observed (:data:`MIN_OBSERVED_FOR_TWO` of its spaxels): on a strip of one
+    IFU a second component's wings are extrapolated (1.11 of the flux, measured). ``fwhm`` is the
     single Moffat's either way: the PSF width the seeing is compared with.
     """
     one = moffat_fit(image, x0, y0, half)
+    if not one or one["observed"] < MIN_OBSERVED_FOR_TWO:
+        # A star cut by the edge of a strip (one or two IFUs) leaves a second, broader
+        # component's wings unobserved: its flux would be extrapolated, not measured.
+        return one
     two = moffat_fit(image, x0, y0, half, components=2)
-    if not one or not two:
-        return one or two
+    if not two:
+        return one
 
     def bic(f, k):
         return f["n"] * np.log(max(f["rss"], 1e-300) / f["n"]) + k * np.log(f["n"])
@@ -199,4 +210,4 @@ def measure_star_flux(cube_path, catalogue_path, band=STAR_BAND) -> dict:
             else "no catalogued star inside the cube"}
 
 
-__all__ = ["FLUX_UNITS", "MOFFAT_BETA", "STAR_BAND", "measure_star_flux", "moffat_fit", "psf_fit", "read_catalogue"]
+__all__ = ["FLUX_UNITS", "MIN_OBSERVED_FOR_TWO", "MOFFAT_BETA", "STAR_BAND", "measure_star_flux", "moffat_fit", "psf_fit", "read_catalogue"]
