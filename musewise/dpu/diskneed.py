@@ -145,7 +145,8 @@ def plan_disk_need(plan, params_of, frames_of=None) -> DiskNeed:
         # A per-IFU run holds one IFU; the others (per exposure, night, target) all the plan's.
         run = run_bytes_by_category(item.step, 1 if item.ifu else max(len(plan.ifus), 1), params[item.step])
         if frames_of is not None and get_step(item.step).per_frame:
-            run = {c: b * max(frames_of(item), 1) for c, b in run.items()}
+            n = max(frames_of(item), 1)  # a product per frame; one notebook for the run
+            run = {c: b if c == "notebooks and logs" else b * n for c, b in run.items()}
         for c, b in run.items():
             by_category[c] += b
         by_step[item.step] += sum(run.values())
