@@ -62,13 +62,13 @@ def fit_disk(arch, root: Path, night: str, ifus) -> bool:
     """
     from .dpu import demo_target, plan
     from .dpu.config import DpuConfig
-    from .dpu.diskneed import MARGIN, free_bytes
+    from .dpu.diskneed import fits, free_bytes
 
     free = free_bytes(str(root))
     step, kw = demo_target(arch, night)
     need = plan(step, ifus=list(ifus), archive=arch, commit=True, **kw).disk
-    if free is None or need is None or need.total * (1 + MARGIN) <= free:
-        if free is not None and need is not None and need.total:
+    if fits(need, str(root)):
+        if need.total:
             print(f"disk: the reduction archives {need.summary()}; {free / 1e9:.1f} GB free")
         return False
     lean = DpuConfig.from_config(arch.config).lean_parameters()

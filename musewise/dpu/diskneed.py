@@ -154,15 +154,22 @@ def plan_disk_need(plan, params_of, frames_of=None) -> DiskNeed:
     return DiskNeed(dict(by_category), dict(by_step), largest)
 
 
-def free_bytes(path: str) -> int | None:
-    """Free bytes of the filesystem holding ``path`` (its nearest existing parent); None if not local."""
+def _existing(path: str) -> str:
+    # The path, or its nearest existing parent (a datastore or scratch folder not made yet).
     p = os.path.abspath(path)
     while not os.path.exists(p):
-        parent = os.path.dirname(p)
-        if parent == p:
-            return None
-        p = parent
-    return shutil.disk_usage(p).free
+        p = os.path.dirname(p)
+    return p
+
+
+def free_bytes(path: str) -> int:
+    """Free bytes of the filesystem holding ``path`` (its nearest existing parent)."""
+    return shutil.disk_usage(_existing(path)).free
+
+
+def fits(need: DiskNeed, path: str) -> bool:
+    """Whether the filesystem holding ``path`` has room for ``need`` plus :data:`MARGIN`."""
+    return need.total * (1 + MARGIN) <= free_bytes(path)
 
 
 def check_free_disk(need: DiskNeed, datastore_path: str | None, scratch_path: str | None = None) -> None:
@@ -181,16 +188,14 @@ def check_free_disk(need: DiskNeed, datastore_path: str | None, scratch_path: st
     DiskSpaceError
         Naming what the plan would write, what is free, where, and what takes the room.
     """
-    checks = []
-    if datastore_path:
-        checks.append((datastore_path, need.total * (1 + MARGIN), "the archive's products"))
-    if scratch_path and datastore_path:
-        a, b = free_bytes(scratch_path), free_bytes(datastore_path)
-        if a is not None and b is not None and _device(scratch_path) != _device(datastore_path):
-            checks.append((scratch_path, need.largest_run * (1 + MARGIN), "the largest run's working files"))
+    if not datastore_path:
+        return
+    checks = [(datastore_path, need.total * (1 + MARGIN), "the archive's products")]
+    if scratch_path and os.stat(_existing(scratch_path)).st_dev != os.stat(_existing(datastore_path)).st_dev:
+        checks.append((scratch_path, need.largest_run * (1 + MARGIN), "the largest run's working files"))
     for path, wanted, what in checks:
         free = free_bytes(path)
-        if free is not None and free < wanted:
+        if free < wanted:
             raise DiskSpaceError(
                 f"not enough free disk for this plan: {what} need {wanted / GB:.1f} GB "
                 f"(estimate {need.summary()}, plus {MARGIN:.0%}), and {path} has {free / GB:.1f} GB free. "
@@ -199,12 +204,5 @@ def check_free_disk(need: DiskNeed, datastore_path: str | None, scratch_path: st
                 "(muse_scibasic saveimage=False), see LEAN_PARAMETERS in musewise.dpu.config.")
 
 
-def _device(path: str) -> int:
-    p = os.path.abspath(path)
-    while not os.path.exists(p):
-        p = os.path.dirname(p)
-    return os.stat(p).st_dev
-
-
 __all__ = ["BYTES_PER_IFU", "CCD_IMAGE_BYTES", "DiskNeed", "DiskSpaceError", "MARGIN", "check_free_disk",
-           "free_bytes", "RUN_RECORD_BYTES", "plan_disk_need", "run_bytes_by_category", "saved_categories"]
+           "fits", "free_bytes", "RUN_RECORD_BYTES", "plan_disk_need", "run_bytes_by_category", "saved_categories"]
