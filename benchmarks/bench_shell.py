@@ -111,8 +111,9 @@ def musewise_pass(root: Path, frames: Path, ifus, workers: int, script_dir: Path
         rep = arch.ingest_many([links], progress=False, move=True)
         if rep.refused:
             raise SystemExit(f"ingest refused {rep.refused}")
-        # What ``make demo`` does: the lean products where only those fit (a 24-IFU night here).
-        fit_disk(arch, root, NIGHT, ifus)
+        # What ``make demo`` does: the lean products where only those fit (a 24-IFU night here),
+        # with room for the shell replay's two runs at once writing their products beside them.
+        fit_disk(arch, root, NIGHT, ifus, copies_of_largest_run=2)
         t0 = time.perf_counter()
         # The default engine, as users get it: a LocalCluster of ``workers`` processes.
         for step in steps:  # each with what it needs and is not yet made

@@ -49,11 +49,13 @@ def write_demo_config(root: Path) -> Path:
     return cfg
 
 
-def fit_disk(arch, root: Path, night: str, ifus) -> bool:
+def fit_disk(arch, root: Path, night: str, ifus, copies_of_largest_run: int = 0) -> bool:
     """Save less where the disk cannot hold the night's default products; True if it had to.
 
     Plans the demo's reduction (:func:`musewise.dpu.demo_target`) and compares what its runs
-    would archive (``Plan.disk``) with the free space of the data root. When only the lean
+    would archive (``Plan.disk``), plus ``copies_of_largest_run`` times its largest run's
+    products (what a benchmark's shell replay writes beside the archive), with the free
+    space of the data root. When only the lean
     products (:data:`musewise.dpu.config.LEAN_PARAMETERS`: no reduced pixel tables, no
     pre-reduced CCD images) fit, they are written into the data root's config file, so that
     every later run on this archive (the demo run again, the hub's users) saves the same.
@@ -67,7 +69,7 @@ def fit_disk(arch, root: Path, night: str, ifus) -> bool:
     free = free_bytes(str(root))
     step, kw = demo_target(arch, night)
     need = plan(step, ifus=list(ifus), archive=arch, commit=True, **kw).disk
-    if fits(need, str(root)):
+    if fits(need, str(root), copies_of_largest_run * need.largest_run):
         if need.total:
             print(f"disk: the reduction archives {need.summary()}; {free / 1e9:.1f} GB free")
         return False

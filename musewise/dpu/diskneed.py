@@ -167,9 +167,10 @@ def free_bytes(path: str) -> int:
     return shutil.disk_usage(_existing(path)).free
 
 
-def fits(need: DiskNeed, path: str) -> bool:
-    """Whether the filesystem holding ``path`` has room for ``need`` plus :data:`MARGIN`."""
-    return need.total * (1 + MARGIN) <= free_bytes(path)
+def fits(need: DiskNeed, path: str, extra: int = 0) -> bool:
+    """Whether the filesystem holding ``path`` has room for ``need`` plus :data:`MARGIN`, and
+    ``extra`` bytes besides (what another program writes there meanwhile)."""
+    return need.total * (1 + MARGIN) + extra <= free_bytes(path)
 
 
 def check_free_disk(need: DiskNeed, datastore_path: str | None, scratch_path: str | None = None) -> None:
