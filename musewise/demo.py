@@ -69,22 +69,24 @@ def fit_disk(arch, root: Path, night: str, ifus, copies_of_largest_run: int = 0)
     free = free_bytes(str(root))
     step, kw = demo_target(arch, night)
     need = plan(step, ifus=list(ifus), archive=arch, commit=True, **kw).disk
-    if fits(need, str(root), copies_of_largest_run * need.largest_run):
+    beside = copies_of_largest_run * need.largest_run
+    if fits(need, str(root), beside):
         if need.total:
             print(f"disk: the reduction archives {need.summary()}; {free / 1e9:.1f} GB free")
         return False
     lean = DpuConfig.from_config(arch.config).lean_parameters()
     cfg = root / "musewise_config.py"
     with open(cfg, "a") as fh:
-        fh.write(f"\n# Written by `make demo`: the night's default products need {need.total / 1e9:.1f} GB and\n"
-                 f"# {free / 1e9:.1f} GB were free, so this archive saves less (musewise.dpu.config.LEAN_PARAMETERS:\n"
-                 "# no reduced pixel tables, no pre-reduced CCD images).\n"
+        fh.write(f"\n# Written by musewise.demo.fit_disk (`make demo`): the night's default products need\n"
+                 f"# {need.total / 1e9:.1f} GB and {free / 1e9:.1f} GB were free, so this archive saves less\n"
+                 "# (musewise.dpu.config.LEAN_PARAMETERS: no reduced pixel tables, no pre-reduced CCD images).\n"
                  f"c.DpuConfig.default_parameters = {lean!r}\n")
     conf = arch.config.config
     conf.DpuConfig.default_parameters = lean
     arch.config.config = conf
     after = plan(step, ifus=list(ifus), archive=arch, commit=True, **kw).disk
-    print(f"disk: the default products need {need.summary()}, more than the {free / 1e9:.1f} GB free; "
+    room = f" (and {beside / 1e9:.1f} GB kept for what is written beside them)" if beside else ""
+    print(f"disk: the default products need {need.summary()}{room}, more than the {free / 1e9:.1f} GB free; "
           f"saving less instead ({cfg.name}: no reduced pixel tables, no pre-reduced CCD images): "
           f"{after.summary()}", flush=True)
     return True
