@@ -199,8 +199,9 @@ def replay_calls(arch, run, d: Path) -> list[str]:
     if not calls:
         return [one(list(run.details["command"]), inputs, d)]
     # the bands' wavelength grid: the run's own OUTPUT_WCS, else its joined cube (the first band's grid)
+    # (a listed run names no outputs: get_run's record does)
     grid = next((p for p, tag in inputs if tag == "OUTPUT_WCS"), None) or next(
-        arch.path(o) for o in run.output_ids if arch.get(o).category == "DATACUBE_FINAL")
+        arch.path(o) for o in arch.get_run(run.id).output_ids if arch.get(o).category == "DATACUBE_FINAL")
     out = []
     for b, call in enumerate(calls, 1):
         folder = d / f"band{b}"
@@ -350,6 +351,9 @@ def bench(ifus, base: Path, every: float, scipost: dict | None = None, steps=("s
             mw[w], runs[w], scripts, parts[w] = musewise_pass(
                 root, frames, ifus, w, script_dir=base if i == 0 else None, scipost=scipost, steps=steps,
                 shell_workers=workers)
+            print(f"musewise, {w} worker(s): {mw[w]:.1f} s, of which QC notebooks {qc_span(runs[w]):.1f} s; "
+                  f"run wall - esorex {overhead_per_run(esorex_runs(runs[w])):.2f} s; per esorex run: "
+                  + json.dumps(parts[w]), flush=True)  # kept in the log should a later pass fail
             if i == 0:
                 for v in workers:
                     print(f"shell replay, {v} worker(s)...", flush=True)
