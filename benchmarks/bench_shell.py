@@ -7,19 +7,29 @@ model) this script, all in one invocation:
 
 1. reduces the night through musewise, ``dpu.make(step, dry_run=False)`` for each of
    ``--steps`` (default ``scipost``: the whole cascade, what ``make demo`` runs), in a fresh
-   archive, with 1 worker and again with 2 workers;
+   archive, once for each of ``--workers`` (default 1 and 2 workers); like ``make demo``,
+   with the lean products where the disk holds only those beside room for the shell
+   replay's runs (:func:`musewise.demo.fit_disk`);
 2. takes every run's recorded esorex command line(s) and set of frames from the first
    archive (so the commands are identical; a banded muse_scipost replays every band's
    call) and runs them from a bash script, each step's runs as many at a time as musewise
    runs them (``xargs -P``), each esorex with the OpenMP threads musewise gives it;
-3. prints, for 1 and 2 workers: the wall times, musewise / shell (goal <= 1.05), the
-   per-run overhead in seconds (musewise minus shell, over the number of runs; and each
-   run's wall time minus its own esorex time, which does not depend on the load
-   drifting between passes; goal < 1 s), where that time goes (mean seconds per esorex
-   run: :func:`time_breakdown`), the OpenMP threads and the most runs of a step that ran
-   at once, the speed-up of 2 workers over 1 for both (goal >= 1.9x), the peak resident
-   memory of this process and all its children (Dask workers, kernels, esorex) and the
-   most disk the data folder took.
+3. prints, for each worker count: the wall times, musewise / shell (goal <= 1.05), the
+   time the QC notebooks took between a step's runs and the next step's (:func:`qc_span`:
+   the shell script does no QC) and the ratio without it, the per-run overhead in seconds
+   (musewise minus shell, over the number of runs; and each run's wall time minus its own
+   esorex time, which does not depend on the load drifting between passes; goal < 1 s),
+   where that time goes (mean seconds per esorex run: :func:`time_breakdown`), the OpenMP
+   threads and the most runs of a step that ran at once, the speed-up of 2 workers over 1
+   for both (goal >= 1.9x), the peak resident memory of this process and all its children
+   (Dask workers, kernels, esorex), the most disk the data folder took and the least free.
+
+The disk holds one archive at a time, so that a 24-IFU night fits beside its replay: each
+pass ingests its own hard links to the simulated frames (moved into its datastore: the
+frames are stored once), the shell replay reads the first archive's files and removes each
+run's products once esorex succeeded, and an archive is removed once its figures are taken
+(``--keep-archives`` keeps them). The first musewise pass, then the shell passes, then the
+other musewise passes.
 
 Measured here (2 IFUs, the whole cascade with the sky model, 15 esorex runs and 11 QC
 notebooks; the machine shared with 2-3 other sessions' reductions and test suites, load
@@ -44,6 +54,12 @@ spare kernel when runs follow each other faster than a kernel starts), and the p
 notebooks 6.29 -> 1.86 (11 QC runs, per esorex run). Before, both passes ran each esorex
 with CPL's default of every core (2 runs at once: 4 threads on 2 cores).
 
+The 24-IFU night (``--ifus 24 --workers 2``, one exposure, lean products: 147 esorex runs, 148
+calls, 207 QC notebooks; the machine otherwise quiet, 2026-12-02): musewise 2452.7 s, shell
+1946.9 s, ratio 1.260; the QC notebooks 328.6 s, without them 1.091; run wall - esorex 1.50 s
+(begin 0.33, kernel and papermill 0.29, figures 0.26, archive 0.40, the rest 0.22); peak memory
+17.30 GB, the benchmark's folder at most 48.2 GB, 27.9 GB left free; 1 h 27 min in all.
+
 Simulation and ingest are not timed. On a shared machine the load drifts: run the
 cases more than once before drawing conclusions.
 
@@ -52,7 +68,8 @@ Usage::
     python benchmarks/bench_shell.py                 # 2 IFUs
     python benchmarks/bench_shell.py --ifus 1        # 1 IFU (no standard: muse_standard needs 2 IFUs)
     python benchmarks/bench_shell.py --ifus 1 --scipost skymethod=none   # quicker: no sky model
-    python benchmarks/bench_shell.py --ifus 24 --keep /data/bench   # the full instrument (hours; ~70 GB)
+    python benchmarks/bench_shell.py --ifus 24 --workers 2 --keep /data/bench   # the full instrument (~1.5 h; ~55 GB)
+    python benchmarks/bench_shell.py --ifus 24 --keep /data/bench   # and on 1 worker, for the speed-up (~3.5 h)
     python benchmarks/bench_shell.py --ifus 24 --steps bias,flat,wavecal --keep /data/bench  # within an hour
     python benchmarks/bench_shell.py --ifus 1 --scipost wavelength_bands=2   # a banded scipost, replayed band by band
     python benchmarks/bench_shell.py --archive demo   # where the time of an archive's runs went (no replay)
