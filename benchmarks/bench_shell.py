@@ -58,7 +58,7 @@ The 24-IFU night (``--ifus 24 --workers 2``, one exposure, lean products: 147 es
 calls, 207 QC notebooks; the machine otherwise quiet, 2026-12-02): musewise 2452.7 s, shell
 1946.9 s, ratio 1.260; the QC notebooks 328.6 s, without them 1.091; run wall - esorex 1.50 s
 (begin 0.33, kernel and papermill 0.29, figures 0.26, archive 0.40, the rest 0.22); peak memory
-17.30 GB, the benchmark's folder at most 48.2 GB, 27.9 GB left free; 1 h 27 min in all.
+17.30 GB, the benchmark's folder at most 48.2 GB, 27.9 GB left free; 1 h 15 min in all.
 
 Simulation and ingest are not timed. On a shared machine the load drifts: run the
 cases more than once before drawing conclusions.
