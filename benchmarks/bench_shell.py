@@ -117,6 +117,8 @@ def musewise_pass(root: Path, frames: Path, ifus, workers: int, script_dir: Path
     from musewise.archive import Archive
     from musewise.config import MusewiseConfig
 
+    import shutil
+
     from musewise.demo import fit_disk
 
     # Each pass ingests its own hard links to the night's frames, moved into its datastore:
@@ -128,6 +130,7 @@ def musewise_pass(root: Path, frames: Path, ifus, workers: int, script_dir: Path
         rep = arch.ingest_many([links], progress=False, move=True)
         if rep.refused:
             raise SystemExit(f"ingest refused {rep.refused}")
+        shutil.rmtree(links)  # its folders, emptied by the move
         # What ``make demo`` does: the lean products where only those fit (a 24-IFU night here),
         # with room for the shell replay's two runs at once writing their products beside them.
         fit_disk(arch, root, NIGHT, ifus, copies_of_largest_run=2)
@@ -361,15 +364,16 @@ def bench(ifus, base: Path, every: float, scipost: dict | None = None, steps=("s
     frames = simulate(base / "night", ifus)
     sampler = Sampler(os.getpid(), base, every)
     sampler.start()
-    mw, runs, parts, sh = {}, {}, {}, {}
+    mw, runs, parts, sh, qc, extra = {}, {}, {}, {}, {}, {}
     try:
         for i, w in enumerate(workers):
             root = base / f"mw{w}"
             mw[w], runs[w], scripts, parts[w] = musewise_pass(
                 root, frames, ifus, w, script_dir=base if i == 0 else None, scipost=scipost, steps=steps,
                 shell_workers=workers)
-            print(f"musewise, {w} worker(s): {mw[w]:.1f} s, of which QC notebooks {qc_span(runs[w]):.1f} s; "
-                  f"run wall - esorex {overhead_per_run(esorex_runs(runs[w])):.2f} s; per esorex run: "
+            qc[w], extra[w] = qc_span(runs[w]), overhead_per_run(esorex_runs(runs[w]))
+            print(f"musewise, {w} worker(s): {mw[w]:.1f} s, of which QC notebooks {qc[w]:.1f} s; "
+                  f"run wall - esorex {extra[w]:.2f} s; per esorex run: "
                   + json.dumps(parts[w]), flush=True)  # kept in the log should a later pass fail
             if i == 0:
                 for v in workers:
@@ -377,7 +381,6 @@ def bench(ifus, base: Path, every: float, scipost: dict | None = None, steps=("s
                     sh[v] = shell_pass(scripts[v])
             if not keep_archives:
                 shutil.rmtree(root)
-                shutil.rmtree(base / f"mw{w}-frames", ignore_errors=True)
     finally:
         sampler.stop.set()
         sampler.join()
@@ -387,12 +390,11 @@ def bench(ifus, base: Path, every: float, scipost: dict | None = None, steps=("s
            "peak_disk_gb": round(max(sampler.peak_root, tree_size(base)) / GB, 2),
            "least_free_disk_gb": round(sampler.min_free / GB, 2)}
     for w in workers:
-        qc = qc_span(runs[w])
         out[f"workers{w}"] = {
             "musewise_s": round(mw[w], 1), "shell_s": round(sh[w], 1), "ratio": round(mw[w] / sh[w], 3),
-            "qc_s": round(qc, 1), "ratio_without_qc": round((mw[w] - qc) / sh[w], 3),
+            "qc_s": round(qc[w], 1), "ratio_without_qc": round((mw[w] - qc[w]) / sh[w], 3),
             "overhead_per_run_s": round((mw[w] - sh[w]) / n, 2),
-            "run_wall_minus_esorex_s": round(overhead_per_run(esorex_runs(runs[w])), 2),
+            "run_wall_minus_esorex_s": round(extra[w], 2),
             "omp_threads": sorted({r.details.get("omp_threads") or 0 for r in esorex_runs(runs[w])}),
             "most_runs_at_once": most_at_once(esorex_runs(runs[w])),
             "seconds_per_run": parts[w],

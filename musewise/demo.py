@@ -55,9 +55,9 @@ def fit_disk(arch, root: Path, night: str, ifus, copies_of_largest_run: int = 0)
     Plans the demo's reduction (:func:`musewise.dpu.demo_target`) and compares what its runs
     would archive (``Plan.disk``), plus ``copies_of_largest_run`` times its largest run's
     products (what a benchmark's shell replay writes beside the archive), with the free
-    space of the data root. When only the lean
-    products (:data:`musewise.dpu.config.LEAN_PARAMETERS`: no reduced pixel tables, no
-    pre-reduced CCD images) fit, they are written into the data root's config file, so that
+    space of the data root. When only the lean products
+    (:data:`musewise.dpu.config.LEAN_PARAMETERS`: no reduced pixel tables, no pre-reduced
+    CCD images) fit, they are written into the data root's config file, so that
     every later run on this archive (the demo run again, the hub's users) saves the same.
     When not even those fit, the reduction refuses before it starts
     (:class:`~musewise.exceptions.DiskSpaceError`).
