@@ -13,6 +13,7 @@ reduced_biases (module)
 from __future__ import annotations
 
 import shutil
+import threading
 from datetime import datetime
 
 import numpy as np
@@ -37,6 +38,28 @@ def recording_hook(arch, outcomes, *, engine, progress):
 
 def broken_hook(arch, outcomes, *, engine, progress):
     raise RuntimeError("hook broke")
+
+
+#: Set by a test to let ``waiting_hook`` return.
+RELEASE = threading.Event()
+
+
+def waiting_hook(arch, outcomes, *, engine, progress, priority=0):
+    """A hook that cannot change the next step's inputs and holds until the test releases it."""
+    assert RELEASE.wait(60), "the test never released the hook"
+    return {"priority": priority, "thread": threading.current_thread().name, "progress": progress}
+
+
+waiting_hook.gates_next_step = lambda config: False
+
+
+def where_hook(arch, outcomes, *, engine, progress, priority=0):
+    """Where and how it was called: in the caller's thread, or beside the next batch."""
+    HOOK_CALLS.append((engine, [o.step for o in outcomes], priority, threading.current_thread().name))
+    return "recorded"
+
+
+where_hook.gates_next_step = lambda config: False
 
 
 # ------------------------------------------------------------------------------ the instrument model
@@ -108,6 +131,78 @@ def test_post_run_hooks_are_loaded_by_name_and_checked_before_anything_runs(arch
     assert isinstance(got["b"], RuntimeError) and got["r"] == "recorded"
 
 
+def _succeeded(step="bias"):
+    from musewise.dpu.runner import RunOutcome
+
+    return RunOutcome(1, f"{step} {NIGHT} IFU 1", "succeeded", [], None, step=step, ifu=1)
+
+
+def test_hooks_that_cannot_change_the_next_step_run_beside_it_on_dask(archive):
+    from musewise.dpu.hooks import BESIDE_PRIORITY, PostRunHooks
+
+    RELEASE.clear()
+    hooks = PostRunHooks(archive, ["test_qc_hook:waiting_hook"])
+    assert hooks.beside
+    pending = hooks.after([_succeeded()], engine="dask")
+    # the caller goes on (the next batch starts) while the hook still holds
+    assert not pending.done()
+    RELEASE.set()
+    (got,) = hooks.wait()
+    assert pending.done()
+    result = got["test_qc_hook:waiting_hook"]
+    assert result["priority"] == BESIDE_PRIORITY < 0  # its Dask tasks give way to the reductions
+    assert result["thread"].startswith("musewise-post-run-hooks") and result["progress"] is False
+    assert hooks.wait() == []  # nothing left
+    # the local engine runs one thing after the other: the hook runs there and then
+    now = hooks.after([_succeeded()], engine="local")
+    assert now["test_qc_hook:waiting_hook"]["priority"] == 0
+    assert now["test_qc_hook:waiting_hook"]["thread"] == threading.current_thread().name
+    # a batch whose runs all failed made nothing to look at
+    failed = _succeeded()
+    failed.status = "failed"
+    assert hooks.after([failed], engine="dask") == {} and hooks.wait() == []
+
+
+def test_a_hook_that_may_gate_the_next_step_ends_before_it(archive):
+    from musewise.dpu.hooks import PostRunHooks
+
+    RELEASE.set()
+    HOOK_CALLS.clear()
+    # recording_hook does not say whether it gates: assumed to, so all hooks run before the next batch
+    hooks = PostRunHooks(archive, ["test_qc_hook:waiting_hook", "test_qc_hook:recording_hook"])
+    assert not hooks.beside
+    got = hooks.after([_succeeded()], engine="dask")
+    assert got["test_qc_hook:recording_hook"] == "recorded" and HOOK_CALLS == [("dask", ["bias"])]
+    assert got["test_qc_hook:waiting_hook"]["priority"] == 0
+    # a cascade told not to overlap (a single dpu.run) neither
+    assert not PostRunHooks(archive, ["test_qc_hook:waiting_hook"], beside=False).beside
+
+
+def test_qc_runs_beside_the_next_step_unless_it_marks_bad_products_invalid(archive):
+    from musewise.dpu.hooks import PostRunHooks
+
+    assert PostRunHooks(archive, ["musewise.qc.runner:after_run"]).beside  # the default: QC flags only
+    cfg = Config()
+    cfg.QCConfig.invalidate_bad = True  # QC can take a product out of the next step's selection
+    archive.config.config = cfg
+    assert not PostRunHooks(archive, ["musewise.qc.runner:after_run"]).beside
+
+
+def test_hooks_beside_the_batches_have_ended_when_the_cascade_raises(archive):
+    from musewise.dpu.hooks import PostRunHooks
+
+    RELEASE.clear()
+    timer = threading.Timer(0.5, RELEASE.set)
+    timer.start()
+    with pytest.raises(RuntimeError, match="a later step failed"):
+        with PostRunHooks(archive, ["test_qc_hook:waiting_hook"]) as hooks:
+            fut = hooks.after([_succeeded()], engine="dask")
+            raise RuntimeError("a later step failed")
+    # the QC of what was made is not abandoned: it ended before the error reached the caller
+    assert fut.done() and fut.result()["test_qc_hook:waiting_hook"]["priority"] < 0
+    timer.join()
+
+
 # ------------------------------------------------------------------------------ a reduced spoiled night
 def _need_esorex():
     from conftest import need
@@ -176,3 +271,33 @@ def test_reduction_runs_qc_and_flags_the_spoiled_ifu_only(reduced_biases):
     states = {i.dataset_id: i.state for i in queue(arch, category="MASTER_BIAS")}
     assert states[bad.id] == "pending"  # queued by QC, for a reviewer
     assert states[good.id] == "unchecked"
+
+
+@pytest.mark.pipeline
+def test_qc_beside_a_dask_cascade_has_ended_when_make_returns(tmp_path, spoiled_bias_night):
+    """On Dask the QC runs beside the next step (here: after the last one): make returns once it ended."""
+    _need_esorex()
+    from musewise.archive import Archive
+    from musewise.config import MusewiseConfig
+    from musewise.dpu.hooks import BESIDE_PRIORITY
+
+    arch = Archive(MusewiseConfig.load(root=str(tmp_path / "archive"), user="admin", project="consortium",
+                                       n_workers=2), user="admin")
+    try:
+        cfg = arch.config.config
+        cfg.DpuConfig.post_run_hooks = ["musewise.qc.runner:after_run", "test_qc_hook:where_hook"]
+        arch.config.config = cfg
+        assert not arch.ingest_many(spoiled_bias_night, progress=False).refused
+        HOOK_CALLS.clear()
+        dpu.make("bias", NIGHT, [1, 2], dry_run=False, commit=True, archive=arch, engine="dask", progress=False)
+        ((engine, steps, priority, thread),) = HOOK_CALLS
+        assert (engine, sorted(steps), priority) == ("dask", ["bias", "bias"], BESIDE_PRIORITY)
+        assert thread.startswith("musewise-post-run-hooks")
+        masters = {r.ifu: r for r in arch.query(category="MASTER_BIAS")}
+        for ifu, rec in masters.items():
+            (qc_run,) = [r for r in arch.runs(recipe="qc_bias") if r.details.get("qc_of") == rec.id]
+            assert qc_run.status == "succeeded", ifu
+        assert arch.get(masters[2].id).flag == "warning" and arch.get(masters[1].id).flag == "unchecked"
+        assert not [r for r in arch.runs() if r.status == "running"]
+    finally:
+        arch.close()

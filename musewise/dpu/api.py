@@ -8,7 +8,7 @@ from ..exceptions import InvalidArgumentError, ParameterError, ReductionFailed
 from ..vocabulary import Privilege
 from .config import DpuConfig
 from .executor import engine_name, run_all
-from .hooks import load_hooks, run_post_run_hooks
+from .hooks import PostRunHooks
 from .runner import RunOutcome, execute_run
 from .selection import RunSpec, select_runs
 from .steps import get_step
@@ -74,7 +74,7 @@ def prepare(recipe: str, date: str | None, ifu=None, *, commit: bool = False, p:
 
 
 def execute(specs: list[RunSpec], archive, *, engine: str | None = None, progress: bool = True,
-            desc: str = "", hooks: bool = True) -> list[RunOutcome]:
+            desc: str = "", hooks: bool | PostRunHooks = True) -> list[RunOutcome]:
     """Execute prepared runs (in parallel on Dask when there are several), then the post-run hooks.
 
     Parameters
@@ -86,9 +86,11 @@ def execute(specs: list[RunSpec], archive, *, engine: str | None = None, progres
     progress : bool
     desc : str
         Label of the progress bar.
-    hooks : bool
+    hooks : bool or PostRunHooks
         Call ``DpuConfig.post_run_hooks`` (QC of the new products by default) once the
-        runs' products are archived, on the same engine.
+        runs' products are archived, on the same engine. A cascade passes its
+        :class:`~musewise.dpu.hooks.PostRunHooks`, which may run them beside its next
+        batch (and waits for them at its end).
 
     Raises
     ------
@@ -96,7 +98,8 @@ def execute(specs: list[RunSpec], archive, *, engine: str | None = None, progres
         A post-run hook cannot be imported; nothing ran.
     """
     dcfg = DpuConfig.from_config(archive.config)
-    loaded = load_hooks(dcfg.post_run_hooks) if hooks else []  # a misspelt hook fails before any run
+    if hooks is True:
+        hooks = PostRunHooks(archive, dcfg.post_run_hooks, beside=False, progress=progress)
     dpu_settings = {k: getattr(dcfg, k) for k in ("templates_dir", "keep_workdirs", "run_timeout",
                                                   "heartbeat_interval")}
     heavy = [s.recipe in dcfg.heavy_recipes for s in specs]
@@ -106,8 +109,8 @@ def execute(specs: list[RunSpec], archive, *, engine: str | None = None, progres
     outcomes = run_all(archive, execute_run, specs, engine=name, progress=progress,
                        desc=desc or (specs[0].step if specs else "run"), heavy=heavy, dpu_settings=dpu_settings,
                        on_error=lost_run)
-    if loaded and any(o.ok for o in outcomes):
-        run_post_run_hooks(archive, outcomes, loaded, engine=name, progress=progress)
+    if hooks:
+        hooks.after(outcomes, engine=name)
     return outcomes
 
 

@@ -35,12 +35,13 @@ class Engine:
     name = "base"
 
     def map(self, func: Callable, items: Sequence, *, progress: bool = True, desc: str = "",
-            heavy: Sequence[bool] | None = None, on_error: Callable | None = None) -> list:
+            heavy: Sequence[bool] | None = None, on_error: Callable | None = None, priority: int = 0) -> list:
         """Apply ``func`` to each item and return the results in order.
 
         ``on_error(item, exc)``, if given, makes the result of an item whose call raised
         (on Dask: whose worker died, ``KilledWorker``) instead of raising: the other items
-        go on and keep their results.
+        go on and keep their results. ``priority``: where items of several calls wait for
+        the same workers, those of the higher priority start first (Dask's ``priority``).
         """
         raise NotImplementedError
 
@@ -50,7 +51,7 @@ class LocalEngine(Engine):
 
     name = "local"
 
-    def map(self, func, items, *, progress=True, desc="", heavy=None, on_error=None):
+    def map(self, func, items, *, progress=True, desc="", heavy=None, on_error=None, priority=0):
         from tqdm.auto import tqdm
 
         # one at a time already: heavy runs need no extra limit here
@@ -74,7 +75,7 @@ class DaskEngine(Engine):
         self.config = config
         self.dpu_config = dpu_config
 
-    def map(self, func, items, *, progress=True, desc="", heavy=None, on_error=None):
+    def map(self, func, items, *, progress=True, desc="", heavy=None, on_error=None, priority=0):
         from distributed import as_completed
         from tqdm.auto import tqdm
 
@@ -82,7 +83,7 @@ class DaskEngine(Engine):
         heavy = list(heavy) if heavy is not None else [False] * len(items)
         limit = int(getattr(self.dpu_config, "heavy_concurrency", 1) or 1)
         futures = [client.submit(_under_lease if h else func, *((func, item, limit) if h else (item,)),
-                                 pure=False, key=f"{desc or 'run'}-{i}-{id(item)}")
+                                 pure=False, key=f"{desc or 'run'}-{i}-{id(item)}", priority=priority)
                    for i, (item, h) in enumerate(zip(items, heavy))]
         index = {f.key: i for i, f in enumerate(futures)}
         results: list = [None] * len(futures)

@@ -291,7 +291,7 @@ def error_text(exc: BaseException) -> str:
 
 
 def run_all(arch, task: Callable, items, *, engine: str | None = None, progress: bool = True, desc: str = "",
-            heavy=None, on_error: Callable | None = None, **task_kw) -> list:
+            heavy=None, on_error: Callable | None = None, priority: int = 0, **task_kw) -> list:
     """Apply ``task`` to each item on the configured execution engine; results in order.
 
     ``task(item, settings=..., arch=..., **task_kw)`` must be a module-level function
@@ -313,6 +313,9 @@ def run_all(arch, task: Callable, items, *, engine: str | None = None, progress:
     on_error : callable, optional
         ``on_error(item, exc)`` makes the result of an item whose task raised or whose
         worker died, and the other items go on (default: raise).
+    priority : int
+        Dask priority of the items: below 0 (QC beside a cascade's next step), a free
+        worker takes the other items waiting first.
 
     After the items ran, runs whose process died meanwhile (a Dask worker killed
     mid-run, its task retried elsewhere) are closed as failed
@@ -330,9 +333,12 @@ def run_all(arch, task: Callable, items, *, engine: str | None = None, progress:
     else:
         func = functools.partial(task, settings=settings, **task_kw)
     eng = get_engine(name, arch.config, dcfg)
-    # an engine written before on_error existed still works (without it, a lost item raises)
-    takes = "on_error" in inspect.signature(eng.map).parameters
-    kw = {"on_error": on_error} if on_error is not None and takes else {}
+    # an engine written before on_error or priority existed still works (without on_error, a
+    # lost item raises; without priority, items start in the order they were given)
+    takes = inspect.signature(eng.map).parameters
+    kw = {"on_error": on_error} if on_error is not None and "on_error" in takes else {}
+    if priority and "priority" in takes:
+        kw["priority"] = priority
     try:
         return eng.map(func, items, progress=progress, desc=desc, heavy=heavy, **kw)
     finally:

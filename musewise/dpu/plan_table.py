@@ -169,7 +169,9 @@ def execute_plan(plan, archive, *, commit: bool = False, p: dict | None = None, 
                  raise_on_failure: bool = True) -> list:
     """Execute the runs of a plan still to do, step by step in dependency order.
 
-    Each step's runs execute on the engine together (in parallel on Dask). A failed run
+    Each step's runs execute on the engine together (in parallel on Dask); on Dask, the
+    post-run hooks (QC) of one step run beside the next step's runs unless they gate it
+    (:class:`~musewise.dpu.hooks.PostRunHooks`), and have all ended on return. A failed run
     stops the cascade: the later steps' runs are reported ``skipped``; but a failed step
     with a fallback (the night's standard star, in place of the static response) is
     recorded failed and the cascade goes on with the fallback.
@@ -203,6 +205,7 @@ def execute_plan(plan, archive, *, commit: bool = False, p: dict | None = None, 
     """
     from .api import execute, prepare
     from .config import DpuConfig
+    from .hooks import PostRunHooks
 
     def report(key, state, outcome=None):
         if on_update is not None:
@@ -216,59 +219,63 @@ def execute_plan(plan, archive, *, commit: bool = False, p: dict | None = None, 
     dcfg = DpuConfig.from_config(archive.config)
     target = getattr(plan, "object", "") or None
     outcomes = []
-    for n, step_name in enumerate(plan.steps):
-        todo = [i for i in plan.todo if i.step == step_name]
-        step = get_step(step_name)
-        split = split_of(step, target)
-        specs, keys = [], []
-        # One prepare per night of the step's runs (a target's combination: one for all nights).
-        for night in dict.fromkeys(_night(plan, i) for i in todo):
-            mine = [i for i in todo if _night(plan, i) == night]
-            if split == PER_IFU:
-                got = prepare(step_name, night, [i.ifu for i in mine], commit=commit, p=params.get(step_name),
-                              archive=archive, target=target)
-            elif split == PER_TARGET:
-                got = prepare(step_name, None, plan.ifus, commit=commit, p=params.get(step_name),
-                              archive=archive, target=target)
+    # QC of one step's products runs beside the next step's runs where it cannot change their
+    # inputs (musewise.dpu.hooks); all of it has ended when the cascade returns or raises.
+    with PostRunHooks(archive, dcfg.post_run_hooks, progress=progress) as hooks:
+        for n, step_name in enumerate(plan.steps):
+            todo = [i for i in plan.todo if i.step == step_name]
+            step = get_step(step_name)
+            split = split_of(step, target)
+            specs, keys = [], []
+            # One prepare per night of the step's runs (a target's combination: one for all nights).
+            for night in dict.fromkeys(_night(plan, i) for i in todo):
+                mine = [i for i in todo if _night(plan, i) == night]
+                if split == PER_IFU:
+                    got = prepare(step_name, night, [i.ifu for i in mine], commit=commit, p=params.get(step_name),
+                                  archive=archive, target=target)
+                elif split == PER_TARGET:
+                    got = prepare(step_name, None, plan.ifus, commit=commit, p=params.get(step_name),
+                                  archive=archive, target=target)
+                else:
+                    ifus = sorted({i.ifu for i in plan.items if i.ifu and _night(plan, i) == night}) or plan.ifus
+                    got = prepare(step_name, night, ifus, commit=commit, p=params.get(step_name), archive=archive,
+                                  target=target)
+                    wanted = {i.exposure for i in mine}
+                    if split == PER_EXPOSURE:
+                        got = [s for s in got if spec_exposure(archive, s) in wanted]
+                specs += got
+                keys += [(step_name, night, s.ifu if split == PER_IFU else None,
+                          spec_exposure(archive, s) if split == PER_EXPOSURE else None) for s in got]
+            name = engine or dcfg.engine
+            one_by_one = on_update is not None and (name == "local" or (name == "auto" and len(specs) == 1))
+            if one_by_one:
+                done = []
+                for key, spec in zip(keys, specs):
+                    report(key, "running")
+                    (outcome,) = execute([spec], archive, engine="local", progress=progress, desc=step_name,
+                                         hooks=hooks)
+                    report(key, "succeeded" if outcome.ok else "failed", outcome)
+                    done.append(outcome)
             else:
-                ifus = sorted({i.ifu for i in plan.items if i.ifu and _night(plan, i) == night}) or plan.ifus
-                got = prepare(step_name, night, ifus, commit=commit, p=params.get(step_name), archive=archive,
-                              target=target)
-                wanted = {i.exposure for i in mine}
-                if split == PER_EXPOSURE:
-                    got = [s for s in got if spec_exposure(archive, s) in wanted]
-            specs += got
-            keys += [(step_name, night, s.ifu if split == PER_IFU else None,
-                      spec_exposure(archive, s) if split == PER_EXPOSURE else None) for s in got]
-        name = engine or dcfg.engine
-        one_by_one = on_update is not None and (name == "local" or (name == "auto" and len(specs) == 1))
-        if one_by_one:
-            done = []
-            for key, spec in zip(keys, specs):
-                report(key, "running")
-                (outcome,) = execute([spec], archive, engine="local", progress=progress, desc=step_name)
-                report(key, "succeeded" if outcome.ok else "failed", outcome)
-                done.append(outcome)
-        else:
-            for key in keys:
-                report(key, "running")
-            done = execute(specs, archive, engine=engine, progress=progress, desc=step_name)
-            for key, outcome in zip(keys, done):
-                report(key, "succeeded" if outcome.ok else "failed", outcome)
-        outcomes += done
-        if any(not o.ok for o in done) and step.fallback:
-            # Recorded as failed; the next steps use the fallback and their runs say so.
-            print(f"{step_name} failed ({'; '.join(o.error.splitlines()[0] for o in done if not o.ok)}): "
-                  f"going on with {step.fallback}")
-            continue
-        if any(not o.ok for o in done):
-            for later in plan.steps[n + 1:]:
-                for i in plan.todo:
-                    if i.step == later:
-                        report(_key(plan, i), "skipped")
-            if raise_on_failure:
-                raise ReductionFailed(step.recipe, done)
-            break
+                for key in keys:
+                    report(key, "running")
+                done = execute(specs, archive, engine=engine, progress=progress, desc=step_name, hooks=hooks)
+                for key, outcome in zip(keys, done):
+                    report(key, "succeeded" if outcome.ok else "failed", outcome)
+            outcomes += done
+            if any(not o.ok for o in done) and step.fallback:
+                # Recorded as failed; the next steps use the fallback and their runs say so.
+                print(f"{step_name} failed ({'; '.join(o.error.splitlines()[0] for o in done if not o.ok)}): "
+                      f"going on with {step.fallback}")
+                continue
+            if any(not o.ok for o in done):
+                for later in plan.steps[n + 1:]:
+                    for i in plan.todo:
+                        if i.step == later:
+                            report(_key(plan, i), "skipped")
+                if raise_on_failure:
+                    raise ReductionFailed(step.recipe, done)
+                break
     return outcomes
 
 

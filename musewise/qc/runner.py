@@ -261,7 +261,7 @@ def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, con
 
 
 def run_qc_many(arch, dataset_ids, *, thresholds: QCThresholds | None = None, config: QCConfig | None = None,
-                engine: str | None = None, progress: bool = True) -> list:
+                engine: str | None = None, progress: bool = True, heavy=None, priority: int = 0) -> list:
     """Run QC on several products, in parallel on Dask as reductions are (``DpuConfig.engine``).
 
     Parameters
@@ -274,6 +274,12 @@ def run_qc_many(arch, dataset_ids, *, thresholds: QCThresholds | None = None, co
         ``local``, ``dask`` or ``auto`` (default ``DpuConfig.engine``: Dask for several products).
     progress : bool
         Show a progress bar.
+    heavy : sequence of bool, optional
+        Per product: its QC shares the memory-heavy reductions' limit
+        (``DpuConfig.heavy_concurrency``), so that it never runs beside one of them.
+    priority : int
+        Dask priority (:func:`~musewise.dpu.executor.run_all`): ``-1`` lets reductions
+        waiting for the same workers go first.
 
     Returns
     -------
@@ -296,8 +302,8 @@ def run_qc_many(arch, dataset_ids, *, thresholds: QCThresholds | None = None, co
         qc_type_of((found.get(i) or arch.get(i)).category)  # arch.get raises NotFoundError
     thresholds = thresholds or QCThresholds(config=arch.config.config)
     config = config or QCConfig(config=arch.config.config)
-    return run_all(arch, qc_task, ids, engine=engine, progress=progress, desc="qc",
-                   thresholds=_values(thresholds), qc_config=_values(config))
+    return run_all(arch, qc_task, ids, engine=engine, progress=progress, desc="qc", heavy=heavy,
+                   priority=priority, thresholds=_values(thresholds), qc_config=_values(config))
 
 
 def qc_task(dataset_id: int, settings: dict, thresholds: dict, qc_config: dict, arch=None):
@@ -365,7 +371,7 @@ def after_product(arch, record, **kw) -> QCResult | None:
         return None
 
 
-def after_run(arch, outcomes, *, engine: str | None = None, progress: bool = True,
+def after_run(arch, outcomes, *, engine: str | None = None, progress: bool = True, priority: int = 0,
               thresholds: QCThresholds | None = None, config: QCConfig | None = None) -> list:
     """Post-run hook of the reduction layer (``DpuConfig.post_run_hooks``): QC of a batch's products.
 
@@ -383,6 +389,10 @@ def after_run(arch, outcomes, *, engine: str | None = None, progress: bool = Tru
     engine : str, optional
         The engine the reduction ran on (``local``, ``dask``).
     progress : bool
+    priority : int
+        Dask priority of the QC runs (``-1`` when they run beside the cascade's next step).
+        The QC of a memory-heavy recipe's products (``DpuConfig.heavy_recipes``) waits
+        for the heavy runs' limit, as those runs do.
     thresholds, config : optional
         As :func:`run_qc` (default: the site's).
 
@@ -392,12 +402,17 @@ def after_run(arch, outcomes, *, engine: str | None = None, progress: bool = Tru
         One per product checked; a failed QC run is recorded and logged, never raised,
         so a reduction is not lost because its QC broke.
     """
-    ids = [int(p) for o in outcomes if getattr(o, "ok", False) for p in o.products]
-    found = arch.get_many(ids) if ids else {}
-    todo = [i for i in ids if found.get(i) is not None and found[i].category in QC_TYPES]
+    from ..dpu.config import DpuConfig
+
+    heavy_recipes = set(DpuConfig.from_config(arch.config).heavy_recipes)
+    made = [(int(p), _recipe_of(o.step) in heavy_recipes)
+            for o in outcomes if getattr(o, "ok", False) for p in o.products]
+    found = arch.get_many([i for i, _h in made]) if made else {}
+    todo = [(i, h) for i, h in made if found.get(i) is not None and found[i].category in QC_TYPES]
     if not todo:
         return []
-    results = run_qc_many(arch, todo, thresholds=thresholds, config=config, engine=engine, progress=progress)
+    results = run_qc_many(arch, [i for i, _h in todo], thresholds=thresholds, config=config, engine=engine,
+                          progress=progress, heavy=[h for _i, h in todo], priority=priority)
     for r in results:
         if isinstance(r, QCError):
             log.warning("automatic QC failed: %s", r)
@@ -409,6 +424,25 @@ def after_run(arch, outcomes, *, engine: str | None = None, progress: bool = Tru
         print(f"qc: {len(results) - failed}/{len(results)} product(s) checked, {len(flagged)} flagged"
               + "".join(f"\n  {r}" for r in flagged))
     return results
+
+
+def _recipe_of(step_name: str) -> str:
+    from ..dpu.steps import get_step
+
+    try:
+        return get_step(step_name).recipe if step_name else ""
+    except NotFoundError:  # a step no longer registered: its products' QC is not held back
+        return ""
+
+
+def _gates_next_step(config) -> bool:
+    # QC changes what the next step selects only where it marks bad products invalid.
+    return bool(QCConfig(config=config).invalidate_bad)
+
+
+#: Read by :class:`musewise.dpu.hooks.PostRunHooks`: the QC of a step may run beside the next
+#: step's runs unless it can invalidate their inputs.
+after_run.gates_next_step = _gates_next_step
 
 
 __all__ = ["N_PREVIOUS", "QCResult", "after_product", "after_run", "previous_products", "notebook_for", "qc_task", "qc_type_of", "run_qc", "run_qc_many"]
