@@ -15,7 +15,7 @@ model) this script, all in one invocation:
    call) and runs them from a bash script, each step's runs as many at a time as musewise
    runs them (``xargs -P``), each esorex with the OpenMP threads musewise gives it;
 3. prints, for each worker count: the wall times, musewise / shell (goal <= 1.05), the
-   time the QC notebooks took between a step's runs and the next step's (:func:`qc_span`:
+   time the QC notebooks added, when no reduction ran beside them (:func:`qc_span`:
    the shell script does no QC) and the ratio without it, the per-run overhead in seconds
    (musewise minus shell, over the number of runs; and each run's wall time minus its own
    esorex time, which does not depend on the load drifting between passes; goal < 1 s),
@@ -334,21 +334,33 @@ def overhead_per_run(runs) -> float:
 
 
 def qc_span(runs) -> float:
-    """Seconds during which a QC notebook ran (the union of the QC runs' intervals).
+    """Seconds during which a QC notebook ran and no reduction did: what QC added to the wall time.
 
-    The post-run hooks run between a step's batch of runs and the next step's, so this is
-    the time the QC notebooks added to the reduction's wall time.
+    On Dask the QC of one step runs beside the next step's runs
+    (:class:`musewise.dpu.hooks.PostRunHooks`); only its time outside every reduction run
+    (between batches, after the last) counts here.
     """
-    spans = sorted((r.started, r.ended) for r in runs if r.recipe.startswith("qc_"))
-    total, end = 0.0, None
-    for a, b in spans:
-        if end is None or a > end:
-            total += (b - a).total_seconds()
-            end = b
-        elif b > end:
-            total += (b - end).total_seconds()
-            end = b
+    qc = _union((r.started, r.ended) for r in runs if r.recipe.startswith("qc_"))
+    reductions = _union((r.started, r.ended) for r in runs if not r.recipe.startswith("qc_"))
+    total = 0.0
+    for a, b in qc:
+        total += (b - a).total_seconds()
+        for c, d in reductions:  # minus the overlaps (disjoint intervals on both sides)
+            lo, hi = max(a, c), min(b, d)
+            if hi > lo:
+                total -= (hi - lo).total_seconds()
     return total
+
+
+def _union(spans) -> list:
+    # The intervals' union as disjoint (start, end) pairs, in order.
+    out: list = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def bench(ifus, base: Path, every: float, scipost: dict | None = None, steps=("scipost",),

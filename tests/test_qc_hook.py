@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-from datetime import datetime
 
 import numpy as np
 import pytest
