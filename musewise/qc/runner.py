@@ -275,8 +275,9 @@ def run_qc_many(arch, dataset_ids, *, thresholds: QCThresholds | None = None, co
     progress : bool
         Show a progress bar.
     heavy : sequence of bool, optional
-        Per product: its QC shares the memory-heavy reductions' limit
-        (``DpuConfig.heavy_concurrency``), so that it never runs beside one of them.
+        Per product: its QC shares the memory-heavy reductions' limit on the Dask cluster
+        (``DpuConfig.heavy_concurrency``). A heavy run alone in its step executes in the
+        calling process, outside that limit, so such a QC may still run beside it.
     priority : int
         Dask priority (:func:`~musewise.dpu.executor.run_all`): ``-1`` lets reductions
         waiting for the same workers go first.
