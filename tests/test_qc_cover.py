@@ -206,6 +206,7 @@ class _Outcome:
 
     ok: bool
     products: list
+    step: str = ""
 
 
 def _archive_run(arch, recipe, files, *, inputs=(), night=NIGHT, ifu=1):

@@ -128,7 +128,7 @@ def test_archive_browser_lists_pages_and_a_row_click_opens_the_product(qc_voila,
     page.locator(".slick-row", has_text="MASTER_FLAT-11.fits").wait_for(timeout=30_000)  # page 2 reached the table
     page.locator(".slick-row", has_text="MASTER_FLAT-13.fits").locator(".slick-cell").nth(1).click()
     page.get_by_text("MASTER_FLAT-13.fits (image)").wait_for(timeout=30_000)  # the opened product's title
-    page.get_by_text("Provenance").wait_for()
+    page.get_by_text("Provenance", exact=True).wait_for()  # not the drawing's <title>provenance</title>
     prov = page.locator(".mw-prov")
     assert prov.locator("svg").text_content().count("run 1 muse_flat") == 1  # the drawing: the run once
     assert prov.locator("details").inner_text().count("muse_flat") == 1      # the list: the run once

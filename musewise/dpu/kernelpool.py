@@ -89,9 +89,9 @@ class ReadyKernelClient(AsyncKernelClient):
                     self._handle_kernel_info_reply(reply)
                     return
             if not await self._async_is_alive():
-                raise RuntimeError("Kernel died before replying to kernel_info")
+                raise ServiceStartError("kernel died before replying to kernel_info")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+                raise ServiceStartError(f"kernel did not answer kernel_info in {timeout:.0f} s")
 
 
 class OneRunKernelManager(AsyncKernelManager):
