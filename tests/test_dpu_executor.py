@@ -120,7 +120,7 @@ def _pool(archive):
     from musewise.dpu.kernelpool import kernel_pool
 
     d = DpuConfig.from_config(archive.config)
-    return kernel_pool(archive.config.kernel_name, d.kernel_preload, d.warm_kernel_idle)
+    return kernel_pool(archive.config.kernel_name, d.kernel_preload, d.warm_kernel_idle, d.kernel_reuse_limit)
 
 
 def test_each_run_has_a_fresh_kernel_started_while_the_previous_run_executed(archive, fresh_notebook):
@@ -164,3 +164,95 @@ def test_cold_kernels_when_warm_kernels_are_off(archive, fresh_notebook):
     runs = [execute_notebook(archive, _fresh_job(fresh_notebook, f"cold{i}")) for i in range(2)]
     assert all(r.error == "" for r in runs) and runs[0].result["pid"] != runs[1].result["pid"]
     assert not runs[0].result["preloaded"]  # papermill's own kernel: nothing imported beforehand
+
+
+# ------------------------------------------------------------------- QC notebooks sharing a kernel
+SHARED = """\
+import json, os, pathlib, sys
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+found = {'variable': 'secret' in globals(), 'figures': len(plt.get_fignums()),
+         'linewidth': matplotlib.rcParams['lines.linewidth'], 'env': os.environ.get('MUSEWISE_TEST_LEAK'),
+         'divide': np.geterr()['divide'], 'path': '/nowhere' in sys.path,
+         'marker': getattr(sys, '_musewise_test_marker', None)}
+secret = 1
+plt.figure()
+matplotlib.rcParams['lines.linewidth'] = 9.0
+os.environ['MUSEWISE_TEST_LEAK'] = run_label
+np.seterr(divide='raise')
+sys.path.append('/nowhere')
+sys._musewise_test_marker = run_label  # a module attribute: what a reset keeps (imports and their state)
+pathlib.Path('side.json').write_text(json.dumps(dict(found, pid=os.getpid(), cwd=os.getcwd())))
+if fail:
+    raise ValueError(fail)
+"""
+
+
+@pytest.fixture
+def shared_notebook(tmp_path) -> Path:
+    nb = new_notebook(cells=[new_code_cell("run_label = ''\nfail = ''", metadata={"tags": ["parameters"]}),
+                             new_code_cell(SHARED)])
+    nb.metadata["kernelspec"] = {"name": "musewise", "display_name": "musewise", "language": "python"}
+    path = tmp_path / "shared.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _qc_job(notebook, label, fail="", reuse=True):
+    job = _fresh_job(notebook, label, fail)
+    job.reuse_kernel = reuse
+    return job
+
+
+def _reuse_limit(archive, n):
+    from traitlets.config import Config
+
+    from musewise.dpu.kernelpool import close_pools
+
+    close_pools()  # no kernel kept from an earlier test
+    cfg = Config()
+    cfg.DpuConfig.kernel_reuse_limit = n
+    archive.config.config = cfg
+
+
+def test_qc_notebooks_share_a_kernel_reset_between_them(archive, shared_notebook):
+    _reuse_limit(archive, 3)
+    runs = [execute_notebook(archive, _qc_job(shared_notebook, f"qc{i}")) for i in range(4)]
+    assert all(r.error == "" for r in runs)
+    pids = [r.result["pid"] for r in runs]
+    assert pids[0] == pids[1] == pids[2] != pids[3]  # three notebooks, then a new kernel (the limit)
+    assert [r.kernel_notebook for r in runs] == [1, 2, 3, 1]
+    second = runs[1].result
+    assert second["marker"] == "qc0"  # the same process: imported modules kept...
+    # ...but nothing the first notebook set is seen by the second
+    assert second == dict(second, variable=False, figures=0, linewidth=runs[0].result["linewidth"], env=None,
+                          divide=runs[0].result["divide"], path=False)
+    assert [r.result["cwd"] for r in runs] == [str(r.workdir) for r in runs]
+    nb = nbformat.read(runs[1].notebook, as_version=4)
+    counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
+    assert counts[0] == 1  # numbered as in a fresh kernel
+
+
+def test_a_reduction_never_gets_a_kernel_a_qc_notebook_used(archive, shared_notebook, fresh_notebook):
+    _reuse_limit(archive, 5)
+    qc = execute_notebook(archive, _qc_job(shared_notebook, "qc"))
+    reduction = execute_notebook(archive, _fresh_job(fresh_notebook, "reduction"))
+    assert qc.error == "" and reduction.error == ""
+    assert reduction.result["pid"] != qc.result["pid"] and reduction.result["seen"] is None
+    again = execute_notebook(archive, _qc_job(shared_notebook, "qc-again"))
+    assert again.result["pid"] == qc.result["pid"]  # the QC kernel waited beside the reduction's
+
+
+def test_a_failed_qc_notebook_kernel_is_not_reused(archive, shared_notebook):
+    _reuse_limit(archive, 5)
+    bad = execute_notebook(archive, _qc_job(shared_notebook, "bad", fail="spoiled"))
+    after = execute_notebook(archive, _qc_job(shared_notebook, "after"))
+    assert "spoiled" in bad.error and after.error == ""
+    assert after.result["pid"] != bad.result["pid"] and after.kernel_notebook == 1
+
+
+def test_no_kernel_sharing_when_the_limit_is_one(archive, shared_notebook):
+    _reuse_limit(archive, 1)
+    runs = [execute_notebook(archive, _qc_job(shared_notebook, f"one{i}")) for i in range(2)]
+    assert runs[0].result["pid"] != runs[1].result["pid"] and runs[1].result["marker"] is None

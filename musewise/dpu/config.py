@@ -144,7 +144,7 @@ class DpuConfig(Configurable):
         True,
         help="Start each notebook run's kernel while the previous run executes, with "
         "kernel_preload already imported (one spare per process that executes notebooks). "
-        "Each kernel still executes one notebook only. False: papermill starts and stops a "
+        "Each kernel executes one reduction notebook only (QC: kernel_reuse_limit). False: papermill starts and stops a "
         "kernel within each run (about 2 s more per run here).",
     ).tag(config=True)
 
@@ -153,7 +153,15 @@ class DpuConfig(Configurable):
                     "musewise.dpu.notebook", "musewise.qc.notebook"],
         help="Modules a spare kernel imports before its run (matplotlib.pyplot also selects the "
         "inline backend, as the notebooks' %%matplotlib inline does). Only what every notebook "
-        "imports anyway: a run sees a fresh kernel.",
+        "imports anyway: a reduction run sees a fresh kernel.",
+    ).tag(config=True)
+
+    kernel_reuse_limit = Int(
+        20,
+        help="How many of musewise's own QC notebooks one kernel executes, its namespace and "
+        "settings reset between them (musewise.dpu.kernel_state), before it is stopped: "
+        "a kernel start costs 1.5-2.5 s of CPU, often more than the QC itself. Reduction "
+        "notebooks always get a fresh kernel. 0 or 1: a fresh kernel for every QC notebook too.",
     ).tag(config=True)
 
     warm_kernel_idle = Float(

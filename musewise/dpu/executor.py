@@ -7,7 +7,9 @@ notebooks the same way, here:
 2. a fresh work dir ``<scratch>/<user>/<folder...>/run<id><suffix>`` is made;
 3. papermill executes the notebook there on the kernel ``MusewiseConfig.kernel_name``
    (:func:`musewise.kernel.papermill_options`), a fresh one started while the previous
-   run executed (:mod:`musewise.dpu.kernelpool`, ``DpuConfig.warm_kernels``); when the kernel dies or never starts
+   run executed (:mod:`musewise.dpu.kernelpool`, ``DpuConfig.warm_kernels``), or for a QC
+   notebook one that earlier QC notebooks used, reset in between (``NotebookJob.reuse_kernel``,
+   recorded as the run's ``kernel_notebook``); when the kernel dies or never starts
    before the notebook wrote its side file (two kernels started at the same instant by
    two workers can collide), the work dir is emptied and the notebook starts afresh,
    once (``kernel_retries``); a cell's own error or a time-out is not retried;
@@ -73,6 +75,10 @@ class NotebookJob:
         Keep a succeeded run's work dir.
     heartbeat : float
         How often the run's lease is refreshed while the notebook runs (s; 0: never).
+    reuse_kernel : bool
+        The notebook is one of musewise's own (QC) and may execute in a kernel that earlier
+        such notebooks used, reset between them (``DpuConfig.kernel_reuse_limit``,
+        :mod:`musewise.dpu.kernel_state`); a reduction notebook always gets a fresh kernel.
     """
 
     recipe: str
@@ -87,6 +93,7 @@ class NotebookJob:
     run_kw: dict = dataclasses.field(default_factory=dict)
     keep_workdir: bool = False
     heartbeat: float = 60.0
+    reuse_kernel: bool = False
 
 
 @dataclasses.dataclass
@@ -106,6 +113,9 @@ class NotebookRun:
     kernel_retries : list of str
         Errors of attempts abandoned because the kernel died.
     keep_workdir : bool
+    kernel_notebook : int
+        Which notebook this was of the kernel that executed it (1: a fresh kernel; more:
+        one reused by QC notebooks, reset in between).
     """
 
     run_id: int
@@ -115,10 +125,13 @@ class NotebookRun:
     error: str = ""
     kernel_retries: list[str] = dataclasses.field(default_factory=list)
     keep_workdir: bool = False
+    kernel_notebook: int = 1
 
     def details(self, **more) -> dict:
-        """Run details to record: the kernel retries (if any) and ``more``."""
+        """Run details to record: the kernel retries and the kernel's reuse (if any) and ``more``."""
         d = {"kernel_retries": list(self.kernel_retries)} if self.kernel_retries else {}
+        if self.kernel_notebook > 1:
+            d["kernel_notebook"] = self.kernel_notebook
         d.update(more)
         return d
 
@@ -184,13 +197,14 @@ def execute_notebook(arch, job: NotebookJob, *, retries: int = 1) -> NotebookRun
     from .kernelpool import kernel_pool
 
     dcfg = DpuConfig.from_config(arch.config)
-    pool = (kernel_pool(arch.config.kernel_name, dcfg.kernel_preload, dcfg.warm_kernel_idle)
+    pool = (kernel_pool(arch.config.kernel_name, dcfg.kernel_preload, dcfg.warm_kernel_idle, dcfg.kernel_reuse_limit)
             if dcfg.warm_kernels else None)
+    reuse = job.reuse_kernel and dcfg.kernel_reuse_limit > 1
     run_id = arch.begin_run(job.recipe, job.params, **job.run_kw)
     workdir = workdir_of(arch.config, arch.user_name, job.folder, run_id, job.suffix)
     out_nb = workdir / f"{job.notebook_stem or job.recipe}_run{run_id:06d}.ipynb"
     attempts: list[str] = []
-    result, error = None, ""
+    result, error, nth = None, "", 1
     beat = _Heartbeat(arch, run_id, job.heartbeat)
     try:
         if workdir.exists():  # a leftover of an earlier database with the same run IDs
@@ -202,14 +216,17 @@ def execute_notebook(arch, job: NotebookJob, *, retries: int = 1) -> NotebookRun
             try:
                 options = papermill_options(arch.config.kernel_name)
                 if pool is not None:  # a fresh kernel, started while the previous run executed
-                    options["km"] = km = pool.take(workdir)
+                    options["km"] = km = pool.take(workdir, reuse=reuse)
+                    nth = getattr(km, "notebooks", 0) + 1
                 pm.execute_notebook(str(job.template), str(out_nb), parameters=parameters, cwd=str(workdir),
                                     **options, execution_timeout=int(job.timeout))
             except Exception as exc:  # PapermillExecutionError, a dead kernel, a time-out, a full disk...
                 error, died = error_text(exc), kernel_died(exc)
             finally:
-                if km is not None:
-                    pool.retire(km)  # one run per kernel: no state passes to the next run
+                if km is not None and reuse and not error:
+                    pool.give_back(km)  # reset, then the next QC notebook's
+                elif km is not None:
+                    pool.retire(km)  # one reduction run per kernel: no state passes to the next run
             result = read_side_file(workdir / job.result_file)
             if not (error and died and result is None) or attempt == retries:
                 break
@@ -222,7 +239,7 @@ def execute_notebook(arch, job: NotebookJob, *, retries: int = 1) -> NotebookRun
     finally:
         beat.stop()  # before the caller finishes or fails the run: no write of the lease after it
     return NotebookRun(run_id, workdir, out_nb if out_nb.exists() else None, result, error, attempts,
-                       job.keep_workdir)
+                       job.keep_workdir, nth)
 
 
 class _Heartbeat:

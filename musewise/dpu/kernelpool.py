@@ -9,9 +9,15 @@ in the background with ``DpuConfig.kernel_preload`` already imported:
 
 * :meth:`KernelPool.take` hands the spare (or, if it is not ready or has died, a kernel
   started there and then) to one run, in that run's work dir, and starts the next spare;
-* each kernel executes **one** notebook: :meth:`KernelPool.retire` stops it (in the
-  background) after its run, whatever happened; nothing passes from one run to the next
-  but what a fresh kernel would import anyway;
+* a kernel executes **one** reduction notebook: :meth:`KernelPool.retire` stops it (in
+  the background) after its run, whatever happened; nothing passes from one run to the
+  next but what a fresh kernel would import anyway;
+* musewise's own QC notebooks may share kernels: a run taken with ``reuse=True`` hands
+  its kernel back (:meth:`KernelPool.give_back`), which is reset
+  (:mod:`musewise.dpu.kernel_state`: namespace, history, figures, rcParams, warning
+  filters, environment) and kept for the next such run, up to ``reuse_limit`` notebooks.
+  A fresh kernel is never handed out after a reused one: reductions take only fresh
+  ones. A QC notebook that failed has its kernel stopped, not reused;
 * a spare left unused for ``idle`` seconds is stopped; all kernels are stopped when the
   process exits (a kernel also exits by itself when its parent process dies: ipykernel
   watches ``JPY_PARENT_PID``).
@@ -58,6 +64,19 @@ def _musewise_warmup():
 _musewise_warmup()
 del _musewise_warmup
 """
+
+# Sent to a kernel that may serve several QC notebooks (musewise.dpu.kernel_state). A
+# snapshot that fails leaves the kernel usable for one notebook: its reset then fails and
+# the pool stops it instead of handing it on.
+SNAPSHOT = """
+try:
+    from musewise.dpu import kernel_state as _ks
+    _ks.snapshot()
+    del _ks
+except Exception:
+    pass
+"""
+RESTORE = "__import__('musewise.dpu.kernel_state', fromlist=['restore']).restore()"
 
 
 class ReadyKernelClient(AsyncKernelClient):
@@ -132,16 +151,21 @@ class KernelPool:
         A spare not taken for this long is stopped (s; 0: never).
     start_timeout : float
         Longest wait for a kernel to answer after it was started (s).
+    reuse_limit : int
+        How many notebooks a kernel handed back with :meth:`give_back` executes before it is
+        stopped (``DpuConfig.kernel_reuse_limit``; 0 or 1: one each).
     """
 
     def __init__(self, kernel_name: str, *, config=None, extra_arguments=(), preload=(), idle: float = 300.0,
-                 start_timeout: float = 60.0):
+                 start_timeout: float = 60.0, reuse_limit: int = 0):
         self.kernel_name, self.config = kernel_name, config
         self.extra_arguments, self.preload = list(extra_arguments), list(preload)
         self.idle, self.start_timeout = float(idle), float(start_timeout)
+        self.reuse_limit = int(reuse_limit)
         self._lock = threading.Lock()
-        self._spare: Future | None = None
-        self._idle_timer: threading.Timer | None = None
+        self._spare: Future | None = None   # a fresh kernel, for any run
+        self._used: Future | None = None    # a kernel given back and reset, for reusing runs only
+        self._timers: dict[str, threading.Timer] = {}
         self._loop = asyncio.new_event_loop()
         # Kernels are started and stopped on one event loop of the pool's own, in a daemon
         # thread, so that starting the next one never waits for the run in progress.
@@ -168,6 +192,9 @@ class KernelPool:
                 # import then fails, in the run, where the user sees it.
                 await kc.execute_interactive(code, store_history=False, timeout=self.start_timeout,
                                              output_hook=lambda msg: None)
+            if self.reuse_limit > 1:
+                await kc.execute_interactive(SNAPSHOT, store_history=False, timeout=self.start_timeout,
+                                             output_hook=lambda msg: None)
         except BaseException:
             km.close_clients()
             await _shutdown(km, now=True)  # the start's own error is the one to report
@@ -177,22 +204,34 @@ class KernelPool:
 
     def _submit_spare(self) -> None:
         self._spare = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
+        self._expire_later("_spare", self._spare)
+
+    def _expire_later(self, slot: str, kept: Future) -> None:
         if self.idle > 0:
-            if self._idle_timer is not None:
-                self._idle_timer.cancel()
-            self._idle_timer = threading.Timer(self.idle, self._expire, args=(self._spare,))
-            self._idle_timer.daemon = True
-            self._idle_timer.start()
+            if slot in self._timers:
+                self._timers[slot].cancel()
+            self._timers[slot] = timer = threading.Timer(self.idle, self._expire, args=(slot, kept))
+            timer.daemon = True
+            timer.start()
 
-    def _expire(self, spare: Future) -> None:
+    def _expire(self, slot: str, kept: Future) -> None:
         with self._lock:
-            if self._spare is not spare:
+            if getattr(self, slot) is not kept:
                 return
-            self._spare = None
-        self._stop_when_started(spare)
+            setattr(self, slot, None)
+        self._stop_when_started(kept)
 
-    def take(self, cwd) -> OneRunKernelManager:
+    def take(self, cwd, *, reuse: bool = False) -> OneRunKernelManager:
         """A started kernel for one run, working in ``cwd``; the next spare starts meanwhile.
+
+        Parameters
+        ----------
+        cwd : path-like
+            The run's work dir.
+        reuse : bool
+            The run may get a kernel an earlier run gave back (:meth:`give_back`, reset by
+            :func:`musewise.dpu.kernel_state.restore`) instead of a fresh one: only for
+            musewise's own notebooks (QC). Other runs always get a fresh kernel.
 
         Raises
         ------
@@ -200,6 +239,18 @@ class KernelPool:
             Whatever starting a kernel raised when no spare could be used (the executor
             counts it as a kernel that never started, and retries).
         """
+        if reuse:
+            with self._lock:
+                used, self._used = self._used, None
+            if used is not None:
+                km = None
+                try:
+                    km = used.result(timeout=self.start_timeout)
+                    self._call(self._chdir(km, str(cwd)))
+                    return km
+                except Exception:  # the reset failed, or the kernel died since: a fresh one
+                    if km is not None:
+                        self.retire(km)
         with self._lock:
             spare, self._spare = self._spare, None
             self._submit_spare()
@@ -249,6 +300,38 @@ class KernelPool:
         return asyncio.run_coroutine_threadsafe(_as_coroutine(coro), self._loop).result(
             timeout=self.start_timeout + 30)
 
+    # -- after a run ----------------------------------------------------------------------
+    def give_back(self, km: OneRunKernelManager) -> None:
+        """After a run taken with ``reuse=True``: reset the kernel in the background and keep
+        it for the next such run; it is stopped instead when it has executed
+        ``reuse_limit`` notebooks, or when another given-back kernel is already kept."""
+        km.close_clients()
+        km.notebooks = getattr(km, "notebooks", 0) + 1
+        with self._lock:
+            keep = self._used is None and km.notebooks < self.reuse_limit
+            if keep:
+                self._used = asyncio.run_coroutine_threadsafe(self._reset(km), self._loop)
+                self._expire_later("_used", self._used)
+        if not keep:
+            self.retire(km)
+
+    async def _reset(self, km: OneRunKernelManager) -> OneRunKernelManager:
+        kc = km.client()
+        try:
+            kc.start_channels()
+            await kc.wait_for_ready(timeout=self.start_timeout)
+            reply = await kc.execute_interactive(RESTORE, store_history=False, timeout=self.start_timeout,
+                                                 output_hook=lambda msg: None)
+            if reply["content"].get("status") != "ok":
+                raise ServiceStartError(f"kernel {self.kernel_name!r} could not be reset for the next notebook: "
+                                        f"{reply['content'].get('ename', '')}: {reply['content'].get('evalue', '')}")
+        except BaseException:
+            km.close_clients()
+            await _shutdown(km, now=True)
+            raise
+        km.close_clients()
+        return km
+
     # -- stopping -------------------------------------------------------------------------
     def retire(self, km: OneRunKernelManager, *, wait: bool = False) -> None:
         """Stop a kernel after its one run (in the background unless ``wait``)."""
@@ -273,11 +356,13 @@ class KernelPool:
     def close(self) -> None:
         """Stop the spare and the pool's event loop (also done at interpreter exit)."""
         with self._lock:
-            spare, self._spare = self._spare, None
-            if self._idle_timer is not None:
-                self._idle_timer.cancel()
-        if spare is not None and self._loop.is_running():
-            self._stop_when_started(spare, wait=True)
+            kept = [k for k in (self._spare, self._used) if k is not None]
+            self._spare = self._used = None
+            for timer in self._timers.values():
+                timer.cancel()
+        if self._loop.is_running():
+            for k in kept:
+                self._stop_when_started(k, wait=True)
         if self._loop.is_running():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
@@ -303,17 +388,17 @@ _POOLS: dict = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def kernel_pool(kernel_name: str, preload=(), idle: float = 300.0) -> KernelPool:
+def kernel_pool(kernel_name: str, preload=(), idle: float = 300.0, reuse_limit: int = 0) -> KernelPool:
     """This process's :class:`KernelPool` for ``kernel_name`` (made on first use, kept)."""
     from ..kernel import papermill_options
 
-    key = (kernel_name, tuple(preload), float(idle))
+    key = (kernel_name, tuple(preload), float(idle), int(reuse_limit))
     with _POOLS_LOCK:
         pool = _POOLS.get(key)
         if pool is None:
             opts = papermill_options(kernel_name)
             pool = KernelPool(kernel_name, config=opts["config"], extra_arguments=opts["extra_arguments"],
-                              preload=preload, idle=idle)
+                              preload=preload, idle=idle, reuse_limit=reuse_limit)
             _POOLS[key] = pool
         return pool
 

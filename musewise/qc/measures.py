@@ -210,19 +210,20 @@ def measure_master_bias(master_path, raw_paths=(), ifu: int | None = None) -> Me
     m.add("n_raw", n_raw)
     levels, rons = [], []
     for q in quads:
-        cut = q.cut(data)
+        # every other pixel of either axis: 1 M pixels give level and noise to 0.1 % of the
+        # read noise, at a quarter of the cost (the medians are most of this QC's time)
+        cut = q.cut(data)[::2, ::2]
         level = float(np.nanmedian(cut))
-        noise = clipped_std(cut[::2, ::2])
+        noise = clipped_std(cut)
         m.add(f"level.q{q.number}", level, "adu")
         m.add(f"noise.q{q.number}", noise, "adu")
         levels.append(level)
         if n_raw:
             rq = quadrants(raws[0][0], raws[0][1].shape, trimmed=False)[q.number - 1]
-            med = [float(np.median(rq.cut(img))) for _h, img in raws]
+            med = [float(np.median(rq.cut(img)[::2, ::2])) for _h, img in raws]
             m.add(f"raw_level.q{q.number}", float(np.mean(med)), "adu")
             m.add(f"raw_level_spread.q{q.number}", float(np.std(med)) if n_raw > 1 else 0.0, "adu")
         if n_raw >= 2:
-            # every other pixel of either axis: 1 M pixels give the noise to 0.1 %
             diff = rq.cut(raws[0][1])[::2, ::2] - rq.cut(raws[1][1])[::2, ::2]
             ron_adu = clipped_std(diff) / np.sqrt(2)
             m.add(f"ron_adu.q{q.number}", ron_adu, "adu")

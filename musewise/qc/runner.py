@@ -236,7 +236,7 @@ def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, con
     job = NotebookJob(
         recipe=f"qc_{qc_type}", params={"limits": limits}, template=template, folder=("qc",),
         notebook_stem=f"qc_{qc_type}_{rec.id}", parameters=parameters, result_file=RESULT_FILE,
-        timeout=int(config.execution_timeout), keep_workdir=keep_workdir,
+        timeout=int(config.execution_timeout), keep_workdir=keep_workdir, reuse_kernel=True,
         run_kw=dict(night=rec.night, ifu=rec.ifu, mode=rec.mode, inputs=inputs, privilege=rec.privilege,
                     project=rec.project, details={"qc_of": rec.id, "category": rec.category}),
     )

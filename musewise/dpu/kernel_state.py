@@ -1,0 +1,87 @@
+"""What a kernel that serves several of musewise's own notebooks restores between them.
+
+Runs *inside* the Jupyter kernel (the pool sends ``snapshot()`` after a kernel's warm-up
+and ``restore()`` after each notebook; :mod:`musewise.dpu.kernelpool`). Only QC notebooks
+share kernels (``NotebookJob.reuse_kernel``): they are musewise's own, take all their
+inputs as parameters and write their numbers to a side file. A reduction notebook always
+gets a kernel of its own, so its executed notebook is what a fresh kernel does.
+
+Between two notebooks the kernel gets back what the warm-up left:
+
+* the user namespace, the input/output history and the execution counter (the next
+  executed notebook numbers its cells from 1);
+* open matplotlib figures (closed), ``matplotlib.rcParams``;
+* warning filters, numpy's floating-point error handling, ``sys.path``, the process
+  environment and the working directory.
+
+What stays is what made the second notebook cheap: imported modules and their caches.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+_SAVED: dict = {}
+
+
+def snapshot() -> None:
+    """Record the kernel's state after its warm-up (called once, before the first notebook)."""
+    import numpy as np
+
+    _SAVED.clear()
+    _SAVED.update(filters=list(warnings.filters), errstate=np.geterr(), path=list(sys.path),
+                  environ=dict(os.environ), cwd=os.getcwd())
+    if "matplotlib" in sys.modules:
+        import matplotlib
+
+        _SAVED["rc"] = dict(matplotlib.rcParams)
+
+
+def restore() -> None:
+    """Put the kernel back as :func:`snapshot` found it (see the module docstring).
+
+    Raises
+    ------
+    musewise.exceptions.RunStateError
+        No snapshot was taken in this kernel: it cannot be handed to another notebook.
+    """
+    import gc
+
+    import numpy as np
+
+    from ..exceptions import RunStateError
+
+    if not _SAVED:
+        raise RunStateError("this kernel has no snapshot of its warm state: it serves one notebook only")
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+    if "rc" in _SAVED:
+        import matplotlib
+
+        with warnings.catch_warnings():  # deprecated rc keys warn when set back
+            warnings.simplefilter("ignore")
+            matplotlib.rcParams.update(_SAVED["rc"])
+    warnings.filters[:] = _SAVED["filters"]
+    np.seterr(**_SAVED["errstate"])
+    sys.path[:] = _SAVED["path"]
+    os.environ.clear()
+    os.environ.update(_SAVED["environ"])
+    os.chdir(_SAVED["cwd"])
+    shell = _shell()
+    if shell is not None:
+        # new_session: history and execution counter start again, as in a fresh kernel
+        shell.reset(new_session=True)
+    gc.collect()
+
+
+def _shell():
+    try:
+        from IPython import get_ipython
+    except ImportError:  # not in a kernel (tests of this module)
+        return None
+    return get_ipython()
+
+
+__all__ = ["restore", "snapshot"]
