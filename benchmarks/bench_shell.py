@@ -109,10 +109,11 @@ def simulate(outdir: Path, ifus) -> Path:
 
 
 def musewise_pass(root: Path, frames: Path, ifus, workers: int, script_dir: Path | None = None,
-                  scipost: dict | None = None, steps=("scipost",), shell_workers=(1, 2)):
+                  scipost: dict | None = None, steps=("scipost",), shell_workers=(1, 2), shared_kernels=None):
     """Seconds of ``dpu.make(step)`` for each of ``steps`` on a fresh archive, its runs, and (with
     ``script_dir``) the shell scripts replaying its esorex runs ``shell_workers`` at a time
-    (``{workers: path}``)."""
+    (``{workers: path}``). ``shared_kernels``: the data root's ``DpuConfig.shared_kernels``
+    (None: the default)."""
     from musewise import dpu
     from musewise.archive import Archive
     from musewise.config import MusewiseConfig
@@ -125,6 +126,10 @@ def musewise_pass(root: Path, frames: Path, ifus, workers: int, script_dir: Path
     # every pass has the frames, the disk holds them once.
     links = root.parent / f"{root.name}-frames"
     subprocess.run(["cp", "-al", str(frames), str(links)], check=True)
+    if shared_kernels is not None:  # in the root's config file: the Dask workers read it too
+        root.mkdir(parents=True, exist_ok=True)
+        with open(root / "musewise_config.py", "a") as fh:
+            fh.write(f"c.DpuConfig.shared_kernels = {list(shared_kernels)!r}\n")
     arch = Archive(MusewiseConfig.load(root=str(root), user="bench", n_workers=workers), user="bench")
     try:
         rep = arch.ingest_many([links], progress=False, move=True)
@@ -364,7 +369,7 @@ def _union(spans) -> list:
 
 
 def bench(ifus, base: Path, every: float, scipost: dict | None = None, steps=("scipost",),
-          workers=(1, 2), keep_archives: bool = False) -> dict:
+          workers=(1, 2), keep_archives: bool = False, shared_kernels=None) -> dict:
     """Musewise passes on ``workers`` worker counts and the shell replays of the first pass's runs.
 
     The order keeps one archive on disk at a time: the first musewise pass, the shell passes
@@ -382,7 +387,7 @@ def bench(ifus, base: Path, every: float, scipost: dict | None = None, steps=("s
             root = base / f"mw{w}"
             mw[w], runs[w], scripts, parts[w] = musewise_pass(
                 root, frames, ifus, w, script_dir=base if i == 0 else None, scipost=scipost, steps=steps,
-                shell_workers=workers)
+                shell_workers=workers, shared_kernels=shared_kernels)
             qc[w], extra[w] = qc_span(runs[w]), overhead_per_run(esorex_runs(runs[w]))
             print(f"musewise, {w} worker(s): {mw[w]:.1f} s, of which QC notebooks {qc[w]:.1f} s; "
                   f"run wall - esorex {extra[w]:.2f} s; per esorex run: "
@@ -470,6 +475,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--workers", default="1,2",
                     help="comma-separated worker counts, one musewise and one shell pass each (default 1,2; "
                          "the speed-up needs both)")
+    ap.add_argument("--shared-kernels", metavar="KINDS",
+                    help="comma-separated DpuConfig.shared_kernels of the musewise passes (qc, reduction; "
+                         "'' for none; default: the site default)")
     ap.add_argument("--keep-archives", action="store_true",
                     help="keep each pass's archive (by default removed once measured: one at a time on the disk)")
     args = ap.parse_args(argv)
@@ -481,9 +489,11 @@ def main(argv=None) -> dict:
     if not workers or min(workers) < 1:
         ap.error(f"--workers {args.workers!r}: give worker counts of 1 or more, e.g. 1,2")
     with tempfile.TemporaryDirectory(prefix="bench-shell-", dir=args.keep) as tmp:
+        shared = None if args.shared_kernels is None else [k for k in args.shared_kernels.split(",") if k]
         res = bench(list(range(1, args.ifus + 1)), Path(tmp), args.every, scipost, steps, workers,
-                    args.keep_archives)
+                    args.keep_archives, shared)
     res["scipost_parameters"], res["steps"] = scipost, list(steps)
+    res["shared_kernels"] = args.shared_kernels
     print(f"\n{res['ifus']}-IFU night, steps {','.join(steps)}: {res['runs']} esorex runs, "
           f"{res['esorex_calls']} esorex calls ({', '.join(res['recipes'])}):")
     for w in workers:

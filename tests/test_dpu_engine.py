@@ -41,6 +41,34 @@ def test_heavy_runs_take_turns_and_light_ones_run_together(dask_engine, tmp_path
     assert _overlap(span["light1"], span["light2"]), span
 
 
+def test_a_single_heavy_run_takes_the_clusters_heavy_limit_once_the_cluster_is_up(dask_engine, tmp_path):
+    from musewise.dpu.engine import close_clients, get_client
+    from musewise.dpu.executor import engine_name
+
+    cfg = dask_engine.config
+    close_clients()
+    assert engine_name("auto", 1, cfg) == "local"  # no cluster started for one run
+    assert engine_name("auto", 2, cfg) == "dask"
+    get_client(cfg, dask_engine.dpu_config)  # an earlier step of the cascade started it
+    assert engine_name("auto", 1, cfg) == "dask"
+    assert engine_name("local", 5, cfg) == "local"  # a site's explicit choice stands
+    # A heavy product's QC running beside the cascade (another thread) and the lone heavy
+    # run of the next step take turns: a local run would have overlapped it.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from musewise.dpu.engine import get_engine
+
+    with ThreadPoolExecutor(1) as beside:
+        qc = beside.submit(dask_engine.map, _timed, [(str(tmp_path), "heavy-qc")], progress=False, heavy=[True],
+                           priority=-1)
+        time.sleep(0.2)
+        get_engine(engine_name("auto", 1, cfg), cfg, dask_engine.dpu_config).map(
+            _timed, [(str(tmp_path), "heavy-run")], progress=False, heavy=[True])
+        qc.result()
+    span = {n: tuple(map(float, (tmp_path / n).read_text().split())) for n in ("heavy-qc", "heavy-run")}
+    assert not _overlap(span["heavy-qc"], span["heavy-run"]), span
+
+
 def test_runs_at_once_share_the_cores_for_their_openmp_threads():
     from musewise.dpu.api import runs_at_once
     from musewise.dpu.config import DpuConfig

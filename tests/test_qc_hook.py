@@ -259,6 +259,8 @@ def test_reduction_runs_qc_and_flags_the_spoiled_ifu_only(reduced_biases):
         nb = arch.get(qc_runs[0].notebook_id)
         assert nb.kind == "notebook" and '"image/png"' in open(arch.path(nb.id)).read()
         assert {q["run_id"] for q in arch.qc(rec.id) if q["name"].startswith("bias.")} == {qc_runs[0].id}
+    # the second QC notebook ran in the first one's kernel, reset (DpuConfig.shared_kernels)
+    assert sorted(r.details.get("kernel_notebook", 1) for r in arch.runs(recipe="qc_bias")) == [1, 2]
     bad, good = masters[2], masters[1]
     assert {q["name"]: q["value"] for q in arch.qc(bad.id)}["bias.hot_columns"] == 1
     assert {q["name"]: q["value"] for q in arch.qc(good.id)}["bias.hot_columns"] == 0
@@ -270,6 +272,35 @@ def test_reduction_runs_qc_and_flags_the_spoiled_ifu_only(reduced_biases):
     states = {i.dataset_id: i.state for i in queue(arch, category="MASTER_BIAS")}
     assert states[bad.id] == "pending"  # queued by QC, for a reviewer
     assert states[good.id] == "unchecked"
+
+
+@pytest.mark.pipeline
+def test_reductions_in_a_shared_kernel_make_the_same_masters(tmp_path, spoiled_bias_night, reduced_biases):
+    from astropy.io import fits
+
+    from musewise.archive import Archive
+    from musewise.config import MusewiseConfig
+    from musewise.dpu.kernelpool import close_pools
+
+    close_pools()  # the first run starts from a fresh kernel
+    arch = Archive(MusewiseConfig.load(root=str(tmp_path / "archive"), user="admin", project="consortium"),
+                   user="admin")
+    try:
+        cfg = arch.config.config
+        cfg.DpuConfig.shared_kernels = ["qc", "reduction"]
+        cfg.DpuConfig.post_run_hooks = []
+        arch.config.config = cfg
+        assert not arch.ingest_many(spoiled_bias_night, progress=False).refused
+        dpu.make("bias", NIGHT, [1, 2], dry_run=False, commit=True, archive=arch, engine="local", progress=False)
+        runs = arch.runs(recipe="muse_bias")
+        assert sorted(r.details.get("kernel_notebook", 1) for r in runs) == [1, 2]
+        for rec in arch.query(category="MASTER_BIAS"):
+            (fresh,) = reduced_biases.query(category="MASTER_BIAS", ifu=rec.ifu)
+            with fits.open(arch.path(rec.id)) as a, fits.open(reduced_biases.path(fresh.id)) as b:
+                assert np.array_equal(a["DATA"].data, b["DATA"].data), rec.ifu  # as from a fresh kernel
+    finally:
+        arch.close()
+        close_pools()
 
 
 @pytest.mark.pipeline

@@ -101,9 +101,9 @@ def execute(specs: list[RunSpec], archive, *, engine: str | None = None, progres
     if hooks is True:
         hooks = PostRunHooks(archive, dcfg.post_run_hooks, beside=False, progress=progress)
     dpu_settings = {k: getattr(dcfg, k) for k in ("templates_dir", "keep_workdirs", "run_timeout",
-                                                  "heartbeat_interval")}
+                                                  "heartbeat_interval", "shared_kernels")}
     heavy = [s.recipe in dcfg.heavy_recipes for s in specs]
-    name = engine_name(engine or dcfg.engine, len(specs))
+    name = engine_name(engine or dcfg.engine, len(specs), archive.config)
     dpu_settings["recipe_threads"] = dcfg.threads_per_run(
         runs_at_once(name, heavy, int(archive.config.n_workers), int(dcfg.heavy_concurrency)))
     outcomes = run_all(archive, execute_run, specs, engine=name, progress=progress,

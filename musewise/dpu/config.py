@@ -102,8 +102,8 @@ class DpuConfig(Configurable):
     engine = Unicode(
         "auto",
         help="Where runs execute: 'dask' (the cluster of MusewiseConfig.dask_scheduler, or a "
-        "LocalCluster), 'local' (one after the other in this process), or 'auto' (local for a "
-        "single run, Dask for several).",
+        "LocalCluster), 'local' (one after the other in this process), or 'auto' (Dask for several "
+        "runs, and for a single run once this process has its Dask cluster; local otherwise).",
     ).tag(config=True)
 
     cluster_kwargs = Dict(
@@ -144,7 +144,7 @@ class DpuConfig(Configurable):
         True,
         help="Start each notebook run's kernel while the previous run executes, with "
         "kernel_preload already imported (one spare per process that executes notebooks). "
-        "Each kernel executes one reduction notebook only (QC: kernel_reuse_limit). False: papermill starts and stops a "
+        "Each kernel executes one notebook (but see shared_kernels). False: papermill starts and stops a "
         "kernel within each run (about 2 s more per run here).",
     ).tag(config=True)
 
@@ -153,15 +153,23 @@ class DpuConfig(Configurable):
                     "musewise.dpu.notebook", "musewise.qc.notebook"],
         help="Modules a spare kernel imports before its run (matplotlib.pyplot also selects the "
         "inline backend, as the notebooks' %%matplotlib inline does). Only what every notebook "
-        "imports anyway: a reduction run sees a fresh kernel.",
+        "imports anyway: a run sees what a fresh kernel would.",
+    ).tag(config=True)
+
+    shared_kernels = List(
+        Unicode(), ["qc"],
+        help="Which of musewise's own notebooks may execute in a kernel that earlier ones of the "
+        "same process used, its namespace and settings reset between them "
+        "(musewise.dpu.kernel_state): 'qc' (the QC notebooks), 'reduction' (the reduction "
+        "templates shipped with musewise; a site's own templates_dir always gets fresh kernels). "
+        "A kernel start costs 1.5-2.5 s of CPU, more than many QC notebooks take; the run "
+        "records which notebook of its kernel it was (kernel_notebook). [] : a fresh kernel each.",
     ).tag(config=True)
 
     kernel_reuse_limit = Int(
         20,
-        help="How many of musewise's own QC notebooks one kernel executes, its namespace and "
-        "settings reset between them (musewise.dpu.kernel_state), before it is stopped: "
-        "a kernel start costs 1.5-2.5 s of CPU, often more than the QC itself. Reduction "
-        "notebooks always get a fresh kernel. 0 or 1: a fresh kernel for every QC notebook too.",
+        help="How many notebooks a shared kernel (shared_kernels) executes before it is stopped "
+        "and a fresh one takes over. 0 or 1: no kernel is shared.",
     ).tag(config=True)
 
     warm_kernel_idle = Float(

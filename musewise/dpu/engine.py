@@ -138,12 +138,23 @@ _CLIENT_LOCK = threading.Lock()
 _CLIENTS: dict = {}
 
 
+def _client_key(config) -> tuple:
+    return (config.dask_scheduler or "", int(config.n_workers))
+
+
+def has_client(config) -> bool:
+    """Whether this process holds a running Dask client for ``config`` (without starting one)."""
+    with _CLIENT_LOCK:
+        client = _CLIENTS.get(_client_key(config))
+        return client is not None and client.status == "running"
+
+
 def get_client(config, dpu_config=None):
     """The Dask client for ``config.dask_scheduler`` (started once per process and kept)."""
     from distributed import Client
 
-    address = config.dask_scheduler or ""
-    key = (address, int(config.n_workers))
+    key = _client_key(config)
+    address = key[0]
     with _CLIENT_LOCK:
         client = _CLIENTS.get(key)
         if client is not None and client.status == "running":
@@ -199,4 +210,4 @@ import atexit  # noqa: E402
 atexit.register(close_clients)
 
 __all__ = ["DaskEngine", "Engine", "LocalEngine", "close_clients", "get_client", "get_engine",
-           "register_engine"]
+           "has_client", "register_engine"]

@@ -7,9 +7,10 @@ notebooks the same way, here:
 2. a fresh work dir ``<scratch>/<user>/<folder...>/run<id><suffix>`` is made;
 3. papermill executes the notebook there on the kernel ``MusewiseConfig.kernel_name``
    (:func:`musewise.kernel.papermill_options`), a fresh one started while the previous
-   run executed (:mod:`musewise.dpu.kernelpool`, ``DpuConfig.warm_kernels``), or for a QC
-   notebook one that earlier QC notebooks used, reset in between (``NotebookJob.reuse_kernel``,
-   recorded as the run's ``kernel_notebook``); when the kernel dies or never starts
+   run executed (:mod:`musewise.dpu.kernelpool`, ``DpuConfig.warm_kernels``), or for one of
+   musewise's own notebooks one that earlier such notebooks used, reset in between
+   (``NotebookJob.reuse_kernel``, ``DpuConfig.shared_kernels``; recorded as the run's
+   ``kernel_notebook``); when the kernel dies or never starts
    before the notebook wrote its side file (two kernels started at the same instant by
    two workers can collide), the work dir is emptied and the notebook starts afresh,
    once (``kernel_retries``); a cell's own error or a time-out is not retried;
@@ -76,9 +77,9 @@ class NotebookJob:
     heartbeat : float
         How often the run's lease is refreshed while the notebook runs (s; 0: never).
     reuse_kernel : bool
-        The notebook is one of musewise's own (QC) and may execute in a kernel that earlier
-        such notebooks used, reset between them (``DpuConfig.kernel_reuse_limit``,
-        :mod:`musewise.dpu.kernel_state`); a reduction notebook always gets a fresh kernel.
+        The notebook is one of musewise's own (``DpuConfig.shared_kernels``) and may execute
+        in a kernel that earlier such notebooks used, reset between them
+        (``DpuConfig.kernel_reuse_limit``, :mod:`musewise.dpu.kernel_state`).
     """
 
     recipe: str
@@ -343,7 +344,7 @@ def run_all(arch, task: Callable, items, *, engine: str | None = None, progress:
 
     items = list(items)
     dcfg = DpuConfig.from_config(arch.config)
-    name = engine_name(engine or dcfg.engine, len(items))
+    name = engine_name(engine or dcfg.engine, len(items), arch.config)
     settings = archive_settings(arch.config, arch.user_name)
     if name == "local":
         func = functools.partial(task, settings=settings, arch=arch, **task_kw)
@@ -362,10 +363,19 @@ def run_all(arch, task: Callable, items, *, engine: str | None = None, progress:
         arch.close_stale_runs(**dcfg.stale_limits())
 
 
-def engine_name(name: str, n_items: int) -> str:
-    """The engine ``name`` resolves to for ``n_items`` items: ``auto`` is local for one, Dask for several."""
+def engine_name(name: str, n_items: int, config=None) -> str:
+    """The engine ``name`` resolves to for ``n_items`` items.
+
+    ``auto`` is Dask for several items, and for one when this process already holds a
+    running Dask client for ``config`` (a cascade's earlier step started the cluster): a
+    memory-heavy run alone in its step (twilight, standard, one exposure's scipost) then
+    shares the cluster's heavy-run limit with the QC running there beside it. Otherwise
+    one item runs here, without starting a cluster for it.
+    """
     if name == "auto":
-        return "dask" if n_items > 1 else "local"
+        from .engine import has_client
+
+        return "dask" if n_items > 1 or (config is not None and has_client(config)) else "local"
     return name
 
 

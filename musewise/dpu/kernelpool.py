@@ -9,15 +9,16 @@ in the background with ``DpuConfig.kernel_preload`` already imported:
 
 * :meth:`KernelPool.take` hands the spare (or, if it is not ready or has died, a kernel
   started there and then) to one run, in that run's work dir, and starts the next spare;
-* a kernel executes **one** reduction notebook: :meth:`KernelPool.retire` stops it (in
-  the background) after its run, whatever happened; nothing passes from one run to the
-  next but what a fresh kernel would import anyway;
-* musewise's own QC notebooks may share kernels: a run taken with ``reuse=True`` hands
-  its kernel back (:meth:`KernelPool.give_back`), which is reset
-  (:mod:`musewise.dpu.kernel_state`: namespace, history, figures, rcParams, warning
-  filters, environment) and kept for the next such run, up to ``reuse_limit`` notebooks.
-  A fresh kernel is never handed out after a reused one: reductions take only fresh
-  ones. A QC notebook that failed has its kernel stopped, not reused;
+* a kernel executes **one** notebook unless it is one of musewise's own that may share
+  kernels (``DpuConfig.shared_kernels``: the QC notebooks; the shipped reduction templates
+  if a site says so): :meth:`KernelPool.retire` stops it (in the background) after its
+  run, whatever happened; nothing passes from one run to the next but what a fresh
+  kernel would import anyway;
+* a run taken with ``reuse=True`` hands its kernel back (:meth:`KernelPool.give_back`),
+  which is reset (:mod:`musewise.dpu.kernel_state`: namespace, history, figures,
+  rcParams, warning filters, environment) and kept for the next such run, up to
+  ``reuse_limit`` notebooks. A used kernel is never handed to a run that did not ask for
+  one. A notebook that failed has its kernel stopped, not reused;
 * a spare left unused for ``idle`` seconds is stopped; all kernels are stopped when the
   process exits (a kernel also exits by itself when its parent process dies: ipykernel
   watches ``JPY_PARENT_PID``).

@@ -216,6 +216,7 @@ def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, con
     QCError
         The notebook failed; the failed run and its notebook are archived.
     """
+    from ..dpu.config import DpuConfig
     from ..dpu.executor import NotebookJob, execute_notebook
 
     thresholds = thresholds or QCThresholds(config=arch.config.config)
@@ -236,7 +237,8 @@ def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, con
     job = NotebookJob(
         recipe=f"qc_{qc_type}", params={"limits": limits}, template=template, folder=("qc",),
         notebook_stem=f"qc_{qc_type}_{rec.id}", parameters=parameters, result_file=RESULT_FILE,
-        timeout=int(config.execution_timeout), keep_workdir=keep_workdir, reuse_kernel=True,
+        timeout=int(config.execution_timeout), keep_workdir=keep_workdir,
+        reuse_kernel="qc" in DpuConfig.from_config(arch.config).shared_kernels,
         run_kw=dict(night=rec.night, ifu=rec.ifu, mode=rec.mode, inputs=inputs, privilege=rec.privilege,
                     project=rec.project, details={"qc_of": rec.id, "category": rec.category}),
     )
@@ -276,8 +278,8 @@ def run_qc_many(arch, dataset_ids, *, thresholds: QCThresholds | None = None, co
         Show a progress bar.
     heavy : sequence of bool, optional
         Per product: its QC shares the memory-heavy reductions' limit on the Dask cluster
-        (``DpuConfig.heavy_concurrency``). A heavy run alone in its step executes in the
-        calling process, outside that limit, so such a QC may still run beside it.
+        (``DpuConfig.heavy_concurrency``), as a heavy run alone in its step does once the
+        cluster is up (:func:`~musewise.dpu.executor.engine_name`).
     priority : int
         Dask priority (:func:`~musewise.dpu.executor.run_all`): ``-1`` lets reductions
         waiting for the same workers go first.
