@@ -99,14 +99,18 @@ pathlib.Path('side.json').write_text(json.dumps({  # relative: the kernel works 
 """
 
 
-@pytest.fixture
-def fresh_notebook(tmp_path) -> Path:
+def _label_notebook(path: Path, code: str) -> Path:
+    # parameters run_label and fail, then ``code``, on the musewise kernel
     nb = new_notebook(cells=[new_code_cell("run_label = ''\nfail = ''", metadata={"tags": ["parameters"]}),
-                             new_code_cell(FRESH)])
+                             new_code_cell(code)])
     nb.metadata["kernelspec"] = {"name": "musewise", "display_name": "musewise", "language": "python"}
-    path = tmp_path / "fresh.ipynb"
     nbformat.write(nb, path)
     return path
+
+
+@pytest.fixture
+def fresh_notebook(tmp_path) -> Path:
+    return _label_notebook(tmp_path / "fresh.ipynb", FRESH)
 
 
 def _fresh_job(notebook, label, fail=""):
@@ -191,12 +195,7 @@ if fail:
 
 @pytest.fixture
 def shared_notebook(tmp_path) -> Path:
-    nb = new_notebook(cells=[new_code_cell("run_label = ''\nfail = ''", metadata={"tags": ["parameters"]}),
-                             new_code_cell(SHARED)])
-    nb.metadata["kernelspec"] = {"name": "musewise", "display_name": "musewise", "language": "python"}
-    path = tmp_path / "shared.ipynb"
-    nbformat.write(nb, path)
-    return path
+    return _label_notebook(tmp_path / "shared.ipynb", SHARED)
 
 
 def _qc_job(notebook, label, fail="", reuse=True):
@@ -234,7 +233,7 @@ def test_qc_notebooks_share_a_kernel_reset_between_them(archive, shared_notebook
     assert counts[0] == 1  # numbered as in a fresh kernel
 
 
-def test_a_reduction_never_gets_a_kernel_a_qc_notebook_used(archive, shared_notebook, fresh_notebook):
+def test_a_run_that_does_not_share_kernels_never_gets_a_used_one(archive, shared_notebook, fresh_notebook):
     _reuse_limit(archive, 5)
     qc = execute_notebook(archive, _qc_job(shared_notebook, "qc"))
     reduction = execute_notebook(archive, _fresh_job(fresh_notebook, "reduction"))

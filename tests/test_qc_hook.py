@@ -231,6 +231,7 @@ def reduced_biases(tmp_path_factory, spoiled_bias_night):
         arch = Archive(MusewiseConfig.load(root=str(root), user="admin", project="consortium"), user="admin")
         cfg = arch.config.config
         cfg.DpuConfig.post_run_hooks = ["musewise.qc.runner:after_run", "test_qc_hook:recording_hook"]
+        cfg.DpuConfig.shared_kernels = ["qc"]  # each reduction in a fresh kernel: the reference below
         arch.config.config = cfg
         try:
             rep = arch.ingest_many(spoiled_bias_night, progress=False)
@@ -282,7 +283,7 @@ def test_reductions_in_a_shared_kernel_make_the_same_masters(tmp_path, spoiled_b
     from musewise.config import MusewiseConfig
     from musewise.dpu.kernelpool import close_pools
 
-    close_pools()  # the first run starts from a fresh kernel
+    close_pools()  # the first run starts from a fresh kernel, the second in the first one's
     arch = Archive(MusewiseConfig.load(root=str(tmp_path / "archive"), user="admin", project="consortium"),
                    user="admin")
     try:

@@ -157,13 +157,14 @@ class DpuConfig(Configurable):
     ).tag(config=True)
 
     shared_kernels = List(
-        Unicode(), ["qc"],
+        Unicode(), ["qc", "reduction"],
         help="Which of musewise's own notebooks may execute in a kernel that earlier ones of the "
         "same process used, its namespace and settings reset between them "
         "(musewise.dpu.kernel_state): 'qc' (the QC notebooks), 'reduction' (the reduction "
         "templates shipped with musewise; a site's own templates_dir always gets fresh kernels). "
-        "A kernel start costs 1.5-2.5 s of CPU, more than many QC notebooks take; the run "
-        "records which notebook of its kernel it was (kernel_notebook). [] : a fresh kernel each.",
+        "A kernel start costs 1.5-2.5 s of CPU, taken from the pipeline runs beside it; the run "
+        "records which notebook of its kernel it was (kernel_notebook). ['qc']: a fresh kernel for "
+        "every reduction; []: for every notebook.",
     ).tag(config=True)
 
     kernel_reuse_limit = Int(

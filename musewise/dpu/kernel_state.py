@@ -1,10 +1,12 @@
 """What a kernel that serves several of musewise's own notebooks restores between them.
 
 Runs *inside* the Jupyter kernel (the pool sends ``snapshot()`` after a kernel's warm-up
-and ``restore()`` after each notebook; :mod:`musewise.dpu.kernelpool`). Only QC notebooks
-share kernels (``NotebookJob.reuse_kernel``): they are musewise's own, take all their
-inputs as parameters and write their numbers to a side file. A reduction notebook always
-gets a kernel of its own, so its executed notebook is what a fresh kernel does.
+and ``restore()`` after each notebook; :mod:`musewise.dpu.kernelpool`). Only musewise's
+own notebooks share kernels (``DpuConfig.shared_kernels``, ``NotebookJob.reuse_kernel``):
+the QC notebooks and the shipped reduction templates, which take all their inputs as
+parameters and write their outcome to a side file. A notebook from a site's own templates
+folder always gets a kernel of its own. A test reduces the same master bias in a fresh and
+in a shared kernel and finds the same pixels (``tests/test_qc_hook.py``).
 
 Between two notebooks the kernel gets back what the warm-up left:
 

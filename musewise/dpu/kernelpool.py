@@ -10,8 +10,8 @@ in the background with ``DpuConfig.kernel_preload`` already imported:
 * :meth:`KernelPool.take` hands the spare (or, if it is not ready or has died, a kernel
   started there and then) to one run, in that run's work dir, and starts the next spare;
 * a kernel executes **one** notebook unless it is one of musewise's own that may share
-  kernels (``DpuConfig.shared_kernels``: the QC notebooks; the shipped reduction templates
-  if a site says so): :meth:`KernelPool.retire` stops it (in the background) after its
+  kernels (``DpuConfig.shared_kernels``: the QC notebooks and the shipped reduction
+  templates, unless a site says otherwise): :meth:`KernelPool.retire` stops it (in the background) after its
   run, whatever happened; nothing passes from one run to the next but what a fresh
   kernel would import anyway;
 * a run taken with ``reuse=True`` hands its kernel back (:meth:`KernelPool.give_back`),
@@ -243,27 +243,15 @@ class KernelPool:
         if reuse:
             with self._lock:
                 used, self._used = self._used, None
-            if used is not None:
-                km = None
-                try:
-                    km = used.result(timeout=self.start_timeout)
-                    self._call(self._chdir(km, str(cwd)))
-                    return km
-                except Exception:  # the reset failed, or the kernel died since: a fresh one
-                    if km is not None:
-                        self.retire(km)
+            km = self._ready_in(used, cwd)
+            if km is not None:
+                return km
         with self._lock:
             spare, self._spare = self._spare, None
             self._submit_spare()
-        if spare is not None:
-            km = None
-            try:
-                km = spare.result(timeout=self.start_timeout)
-                self._call(self._chdir(km, str(cwd)))
-                return km
-            except Exception:  # the spare never came up, or died since (killed, out of memory)
-                if km is not None:
-                    self.retire(km)
+        km = self._ready_in(spare, cwd)
+        if km is not None:
+            return km
         km = self._call(self._start())  # a kernel of its own, started now
         try:
             self._call(self._chdir(km, str(cwd)))
@@ -271,6 +259,21 @@ class KernelPool:
             self.retire(km)
             raise
         return km
+
+    def _ready_in(self, kept: Future | None, cwd) -> OneRunKernelManager | None:
+        """The kept kernel, working in ``cwd``; None if there is none, or it never came up,
+        its reset failed or it died since (killed, out of memory)."""
+        if kept is None:
+            return None
+        km = None
+        try:
+            km = kept.result(timeout=self.start_timeout)
+            self._call(self._chdir(km, str(cwd)))
+            return km
+        except Exception:
+            if km is not None:
+                self.retire(km)
+            return None
 
     def spare_pid(self, timeout: float | None = None) -> int | None:
         """Process ID of the spare kernel once it has started (None: no spare, or it failed to start)."""
@@ -284,15 +287,19 @@ class KernelPool:
             return None
 
     async def _chdir(self, km, cwd: str) -> None:
+        await self._execute(km, f"import os as _os; _os.chdir({cwd!r}); del _os",
+                            f"change to the run's work dir {cwd}")
+
+    async def _execute(self, km, code: str, what: str) -> None:
+        """Run ``code`` in the kernel; ServiceStartError ("could not <what>") if it raised."""
         kc = km.client()
         try:
             kc.start_channels()
             await kc.wait_for_ready(timeout=self.start_timeout)
-            reply = await kc.execute_interactive(f"import os as _os; _os.chdir({cwd!r}); del _os",
-                                                 store_history=False, timeout=self.start_timeout,
+            reply = await kc.execute_interactive(code, store_history=False, timeout=self.start_timeout,
                                                  output_hook=lambda msg: None)
             if reply["content"].get("status") != "ok":
-                raise ServiceStartError(f"kernel {self.kernel_name!r} could not change to the run's work dir {cwd}: "
+                raise ServiceStartError(f"kernel {self.kernel_name!r} could not {what}: "
                                         f"{reply['content'].get('ename', '')}: {reply['content'].get('evalue', '')}")
         finally:
             km.close_clients()
@@ -317,20 +324,11 @@ class KernelPool:
             self.retire(km)
 
     async def _reset(self, km: OneRunKernelManager) -> OneRunKernelManager:
-        kc = km.client()
         try:
-            kc.start_channels()
-            await kc.wait_for_ready(timeout=self.start_timeout)
-            reply = await kc.execute_interactive(RESTORE, store_history=False, timeout=self.start_timeout,
-                                                 output_hook=lambda msg: None)
-            if reply["content"].get("status") != "ok":
-                raise ServiceStartError(f"kernel {self.kernel_name!r} could not be reset for the next notebook: "
-                                        f"{reply['content'].get('ename', '')}: {reply['content'].get('evalue', '')}")
+            await self._execute(km, RESTORE, "be reset for the next notebook")
         except BaseException:
-            km.close_clients()
             await _shutdown(km, now=True)
             raise
-        km.close_clients()
         return km
 
     # -- stopping -------------------------------------------------------------------------
