@@ -255,3 +255,15 @@ def test_no_kernel_sharing_when_the_limit_is_one(archive, shared_notebook):
     _reuse_limit(archive, 1)
     runs = [execute_notebook(archive, _qc_job(shared_notebook, f"one{i}")) for i in range(2)]
     assert runs[0].result["pid"] != runs[1].result["pid"] and runs[1].result["marker"] is None
+
+
+def test_one_users_kernel_never_serves_another_users_run(archive, shared_notebook):
+    # a service executing runs for several users in one process
+    _reuse_limit(archive, 5)
+    alice, bob = archive.as_user("alice"), archive.as_user("bob")
+    a1 = execute_notebook(alice, _qc_job(shared_notebook, "alice-1"))
+    b1 = execute_notebook(bob, _qc_job(shared_notebook, "bob-1"))
+    a2 = execute_notebook(alice, _qc_job(shared_notebook, "alice-2"))
+    assert a1.error == b1.error == a2.error == ""
+    assert b1.result["pid"] != a1.result["pid"] and b1.result["marker"] is None  # nothing of alice's run
+    assert a2.result["pid"] == a1.result["pid"] and a2.kernel_notebook == 2  # alice's kernel, kept for her

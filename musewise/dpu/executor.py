@@ -200,7 +200,8 @@ def execute_notebook(arch, job: NotebookJob, *, retries: int = 1) -> NotebookRun
     dcfg = DpuConfig.from_config(arch.config)
     pool = (kernel_pool(arch.config.kernel_name, dcfg.kernel_preload, dcfg.warm_kernel_idle, dcfg.kernel_reuse_limit)
             if dcfg.warm_kernels else None)
-    reuse = job.reuse_kernel and dcfg.kernel_reuse_limit > 1
+    # a kernel is shared only among one user's runs of musewise's own notebooks
+    shared_by = arch.user_name if job.reuse_kernel and dcfg.kernel_reuse_limit > 1 else None
     run_id = arch.begin_run(job.recipe, job.params, **job.run_kw)
     workdir = workdir_of(arch.config, arch.user_name, job.folder, run_id, job.suffix)
     out_nb = workdir / f"{job.notebook_stem or job.recipe}_run{run_id:06d}.ipynb"
@@ -217,15 +218,15 @@ def execute_notebook(arch, job: NotebookJob, *, retries: int = 1) -> NotebookRun
             try:
                 options = papermill_options(arch.config.kernel_name)
                 if pool is not None:  # a fresh kernel, started while the previous run executed
-                    options["km"] = km = pool.take(workdir, reuse=reuse)
+                    options["km"] = km = pool.take(workdir, shared_by=shared_by)
                     nth = getattr(km, "notebooks", 0) + 1
                 pm.execute_notebook(str(job.template), str(out_nb), parameters=parameters, cwd=str(workdir),
                                     **options, execution_timeout=int(job.timeout))
             except Exception as exc:  # PapermillExecutionError, a dead kernel, a time-out, a full disk...
                 error, died = error_text(exc), kernel_died(exc)
             finally:
-                if km is not None and reuse and not error:
-                    pool.give_back(km)  # reset, then the next QC notebook's
+                if km is not None and shared_by is not None and not error:
+                    pool.give_back(km, shared_by)  # reset, then the next such notebook's
                 elif km is not None:
                     pool.retire(km)  # one reduction run per kernel: no state passes to the next run
             result = read_side_file(workdir / job.result_file)

@@ -14,11 +14,12 @@ in the background with ``DpuConfig.kernel_preload`` already imported:
   templates, unless a site says otherwise): :meth:`KernelPool.retire` stops it (in the background) after its
   run, whatever happened; nothing passes from one run to the next but what a fresh
   kernel would import anyway;
-* a run taken with ``reuse=True`` hands its kernel back (:meth:`KernelPool.give_back`),
+* a run taken with ``shared_by=<user>`` hands its kernel back (:meth:`KernelPool.give_back`),
   which is reset (:mod:`musewise.dpu.kernel_state`: namespace, history, figures,
   rcParams, warning filters, environment) and kept for the next such run, up to
   ``reuse_limit`` notebooks. A used kernel is never handed to a run that did not ask for
-  one. A notebook that failed has its kernel stopped, not reused;
+  one, nor to another user's run (a service executing runs for several users keeps one
+  such kernel per user). A notebook that failed has its kernel stopped, not reused;
 * a spare left unused for ``idle`` seconds is stopped; all kernels are stopped when the
   process exits (a kernel also exits by itself when its parent process dies: ipykernel
   watches ``JPY_PARENT_PID``).
@@ -165,8 +166,10 @@ class KernelPool:
         self.reuse_limit = int(reuse_limit)
         self._lock = threading.Lock()
         self._spare: Future | None = None   # a fresh kernel, for any run
-        self._used: Future | None = None    # a kernel given back and reset, for reusing runs only
-        self._timers: dict[str, threading.Timer] = {}
+        # kernels given back and reset, by the user whose runs they served: one user's
+        # kernel never serves another's run
+        self._used: dict[str, Future] = {}
+        self._timers: dict = {}
         self._loop = asyncio.new_event_loop()
         # Kernels are started and stopped on one event loop of the pool's own, in a daemon
         # thread, so that starting the next one never waits for the run in progress.
@@ -205,34 +208,39 @@ class KernelPool:
 
     def _submit_spare(self) -> None:
         self._spare = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
-        self._expire_later("_spare", self._spare)
+        self._expire_later(None, self._spare)
 
-    def _expire_later(self, slot: str, kept: Future) -> None:
+    def _expire_later(self, owner: str | None, kept: Future) -> None:
+        # owner None: the fresh spare; else the kernel kept for that user's runs
         if self.idle > 0:
-            if slot in self._timers:
-                self._timers[slot].cancel()
-            self._timers[slot] = timer = threading.Timer(self.idle, self._expire, args=(slot, kept))
+            if owner in self._timers:
+                self._timers[owner].cancel()
+            self._timers[owner] = timer = threading.Timer(self.idle, self._expire, args=(owner, kept))
             timer.daemon = True
             timer.start()
 
-    def _expire(self, slot: str, kept: Future) -> None:
+    def _expire(self, owner: str | None, kept: Future) -> None:
         with self._lock:
-            if getattr(self, slot) is not kept:
+            if owner is None and self._spare is kept:
+                self._spare = None
+            elif owner is not None and self._used.get(owner) is kept:
+                del self._used[owner]
+            else:
                 return
-            setattr(self, slot, None)
         self._stop_when_started(kept)
 
-    def take(self, cwd, *, reuse: bool = False) -> OneRunKernelManager:
+    def take(self, cwd, *, shared_by: str | None = None) -> OneRunKernelManager:
         """A started kernel for one run, working in ``cwd``; the next spare starts meanwhile.
 
         Parameters
         ----------
         cwd : path-like
             The run's work dir.
-        reuse : bool
-            The run may get a kernel an earlier run gave back (:meth:`give_back`, reset by
+        shared_by : str, optional
+            The user (archive identity) of a run that may get a kernel an earlier run of the
+            same user gave back (:meth:`give_back`, reset by
             :func:`musewise.dpu.kernel_state.restore`) instead of a fresh one: only for
-            musewise's own notebooks (QC). Other runs always get a fresh kernel.
+            musewise's own notebooks. None: a fresh kernel.
 
         Raises
         ------
@@ -240,9 +248,9 @@ class KernelPool:
             Whatever starting a kernel raised when no spare could be used (the executor
             counts it as a kernel that never started, and retries).
         """
-        if reuse:
+        if shared_by is not None:
             with self._lock:
-                used, self._used = self._used, None
+                used = self._used.pop(shared_by, None)
             km = self._ready_in(used, cwd)
             if km is not None:
                 return km
@@ -309,17 +317,17 @@ class KernelPool:
             timeout=self.start_timeout + 30)
 
     # -- after a run ----------------------------------------------------------------------
-    def give_back(self, km: OneRunKernelManager) -> None:
-        """After a run taken with ``reuse=True``: reset the kernel in the background and keep
-        it for the next such run; it is stopped instead when it has executed
-        ``reuse_limit`` notebooks, or when another given-back kernel is already kept."""
+    def give_back(self, km: OneRunKernelManager, shared_by: str) -> None:
+        """After a run taken with ``shared_by``: reset the kernel in the background and keep
+        it for that user's next such run; it is stopped instead when it has executed
+        ``reuse_limit`` notebooks, or when a kernel is already kept for that user."""
         km.close_clients()
         km.notebooks = getattr(km, "notebooks", 0) + 1
         with self._lock:
-            keep = self._used is None and km.notebooks < self.reuse_limit
+            keep = shared_by not in self._used and km.notebooks < self.reuse_limit
             if keep:
-                self._used = asyncio.run_coroutine_threadsafe(self._reset(km), self._loop)
-                self._expire_later("_used", self._used)
+                self._used[shared_by] = kept = asyncio.run_coroutine_threadsafe(self._reset(km), self._loop)
+                self._expire_later(shared_by, kept)
         if not keep:
             self.retire(km)
 
@@ -355,8 +363,9 @@ class KernelPool:
     def close(self) -> None:
         """Stop the spare and the pool's event loop (also done at interpreter exit)."""
         with self._lock:
-            kept = [k for k in (self._spare, self._used) if k is not None]
-            self._spare = self._used = None
+            kept = [k for k in (self._spare, *self._used.values()) if k is not None]
+            self._spare = None
+            self._used = {}
             for timer in self._timers.values():
                 timer.cancel()
         if self._loop.is_running():
