@@ -267,3 +267,12 @@ def test_one_users_kernel_never_serves_another_users_run(archive, shared_noteboo
     assert a1.error == b1.error == a2.error == ""
     assert b1.result["pid"] != a1.result["pid"] and b1.result["marker"] is None  # nothing of alice's run
     assert a2.result["pid"] == a1.result["pid"] and a2.kernel_notebook == 2  # alice's kernel, kept for her
+
+
+def test_a_kept_kernel_killed_before_the_next_run_is_replaced(archive, shared_notebook):
+    _reuse_limit(archive, 5)
+    first = execute_notebook(archive, _qc_job(shared_notebook, "first"))
+    os.kill(first.result["pid"], signal.SIGKILL)  # killed while kept for the next run (out of memory...)
+    after = execute_notebook(archive, _qc_job(shared_notebook, "after-kill"))
+    assert after.error == "" and after.kernel_retries == []
+    assert after.result["pid"] != first.result["pid"] and after.kernel_notebook == 1
