@@ -237,6 +237,9 @@ def reduced_biases(tmp_path_factory, spoiled_bias_night):
             rep = arch.ingest_many(spoiled_bias_night, progress=False)
             assert not rep.refused
             HOOK_CALLS.clear()
+            from musewise.dpu.kernelpool import close_pools
+
+            close_pools()  # no kernel kept by an earlier test: the first QC gets a fresh one
             dpu.make("bias", NIGHT, [1, 2], dry_run=False, commit=True, archive=arch, engine="local",
                      progress=False)
             yield arch

@@ -11,8 +11,8 @@ in the background with ``DpuConfig.kernel_preload`` already imported:
   started there and then) to one run, in that run's work dir, and starts the next spare;
 * a kernel executes **one** notebook unless it is one of musewise's own that may share
   kernels (``DpuConfig.shared_kernels``: the QC notebooks and the shipped reduction
-  templates, unless a site says otherwise): :meth:`KernelPool.retire` stops it (in the background) after its
-  run, whatever happened; nothing passes from one run to the next but what a fresh
+  templates, unless a site says otherwise): :meth:`KernelPool.retire` stops it (in the
+  background) after its run, whatever happened; nothing passes from one run to the next but what a fresh
   kernel would import anyway;
 * a run taken with ``shared_by=<user>`` hands its kernel back (:meth:`KernelPool.give_back`),
   which is reset (:mod:`musewise.dpu.kernel_state`: namespace, history, figures,
@@ -67,7 +67,7 @@ _musewise_warmup()
 del _musewise_warmup
 """
 
-# Sent to a kernel that may serve several QC notebooks (musewise.dpu.kernel_state). A
+# Sent to a kernel that may serve several of musewise's own notebooks (musewise.dpu.kernel_state). A
 # snapshot that fails leaves the kernel usable for one notebook: its reset then fails and
 # the pool stops it instead of handing it on.
 SNAPSHOT = """
