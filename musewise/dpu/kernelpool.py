@@ -12,8 +12,8 @@ in the background with ``DpuConfig.kernel_preload`` already imported:
 * a kernel executes **one** notebook unless it is one of musewise's own that may share
   kernels (``DpuConfig.shared_kernels``: the QC notebooks and the shipped reduction
   templates, unless a site says otherwise): :meth:`KernelPool.retire` stops it (in the
-  background) after its run, whatever happened; nothing passes from one run to the next but what a fresh
-  kernel would import anyway;
+  background) after its run, whatever happened; nothing passes from one run to the next
+  but what a fresh kernel would import anyway;
 * a run taken with ``shared_by=<user>`` hands its kernel back (:meth:`KernelPool.give_back`),
   which is reset (:mod:`musewise.dpu.kernel_state`: namespace, history, figures,
   rcParams, warning filters, environment) and kept for the next such run, up to
