@@ -200,7 +200,7 @@ def shared_notebook(tmp_path) -> Path:
 
 def _qc_job(notebook, label, fail="", reuse=True):
     job = _fresh_job(notebook, label, fail)
-    job.reuse_kernel = reuse
+    job.kernel_kind = "qc" if reuse else ""
     return job
 
 

@@ -101,7 +101,7 @@ def execute(specs: list[RunSpec], archive, *, engine: str | None = None, progres
     if hooks is True:
         hooks = PostRunHooks(archive, dcfg.post_run_hooks, beside=False, progress=progress)
     dpu_settings = {k: getattr(dcfg, k) for k in ("templates_dir", "keep_workdirs", "run_timeout",
-                                                  "heartbeat_interval", "shared_kernels")}
+                                                  "heartbeat_interval")}
     heavy = [s.recipe in dcfg.heavy_recipes for s in specs]
     name = engine_name(engine or dcfg.engine, len(specs), archive.config)
     dpu_settings["recipe_threads"] = dcfg.threads_per_run(

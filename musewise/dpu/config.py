@@ -161,7 +161,9 @@ class DpuConfig(Configurable):
         help="Which of musewise's own notebooks may execute in a kernel that earlier ones of the "
         "same process used, its namespace and settings reset between them "
         "(musewise.dpu.kernel_state): 'qc' (the QC notebooks), 'reduction' (the reduction "
-        "templates shipped with musewise; a site's own templates_dir always gets fresh kernels). "
+        "templates shipped with musewise). A site's own notebooks (DpuConfig.templates_dir, "
+        "QCConfig.notebooks_dir) always get fresh kernels. Read where the notebook executes (a "
+        "Dask worker reads the site's config file). "
         "A kernel start costs 1.5-2.5 s of CPU, taken from the pipeline runs beside it; the run "
         "records which notebook of its kernel it was (kernel_notebook). ['qc']: a fresh kernel for "
         "every reduction; []: for every notebook.",

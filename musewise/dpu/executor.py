@@ -9,7 +9,7 @@ notebooks the same way, here:
    (:func:`musewise.kernel.papermill_options`), a fresh one started while the previous
    run executed (:mod:`musewise.dpu.kernelpool`, ``DpuConfig.warm_kernels``), or for one of
    musewise's own notebooks one that earlier such notebooks used, reset in between
-   (``NotebookJob.reuse_kernel``, ``DpuConfig.shared_kernels``; recorded as the run's
+   (``NotebookJob.kernel_kind`` in ``DpuConfig.shared_kernels``; recorded as the run's
    ``kernel_notebook``); when the kernel dies or never starts
    before the notebook wrote its side file (two kernels started at the same instant by
    two workers can collide), the work dir is emptied and the notebook starts afresh,
@@ -76,10 +76,12 @@ class NotebookJob:
         Keep a succeeded run's work dir.
     heartbeat : float
         How often the run's lease is refreshed while the notebook runs (s; 0: never).
-    reuse_kernel : bool
-        The notebook is one of musewise's own (``DpuConfig.shared_kernels``) and may execute
-        in a kernel that earlier such notebooks used, reset between them
-        (``DpuConfig.kernel_reuse_limit``, :mod:`musewise.dpu.kernel_state`).
+    kernel_kind : str
+        Which of musewise's own notebooks this is: ``qc``, ``reduction`` (a shipped template),
+        or empty for any other (a site's own notebook). A kind listed in
+        ``DpuConfig.shared_kernels`` may execute in a kernel that earlier notebooks of that
+        user used, reset between them (``DpuConfig.kernel_reuse_limit``,
+        :mod:`musewise.dpu.kernel_state`); any other gets a fresh kernel.
     """
 
     recipe: str
@@ -94,7 +96,7 @@ class NotebookJob:
     run_kw: dict = dataclasses.field(default_factory=dict)
     keep_workdir: bool = False
     heartbeat: float = 60.0
-    reuse_kernel: bool = False
+    kernel_kind: str = ""
 
 
 @dataclasses.dataclass
@@ -116,7 +118,7 @@ class NotebookRun:
     keep_workdir : bool
     kernel_notebook : int
         Which notebook this was of the kernel that executed it (1: a fresh kernel; more:
-        one reused by QC notebooks, reset in between).
+        one that earlier notebooks used, reset in between).
     """
 
     run_id: int
@@ -201,7 +203,8 @@ def execute_notebook(arch, job: NotebookJob, *, retries: int = 1) -> NotebookRun
     pool = (kernel_pool(arch.config.kernel_name, dcfg.kernel_preload, dcfg.warm_kernel_idle, dcfg.kernel_reuse_limit)
             if dcfg.warm_kernels else None)
     # a kernel is shared only among one user's runs of musewise's own notebooks
-    shared_by = arch.user_name if job.reuse_kernel and dcfg.kernel_reuse_limit > 1 else None
+    shared = job.kernel_kind and job.kernel_kind in dcfg.shared_kernels and dcfg.kernel_reuse_limit > 1
+    shared_by = arch.user_name if shared else None
     run_id = arch.begin_run(job.recipe, job.params, **job.run_kw)
     workdir = workdir_of(arch.config, arch.user_name, job.folder, run_id, job.suffix)
     out_nb = workdir / f"{job.notebook_stem or job.recipe}_run{run_id:06d}.ipynb"
@@ -219,7 +222,7 @@ def execute_notebook(arch, job: NotebookJob, *, retries: int = 1) -> NotebookRun
                 options = papermill_options(arch.config.kernel_name)
                 if pool is not None:  # a fresh kernel, started while the previous run executed
                     options["km"] = km = pool.take(workdir, shared_by=shared_by)
-                    nth = getattr(km, "notebooks", 0) + 1
+                    nth = km.notebooks + 1
                 pm.execute_notebook(str(job.template), str(out_nb), parameters=parameters, cwd=str(workdir),
                                     **options, execution_timeout=int(job.timeout))
             except Exception as exc:  # PapermillExecutionError, a dead kernel, a time-out, a full disk...

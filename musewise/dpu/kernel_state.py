@@ -2,7 +2,7 @@
 
 Runs *inside* the Jupyter kernel (the pool sends ``snapshot()`` after a kernel's warm-up
 and ``restore()`` after each notebook; :mod:`musewise.dpu.kernelpool`). Only musewise's
-own notebooks share kernels (``DpuConfig.shared_kernels``, ``NotebookJob.reuse_kernel``):
+own notebooks share kernels (``DpuConfig.shared_kernels``, ``NotebookJob.kernel_kind``):
 the QC notebooks and the shipped reduction templates, which take all their inputs as
 parameters and write their outcome to a side file. A notebook from a site's own templates
 folder always gets a kernel of its own. A test reduces the same master bias in a fresh and
@@ -71,19 +71,11 @@ def restore() -> None:
     os.environ.clear()
     os.environ.update(_SAVED["environ"])
     os.chdir(_SAVED["cwd"])
-    shell = _shell()
-    if shell is not None:
-        # new_session: history and execution counter start again, as in a fresh kernel
-        shell.reset(new_session=True)
+    from IPython import get_ipython
+
+    # new_session: history and execution counter start again, as in a fresh kernel
+    get_ipython().reset(new_session=True)
     gc.collect()
-
-
-def _shell():
-    try:
-        from IPython import get_ipython
-    except ImportError:  # not in a kernel (tests of this module)
-        return None
-    return get_ipython()
 
 
 __all__ = ["restore", "snapshot"]

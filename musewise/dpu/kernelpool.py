@@ -115,11 +115,16 @@ class ReadyKernelClient(AsyncKernelClient):
                 raise ServiceStartError(f"kernel did not answer kernel_info in {timeout:.0f} s")
 
 
-class OneRunKernelManager(AsyncKernelManager):
-    """A kernel manager that remembers the clients made for it, so that their sockets are
-    closed when its kernel is retired (nbclient leaves a client it was given open); its
-    clients are :class:`ReadyKernelClient`."""
+class PoolKernelManager(AsyncKernelManager):
+    """The manager of one of the pool's kernels.
 
+    It remembers the clients made for it, so that their sockets are closed when its
+    kernel is retired (nbclient leaves a client it was given open); its clients are
+    :class:`ReadyKernelClient`. ``notebooks`` counts the notebooks its kernel executed
+    before it was last handed out (0: a fresh kernel).
+    """
+
+    notebooks: int = 0
     client_class = DottedObjectName("musewise.dpu.kernelpool.ReadyKernelClient")
     client_factory = Type(ReadyKernelClient, klass=AsyncKernelClient)
 
@@ -179,25 +184,26 @@ class KernelPool:
         self.started = 0  #: kernels started by this pool (for tests and benchmarks)
 
     # -- starting -------------------------------------------------------------------------
-    async def _start(self) -> OneRunKernelManager:
-        km = OneRunKernelManager(kernel_name=self.kernel_name, config=self.config)
+    async def _start(self) -> PoolKernelManager:
+        km = PoolKernelManager(kernel_name=self.kernel_name, config=self.config)
         await km.start_kernel(extra_arguments=self.extra_arguments)
         self.started += 1
         kc = km.client()
         try:
             kc.start_channels()
             await kc.wait_for_ready(timeout=self.start_timeout)
+            code = ""
             if self.preload:
                 # The notebook imports these itself; here it finds them already loaded.
                 code = "import " + ", ".join(self.preload)
                 if any(m.startswith("matplotlib") for m in self.preload):
                     code += MATPLOTLIB_WARMUP
+            if self.reuse_limit > 1:
+                code += SNAPSHOT  # after the warm-up: what a reset puts back
+            if code:
                 # A module that fails to import is not an error here: the notebook's own
                 # import then fails, in the run, where the user sees it.
                 await kc.execute_interactive(code, store_history=False, timeout=self.start_timeout,
-                                             output_hook=lambda msg: None)
-            if self.reuse_limit > 1:
-                await kc.execute_interactive(SNAPSHOT, store_history=False, timeout=self.start_timeout,
                                              output_hook=lambda msg: None)
         except BaseException:
             km.close_clients()
@@ -229,7 +235,7 @@ class KernelPool:
                 return
         self._stop_when_started(kept)
 
-    def take(self, cwd, *, shared_by: str | None = None) -> OneRunKernelManager:
+    def take(self, cwd, *, shared_by: str | None = None) -> PoolKernelManager:
         """A started kernel for one run, working in ``cwd``; the next spare starts meanwhile.
 
         Parameters
@@ -268,7 +274,7 @@ class KernelPool:
             raise
         return km
 
-    def _ready_in(self, kept: Future | None, cwd) -> OneRunKernelManager | None:
+    def _ready_in(self, kept: Future | None, cwd) -> PoolKernelManager | None:
         """The kept kernel, working in ``cwd``; None if there is none, or it never came up,
         its reset failed or it died since (killed, out of memory)."""
         if kept is None:
@@ -317,12 +323,12 @@ class KernelPool:
             timeout=self.start_timeout + 30)
 
     # -- after a run ----------------------------------------------------------------------
-    def give_back(self, km: OneRunKernelManager, shared_by: str) -> None:
+    def give_back(self, km: PoolKernelManager, shared_by: str) -> None:
         """After a run taken with ``shared_by``: reset the kernel in the background and keep
         it for that user's next such run; it is stopped instead when it has executed
         ``reuse_limit`` notebooks, or when a kernel is already kept for that user."""
         km.close_clients()
-        km.notebooks = getattr(km, "notebooks", 0) + 1
+        km.notebooks += 1
         with self._lock:
             keep = shared_by not in self._used and km.notebooks < self.reuse_limit
             if keep:
@@ -331,7 +337,7 @@ class KernelPool:
         if not keep:
             self.retire(km)
 
-    async def _reset(self, km: OneRunKernelManager) -> OneRunKernelManager:
+    async def _reset(self, km: PoolKernelManager) -> PoolKernelManager:
         try:
             await self._execute(km, RESTORE, "be reset for the next notebook")
         except BaseException:
@@ -340,7 +346,7 @@ class KernelPool:
         return km
 
     # -- stopping -------------------------------------------------------------------------
-    def retire(self, km: OneRunKernelManager, *, wait: bool = False) -> None:
+    def retire(self, km: PoolKernelManager, *, wait: bool = False) -> None:
         """Stop a kernel after its one run (in the background unless ``wait``)."""
         km.close_clients()
         fut = asyncio.run_coroutine_threadsafe(_shutdown(km), self._loop)
@@ -425,4 +431,4 @@ def close_pools() -> None:
 
 atexit.register(close_pools)
 
-__all__ = ["KernelPool", "MATPLOTLIB_WARMUP", "OneRunKernelManager", "close_pools", "kernel_pool"]
+__all__ = ["KernelPool", "MATPLOTLIB_WARMUP", "PoolKernelManager", "close_pools", "kernel_pool"]

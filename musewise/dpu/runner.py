@@ -136,7 +136,7 @@ def execute_run(spec: RunSpec | dict, settings: dict, dpu_settings: dict | None 
         # the recipe enforces run_timeout itself; the cell limit only catches a hung kernel
         timeout=int(dcfg.run_timeout) + 600, keep_workdir=dcfg.keep_workdirs,
         heartbeat=float(dcfg.heartbeat_interval),
-        reuse_kernel="reduction" in dcfg.shared_kernels and not dcfg.templates_dir,
+        kernel_kind="" if dcfg.templates_dir else "reduction",
         run_kw=dict(night=spec.night, ifu=spec.ifu, mode=spec.mode,
                     inputs=[(i.dataset_id, i.tag, i.reason) for i in spec.inputs],
                     pipeline_version=recipe.pipeline_version, privilege=spec.privilege,

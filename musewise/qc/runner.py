@@ -216,7 +216,6 @@ def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, con
     QCError
         The notebook failed; the failed run and its notebook are archived.
     """
-    from ..dpu.config import DpuConfig
     from ..dpu.executor import NotebookJob, execute_notebook
 
     thresholds = thresholds or QCThresholds(config=arch.config.config)
@@ -238,7 +237,7 @@ def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, con
         recipe=f"qc_{qc_type}", params={"limits": limits}, template=template, folder=("qc",),
         notebook_stem=f"qc_{qc_type}_{rec.id}", parameters=parameters, result_file=RESULT_FILE,
         timeout=int(config.execution_timeout), keep_workdir=keep_workdir,
-        reuse_kernel="qc" in DpuConfig.from_config(arch.config).shared_kernels,
+        kernel_kind="" if config.notebooks_dir else "qc",
         run_kw=dict(night=rec.night, ifu=rec.ifu, mode=rec.mode, inputs=inputs, privilege=rec.privilege,
                     project=rec.project, details={"qc_of": rec.id, "category": rec.category}),
     )
