@@ -315,6 +315,7 @@ def test_a_run_names_only_the_datasets_the_user_may_see(web, populated):
     for rec in (carol.get_run(run), carol.get_runs([run])[run], next(r for r in carol.runs() if r.id == run)):
         assert rec.notebook_id is None and master not in rec.output_ids
     assert alice.get_run(run).notebook_id == notebook and alice.get_run(run).output_ids == (master,)
+    assert next(r for r in alice.runs() if r.id == run).output_ids == (master,)  # the listing, too
     from musewise.web.sqlpage import run_readonly_sql
 
     assert run_readonly_sql(carol, f"SELECT notebook_id FROM runs WHERE id = {run}")[1] == [(None,)]

@@ -53,6 +53,11 @@ def test_two_identical_runs_give_two_datasets_with_the_pipelines_bytes(archive, 
     assert one.id != two.id and one.run_id != two.run_id and one.collection != two.collection
     assert archive.get_run(one.run_id).output_ids == (one.id,)
     assert archive.get_run(two.run_id).output_ids == (two.id,)
+    # the listing names each run's products as the single lookup does
+    listed = {r.id: r.output_ids for r in archive.runs()}
+    assert listed[one.run_id] == (one.id,) and listed[two.run_id] == (two.id,)
+    assert {k: v.output_ids for k, v in archive.get_runs([one.run_id, two.run_id]).items()} == {
+        one.run_id: (one.id,), two.run_id: (two.id,)}
     # Nothing is written into products: both are the pipeline's file byte for byte, stored once.
     assert Path(master).read_bytes() == before
     assert one.sha256 == two.sha256 == sha256_file(master)[0] and one.storage_path == two.storage_path

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-import numpy as np
 import pytest
 from traitlets.config import Config
 
@@ -24,6 +23,8 @@ from musewise.qc import (
     QCThresholds,
     after_product,
     queue,
+    review,
+    review_history,
     review_state,
     run_qc,
     run_qc_many,
@@ -136,6 +137,39 @@ def test_threshold_crossed_flags_product_and_queues_it(archive, qc_dir):
     res2 = run_qc(archive, rec.id, thresholds=QCThresholds(config=cfg))
     assert res2.flag == "warning"
     assert archive.get(rec.id).ifus[0].flag == "warning"
+
+
+def test_a_passing_qc_takes_back_an_earlier_qc_flag_but_never_a_persons(archive, qc_dir):
+    from musewise.vocabulary import Privilege
+
+    rec, _ = qct.bias_product(archive, qc_dir, level_offset=5.0, privilege=Privilege.PROJECT, project="galaxies")
+    cfg = Config()
+    cfg.QCThresholds.bias_level_warn = 8.0
+    cfg.QCThresholds.bias_level_bad = 12.0
+    loose = QCThresholds(config=cfg)  # the 5 adu level offset passes these
+    assert run_qc(archive, rec.id, config=QCConfig(invalidate_bad=True)).flag == "bad"
+    assert (archive.get(rec.id).ifus[0].flag, archive.get(rec.id).is_valid) == ("bad", False)
+    # A member who may not review measures it with looser limits of their own: refused, nothing lifted.
+    from musewise.exceptions import PermissionDeniedError
+
+    with pytest.raises(PermissionDeniedError, match="may not set QC values"):
+        run_qc(archive.as_user("bob"), rec.id, thresholds=loose)
+    assert archive.get(rec.id).ifus[0].flag == "bad" and review_state(archive, rec.id)[1]["state"] == "pending"
+    # The site's reviewer reruns it with the new limits: the QC's own flag and invalidation go.
+    res = run_qc(archive.as_user("alice"), rec.id, thresholds=loose)
+    assert res.flag == "good" and res.flag_applied
+    got = archive.get(rec.id)
+    assert (got.ifus[0].flag, got.ifus[0].is_valid, got.is_valid) == ("unchecked", True, True)
+    assert review_state(archive, rec.id) == {}
+    assert [(i.dataset_id, i.state) for i in queue(archive)] == [(rec.id, "unchecked")]  # still for a person
+    assert [e["action"] for e in review_history(archive, rec.id)].count("auto_clear") == 1
+    # Flagged again, then judged by a person: a later passing QC leaves the person's verdict.
+    assert run_qc(archive, rec.id).flag == "bad"
+    review(archive.as_user("alice"), rec.id, 1, True, "warning", "level offset understood; usable")
+    res = run_qc(archive, rec.id, thresholds=loose)
+    assert res.flag == "good" and not res.flag_applied
+    assert archive.get(rec.id).ifus[0].flag == "warning"
+    assert review_state(archive, rec.id)[1]["state"] == "reviewed"
 
 
 def test_invalidate_bad_option_and_cube_qc(archive, qc_dir):

@@ -195,6 +195,24 @@ def test_parameters_match_esorex(esorex_needed):
         assert flat[name].default == esorex_mod._convert(text, flat[name].type), name
 
 
+def test_a_run_that_saved_more_products_made_the_same_ones(esorex_needed):
+    """Output choices (the manuals' ``--save``, ``--saveimage``...) only change what is written: the
+    planner must not rebuild a scipost that saved more than asked now, nor what was made from it."""
+    scipost, scibasic = get_recipe("muse_scipost"), get_recipe("muse_scibasic")
+    used = scipost.effective_params({"save": "cube,skymodel,individual"})
+    assert scipost.changed_parameters(used, scipost.effective_params({"save": "cube"})) == []
+    assert scipost.changed_parameters(used, scipost.effective_params({"save": "skymodel, CUBE"})) == []
+    # asking for a product the run did not save, or another resampling, is a change
+    assert scipost.changed_parameters(used, scipost.effective_params({"save": "cube,autocal"})) == ["save"]
+    changed = scipost.changed_parameters(used, scipost.effective_params({"save": "cube", "resample": "nearest"}))
+    assert changed == ["resample"]
+    # in muse_scibasic ``resample`` and ``saveimage`` only add images
+    lean = scibasic.effective_params({"saveimage": False, "resample": False})
+    full = scibasic.effective_params({"saveimage": True, "resample": True})
+    assert scibasic.changed_parameters(full, lean) == []
+    assert scibasic.changed_parameters(lean, full) == ["resample", "saveimage"]
+
+
 def test_required_muse_recipes_are_registered_without_running_esorex():
     for name in ("muse_bias", "muse_dark", "muse_flat", "muse_wavecal", "muse_lsf",
                  "muse_twilight", "muse_scibasic", "muse_scipost", "muse_exp_combine",

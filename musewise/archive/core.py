@@ -832,7 +832,8 @@ class Archive:
         return lineage.get_runs(self, run_ids)
 
     def runs(self, **filters):
-        """Runs visible to the user (filters: recipe, night, ifu, status), newest first."""
+        """Runs visible to the user (filters: recipe, night, ifu, status), newest first, each
+        naming the products (``output_ids``) and notebook the user may see."""
         return lineage.list_runs(self, **filters)
 
     def provenance(self, dataset_id: int, *, max_nodes: int | None = None):

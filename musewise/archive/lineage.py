@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Iterator
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
@@ -231,10 +232,36 @@ def fail_run(arch, run_id, error, *, notebook, details) -> None:
 
 
 def _visible_notebooks(arch, s, runs) -> set[int]:
-    ids = {r.notebook_id for r in runs if r.notebook_id is not None}
-    if not ids:
-        return set()
-    return set(s.scalars(select(Dataset.id).where(Dataset.id.in_(ids), arch.visible(s))))
+    ids = sorted({r.notebook_id for r in runs if r.notebook_id is not None})
+    return {i for chunk in _chunks(ids) for i in s.scalars(select(Dataset.id).where(Dataset.id.in_(chunk),
+                                                                                    arch.visible(s)))}
+
+
+def _chunks(ids: list) -> Iterator[list]:
+    """``ids`` in pieces short enough for one ``IN (...)`` (SQLite binds at most 32,766 parameters)."""
+    for k in range(0, len(ids), 10_000):
+        yield ids[k:k + 10_000]
+
+
+def _run_records(arch, s, runs) -> list[RunRecord]:
+    """RunRecords of ``runs`` (visible to the user), in order, in a few queries whatever their number:
+    their visible products, notebooks, collections and projects are read together."""
+    ids = [r.id for r in runs]
+    outs: dict[int, list[int]] = {i: [] for i in ids}
+    held: list = []  # the session's identity map keeps only referenced objects: _run_record finds these
+    for chunk in _chunks(ids):
+        for did, rid in s.execute(select(Dataset.id, Dataset.run_id).where(
+                Dataset.run_id.in_(chunk), arch.visible(s),
+                Dataset.kind != DatasetKind.NOTEBOOK.value).order_by(Dataset.id)):
+            outs[rid].append(did)
+    for model, key in ((Collection, "collection_id"), (Project, "project_id")):
+        wanted = sorted({getattr(r, key) for r in runs} - {None})
+        for chunk in _chunks(wanted):
+            held += list(s.scalars(select(model).where(model.id.in_(chunk))))
+    notebooks = _visible_notebooks(arch, s, runs)
+    out = [_run_record(s, r, outs[r.id], notebooks) for r in runs]
+    del held
+    return out
 
 
 def get_run(arch, run_id) -> RunRecord:
@@ -242,33 +269,17 @@ def get_run(arch, run_id) -> RunRecord:
         run = s.scalar(select(Run).where(Run.id == int(run_id), visible_runs(arch.acting_user(s))))
         if run is None:
             raise NotFoundError(f"no run {run_id} visible to user {arch.user_name!r}")
-        outs = s.scalars(select(Dataset.id).where(Dataset.run_id == run.id, arch.visible(s),
-                                                  Dataset.kind != DatasetKind.NOTEBOOK.value).order_by(Dataset.id))
-        return _run_record(s, run, list(outs), _visible_notebooks(arch, s, [run]))
+        return _run_records(arch, s, [run])[0]
 
 
 def get_runs(arch, run_ids) -> dict[int, RunRecord]:
     """``{id: RunRecord}`` of those of ``run_ids`` visible to the user, in a few queries whatever their number."""
     ids = sorted({int(i) for i in run_ids})
-    if not ids:
-        return {}
     with arch.session() as s:
-        runs = list(s.scalars(select(Run).where(Run.id.in_(ids), visible_runs(arch.acting_user(s)))).unique())
-        outs: dict[int, list[int]] = {r.id: [] for r in runs}
-        held: list = []
-        if runs:
-            # Load the runs' collections and projects at once; _run_record finds them in the
-            # session (held here: the session's identity map keeps only referenced objects).
-            held = list(s.scalars(select(Collection).where(Collection.id.in_({r.collection_id for r in runs}))))
-            held += list(s.scalars(select(Project).where(Project.id.in_({r.project_id for r in runs}))))
-            for did, rid in s.execute(select(Dataset.id, Dataset.run_id).where(
-                    Dataset.run_id.in_(list(outs)), arch.visible(s),
-                    Dataset.kind != DatasetKind.NOTEBOOK.value).order_by(Dataset.id)):
-                outs[rid].append(did)
-        notebooks = _visible_notebooks(arch, s, runs)
-        out = {r.id: _run_record(s, r, outs[r.id], notebooks) for r in runs}
-        del held
-        return out
+        runs = []
+        for chunk in _chunks(ids):
+            runs += s.scalars(select(Run).where(Run.id.in_(chunk), visible_runs(arch.acting_user(s)))).unique()
+        return {r.id: r for r in _run_records(arch, s, runs)}
 
 
 def list_runs(arch, *, recipe=None, night=None, ifu=None, status=None, limit=None) -> list[RunRecord]:
@@ -280,9 +291,7 @@ def list_runs(arch, *, recipe=None, night=None, ifu=None, status=None, limit=Non
         q = q.order_by(Run.id.desc())
         if limit:
             q = q.limit(limit)
-        runs = list(s.scalars(q))
-        notebooks = _visible_notebooks(arch, s, runs)
-        return [_run_record(s, r, (), notebooks) for r in runs]
+        return _run_records(arch, s, list(s.scalars(q).unique()))
 
 
 def dependents(arch, dataset_id, recursive=True) -> list[DatasetRecord]:

@@ -349,7 +349,7 @@ class _Planner:
             return "out of date", f"made with {run.pipeline_version}, installed {recipe.pipeline_version}"
         used = {k: v for k, v in (run.details.get("effective_parameters") or {}).items() if k not in _MANAGED}
         want = self.expected_params(step)
-        diff = sorted(k for k in set(used) | set(want) if used.get(k) != want.get(k))
+        diff = recipe.changed_parameters(used, want)
         if diff:
             return "out of date", "other parameters: " + ", ".join(
                 f"{k}={used.get(k)!r} (now {want.get(k)!r})" for k in diff[:4])

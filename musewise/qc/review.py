@@ -401,6 +401,27 @@ def mark_pending(arch, dataset_id: int, ifus, reason: str) -> None:
             _event(s, user.id, "auto_flag", int(dataset_id), i, reason, at=now)
 
 
+def clear_pending(arch, dataset_id: int, ifus, reason: str) -> list[int]:
+    """Take product IFUs out of ``pending`` once a later QC run passes them (see :func:`musewise.qc.run_qc`).
+
+    Only IFUs still ``pending`` change: a person's verdict (``reviewed``) or an invalid
+    input (``affected``) stands. Audited as ``auto_clear`` with ``reason``. Returns the
+    IFUs cleared.
+    """
+    cleared = []
+    with arch.transaction() as tx:
+        s = tx.session
+        user = arch.acting_user(s)
+        now = utcnow()
+        for i in ifus:
+            row = s.get(ReviewState, (int(dataset_id), int(i)))
+            if row is not None and row.state == ReviewStatus.PENDING.value:
+                s.delete(row)
+                _event(s, user.id, "auto_clear", int(dataset_id), int(i), reason, at=now)
+                cleared.append(int(i))
+    return cleared
+
+
 def review_state(arch, dataset_id: int) -> dict[int, dict]:
     """Review state of each IFU of a product that has one: ``{ifu: {state, reason, source, user, updated}}``."""
     with arch.session() as s:
@@ -431,5 +452,5 @@ def review_history(arch, dataset_id: int) -> list[dict]:
 
 
 __all__ = ["AffectedProduct", "AlreadyClaimedError", "Claim", "QueueItem", "ReviewOutcome", "ReviewStatus",
-           "claim", "current_claim", "mark_affected", "mark_pending", "queue", "review", "review_history",
+           "claim", "clear_pending", "current_claim", "mark_affected", "mark_pending", "queue", "review", "review_history",
            "review_state", "unclaim"]

@@ -8,13 +8,17 @@ previous nights' STD_RESPONSE of a response, the OFFSET_LIST a combined cube was
 embedded - is archived with the run. The numbers go to :meth:`Archive.add_qc`
 (named ``<type>.<measurement>``); a threshold crossed flags the product IFU with
 :meth:`Archive.set_validity` and puts it in the review queue (state ``pending``).
-A passing product keeps its flag (``unchecked``): a person still reviews it.
+A passing product keeps its flag (``unchecked``): a person still reviews it. When only
+earlier QC runs flagged it (a rerun with new thresholds, a product measured again) and no
+person has judged it since, a passing run takes their flag back and the product out of
+``pending`` (audited as ``auto_clear``); a person's verdict always stands.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +51,8 @@ class QCResult:
     verdict : Verdict
         Flag and threshold checks.
     flag_applied : bool
-        Whether the flag was written to the archive (needs review rights).
+        Whether the flag was written to the archive (needs review rights); for a passing
+        product, whether an earlier QC run's flag was taken back.
     notes : list of str
         What could not be measured.
     """
@@ -254,9 +259,10 @@ def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, con
     # qc_parameters.unit holds 32 characters.
     units = {f"{qc_type}.{k}": (u or "")[:32] for k, u in res["units"].items()}
     arch.add_qc(rec.id, values, ifu=rec.ifu, units=units, run_id=run_id)
-    applied = False
     if verdict.flag != QualityFlag.GOOD.value:
         applied = _flag(arch, rec, verdict, run_id, qc_type, config)
+    else:
+        applied = _unflag(arch, rec, run_id, qc_type)
     notebook_id = arch.get_run(run_id).notebook_id
     return QCResult(rec.id, qc_type, run_id, notebook_id, values, units, verdict, applied, res.get("notes", []))
 
@@ -324,11 +330,19 @@ def _values(configurable) -> dict:
     return {k: getattr(configurable, k) for k in configurable.trait_names(config=True)}
 
 
+#: How a QC run's flag is worded in the audit trail (``_flag``): ``qc_<type> run <id>: <why>``.
+_QC_REASON = re.compile(r"^qc_[a-z_]+ run (\d+): ")
+
+
+def _ifus_of(rec) -> list[int]:
+    # the review states of a product: its IFU, each IFU of a multi-IFU file, else 0 (a merged cube)
+    return ([rec.ifu] if rec.ifu else [s.ifu for s in rec.ifus]) or [0]
+
+
 def _flag(arch, rec, verdict: Verdict, run_id: int, qc_type: str, config: QCConfig) -> bool:
     from .review import mark_pending
 
     reason = f"qc_{qc_type} run {run_id}: {verdict.summary()}"
-    ifus = [rec.ifu] if rec.ifu else [s.ifu for s in rec.ifus]
     applied = False
     # A product of several IFUs, or of none recorded (a cube combined from IFUs held in one
     # file), is flagged as a whole: its per-IFU verdicts, if any, are a reviewer's.
@@ -340,8 +354,47 @@ def _flag(arch, rec, verdict: Verdict, run_id: int, qc_type: str, config: QCConf
     else:
         log.warning("dataset %s fails QC (%s) but user %s may not flag it; left for its reviewers",
                     rec.id, verdict.flag, arch.user_name)
-    mark_pending(arch, rec.id, ifus or [0], reason)
+    mark_pending(arch, rec.id, _ifus_of(rec), reason)
     return applied
+
+
+def _unflag(arch, rec, run_id: int, qc_type: str) -> bool:
+    """After a passing QC: undo what earlier QC runs of this product set, if nobody judged it since.
+
+    The validity changes undone are the latest ones of the audit trail, as long as each
+    was written by a QC run of this product (its comment names the run, and the run is a
+    ``qc_*`` run of this dataset); the product gets the flag and validity it had before
+    the first of them. Needs review rights: a member's own looser thresholds do not lift
+    what the site's QC flagged for the reviewers.
+    """
+    from .review import clear_pending, review_state
+
+    pending = [i for i, st in review_state(arch, rec.id).items()
+               if st["state"] == "pending" and i in _ifus_of(rec)]
+    if not pending or not arch.can_review(rec.id):
+        return False
+    trailing = []
+    for ev in reversed(arch.validity_history(rec.id)):
+        m = _QC_REASON.match(ev["comment"] or "")
+        if m is None:
+            break
+        trailing.append((ev, int(m.group(1))))
+    runs = arch.get_runs([r for _, r in trailing])
+    by_qc = []
+    for ev, rid in trailing:
+        r = runs.get(rid)
+        if r is None or not r.recipe.startswith("qc_") or r.details.get("qc_of") != rec.id:
+            break
+        by_qc.append(ev)
+    if not by_qc:  # a person changed the verdict since the QC flagged it: theirs stands
+        return False
+    first = by_qc[-1]
+    reason = f"qc_{qc_type} run {run_id}: passes; the flag of the earlier QC is taken back"
+    revalidate = any(ev["valid_before"] != ev["valid_after"] for ev in by_qc)
+    arch.set_validity(rec.id, rec.ifu, flag=first["flag_before"],
+                      is_valid=first["valid_before"] if revalidate else None, comment=reason)
+    clear_pending(arch, rec.id, pending, reason)
+    return True
 
 
 def after_product(arch, record, **kw) -> QCResult | None:

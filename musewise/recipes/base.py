@@ -22,8 +22,32 @@ from ..products.ifu import ifu_of_extname, ifu_of_product
 #: Python types a recipe parameter may have (the CPL types bool, int, double, string).
 PARAMETER_TYPES = {"bool": bool, "int": int, "float": float, "str": str}
 
+#: Parameters of the MUSE recipes that only choose which products are written, as their
+#: manuals say (``muse_scipost --save``: a comma-separated list; the others: true/false). A
+#: run that saved at least what is asked now made the same products (:meth:`Recipe.changed_parameters`).
+#: Per recipe: ``resample`` selects a product in muse_scibasic but the resampling method in muse_scipost.
+OUTPUT_CHOICES = {
+    "muse_scipost": ("save",),
+    "muse_exp_combine": ("save",),
+    "muse_scibasic": ("saveimage", "resample"),
+    "muse_wavecal": ("saveimages", "residuals"),
+    "muse_lsf": ("save_subtracted",),
+    "muse_ampl": ("savemaster", "savetable"),
+}
+
 #: A callback that receives log lines (without trailing newline) as they are written.
 LogCallback = Callable[[str], Any]
+
+
+def _saved_covers(used, wanted) -> bool:
+    # an output choice: a comma-separated list of products, or whether one is saved
+    if isinstance(used, str) or isinstance(wanted, str):
+        return _products(wanted) <= _products(used)
+    return bool(used) or not bool(wanted)
+
+
+def _products(value) -> set[str]:
+    return {t.strip().lower() for t in str(value or "").split(",") if t.strip()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -469,6 +493,24 @@ class Recipe:
         eff = {n: p.default for n, p in self.parameters.items()}
         eff.update(self.validate(params))
         return eff
+
+    def changed_parameters(self, used: dict, wanted: dict) -> list[str]:
+        """Names of the parameters in which a run made with ``used`` differs from one made with ``wanted``.
+
+        A parameter that only chooses which products are saved (:data:`OUTPUT_CHOICES`)
+        counts only when the run saved less than is asked now: ``save=cube,skymodel``
+        covers ``save=cube``, ``saveimage=true`` covers ``false``.
+        """
+        choices = OUTPUT_CHOICES.get(self.name, ())
+        out = []
+        for k in sorted(set(used) | set(wanted)):
+            u, w = used.get(k), wanted.get(k)
+            if u == w:
+                continue
+            if k in choices and _saved_covers(u, w):
+                continue
+            out.append(k)
+        return out
 
     def check_inputs(self, sof: Sequence[tuple[str | os.PathLike, str]], ifu=None) -> None:
         """Refuse a SOF with tags the recipe does not know or without a required one.
