@@ -86,6 +86,7 @@ import argparse
 import json
 import os
 import subprocess
+import shutil
 import sys
 import tempfile
 import time
@@ -479,7 +480,9 @@ def main(argv=None) -> dict:
                     help="comma-separated DpuConfig.shared_kernels of the musewise passes (qc, reduction; "
                          "'' for none; default: the site default)")
     ap.add_argument("--keep-archives", action="store_true",
-                    help="keep each pass's archive (by default removed once measured: one at a time on the disk)")
+                    help="keep each pass's archive and the simulated night after the run, in the folder "
+                         "printed at the end (by default each archive is removed once measured, one at a "
+                         "time on the disk, and the folder at the end)")
     args = ap.parse_args(argv)
     if args.archive:
         return archive_report(args.archive, args.user)
@@ -488,10 +491,17 @@ def main(argv=None) -> dict:
     workers = tuple(int(w) for w in args.workers.split(",") if w.strip())
     if not workers or min(workers) < 1:
         ap.error(f"--workers {args.workers!r}: give worker counts of 1 or more, e.g. 1,2")
-    with tempfile.TemporaryDirectory(prefix="bench-shell-", dir=args.keep) as tmp:
-        shared = None if args.shared_kernels is None else [k for k in args.shared_kernels.split(",") if k]
-        res = bench(list(range(1, args.ifus + 1)), Path(tmp), args.every, scipost, steps, workers,
+    shared = None if args.shared_kernels is None else [k for k in args.shared_kernels.split(",") if k]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-shell-", dir=args.keep))
+    try:
+        res = bench(list(range(1, args.ifus + 1)), tmp, args.every, scipost, steps, workers,
                     args.keep_archives, shared)
+    finally:
+        if args.keep_archives:  # for looking into: the archives, with their products and notebooks
+            print(f"kept: the simulated night in {tmp / 'night'}, the archives in "
+                  + ", ".join(str(tmp / f"mw{w}") for w in workers), flush=True)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     res["scipost_parameters"], res["steps"] = scipost, list(steps)
     res["shared_kernels"] = args.shared_kernels
     print(f"\n{res['ifus']}-IFU night, steps {','.join(steps)}: {res['runs']} esorex runs, "
