@@ -22,6 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from ..exceptions import DiskSpaceError
+from ..recipes.base import saved_products
 from .steps import SAVED_BESIDES, get_step
 
 GB = 1e9
@@ -101,7 +102,7 @@ def saved_categories(step_name: str, params: dict) -> tuple[str, ...]:
     step = get_step(step_name)
     cats = list(step.products) + list(SAVED_BESIDES.get(step_name, ()))
     if step.recipe == "muse_scipost" and "save" in params:
-        saved = {s.strip() for s in str(params["save"]).split(",")}
+        saved = saved_products(params["save"])
         switched = {"DATACUBE_FINAL": "cube", "PIXTABLE_REDUCED": "individual"}
         sky = ("SKY_SPECTRUM", "SKY_LINES", "SKY_CONTINUUM", "SKY_MASK", "SKY_IMAGE")
         cats = [c for c in cats if (c not in switched or switched[c] in saved)

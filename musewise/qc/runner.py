@@ -369,8 +369,8 @@ def _unflag(arch, rec, run_id: int, qc_type: str) -> bool:
     """
     from .review import clear_pending, review_state
 
-    pending = [i for i, st in review_state(arch, rec.id).items()
-               if st["state"] == "pending" and i in _ifus_of(rec)]
+    ifus = _ifus_of(rec)
+    pending = [i for i, st in review_state(arch, rec.id).items() if st["state"] == "pending" and i in ifus]
     if not pending or not arch.can_review(rec.id):
         return False
     trailing = []

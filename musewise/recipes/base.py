@@ -42,11 +42,12 @@ LogCallback = Callable[[str], Any]
 def _saved_covers(used, wanted) -> bool:
     # an output choice: a comma-separated list of products, or whether one is saved
     if isinstance(used, str) or isinstance(wanted, str):
-        return _products(wanted) <= _products(used)
+        return saved_products(wanted) <= saved_products(used)
     return bool(used) or not bool(wanted)
 
 
-def _products(value) -> set[str]:
+def saved_products(value) -> set[str]:
+    """The products a comma-separated ``save`` list names (muse_scipost, muse_exp_combine), lower case."""
     return {t.strip().lower() for t in str(value or "").split(",") if t.strip()}
 
 
