@@ -129,6 +129,10 @@ def test_viewer_in_jupyterlab_survives_reload_second_tab_and_rerun(hub, archived
     page.fill("input[name=password]", PASSWORD)
     page.click("input[type=submit], button[type=submit]")
     _wait_ready(hub, USER, timeout=180)
+    # The spawn page sends a new user on to Lab by itself; a navigation of ours before then
+    # is cut off by that redirect.
+    page.wait_for_url(re.compile(rf".*/user/{USER}/lab.*"), timeout=180_000)
+    page.wait_for_load_state("load")
     token = requests.post(f"{url}/hub/api/users/{USER}/tokens", headers=hub["admin"], timeout=30,
                           json={"note": "test", "expires_in": 900}).json()["token"]
     r = requests.put(f"{url}/user/{USER}/api/contents/viewer.ipynb", timeout=30,
