@@ -217,8 +217,9 @@ def replay_calls(arch, run, d: Path) -> list[str]:
         cmd = [f"--log-dir={folder}" if c.startswith("--log-dir=") else
                f"--output-dir={out}" if c.startswith("--output-dir=") else c for c in cmd[:-1]]
         q = shlex.quote
-        return (f"cd {q(str(folder))} && mkdir -p out && " + " ".join(map(q, cmd + [str(sof)]))
-                + f" > esorex.out 2>&1 && rm -rf {q(str(out))}")
+        # ``esorex.seconds``: the call's start and end (Unix time), for the per-recipe comparison
+        return (f"cd {q(str(folder))} && mkdir -p out && t0=$(date +%s.%N) && " + " ".join(map(q, cmd + [str(sof)]))
+                + f' > esorex.out 2>&1 && echo "$t0 $(date +%s.%N)" > esorex.seconds && rm -rf {q(str(out))}')
 
     inputs = [(arch.path(i.dataset_id), i.tag) for i in run.inputs]
     calls = run.details.get("calls") or []
@@ -242,6 +243,26 @@ def replay_calls(arch, run, d: Path) -> list[str]:
 def esorex_runs(runs) -> list:
     """The runs that called esorex (a Python recipe has no command line to replay)."""
     return [r for r in runs if (r.details.get("command") or [""])[0].endswith("esorex")]
+
+
+def esorex_seconds(runs, shell_dir: Path | None = None) -> dict:
+    """Mean esorex seconds per run of each recipe: as musewise ran them, or (``shell_dir``) as the
+    shell replay in that folder did (its ``esorex.seconds`` files, the bands of a run summed).
+
+    Beside the wall times this says where a gap is: inside esorex (the runs slowed by what
+    musewise runs beside them: QC notebooks, a kernel starting) or around it.
+    """
+    by_recipe: dict = {}
+    for r in runs:
+        if shell_dir is None:
+            sec = float(r.details.get("recipe_seconds") or 0)
+        else:
+            spans = [tuple(map(float, f.read_text().split())) for f in (shell_dir / f"run{r.id:06d}").rglob("esorex.seconds")]
+            if not spans:
+                continue
+            sec = sum(b - a for a, b in spans)
+        by_recipe.setdefault(r.recipe, []).append(sec)
+    return {k: round(sum(v) / len(v), 2) for k, v in sorted(by_recipe.items())}
 
 
 def shell_pass(script: Path) -> float:
@@ -382,7 +403,7 @@ def bench(ifus, base: Path, every: float, scipost: dict | None = None, steps=("s
     frames = simulate(base / "night", ifus)
     sampler = Sampler(os.getpid(), base, every)
     sampler.start()
-    mw, runs, parts, sh, qc, extra = {}, {}, {}, {}, {}, {}
+    mw, runs, parts, sh, qc, extra, shell_recipe = {}, {}, {}, {}, {}, {}, {}
     try:
         for i, w in enumerate(workers):
             root = base / f"mw{w}"
@@ -397,6 +418,7 @@ def bench(ifus, base: Path, every: float, scipost: dict | None = None, steps=("s
                 for v in workers:
                     print(f"shell replay, {v} worker(s)...", flush=True)
                     sh[v] = shell_pass(scripts[v])
+                    shell_recipe[v] = esorex_seconds(esorex_runs(runs[w]), scripts[v].parent)
             if not keep_archives:
                 shutil.rmtree(root)
     finally:
@@ -416,6 +438,8 @@ def bench(ifus, base: Path, every: float, scipost: dict | None = None, steps=("s
             "omp_threads": sorted({r.details.get("omp_threads") or 0 for r in esorex_runs(runs[w])}),
             "most_runs_at_once": most_at_once(esorex_runs(runs[w])),
             "seconds_per_run": parts[w],
+            "esorex_s_per_recipe": {k: {"musewise": v, "shell": shell_recipe[w].get(k)}
+                                    for k, v in esorex_seconds(esorex_runs(runs[w])).items()},
         }
     if 1 in workers and 2 in workers:
         out["speedup_2_over_1"] = {"musewise": round(mw[1] / mw[2], 2), "shell": round(sh[1] / sh[2], 2)}
@@ -514,6 +538,9 @@ def main(argv=None) -> dict:
               f"{r['omp_threads']}, most runs at once per step {r['most_runs_at_once']}")
         print(f"    of which QC notebooks {r['qc_s']:.1f} s: without them musewise / shell "
               f"{r['ratio_without_qc']:.3f}")
+        if r["esorex_s_per_recipe"]:
+            print("    esorex seconds per run, musewise / shell: " + ", ".join(
+                f"{k} {v['musewise']:.1f} / {v['shell'] or float('nan'):.1f}" for k, v in r["esorex_s_per_recipe"].items()))
     print("  mean seconds per esorex run: " + "; ".join(
         f"{w} worker(s): " + ", ".join(f"{k} {v}" for k, v in res[f"workers{w}"]["seconds_per_run"].items())
         for w in workers))

@@ -73,17 +73,20 @@ def clipped_std(a, nsigma: float = 5.0, iterations: int = 3) -> float:
 
     Unlike :func:`robust_std` it is not quantised on integer data (raw frames in adu).
     """
-    a = np.asarray(a, dtype=float).ravel()
+    a = np.asarray(a)
+    # float32 data (CCD frames) keeps its type: its medians take half the time of float64
+    # copies, and the sums of the std are taken in float64 either way
+    a = a.astype(np.float32 if a.dtype == np.float32 else np.float64, copy=False).ravel()
     a = a[np.isfinite(a)]
     if a.size < 2:
         return float("nan")
     for _ in range(iterations):
-        mid, sd = np.median(a), a.std()
+        mid, sd = np.median(a), a.std(dtype=np.float64)
         keep = np.abs(a - mid) <= nsigma * sd
         if keep.all():
             break
         a = a[keep]
-    return float(a.std())
+    return float(a.std(dtype=np.float64))
 
 
 @dataclass(frozen=True)
@@ -220,7 +223,8 @@ def measure_master_bias(master_path, raw_paths=(), ifu: int | None = None) -> Me
         levels.append(level)
         if n_raw:
             rq = quadrants(raws[0][0], raws[0][1].shape, trimmed=False)[q.number - 1]
-            med = [float(np.median(rq.cut(img)[::2, ::2])) for _h, img in raws]
+            # a raw level is in whole adu: every fourth pixel of either axis (256 k) finds it
+            med = [float(np.median(rq.cut(img)[::4, ::4])) for _h, img in raws]
             m.add(f"raw_level.q{q.number}", float(np.mean(med)), "adu")
             m.add(f"raw_level_spread.q{q.number}", float(np.std(med)) if n_raw > 1 else 0.0, "adu")
         if n_raw >= 2:
@@ -251,7 +255,9 @@ def measure_master_bias(master_path, raw_paths=(), ifu: int | None = None) -> Me
 def hot_columns(data: np.ndarray, quads, nsigma: float = 10.0, min_adu: float = 3.0) -> tuple[list[int], float]:
     """Columns of a master bias standing out of their quadrant (charge-trap or glitch columns).
 
-    A column's level is its median over the quadrant's rows; it stands out when it
+    A column's level is its median over every other row of its quadrant (~1000 rows:
+    the column levels of a clean master scatter by ~0.04 adu, far below ``min_adu``,
+    at half the cost of every row); it stands out when it
     differs from the quadrant's median column level by more than ``nsigma`` robust
     standard deviations of the column levels and by more than ``min_adu`` (so the
     tiny scatter of a clean master, ~0.03 adu, does not turn fixed-pattern noise
@@ -264,7 +270,7 @@ def hot_columns(data: np.ndarray, quads, nsigma: float = 10.0, min_adu: float = 
     """
     hot, worst = [], 0.0
     for q in quads:
-        cut = q.cut(data)
+        cut = q.cut(data)[::2]
         # np.nanmedian along an axis goes column by column; np.median is vectorised
         cols = np.median(cut, axis=0) if np.isfinite(cut).all() else np.nanmedian(cut, axis=0)
         dev = cols - np.nanmedian(cols)
