@@ -110,11 +110,11 @@ def simulate(outdir: Path, ifus) -> Path:
 
 
 def musewise_pass(root: Path, frames: Path, ifus, workers: int, script_dir: Path | None = None,
-                  scipost: dict | None = None, steps=("scipost",), shell_workers=(1, 2), shared_kernels=None):
+                  scipost: dict | None = None, steps=("scipost",), shell_workers=(1, 2), config_lines=()):
     """Seconds of ``dpu.make(step)`` for each of ``steps`` on a fresh archive, its runs, and (with
     ``script_dir``) the shell scripts replaying its esorex runs ``shell_workers`` at a time
-    (``{workers: path}``). ``shared_kernels``: the data root's ``DpuConfig.shared_kernels``
-    (None: the default)."""
+    (``{workers: path}``). ``config_lines``: lines of the data root's config file
+    (``c.DpuConfig.shared_kernels = []``; none: the site defaults)."""
     from musewise import dpu
     from musewise.archive import Archive
     from musewise.config import MusewiseConfig
@@ -127,10 +127,10 @@ def musewise_pass(root: Path, frames: Path, ifus, workers: int, script_dir: Path
     # every pass has the frames, the disk holds them once.
     links = root.parent / f"{root.name}-frames"
     subprocess.run(["cp", "-al", str(frames), str(links)], check=True)
-    if shared_kernels is not None:  # in the root's config file: the Dask workers read it too
+    if config_lines:  # in the root's config file: the Dask workers read it too
         root.mkdir(parents=True, exist_ok=True)
         with open(root / "musewise_config.py", "a") as fh:
-            fh.write(f"c.DpuConfig.shared_kernels = {list(shared_kernels)!r}\n")
+            fh.write("".join(f"{line}\n" for line in config_lines))
     arch = Archive(MusewiseConfig.load(root=str(root), user="bench", n_workers=workers), user="bench")
     try:
         rep = arch.ingest_many([links], progress=False, move=True)
@@ -391,7 +391,7 @@ def _union(spans) -> list:
 
 
 def bench(ifus, base: Path, every: float, scipost: dict | None = None, steps=("scipost",),
-          workers=(1, 2), keep_archives: bool = False, shared_kernels=None) -> dict:
+          workers=(1, 2), keep_archives: bool = False, config_lines=()) -> dict:
     """Musewise passes on ``workers`` worker counts and the shell replays of the first pass's runs.
 
     The order keeps one archive on disk at a time: the first musewise pass, the shell passes
@@ -409,7 +409,7 @@ def bench(ifus, base: Path, every: float, scipost: dict | None = None, steps=("s
             root = base / f"mw{w}"
             mw[w], runs[w], scripts, parts[w] = musewise_pass(
                 root, frames, ifus, w, script_dir=base if i == 0 else None, scipost=scipost, steps=steps,
-                shell_workers=workers, shared_kernels=shared_kernels)
+                shell_workers=workers, config_lines=config_lines)
             qc[w], extra[w] = qc_span(runs[w]), overhead_per_run(esorex_runs(runs[w]))
             print(f"musewise, {w} worker(s): {mw[w]:.1f} s, of which QC notebooks {qc[w]:.1f} s; "
                   f"run wall - esorex {extra[w]:.2f} s; per esorex run: "
@@ -503,6 +503,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--shared-kernels", metavar="KINDS",
                     help="comma-separated DpuConfig.shared_kernels of the musewise passes (qc, reduction; "
                          "'' for none; default: the site default)")
+    ap.add_argument("--no-qc", action="store_true",
+                    help="the musewise passes run no QC notebooks (DpuConfig.post_run_hooks = []): the "
+                         "reduction alone against the shell script, which runs no QC either")
     ap.add_argument("--keep-archives", action="store_true",
                     help="keep each pass's archive and the simulated night after the run, in the folder "
                          "printed at the end (by default each archive is removed once measured, one at a "
@@ -515,11 +518,15 @@ def main(argv=None) -> dict:
     workers = tuple(int(w) for w in args.workers.split(",") if w.strip())
     if not workers or min(workers) < 1:
         ap.error(f"--workers {args.workers!r}: give worker counts of 1 or more, e.g. 1,2")
-    shared = None if args.shared_kernels is None else [k for k in args.shared_kernels.split(",") if k]
+    config_lines = []
+    if args.shared_kernels is not None:
+        config_lines.append(f"c.DpuConfig.shared_kernels = {[k for k in args.shared_kernels.split(',') if k]!r}")
+    if args.no_qc:
+        config_lines.append("c.DpuConfig.post_run_hooks = []")
     tmp = Path(tempfile.mkdtemp(prefix="bench-shell-", dir=args.keep))
     try:
         res = bench(list(range(1, args.ifus + 1)), tmp, args.every, scipost, steps, workers,
-                    args.keep_archives, shared)
+                    args.keep_archives, config_lines)
     finally:
         if args.keep_archives:  # for looking into: the archives, with their products and notebooks
             print(f"kept: the simulated night in {tmp / 'night'}, the archives in "
@@ -527,7 +534,7 @@ def main(argv=None) -> dict:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     res["scipost_parameters"], res["steps"] = scipost, list(steps)
-    res["shared_kernels"] = args.shared_kernels
+    res["config"] = config_lines
     print(f"\n{res['ifus']}-IFU night, steps {','.join(steps)}: {res['runs']} esorex runs, "
           f"{res['esorex_calls']} esorex calls ({', '.join(res['recipes'])}):")
     for w in workers:

@@ -22,7 +22,7 @@ from astropy.wcs import WCS
 
 from musewise.exceptions import NotFoundError, OutsideCubeError
 from musewise.inm.layout import SKY_SLICE
-from musewise.origin import PixelTable, decode_origin, pixels_in_spaxel, spaxel_origin
+from musewise.origin import PixelTable, decode_origin, pixels_in_spaxel, slices_in, spaxel_origin
 from musewise.products.testing import write_master
 
 NX, NY = 10, 8
@@ -175,6 +175,9 @@ def test_origin_bits_decode_like_mpdaf(tmp_path):
     np.testing.assert_array_equal(ifu, pt.origin2ifu(origin))
     np.testing.assert_array_equal(sl, pt.origin2slice(origin))
     assert set(ifu.tolist()) == {1, 2} and pt.projection == "projected"
+    # the (IFU, slice) pairs present, as the pixel-table QC counts them
+    assert slices_in(origin) == set(zip(pt.origin2ifu(origin).tolist(), pt.origin2slice(origin).tolist()))
+    assert slices_in(origin[:0]) == set()
 
 
 def test_pixels_in_a_spaxel_are_the_ones_written_there_whatever_the_chunks(tmp_path):

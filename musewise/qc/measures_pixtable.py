@@ -39,7 +39,7 @@ def measure_pixtable(path, chunk_rows: int = 4_000_000) -> Measurement:
         table's data unit, e.g. count for scibasic, 10**(-20)*erg/s/cm**2/Angstrom after
         flux calibration); ``flux.negative_fraction`` of good pixels below zero.
     """
-    from ..origin import PixelTable, decode_origin
+    from ..origin import PixelTable, slices_in
 
     m = Measurement()
     with PixelTable(path) as pt:
@@ -53,8 +53,7 @@ def measure_pixtable(path, chunk_rows: int = 4_000_000) -> Measurement:
             dq = np.asarray(pt.column("dq", start, stop)) if has_dq else np.zeros(stop - start, np.int32)
             good = dq == 0
             flagged += int(np.count_nonzero(~good))
-            ifu, sl = decode_origin(pt.column("origin", start, stop)[good])
-            seen.update((int(k) >> 8, int(k) & 0xFF) for k in np.unique(ifu.astype(np.int32) * 256 + sl))
+            seen |= slices_in(pt.column("origin", start, stop)[good])
             if has_lambda:
                 lam = pt.column("lambda", start, stop)
                 if lam.size:
