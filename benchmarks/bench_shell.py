@@ -21,8 +21,10 @@ model) this script, all in one invocation:
    esorex time, which does not depend on the load drifting between passes; goal < 1 s),
    where that time goes (mean seconds per esorex run: :func:`time_breakdown`), the OpenMP
    threads and the most runs of a step that ran at once, the speed-up of 2 workers over 1
-   for both (goal >= 1.9x), the peak resident memory of this process and all its children
-   (Dask workers, kernels, esorex), the most disk the data folder took and the least free.
+   for both (goal >= 1.9x), each recipe's mean esorex seconds per run in musewise and in
+   the shell (:func:`esorex_seconds`: whether a gap is inside esorex or around it), the
+   peak resident memory of this process and all its children (Dask workers, kernels,
+   esorex), the most disk the data folder took and the least free.
 
 The disk holds one archive at a time, so that a 24-IFU night fits beside its replay: each
 pass ingests its own hard links to the simulated frames (moved into its datastore: the
@@ -59,6 +61,9 @@ calls, 207 QC notebooks; the machine otherwise quiet, 2026-12-02): musewise 2452
 1946.9 s, ratio 1.260; the QC notebooks 328.6 s, without them 1.091; run wall - esorex 1.50 s
 (begin 0.33, kernel and papermill 0.29, figures 0.26, archive 0.40, the rest 0.22); peak memory
 17.30 GB, the benchmark's folder at most 48.2 GB, 27.9 GB left free; 1 h 15 min in all.
+With kernels shared by musewise's own notebooks (6fd4e25, same night and machine): musewise
+1966.9 s, shell 1733.7 s, ratio 1.134; run wall - esorex 0.72 s; esorex itself slower in
+musewise mostly where QC ran beside it (muse_twilight 349.5 s against 278 s: docs/reduction.md).
 
 Simulation and ingest are not timed. On a shared machine the load drifts: run the
 cases more than once before drawing conclusions.
