@@ -220,6 +220,52 @@ def test_qc_of_several_products_runs_on_dask(archive, qc_dir):
     assert [i.dataset_id for i in queue(archive) if i.state == "pending"] == [bad.id]
 
 
+def _notebook_outputs(archive, run_id):
+    nb = json.loads(open(archive.path(archive.get_run(run_id).notebook_id)).read())
+    outputs = [o for c in nb["cells"] for o in c.get("outputs", [])]
+    figures = [o for o in outputs if "image/png" in o.get("data", {})]
+    return figures, "".join("".join(o.get("text", "")) for o in outputs)
+
+
+def test_a_batch_is_one_run_and_an_unreadable_product_fails_alone(archive, qc_dir):
+    """A step's products share one QC run; one that cannot be read fails alone, the others are judged."""
+    import os
+
+    from musewise.qc import qc_of
+    from musewise.vocabulary import Privilege
+
+    good, _ = qct.bias_product(archive, qc_dir / "a")
+    bad, _ = qct.bias_product(archive, qc_dir / "b", level_offset=5.0, seed=1, hour=19)
+    broken, _ = qct.bias_product(archive, qc_dir / "c", seed=2, hour=20)
+    mine, _ = qct.bias_product(archive, qc_dir / "d", seed=3, hour=21, privilege=Privilege.PRIVATE)
+    path = archive.path(broken.id)
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:  # the stored file spoilt after ingest: a FITS reader gives up on it
+        f.write(b"NOT A FITS FILE " * 8)
+    res = run_qc_many(archive, [good.id, bad.id, broken.id, mine.id], engine="local", progress=False)
+    assert [r.dataset_id for r in res] == [good.id, bad.id, broken.id, mine.id]
+    assert [getattr(r, "flag", None) for r in res] == ["good", "bad", None, "good"]
+    err = res[2]
+    assert isinstance(err, QCError) and err.run_id == res[0].run_id == res[1].run_id
+    run = archive.get_run(res[0].run_id)
+    assert run.status == "succeeded" and sorted(qc_of(run)) == sorted([good.id, bad.id, broken.id])
+    assert run.details["flag"] == "bad" and list(run.details["failed"]) == [str(broken.id)]
+    assert res[0].notebook_id == res[1].notebook_id == run.notebook_id
+    # the private product is not measured in a notebook its readers share with the consortium
+    assert res[3].run_id != run.id and qc_of(archive.get_run(res[3].run_id)) == [mine.id]
+    assert archive.qc(broken.id) == [] and archive.get(broken.id).ifus[0].flag == "unchecked"
+    assert archive.get(bad.id).ifus[0].flag == "bad"
+    figures, text = _notebook_outputs(archive, run.id)
+    # the three products' numbers against the limits, then the figure of the one that crossed them
+    assert len(figures) == 2
+    assert f"dataset {broken.id} MASTER_BIAS IFU 01 night 2026-11-20: NOT MEASURED" in text
+    assert f"dataset {bad.id} MASTER_BIAS IFU 01 night 2026-11-20: BAD - level.absmax" in text
+    # one product a run when the site says so
+    one = run_qc_many(archive, [good.id, bad.id], config=QCConfig(products_per_run=1), engine="local",
+                      progress=False)
+    assert len({r.run_id for r in one}) == 2 and [r.flag for r in one] == ["good", "bad"]
+
+
 def test_qc_of_several_products_refuses_before_running_and_reports_failures(archive, qc_dir, broken_notebooks,
                                                                               monkeypatch, capsys):
     from musewise.cli import main

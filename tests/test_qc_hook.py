@@ -12,6 +12,7 @@ reduced_biases (module)
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 
@@ -22,6 +23,7 @@ from traitlets.config import Config
 from musewise import dpu
 from musewise.exceptions import ConfigurationError
 from musewise.inm import InstrumentModel, Spoil, SpoilKind
+from musewise.qc import qc_of
 from musewise.vocabulary import FrameType
 
 NIGHT = "2026-11-21"
@@ -255,16 +257,20 @@ def test_reduction_runs_qc_and_flags_the_spoiled_ifu_only(reduced_biases):
     assert HOOK_CALLS == [("local", ["bias", "bias"])]  # once per batch, with the reduction's engine
     masters = {r.ifu: r for r in arch.query(category="MASTER_BIAS")}
     assert sorted(masters) == [1, 2]
+    # the step's two master biases are measured in one QC run, one notebook
+    (qc_run,) = arch.runs(recipe="qc_bias")
+    assert qc_run.status == "succeeded" and sorted(qc_of(qc_run)) == sorted(r.id for r in masters.values())
+    assert qc_run.details["flag"] == "warning" and qc_run.ifu is None
     for ifu, rec in masters.items():
         values = {q["name"]: q["value"] for q in arch.qc(rec.id)}
         assert values["bias.ron.max"] == pytest.approx(2.8, abs=0.6), ifu  # the simulated CCDs' read noise
-        qc_runs = [r for r in arch.runs(recipe="qc_bias") if r.details.get("qc_of") == rec.id]
-        assert len(qc_runs) == 1 and qc_runs[0].status == "succeeded"
-        nb = arch.get(qc_runs[0].notebook_id)
-        assert nb.kind == "notebook" and '"image/png"' in open(arch.path(nb.id)).read()
-        assert {q["run_id"] for q in arch.qc(rec.id) if q["name"].startswith("bias.")} == {qc_runs[0].id}
-    # the second QC notebook ran in the first one's kernel, reset (DpuConfig.shared_kernels)
-    assert sorted(r.details.get("kernel_notebook", 1) for r in arch.runs(recipe="qc_bias")) == [1, 2]
+        assert {q["run_id"] for q in arch.qc(rec.id) if q["name"].startswith("bias.")} == {qc_run.id}
+    nb = json.loads(open(arch.path(qc_run.notebook_id)).read())
+    figures = [o for c in nb["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+    # the numbers of both IFUs against the limits, then the figure of the flagged IFU only
+    assert len(figures) == 2, text
+    assert f"dataset {masters[2].id} MASTER_BIAS IFU 02 night {NIGHT}: WARNING - hot_columns" in text
     bad, good = masters[2], masters[1]
     assert {q["name"]: q["value"] for q in arch.qc(bad.id)}["bias.hot_columns"] == 1
     assert {q["name"]: q["value"] for q in arch.qc(good.id)}["bias.hot_columns"] == 0
@@ -329,7 +335,7 @@ def test_qc_beside_a_dask_cascade_has_ended_when_make_returns(tmp_path, spoiled_
         assert thread.startswith("musewise-post-run-hooks")
         masters = {r.ifu: r for r in arch.query(category="MASTER_BIAS")}
         for ifu, rec in masters.items():
-            (qc_run,) = [r for r in arch.runs(recipe="qc_bias") if r.details.get("qc_of") == rec.id]
+            (qc_run,) = [r for r in arch.runs(recipe="qc_bias") if rec.id in qc_of(r)]
             assert qc_run.status == "succeeded", ifu
         assert arch.get(masters[2].id).flag == "warning" and arch.get(masters[1].id).flag == "unchecked"
         assert not [r for r in arch.runs() if r.status == "running"]

@@ -2,7 +2,7 @@
 
 Public API
 ----------
-:func:`run_qc`, :func:`run_qc_many`, :func:`after_product`, :func:`after_run`, :class:`QCResult`
+:func:`run_qc`, :func:`run_qc_batch`, :func:`run_qc_many`, :func:`after_product`, :func:`after_run`, :class:`QCResult`
     Measure a product in its papermill notebook (``qc_notebooks/qc_<type>.ipynb``),
     archive the run and notebook, store the numbers, flag what crosses a limit;
     several products in parallel on Dask, by the executor reductions use;
@@ -34,10 +34,10 @@ from .review import (
     unclaim,
 )
 from ..exceptions import QCError, QCNotApplicableError
-from .runner import QCResult, after_product, after_run, qc_type_of, run_qc, run_qc_many
+from .runner import QCResult, after_product, after_run, qc_of, qc_type_of, run_qc, run_qc_batch, run_qc_many
 from .thresholds import QC_TYPES, QCConfig, QCThresholds, Verdict
 
 __all__ = ["AffectedProduct", "AlreadyClaimedError", "Claim", "QCConfig", "QCError", "QCNotApplicableError",
            "QCResult", "QCThresholds", "QC_TYPES", "QueueItem", "ReviewOutcome", "ReviewStatus", "Verdict",
            "after_product", "after_run", "claim", "current_claim", "mark_affected", "qc_type_of", "queue", "review",
-           "review_history", "review_state", "run_qc", "run_qc_many", "unclaim"]
+           "qc_of", "review_history", "review_state", "run_qc", "run_qc_batch", "run_qc_many", "unclaim"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,11 +83,152 @@ def check(limits: dict, m) -> Verdict:
     return judge(limits, m.values)
 
 
-def save_result(path, m, verdict: Verdict) -> None:
-    """Write the numbers and verdict for :func:`musewise.qc.run_qc` to pick up (JSON)."""
-    values = {k: (None if v is None or not math.isfinite(v) else v) for k, v in m.values.items()}
-    Path(path).write_text(json.dumps({"values": values, "units": m.units, "notes": m.notes,
-                                      "verdict": verdict.as_dict()}, indent=1))
+@dataclass
+class ProductQC:
+    """One product of a QC run: what the run was handed, what it measured, and its verdict.
+
+    ``product`` is the entry of the notebook's ``products`` list (``dataset_id``,
+    ``category``, ``ifu``, ``night``, ``product`` (its path), ``siblings``, ``raws``);
+    ``error`` says why a product could not be measured (then ``m`` and ``verdict`` are None).
+    """
+
+    product: dict
+    m: object = None
+    verdict: Verdict | None = None
+    error: str = ""
+
+    @property
+    def label(self) -> str:
+        p = self.product
+        ifu = f"IFU {int(p['ifu']):02d} " if p.get("ifu") else ""
+        return f"dataset {p.get('dataset_id')} {p.get('category', '')} {ifu}night {p.get('night') or '-'}"
+
+
+def measure_products(qc_type: str, products, limits: dict) -> list[ProductQC]:
+    """Measure and judge every product of a QC run, printing each one's numbers.
+
+    Parameters
+    ----------
+    qc_type : str
+    products : str or list of dict
+        The notebook's ``products`` parameter (JSON): one entry per product, as
+        :class:`ProductQC`.
+    limits : dict
+        The site's limits of ``qc_type`` (:meth:`QCThresholds.limits`).
+
+    A product whose measurement raises is reported with its traceback and its error, and
+    the others are measured all the same: one unreadable file does not leave the other
+    IFUs of its step without QC.
+    """
+    import traceback
+
+    products = json.loads(products) if isinstance(products, str) else list(products)
+    out = []
+    for p in products:
+        q = ProductQC(p)
+        print(f"--- {q.label}: {p.get('product', '')}")
+        try:
+            q.m = measure(qc_type, p["product"], p.get("siblings") or {}, p.get("raws") or (), ifu=p.get("ifu") or None)
+        except Exception as exc:  # noqa: BLE001 - recorded against this product, the rest go on
+            traceback.print_exc()
+            q.error = f"{type(exc).__name__}: {exc}"
+            print("NOT MEASURED -", q.error)
+        else:
+            q.verdict = check(limits, q.m)
+            show_table(q.m, q.verdict)
+            print(q.verdict.flag.upper(), "-", q.verdict.summary())
+        out.append(q)
+    return out
+
+
+def _margin(verdict: Verdict) -> float:
+    # How far the product's closest number is inside its warning limit, in units of the
+    # warn-to-bad step (negative: crossed); +inf when nothing was judged.
+    margins = []
+    for c in verdict.checks:
+        step = abs(c.bad - c.warn) or abs(c.warn) or 1.0
+        inside = (c.warn - c.value) if c.sense.startswith("max") else (c.value - c.warn)
+        margins.append(inside / step)
+    return min(margins, default=math.inf)
+
+
+def plot_products(qc_type: str, results: list[ProductQC], limits: dict) -> list:
+    """The figures of a QC run: a product's own figure, or, for several, their numbers side by side.
+
+    For one product: its standard figure (:func:`plot`). For several (a step's 24
+    IFUs): every judged number of every product against its warning and bad limits
+    (:func:`plot_limits`), then the standard figure of each product that crossed a
+    limit, or, when none did, of the one closest to its limits; so the notebook shows
+    what a reviewer looks at without 24 figures to scroll through.
+    """
+    measured = [q for q in results if q.m is not None]
+    if len(results) == 1:
+        return [plot(qc_type, measured[0].m)] if measured else []
+    figs = [plot_limits(results, limits)]
+    flagged = [q for q in measured if q.verdict.flag != "good"]
+    if not flagged and measured:
+        flagged = [min(measured, key=lambda q: _margin(q.verdict))]
+        print(f"nothing crossed a limit; the product closest to its limits: {flagged[0].label}")
+    for q in flagged:
+        print(f"{q.label}: {q.verdict.flag.upper()} - {q.verdict.summary()}")
+        fig = plot(qc_type, q.m)
+        if fig is not None:
+            fig.suptitle(q.label, fontsize=9)
+        figs.append(fig)
+    return figs
+
+
+def plot_limits(results: list[ProductQC], limits: dict):
+    """Each judged number of several products (by IFU, else in order) against its warning and bad limits."""
+    import matplotlib.pyplot as plt
+
+    names = [n for n in limits if any(q.m is not None and n in q.m.values for q in results)]
+    ncol = min(4, max(1, len(names)))
+    nrow = max(1, math.ceil(len(names) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.3 * nrow), squeeze=False)
+    xs = [int(q.product.get("ifu") or 0) or i + 1 for i, q in enumerate(results)]
+    colour = {"good": "C0", "warning": "orange", "bad": "red"}
+    for ax, name in zip(axes.flat, names):
+        lim = limits[name]
+        for x, q in zip(xs, results):
+            if q.m is None:
+                ax.plot(x, 0, "kx")
+                continue
+            v = q.m.values.get(name)
+            flag = next((c.flag for c in q.verdict.checks if c.name == name), "good")
+            if v is not None and math.isfinite(v):
+                ax.plot(x, v, "o", ms=3.5, color=colour.get(flag, "C0"))
+        ax.axhline(lim["warn"], color="orange", lw=0.8, ls="--")
+        ax.axhline(lim["bad"], color="red", lw=0.8, ls=":")
+        ax.set_title(f"{name} ({lim.get('unit') or '-'})", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("IFU" if any(q.product.get("ifu") for q in results) else "product", fontsize=8)
+    fig.suptitle("QC numbers against the warning (dashed) and bad (dotted) limits; x: not measured", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def summarise(results: list[ProductQC]) -> None:
+    """One line per product: its flag and why."""
+    for q in results:
+        print(f"{q.label}: " + (f"NOT MEASURED - {q.error}" if q.error else
+                                f"{q.verdict.flag.upper()} - {q.verdict.summary()}"))
+
+
+def save_results(path, results: list[ProductQC]) -> None:
+    """Write each product's numbers and verdict (or its error) for :func:`musewise.qc.run_qc` (JSON)."""
+    out = {}
+    for q in results:
+        key = str(q.product.get("dataset_id"))
+        if q.m is None:
+            out[key] = {"error": q.error or "not measured"}
+            continue
+        values = {k: (None if v is None or not math.isfinite(v) else v) for k, v in q.m.values.items()}
+        out[key] = {"values": values, "units": q.m.units, "notes": q.m.notes, "verdict": q.verdict.as_dict()}
+    Path(path).write_text(json.dumps({"products": out}, indent=1))
 
 
 def _imshow(ax, img, title, percentiles=(1, 99)):
@@ -437,4 +579,5 @@ def plot(qc_type: str, m):
     return PLOTS[qc_type](m)
 
 
-__all__ = ["check", "measure", "plot", "save_result", "show_table"]
+__all__ = ["ProductQC", "check", "measure", "measure_products", "plot", "plot_limits", "plot_products",
+           "save_results", "show_table", "summarise"]

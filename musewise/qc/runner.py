@@ -1,7 +1,9 @@
-"""``run_qc``: measure a product in its QC notebook, store the numbers, flag what crosses a limit.
+"""``run_qc``: measure products in their QC notebook, store the numbers, flag what crosses a limit.
 
-One QC run per call, recorded in the archive like a reduction: a run of recipe
-``qc_<type>`` whose inputs are the product (plus the files its numbers are measured
+A QC run measures one product (:func:`run_qc`) or a batch of products of one type and
+night (:func:`run_qc_batch`: a step's 24 master biases; :func:`run_qc_many` and the
+post-run hook make the batches). It is recorded in the archive like a reduction: a run of recipe
+``qc_<type>`` whose inputs are the products (plus the files their numbers are measured
 against: the raw frames of a master bias, the TRACE_TABLE of a master flat, the
 WAVECAL_RESIDUALS, the TRACE_TABLE and the previous nights' solutions of a wavelength solution, the
 previous nights' STD_RESPONSE of a response, the OFFSET_LIST a combined cube was made with), whose executed notebook - figures
@@ -28,7 +30,7 @@ from .thresholds import QC_TYPES, QCConfig, QCThresholds, Verdict
 
 log = logging.getLogger(__name__)
 
-#: The side file a QC notebook writes its numbers and verdict to (:func:`musewise.qc.notebook.save_result`).
+#: The side file a QC notebook writes each product's numbers and verdict to (:func:`musewise.qc.notebook.save_results`).
 RESULT_FILE = "qc_result.json"
 
 
@@ -196,7 +198,9 @@ def previous_products(arch, rec, n: int = N_PREVIOUS) -> list:
 
 def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, config: QCConfig | None = None,
            keep_workdir: bool = False) -> QCResult:
-    """Run the QC notebook of a product, archive it, store its numbers and flag the product.
+    """Run the QC notebook of one product, archive it, store its numbers and flag the product.
+
+    A QC run of this product alone (:func:`run_qc_batch` measures several in one run).
 
     Parameters
     ----------
@@ -219,57 +223,168 @@ def run_qc(arch, dataset_id: int, *, thresholds: QCThresholds | None = None, con
     QCNotApplicableError
         No QC notebook for this category.
     QCError
-        The notebook failed; the failed run and its notebook are archived.
+        The notebook failed or could not measure the product; the run and its notebook are archived.
+    """
+    (res,) = run_qc_batch(arch, [dataset_id], thresholds=thresholds, config=config, keep_workdir=keep_workdir)
+    if isinstance(res, QCError):
+        raise res
+    return res
+
+
+def batch_key(rec) -> tuple:
+    """What products must share to be measured in one QC run: QC type, night, mode, privilege and project.
+
+    A run is recorded with one night, privilege and project, which its products then
+    share; its notebook is readable by whoever may read all of them.
+    """
+    return (qc_type_of(rec.category), rec.night or "", rec.mode or "", int(rec.privilege), rec.project or "")
+
+
+def batches(records, size: int) -> list[list]:
+    """``records`` in QC runs: grouped by :func:`batch_key`, at most ``size`` a run, in their order."""
+    groups: dict[tuple, list] = {}
+    for r in records:
+        groups.setdefault(batch_key(r), []).append(r)
+    size = max(1, int(size))
+    return [g[i:i + size] for g in groups.values() for i in range(0, len(g), size)]
+
+
+def qc_of(run) -> list[int]:
+    """The products a QC run measured (its ``qc_of`` detail: a list; one ID in runs recorded before batches)."""
+    got = (run.details or {}).get("qc_of")
+    if got is None:
+        return []
+    return [int(i) for i in got] if isinstance(got, (list, tuple)) else [int(got)]
+
+
+def run_qc_batch(arch, dataset_ids, *, thresholds: QCThresholds | None = None, config: QCConfig | None = None,
+                 keep_workdir: bool = False) -> list:
+    """Measure several products of one QC type in one QC run: one notebook, one archived run.
+
+    The products must share a :func:`batch_key` (a step's products of one night: its
+    24 master biases). The notebook measures each one, shows every number against the
+    limits side by side and the figures of those that crossed a limit; each product gets
+    its own numbers (:meth:`Archive.add_qc`, linked to the run), its own flag and review
+    state, as from a run of its own. A product whose measurement failed gets a
+    :class:`QCError` and the others go on; if none could be measured, or the notebook
+    itself failed, the run is recorded as failed.
+
+    Parameters
+    ----------
+    arch : Archive
+    dataset_ids : sequence of int
+    thresholds, config, keep_workdir
+        As :func:`run_qc`.
+
+    Returns
+    -------
+    list of QCResult or QCError
+        One per product, in the order given.
+
+    Raises
+    ------
+    QCNotApplicableError
+        A category without a QC notebook.
+    QCError
+        The products do not share a batch key; nothing ran.
+    NotFoundError
+        A product does not exist or is not visible; nothing ran.
     """
     from ..dpu.executor import NotebookJob, execute_notebook
 
     thresholds = thresholds or QCThresholds(config=arch.config.config)
     config = config or QCConfig(config=arch.config.config)
-    rec = arch.get(dataset_id)
-    qc_type = qc_type_of(rec.category)
+    ids = [int(i) for i in dataset_ids]
+    found = arch.get_many(ids)
+    recs = [found.get(i) or arch.get(i) for i in ids]  # arch.get raises NotFoundError
+    keys = {batch_key(r) for r in recs}
+    if len(keys) != 1:
+        raise QCError(f"datasets {ids} cannot share one QC run: they differ in QC type, night, mode, "
+                      f"privilege or project ({sorted(keys)})", ids[0] if ids else None, None)
+    qc_type = batch_key(recs[0])[0]
     template = notebook_for(qc_type, config)
-    inputs, siblings, raws = _companions(arch, rec, qc_type, config.star_catalogue)
     limits = thresholds.limits(qc_type)
+    inputs, seen, products = [], set(), []
+    for rec in recs:
+        its_inputs, siblings, raws = _companions(arch, rec, qc_type, config.star_catalogue)
+        for inp in its_inputs:  # the 24 master biases of a night share their raw frames
+            if (inp[0], inp[1]) not in seen:
+                seen.add((inp[0], inp[1]))
+                inputs.append(inp)
+        products.append(dict(dataset_id=rec.id, category=rec.category, ifu=rec.ifu or 0, night=rec.night or "",
+                             product=arch.path(rec.id), siblings=siblings, raws=raws))
 
     def parameters(run_id: int, workdir: Path) -> dict:
-        return dict(
-            dataset_id=rec.id, category=rec.category, ifu=rec.ifu or 0, night=rec.night or "",
-            product=arch.path(rec.id), siblings=json.dumps(siblings), raws=json.dumps(raws),
-            limits=json.dumps(limits), result_path=str(workdir / RESULT_FILE),
-        )
+        return dict(products=json.dumps(products), limits=json.dumps(limits), result_path=str(workdir / RESULT_FILE))
 
+    ifus = {r.ifu for r in recs}
+    first = recs[0]
+    stem = f"qc_{qc_type}_{first.id}" + (f"_and_{len(recs) - 1}_more" if len(recs) > 1 else "")
     job = NotebookJob(
         recipe=f"qc_{qc_type}", params={"limits": limits}, template=template, folder=("qc",),
-        notebook_stem=f"qc_{qc_type}_{rec.id}", parameters=parameters, result_file=RESULT_FILE,
+        notebook_stem=stem, parameters=parameters, result_file=RESULT_FILE,
         timeout=int(config.execution_timeout), keep_workdir=keep_workdir,
         kernel_kind="" if config.notebooks_dir else "qc",
-        run_kw=dict(night=rec.night, ifu=rec.ifu, mode=rec.mode, inputs=inputs, privilege=rec.privilege,
-                    project=rec.project, details={"qc_of": rec.id, "category": rec.category}),
+        run_kw=dict(night=first.night, ifu=ifus.pop() if len(ifus) == 1 else None, mode=first.mode,
+                    inputs=inputs, privilege=first.privilege, project=first.project,
+                    details={"qc_of": [r.id for r in recs],
+                             "category": ", ".join(sorted({r.category for r in recs}))}),
     )
     nbrun = execute_notebook(arch, job)
     res, run_id = nbrun.result, nbrun.run_id
-    error = nbrun.error or ("" if res is not None else "the QC notebook finished without writing its result")
+    got = (res or {}).get("products") if isinstance(res, dict) else None
+    error = nbrun.error or ("" if isinstance(got, dict) else "the QC notebook finished without writing its result")
+    if not error and not any("verdict" in (got.get(str(r.id)) or {}) for r in recs):
+        error = "; ".join(f"dataset {r.id}: {(got.get(str(r.id)) or {}).get('error', 'not measured')}" for r in recs)
     if error:
         nbrun.fail(arch, error, details=nbrun.details())
-        raise QCError(f"QC of dataset {rec.id} failed in run {run_id}: {error}", rec.id, run_id)
-    verdict = Verdict.from_dict(res["verdict"])
-    nbrun.finish(arch, [], details=nbrun.details(flag=verdict.flag, summary=verdict.summary(),
-                                                 notes=res.get("notes", [])))
-    values = {f"{qc_type}.{k}": v for k, v in res["values"].items()}
+        return [QCError(f"QC of dataset {r.id} failed in run {run_id}: {error}", r.id, run_id) for r in recs]
+    out, flags, failed = [], [], {}
+    for rec in recs:
+        entry = got.get(str(rec.id)) or {"error": "not measured"}
+        if "verdict" not in entry:
+            failed[str(rec.id)] = entry.get("error", "not measured")
+            out.append(QCError(f"QC of dataset {rec.id} failed in run {run_id}: {failed[str(rec.id)]}",
+                               rec.id, run_id))
+            continue
+        out.append(_record_qc(arch, rec, qc_type, run_id, entry, config))
+        flags.append(out[-1].flag)
+    rank = {QualityFlag.GOOD.value: 0, QualityFlag.WARNING.value: 1, QualityFlag.BAD.value: 2}
+    worst = max(flags, key=lambda f: rank.get(f, 0))
+    summary = "; ".join(f"dataset {r.dataset_id}: {r.verdict.summary()}" for r in out
+                        if isinstance(r, QCResult) and r.flag != QualityFlag.GOOD.value) \
+        or "all QC numbers within limits"
+    nbrun.finish(arch, [], details=nbrun.details(
+        flag=worst, summary=summary, failed=failed,
+        notes=sorted({n for r in out if isinstance(r, QCResult) for n in r.notes})))
+    notebook_id = arch.get_run(run_id).notebook_id
+    for r in out:
+        if isinstance(r, QCResult):
+            r.notebook_id = notebook_id
+    return out
+
+
+def _record_qc(arch, rec, qc_type: str, run_id: int, entry: dict, config: QCConfig) -> QCResult:
+    # One product's numbers of a QC run: stored, and its flag set or taken back.
+    verdict = Verdict.from_dict(entry["verdict"])
+    values = {f"{qc_type}.{k}": v for k, v in entry["values"].items()}
     # qc_parameters.unit holds 32 characters.
-    units = {f"{qc_type}.{k}": (u or "")[:32] for k, u in res["units"].items()}
+    units = {f"{qc_type}.{k}": (u or "")[:32] for k, u in entry["units"].items()}
     arch.add_qc(rec.id, values, ifu=rec.ifu, units=units, run_id=run_id)
     if verdict.flag != QualityFlag.GOOD.value:
         applied = _flag(arch, rec, verdict, run_id, qc_type, config)
     else:
         applied = _unflag(arch, rec, run_id, qc_type)
-    notebook_id = arch.get_run(run_id).notebook_id
-    return QCResult(rec.id, qc_type, run_id, notebook_id, values, units, verdict, applied, res.get("notes", []))
+    return QCResult(rec.id, qc_type, run_id, None, values, units, verdict, applied, entry.get("notes", []))
 
 
 def run_qc_many(arch, dataset_ids, *, thresholds: QCThresholds | None = None, config: QCConfig | None = None,
                 engine: str | None = None, progress: bool = True, heavy=None, priority: int = 0) -> list:
-    """Run QC on several products, in parallel on Dask as reductions are (``DpuConfig.engine``).
+    """Run QC on several products, in batches (:func:`batches`), in parallel on Dask as reductions are.
+
+    Products sharing a :func:`batch_key` are measured together, at most
+    ``QCConfig.products_per_run`` in one QC run (:func:`run_qc_batch`); the runs go to the
+    engine as reductions do (``DpuConfig.engine``).
 
     Parameters
     ----------
@@ -278,13 +393,14 @@ def run_qc_many(arch, dataset_ids, *, thresholds: QCThresholds | None = None, co
     thresholds, config : optional
         As :func:`run_qc` (default: the site's); handed to workers as their values.
     engine : str, optional
-        ``local``, ``dask`` or ``auto`` (default ``DpuConfig.engine``: Dask for several products).
+        ``local``, ``dask`` or ``auto`` (default ``DpuConfig.engine``: Dask for several runs).
     progress : bool
         Show a progress bar.
     heavy : sequence of bool, optional
         Per product: its QC shares the memory-heavy reductions' limit on the Dask cluster
         (``DpuConfig.heavy_concurrency``), as a heavy run alone in its step does once the
-        cluster is up (:func:`~musewise.dpu.executor.engine_name`).
+        cluster is up (:func:`~musewise.dpu.executor.engine_name`). A batch holding one
+        such product is heavy.
     priority : int
         Dask priority (:func:`~musewise.dpu.executor.run_all`): ``-1`` lets reductions
         waiting for the same workers go first.
@@ -306,23 +422,27 @@ def run_qc_many(arch, dataset_ids, *, thresholds: QCThresholds | None = None, co
 
     ids = [int(i) for i in dataset_ids]
     found = arch.get_many(ids)
-    for i in ids:  # refuse before anything runs
-        qc_type_of((found.get(i) or arch.get(i)).category)  # arch.get raises NotFoundError
+    recs = [found.get(i) or arch.get(i) for i in ids]  # arch.get raises NotFoundError
+    for r in recs:  # refuse before anything runs
+        qc_type_of(r.category)
     thresholds = thresholds or QCThresholds(config=arch.config.config)
     config = config or QCConfig(config=arch.config.config)
-    return run_all(arch, qc_task, ids, engine=engine, progress=progress, desc="qc", heavy=heavy,
+    is_heavy = dict(zip(ids, heavy)) if heavy is not None else {}
+    groups = [tuple(r.id for r in g) for g in batches(recs, config.products_per_run)]
+    done = run_all(arch, qc_task, groups, engine=engine, progress=progress, desc="qc",
+                   heavy=[any(is_heavy.get(i, False) for i in g) for g in groups] if heavy is not None else None,
                    priority=priority, thresholds=_values(thresholds), qc_config=_values(config))
+    by_id = {r.dataset_id: r for results in done for r in results}
+    return [by_id[i] for i in ids]
 
 
-def qc_task(dataset_id: int, settings: dict, thresholds: dict, qc_config: dict, arch=None):
-    """One QC run as an engine task (:func:`musewise.dpu.executor.run_all`): a QCResult or the QCError."""
+def qc_task(dataset_ids, settings: dict, thresholds: dict, qc_config: dict, arch=None) -> list:
+    """One QC run of a batch as an engine task (:func:`musewise.dpu.executor.run_all`): a QCResult or QCError each."""
     from ..dpu.executor import open_archive
 
     arch = arch if arch is not None else open_archive(settings)
-    try:
-        return run_qc(arch, dataset_id, thresholds=QCThresholds(**thresholds), config=QCConfig(**qc_config))
-    except QCError as exc:
-        return exc
+    return run_qc_batch(arch, list(dataset_ids), thresholds=QCThresholds(**thresholds),
+                        config=QCConfig(**qc_config))
 
 
 def _values(configurable) -> dict:
@@ -383,7 +503,7 @@ def _unflag(arch, rec, run_id: int, qc_type: str) -> bool:
     by_qc = []
     for ev, rid in trailing:
         r = runs.get(rid)
-        if r is None or not r.recipe.startswith("qc_") or r.details.get("qc_of") != rec.id:
+        if r is None or not r.recipe.startswith("qc_") or rec.id not in qc_of(r):
             break
         by_qc.append(ev)
     if not by_qc:  # a person changed the verdict since the QC flagged it: theirs stands
@@ -500,4 +620,5 @@ def _gates_next_step(config) -> bool:
 after_run.gates_next_step = _gates_next_step
 
 
-__all__ = ["N_PREVIOUS", "QCResult", "after_product", "after_run", "previous_products", "notebook_for", "qc_task", "qc_type_of", "run_qc", "run_qc_many"]
+__all__ = ["N_PREVIOUS", "QCResult", "after_product", "after_run", "batch_key", "batches", "notebook_for",
+           "previous_products", "qc_of", "qc_task", "qc_type_of", "run_qc", "run_qc_batch", "run_qc_many"]

@@ -56,24 +56,23 @@ def build_notebook(qc_type: str) -> nbformat.NotebookNode:
     """The QC notebook of ``qc_type`` (a key of :data:`TITLES`)."""
     title, what = TITLES[qc_type]
     cells = [
-        new_markdown_cell(f"# QC: {title}\n\nMeasures {what}. Executed by `musewise.qc.run_qc` with papermill; "
-                          "the executed notebook is archived with the QC run. Every number comes from "
-                          "`musewise.qc.measures`, so the QC can be redone from Python."),
-        new_code_cell("dataset_id = 0\ncategory = ''\nifu = 0\nnight = ''\nproduct = ''\n"
-                      "siblings = '{}'   # JSON: {category: path}\nraws = '[]'       # JSON: [path, ...]\n"
+        new_markdown_cell(f"# QC: {title}\n\nMeasures {what}. Executed by `musewise.qc.run_qc` with papermill, once "
+                          "for the products of a step's batch (one per IFU); the executed notebook is archived with "
+                          "the QC run. Every number comes from `musewise.qc.measures`, so the QC can be redone from "
+                          "Python."),
+        new_code_cell("products = '[]'   # JSON: [{dataset_id, category, ifu, night, product, siblings, raws}, ...]\n"
                       "limits = '{}'     # JSON: {measurement: {sense, warn, bad, unit}}\nresult_path = 'qc_result.json'",
                       metadata={"tags": ["parameters"]}),
         new_code_cell("import json\n%matplotlib inline\nfrom musewise.qc import notebook as qcnb\n"
-                      "siblings, raws, limits = json.loads(siblings), json.loads(raws), json.loads(limits)\n"
-                      f"qc_type = {qc_type!r}\n"
-                      "print(f'dataset {dataset_id} {category} IFU {ifu} night {night}: {product}')"),
+                      f"qc_type = {qc_type!r}\nlimits = json.loads(limits)"),
         new_markdown_cell("## Measurements"),
-        new_code_cell("m = qcnb.measure(qc_type, product, siblings, raws, ifu=ifu)\n"
-                      "verdict = qcnb.check(limits, m)\nqcnb.show_table(m, verdict)"),
-        new_markdown_cell("## Figures"),
-        new_code_cell("fig = qcnb.plot(qc_type, m)"),
-        new_markdown_cell("## Verdict against the site's thresholds"),
-        new_code_cell("print(verdict.flag.upper(), '-', verdict.summary())\nqcnb.save_result(result_path, m, verdict)"),
+        new_code_cell("results = qcnb.measure_products(qc_type, products, limits)"),
+        new_markdown_cell("## Figures\n\nOne product: its figure. Several: every judged number against its "
+                          "limits, then the figure of each product that crossed one (else of the one closest to "
+                          "its limits)."),
+        new_code_cell("figs = qcnb.plot_products(qc_type, results, limits)"),
+        new_markdown_cell("## Verdicts against the site's thresholds"),
+        new_code_cell("qcnb.summarise(results)\nqcnb.save_results(result_path, results)"),
     ]
     nb = musewise_notebook(cells, f"qc-{qc_type}")
     return nb

@@ -390,6 +390,10 @@ class QCConfig(Configurable):
     notebooks_dir = Unicode("", help="Folder with the QC notebooks qc_<type>.ipynb (default: the "
                                      "qc_notebooks/ folder shipped with musewise).").tag(config=True)
     execution_timeout = Int(1800, help="Longest time one QC notebook cell may run (s).").tag(config=True)
+    products_per_run = Int(24, min=1, help="Most products one QC run measures: a step's products of one "
+                                           "night (one per IFU) share a notebook, so a night's QC is a few "
+                                           "dozen notebooks, not one per product. 1: a QC run per product."
+                           ).tag(config=True)
     invalidate_bad = Bool(False, help="Also mark an IFU invalid (not only flag it 'bad') when a QC number "
                                       "crosses a 'bad' limit. Off by default: a person decides validity.").tag(config=True)
     claim_minutes = Float(120.0, help="A reviewer's claim on a product expires after this many minutes, "
