@@ -89,6 +89,83 @@ class Sampler(threading.Thread):
             self.stop.wait(self.every)
 
 
+def process_kind(proc: psutil.Process) -> str:
+    """What a process of a reduction's tree is: esorex, kernel, dask worker, shell or other."""
+    try:
+        cmd = proc.cmdline()
+    except psutil.Error:
+        return "other"
+    name = Path(cmd[0]).name if cmd else ""
+    line = " ".join(cmd)
+    if name == "esorex":
+        return "esorex"
+    if "ipykernel" in line:
+        return "kernel"
+    if "spawn_main" in line or "distributed" in line:
+        return "dask_worker"  # LocalCluster's worker processes are multiprocessing children
+    if name in ("bash", "sh", "xargs", "time"):
+        return "shell"
+    return "other"
+
+
+class CpuAccount(threading.Thread):
+    """CPU seconds (user + system) of a process tree by kind of process (:func:`process_kind`).
+
+    Samples the tree every ``every`` seconds and keeps each process's last reading, so a
+    process that ended still counts up to its last sample (what it ran after that, at most
+    ``every`` seconds, is missed: the same for esorex in a musewise pass and in the shell's).
+    The root process itself is ``driver``. :meth:`between` gives the seconds of each kind
+    between two :meth:`snapshot` calls.
+    """
+
+    def __init__(self, pid: int, every: float = 0.5):
+        super().__init__(daemon=True)
+        self.pid, self.every = pid, every
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._last: dict = {}  # (pid, create time) -> [kind, cpu seconds]
+        self._kinds: dict = {}
+
+    def _sample(self) -> None:
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return
+        for p in procs:
+            try:
+                with p.oneshot():
+                    key = (p.pid, p.create_time())
+                    t = p.cpu_times()
+                    cpu = t.user + t.system
+            except psutil.Error:
+                continue
+            kind = self._kinds.get(key)
+            if kind is None:
+                kind = self._kinds[key] = "driver" if p.pid == self.pid else process_kind(p)
+            with self._lock:
+                self._last[key] = [kind, cpu]
+
+    def run(self):
+        while not self.stop.is_set():
+            self._sample()
+            self.stop.wait(self.every)
+
+    def snapshot(self) -> dict:
+        """Each process's last CPU reading (a new sample is taken first)."""
+        self._sample()
+        with self._lock:
+            return {k: tuple(v) for k, v in self._last.items()}
+
+    @staticmethod
+    def between(a: dict, b: dict) -> dict[str, float]:
+        """CPU seconds of each kind of process from snapshot ``a`` to snapshot ``b``."""
+        out: dict[str, float] = defaultdict(float)
+        for key, (kind, cpu) in b.items():
+            out[kind] += cpu - (a[key][1] if key in a else 0.0)
+        return {k: round(v, 1) for k, v in sorted(out.items()) if round(v, 1)}
+
+
 def stored_files(root: Path) -> dict[str, int]:
     """Bytes of the distinct stored files of the archive under ``root``, by dataset kind."""
     from musewise.archive import Archive

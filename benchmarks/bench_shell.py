@@ -23,6 +23,9 @@ model) this script, all in one invocation:
    threads and the most runs of a step that ran at once, the speed-up of 2 workers over 1
    for both (goal >= 1.9x), each recipe's mean esorex seconds per run in musewise and in
    the shell (:func:`esorex_seconds`: whether a gap is inside esorex or around it), the
+   CPU seconds of each kind of process in each pass (``bench_night.CpuAccount``: esorex,
+   the Dask workers, the kernels, this driver; on a machine with one core per worker,
+   what musewise adds besides esorex's own is CPU taken from the esorex beside it), the
    peak resident memory of this process and all its children (Dask workers, kernels,
    esorex), the most disk the data folder took and the least free.
 
@@ -99,7 +102,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_night import GB, Sampler, tree_size  # noqa: E402
+from bench_night import GB, CpuAccount, Sampler, tree_size  # noqa: E402
 
 NIGHT = "2026-11-20"
 
@@ -408,13 +411,18 @@ def bench(ifus, base: Path, every: float, scipost: dict | None = None, steps=("s
     frames = simulate(base / "night", ifus)
     sampler = Sampler(os.getpid(), base, every)
     sampler.start()
+    cpu = CpuAccount(os.getpid())
+    cpu.start()
     mw, runs, parts, sh, qc, extra, shell_recipe = {}, {}, {}, {}, {}, {}, {}
+    cpu_mw, cpu_sh = {}, {}
     try:
         for i, w in enumerate(workers):
             root = base / f"mw{w}"
+            before = cpu.snapshot()
             mw[w], runs[w], scripts, parts[w] = musewise_pass(
                 root, frames, ifus, w, script_dir=base if i == 0 else None, scipost=scipost, steps=steps,
                 shell_workers=workers, config_lines=config_lines)
+            cpu_mw[w] = cpu.between(before, cpu.snapshot())
             qc[w], extra[w] = qc_span(runs[w]), overhead_per_run(esorex_runs(runs[w]))
             print(f"musewise, {w} worker(s): {mw[w]:.1f} s, of which QC notebooks {qc[w]:.1f} s; "
                   f"run wall - esorex {extra[w]:.2f} s; per esorex run: "
@@ -422,13 +430,17 @@ def bench(ifus, base: Path, every: float, scipost: dict | None = None, steps=("s
             if i == 0:
                 for v in workers:
                     print(f"shell replay, {v} worker(s)...", flush=True)
+                    before = cpu.snapshot()
                     sh[v] = shell_pass(scripts[v])
+                    cpu_sh[v] = cpu.between(before, cpu.snapshot())
                     shell_recipe[v] = esorex_seconds(esorex_runs(runs[w]), scripts[v].parent)
             if not keep_archives:
                 shutil.rmtree(root)
     finally:
         sampler.stop.set()
+        cpu.stop.set()
         sampler.join()
+        cpu.join()
     replay = esorex_runs(runs[workers[0]])
     n = len(replay)
     out = {"ifus": len(ifus), "runs": n, "peak_memory_gb": round(sampler.peak_rss / GB, 2),
@@ -443,6 +455,7 @@ def bench(ifus, base: Path, every: float, scipost: dict | None = None, steps=("s
             "omp_threads": sorted({r.details.get("omp_threads") or 0 for r in esorex_runs(runs[w])}),
             "most_runs_at_once": most_at_once(esorex_runs(runs[w])),
             "seconds_per_run": parts[w],
+            "cpu_s": {"musewise": cpu_mw[w], "shell": cpu_sh[w]},
             "esorex_s_per_recipe": {k: {"musewise": v, "shell": shell_recipe[w].get(k)}
                                     for k, v in esorex_seconds(esorex_runs(runs[w])).items()},
         }
@@ -528,6 +541,8 @@ def main(argv=None) -> dict:
         config_lines.append(f"c.DpuConfig.shared_kernels = {[k for k in args.shared_kernels.split(',') if k]!r}")
     if args.no_qc:
         config_lines.append("c.DpuConfig.post_run_hooks = []")
+    if args.keep and not Path(args.keep).is_dir():
+        ap.error(f"--keep {args.keep!r}: no such folder (make it first; the data goes in a new folder inside it)")
     tmp = Path(tempfile.mkdtemp(prefix="bench-shell-", dir=args.keep))
     try:
         res = bench(list(range(1, args.ifus + 1)), tmp, args.every, scipost, steps, workers,
@@ -553,6 +568,11 @@ def main(argv=None) -> dict:
         if r["esorex_s_per_recipe"]:
             print("    esorex seconds per run, musewise / shell: " + ", ".join(
                 f"{k} {v['musewise']:.1f} / {v['shell'] or float('nan'):.1f}" for k, v in r["esorex_s_per_recipe"].items()))
+    for w in workers:
+        c = res[f"workers{w}"]["cpu_s"]
+        print(f"  CPU seconds, {w} worker(s), by process (per esorex run): " + "; ".join(
+            f"{who} " + ", ".join(f"{k} {v:.1f} ({v / res['runs']:.2f})" for k, v in c[who].items())
+            for who in ("musewise", "shell")))
     print("  mean seconds per esorex run: " + "; ".join(
         f"{w} worker(s): " + ", ".join(f"{k} {v}" for k, v in res[f"workers{w}"]["seconds_per_run"].items())
         for w in workers))

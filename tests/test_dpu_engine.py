@@ -69,6 +69,34 @@ def test_a_single_heavy_run_takes_the_clusters_heavy_limit_once_the_cluster_is_u
     assert not _overlap(span["heavy-qc"], span["heavy-run"]), span
 
 
+def _worker_setting(key):
+    import dask
+
+    return dask.config.get(key)
+
+
+def test_the_local_clusters_workers_take_the_configured_dask_settings(tmp_path):
+    # Their statistical profiler samples every thread's stack every 10 ms: CPU that a worker
+    # on a core of its own takes from the esorex beside it. Off by default, on if a site asks.
+    from musewise.config import MusewiseConfig
+    from musewise.dpu.config import DpuConfig
+    from musewise.dpu.engine import close_clients, get_engine
+
+    key = "distributed.worker.profile.enabled"
+    cfg = MusewiseConfig.load(root=str(tmp_path / "root"), n_workers=2)
+    try:
+        assert get_engine("dask", cfg, DpuConfig()).map(_worker_setting, [key, key], progress=False) == [False, False]
+        close_clients()
+        site = DpuConfig(local_cluster_dask_config={key: True, "distributed.worker.profile.interval": "20ms"})
+        engine = get_engine("dask", cfg, site)
+        assert engine.map(_worker_setting, [key, "distributed.worker.profile.interval"], progress=False) == [True, "20ms"]
+    finally:
+        close_clients()
+    import dask
+
+    assert dask.config.get(key) is True  # this process's own Dask settings are left as they were
+
+
 def test_runs_at_once_share_the_cores_for_their_openmp_threads():
     from musewise.dpu.api import runs_at_once
     from musewise.dpu.config import DpuConfig

@@ -116,6 +116,15 @@ class DpuConfig(Configurable):
         1, help="Number of batch jobs a dask-jobqueue cluster is scaled to."
     ).tag(config=True)
 
+    local_cluster_dask_config = Dict(
+        {"distributed.worker.profile.enabled": False},
+        help="Dask settings (dask.config keys) of the LocalCluster musewise starts when "
+        "MusewiseConfig.dask_scheduler is empty; its workers take them. The default turns off "
+        "the workers' statistical profiler (a stack sample every 10 ms, for a dashboard musewise "
+        "does not start): on a machine with a core per worker its CPU comes out of the "
+        "pipeline's. A site's scheduler and batch clusters keep their own Dask settings.",
+    ).tag(config=True)
+
     templates_dir = Unicode(
         "",
         help="Folder of the reduction notebook templates (muse_bias.ipynb...). Empty: the "

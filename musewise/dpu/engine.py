@@ -160,12 +160,18 @@ def get_client(config, dpu_config=None):
         if client is not None and client.status == "running":
             return client
         if not address:
+            import dask
             from distributed import LocalCluster
 
+            from .config import DpuConfig
+
+            settings = dict((dpu_config or DpuConfig()).local_cluster_dask_config)
             # Each run starts a Jupyter kernel and esorex; one thread per worker process
-            # keeps one esorex per core.
-            cluster = LocalCluster(n_workers=int(config.n_workers), threads_per_worker=1, processes=True,
-                                   dashboard_address=None, host="127.0.0.1")
+            # keeps one esorex per core. The workers' nannies take the Dask settings in force
+            # when they are made.
+            with dask.config.set(settings):
+                cluster = LocalCluster(n_workers=int(config.n_workers), threads_per_worker=1, processes=True,
+                                       dashboard_address=None, host="127.0.0.1")
             client = Client(cluster)
         elif address.startswith("jobqueue:"):
             client = _jobqueue_client(address.split(":", 1)[1], dpu_config)
