@@ -55,15 +55,19 @@ def tree_size(root: Path) -> int:
     return total
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants."""
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants (empty if it has ended)."""
     try:
         proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
+        return [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants."""
     total = 0
-    for p in procs:
+    for p in process_tree(pid):
         try:
             total += p.memory_info().rss
         except psutil.Error:
@@ -123,16 +127,10 @@ class CpuAccount(threading.Thread):
         self.pid, self.every = pid, every
         self.stop = threading.Event()
         self._lock = threading.Lock()
-        self._last: dict = {}  # (pid, create time) -> [kind, cpu seconds]
-        self._kinds: dict = {}
+        self._last: dict = {}  # (pid, create time) -> (kind, cpu seconds)
 
     def _sample(self) -> None:
-        try:
-            root = psutil.Process(self.pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return
-        for p in procs:
+        for p in process_tree(self.pid):
             try:
                 with p.oneshot():
                     key = (p.pid, p.create_time())
@@ -140,11 +138,11 @@ class CpuAccount(threading.Thread):
                     cpu = t.user + t.system
             except psutil.Error:
                 continue
-            kind = self._kinds.get(key)
-            if kind is None:
-                kind = self._kinds[key] = "driver" if p.pid == self.pid else process_kind(p)
             with self._lock:
-                self._last[key] = [kind, cpu]
+                seen = self._last.get(key)
+            kind = seen[0] if seen else "driver" if p.pid == self.pid else process_kind(p)
+            with self._lock:
+                self._last[key] = (kind, cpu)
 
     def run(self):
         while not self.stop.is_set():
@@ -155,7 +153,7 @@ class CpuAccount(threading.Thread):
         """Each process's last CPU reading (a new sample is taken first)."""
         self._sample()
         with self._lock:
-            return {k: tuple(v) for k, v in self._last.items()}
+            return dict(self._last)
 
     @staticmethod
     def between(a: dict, b: dict) -> dict[str, float]:
