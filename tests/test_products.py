@@ -178,3 +178,31 @@ def test_one_line_list_serves_the_simulator_the_qc_and_the_viewers():
     # the simulated sky peaks at the brightest line of the list
     lam = np.arange(5500.0, 5650.0, 0.05)
     assert abs(lam[np.argmax(sky_spectrum(lam, 1.0))] - wl[np.argmax(flux)]) < 0.1
+
+
+def test_copy_with_headers_keeps_the_data_and_writes_valid_checksums(tmp_path, monkeypatch):
+    import warnings
+
+    from musewise.products import fitsio
+
+    monkeypatch.setattr(fitsio, "COPY_CHUNK", 2880 * 3)  # many chunks: the sum carries across them
+    src = pt.write_cube(tmp_path / "c.fits", datetime(2026, 11, 21, 2), size=8)
+
+    def edit(index, header):
+        header["TESTKEY"] = (index, "added by the copy")
+        return header
+
+    with open(tmp_path / "copy.fits", "wb") as f:
+        fitsio.copy_with_headers(src, f, edit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # astropy warns when a checksum does not verify
+        with fits.open(tmp_path / "copy.fits", checksum=True) as h, fits.open(src) as g:
+            assert [x.header["TESTKEY"] for x in h] == [0, 1, 2]
+            assert all(h[n].data.tobytes() == g[n].data.tobytes() for n in ("DATA", "STAT"))
+    data = bytearray((tmp_path / "copy.fits").read_bytes())
+    data[-2880 * 2] ^= 1  # one bit of the STAT data
+    (tmp_path / "bad.fits").write_bytes(bytes(data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fits.open(tmp_path / "bad.fits", checksum=True).close()
+    assert any("Datasum verification failed for HDU ('STAT'" in str(w.message) for w in caught)

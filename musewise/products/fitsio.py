@@ -5,6 +5,10 @@ Every reader of the products layer opens files through :func:`open_fits`
 astropy cannot parse is :class:`~musewise.exceptions.InvalidFrameError`), and
 every writer goes through :func:`write_hdus`, which writes to a ``.part`` file
 and renames it, so a reader never sees a half-written product.
+:func:`copy_with_headers` writes a copy of a file with edited headers and the
+data bytes as they are, with fresh ``DATASUM``/``CHECKSUM`` cards
+(:func:`ones_complement_sum`, :func:`encode_checksum`: the FITS checksum
+convention, FITS 4.0 Appendix J).
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ from astropy.io import fits
 
 from ..exceptions import DatastoreError, InvalidFrameError, NotFoundError
 
-__all__ = ["ascii_card", "meta_cards", "open_fits", "product_hdus", "write_hdus"]
+__all__ = ["ascii_card", "copy_with_headers", "encode_checksum", "meta_cards", "ones_complement_sum", "open_fits",
+           "product_hdus", "write_hdus"]
+
+#: Bytes read at a time when a copy streams a data block (a multiple of the 2880-byte FITS block).
+COPY_CHUNK = 2880 * 2048
 
 
 def open_fits(path: str | os.PathLike, **kwargs) -> fits.HDUList:
@@ -127,3 +135,118 @@ def product_hdus(kind: str, label: str, meta: dict, data, var, unit: str, wcs_ca
         h.header["BUNIT"] = bunit
         hdus.append(h)
     return hdus
+
+
+def ones_complement_sum(buf, sum32: int = 0) -> int:
+    """32-bit ones' complement sum of big-endian 32-bit words, as the FITS checksum needs.
+
+    Parameters
+    ----------
+    buf : bytes-like
+        Bytes whose length is a multiple of 4 (a FITS block is 2880).
+    sum32 : int
+        Sum of the bytes before these: the sum of a file is built piece by piece.
+
+    Returns
+    -------
+    int
+        The sum, 0 to 2**32 - 1.
+    """
+    total = int(sum32) + int(np.frombuffer(buf, dtype=">u4").sum(dtype=np.uint64))
+    while total >> 32:  # the end-around carry of ones' complement arithmetic
+        total = (total & 0xFFFFFFFF) + (total >> 32)
+    return total
+
+
+_CHECKSUM_SKIP = frozenset(b":;<=>?@[\\]^_`")
+
+
+def encode_checksum(sum32: int) -> str:
+    """The 16-character ``CHECKSUM`` value that makes an HDU of sum ``sum32`` sum to -0.
+
+    ``sum32`` is the sum of the HDU with ``CHECKSUM = '0000000000000000'``; its
+    complement is written in the printable characters 0-9, A-Z, a-z.
+    """
+    value = ~int(sum32) & 0xFFFFFFFF
+    chars = [0] * 16
+    for i in range(4):
+        byte = (value >> (24 - 8 * i)) & 0xFF
+        quarter = [byte // 4 + 0x30] * 4
+        quarter[0] += byte % 4
+        moved = True
+        while moved:  # shift pairs off punctuation, keeping their sum
+            moved = False
+            for j in (0, 2):
+                if quarter[j] in _CHECKSUM_SKIP or quarter[j + 1] in _CHECKSUM_SKIP:
+                    quarter[j] += 1
+                    quarter[j + 1] -= 1
+                    moved = True
+        for j in range(4):
+            chars[4 * j + i] = quarter[j]
+    return "".join(chr(chars[(i + 15) % 16]) for i in range(16))
+
+
+def _read_span(f, start: int, length: int):
+    f.seek(start)
+    left = length
+    while left > 0:
+        chunk = f.read(min(COPY_CHUNK, left))
+        if not chunk:
+            raise InvalidFrameError(getattr(f, "name", "<file>"), "ends inside a data block")
+        left -= len(chunk)
+        yield chunk
+
+
+def copy_with_headers(src: str | os.PathLike, out, edit, datasums=None) -> list[int]:
+    """Write ``src`` to ``out`` with edited headers, the data blocks byte for byte, and fresh checksums.
+
+    Each HDU's header is given to ``edit(index, header)``, which returns the
+    header to write; the HDU's data block (with its padding) is then copied
+    unchanged, read in chunks of :data:`COPY_CHUNK` bytes, so a 3 GB cube
+    needs a few MB of memory. ``DATASUM`` and ``CHECKSUM`` are computed for
+    every HDU; ``edit`` must leave the keywords that describe the data
+    (``BITPIX``, ``NAXISn``, ``PCOUNT``...) as they are.
+
+    Parameters
+    ----------
+    src : path-like
+        A FITS file.
+    out : binary file-like
+        Anything with ``write(bytes)``: a file, or a hash that counts what would be written.
+    edit : callable
+        ``edit(index, header) -> astropy.io.fits.Header``; ``index`` 0 is the primary.
+    datasums : sequence of int, optional
+        The data sums of ``src``'s HDUs, as an earlier call returned them: each data
+        block is then read once instead of twice (the sum is needed before the header
+        is written). Only for bytes known to be the same (checked by their sha256).
+
+    Returns
+    -------
+    list of int
+        The data sum of each HDU.
+
+    Raises
+    ------
+    NotFoundError, InvalidFrameError
+        If ``src`` cannot be read as FITS.
+    """
+    sums = []
+    with open_fits(src, memmap=False) as hdul, open(src, "rb") as raw:
+        for index, hdu in enumerate(hdul):
+            info = hdul.fileinfo(index)
+            header = edit(index, hdu.header.copy())
+            if datasums is not None:
+                datasum = int(datasums[index])
+            else:
+                datasum = 0
+                for chunk in _read_span(raw, info["datLoc"], info["datSpan"]):
+                    datasum = ones_complement_sum(chunk, datasum)
+            sums.append(datasum)
+            header["DATASUM"] = (str(datasum), "data unit checksum")
+            header["CHECKSUM"] = ("0" * 16, "HDU checksum")
+            header["CHECKSUM"] = encode_checksum(
+                ones_complement_sum(header.tostring().encode("ascii"), datasum))
+            out.write(header.tostring().encode("ascii"))
+            for chunk in _read_span(raw, info["datLoc"], info["datSpan"]):
+                out.write(chunk)
+    return sums
