@@ -30,6 +30,16 @@ class ReleaseConfig(Configurable):
         help="URL under which exported release folders are served; access_url is "
         "<base>/<name>-<version>/<path in the folder>. Empty: the path inside the folder.",
     ).tag(config=True)
+    origin = Unicode(
+        "ESO",
+        help="ORIGIN written in the ESO Phase 3 headers of exported science cubes: the "
+        "institution that made the products ('ESO' is what the MUSE pipeline writes).",
+    ).tag(config=True)
+    reference = Unicode(
+        "",
+        help="REFERENC of the Phase 3 headers: the bibliographic code of the release's "
+        "paper; empty until it is published (the standard allows an empty string).",
+    ).tag(config=True)
 
 
 #: ObsCore 1.1 mandatory columns, in the standard's order.
@@ -40,8 +50,20 @@ OBSCORE_COLUMNS = (
     "em_res_power", "em_xel", "o_ucd", "pol_states", "pol_xel", "facility_name", "instrument_name",
 )
 
-#: MUSE WFM resolving power at mid-range (R ~ 1770 at 4800 A to 3590 at 9300 A).
-MUSE_RES_POWER = 3000.0
+#: MUSE WFM resolving power at the ends of its range: (wavelength in Angstrom, R).
+MUSE_RES_POWER_RANGE = ((4800.0, 1770.0), (9300.0, 3590.0))
+
+
+def muse_resolving_power(wavelength: float) -> float:
+    """Resolving power R = lambda / delta lambda of MUSE WFM at ``wavelength`` (Angstrom).
+
+    Linear between R ~ 1770 at 4800 A and 3590 at 9300 A (the MUSE User Manual's
+    figures), held at the end values outside them. ObsCore's ``em_res_power`` and
+    Phase 3's ``SPEC_RES`` both take it at the centre of a product's range.
+    """
+    (w0, r0), (w1, r1) = MUSE_RES_POWER_RANGE
+    w = min(max(float(wavelength), w0), w1)
+    return r0 + (r1 - r0) * (w - w0) / (w1 - w0)
 
 
 def _product_type(category: str, naxis: int) -> tuple[str, str, int]:
@@ -57,8 +79,16 @@ def _product_type(category: str, naxis: int) -> tuple[str, str, int]:
     return "measurements", category.lower(), 2
 
 
-def _wcs_info(path) -> dict:
-    """Spatial footprint and spectral range of a cube or image (empty for tables and CCD frames)."""
+def wcs_info(path) -> dict:
+    """Spatial footprint and spectral range of a cube or image (empty for tables and CCD frames).
+
+    Returns
+    -------
+    dict
+        ``naxis`` of the data extension; for a celestial WCS ``s_ra``, ``s_dec`` (the
+        centre, deg), ``s_xel1``, ``s_xel2`` (pixels), ``s_fov`` (deg), ``s_region``;
+        for a cube's spectral axis ``em_min``, ``em_max`` (pixel centres, m) and ``em_xel``.
+    """
     from astropy.io import fits
     from astropy.wcs import WCS
 
@@ -102,7 +132,7 @@ def obscore_row(arch, rec, release, path_in_release: str) -> dict:
     """
     cfg = ReleaseConfig(config=arch.config.config)
     try:
-        wcs = _wcs_info(arch.path(rec.id))
+        wcs = wcs_info(arch.path(rec.id))
     except Exception:  # a product whose WCS astropy cannot read is still released, unlocated
         wcs = {}
     ptype, subtype, level = _product_type(rec.category, wcs.get("naxis", 0))
@@ -113,6 +143,9 @@ def obscore_row(arch, rec, release, path_in_release: str) -> dict:
     for q in arch.qc(rec.id):
         if q["name"] == "cube.fwhm.median" and q["value"] is not None:
             fwhm = q["value"]
+    em_min = wcs.get("em_min", 4.65e-7 if ptype == "cube" else None)
+    em_max = wcs.get("em_max", 9.35e-7 if ptype == "cube" else None)
+    res_power = muse_resolving_power((em_min + em_max) / 2 * 1e10) if em_min is not None else None
     t_min = rec.mjd_obs
     t_max = rec.mjd_obs + (rec.exptime or 0.0) / 86400.0 if rec.mjd_obs is not None else None
     row = dict(
@@ -128,9 +161,7 @@ def obscore_row(arch, rec, release, path_in_release: str) -> dict:
         s_ra=wcs.get("s_ra", h.get("RA")), s_dec=wcs.get("s_dec", h.get("DEC")), s_fov=wcs.get("s_fov"),
         s_region=wcs.get("s_region"), s_resolution=fwhm, s_xel1=wcs.get("s_xel1"), s_xel2=wcs.get("s_xel2"),
         t_min=t_min, t_max=t_max, t_exptime=rec.exptime, t_resolution=rec.exptime, t_xel=1,
-        em_min=wcs.get("em_min", 4.65e-7 if ptype == "cube" else None),
-        em_max=wcs.get("em_max", 9.35e-7 if ptype == "cube" else None),
-        em_res_power=MUSE_RES_POWER, em_xel=wcs.get("em_xel"), em_ucd="em.wl",
+        em_min=em_min, em_max=em_max, em_res_power=res_power, em_xel=wcs.get("em_xel"), em_ucd="em.wl",
         o_ucd="phot.flux.density;em.wl" if ptype in ("cube", "image") and level == 3 else None,
         pol_states=None, pol_xel=None, facility_name="ESO-VLT-U4", instrument_name="MUSE",
         release_id=release.id, dataset_id=rec.id,
@@ -158,4 +189,5 @@ def obscore_rows(arch, release_name: str | None = None) -> list[dict]:
         return [{c.name: getattr(o, c.name) for c in ObsCoreRecord.__table__.columns} for o in s.scalars(q)]
 
 
-__all__ = ["OBSCORE_COLUMNS", "ReleaseConfig", "obscore_row", "obscore_rows"]
+__all__ = ["MUSE_RES_POWER_RANGE", "OBSCORE_COLUMNS", "ReleaseConfig", "muse_resolving_power", "obscore_row",
+           "obscore_rows", "wcs_info"]
