@@ -8,7 +8,7 @@ float32 (lambda, y, x), a celestial TAN WCS and a linear air wavelength axis
 (``CTYPE3 = 'AWAV'``, Angstrom).
 
 * :func:`write_raw_bias`, :func:`write_master`, :func:`write_master_bias`,
-  :func:`write_cube`: tiny files (tens of pixels) for the QC, the archive and
+  :func:`write_cube`, :func:`write_image_fov`: tiny files (tens of pixels) for the QC, the archive and
   the web view;
 * :func:`write_synthetic_cube`: a cube of any size up to a full 320 x 320 x 3681
   (~3 GB), generated and written in chunks of planes (a few tens of MB of
@@ -33,7 +33,8 @@ from ..exceptions import InvalidArgumentError
 from .ifu import chan_extname
 
 __all__ = ["MUSE_BUNIT", "MUSE_CD3_3", "MUSE_CRVAL3", "SyntheticCube", "SyntheticSource", "cube_wcs_cards",
-           "write_cube", "write_master", "write_master_bias", "write_raw_bias", "write_synthetic_cube"]
+           "write_cube", "write_image_fov", "write_master", "write_master_bias", "write_raw_bias",
+           "write_synthetic_cube"]
 
 #: First wavelength of the MUSE WFM nominal cube (air), Angstrom.
 MUSE_CRVAL3 = 4749.88
@@ -223,6 +224,25 @@ def write_cube(path, date_obs: datetime, sky_residual: float = 0.0, fwhm_pix: fl
     hdus = [fits.PrimaryHDU(header=h0), fits.ImageHDU(data.astype(np.float32), header=hd, name="DATA"),
             fits.ImageHDU(np.full(data.shape, 0.01, np.float32), header=hs, name="STAT")]
     fits.HDUList(hdus).writeto(path, overwrite=True)
+    return Path(path)
+
+
+def write_image_fov(path, cube_path) -> Path:
+    """The IMAGE_FOV (white-light image) of a cube from :func:`write_cube`: its mean over wavelength.
+
+    Primary (the cube's, ``ESO PRO CATG = 'IMAGE_FOV'``) + ``DATA`` with the cube's
+    celestial WCS, as ``muse_scipost`` writes it beside the cube.
+    """
+    with fits.open(cube_path) as h:
+        h0 = h[0].header.copy()
+        hd = h["DATA"].header
+        image = np.nanmean(h["DATA"].data, axis=0).astype(np.float32)
+        wcs = {k: hd[k] for k in ("CTYPE1", "CTYPE2", "CUNIT1", "CUNIT2", "CRPIX1", "CRPIX2", "CRVAL1",
+                                  "CRVAL2", "CD1_1", "CD1_2", "CD2_1", "CD2_2", "BUNIT") if k in hd}
+    h0["HIERARCH ESO PRO CATG"] = "IMAGE_FOV"
+    ext = fits.ImageHDU(image, name="DATA")
+    ext.header.update(wcs)
+    fits.HDUList([fits.PrimaryHDU(header=h0), ext]).writeto(path, overwrite=True)
     return Path(path)
 
 

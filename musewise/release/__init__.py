@@ -3,7 +3,8 @@
 Public API: :func:`create_release`, :func:`list_releases`, :func:`get_release`,
 :func:`manifest_of`, :func:`release_status`, :func:`export_release`,
 :func:`verify_folder`, :func:`obscore_rows`; the CLI hook :func:`add_release_parser`.
-The design decisions are in :mod:`musewise.release.core`.
+The design decisions are in :mod:`musewise.release.core`; the ESO Phase 3 headers of
+exported science cubes in :mod:`musewise.release.phase3`.
 """
 
 from .cli import add_release_parser

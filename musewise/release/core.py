@@ -21,6 +21,10 @@ Decisions
   ``manifest.sha256``, ``provenance/<id>.txt`` and ``provenance/<id>.prov.json``
   (W3C PROV-JSON), ``obscore.csv`` and a
   ``README.md``; :func:`verify_folder` checks it anywhere, without an archive.
+* **Phase 3.** Science cubes and their white-light images are exported as ESO
+  Phase 3 products: a copy with the Phase 3 headers, the data bytes unchanged,
+  decided and checksummed when the release is frozen (manifest format
+  ``musewise-release/2``: the entry's ``phase3``); see :mod:`musewise.release.phase3`.
 """
 
 from __future__ import annotations
@@ -45,9 +49,12 @@ from ..archive.schema_review import ObsCoreRecord, Release, ReleaseFrozenError, 
 from ..exceptions import (DuplicateError, InvalidArgumentError, MusewiseError, NotFoundError,
                           PermissionDeniedError, ReleaseRefusedError, ReleaseVerificationError)
 from ..vocabulary import DatasetKind
+from .phase3 import export_phase3, exported_checksum, plan_release
 
 MANIFEST = "manifest.json"
 MANIFEST_SUM = "manifest.sha256"
+#: ``format`` of the manifests written now: 2 adds the Phase 3 copies (``phase3`` entries).
+MANIFEST_FORMAT = "musewise-release/2"
 #: sha256 of every exported file that is not a product (provenance, README, obscore.csv).
 FILES_SUM = "files.sha256"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -165,18 +172,21 @@ def create_release(arch, name: str, version: str, dataset_ids, description: str 
     now = utcnow()
     products = []
     rows = []
+    graphs = {}
     for did in ids:
         rec = arch.get(did)
         arch.verify(did)  # a release must never freeze bytes that already differ from the record
+        graphs[did] = arch.provenance(did)
         products.append({
             "dataset_id": rec.id, "category": rec.category, "night": rec.night, "ifu": rec.ifu,
             "filename": rec.filename, "path": _release_path(rec), "sha256": rec.sha256, "size": rec.size,
             "flags": {str(st.ifu): st.flag for st in rec.ifus}, "flag": rec.flag, "collection": rec.collection,
-            "record": rec.as_dict(), "provenance": arch.provenance(did).to_dict(),
+            "record": rec.as_dict(), "provenance": graphs[did].to_dict(),
         })
         rows.append((rec, _release_path(rec)))
+    plan_release(arch, products, graphs)
     manifest = {
-        "format": "musewise-release/1", "name": name, "version": version, "description": description,
+        "format": MANIFEST_FORMAT, "name": name, "version": version, "description": description,
         "created": now.isoformat(timespec="seconds") + "Z", "created_by": arch.user_name,
         "musewise_version": __version__, "products": products,
     }
@@ -296,7 +306,9 @@ def _readme(manifest: dict, digest: str) -> str:
         f"Frozen {manifest['created']} by {manifest['created_by']} with musewise {manifest['musewise_version']}.",
         f"{len(manifest['products'])} products.", "",
         "## Contents", "",
-        "* `products/<CATEGORY>/` - the product files (FITS), named `<archive id>_<file name>`",
+        "* `products/<CATEGORY>/` - the product files (FITS), named `<archive id>_<file name>`; "
+        "science cubes and their white-light images as ESO Phase 3 products (headers with PRODCATG, "
+        "ASSONi, PROVi..., data as archived)",
         f"* `{MANIFEST}` - every product with its sha256 checksum, size, archive record and full provenance",
         f"* `{MANIFEST_SUM}` - the sha256 of `{MANIFEST}` and of `{FILES_SUM}` "
         f"(`sha256sum -c {MANIFEST_SUM}` checks them)",
@@ -314,7 +326,16 @@ def _readme(manifest: dict, digest: str) -> str:
     ]
     for p in manifest["products"]:
         lines.append(f"| {p['dataset_id']} | {p['category']} | {p['night'] or ''} | {p['ifu'] or ''} | "
-                     f"`{p['path']}` | `{p['sha256'][:16]}...` |")
+                     f"`{p['path']}` | `{exported_checksum(p)[0][:16]}...` |")
+    phase3 = [p for p in manifest["products"] if p.get("phase3")]
+    if phase3:
+        lines += ["", "## ESO Phase 3", "",
+                  "These files carry the headers of ESO Phase 3 science data products (ESO Science Data "
+                  "Products standard, " + phase3[0]["phase3"]["standard"] + "); their data are the archived "
+                  "products' bytes. Keywords the standard asks for that could not be filled:", "",
+                  "| id | PRODCATG | not filled |", "|---|---|---|"]
+        lines += [f"| {p['dataset_id']} | {p['phase3']['prodcatg']} | {', '.join(p['phase3']['missing']) or '-'} |"
+                  for p in phase3]
     lines += ["", f"Manifest sha256: `{digest}`", ""]
     return "\n".join(lines)
 
@@ -327,7 +348,8 @@ def export_release(arch, name: str, version: str | None, folder, *, link: bool =
     folder : path-like
         Target; created, must be empty or absent.
     link : bool
-        Hard-link product files instead of copying (same filesystem only).
+        Hard-link product files instead of copying (same filesystem only); Phase 3
+        copies are always written.
 
     Returns
     -------
@@ -337,7 +359,8 @@ def export_release(arch, name: str, version: str | None, folder, *, link: bool =
     Raises
     ------
     ReleaseVerificationError
-        If an archived file no longer matches the release (nothing is exported).
+        If an archived file no longer matches the release (nothing is exported), or a
+        Phase 3 copy written now is not the one frozen with the release.
     """
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
@@ -359,7 +382,9 @@ def export_release(arch, name: str, version: str | None, folder, *, link: bool =
         src = arch.path(p["dataset_id"])
         dst = folder / p["path"]
         dst.parent.mkdir(parents=True, exist_ok=True)
-        if link:
+        if p.get("phase3"):
+            export_phase3(src, p, dst)  # its own bytes: never a link to the archive's file
+        elif link:
             # One inode for both: it must stay read-only (the datastore stores files so), or
             # editing the export would edit the archive.
             os.chmod(src, os.stat(src).st_mode & ~0o222)
@@ -421,8 +446,9 @@ def verify_folder(folder) -> VerifyReport:
     except (ValueError, KeyError) as exc:
         report.problems.append(f"{MANIFEST} unreadable: {exc}")
         return report
-    # What each file should hold: products from the manifest, the rest from files.sha256.
-    expected = {Path(p["path"]).as_posix(): (p["sha256"], p["size"]) for p in products}
+    # What each file should hold: products from the manifest (the Phase 3 copy's checksum
+    # where the release wrote one), the rest from files.sha256.
+    expected = {Path(p["path"]).as_posix(): exported_checksum(p) for p in products}
     fpath = folder / FILES_SUM
     if not fpath.is_file() or fpath.is_symlink():
         report.problems.append(f"{FILES_SUM} missing: provenance, README and obscore.csv cannot be checked")
