@@ -40,7 +40,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from traitlets import Bool, Dict, Int, Set, Unicode, default
+from traitlets import Bool, Dict, Float, Int, Set, Unicode, default
 from traitlets.config import Config, Configurable
 
 from .config import MusewiseConfig
@@ -54,6 +54,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO_PASSWORD = "muse-demo"
 DEMO_ADMIN_PASSWORD = "muse-demo-admin-password-change-me"
 SERVICE_NAME = "archive"
+#: The hub service of VO access to the releases (musewise.vo).
+VO_SERVICE_NAME = "vo"
 
 #: Secrets that may come from the environment rather than a file or a command line
 #: (where other users could read them): trait -> variable.
@@ -69,6 +71,13 @@ class MusewiseHub(Configurable):
     hub_port = Int(8081, help="Port of the hub process itself (on 127.0.0.1).").tag(config=True)
     proxy_api_port = Int(0, help="Port of the proxy's REST API on 127.0.0.1 (0: JupyterHub's default, port + 1).").tag(config=True)
     service_port = Int(10101, help="Port of the archive web view service (on 127.0.0.1).").tag(config=True)
+    vo = Bool(help="Serve the releases to VO clients (TAP, ObsCore, DataLink) at /services/vo/ "
+                   "(musewise.vo: GAVO DaCHS behind the hub). Default: True when DaCHS is installed "
+                   "(Debian python3-gavo).").tag(config=True)
+    vo_port = Int(10102, help="Port of the VO gateway service (on 127.0.0.1).").tag(config=True)
+    vo_refresh = Float(30.0, help="Seconds between the VO service's checks for new or changed releases.").tag(config=True)
+    public_url = Unicode(help="The hub's URL as users and VO clients reach it (links in VO responses start "
+                              "with it). Default http://<ip>:<port>.").tag(config=True)
     authenticator = Unicode(
         "shared-password",
         help="'shared-password': any user name with the demo password (demos and tests only); "
@@ -116,6 +125,16 @@ class MusewiseHub(Configurable):
         "kept): name in home -> source folder. Default: musewise's notebooks/ and templates/. "
         "On the command line: --MusewiseHub.copy_into_home=examples=/path (repeatable)."
     ).tag(config=True)
+
+    @default("vo")
+    def _vo_default(self):
+        from .vo.dachs import dachs_available
+
+        return dachs_available()
+
+    @default("public_url")
+    def _public_url_default(self):
+        return f"http://{self.ip}:{self.port}"
 
     @default("demo_password")
     def _demo_password_default(self):
@@ -452,12 +471,24 @@ def configure(c, hub: MusewiseHub | None = None) -> MusewiseHub:
         "oauth_no_confirm": True,
         "display": True,
     }]
+    scopes = {f"access:services!service={SERVICE_NAME}"}
+    if hub.vo:
+        # Public releases need no login: the gateway itself decides who sees what (musewise.vo.gateway).
+        c.JupyterHub.services.append({
+            "name": VO_SERVICE_NAME,
+            "url": f"http://127.0.0.1:{hub.vo_port}",
+            "command": [sys.executable, "-m", "musewise.vo", "--state", str(Path(mw.root) / "vo"),
+                        "--public-url", hub.public_url.rstrip("/") + f"/services/{VO_SERVICE_NAME}",
+                        "--refresh", str(hub.vo_refresh)],
+            "environment": {**archive_env, "MUSEWISE_USER": hub.archive_admin},
+            "display": False,
+        })
+        scopes.add(f"access:services!service={VO_SERVICE_NAME}")
     roles = []
-    scope = f"access:services!service={SERVICE_NAME}"
     if "extra_user_scopes" in _hub_traits():
-        c.JupyterHub.extra_user_scopes = {scope}
+        c.JupyterHub.extra_user_scopes = scopes
     else:
-        roles.append({"name": "user", "scopes": ["self", scope]})
+        roles.append({"name": "user", "scopes": ["self", *sorted(scopes)]})
     if hub.admin_token:
         c.JupyterHub.services.append({"name": "musewise-admin", "api_token": hub.admin_token})
         roles.append({"name": "musewise-admin", "services": ["musewise-admin"],
@@ -512,6 +543,9 @@ def demo_banner(hub: MusewiseHub | None = None) -> str:
     hub = hub or MusewiseHub()
     url = f"http://{hub.ip}:{hub.port}"
     lines = [f"musewise hub: {url}/hub/login", f"  archive web view: {url}/services/archive/"]
+    if hub.vo:
+        lines.append(f"  VO (TAP, ObsCore, DataLink) of the releases: {url}/services/{VO_SERVICE_NAME}/tap "
+                     "(public data without a login; consortium data with a hub token)")
     if hub.authenticator == "shared-password":
         lines += [f"  log in as alice, bob or carol (or any name) with the password {hub.demo_password!r}",
                   f"  administrators {', '.join(sorted(hub.admin_users))}: password {hub.admin_password!r}",

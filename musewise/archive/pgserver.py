@@ -85,15 +85,20 @@ class PostgresServer:
     tcp : bool
         Also listen on 127.0.0.1 on a free port for the service role, with a random
         password (tests and benchmarks); default: the unix socket only.
+    tcp_roles : dict of str to sequence of str
+        More roles that may log in over that listener with a password of their own,
+        each only to its database (``{database: roles}``: the roles of a VO server,
+        :mod:`musewise.vo.dachs`). Written when the folder is initialised.
     """
 
-    def __init__(self, base, *, tcp: bool = False):
+    def __init__(self, base, *, tcp: bool = False, tcp_roles=None):
         self.bindir = postgres_bindir()
         if self.bindir is None:
             raise ConfigurationError("PostgreSQL server not installed: apt-get install -y postgresql")
         self.base = Path(base)
         self.data, self.sock, self.log = self.base / "data", self.base / "sock", self.base / "server.log"
         self.tcp = tcp
+        self.tcp_roles = {db: tuple(roles) for db, roles in (tcp_roles or {}).items()}
         self.port: int | None = None
         self.password: str | None = None
 
@@ -135,7 +140,9 @@ class PostgresServer:
         # map to the schema owner. TCP (tests only) is for the schema owner, with a password.
         (self.data / "pg_hba.conf").write_text(
             "local all all peer map=musewise\n"
-            + (f"host all {SERVICE_ROLE} 127.0.0.1/32 scram-sha-256\n" if self.tcp else ""))
+            + (f"host all {SERVICE_ROLE} 127.0.0.1/32 scram-sha-256\n" if self.tcp else "")
+            + "".join(f"host {db} {','.join(roles)} 127.0.0.1/32 scram-sha-256\n"
+                      for db, roles in self.tcp_roles.items() if self.tcp))
         (self.data / "pg_ident.conf").write_text(
             "".join(f"musewise {a} {SERVICE_ROLE}\n" for a in self._service_accounts())
             + "musewise /^([a-z_][a-z0-9_.-]*)$ \\1\n")

@@ -18,6 +18,7 @@ from .core import (
     get_release,
     list_releases,
     manifest_of,
+    notebook_path,
     release_status,
     verify_folder,
 )
@@ -25,4 +26,4 @@ from .obscore import OBSCORE_COLUMNS, ReleaseConfig, obscore_rows
 
 __all__ = ["OBSCORE_COLUMNS", "ReleaseConfig", "ReleaseFrozenError", "ReleaseRecord", "ReleaseVerificationError",
            "VerifyReport", "add_release_parser", "create_release", "export_release", "get_release",
-           "list_releases", "manifest_of", "obscore_rows", "release_status", "verify_folder"]
+           "list_releases", "manifest_of", "notebook_path", "obscore_rows", "release_status", "verify_folder"]

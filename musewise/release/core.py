@@ -19,6 +19,7 @@ Decisions
   ``manifest.sha256`` of an exported folder.
 * **Export** writes ``products/<CATEGORY>/<file>``, ``manifest.json``,
   ``manifest.sha256``, ``provenance/<id>.txt`` and ``provenance/<id>.prov.json``
+  with ``notebooks/<notebook id>.ipynb`` (the executed notebook of every run in the history)
   (W3C PROV-JSON), ``obscore.csv`` and a
   ``README.md``; :func:`verify_folder` checks it anywhere, without an archive.
 * **Phase 3.** Science cubes and their white-light images are exported as ESO
@@ -103,6 +104,11 @@ def _record(s, rel: Release) -> ReleaseRecord:
                           .order_by(ReleaseItem.dataset_id)))
     return ReleaseRecord(rel.id, rel.name, rel.version, rel.description, rel.created,
                          s.get(User, rel.created_by).name, rel.manifest_sha256, rel.n_products, rel.total_bytes, ids)
+
+
+def notebook_path(notebook_id: int) -> str:
+    """Where an exported release folder keeps the executed notebook of archive dataset ``notebook_id``."""
+    return f"notebooks/{int(notebook_id)}.ipynb"
 
 
 def _release_path(rec) -> str:
@@ -314,6 +320,7 @@ def _readme(manifest: dict, digest: str) -> str:
         f"(`sha256sum -c {MANIFEST_SUM}` checks them)",
         f"* `{FILES_SUM}` - the sha256 of every other file here (provenance, this README, obscore.csv)",
         "* `provenance/<id>.txt` - the reduction history of each product, readable",
+        "* `notebooks/<id>.ipynb` - the executed notebook of each run of that history (archive dataset ID)",
         "* `obscore.csv` - the products described with the IVOA ObsCore 1.1 columns", "",
         "## Checking a copy", "",
         "    musewise release verify THIS_FOLDER", "",
@@ -394,6 +401,13 @@ def export_release(arch, name: str, version: str | None, folder, *, link: bool =
         graph = arch.provenance(p["dataset_id"])
         (folder / "provenance" / f"{p['dataset_id']}.txt").write_text(graph.to_text() + "\n")
         (folder / "provenance" / f"{p['dataset_id']}.prov.json").write_text(graph.to_prov_json(indent=1) + "\n")
+        # The executed notebook of every run in the history: what each run did, with its figures.
+        for run in graph.runs.values():
+            if run.notebook_id is not None:
+                nb = folder / notebook_path(run.notebook_id)
+                if not nb.exists():
+                    nb.parent.mkdir(exist_ok=True)
+                    shutil.copyfile(arch.path(run.notebook_id), nb)
     (folder / MANIFEST).write_bytes(blob)
     (folder / "README.md").write_text(_readme(manifest, digest))
     if obs:

@@ -1,0 +1,136 @@
+<!-- musewise's resource descriptor for GAVO DaCHS: released products in ivoa.obscore, with DataLink.
+
+Installed by musewise.vo.dachs as <inputs>/musewise/q.rd; its rows come from products.csv,
+which musewise.vo.publish writes from the archive's releases. Edit here, not in a data centre.
+-->
+<resource schema="musewise" resdir="musewise">
+  <meta name="title">MUSE consortium data releases</meta>
+  <meta name="description">Products of the MUSE consortium's data releases (musewise): reduced,
+    sky-subtracted, flux-calibrated cubes and the calibrations they were made with, each with its
+    complete reduction history.</meta>
+  <meta name="creationDate">2026-12-03T00:00:00</meta>
+  <meta name="subject">integral-field spectroscopy</meta>
+  <meta name="creator.name">MUSE consortium</meta>
+  <meta name="instrument">MUSE</meta>
+  <meta name="facility">ESO VLT UT4</meta>
+
+  <table id="main" onDisk="True" adql="True" primary="obs_publisher_did">
+    <meta name="description">Released products, one row each (ObsCore columns; units as in ObsCore).</meta>
+    <!-- ivoa.obscore's own DataLink service forwards to this one for these rows. -->
+    <meta name="_associatedDatalinkService">
+      <meta name="serviceId">dl</meta>
+      <meta name="idColumn">obs_publisher_did</meta>
+    </meta>
+    <mixin>//products#table</mixin>
+    <mixin
+      productType="dataproduct_type" productSubtype="dataproduct_subtype"
+      calibLevel="calib_level" collectionName="obs_collection" obsId="obs_id"
+      title="obs_title" did="obs_publisher_did" targetName="target_name"
+      ra="s_ra" dec="s_dec" fov="s_fov" coverage="s_region" sResolution="s_resolution"
+      sXel1="s_xel1" sXel2="s_xel2" tMin="t_min" tMax="t_max" expTime="t_exptime"
+      tResolution="t_resolution" tXel="t_xel" emMin="em_min" emMax="em_max"
+      emResPower="em_res_power" emXel="em_xel" emUCD="em_ucd" oUCD="o_ucd"
+      facilityName="facility_name" instrumentName="instrument_name"
+      accessURL="'\getConfig{web}{serverURL}/musewise/q/dl/dlmeta?ID='||gavo_urlescape(obs_publisher_did)"
+      mime="'application/x-votable+xml;content=datalink'"
+      size="accsize/1024"
+      preview="NULL"
+      >//obscore#publish</mixin>
+    <column name="dataproduct_type" type="text" ucd="meta.code.class"/>
+    <column name="dataproduct_subtype" type="text"/>
+    <column name="calib_level" type="smallint" required="True"/>
+    <column name="obs_collection" type="text"/>
+    <column name="obs_id" type="text"/>
+    <column name="obs_title" type="text"/>
+    <column name="obs_publisher_did" type="text" ucd="meta.ref.ivoid"/>
+    <column name="target_name" type="text"/>
+    <column name="s_ra" type="double precision" unit="deg" ucd="pos.eq.ra"/>
+    <column name="s_dec" type="double precision" unit="deg" ucd="pos.eq.dec"/>
+    <column name="s_fov" type="real" unit="deg"/>
+    <column name="s_region" type="spoly" unit="deg"/>
+    <column name="s_resolution" type="real" unit="arcsec"/>
+    <column name="s_xel1" type="bigint"><values nullLiteral="-1"/></column>
+    <column name="s_xel2" type="bigint"><values nullLiteral="-1"/></column>
+    <column name="t_min" type="double precision" unit="d"/>
+    <column name="t_max" type="double precision" unit="d"/>
+    <column name="t_exptime" type="double precision" unit="s"/>
+    <column name="t_resolution" type="double precision" unit="s"/>
+    <column name="t_xel" type="bigint"><values nullLiteral="-1"/></column>
+    <column name="em_min" type="double precision" unit="m"/>
+    <column name="em_max" type="double precision" unit="m"/>
+    <column name="em_res_power" type="double precision"/>
+    <column name="em_xel" type="bigint"><values nullLiteral="-1"/></column>
+    <column name="em_ucd" type="text"/>
+    <column name="o_ucd" type="text"/>
+    <column name="facility_name" type="text"/>
+    <column name="instrument_name" type="text"/>
+    <column name="release" type="text" description="The musewise release (name version)."/>
+    <column name="dataset_id" type="bigint" required="True"
+      description="The product's dataset ID in the musewise archive."/>
+    <column name="provenance_path" type="text"
+      description="W3C PROV-JSON of the product's reduction history (resdir-relative)."/>
+    <column name="notebook_path" type="text"
+      description="Executed notebook of the run that made the product (resdir-relative)."/>
+  </table>
+
+  <data id="import">
+    <sources>products.csv</sources>
+    <csvGrammar>
+      <rowfilter procDef="//products#define">
+        <bind key="table">"\schema.main"</bind>
+        <bind key="accref">@accref</bind>
+        <bind key="path">@accref</bind>
+        <bind key="fsize">int(@size)</bind>
+        <bind key="mime">"application/fits"</bind>
+        <bind key="preview">@preview or None</bind>
+        <bind key="preview_mime">"image/png" if @preview else None</bind>
+      </rowfilter>
+    </csvGrammar>
+    <make table="main">
+      <rowmaker idmaps="*">
+        <map key="s_region">parseSimpleSTCS(@s_region) if @s_region else None</map>
+      </rowmaker>
+    </make>
+  </data>
+
+  <service id="dl" allowed="dlmeta,dlget,static">
+    <meta name="title">MUSE consortium release products: DataLink</meta>
+    <property name="staticData">releases</property>
+    <datalinkCore>
+      <descriptorGenerator>
+        <code>
+          with base.getTableConn() as conn:
+            rows = list(conn.query("SELECT accref, provenance_path, notebook_path FROM musewise.main"
+                                   " WHERE obs_publisher_did = %(did)s", {"did": pubDID}))
+          if not rows:
+            return DatalinkFault.NotFoundFault(pubDID, "no released product has this identifier")
+          desc = ProductDescriptor.fromAccref(pubDID, rows[0][0])
+          # DaCHS's own #this link (/getproduct) drops the path of a serverURL behind a proxy
+          # (/services/vo): every link here goes through the static renderer, which keeps it.
+          desc.suppressAutoLinks = True
+          desc.filePath = rows[0][0].split("/", 1)[1]
+          desc.provenancePath, desc.notebookPath = rows[0][1], rows[0][2]
+          return desc
+        </code>
+      </descriptorGenerator>
+      <metaMaker semantics="#this">
+        <code>
+          yield descriptor.makeLinkFromFile(descriptor.filePath,
+            description="The released file", contentType=descriptor.mime)
+        </code>
+      </metaMaker>
+      <metaMaker semantics="#provenance">
+        <code>
+          if descriptor.provenancePath:
+            yield descriptor.makeLinkFromFile(descriptor.provenancePath,
+              description="Reduction history (W3C PROV-JSON): every run and input the product was made from",
+              contentType="application/x-prov+json")
+          if descriptor.notebookPath:
+            yield descriptor.makeLinkFromFile(descriptor.notebookPath,
+              description="Executed notebook of the run that made the product",
+              contentType="application/x-ipynb+json")
+        </code>
+      </metaMaker>
+    </datalinkCore>
+  </service>
+</resource>

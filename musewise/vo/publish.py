@@ -1,0 +1,160 @@
+"""Which releases a VO data centre publishes, and the rows and files it is given.
+
+There are two audiences, each with a DaCHS data centre of its own
+(:mod:`musewise.vo.dachs`):
+
+``public``
+    anyone, without a login: the releases all of whose products are public;
+``consortium``
+    consortium members with a hub token: also the releases of consortium data.
+
+Which releases an audience gets is decided by the archive's one privilege rule
+(:mod:`musewise.archive.privileges`), asked as an archive user that stands for the
+audience (``vo-public``, an outside user; ``vo-consortium``, a member of no
+project): a release is published when that user may see every product in it
+(:func:`musewise.release.list_releases`). Project and private data never reach a
+data centre, whoever asks.
+
+A published release is a copy of its exported folder (:func:`musewise.release.export_release`:
+products, provenance, notebooks, checksums) inside the data centre's inputs, made
+once (releases are frozen) and verified by its own checksums on the way in. A release
+an audience may no longer see (a product's privilege was narrowed, say) is removed
+from that data centre at the next publication: its rows and its files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..exceptions import NotFoundError
+from ..release import export_release, list_releases, manifest_of, notebook_path, obscore_rows, verify_folder
+from .dachs import RESDIR, DachsServer
+
+log = logging.getLogger(__name__)
+
+#: Audience -> is the archive user standing for it a consortium member?
+AUDIENCES = {"public": False, "consortium": True}
+
+
+def reader_name(audience: str) -> str:
+    """The archive user standing for an audience."""
+    if audience not in AUDIENCES:
+        raise ValueError(f"unknown VO audience {audience!r}: one of {', '.join(AUDIENCES)}")
+    return f"vo-{audience}"
+
+
+def audience_archive(arch, audience: str):
+    """The archive as the audience sees it (the user standing for it is registered if missing).
+
+    Parameters
+    ----------
+    arch : Archive
+        As an administrator (registering the user needs one).
+    """
+    name = reader_name(audience)
+    if name not in {u["name"] for u in arch.users()}:
+        arch.add_user(name, member=AUDIENCES[audience], full_name=f"VO readers ({audience})")
+    return arch.as_user(name)
+
+
+def folder_name(release) -> str:
+    """Folder of an exported release inside a data centre."""
+    return f"{release.name}-{release.version}"
+
+
+@dataclass
+class Publication:
+    """What a data centre publishes after :func:`publish`."""
+
+    audience: str
+    releases: list[str]
+    n_products: int
+    removed: list[str]
+
+
+def published_state(arch, audience: str) -> tuple:
+    """A cheap fingerprint of what ``audience`` may see: (release id, manifest sha256) pairs."""
+    reader = audience_archive(arch, audience)
+    return tuple(sorted((r.id, r.manifest_sha256) for r in list_releases(reader)))
+
+
+def publish(arch, server: DachsServer, audience: str) -> Publication:
+    """Give a data centre the releases its audience may see, and import their rows.
+
+    Parameters
+    ----------
+    arch : Archive
+        As an administrator (exports are recorded against that user).
+    server : DachsServer
+        The audience's data centre (prepared).
+    audience : str
+        ``public`` or ``consortium``.
+
+    Returns
+    -------
+    Publication
+    """
+    reader = audience_archive(arch, audience)
+    releases = list_releases(reader)
+    keep = {folder_name(r) for r in releases}
+    removed = []
+    server.releases_dir.mkdir(parents=True, exist_ok=True)
+    for folder in server.releases_dir.iterdir():
+        if folder.name not in keep:  # no longer for this audience, or a partial export
+            shutil.rmtree(folder)
+            removed.append(folder.name)
+    rows = []
+    for rel in releases:
+        folder = server.releases_dir / folder_name(rel)
+        if not folder.exists():
+            _export(arch, rel, folder)
+        manifest = manifest_of(reader, rel.name, rel.version)
+        entries = {p["dataset_id"]: p for p in manifest["products"]}
+        for o in obscore_rows(reader, release_name=rel.name):
+            if o["release_id"] != rel.id:
+                continue
+            p = entries[o["dataset_id"]]
+            rows.append(_row(o, p, rel, folder))
+    server.write_rows(rows)
+    server.load()
+    pub = Publication(audience, [f"{r.name} {r.version}" for r in releases], len(rows), removed)
+    log.info("VO %s: %d releases, %d products%s", audience, len(releases), len(rows),
+             f"; removed {', '.join(removed)}" if removed else "")
+    return pub
+
+
+def _export(arch, rel, folder: Path) -> None:
+    partial = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    # Copies, not hard links: the data centre's server account must read them, and the archive's
+    # own files are readable by the consortium's group alone.
+    export_release(arch, rel.name, rel.version, partial)
+    report = verify_folder(partial)
+    if not report.ok:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise NotFoundError(f"release {rel.label} did not verify after export: {report.problems}")
+    os.rename(partial, folder)  # published only once whole
+
+
+def _row(obscore: dict, entry: dict, rel, folder: Path) -> dict:
+    """The products.csv row of one released product."""
+    did = entry["dataset_id"]
+    path = entry["path"]
+    rel_folder = f"releases/{folder.name}"
+    made_by = {g["dataset_id"]: g["run_id"] for g in entry["provenance"]["generated"]}
+    runs = {r["id"]: r for r in entry["provenance"]["runs"]}
+    nb_id = runs.get(made_by.get(did), {}).get("notebook_id")
+    nb = f"{rel_folder}/{notebook_path(nb_id)}" if nb_id is not None else None
+    row = dict(obscore)
+    row.update(
+        release=f"{rel.name} {rel.version}", dataset_id=did,
+        accref=f"{RESDIR}/{rel_folder}/{path}", size=(folder / path).stat().st_size,
+        provenance_path=f"{rel_folder}/provenance/{did}.prov.json",
+        notebook_path=nb if nb and (folder.parent.parent / nb).exists() else None,
+        preview=None,
+    )
+    return row

@@ -1,0 +1,166 @@
+"""The ``vo`` hub service: a PostgreSQL server, two DaCHS data centres and the gateway, as one process tree.
+
+``musewise hub`` starts it (:func:`musewise.hubcli.configure`) as the managed service
+``vo``; the hub gives it its address, prefix and API token in the environment
+(``JUPYTERHUB_SERVICE_URL``, ``JUPYTERHUB_SERVICE_PREFIX``, ``JUPYTERHUB_API_TOKEN``),
+and the archive settings as for every service. It:
+
+1. starts its own PostgreSQL server under ``<state>/postgres`` (the data centres'
+   databases; none of the archive's data is in it);
+2. prepares and starts the ``public`` and ``consortium`` data centres, each under
+   ``<state>/<audience>``, on free ports of 127.0.0.1;
+3. publishes the releases each audience may see (:func:`musewise.vo.publish.publish`),
+   and again whenever that changes (checked every ``--refresh`` seconds);
+4. serves the gateway (:mod:`musewise.vo.gateway`) and, when stopped (SIGTERM from the
+   hub), stops the data centres and its PostgreSQL server.
+
+Run by hand: ``python -m musewise.vo --state DIR --public-url URL --port N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ..exceptions import PermissionDeniedError
+from .dachs import DachsServer, database_name, role_names
+from .publish import AUDIENCES, publish, published_state
+
+log = logging.getLogger("musewise.vo")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class VOService:
+    """The data centres of every audience over one PostgreSQL server.
+
+    Parameters
+    ----------
+    archive : Archive
+        As an administrator.
+    state_dir : path-like
+        Where the PostgreSQL server and the data centres keep their folders.
+    public_url : str
+        The gateway's URL as clients reach it (``http://host:8000/services/vo``).
+    authority : str
+        IVOA authority of the identifiers.
+    """
+
+    def __init__(self, archive, state_dir, public_url: str, authority: str = "musewise.consortium"):
+        from ..archive.pgserver import PostgresServer
+
+        self.archive = archive
+        self.state = Path(state_dir)
+        self.public_url = public_url.rstrip("/")
+        self.postgres = PostgresServer(self.state / "postgres", tcp=True, tcp_roles={
+            database_name(a): tuple(role_names(a).values()) for a in AUDIENCES})
+        self.servers = {a: DachsServer(self.state / a, name=a, postgres=self.postgres, port=_free_port(),
+                                       public_url=self.public_url, authority=authority,
+                                       title=f"MUSE consortium releases ({a})")
+                        for a in AUDIENCES}
+        self.published: dict[str, tuple] = {}
+
+    def start(self) -> "VOService":
+        """Start PostgreSQL and every data centre, publishing first; returns self."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.postgres.start()
+        try:
+            for audience, server in self.servers.items():
+                server.prepare()
+                self.refresh(audience)
+                server.start()
+                log.info("VO %s data centre on %s", audience, server.url)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def refresh(self, audience: str | None = None) -> list[str]:
+        """Publish again for the audiences whose visible releases changed; returns those audiences."""
+        changed = []
+        for a in ([audience] if audience else list(self.servers)):
+            state = published_state(self.archive, a)
+            if self.published.get(a) != state:
+                publish(self.archive, self.servers[a], a)
+                self.published[a] = state
+                changed.append(a)
+        return changed
+
+    def is_member(self, name: str) -> bool:
+        """May hub user ``name`` see consortium data (a registered member or administrator)?"""
+        try:
+            user = self.archive.as_user(name).user
+        except PermissionDeniedError:
+            return False
+        return bool(user.is_member or user.is_admin)
+
+    def stop(self) -> None:
+        """Stop the data centres and the PostgreSQL server."""
+        for server in self.servers.values():
+            server.stop()
+        self.postgres.stop()
+
+
+def main(argv=None) -> None:
+    """Run the ``vo`` service (as the hub starts it, or by hand)."""
+    from jupyterhub.services.auth import HubAuth
+    from tornado.httpserver import HTTPServer
+    from tornado.ioloop import IOLoop, PeriodicCallback
+
+    from ..archive import Archive
+    from .gateway import make_app
+
+    p = argparse.ArgumentParser(prog="python -m musewise.vo", description=__doc__.splitlines()[0])
+    p.add_argument("--state", required=True, help="folder of the PostgreSQL server and the data centres")
+    p.add_argument("--public-url", required=True, help="the service's URL as clients reach it")
+    p.add_argument("--refresh", type=float, default=30.0, help="seconds between checks for new releases")
+    p.add_argument("--authority", default="musewise.consortium", help="IVOA authority of identifiers")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(levelname).1s %(asctime)s vo] %(message)s", stream=sys.stderr)
+    url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10102"))
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/vo/")
+    archive = Archive.open()
+    service = VOService(archive, args.state, args.public_url, authority=args.authority).start()
+    loop = IOLoop.current()
+
+    def stop(*_):
+        loop.add_callback_from_signal(loop.stop)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    busy = asyncio.Lock()
+
+    async def refresh():
+        if busy.locked():
+            return
+        async with busy:
+            try:
+                await loop.run_in_executor(None, service.refresh)
+            except Exception:  # a failed publication must not stop the service: the old rows stay served
+                log.exception("VO publication failed")
+
+    try:
+        app = make_app({a: s.url for a, s in service.servers.items()}, prefix=prefix,
+                       hub_auth=HubAuth(cache_max_age=60), is_member=service.is_member)
+        HTTPServer(app, xheaders=True).listen(url.port or 80, url.hostname or "127.0.0.1")
+        PeriodicCallback(refresh, args.refresh * 1000).start()
+        log.info("VO gateway at %s%s (public URL %s)", url.geturl().rstrip("/"), prefix, args.public_url)
+        loop.start()
+    finally:
+        service.stop()
+        archive.close()
+
+
+if __name__ == "__main__":
+    main()
