@@ -236,7 +236,11 @@ def continuum_sources(white, *, nsigma: float = 3.0, npixels: int = 5):
     img = np.where(finite, data - med, 0.0)
     if sigma <= 0:
         return []
-    segm = detect_sources(img, nsigma * sigma, npixels=int(npixels), mask=~finite)
+    import inspect
+
+    # photutils 3 renamed npixels to n_pixels (the old name warns)
+    key = "n_pixels" if "n_pixels" in inspect.signature(detect_sources).parameters else "npixels"
+    segm = detect_sources(img, nsigma * sigma, mask=~finite, **{key: int(npixels)})
     if segm is None:
         return []
     err = (np.sqrt(np.clip(np.where(finite, white.var, 0.0), 0, None)) if white.var is not None
