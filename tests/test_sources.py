@@ -275,3 +275,17 @@ def test_the_field_catalog_is_archived_with_provenance_rows_and_its_notebook(fie
                for c in nb["cells"] if c["cell_type"] == "code"}
     (shown,) = [n for src, n in figures.items() if "plot_detections" in src]
     assert shown == 2, "the detections over the white light and the spectra with their lines"
+
+
+def test_qc_of_a_catalog_counts_its_sources_and_those_at_sky_lines(small_catalog):
+    from musewise.qc.measures_field import measure_sources
+    from musewise.qc.thresholds import QC_TYPES, QCThresholds
+
+    cube, path, _ = small_catalog
+    m = measure_sources(path)
+    assert (m.values["n_line"], m.values["n_continuum"], m.values["sky_fraction"]) == (1, 2, 0.0)
+    line = next(s.line_wavelength for s in cube.sources if s.line_wavelength)
+    bad = measure_sources(path, sky_lines=[line + 1.0])  # as if the line were a sky residual
+    assert bad.values["sky_fraction"] == 1.0
+    assert QC_TYPES["SOURCE_CATALOG"] == "sources"
+    assert QCThresholds().check("sources", bad.values).flag == "bad"
