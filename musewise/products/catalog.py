@@ -20,6 +20,7 @@ A ``SOURCE_CATALOG`` is one FITS file (written by :func:`write_source_catalog`):
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -180,6 +181,15 @@ def read_sources(path: str | os.PathLike) -> Table:
     return table
 
 
+@contextlib.contextmanager
+def _source_extension(path, name: str, what: str, source_id: int):
+    """(open HDUList, the HDU ``name``) of a catalogue, or NotFoundError saying which source lacks ``what``."""
+    with open_fits(path) as hdul:
+        if name not in hdul:
+            raise NotFoundError(f"{Path(path).name} has no {what} of source {source_id}")
+        yield hdul, hdul[name]
+
+
 def source_spectrum(path: str | os.PathLike, source_id: int) -> Spectrum:
     """The spectrum of source ``source_id`` of a catalogue (flux BUNIT, variance, air wavelengths).
 
@@ -189,10 +199,7 @@ def source_spectrum(path: str | os.PathLike, source_id: int) -> Spectrum:
         If the catalogue has no spectrum of that source.
     """
     name = spectrum_extension(source_id)
-    with open_fits(path) as hdul:
-        if name not in hdul:
-            raise NotFoundError(f"{Path(path).name} has no spectrum of source {source_id}")
-        h = hdul[name]
+    with _source_extension(path, name, "spectrum", source_id) as (hdul, h):
         wave = h.header["CRVAL1"] + h.header["CD1_1"] * (np.arange(h.data.size) + 1 - h.header["CRPIX1"])
         var = np.asarray(hdul[f"{name}_STAT"].data, np.float64) if f"{name}_STAT" in hdul else None
         return Spectrum(wave, np.asarray(h.data, np.float64), var, unit=h.header.get("BUNIT", ""),
@@ -210,11 +217,7 @@ def source_image(path: str | os.PathLike, source_id: int) -> Image:
     """
     from .wcs import celestial_header
 
-    name = image_extension(source_id)
-    with open_fits(path) as hdul:
-        if name not in hdul:
-            raise NotFoundError(f"{Path(path).name} has no image of source {source_id}")
-        h = hdul[name]
+    with _source_extension(path, image_extension(source_id), "image", source_id) as (_, h):
         return Image(np.asarray(h.data, np.float32), unit=h.header.get("BUNIT", ""),
                      label=h.header.get("LABEL", f"source {source_id}"), wcs_header=celestial_header(h.header),
                      meta={"source": int(source_id)})

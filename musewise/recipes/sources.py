@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -43,7 +42,7 @@ import numpy as np
 
 from ..exceptions import InvalidArgumentError, InvalidFrameError, MissingDependencyError
 from ..products.catalog import CONTINUUM, LINE, SOURCE_CATALOG, empty_sources, write_source_catalog
-from .python import register_python_recipe
+from .python import library_log, register_python_recipe
 
 #: Programs SExtractor is installed as: Debian's name first, then the names MUSELET looks for.
 SEXTRACTOR_NAMES = ("source-extractor", "sex", "sextractor")
@@ -167,15 +166,10 @@ def muselet_lines(cube_path: str | Path, workdir: str | Path, *, delta: int = 20
     shutil.rmtree(work, ignore_errors=True)
     (work / "nb").mkdir(parents=True, exist_ok=True)
     skyclean = _sky_ranges(sky_ranges)
-    handler = _LogHandler(log) if log else None
-    mlog = logging.getLogger("mpdaf.sdetect.muselet")
-    level = mlog.level
-    if handler:
-        mlog.setLevel(logging.INFO)  # its INFO lines say how many detections each cut left
-        mlog.addHandler(handler)
     # MUSELET's progress counters rewrite one stdout line per plane (~3700): a notebook would keep them all.
+    # Its INFO lines say how many detections each cut left.
     sink = io.StringIO()
-    try:
+    with library_log(log, "mpdaf.sdetect.muselet", "muselet"):
         with sextractor_on_path(program, work / "bin"), contextlib.redirect_stdout(sink):
             ml.step1(Path(cube_path), None, delta=int(delta), dir_=work, write_nbcube=False, n_cpu=int(n_cpu))
             ml.step2(Path(cube_path), sex_config_nb={"detect_thresh": float(detect_thresh)}, dir_=work,
@@ -187,21 +181,6 @@ def muselet_lines(cube_path: str | Path, workdir: str | Path, *, delta: int = 20
             if len(kept) == 0:
                 return kept
             return ml.find_lines(kept, cube, float(radius) * pix, n_cpu=int(n_cpu))
-    finally:
-        if handler:
-            mlog.removeHandler(handler)
-            mlog.setLevel(level)
-
-
-class _LogHandler(logging.Handler):
-    """Passes MUSELET's log records to a recipe's log callback."""
-
-    def __init__(self, log):
-        super().__init__(logging.INFO)
-        self._log = log
-
-    def emit(self, record):
-        self._log(f"muselet: {record.getMessage()}")
 
 
 def continuum_sources(white, *, nsigma: float = 3.0, npixels: int = 5):
