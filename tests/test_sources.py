@@ -22,6 +22,8 @@ from sqlalchemy import text
 
 from musewise.vocabulary import Privilege
 
+from test_web import populated, web  # noqa: F401  (the web view on a populated archive, reused)
+
 
 def long_pipeline(test):
     """A test on the field the session reduces with the real pipeline: ``long`` (make test-long)."""
@@ -196,6 +198,26 @@ def test_the_check_figures_draw_the_sources(small_catalog):
     assert "1 emission-line sources" in fig.axes[0].get_title()
     fig = checks.plot_source_spectra(path)
     assert len(fig.axes) == 2 and "line at" in fig.axes[0].get_title()
+
+
+def test_the_catalogs_page_lists_its_sources_with_their_spectrum_and_image(populated, web, small_catalog, tmp_path):
+    arch, _ = populated
+    get, _ = web
+    _, path, _ = small_catalog
+    mine = tmp_path / "SOURCES.fits"
+    shutil.copy(path, mine)
+    _, cat = _archive_catalog(arch, mine, privilege=Privilege.PROJECT, project="galaxies")
+    page = get(f"datasets/{cat.id}", user="alice")
+    assert page.status_code == 200 and 'id="sources"' in page.text
+    table = page.text[page.text.index('id="sources"'):]
+    assert "4898.63" in table and table.count("spectrum.png") == 3
+    for what in ("spectrum", "image"):
+        r = get(f"datasets/{cat.id}/sources/1/{what}.png", user="alice")
+        assert r.status_code == 200 and r.content.startswith(b"\x89PNG"), what
+    # who may not see the catalogue sees neither its page nor its sources' figures
+    assert get(f"datasets/{cat.id}", user="carol").status_code == 404
+    assert get(f"datasets/{cat.id}/sources/1/spectrum.png", user="carol").status_code == 404
+    assert get(f"datasets/{cat.id}/sources/99/spectrum.png", user="alice").status_code == 404
 
 
 # ------------------------------------------------------------------------------ the real pipeline's field
