@@ -233,6 +233,7 @@ def field_catalog(field, tmp_path_factory):
     _need_sextractor()
     with fixture_tmp(tmp_path_factory, "field_sources") as root:
         arch = field_copy(field, root)
+        arch.add_user("eve", member=False)  # an outside user, who sees public data only
         cube = field["exp_cube"]
         specs = api.prepare("sources", None, commit=True, archive=arch, target=field["programme"].field.name,
                             p={"n_cpu": 2})
@@ -269,7 +270,8 @@ def test_the_lyman_alpha_emitter_is_in_the_catalog_where_and_when_it_was_simulat
     table = read_sources(arch.path(cat.id))
     lines = table[table["kind"] == "line"]
     assert len(lines), "no emission-line source at all"
-    sep = SkyCoord(lines["ra"] * u.deg, lines["dec"] * u.deg).separation(SkyCoord(ra * u.deg, dec * u.deg)).arcsec
+    where = SkyCoord(np.asarray(lines["ra"], float) * u.deg, np.asarray(lines["dec"], float) * u.deg)
+    sep = where.separation(SkyCoord(ra * u.deg, dec * u.deg)).arcsec
     k = int(np.argmin(sep))
     found = lines[k]
     print(f"sources on the exp_combine cube: {len(lines)} line, {len(table) - len(lines)} continuum in {seconds:.0f} s; "
