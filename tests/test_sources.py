@@ -278,6 +278,9 @@ def test_the_lyman_alpha_emitter_is_in_the_catalog_where_and_when_it_was_simulat
           f"LAE found {sep[k]:.3f} arcsec from its simulated position, line at {found['wavelength']:.2f} A "
           f"(simulated {lae.line_wavelength:.2f} A, {found['wavelength'] - lae.line_wavelength:+.2f} A), "
           f"S/N {found['snr']:.1f}")
+    for r in lines:  # what else was found: the galaxy's lines, residuals of sky lines
+        print(f"  line source {r['id']}: x {r['x']:.1f} y {r['y']:.1f}, {r['wavelength']:.2f} A, S/N {r['snr']:.1f}")
+    print("QC:", {q["name"]: q["value"] for q in arch.qc(cat.id)})
     assert sep[k] < 0.5
     assert abs(found["wavelength"] - lae.line_wavelength) <= 2.5
 
