@@ -15,8 +15,11 @@ STAMP := $(VENV)/.stamps
 # python3-venv/-dev: a Debian python3 needs them for the virtualenv; esorex + cpl-plugin-muse:
 # the ESO MUSE pipeline; postgresql: the shared-site database the tests run against;
 # chromium: the headless browser of the page and widget tests; graphviz: the dot program that draws
-# provenance graphs; nodejs/npm: configurable-http-proxy.
-APT_PACKAGES := esorex cpl-plugin-muse postgresql chromium graphviz python3-gavo postgresql-15-pgsphere
+# provenance graphs; source-extractor: SExtractor, which MUSELET (step sources) runs on every narrow band;
+# python3-gavo + postgresql-15-pgsphere: GAVO DaCHS, the VO server of the releases (musewise.vo);
+# nodejs/npm: configurable-http-proxy.
+APT_PACKAGES := esorex cpl-plugin-muse postgresql chromium graphviz source-extractor python3-gavo \
+	postgresql-15-pgsphere
 # Installed only when the command is missing (a machine may have its own Python or Node.js).
 APT_IF_MISSING := "$(PYTHON) -c 'import ensurepip'":python3-venv "npm --version":npm
 

@@ -21,7 +21,8 @@ OPTIONAL = {
     "voila": ("voila", "hub"),
     "psycopg": ("psycopg[binary]", "postgres"),
     "dask_jobqueue": ("dask-jobqueue", "jobqueue"),
-    "mpdaf": ("mpdaf", "bench"),
+    "mpdaf": ("mpdaf", "sources"),
+    "photutils": ("photutils", "sources"),
 }
 
 

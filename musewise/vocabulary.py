@@ -114,6 +114,8 @@ SCIENCE_CATEGORIES = {
     "DATACUBE_STD": "DataCube",
     "IMAGE_FOV": "Image",
     "OBJECT_RESAMPLED": "Image",
+    # the emission-line and continuum sources of a cube (step ``sources``, musewise.products.catalog)
+    "SOURCE_CATALOG": "SourceCatalog",
 }
 
 

@@ -305,3 +305,23 @@ def test_the_sql_page_shows_certifications_and_verdicts_only_of_visible_datasets
     cols, rows = run_readonly_sql(archive.as_user("alice"), f"SELECT is_valid, flag, collection_id FROM datasets "
                                                              f"WHERE id = {trial.id}")
     assert cols == ["is_valid", "flag", "collection_id"] and rows[0][:2] == (1, "unchecked")
+
+
+def test_migration_0004_adds_the_sources_table_to_an_archive_of_0003(db_url, tmp_path):
+    """An archive of 0003 (built as 0002 then upgraded) gains an empty ``sources`` table; its rows stay."""
+    from musewise.archive import Archive
+    from musewise.archive.database import make_engine, upgrade
+    from musewise.config import MusewiseConfig
+
+    _build_0002_archive(db_url, tmp_path / "datastore")
+    eng = make_engine(db_url)
+    upgrade(eng, "0003")
+    with eng.connect() as conn:
+        n_datasets = conn.scalar(text("SELECT count(*) FROM datasets"))
+    eng.dispose()
+    arch = Archive(MusewiseConfig.load(root=str(tmp_path / "root"), db_url=db_url, user="admin"), user="admin")
+    with arch.engine.connect() as conn:
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0004"
+        assert conn.scalar(text("SELECT count(*) FROM sources")) == 0
+        assert conn.scalar(text("SELECT count(*) FROM datasets")) == n_datasets
+    assert arch.sources() == [] and arch.get(3).category == "MASTER_BIAS"

@@ -22,6 +22,7 @@ from ..exceptions import NotFoundError, PermissionDeniedError
 from ..ingest import FrameInfo
 from ..vocabulary import CollectionType, Privilege, QualityFlag
 from . import calibrations, lineage, liveness, qcvalues, queries, storage, users, validity
+from . import sources as sources_mod
 from .calibrations import CalibrationChoice
 from .collections import (
     SearchPath,
@@ -723,6 +724,30 @@ class Archive:
                              .order_by(QCParameter.ifu, QCParameter.name))
             return [{"ifu": r.ifu, "name": r.name, "value": r.value, "unit": r.unit, "run_id": r.run_id}
                     for r in rows]
+
+    def sources(self, *, dataset_id: int | None = None, kind: str | None = None, wave_min: float | None = None,
+                wave_max: float | None = None, min_snr: float | None = None) -> list[dict]:
+        """Sources of the archived source catalogues the user may see (table ``sources``).
+
+        Parameters
+        ----------
+        dataset_id : int, optional
+            Only the sources of this ``SOURCE_CATALOG``.
+        kind : {"line", "continuum"}, optional
+            Emission-line or white-light detections.
+        wave_min, wave_max : float, optional
+            Line wavelength range, Angstrom (air).
+        min_snr : float, optional
+            Lowest signal-to-noise ratio.
+
+        Returns
+        -------
+        list of dict
+            ``dataset_id`` and the columns of :data:`musewise.archive.sources.FIELDS` (``ra``, ``dec``
+            in degrees, ``wavelength`` in Angstrom, NULL/None for continuum sources), by catalogue and id.
+        """
+        return sources_mod.sources(self, dataset_id=dataset_id, kind=kind, wave_min=wave_min,
+                                   wave_max=wave_max, min_snr=min_snr)
 
     def qc_names(self, *, category=None) -> list[tuple[str, str, int]]:
         """QC parameters measured on visible datasets: ``(name, category, number of datasets)``, by name."""

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from .. import __version__
 from ..exceptions import NotFoundError, PermissionDeniedError, ReferenceInputError, RunStateError
 from ..ingest import FrameInfo, inspect_file
+from ..products.catalog import SOURCE_CATALOG, read_sources
 from ..vocabulary import (
     CollectionType,
     DatasetKind,
@@ -38,6 +39,7 @@ from .collections import chain_prepend, ensure_collection
 from .privileges import visible_runs
 from .records import DatasetRecord, RunInputRecord, RunRecord
 from .schema import Collection, CollectionChain, Dataset, Project, Run, RunInput, User, utcnow
+from .sources import record_sources
 
 
 def _run_record(s, run: Run, output_ids=(), notebooks: set[int] = frozenset()) -> RunRecord:
@@ -186,14 +188,16 @@ def finish_run(arch, run_id, outputs, *, notebook, details, move=False) -> list[
         if category and category != info.category:
             info = dataclasses.replace(info, category=category, kind=kind_of_category(category))
         infos.append((Path(path), info))
+    # A catalogue's table is read now too: an unreadable one refuses the run, and a moved file is gone later.
+    tables = {p: read_sources(p) for p, info in infos if info.category == SOURCE_CATALOG}
     try:
-        return _finish(arch, run_id, infos, notebook, details, move)
+        return _finish(arch, run_id, infos, notebook, details, move, tables)
     except SAIntegrityError:
         # Two runs stored identical new bytes at the same instant: the retry finds them stored.
-        return _finish(arch, run_id, infos, notebook, details, move)
+        return _finish(arch, run_id, infos, notebook, details, move, tables)
 
 
-def _finish(arch, run_id, infos, notebook, details, move) -> list[DatasetRecord]:
+def _finish(arch, run_id, infos, notebook, details, move, tables) -> list[DatasetRecord]:
     with arch.transaction() as tx:
         s = tx.session
         run = _own_run(arch, s, run_id)
@@ -211,7 +215,10 @@ def _finish(arch, run_id, infos, notebook, details, move) -> list[DatasetRecord]
                 made_kind = kind_of_category(info.category)
                 info = dataclasses.replace(info, kind=made_kind if made_kind in (
                     DatasetKind.CALIBRATION, DatasetKind.SCIENCE) else DatasetKind.AUXILIARY)
-            made.append(_store(arch, tx, run, path, info, move))
+            ds = _store(arch, tx, run, path, info, move)
+            # A catalogue's sources become rows in the same transaction: never one without the other.
+            record_sources(s, ds, tables.get(path))
+            made.append(ds)
         _store_notebook(arch, tx, run, notebook)
         _chain_run(arch, s, run, made)
         run.status, run.ended = RunStatus.SUCCEEDED.value, utcnow()

@@ -9,7 +9,7 @@ server shows it only the rows the privilege rule lets it see, and lets it change
 what it has the right to change:
 
 * **reading** (every table holding dataset rows or their headers, per-IFU states, QC
-  values, validity and certification history, review state, runs and their inputs):
+  values, the sources of source catalogues, validity and certification history, review state, runs and their inputs):
   :func:`musewise.archive.privileges.visibility`, compiled from the same SQLAlchemy
   expression the Python filters use (:func:`~musewise.archive.privileges.current_role_viewer`
   stands in for the user), so the two cannot drift apart;
@@ -42,6 +42,7 @@ from sqlalchemy.dialects import postgresql
 from .pgserver import ENSURE_GROUP_SQL, USERS_ROLE
 from .privileges import current_role_viewer, manage_right, review_right, visibility
 from .schema import (
+    CatalogSource,
     Certification,
     CertificationEvent,
     Collection,
@@ -110,6 +111,12 @@ def _rules() -> dict[str, list[tuple[str, str, str | None, str | None]]]:
             ("review", "UPDATE", *[_sql(reviewable_ds(DatasetIfu.dataset_id))] * 2),
             ("remove", "DELETE", _sql(DatasetIfu.dataset_id.in_(select(d.id).where(d.owner_id == me))), None),
         ],
+        # A catalogue's sources: seen with the catalogue, written (when it is archived) by its owner.
+        "sources": [
+            ("see", "SELECT", _sql(visible_ds(CatalogSource.dataset_id)), None),
+            ("add", "INSERT", None, _sql(CatalogSource.dataset_id.in_(select(d.id).where(d.owner_id == me)))),
+            ("remove", "DELETE", _sql(CatalogSource.dataset_id.in_(select(d.id).where(d.owner_id == me))), None),
+        ],
         # A file's row (checksum, storage path, original name) is seen with a dataset over it;
         # a row no dataset claims yet is seen too, so that an ingest finds the row it just added.
         "files": [
@@ -171,7 +178,7 @@ WRITES = {
     "collection_chains": "INSERT, UPDATE, DELETE", "certifications": "INSERT, UPDATE, DELETE",
     "certification_events": "INSERT", "validity_events": "INSERT", "qc_parameters": "INSERT, UPDATE, DELETE",
     "qc_claims": "INSERT, UPDATE, DELETE", "qc_review_states": "INSERT, UPDATE, DELETE",
-    "qc_review_events": "INSERT",
+    "qc_review_events": "INSERT", "sources": "INSERT, DELETE",
 }
 
 

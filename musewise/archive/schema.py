@@ -330,6 +330,33 @@ class QCParameter(Base):
     __table_args__ = (Index("ix_qc_dataset", "dataset_id", "name"),)
 
 
+class CatalogSource(Base):
+    """A source of an archived ``SOURCE_CATALOG``: one row of its ``SOURCES`` table, for SQL.
+
+    Seen by exactly those who may see the catalogue dataset (its privilege rule);
+    written when the catalogue is archived, in the same transaction.
+    """
+
+    __tablename__ = "sources"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False)
+    source_id: Mapped[int] = mapped_column(Integer)           # "id" in the catalogue file
+    kind: Mapped[str] = mapped_column(String(16))             # line or continuum
+    ra: Mapped[float] = mapped_column(Float)                  # deg
+    dec: Mapped[float] = mapped_column(Float)                 # deg
+    x: Mapped[float | None] = mapped_column(Float)            # spaxel of the cube, 0-based
+    y: Mapped[float | None] = mapped_column(Float)
+    wavelength: Mapped[float | None] = mapped_column(Float)   # Angstrom (air); NULL for continuum
+    flux: Mapped[float | None] = mapped_column(Float)         # BUNIT * Angstrom (line) or BUNIT (continuum)
+    flux_err: Mapped[float | None] = mapped_column(Float)
+    snr: Mapped[float | None] = mapped_column(Float)
+    spectrum: Mapped[str] = mapped_column(String(16), default="")  # extension of its spectrum
+    image: Mapped[str] = mapped_column(String(16), default="")     # extension of its image
+
+    __table_args__ = (Index("ix_sources_dataset", "dataset_id", "source_id"),
+                      Index("ix_sources_wavelength", "kind", "wavelength"))
+
+
 # Tables of the review queue and data releases live in their own module; importing it
 # here registers them in Base.metadata for Alembic and create_all.
 from . import schema_review  # noqa: E402,F401

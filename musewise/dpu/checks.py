@@ -11,7 +11,10 @@ matplotlib figure, so a test (or a person) can see that it was made:
 * :func:`plot_sky_residuals` (``zap``): the mean spectrum of the sky spaxels around
   the strong sky lines, before and after cleaning;
 * :func:`plot_field_grid` (``field_grid``): where each exposure's IFUs fall on the
-  field's grid, and the grid's edges.
+  field's grid, and the grid's edges;
+* :func:`plot_detections` and :func:`plot_source_spectra` (``muselet``, step ``sources``):
+  the catalogue's sources over the cube's white-light image, and each line source's
+  spectrum with its line marked and its narrow-band image.
 
 Cubes are read a block of planes at a time (never whole, never as float64).
 """
@@ -302,5 +305,93 @@ def plot_field_grid(result, sof):
     return plot(grid_path, [p for p, t in sof if t == "OBJECT"], next(p for p, t in sof if t == "GEOMETRY_TABLE"))
 
 
-__all__ = ["STRONG_SKY_LINES", "cube_sky_spectrum", "mean_spectrum", "plot_field_grid", "plot_response_check",
-           "plot_sky_residuals", "plot_sky_subtracted", "sky_lines_of", "sky_spaxels", "static_response"]
+
+
+def plot_detections(catalog, cube):
+    """The catalogue's sources over the cube's white-light image: circles for lines, crosses for continuum.
+
+    Parameters
+    ----------
+    catalog : path
+        A ``SOURCE_CATALOG``.
+    cube : path
+        The ``DATACUBE_FINAL`` it was made from.
+    """
+    import matplotlib.pyplot as plt
+
+    from ..products.catalog import read_sources
+    from ..products.cube import MuseCube
+
+    table = read_sources(catalog)
+    with MuseCube.open(cube, find_image_fov=False) as c:
+        white = np.asarray(c.white_light().data, dtype=np.float64)
+    ny, nx = white.shape
+    fig, ax = plt.subplots(figsize=(10, max(2.5, 10 * ny / nx + 1)))
+    finite = white[np.isfinite(white)]
+    lo, hi = np.percentile(finite, [1, 99.5]) if finite.size else (0, 1)
+    ax.imshow(white, origin="lower", cmap="gray", vmin=lo, vmax=hi, aspect="equal")
+    for r in table:
+        if r["kind"] == "line":
+            ax.plot(r["x"], r["y"], "o", mfc="none", mec="tab:red", ms=12)
+            ax.annotate(f"{r['id']}: {r['wavelength']:.1f} A", (r["x"], r["y"]), xytext=(6, 6),
+                        textcoords="offset points", color="tab:red", fontsize=8)
+        else:
+            ax.plot(r["x"], r["y"], "+", color="tab:cyan", ms=10)
+    n_line = sum(table["kind"] == "line")
+    ax.set_title(f"{n_line} emission-line sources (red circles) and {len(table) - n_line} continuum sources "
+                 "(cyan crosses) over the white light")
+    ax.set_xlabel("x (spaxel)")
+    ax.set_ylabel("y (spaxel)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_source_spectra(catalog, max_sources: int = 6, half_width: float = 60.0):
+    """Each line source's spectrum around its line (marked), beside its narrow-band image.
+
+    Parameters
+    ----------
+    catalog : path
+        A ``SOURCE_CATALOG``.
+    max_sources : int
+        The brightest this many line sources (by S/N) are shown.
+    half_width : float
+        Half-width of the wavelength range shown, Angstrom.
+
+    Returns
+    -------
+    matplotlib.figure.Figure or None
+        None when the catalogue has no line source.
+    """
+    import matplotlib.pyplot as plt
+
+    from ..products.catalog import read_sources, source_image, source_spectrum
+
+    table = read_sources(catalog)
+    lines = table[table["kind"] == "line"]
+    if len(lines) == 0:
+        print("no emission-line source in the catalogue")
+        return None
+    lines = lines[np.argsort(-np.nan_to_num(np.asarray(lines["snr"], float)))][:max_sources]
+    fig, axes = plt.subplots(len(lines), 2, figsize=(11, 2.6 * len(lines)), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 1]})
+    for (ax, axi), r in zip(axes, lines):
+        spec = source_spectrum(catalog, int(r["id"]))
+        near = np.abs(spec.wave - r["wavelength"]) <= half_width
+        ax.step(spec.wave[near], spec.data[near], where="mid", lw=0.8, color="k")
+        ax.axvline(r["wavelength"], color="tab:red", ls="--", lw=1)
+        ax.set_title(f"source {r['id']}: line at {r['wavelength']:.2f} A, S/N {r['snr']:.1f}", fontsize=9)
+        ax.set_xlabel("wavelength (A)")
+        ax.set_ylabel(spec.unit or "flux", fontsize=7)
+        img = source_image(catalog, int(r["id"]))
+        axi.imshow(img.data, origin="lower", cmap="viridis")
+        axi.set_title("narrow band", fontsize=9)
+        axi.set_xticks([])
+        axi.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["STRONG_SKY_LINES", "cube_sky_spectrum", "mean_spectrum", "plot_detections", "plot_field_grid",
+           "plot_response_check", "plot_sky_residuals", "plot_sky_subtracted", "plot_source_spectra",
+           "sky_lines_of", "sky_spaxels", "static_response"]

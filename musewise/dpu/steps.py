@@ -13,7 +13,8 @@ The chain for a science cube is::
                                                         field_grid (a target's) -^
 
 (brackets: optional, switched on in :class:`~musewise.dpu.config.DpuConfig`; ``zap``, the
-ZAP sky-residual cleaner on each exposure's cube, runs when asked for: ``dpu.make('zap')``). ``lsf`` is
+ZAP sky-residual cleaner on each exposure's cube, and ``sources``, the source catalogue of a cube,
+run when asked for: ``dpu.make('zap')``). ``lsf`` is
 always built: muse_scipost's default sky subtraction (``skymethod=model``) fits the
 sky lines with the LSF of every slice (``LSF_PROFILE``), starting from the static
 ``SKY_LINES`` list. ``twilight`` is built when the night has (3+) twilight sky flats:
@@ -195,6 +196,10 @@ STEPS: dict[str, Step] = {s.name: s for s in (
     # Not a pipeline recipe: ZAP (musewise.recipes.zapclean) cleans a cube (one exposure's or
     # a combined one) of its sky-line residuals; its product is a cube of its own category.
     Step("zap", "zap", "DATACUBE_FINAL", input_kind="product", products=("DATACUBE_ZAP",),
+         per=PER_EXPOSURE),
+    # Not a pipeline recipe: MUSELET and photutils (musewise.recipes.sources) catalogue the emission-line
+    # and continuum sources of a cube (an exposure's or a combined one) in a SOURCE_CATALOG.
+    Step("sources", "muselet", "DATACUBE_FINAL", input_kind="product", products=("SOURCE_CATALOG",),
          per=PER_EXPOSURE),
 )}
 

@@ -28,7 +28,7 @@ from ..kernel import musewise_notebook
 TEMPLATE_RECIPES = (
     "muse_bias", "muse_dark", "muse_flat", "muse_wavecal", "muse_lsf", "muse_twilight",
     "muse_scibasic", "muse_scipost", "muse_exp_align", "muse_exp_combine", "muse_standard",
-    "combine_cubes", "zap", "field_grid",
+    "combine_cubes", "zap", "field_grid", "muselet",
 )
 
 #: What an astronomer checks after aligning exposures: the correction found for each
@@ -64,6 +64,9 @@ _QUICKLOOK = {
     "zap": "nb.quicklook(result, ['cube'])  # white-light image of the cleaned cube",
     "field_grid": "from musewise.dpu import checks\n"
                   "fig = checks.plot_field_grid(result, sof)  # each exposure's IFUs on the grid",
+    "muselet": "from musewise.products.catalog import read_sources\n"
+               "for o in result.outputs_of('SOURCE_CATALOG'):\n"
+               "    read_sources(o.path).pprint_all()  # ra, dec (deg), wavelength (A), flux, S/N of each source",
 }
 
 #: What an astronomer checks after the step (:mod:`musewise.dpu.checks`), per recipe.
@@ -84,6 +87,15 @@ _CHECKS = {
         "from musewise.dpu import checks\n"
         "before = next(p for p, t in sof if t == 'DATACUBE_FINAL')\n"
         "fig = checks.plot_sky_residuals(before, result.outputs_of('DATACUBE_ZAP')[0].path)"),
+    "muselet": (
+        "The sources over the cube's white-light image: every emission-line source should sit on something "
+        "in its narrow band, none on the NaN edge; then each line source's spectrum with its line marked "
+        "(a real line, not a sky-line residual) beside its narrow-band image.",
+        "from musewise.dpu import checks\n"
+        "cube = next(p for p, t in sof if t == 'DATACUBE_FINAL')\n"
+        "catalog = result.outputs_of('SOURCE_CATALOG')[0].path\n"
+        "fig = checks.plot_detections(catalog, cube)\n"
+        "fig = checks.plot_source_spectra(catalog)"),
 }
 
 _TITLE = {
@@ -96,6 +108,7 @@ _TITLE = {
     "muse_standard": "Flux calibration from a standard star",
     "zap": "Sky-residual cleaning with ZAP",
     "field_grid": "The grid of a field (OUTPUT_WCS) from its exposures' pointings",
+    "muselet": "Emission-line (MUSELET) and continuum (photutils) sources of a cube",
 }
 
 

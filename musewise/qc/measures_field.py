@@ -9,6 +9,8 @@
   and its sky-line residuals against those of the cube ZAP cleaned.
 * ``grid`` (OUTPUT_WCS of ``field_grid``): its spaxel size, orientation and extent, the
   fraction of it the exposures cover and how close they come to its edges.
+* ``sources`` (SOURCE_CATALOG of step ``sources``): how many line and continuum sources,
+  their S/N, and the fraction of line sources at a strong sky line (residuals taken for lines).
 
 Units: angles in arcsec, image levels in the image's BUNIT.
 """
@@ -225,7 +227,7 @@ def measure_zap(path, before=None, star_catalogue=None) -> Measurement:
     return m
 
 
-__all__ = ["count_sources", "measure_alignment", "measure_fov", "measure_zap"]
+__all__ = ["count_sources", "measure_alignment", "measure_fov", "measure_grid", "measure_sources", "measure_zap"]
 
 
 def measure_grid(path, raws=(), geometry=None) -> Measurement:
@@ -284,3 +286,42 @@ def measure_grid(path, raws=(), geometry=None) -> Measurement:
     inside = min(xs.min() + 0.5, nx - 0.5 - xs.max(), ys.min() + 0.5, ny - 0.5 - ys.max())
     m.add("margin.min", float(inside) * spaxel, "arcsec")
     return m
+
+
+def measure_sources(path, sky_lines=None, near: float = 3.0) -> Measurement:
+    """A source catalogue (SOURCE_CATALOG): its sources, and how many of its lines may be sky residuals.
+
+    Parameters
+    ----------
+    path : path-like
+        The catalogue (:mod:`musewise.products.catalog`).
+    sky_lines : sequence of float, optional
+        Sky lines (air, Angstrom); default :data:`musewise.products.lines.SKY_LINES`.
+    near : float
+        A line source within this many Angstrom of a sky line counts as at the sky line.
+
+    Returns
+    -------
+    Measurement
+        ``n_line``, ``n_continuum``, ``snr.median`` (of the line sources), ``sky_fraction``
+        (of the line sources at a sky line: a catalogue of sky residuals has most of them there).
+    """
+    from ..products.catalog import read_sources
+    from ..products.lines import SKY_LINES
+
+    table = read_sources(path)
+    lines = table[table["kind"] == "line"]
+    m = Measurement()
+    m.add("n_line", len(lines), "")
+    m.add("n_continuum", len(table) - len(lines), "")
+    snr = np.asarray(lines["snr"], float)
+    m.add("snr.median", float(np.nanmedian(snr)) if np.isfinite(snr).any() else float("nan"), "")
+    sky = np.asarray(sorted(sky_lines if sky_lines is not None else [s.wavelength for s in SKY_LINES]), float)
+    wave = np.asarray(lines["wavelength"], float)
+    at_sky = (np.min(np.abs(wave[:, None] - sky[None, :]), axis=1) <= near) if wave.size and sky.size else []
+    m.add("sky_fraction", float(np.mean(at_sky)) if len(lines) else float("nan"), "")
+    m.arrays.update(wavelength=wave, snr=snr, sky=sky)
+    if not len(lines):
+        m.notes.append("no emission-line source: sky_fraction and snr.median not measured")
+    return m
+

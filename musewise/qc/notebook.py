@@ -63,6 +63,8 @@ def measure(qc_type: str, product: str, siblings: dict | None = None, raws=(), i
         return measures_field.measure_alignment(product, raws)
     if qc_type == "grid":
         return measures_field.measure_grid(product, raws, siblings.get("GEOMETRY_TABLE"))
+    if qc_type == "sources":
+        return measures_field.measure_sources(product)
     if qc_type == "zap":
         return measures_field.measure_zap(product, siblings.get("DATACUBE_FINAL"), siblings.get("STAR_CATALOG"))
     raise QCNotApplicableError(f"unknown QC type {qc_type!r}; one of {', '.join(PLOTS)}")
@@ -567,11 +569,29 @@ def plot_grid(m):
     return plot_field_grid(m.arrays["grid"], m.arrays["raws"], m.arrays["geometry"])
 
 
+def plot_sources(m):
+    """The wavelengths of a catalogue's line sources against their S/N, with the sky lines marked."""
+    import matplotlib.pyplot as plt
+
+    wave, snr = m.arrays.get("wavelength", ()), m.arrays.get("snr", ())
+    if len(wave) == 0:
+        return None
+    fig, ax = plt.subplots(figsize=(10, 3.2))
+    for w in m.arrays.get("sky", ()):
+        ax.axvline(w, color="0.8", lw=0.8)
+    ax.plot(wave, snr, "o", color="tab:red")
+    ax.set_xlabel("line wavelength (A)")
+    ax.set_ylabel("S/N")
+    ax.set_title("emission-line sources (grey: night-sky lines)")
+    fig.tight_layout()
+    return fig
+
+
 PLOTS = {"bias": plot_bias, "dark": plot_dark, "flat": plot_flat, "wavecal": plot_wavecal, "cube": plot_cube,
          "lsf": plot_lsf, "twilight": plot_twilight, "response": plot_response, "trace": plot_trace,
          "residuals": plot_residuals, "pixtable": plot_pixtable, "reduced": plot_image, "fov": plot_image,
          "sky": plot_sky, "std": plot_std, "align": plot_align, "zap": plot_zap,
-         "grid": plot_grid}
+         "grid": plot_grid, "sources": plot_sources}
 
 
 def plot(qc_type: str, m):

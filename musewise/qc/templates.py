@@ -47,6 +47,8 @@ TITLES = {
               "pointings, flux scales, sources per exposure"),
     "grid": ("A field's grid (OUTPUT_WCS)", "the spaxel size, orientation and extent of the grid every exposure "
              "of the field is resampled onto, the fraction of it the exposures cover and their margin to its edges"),
+    "sources": ("Source catalogue of a cube (SOURCE_CATALOG)", "the emission-line and continuum sources found, "
+                "the S/N of the lines and the fraction of them at a night-sky line"),
     "zap": ("ZAP-cleaned cube (DATACUBE_ZAP)", "every number of a cube, and the sky-line residuals after ZAP "
             "against those of the cube before"),
 }

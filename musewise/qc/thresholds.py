@@ -56,6 +56,7 @@ QC_TYPES = {
     "OFFSET_LIST": "align",
     "SOURCE_LIST": "align",
     "OUTPUT_WCS": "grid",  # the field's grid (field_grid)
+    "SOURCE_CATALOG": "sources",  # a cube's emission-line and continuum sources (step sources)
 }
 
 #: QC types whose measurement includes another's, and so are judged by its rules too.
@@ -279,6 +280,13 @@ class QCThresholds(Configurable):
     align_flux_scale_warn = Float(0.1, help="Largest |FLUX_SCALE - 1| of an OFFSET_LIST above which it is "
                                             "'warning' (thin cloud in one exposure).").tag(config=True)
     align_flux_scale_bad = Float(0.3, help="Largest |FLUX_SCALE - 1| above which it is 'bad'.").tag(config=True)
+    # -- a source catalogue (SOURCE_CATALOG of step sources)
+    sources_sky_fraction_warn = Float(0.5, help="Fraction of a catalogue's emission-line sources within 3 A of a "
+                                                "night-sky line above which it is 'warning': sky-subtraction "
+                                                "residuals were taken for lines (run zap, or widen sky_ranges)."
+                                      ).tag(config=True)
+    sources_sky_fraction_bad = Float(0.8, help="Fraction above which a SOURCE_CATALOG is 'bad': its line "
+                                               "sources are mostly sky residuals.").tag(config=True)
     # -- a field's grid (OUTPUT_WCS of field_grid)
     grid_margin_warn = Float(0.4, help="Smallest distance (arcsec) from the exposures' outermost slices to the "
                                        "edge of a field's grid below which it is 'warning': atmospheric refraction "
@@ -364,6 +372,7 @@ class QCThresholds(Configurable):
         ("grid", "coverage", "min", "grid_coverage", ""),
         ("zap", "gain.min", "min", "zap_gain", ""),
         ("zap", "flux_ratio", "min", "zap_flux", ""),
+        ("sources", "sky_fraction", "max", "sources_sky_fraction", ""),
     )
 
     def limits(self, qc_type: str) -> dict[str, dict]:

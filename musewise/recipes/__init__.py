@@ -110,6 +110,7 @@ from . import skyclean  # noqa: E402  (registers the sky_residual_clean recipe)
 from . import cubecombine  # noqa: E402,F401  (registers the combine_cubes recipe)
 from . import fieldgrid  # noqa: E402,F401  (registers the field_grid recipe)
 from . import zapclean  # noqa: E402  (registers the zap recipe; zap itself is imported when it runs)
+from . import sources  # noqa: E402,F401  (registers the muselet recipe; mpdaf is imported when it runs)
 
 __all__ = [
     "INSTALL_HINT", "MUSE_RECIPES", "BandedScipost", "EsorexRecipe", "InputTag", "PipelineNotInstalledError",

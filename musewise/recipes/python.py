@@ -26,7 +26,9 @@ The function's signature is the recipe's interface::
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
 import os
 import re
 import traceback
@@ -210,6 +212,43 @@ class PythonRecipe(Recipe):
             err.log_text, err.result = result.log_text, result
             raise err from error
         return result
+
+
+@contextlib.contextmanager
+def library_log(log: LogCallback | None, logger: str, prefix: str):
+    """While inside, pass the INFO records of a library's ``logger`` to a recipe's ``log`` callback.
+
+    A library's INFO lines (ZAP's, MUSELET's) are its account of what it did; the root
+    logger (pytest, a kernel) may drop INFO before any handler sees it, so the logger's
+    level is set to INFO while inside and restored after. Nothing happens without ``log``.
+
+    Parameters
+    ----------
+    log : callable or None
+        The recipe's log callback.
+    logger : str
+        Name of the library's logger (``"zap.zap"``).
+    prefix : str
+        Put before each line (``"zap"`` gives ``"zap: ..."``).
+    """
+    if log is None:
+        yield
+        return
+
+    class _Handler(logging.Handler):
+        def emit(self, record):
+            log(f"{prefix}: {record.getMessage()}")
+
+    handler = _Handler(logging.INFO)
+    lib = logging.getLogger(logger)
+    level = lib.level
+    lib.setLevel(logging.INFO)
+    lib.addHandler(handler)
+    try:
+        yield
+    finally:
+        lib.removeHandler(handler)
+        lib.setLevel(level)
 
 
 def _as_output(o) -> RecipeOutput:

@@ -30,14 +30,13 @@ sub-cubes. Time scales with the number of voxels (the continuum filter dominates
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from ..exceptions import InvalidArgumentError
-from .python import register_python_recipe
+from .python import library_log, register_python_recipe
 
 #: Category of the cleaned cube (the input's ``DATACUBE_FINAL`` keeps its own).
 ZAP_CATEGORY = "DATACUBE_ZAP"
@@ -158,22 +157,12 @@ def zap_cube(cube_path: str | Path, out_path: str | Path, *, cfwidth: int = 300,
         fits.PrimaryHDU(mask).writeto(mask_file, overwrite=True)
         if log:
             log(f"zap: source mask {mask_file.name}: {int(mask.sum())} of {mask.size} spaxels masked")
-    handler = _LogHandler(log) if log else None
-    zlog = logging.getLogger("zap.zap")
-    level = zlog.level
-    if handler:
-        # ZAP's INFO lines are its account of what it did; the root logger (pytest, a
-        # kernel) may drop INFO before any handler sees it.
-        zlog.setLevel(logging.INFO)
-        zlog.addHandler(handler)
     try:
-        zap.process(str(cube_path), outcubefits=str(out_path), cfwidthSVD=int(cfwidth),
-                    cfwidthSP=int(cfwidth), zlevel=zlevel, nevals=[int(nevals)] if nevals else (),
-                    mask=str(mask_file) if mask_file else None, ncpu=max(1, int(ncpu)), overwrite=True)
+        with library_log(log, "zap.zap", "zap"):
+            zap.process(str(cube_path), outcubefits=str(out_path), cfwidthSVD=int(cfwidth),
+                        cfwidthSP=int(cfwidth), zlevel=zlevel, nevals=[int(nevals)] if nevals else (),
+                        mask=str(mask_file) if mask_file else None, ncpu=max(1, int(ncpu)), overwrite=True)
     finally:
-        if handler:
-            zlog.removeHandler(handler)
-            zlog.setLevel(level)
         if mask_file is not None:
             mask_file.unlink(missing_ok=True)
     with fits.open(out_path, mode="update") as hdul:
@@ -186,17 +175,6 @@ def zap_cube(cube_path: str | Path, out_path: str | Path, *, cfwidth: int = 300,
         h["HIERARCH MUSEWISE ZAP MASK"] = (bool(mask_sources), "sources masked for the eigen-spectra")
         h.add_history(f"musewise zap of {cube_path.name}")
     return out_path
-
-
-class _LogHandler(logging.Handler):
-    """Passes ZAP's log records to a recipe's log callback."""
-
-    def __init__(self, log):
-        super().__init__(logging.INFO)
-        self._log = log
-
-    def emit(self, record):
-        self._log(f"zap: {record.getMessage()}")
 
 
 def measure_memory(cube_path: str | Path, workdir: str | Path, **kw) -> dict:

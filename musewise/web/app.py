@@ -56,6 +56,7 @@ def make_app(archive, *, prefix: str = "/services/archive/", hub_auth=None, cach
         (r"datasets/([a-z]+)", pages.TableHandler),
         (f"datasets/{ident}", pages.DatasetHandler),
         (f"datasets/{ident}/quicklook.png", pages.QuicklookHandler),
+        (f"datasets/{ident}/sources/{ident}/(spectrum|image)\\.png", pages.SourceHandler),
         (f"datasets/{ident}/notebook.html", pages.NotebookHandler),
         (f"datasets/{ident}/file", pages.DownloadHandler),
         (f"datasets/{ident}/provenance\\.(json|provn|svg)", pages.ProvenanceHandler),

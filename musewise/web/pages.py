@@ -18,7 +18,7 @@ from ..vocabulary import CALIBRATION_CATEGORIES, N_IFU, SCIENCE_CATEGORIES, STAT
 from .base import MAX_ID, ArchiveHandler, whole_number
 from .notebook import notebook_html
 from .provenance import provenance_section, provenance_svg
-from .quicklook import quicklook_png
+from .quicklook import quicklook_png, source_png
 from .sqlpage import TABLES, run_readonly_sql
 
 #: The tables by category: tab name -> (title, dataset kinds shown).
@@ -214,7 +214,7 @@ class DatasetHandler(ArchiveHandler):
             notebook_id = rec.id
         self.render("dataset.html", rec=rec, tree=tree, run=run, notebook_id=notebook_id,
                     qc=self.arch.qc(rec.id), history=self.arch.validity_history(rec.id),
-                    has_image=rec.kind != "notebook")
+                    has_image=rec.kind != "notebook", sources=self.arch.sources(dataset_id=rec.id))
 
 
 class ProvenanceHandler(ArchiveHandler):
@@ -247,6 +247,18 @@ class QuicklookHandler(ArchiveHandler):
         ifu = whole_number(self, "ifu", 1, N_IFU)
         png = await self.blocking(quicklook_png, self.arch, int(dataset_id), self.settings["cache_dir"] / "quicklook",
                                   ifu)
+        self.set_header("Content-Type", "image/png")
+        self.set_header("Cache-Control", "private, max-age=86400")
+        self.finish(png)
+
+
+class SourceHandler(ArchiveHandler):
+    """One source of a source catalogue as PNG: its spectrum with the line marked, or its image."""
+
+    @web.authenticated
+    async def get(self, dataset_id, source_id, what):
+        png = await self.blocking(source_png, self.arch, int(dataset_id), int(source_id), what,
+                                  self.settings["cache_dir"] / "sources")
         self.set_header("Content-Type", "image/png")
         self.set_header("Cache-Control", "private, max-age=86400")
         self.finish(png)

@@ -100,6 +100,56 @@ def render_quicklook(path, title: str = "", ifu: int | None = None) -> bytes:
     return buf.getvalue()
 
 
+def source_png(arch, dataset_id: int, source_id: int, what: str, cache_dir) -> bytes:
+    """A PNG of one source of a ``SOURCE_CATALOG``: its spectrum (line marked) or its image.
+
+    Parameters
+    ----------
+    arch : Archive
+        Seen by the requesting user (NotFoundError if the catalogue is not visible).
+    dataset_id, source_id : int
+        The catalogue and the source's ``id`` in it.
+    what : {"spectrum", "image"}
+    cache_dir : path-like
+        Folder of cached images (by the file's sha256, the source and ``what``).
+    """
+    from matplotlib.figure import Figure
+
+    from ..products.catalog import read_sources, source_image, source_spectrum
+
+    rec = arch.get(dataset_id)
+    cache = Path(cache_dir) / f"{rec.sha256}-source{int(source_id)}-{what}.png"
+    if cache.exists():
+        return cache.read_bytes()
+    path = arch.path(dataset_id)
+    rows = read_sources(path)
+    row = rows[rows["id"] == int(source_id)]
+    fig = Figure(figsize=(7.5, 3.2) if what == "spectrum" else (4.0, 4.0), dpi=100)
+    ax = fig.add_subplot()
+    if what == "spectrum":
+        spec = source_spectrum(path, int(source_id))
+        ax.step(spec.wave, spec.data, where="mid", lw=0.6, color="k")
+        if len(row) and np.isfinite(row["wavelength"][0]):
+            lam = float(row["wavelength"][0])
+            ax.axvline(lam, color="tab:red", ls="--", lw=1)
+            ax.set_title(f"#{rec.id} source {int(source_id)}: line at {lam:.2f} A", fontsize=9)
+        else:
+            ax.set_title(f"#{rec.id} source {int(source_id)} (continuum)", fontsize=9)
+        ax.set_xlabel("wavelength (A)")
+        ax.set_ylabel(spec.unit or "flux", fontsize=7)
+    else:
+        img = source_image(path, int(source_id))
+        finite = np.isfinite(img.data)
+        lo, hi = np.nanpercentile(img.data, [1, 99.5]) if finite.any() else (0.0, 1.0)
+        ax.imshow(img.data, origin="lower", cmap="viridis", vmin=lo, vmax=hi if hi > lo else lo + 1,
+                  interpolation="nearest")
+        ax.set_title(f"#{rec.id} source {int(source_id)}: {img.label}", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return _cache_png(cache, buf.getvalue())
+
+
 #: Longest side of a tile's thumbnail on the review grid (pixels).
 THUMB_SIDE = 96
 

@@ -74,6 +74,9 @@ TABLES: dict[str, tuple[tuple[str, ...], str, str | None]] = {
                      "dataset", "dataset_id"),
     "files": (("id", "sha256", "size", "path", "original_name", "created"), "file", "id"),
     "qc_parameters": (("id", "dataset_id", "ifu", "name", "value", "unit", "run_id"), "dataset", "dataset_id"),
+    # the sources of SOURCE_CATALOG datasets (ra, dec: deg; wavelength: Angstrom, NULL for continuum)
+    "sources": (("id", "dataset_id", "source_id", "kind", "ra", "dec", "x", "y", "wavelength", "flux", "flux_err",
+                 "snr", "spectrum", "image"), "dataset", "dataset_id"),
     "validity_events": (("id", "dataset_id", "ifu", "user_id", "at", "valid_before", "valid_after",
                          "flag_before", "flag_after", "comment"), "dataset", "dataset_id"),
     "runs": (("id", "recipe", "parameters", "night", "ifu", "mode", "status", "pipeline_version",
