@@ -51,8 +51,12 @@ def _wait_for(predicate, timeout=180.0, what="VO service"):
 @pytest.fixture(scope="module")
 def vo(hub):  # noqa: F811
     """Two releases frozen in the hub's archive and published: dict with URLs, IDs and sessions."""
+    from astropy.io import fits
+
     from musewise.products import testing as pt
+    from musewise.products.catalog import empty_sources, write_source_catalog
     from musewise.qc import testing as qct
+    from musewise.release.obscore import wcs_info
     from musewise.release import create_release, manifest_of
     from musewise.vo.dachs import dachs_available
     from musewise.vocabulary import Privilege
@@ -64,12 +68,21 @@ def vo(hub):  # noqa: F811
     cube = qct.archive_product(arch, pt.write_cube(work / "DATACUBE_FINAL.fits", datetime(2026, 11, 21, 2)),
                                "muse_scipost", [ids["master"]], ifu=None, category="DATACUBE_FINAL")
     arch.publish([cube.id], privilege=Privilege.PUBLIC)
-    create_release(arch, "DR1", "1.0", [cube.id], "public release")
+    # A source catalogue of that cube, with one Lyman-alpha-like line source at its centre.
+    info = wcs_info(arch.path(cube.id))
+    sources = empty_sources()
+    sources.add_row([1, "line", info["s_ra"], info["s_dec"], 12.0, 12.0, LAE_WAVELENGTH, 3.1e-17, 2.0e-18, 15.5,
+                     "", ""])
+    cat_file = write_source_catalog(work / "SOURCE_CATALOG.fits", sources, {}, {},
+                                    fits.getheader(arch.path(cube.id)))
+    cat = qct.archive_product(arch, cat_file, "muselet", [cube.id], ifu=None, category="SOURCE_CATALOG",
+                              privilege=Privilege.PUBLIC)
+    create_release(arch, "DR1", "1.0", [cube.id, cat.id], "public release")
     create_release(arch, "INT", "0.1", [ids["master"], cube.id], "consortium release")
     tap_url = f"{hub['url']}/services/vo/tap"
     public = pyvo.dal.TAPService(tap_url)
     started = time.monotonic()
-    _wait_for(lambda: len(public.search("SELECT obs_publisher_did FROM ivoa.obscore")) == 1,
+    _wait_for(lambda: len(public.search("SELECT obs_publisher_did FROM ivoa.obscore")) == 2,
               what="public data centre with release DR1")
     print(f"VO published in {time.monotonic() - started:.1f} s")
     login(hub, "alice")  # the hub knows alice once she has logged in
@@ -78,10 +91,14 @@ def vo(hub):  # noqa: F811
     member = requests.Session()
     member.headers["Authorization"] = f"token {token}"
     consortium = pyvo.dal.TAPService(tap_url, session=member)
-    _wait_for(lambda: len(consortium.search("SELECT obs_publisher_did FROM ivoa.obscore")) == 3,
+    _wait_for(lambda: len(consortium.search("SELECT obs_publisher_did FROM ivoa.obscore")) == 4,
               what="consortium data centre with release INT")
-    return {"tap": tap_url, "public": public, "consortium": consortium, "member": member, "cube": cube,
+    return {"tap": tap_url, "public": public, "consortium": consortium, "member": member, "cube": cube, "cat": cat,
             "master": ids["master"], "manifest": manifest_of(arch, "DR1", "1.0"), "base": f"{hub['url']}/services/vo"}
+
+
+#: Line wavelength of the catalogue's source (Angstrom, air): the simulated emitter's.
+LAE_WAVELENGTH = 6686.19
 
 
 def _did(release, version, dataset_id):
@@ -96,16 +113,16 @@ def test_an_obscore_cone_search_finds_the_public_cube_without_login(vo):
 
     cube = vo["cube"]
     rows = vo["public"].search("SELECT obs_publisher_did, s_ra, s_dec, dataproduct_type, em_min, em_max, "
-                               "access_format FROM ivoa.obscore").to_table()
+                               "access_format FROM ivoa.obscore WHERE dataproduct_type = 'cube'").to_table()
     assert list(rows["obs_publisher_did"]) == [_did("DR1", "1.0", cube.id)]
     ra, dec = float(rows["s_ra"][0]), float(rows["s_dec"][0])
     assert rows["dataproduct_type"][0] == "cube"
     assert rows["access_format"][0] == "application/x-votable+xml;content=datalink"
-    near = vo["public"].search(f"SELECT obs_publisher_did FROM ivoa.obscore WHERE "
+    near = vo["public"].search(f"SELECT obs_publisher_did FROM ivoa.obscore WHERE dataproduct_type = 'cube' AND "
                                f"CONTAINS(POINT('ICRS', s_ra, s_dec), CIRCLE('ICRS', {ra + 0.002}, {dec}, 0.01)) = 1")
     assert [r["obs_publisher_did"] for r in near] == [_did("DR1", "1.0", cube.id)]
     # The footprint itself (s_region) answers a spatial query too; a cone elsewhere finds nothing.
-    inside = vo["public"].search(f"SELECT COUNT(*) AS n FROM ivoa.obscore WHERE "
+    inside = vo["public"].search(f"SELECT COUNT(*) AS n FROM ivoa.obscore WHERE dataproduct_type = 'cube' AND "
                                  f"INTERSECTS(s_region, CIRCLE('ICRS', {ra}, {dec}, 0.0001)) = 1")
     assert int(inside.to_table()["n"][0]) == 1
     far = vo["public"].search(f"SELECT COUNT(*) AS n FROM ivoa.obscore WHERE "
@@ -116,7 +133,7 @@ def test_an_obscore_cone_search_finds_the_public_cube_without_login(vo):
     assert job.url.startswith(vo["base"] + "/")
     job.run()
     job.wait(phases=["COMPLETED", "ERROR"], timeout=60)
-    assert job.phase == "COMPLETED" and int(job.fetch_result().to_table()["n"][0]) == 1
+    assert job.phase == "COMPLETED" and int(job.fetch_result().to_table()["n"][0]) == 2
     job.delete()
     # Position and spectral range are the served cube's own (ObsCore: degrees, metres).
     with fits.open(vo_file(vo, cube.id)) as h:
@@ -145,7 +162,7 @@ def test_datalink_gives_the_released_file_and_its_provenance(vo):
     from musewise.release.phase3 import exported_checksum
 
     cube = vo["cube"]
-    rows = vo["public"].search("SELECT obs_publisher_did, access_url FROM ivoa.obscore")
+    rows = vo["public"].search("SELECT obs_publisher_did, access_url FROM ivoa.obscore WHERE dataproduct_type = 'cube'")
     links = next(rows.iter_datalinks())
     by = {}
     for link in links:
@@ -198,7 +215,7 @@ def test_forged_tokens_and_other_schemes_are_refused_with_a_reason(vo):
     r = requests.get(f"{vo['tap']}/sync", timeout=30, headers={"X-Forwarded-User": "alice", "Remote-User": "admin",
                                                                "Cookie": "jupyterhub-session-id=x"},
                      params={"LANG": "ADQL", "QUERY": "SELECT COUNT(*) AS n FROM ivoa.obscore", "FORMAT": "csv"})
-    assert r.status_code == 200 and r.text.split()[-1] == "1"
+    assert r.status_code == 200 and r.text.split()[-1] == "2"
 
 
 def test_adql_cannot_write_or_read_other_tables(vo):
@@ -209,7 +226,7 @@ def test_adql_cannot_write_or_read_other_tables(vo):
                  "SELECT * FROM musewise.main WHERE 1=1 OR pg_sleep(5) IS NULL"):
         with pytest.raises(DALQueryError):
             vo["public"].search(adql)
-    assert len(vo["public"].search("SELECT * FROM ivoa.obscore")) == 1
+    assert len(vo["public"].search("SELECT * FROM ivoa.obscore")) == 2
     # Paths cannot climb out of the release folders.
     for path in ("musewise/q/dl/static/../../../../etc/gavo.rc", "musewise/q/dl/static/%2e%2e/%2e%2e/etc/feed",
                  "getproduct/..%2F..%2Fetc%2Ffeed"):
@@ -226,3 +243,18 @@ def test_tap_schema_and_capabilities_name_the_hubs_address(vo):
     assert "127.0.0.1:" + vo["base"].split(":")[-1].split("/")[0] in caps.text
     avail = requests.get(f"{vo['tap']}/availability", timeout=30)
     assert avail.status_code == 200 and "true" in avail.text.lower()
+
+
+def test_the_sources_of_a_released_catalogue_are_a_tap_table(vo):
+    rows = vo["public"].search(
+        f"SELECT s.source_id, s.kind, s.ra, s.dec, s.wavelength, s.snr, o.dataproduct_subtype "
+        f"FROM musewise.sources AS s JOIN ivoa.obscore AS o ON o.obs_publisher_did = s.catalog_did "
+        f"WHERE s.wavelength BETWEEN {LAE_WAVELENGTH - 2.5} AND {LAE_WAVELENGTH + 2.5}").to_table()
+    assert len(rows) == 1 and rows["kind"][0] == "line" and int(rows["source_id"][0]) == 1
+    assert float(rows["wavelength"][0]) == pytest.approx(LAE_WAVELENGTH)
+    assert rows["dataproduct_subtype"][0] == "source_catalog"
+    # A cone around the cube's centre finds it, in ADQL on the table's own positions.
+    cube = vo["public"].search("SELECT s_ra, s_dec FROM ivoa.obscore WHERE dataproduct_type = 'cube'").to_table()
+    cone = vo["public"].search(f"SELECT COUNT(*) AS n FROM musewise.sources WHERE CONTAINS(POINT('ICRS', ra, dec), "
+                               f"CIRCLE('ICRS', {float(cube['s_ra'][0])}, {float(cube['s_dec'][0])}, 0.001)) = 1")
+    assert int(cone.to_table()["n"][0]) == 1

@@ -14,6 +14,7 @@ Layout of a data centre's folder ``base``::
     root/etc/{dsn,feed,...}       database profiles (0600: passwords)
     root/inputs/musewise/q.rd     the resource descriptor
     root/inputs/musewise/products.csv   the rows imported (one per released product)
+    root/inputs/musewise/sources.csv    the sources of released catalogues
     root/inputs/musewise/releases/<name>-<version>/   exported release folders
 
 DaCHS runs on Debian's own Python (``/usr/bin/dachs``), never the interpreter of
@@ -58,6 +59,9 @@ CSV_COLUMNS = (
     "em_xel", "em_ucd", "o_ucd", "facility_name", "instrument_name", "release", "dataset_id",
     "accref", "size", "provenance_path", "notebook_path", "preview",
 )
+#: Columns of ``sources.csv``: the sources of released catalogues (:mod:`musewise.archive.sources`).
+SOURCE_COLUMNS = ("catalog_did", "release", "dataset_id", "source_id", "kind", "ra", "dec", "wavelength",
+                  "flux", "flux_err", "snr", "spectrum", "image")
 
 
 def dachs_available() -> bool:
@@ -193,7 +197,7 @@ class DachsServer:
         self.releases_dir.mkdir(exist_ok=True)
         shutil.copyfile(RD_SOURCE, self.resdir / "q.rd")
         if not (self.resdir / "products.csv").exists():
-            self.write_rows([])
+            self.write_rows([], [])
         self.dachs("imp", "//obscore")
         self.load()
         if self.run_as:
@@ -205,20 +209,21 @@ class DachsServer:
                 shutil.chown(etc / profile, self.run_as)
         return self
 
-    def write_rows(self, rows: list[dict]) -> Path:
-        """Write the rows DaCHS imports (``products.csv``, replaced atomically)."""
-        path = self.resdir / "products.csv"
-        tmp = path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
-            w.writeheader()
-            for row in rows:
-                w.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS})
-        os.replace(tmp, path)
-        return path
+    def write_rows(self, products: list[dict], sources: list[dict]) -> None:
+        """Write the rows DaCHS imports (``products.csv``, ``sources.csv``, each replaced atomically)."""
+        for name, columns, rows in (("products.csv", CSV_COLUMNS, products),
+                                    ("sources.csv", SOURCE_COLUMNS, sources)):
+            path = self.resdir / name
+            tmp = path.with_suffix(".csv.tmp")
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+                w.writeheader()
+                for row in rows:
+                    w.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
+            os.replace(tmp, path)
 
     def load(self) -> None:
-        """Import ``products.csv`` into the data centre's table (and so into ``ivoa.obscore``)."""
+        """Import the CSV files into the data centre's tables (products also into ``ivoa.obscore``)."""
         self.dachs("imp", f"{RESDIR}/q")
 
     # ------------------------------------------------------------------ server

@@ -93,6 +93,34 @@ which musewise.vo.publish writes from the archive's releases. Edit here, not in 
     </make>
   </data>
 
+  <table id="sources" onDisk="True" adql="True">
+    <meta name="description">Sources of the released source catalogues (SOURCE_CATALOG, step sources:
+      MUSELET line detections and white-light continuum detections), one row each.</meta>
+    <column name="catalog_did" type="text" ucd="meta.ref.ivoid"
+      description="obs_publisher_did of the catalogue in ivoa.obscore (its DataLink gives the file)."/>
+    <column name="release" type="text" description="The musewise release (name version)."/>
+    <column name="dataset_id" type="bigint" required="True"
+      description="The catalogue's dataset ID in the musewise archive."/>
+    <column name="source_id" type="integer" required="True" description="Source number in its catalogue."/>
+    <column name="kind" type="text" description="line (emission-line detection) or continuum (white light)."/>
+    <column name="ra" type="double precision" unit="deg" ucd="pos.eq.ra;meta.main"/>
+    <column name="dec" type="double precision" unit="deg" ucd="pos.eq.dec;meta.main"/>
+    <column name="wavelength" type="double precision" unit="Angstrom" ucd="em.wl;spect.line"
+      description="Peak of the line (air); NULL for a continuum source."/>
+    <column name="flux" type="double precision"
+      description="Line flux (cube BUNIT x Angstrom) or white-light flux (BUNIT) in the aperture."/>
+    <column name="flux_err" type="double precision" description="Standard deviation of flux, same unit."/>
+    <column name="snr" type="real" ucd="stat.snr"/>
+    <column name="spectrum" type="text" description="Extension of the catalogue file holding its spectrum."/>
+    <column name="image" type="text" description="Extension holding its narrow-band (or white-light) image."/>
+  </table>
+
+  <data id="import_sources">
+    <sources>sources.csv</sources>
+    <csvGrammar/>
+    <make table="sources"/>
+  </data>
+
   <service id="dl" allowed="dlmeta,dlget,static">
     <meta name="title">MUSE consortium release products: DataLink</meta>
     <property name="staticData">releases</property>

@@ -15,6 +15,9 @@ project): a release is published when that user may see every product in it
 (:func:`musewise.release.list_releases`). Project and private data never reach a
 data centre, whoever asks.
 
+The sources of a released catalogue (``SOURCE_CATALOG``, step ``sources``) become rows of the
+data centre's ``musewise.sources`` table, with the catalogue's ``obs_publisher_did``.
+
 A published release is a copy of its exported folder (:func:`musewise.release.export_release`:
 products, provenance, notebooks, checksums) inside the data centre's inputs, made
 once (releases are frozen) and verified by its own checksums on the way in. A release
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..exceptions import NotFoundError
+from ..products.catalog import SOURCE_CATALOG
 from ..release import export_release, list_releases, manifest_of, notebook_path, obscore_rows, verify_folder
 from .dachs import RESDIR, DachsServer
 
@@ -73,6 +77,7 @@ class Publication:
     audience: str
     releases: list[str]
     n_products: int
+    n_sources: int
     removed: list[str]
 
 
@@ -107,7 +112,7 @@ def publish(arch, server: DachsServer, audience: str) -> Publication:
         if folder.name not in keep:  # no longer for this audience, or a partial export
             shutil.rmtree(folder)
             removed.append(folder.name)
-    rows = []
+    rows, sources = [], []
     for rel in releases:
         folder = server.releases_dir / folder_name(rel)
         if not folder.exists():
@@ -119,10 +124,14 @@ def publish(arch, server: DachsServer, audience: str) -> Publication:
                 continue
             p = entries[o["dataset_id"]]
             rows.append(_row(o, p, rel, folder))
-    server.write_rows(rows)
+            if p["category"] == SOURCE_CATALOG:
+                sources += [{**src, "catalog_did": o["obs_publisher_did"], "release": f"{rel.name} {rel.version}"}
+                            for src in reader.sources(dataset_id=o["dataset_id"])]
+    server.write_rows(rows, sources)
     server.load()
-    pub = Publication(audience, [f"{r.name} {r.version}" for r in releases], len(rows), removed)
-    log.info("VO %s: %d releases, %d products%s", audience, len(releases), len(rows),
+    pub = Publication(audience, [f"{r.name} {r.version}" for r in releases], len(rows), len(sources), removed)
+    log.info("VO %s: %d releases, %d products, %d catalogue sources%s", audience, len(releases), len(rows),
+             len(sources),
              f"; removed {', '.join(removed)}" if removed else "")
     return pub
 
