@@ -173,6 +173,30 @@ def main(argv=None) -> int:
             hubdb.stop(root)
 
 
+def release_cube(arch, night: str, cube_id: int) -> None:
+    """Freeze the field's cube as release ``DEMO-<night>`` (version: the cube's ID), for VO clients.
+
+    The demo's products are consortium data, so the hub's VO service shows the release to
+    hub users with a token (``/hub/token``), not to anonymous clients. Running the demo again
+    keeps an existing release; a cube that may not be released is said, not fatal.
+    """
+    from .exceptions import DuplicateError, MusewiseError
+    from .release import create_release
+
+    banner(f"5. the field's cube as data release DEMO-{night} {cube_id}")
+    try:
+        rel = create_release(arch, f"DEMO-{night}", str(cube_id), [cube_id],
+                             f"musewise demo: the combined cube of the simulated night {night}")
+        print(f"release {rel.label}: {rel.n_products} product, {rel.total_bytes / 1e9:.2f} GB")
+    except DuplicateError:
+        print(f"release DEMO-{night} {cube_id} exists already")
+    except MusewiseError as exc:
+        print(f"not released: {exc}")
+        return
+    print("  VO clients (with a hub token, consortium data): pyvo.dal.TAPService("
+          "'http://127.0.0.1:8000/services/vo/tap', session=<requests.Session with Authorization: token ...>)")
+
+
 def _run(args, root: Path, ifus) -> int:
     from .archive import Archive
     from .exceptions import DiskSpaceError, DuplicateError, ReductionFailed
@@ -244,9 +268,10 @@ def _run(args, root: Path, ifus) -> int:
     mw = musewise_command()
     print(f"  look at it: {mw} --root {root} ls --kind science ; {mw} --root {root} provenance {cube_id}")
 
+    release_cube(arch, args.night, cube_id)
     if args.no_hub:
         return 0
-    banner("5. starting the shared JupyterHub")
+    banner("6. starting the shared JupyterHub")
     from .cli import main as cli_main
 
     return cli_main(["--root", str(root), "hub"])

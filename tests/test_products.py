@@ -82,7 +82,7 @@ def test_chunked_white_light_never_holds_a_float64_cube(tmp_path):
 
 def test_quicklook_and_notebook_figures_use_the_same_white_light(cube_path):
     from musewise.dpu import notebook
-    from musewise.web.quicklook import image_of
+    from musewise.products.quicklook import image_of
 
     expected = MuseCube.open(cube_path, find_image_fov=False).white_light().data
     shown, what = image_of(cube_path)

@@ -175,3 +175,18 @@ def test_cli_create_list_export(archive_config, archive, products, tmp_path, cap
     assert main(base + ["qc", "history", str(bias.id)]) == 0
     out = capsys.readouterr().out
     assert "claimed by admin" in out and "review" in out
+
+
+def test_the_demo_releases_its_cube_once(archive, products, capsys):
+    """``make demo`` freezes the field's cube for the VO service; running it again keeps that release."""
+    from musewise.demo import release_cube
+
+    _, cube, _ = products
+    release_cube(archive, "2026-11-20", cube.id)
+    release_cube(archive, "2026-11-20", cube.id)
+    out = capsys.readouterr().out
+    assert f"release DEMO-2026-11-20 {cube.id}: 1 product" in out and "exists already" in out
+    assert [r.label for r in list_releases(archive)] == [f"DEMO-2026-11-20 {cube.id}"]
+    archive.set_validity(cube.id, is_valid=False, flag="bad", comment="stripes")
+    release_cube(archive, "2026-11-21", cube.id)
+    assert "not released" in capsys.readouterr().out

@@ -167,7 +167,11 @@ def test_datalink_gives_the_released_file_and_its_provenance(vo):
     by = {}
     for link in links:
         by.setdefault(link.semantics, []).append(link)
-    assert set(by) == {"#this", "#provenance"}
+    assert set(by) == {"#this", "#provenance", "#preview"}
+    png = requests.get(by["#preview"][0].access_url, timeout=60)
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    preview = vo["public"].search("SELECT preview FROM ivoa.obscore WHERE dataproduct_type = 'cube'").to_table()
+    assert preview["preview"][0] == by["#preview"][0].access_url
     this = requests.get(by["#this"][0].access_url, timeout=60)
     assert this.status_code == 200
     entry = next(p for p in vo["manifest"]["products"] if p["dataset_id"] == cube.id)

@@ -57,7 +57,7 @@ CSV_COLUMNS = (
     "obs_publisher_did", "target_name", "s_ra", "s_dec", "s_fov", "s_region", "s_resolution", "s_xel1",
     "s_xel2", "t_min", "t_max", "t_exptime", "t_resolution", "t_xel", "em_min", "em_max", "em_res_power",
     "em_xel", "em_ucd", "o_ucd", "facility_name", "instrument_name", "release", "dataset_id",
-    "accref", "size", "provenance_path", "notebook_path", "preview",
+    "accref", "size", "provenance_path", "notebook_path", "preview_path",
 )
 #: Columns of ``sources.csv``: the sources of released catalogues (:mod:`musewise.archive.sources`).
 SOURCE_COLUMNS = ("catalog_did", "release", "dataset_id", "source_id", "kind", "ra", "dec", "wavelength",

@@ -34,7 +34,7 @@ which musewise.vo.publish writes from the archive's releases. Edit here, not in 
       accessURL="'\getConfig{web}{serverURL}/musewise/q/dl/dlmeta?ID='||gavo_urlescape(obs_publisher_did)"
       mime="'application/x-votable+xml;content=datalink'"
       size="accsize/1024"
-      preview="NULL"
+      preview="CASE WHEN preview_path IS NULL THEN NULL ELSE '\getConfig{web}{serverURL}/musewise/q/dl/static/' || substring(preview_path from 10) END"
       >//obscore#publish</mixin>
     <column name="dataproduct_type" type="text" ucd="meta.code.class"/>
     <column name="dataproduct_subtype" type="text"/>
@@ -71,6 +71,8 @@ which musewise.vo.publish writes from the archive's releases. Edit here, not in 
       description="W3C PROV-JSON of the product's reduction history (resdir-relative)."/>
     <column name="notebook_path" type="text"
       description="Executed notebook of the run that made the product (resdir-relative)."/>
+    <column name="preview_path" type="text"
+      description="Quick-look PNG of the product (resdir-relative): a cube's white light, an image."/>
   </table>
 
   <data id="import">
@@ -82,8 +84,7 @@ which musewise.vo.publish writes from the archive's releases. Edit here, not in 
         <bind key="path">@accref</bind>
         <bind key="fsize">int(@size)</bind>
         <bind key="mime">"application/fits"</bind>
-        <bind key="preview">@preview or None</bind>
-        <bind key="preview_mime">"image/png" if @preview else None</bind>
+        <bind key="preview">None</bind>
       </rowfilter>
     </csvGrammar>
     <make table="main">
@@ -128,7 +129,7 @@ which musewise.vo.publish writes from the archive's releases. Edit here, not in 
       <descriptorGenerator>
         <code>
           with base.getTableConn() as conn:
-            rows = list(conn.query("SELECT accref, provenance_path, notebook_path FROM musewise.main"
+            rows = list(conn.query("SELECT accref, provenance_path, notebook_path, preview_path FROM musewise.main"
                                    " WHERE obs_publisher_did = %(did)s", {"did": pubDID}))
           if not rows:
             return DatalinkFault.NotFoundFault(pubDID, "no released product has this identifier")
@@ -137,7 +138,7 @@ which musewise.vo.publish writes from the archive's releases. Edit here, not in 
           # (/services/vo): every link here goes through the static renderer, which keeps it.
           desc.suppressAutoLinks = True
           desc.filePath = rows[0][0].split("/", 1)[1]
-          desc.provenancePath, desc.notebookPath = rows[0][1], rows[0][2]
+          desc.provenancePath, desc.notebookPath, desc.previewPath = rows[0][1], rows[0][2], rows[0][3]
           return desc
         </code>
       </descriptorGenerator>
@@ -145,6 +146,14 @@ which musewise.vo.publish writes from the archive's releases. Edit here, not in 
         <code>
           yield descriptor.makeLinkFromFile(descriptor.filePath,
             description="The released file", contentType=descriptor.mime)
+        </code>
+      </metaMaker>
+      <metaMaker semantics="#preview">
+        <code>
+          if descriptor.previewPath:
+            yield descriptor.makeLinkFromFile(descriptor.previewPath,
+              description="Quick look (PNG): a cube's white-light image, an image's pixels",
+              contentType="image/png")
         </code>
       </metaMaker>
       <metaMaker semantics="#provenance">

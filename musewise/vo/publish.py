@@ -40,6 +40,11 @@ from .dachs import RESDIR, DachsServer
 
 log = logging.getLogger(__name__)
 
+#: Folder (inside the releases folder) of the quick-look PNGs, by release folder and dataset ID.
+PREVIEWS = "previews"
+#: ObsCore product types that get a quick-look PNG.
+PREVIEWED = ("cube", "image")
+
 #: Audience -> is the archive user standing for it a consortium member?
 AUDIENCES = {"public": False, "consortium": True}
 
@@ -105,13 +110,17 @@ def publish(arch, server: DachsServer, audience: str) -> Publication:
     """
     reader = audience_archive(arch, audience)
     releases = list_releases(reader)
-    keep = {folder_name(r) for r in releases}
+    # Release folders are <name>-<version>: "previews" (no dash) can never be one.
+    keep = {folder_name(r) for r in releases} | {PREVIEWS}
     removed = []
     server.releases_dir.mkdir(parents=True, exist_ok=True)
     for folder in server.releases_dir.iterdir():
         if folder.name not in keep:  # no longer for this audience, or a partial export
             shutil.rmtree(folder)
             removed.append(folder.name)
+    for old in (server.releases_dir / PREVIEWS).glob("*"):  # the previews of those releases
+        if old.name not in keep:
+            shutil.rmtree(old)
     rows, sources = [], []
     for rel in releases:
         folder = server.releases_dir / folder_name(rel)
@@ -164,6 +173,20 @@ def _row(obscore: dict, entry: dict, rel, folder: Path) -> dict:
         accref=f"{RESDIR}/{rel_folder}/{path}", size=(folder / path).stat().st_size,
         provenance_path=f"{rel_folder}/provenance/{did}.prov.json",
         notebook_path=nb if nb and (folder.parent.parent / nb).exists() else None,
-        preview=None,
+        preview_path=_preview(obscore, folder / path, folder) if obscore.get("dataproduct_type") in PREVIEWED
+        else None,
     )
     return row
+
+
+def _preview(obscore: dict, file: Path, folder: Path) -> str | None:
+    """Render (once) the quick-look PNG of a released file; its resdir-relative path."""
+    from ..products.quicklook import render_quicklook
+
+    png = folder.parent / PREVIEWS / folder.name / f"{obscore['dataset_id']}.png"
+    if not png.exists():
+        png.parent.mkdir(parents=True, exist_ok=True)
+        tmp = png.with_suffix(".png.tmp")
+        tmp.write_bytes(render_quicklook(file, title=obscore.get("obs_title") or ""))
+        os.replace(tmp, png)
+    return f"releases/{PREVIEWS}/{folder.name}/{png.name}"
