@@ -262,3 +262,34 @@ def test_the_sources_of_a_released_catalogue_are_a_tap_table(vo):
     cone = vo["public"].search(f"SELECT COUNT(*) AS n FROM musewise.sources WHERE CONTAINS(POINT('ICRS', ra, dec), "
                                f"CIRCLE('ICRS', {float(cube['s_ra'][0])}, {float(cube['s_dec'][0])}, 0.001)) = 1")
     assert int(cone.to_table()["n"][0]) == 1
+
+
+def test_a_valid_token_of_an_outside_user_sees_public_data_only(vo, hub):  # noqa: F811
+    """Identity decides, not the token's being valid: an outside user's hub token gets the public releases."""
+    arch = hub["archive"]
+    arch.add_user("eve", member=False)
+    requests.post(f"{hub['url']}/hub/api/users/eve", headers=hub["admin"], timeout=30)
+    token = requests.post(f"{hub['url']}/hub/api/users/eve/tokens", headers=hub["admin"], timeout=30,
+                          json={"note": "outside collaborator"}).json()["token"]
+    s = requests.Session()
+    s.headers["Authorization"] = f"token {token}"
+    eve = pyvo.dal.TAPService(vo["tap"], session=s)
+    dids = set(eve.search("SELECT obs_publisher_did FROM ivoa.obscore").to_table()["obs_publisher_did"])
+    assert dids == {_did("DR1", "1.0", vo["cube"].id), _did("DR1", "1.0", vo["cat"].id)}
+
+
+def test_a_killed_data_centre_is_a_clear_error_then_comes_back(vo, hub):  # noqa: F811
+    import psutil
+
+    home = hub["root"] / "vo" / "consortium"
+    (server,) = [p for p in psutil.process_iter(["cmdline", "cwd"])
+                 if "serve" in (p.info["cmdline"] or []) and p.info["cwd"] == str(home)]
+    server.kill()
+    server.wait(30)
+    r = vo["member"].get(f"{vo['tap']}/availability", timeout=30)
+    if r.status_code != 200:  # unless the service was quicker than this request
+        assert r.status_code == 502 and "consortium VO server does not answer" in r.text
+    _wait_for(lambda: len(vo["consortium"].search("SELECT obs_publisher_did FROM ivoa.obscore")) == 4,
+              timeout=120, what="the consortium data centre started again")
+    # The public data centre was never affected.
+    assert len(vo["public"].search("SELECT obs_publisher_did FROM ivoa.obscore")) == 2

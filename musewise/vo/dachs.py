@@ -200,6 +200,9 @@ class DachsServer:
             self.write_rows([], [])
         self.dachs("imp", "//obscore")
         self.load()
+        # The inputs hold the audience's releases: the consortium's must not be readable by
+        # the hub's other unix accounts (an outside user's kernel), only by the server.
+        inputs = self.root / "inputs"
         if self.run_as:
             # The server's account writes its logs, jobs and caches; it only reads the rest.
             for sub in ("logs", "state", "tmp", "cache", "web"):
@@ -207,7 +210,15 @@ class DachsServer:
                     shutil.chown(path, self.run_as)
             for profile in ("dsn", *PROFILES):
                 shutil.chown(etc / profile, self.run_as)
+            shutil.chown(inputs, "root", pwd.getpwnam(self.run_as).pw_gid)
+            os.chmod(inputs, 0o750)
+        else:
+            os.chmod(inputs, 0o700)
         return self
+
+    def running(self) -> bool:
+        """Is the HTTP server process alive?"""
+        return self.proc is not None and self.proc.poll() is None
 
     def write_rows(self, products: list[dict], sources: list[dict]) -> None:
         """Write the rows DaCHS imports (``products.csv``, ``sources.csv``, each replaced atomically)."""

@@ -10,7 +10,8 @@ and the archive settings as for every service. It:
 2. prepares and starts the ``public`` and ``consortium`` data centres, each under
    ``<state>/<audience>``, on free ports of 127.0.0.1;
 3. publishes the releases each audience may see (:func:`musewise.vo.publish.publish`),
-   and again whenever that changes (checked every ``--refresh`` seconds);
+   and again whenever that changes (checked every ``--refresh`` seconds, when a data
+   centre whose server died is also started again);
 4. serves the gateway (:mod:`musewise.vo.gateway`) and, when stopped (SIGTERM from the
    hub), stops the data centres and its PostgreSQL server.
 
@@ -97,6 +98,14 @@ class VOService:
                 changed.append(a)
         return changed
 
+    def revive(self) -> list[str]:
+        """Start again every data centre whose server died; returns their audiences."""
+        dead = [a for a, server in self.servers.items() if server.proc is not None and not server.running()]
+        for a in dead:
+            log.warning("VO %s data centre exited (%s): starting it again", a, self.servers[a].proc.returncode)
+            self.servers[a].start()
+        return dead
+
     def is_member(self, name: str) -> bool:
         """May hub user ``name`` see consortium data (a registered member or administrator)?"""
         try:
@@ -146,6 +155,7 @@ def main(argv=None) -> None:
             return
         async with busy:
             try:
+                await loop.run_in_executor(None, service.revive)
                 await loop.run_in_executor(None, service.refresh)
             except Exception:  # a failed publication must not stop the service: the old rows stay served
                 log.exception("VO publication failed")
