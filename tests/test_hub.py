@@ -125,7 +125,8 @@ def hub(tmp_path_factory):
            "--service-port", str(free_port()), "--password", PASSWORD,
            "--", f"--MusewiseHub.copy_into_home=examples={examples}", f"--MusewiseHub.unix_group={group}",
            f"--MusewiseHub.server_python={python_users_can_run(root)}",
-           f"--MusewiseHub.copy_into_home=templates={REPO / 'templates'}", "--MusewiseHub.vo_refresh=2"]
+           f"--MusewiseHub.copy_into_home=templates={REPO / 'templates'}", "--MusewiseHub.vo_refresh=2",
+           f"--MusewiseHub.vo_port={free_port()}"]
     log = root / "hub.log"
     started = time.monotonic()
     with open(log, "wb") as out:

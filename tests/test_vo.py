@@ -82,8 +82,13 @@ def vo(hub):  # noqa: F811
     tap_url = f"{hub['url']}/services/vo/tap"
     public = pyvo.dal.TAPService(tap_url)
     started = time.monotonic()
-    _wait_for(lambda: len(public.search("SELECT obs_publisher_did FROM ivoa.obscore")) == 2,
-              what="public data centre with release DR1")
+    try:
+        _wait_for(lambda: len(public.search("SELECT obs_publisher_did FROM ivoa.obscore")) == 2,
+                  what="public data centre with release DR1")
+    except AssertionError as exc:  # what the vo service said is in the hub's log
+        vo_lines = [line for line in hub["log"].read_text(errors="replace").splitlines() if " vo]" in line
+                    or "musewise.vo" in line or "Traceback" in line or "Error" in line]
+        raise AssertionError(f"{exc}\nthe hub's log, vo service:\n" + "\n".join(vo_lines[-60:])) from None
     print(f"VO published in {time.monotonic() - started:.1f} s")
     login(hub, "alice")  # the hub knows alice once she has logged in
     token = requests.post(f"{hub['url']}/hub/api/users/alice/tokens", headers=hub["admin"], timeout=30,

@@ -161,7 +161,8 @@ class DachsServer:
     def prepare(self) -> "DachsServer":
         """Write the settings and profiles, create the database, initialise DaCHS; returns self.
 
-        Safe to repeat: DaCHS's own ``init`` updates an existing data centre.
+        Safe to repeat: the database is initialised the first time only (``initialised``
+        marks it), later calls refresh the settings, the descriptor and the rows.
         """
         self.base.mkdir(parents=True, exist_ok=True)
         os.chmod(self.base, 0o755)
@@ -190,15 +191,23 @@ class DachsServer:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w") as f:
                     f.write(f"include dsn\nuser = {role}\npassword = {secrets.token_hex(20)}\n")
-        self.postgres.create_database(db)
-        self.dachs("init", "-d", f"host=127.0.0.1 port={self.postgres.port} dbname={db} user=musewise "
-                                 f"password={self.postgres.password}")
+        marker = self.base / "initialised"
+        if not marker.exists():
+            # DaCHS's init is not idempotent on an existing database (its MOC casts fail as
+            # "already exists"), so a database is initialised once; a half-made one is remade.
+            self._drop_database(db)
+            self.postgres.create_database(db)
+            self.dachs("init", "-d", f"host=127.0.0.1 port={self.postgres.port} dbname={db} user=musewise "
+                                     f"password={self.postgres.password}")
+            self.dachs("imp", "//obscore")
+            marker.write_text("dachs init and imp //obscore done\n")
+        else:
+            self.dachs("init", "--nodb")  # the folders and settings only
         self.resdir.mkdir(parents=True, exist_ok=True)
         self.releases_dir.mkdir(exist_ok=True)
         shutil.copyfile(RD_SOURCE, self.resdir / "q.rd")
         if not (self.resdir / "products.csv").exists():
             self.write_rows([], [])
-        self.dachs("imp", "//obscore")
         self.load()
         # The inputs hold the audience's releases: the consortium's must not be readable by
         # the hub's other unix accounts (an outside user's kernel), only by the server.
@@ -219,6 +228,13 @@ class DachsServer:
     def running(self) -> bool:
         """Is the HTTP server process alive?"""
         return self.proc is not None and self.proc.poll() is None
+
+    def _drop_database(self, db: str) -> None:
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=self.postgres.port, user="musewise",
+                             password=self.postgres.password, dbname="postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
     def write_rows(self, products: list[dict], sources: list[dict]) -> None:
         """Write the rows DaCHS imports (``products.csv``, ``sources.csv``, each replaced atomically)."""

@@ -18,20 +18,33 @@ in their links (capabilities, job URLs, DataLink), so a client that keeps sendin
 token keeps talking to the same data centre, and an asynchronous job made with a
 token cannot be read without it (the public data centre has no such job).
 
-Responses are streamed: a 3 GB cube passes through without being held in memory.
+Responses are streamed with back-pressure: the gateway reads the data centre's answer one
+block at a time and reads the next only when the client has taken the last, so a 3 GB
+cube to a slow client never sits in the gateway's memory.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
+from urllib.parse import quote, urlsplit
 
-from tornado import httpclient, web
+from tornado import gen, web
+from tornado.iostream import StreamClosedError
+from tornado.tcpclient import TCPClient
 
 log = logging.getLogger(__name__)
 
 #: Request headers passed on to a data centre (credentials and hop-by-hop headers are not).
 FORWARD_REQUEST = ("Accept", "Accept-Encoding", "Content-Type", "Range", "If-Modified-Since",
                    "If-None-Match", "User-Agent")
+#: Bytes read from a data centre before they are passed on (and flushed).
+CHUNK = 1 << 20
+#: Longest response header accepted from a data centre (bytes).
+MAX_HEADER = 1 << 16
+#: Characters left as they are in a forwarded path and query (the rest is percent-encoded:
+#: no raw space or line break can reach the data centre's request line).
+SAFE_TARGET = "/?&=%:+,;@!$'()*~-._"
 #: Response headers not passed back (hop-by-hop; tornado frames the body itself).
 DROP_RESPONSE = {"connection", "keep-alive", "transfer-encoding", "server", "date", "content-length"}
 
@@ -63,49 +76,58 @@ class VOGatewayHandler(web.RequestHandler):
 
     async def _forward(self, path: str) -> None:
         audience = await self.audience()
-        target = self.settings["targets"][audience] + "/" + path
-        if self.request.query:
-            target += "?" + self.request.query
-        headers = {k: v for k, v in self.request.headers.items() if k in FORWARD_REQUEST}
-        headers["X-Forwarded-For"] = self.request.remote_ip or ""
-        self._started = False
-
-        def on_header(line: str) -> None:
-            line = line.rstrip("\r\n")
-            if line.startswith("HTTP/"):
-                self._status = int(line.split(" ", 2)[1])
-                self._headers_in = []
-            elif ":" in line:
-                k, v = line.split(":", 1)
-                self._headers_in.append((k.strip(), v.strip()))
-
-        def on_chunk(chunk: bytes) -> None:
-            self._begin()
-            self.write(chunk)
-            self.flush()
-
-        request = httpclient.HTTPRequest(
-            target, method=self.request.method, headers=headers,
-            body=self.request.body if self.request.method == "POST" else None,
-            allow_nonstandard_methods=True, follow_redirects=False, decompress_response=False,
-            header_callback=on_header, streaming_callback=on_chunk,
-            connect_timeout=30, request_timeout=self.settings["request_timeout"])
+        url = urlsplit(self.settings["targets"][audience])
+        target = "/" + path + ("?" + self.request.query if self.request.query else "")
+        body = self.request.body if self.request.method == "POST" else b""
+        head = [f"{self.request.method} {quote(target, safe=SAFE_TARGET)} HTTP/1.0", f"Host: {url.netloc}",
+                f"X-Forwarded-For: {self.request.remote_ip or ''}", "Connection: close"]
+        head += [f"{k}: {v}" for k, v in self.request.headers.get_all() if k in FORWARD_REQUEST]
+        if body:
+            head.append(f"Content-Length: {len(body)}")
         try:
-            await httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
-        except OSError as exc:
-            raise web.HTTPError(502, f"the {audience} VO server does not answer ({exc})") from None
-        self._begin()
-        self.finish()
+            upstream = await gen.with_timeout(timedelta(seconds=30), TCPClient().connect(url.hostname, url.port))
+        except (OSError, gen.TimeoutError) as exc:
+            raise web.HTTPError(502, f"the {audience} VO server does not answer ({exc or 'timeout'})") from None
+        try:
+            await upstream.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+            raw = await gen.with_timeout(timedelta(seconds=self.settings["request_timeout"]),
+                                         upstream.read_until_regex(b"\r?\n\r?\n", max_bytes=MAX_HEADER))
+            self._relay_header(raw.decode("latin-1"), audience)
+            if self.request.method == "HEAD":
+                self.finish()
+                return
+            # HTTP/1.0 with Connection: close - the body is everything until the server closes.
+            # Each block is flushed to the client before the next is read: a slow client slows
+            # the read instead of filling the gateway's memory with a 3 GB cube.
+            while True:
+                try:
+                    chunk = await upstream.read_bytes(CHUNK, partial=True)
+                except StreamClosedError:
+                    break
+                self.write(chunk)
+                await self.flush()
+            self.finish()
+        except (StreamClosedError, gen.TimeoutError) as exc:
+            if not self._headers_written:
+                raise web.HTTPError(502, f"the {audience} VO server broke off ({exc or 'timeout'})") from None
+            self.request.connection.close()  # a truncated body must not look complete
+        finally:
+            upstream.close()
 
-    def _begin(self) -> None:
-        if self._started:
-            return
-        self._started = True
-        self.set_status(self._status)
+    def _relay_header(self, text: str, audience: str) -> None:
+        lines = text.strip().splitlines()
+        try:
+            self.set_status(int(lines[0].split(" ", 2)[1]))
+        except (IndexError, ValueError):
+            raise web.HTTPError(502, f"the {audience} VO server answered something that is not HTTP") from None
         self.clear_header("Content-Type")
-        for k, v in self._headers_in:
-            if k.lower() not in DROP_RESPONSE:
-                self.add_header(k, v)
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            name = k.strip().lower()
+            if name == "content-length" and self.request.method != "HEAD":
+                self.set_header("Content-Length", v.strip())  # clients see the size of a download
+            elif name not in DROP_RESPONSE:
+                self.add_header(k.strip(), v.strip())
 
     get = post = delete = _forward
 

@@ -33,7 +33,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..exceptions import NotFoundError
+from ..exceptions import InvalidArgumentError, NotFoundError
 from ..products.catalog import SOURCE_CATALOG
 from ..release import export_release, list_releases, manifest_of, notebook_path, obscore_rows, verify_folder
 from .dachs import RESDIR, DachsServer
@@ -52,7 +52,7 @@ AUDIENCES = {"public": False, "consortium": True}
 def reader_name(audience: str) -> str:
     """The archive user standing for an audience."""
     if audience not in AUDIENCES:
-        raise ValueError(f"unknown VO audience {audience!r}: one of {', '.join(AUDIENCES)}")
+        raise InvalidArgumentError(f"unknown VO audience {audience!r}: one of {', '.join(AUDIENCES)}")
     return f"vo-{audience}"
 
 
