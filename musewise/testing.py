@@ -18,15 +18,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from .archive.pgserver import PostgresServer, postgres_bindir
+from .archive.pgserver import PostgresServer, free_port, postgres_bindir
 from .exceptions import ConfigurationError, ServiceStartError
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 free at the time of asking."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class TemporaryPostgres:

@@ -158,7 +158,7 @@ class PostgresServer:
         if self.running():
             self._read_port()
             return self
-        self.port = _free_port() if self.tcp else SOCKET_PORT
+        self.port = free_port() if self.tcp else SOCKET_PORT
         listen = f"-h 127.0.0.1 -p {self.port}" if self.tcp else f"-h '' -p {self.port}"
         opts = f"{listen} -k {self.sock} -c fsync=off -c max_connections=200" if self.tcp else \
             f"{listen} -k {self.sock} -c max_connections=200"
@@ -220,7 +220,8 @@ class PostgresServer:
                 conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free at the time of asking."""
     import socket
 
     with socket.socket() as s:

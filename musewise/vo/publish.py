@@ -33,7 +33,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..exceptions import InvalidArgumentError, NotFoundError
+from ..exceptions import InvalidArgumentError, PermissionDeniedError, ReleaseVerificationError
 from ..products.catalog import SOURCE_CATALOG
 from ..release import export_release, list_releases, manifest_of, notebook_path, obscore_rows, verify_folder
 from .dachs import RESDIR, DachsServer
@@ -65,9 +65,12 @@ def audience_archive(arch, audience: str):
         As an administrator (registering the user needs one).
     """
     name = reader_name(audience)
-    if name not in {u["name"] for u in arch.users()}:
+    reader = arch.as_user(name)
+    try:
+        reader.user  # one row: this runs at every check for new releases
+    except PermissionDeniedError:
         arch.add_user(name, member=AUDIENCES[audience], full_name=f"VO readers ({audience})")
-    return arch.as_user(name)
+    return reader
 
 
 def folder_name(release) -> str:
@@ -154,7 +157,7 @@ def _export(arch, rel, folder: Path) -> None:
     report = verify_folder(partial)
     if not report.ok:
         shutil.rmtree(partial, ignore_errors=True)
-        raise NotFoundError(f"release {rel.label} did not verify after export: {report.problems}")
+        raise ReleaseVerificationError(report.problems)
     os.rename(partial, folder)  # published only once whole
 
 

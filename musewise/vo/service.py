@@ -25,7 +25,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -35,12 +34,6 @@ from .dachs import DachsServer, database_name, role_names
 from .publish import AUDIENCES, publish, published_state
 
 log = logging.getLogger("musewise.vo")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class VOService:
@@ -59,14 +52,14 @@ class VOService:
     """
 
     def __init__(self, archive, state_dir, public_url: str, authority: str = "musewise.consortium"):
-        from ..archive.pgserver import PostgresServer
+        from ..archive.pgserver import PostgresServer, free_port
 
         self.archive = archive
         self.state = Path(state_dir)
         self.public_url = public_url.rstrip("/")
         self.postgres = PostgresServer(self.state / "postgres", tcp=True, tcp_roles={
             database_name(a): tuple(role_names(a).values()) for a in AUDIENCES})
-        self.servers = {a: DachsServer(self.state / a, name=a, postgres=self.postgres, port=_free_port(),
+        self.servers = {a: DachsServer(self.state / a, name=a, postgres=self.postgres, port=free_port(),
                                        public_url=self.public_url, authority=authority,
                                        title=f"MUSE consortium releases ({a})")
                         for a in AUDIENCES}
