@@ -16,10 +16,11 @@ STAMP := $(VENV)/.stamps
 # the ESO MUSE pipeline; postgresql: the shared-site database the tests run against;
 # chromium: the headless browser of the page and widget tests; graphviz: the dot program that draws
 # provenance graphs; source-extractor: SExtractor, which MUSELET (step sources) runs on every narrow band;
-# python3-gavo + postgresql-15-pgsphere: GAVO DaCHS, the VO server of the releases (musewise.vo);
+# python3-gavo + postgresql-15-pgsphere + postgresql-15-q3c: GAVO DaCHS, the VO server of the releases
+# (musewise.vo); its init needs both extensions (without q3c it rolls back pgSphere too);
 # nodejs/npm: configurable-http-proxy.
 APT_PACKAGES := esorex cpl-plugin-muse postgresql chromium graphviz source-extractor python3-gavo \
-	postgresql-15-pgsphere
+	postgresql-15-pgsphere postgresql-15-q3c
 # Installed only when the command is missing (a machine may have its own Python or Node.js).
 APT_IF_MISSING := "$(PYTHON) -c 'import ensurepip'":python3-venv "npm --version":npm
 

@@ -298,3 +298,42 @@ def test_a_killed_data_centre_is_a_clear_error_then_comes_back(vo, hub):  # noqa
               timeout=120, what="the consortium data centre started again")
     # The public data centre was never affected.
     assert len(vo["public"].search("SELECT obs_publisher_did FROM ivoa.obscore")) == 2
+
+
+def test_the_archives_tables_are_served_as_each_audience_may_see_them(vo, hub):  # noqa: F811
+    """musewise.datasets, runs, run_inputs, dataset_ifus and qc in ADQL: the archive's privilege rule holds,
+    and a reviewer's verdict reaches the data centre at its next check."""
+    arch, ids = hub["archive"], hub["ids"]
+    cube = vo["cube"].id
+
+    def datasets(tap):
+        t = tap.search("SELECT dataset_id, privilege, released_did FROM musewise.datasets").to_table()
+        return {int(d): (p, r) for d, p, r in zip(t["dataset_id"], t["privilege"], t["released_did"])}
+
+    public, member = datasets(vo["public"]), datasets(vo["consortium"])
+    assert {cube, vo["cat"].id, ids["cube"]} <= set(public)
+    assert {p for p, _ in public.values()} == {"public"}
+    assert public[cube][1] == _did("DR1", "1.0", cube)
+    assert {ids["master"], *ids["raw"]} <= set(member) and not {ids["master"], *ids["raw"]} & set(public)
+    assert ids["private"] not in member and ids["private"] not in public
+    # The reduction history in ADQL: the cube's run and inputs, as far as each audience may see them.
+    history = ("SELECT r.recipe, i.dataset_id, i.tag FROM musewise.datasets AS d "
+               "JOIN musewise.runs AS r ON r.run_id = d.run_id "
+               f"LEFT OUTER JOIN musewise.run_inputs AS i ON i.run_id = r.run_id WHERE d.dataset_id = {cube}")
+    seen = vo["consortium"].search(history).to_table()
+    assert set(seen["recipe"]) == {"muse_scipost"} and ids["master"] in set(int(i) for i in seen["dataset_id"])
+    hidden = vo["public"].search(history).to_table()
+    assert set(hidden["recipe"]) == {"muse_scipost"} and ids["master"] not in set(
+        int(i) for i in hidden["dataset_id"] if i is not None and str(i) != "--")
+    # A verdict and a QC number given now are in the tables at the service's next check (every 2 s here).
+    # (A flag, not is_valid=False: invalidating would mark the released cube affected, for the other tests.)
+    arch.set_validity(ids["raw"][1], 1, flag="warning", comment="VO test: saturated in IFU 1")
+    arch.add_qc(ids["master"], {"vo_test_median": 1000.2}, ifu=1, units={"vo_test_median": "adu"})
+    ifu_rows = _wait_for(lambda: vo["consortium"].search(
+        f"SELECT is_valid, flag, comment FROM musewise.dataset_ifus WHERE dataset_id = {ids['raw'][1]} AND ifu = 1"
+        " AND flag = 'warning'").to_table(), timeout=60, what="the IFU verdict in musewise.dataset_ifus")
+    assert bool(ifu_rows["is_valid"][0]) and "saturated" in ifu_rows["comment"][0]
+    qc = vo["consortium"].search("SELECT value, unit FROM musewise.qc WHERE name = 'vo_test_median' "
+                                 f"AND dataset_id = {ids['master']}").to_table()
+    assert float(qc["value"][0]) == pytest.approx(1000.2) and qc["unit"][0] == "adu"
+    assert len(vo["public"].search("SELECT * FROM musewise.qc WHERE name = 'vo_test_median'")) == 0

@@ -15,6 +15,7 @@ Layout of a data centre's folder ``base``::
     root/inputs/musewise/q.rd     the resource descriptor
     root/inputs/musewise/products.csv   the rows imported (one per released product)
     root/inputs/musewise/sources.csv    the sources of released catalogues
+    root/inputs/musewise/<table>.csv    the archive's tables as the audience sees them
     root/inputs/musewise/releases/<name>-<version>/   exported release folders
 
 DaCHS runs on Debian's own Python (``/usr/bin/dachs``), never the interpreter of
@@ -40,7 +41,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..exceptions import ConfigurationError, ServiceStartError
+from ..exceptions import ConfigurationError, InvalidArgumentError, ServiceStartError
+from .tables import ARCHIVE_TABLES
 
 #: DaCHS's command (Debian package python3-gavo).
 DACHS = "/usr/bin/dachs"
@@ -48,11 +50,13 @@ DACHS = "/usr/bin/dachs"
 RD_SOURCE = Path(__file__).with_name("musewise.rd")
 #: Resource directory of the descriptor, inside DaCHS's inputs.
 RESDIR = "musewise"
+#: PostgreSQL extensions DaCHS's init needs, and their Debian packages.
+EXTENSIONS = {"pg_sphere": "postgresql-15-pgsphere", "q3c": "postgresql-15-q3c"}
 #: DaCHS's own profile names and the privileges their roles get from ``dachs init``.
 PROFILES = ("feed", "trustedquery", "untrustedquery")
 #: Columns of ``products.csv``, as the descriptor's grammar reads them: the ObsCore columns
 #: musewise fills (:mod:`musewise.release.obscore`), then where DaCHS finds the files.
-CSV_COLUMNS = (
+PRODUCT_COLUMNS = (
     "dataproduct_type", "dataproduct_subtype", "calib_level", "obs_collection", "obs_id", "obs_title",
     "obs_publisher_did", "target_name", "s_ra", "s_dec", "s_fov", "s_region", "s_resolution", "s_xel1",
     "s_xel2", "t_min", "t_max", "t_exptime", "t_resolution", "t_xel", "em_min", "em_max", "em_res_power",
@@ -62,6 +66,8 @@ CSV_COLUMNS = (
 #: Columns of ``sources.csv``: the sources of released catalogues (:mod:`musewise.archive.sources`).
 SOURCE_COLUMNS = ("catalog_did", "release", "dataset_id", "source_id", "kind", "ra", "dec", "wavelength",
                   "flux", "flux_err", "snr", "spectrum", "image")
+#: Every CSV file the descriptor imports (``<name>.csv``) and its columns.
+TABLES = {"products": PRODUCT_COLUMNS, "sources": SOURCE_COLUMNS, **ARCHIVE_TABLES}
 
 
 def dachs_available() -> bool:
@@ -110,7 +116,7 @@ class DachsServer:
                  authority: str = "musewise.consortium", title: str = "musewise", run_as: str = "nobody"):
         if not dachs_available():
             raise ConfigurationError("GAVO DaCHS is not installed: apt-get install -y python3-gavo "
-                                     "postgresql-15-pgsphere (make setup installs them)")
+                                     "postgresql-15-pgsphere postgresql-15-q3c (make setup installs them)")
         self.base = Path(base)
         self.root = self.base / "root"
         self.name = name
@@ -197,6 +203,7 @@ class DachsServer:
             # "already exists"), so a database is initialised once; a half-made one is remade.
             self._drop_database(db)
             self.postgres.create_database(db)
+            self._check_extensions(db)
             self.dachs("init", "-d", f"host=127.0.0.1 port={self.postgres.port} dbname={db} user=musewise "
                                      f"password={self.postgres.password}")
             self.dachs("imp", "//obscore")
@@ -206,8 +213,7 @@ class DachsServer:
         self.resdir.mkdir(parents=True, exist_ok=True)
         self.releases_dir.mkdir(exist_ok=True)
         shutil.copyfile(RD_SOURCE, self.resdir / "q.rd")
-        if not (self.resdir / "products.csv").exists():
-            self.write_rows([], [])
+        self.write_tables({name: [] for name in TABLES if not (self.resdir / f"{name}.csv").exists()})
         self.load()
         # The inputs hold the audience's releases: the consortium's must not be readable by
         # the hub's other unix accounts (an outside user's kernel), only by the server.
@@ -229,6 +235,19 @@ class DachsServer:
         """Is the HTTP server process alive?"""
         return self.proc is not None and self.proc.poll() is None
 
+    def _check_extensions(self, db: str) -> None:
+        # dachs init creates both in one transaction, and without q3c it rolls pgSphere back
+        # too, then fails later on an obscure "type spoint does not exist".
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=self.postgres.port, user="musewise",
+                             password=self.postgres.password, dbname=db, autocommit=True) as conn:
+            have = {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions")}
+        missing = [pkg for ext, pkg in EXTENSIONS.items() if ext not in have]
+        if missing:
+            raise ConfigurationError(f"the PostgreSQL server lacks the extensions DaCHS needs: apt-get install -y "
+                                     f"{' '.join(missing)} (make setup installs them)")
+
     def _drop_database(self, db: str) -> None:
         import psycopg
 
@@ -236,17 +255,27 @@ class DachsServer:
                              password=self.postgres.password, dbname="postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
-    def write_rows(self, products: list[dict], sources: list[dict]) -> None:
-        """Write the rows DaCHS imports (``products.csv``, ``sources.csv``, each replaced atomically)."""
-        for name, columns, rows in (("products.csv", CSV_COLUMNS, products),
-                                    ("sources.csv", SOURCE_COLUMNS, sources)):
-            path = self.resdir / name
+    def write_tables(self, tables: dict[str, list[dict]]) -> None:
+        """Write the rows DaCHS imports: ``<name>.csv`` for each table given, each replaced atomically.
+
+        Parameters
+        ----------
+        tables : dict
+            Table name (:data:`TABLES`) -> rows (dicts; missing keys and None are empty fields,
+            booleans 1 and 0).
+        """
+        unknown = sorted(set(tables) - set(TABLES))
+        if unknown:
+            raise InvalidArgumentError(f"no table {', '.join(unknown)} in the descriptor: one of {', '.join(TABLES)}")
+        for name, rows in tables.items():
+            columns = TABLES[name]
+            path = self.resdir / f"{name}.csv"
             tmp = path.with_suffix(".csv.tmp")
             with open(tmp, "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
                 w.writeheader()
                 for row in rows:
-                    w.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
+                    w.writerow({k: _field(row.get(k)) for k in columns})
             os.replace(tmp, path)
 
     def load(self) -> None:
@@ -295,6 +324,14 @@ class DachsServer:
             self.proc.wait(10)
         except ProcessLookupError:
             pass
+
+
+def _field(value):
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return 1 if value else 0  # ADQL has no booleans: 1 and 0, as TAP clients expect
+    return value
 
 
 def _group_name() -> str:

@@ -76,6 +76,12 @@ class VOGatewayHandler(web.RequestHandler):
 
     async def _forward(self, path: str) -> None:
         audience = await self.audience()
+        if audience not in self.settings["targets"]:
+            if not path:  # the service's own page (which the hub polls at its start): up, and saying why not ready
+                self.set_header("Content-Type", "text/plain; charset=UTF-8")
+                self.finish(f"musewise VO service: {self.settings['unavailable']()}\n")
+                return
+            raise web.HTTPError(503, self.settings["unavailable"]())
         url = urlsplit(self.settings["targets"][audience])
         target = "/" + path + ("?" + self.request.query if self.request.query else "")
         body = self.request.body if self.request.method == "POST" else b""
@@ -136,19 +142,22 @@ class VOGatewayHandler(web.RequestHandler):
 
     def write_error(self, status_code, **kwargs):
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
+        if status_code == 503:  # starting: clients that honour it come back by themselves
+            self.set_header("Retry-After", "30")
         exc = kwargs.get("exc_info", (None, None, None))[1]
         reason = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else self._reason
         self.finish(f"{status_code}: {reason}\n")
 
 
 def make_app(targets: dict[str, str], *, prefix: str, hub_auth, is_member,
-             request_timeout: float = 3600.0) -> web.Application:
+             request_timeout: float = 3600.0, unavailable=None) -> web.Application:
     """The gateway as a tornado application.
 
     Parameters
     ----------
     targets : dict
-        Audience -> address of its data centre (``http://127.0.0.1:port``).
+        Audience -> address of its data centre (``http://127.0.0.1:port``); read at each
+        request, so the caller fills it in once the data centres are up.
     prefix : str
         URL prefix the hub routes to the service (``/services/vo/``).
     hub_auth : HubAuth
@@ -157,7 +166,11 @@ def make_app(targets: dict[str, str], *, prefix: str, hub_auth, is_member,
         ``is_member(hub user name) -> bool``: may this user see consortium data?
     request_timeout : float
         Longest a forwarded request may take (s): a cube download.
+    unavailable : callable, optional
+        ``unavailable() -> str``: why an audience missing from ``targets`` cannot be served
+        (the answer is a 503 with that reason and ``Retry-After``).
     """
     prefix = "/" + prefix.strip("/") + "/"
     return web.Application([(prefix + "(.*)", VOGatewayHandler)], targets=targets, hub_auth=hub_auth,
-                           is_member=is_member, request_timeout=float(request_timeout))
+                           is_member=is_member, request_timeout=float(request_timeout),
+                           unavailable=unavailable or (lambda: "the VO data centres are not ready"))

@@ -122,6 +122,132 @@ which musewise.vo.publish writes from the archive's releases. Edit here, not in 
     <make table="sources"/>
   </data>
 
+  <!-- The archive's registry as the audience sees it (musewise.vo.tables): metadata only. -->
+  <table id="datasets" onDisk="True" adql="True" primary="dataset_id">
+    <meta name="description">Every raw frame, calibration and product of the musewise archive this
+      service's audience may see, one row each, with its validity and quality flag. Files are served
+      for released products only (released_did, in ivoa.obscore).</meta>
+    <column name="dataset_id" type="bigint" required="True" ucd="meta.id;meta.main"
+      description="The dataset's ID in the musewise archive (its identity)."/>
+    <column name="kind" type="text" description="raw, static, calibration, science, notebook or auxiliary."/>
+    <column name="category" type="text" ucd="meta.code.class"
+      description="Frame type of raw data (ESO DPR TYPE: BIAS, OBJECT...) or ESO PRO CATG of a product."/>
+    <column name="collection" type="text" description="The archive collection it was written to."/>
+    <column name="night" type="text" description="Observing night (local evening date, YYYY-MM-DD)."/>
+    <column name="date_obs" type="timestamp" ucd="time.start;obs" description="Start of the observation (UTC)."/>
+    <column name="mjd_obs" type="double precision" unit="d" ucd="time.start;obs"/>
+    <column name="exptime" type="double precision" unit="s" ucd="time.duration;obs.exposure"/>
+    <column name="mode" type="text" description="ESO INS MODE (WFM-NOAO-N...)."/>
+    <column name="object" type="text" ucd="meta.id;src"/>
+    <column name="ifu" type="integer" description="IFU (1-24) of a single-IFU product; NULL for several."/>
+    <column name="exposure" type="text" description="The exposure it belongs to (its DATE-OBS)."/>
+    <column name="ra" type="double precision" unit="deg" ucd="pos.eq.ra;meta.main"
+      description="Telescope pointing (header RA)."/>
+    <column name="dec" type="double precision" unit="deg" ucd="pos.eq.dec;meta.main"
+      description="Telescope pointing (header DEC)."/>
+    <column name="airmass" type="double precision" ucd="obs.airMass" description="ESO TEL AIRM START."/>
+    <column name="obs_name" type="text" description="ESO OBS NAME."/>
+    <column name="arcfile" type="text" description="ESO archive file name of a raw frame."/>
+    <column name="is_valid" type="smallint" description="The verdict on the dataset as a whole: 1 valid, 0 not."/>
+    <column name="flag" type="text" ucd="meta.code.qual" description="Quality flag: unchecked, good, warning or bad."/>
+    <column name="usable" type="smallint"
+      description="1: valid, no IFU invalid and not made from an invalid input: reductions may use it."/>
+    <column name="affected_by" type="bigint" description="The invalid dataset it was made from, if any."/>
+    <column name="privilege" type="text" description="Who may see it: public or consortium here."/>
+    <column name="project" type="text"/>
+    <column name="run_id" type="bigint" description="The run that made it (musewise.runs); NULL for raw data."/>
+    <column name="pipeline_version" type="text"/>
+    <column name="sha256" type="text" description="Checksum of its file."/>
+    <column name="size" type="bigint" unit="byte"/>
+    <column name="filename" type="text"/>
+    <column name="released_did" type="text" ucd="meta.ref.ivoid"
+      description="obs_publisher_did of its released copy in ivoa.obscore, if released."/>
+  </table>
+
+  <table id="dataset_ifus" onDisk="True" adql="True">
+    <meta name="description">The verdict on each IFU of the datasets in musewise.datasets.</meta>
+    <column name="dataset_id" type="bigint" required="True"/>
+    <column name="ifu" type="integer" required="True"/>
+    <column name="is_valid" type="smallint" description="1 valid, 0 not."/>
+    <column name="flag" type="text" ucd="meta.code.qual"/>
+    <column name="comment" type="text"/>
+  </table>
+
+  <table id="runs" onDisk="True" adql="True" primary="run_id">
+    <meta name="description">Recipe runs (ESO MUSE pipeline recipes and musewise steps) this audience may
+      see: what ran, with which parameters and software, and how it ended.</meta>
+    <column name="run_id" type="bigint" required="True" ucd="meta.id;meta.main"/>
+    <column name="recipe" type="text" description="The recipe (muse_bias, muse_scipost, muselet...)."/>
+    <column name="night" type="text"/>
+    <column name="ifu" type="integer"/>
+    <column name="mode" type="text"/>
+    <column name="status" type="text" description="planned, running, succeeded or failed."/>
+    <column name="is_reference" type="smallint" description="1: a run of the consortium's reference reduction."/>
+    <column name="pipeline_version" type="text"/>
+    <column name="musewise_version" type="text"/>
+    <column name="started" type="timestamp" description="UTC."/>
+    <column name="ended" type="timestamp" description="UTC."/>
+    <column name="parameters" type="text" description="The recipe parameters (JSON)."/>
+    <column name="collection" type="text" description="The collection its products were written to."/>
+    <column name="notebook_id" type="bigint" description="Dataset ID of its executed notebook."/>
+  </table>
+
+  <table id="run_inputs" onDisk="True" adql="True">
+    <meta name="description">The inputs of each run in musewise.runs (those this audience may see),
+      with the tag the recipe was given them under and why each was chosen.</meta>
+    <column name="run_id" type="bigint" required="True"/>
+    <column name="dataset_id" type="bigint" required="True"/>
+    <column name="tag" type="text"/>
+    <column name="reason" type="text"/>
+  </table>
+
+  <table id="qc" onDisk="True" adql="True">
+    <meta name="description">QC numbers measured on the datasets in musewise.datasets.</meta>
+    <column name="dataset_id" type="bigint" required="True"/>
+    <column name="ifu" type="integer"/>
+    <column name="name" type="text" description="QC parameter (ESO QC keyword or musewise measurement)."/>
+    <column name="value" type="double precision"/>
+    <column name="unit" type="text"/>
+    <column name="run_id" type="bigint" description="The run that measured it."/>
+  </table>
+
+  <data id="import_datasets">
+    <sources>datasets.csv</sources>
+    <csvGrammar/>
+    <make table="datasets">
+      <rowmaker idmaps="*">
+        <!-- an empty field is NULL (DaCHS's own timestamp parser refuses it) -->
+        <map key="date_obs">parseWithNull(@date_obs, parseISODT, "")</map>
+      </rowmaker>
+    </make>
+  </data>
+  <data id="import_dataset_ifus">
+    <sources>dataset_ifus.csv</sources>
+    <csvGrammar/>
+    <make table="dataset_ifus"/>
+  </data>
+  <data id="import_runs">
+    <sources>runs.csv</sources>
+    <csvGrammar/>
+    <make table="runs">
+      <rowmaker idmaps="*">
+        <!-- an empty field is NULL (DaCHS's own timestamp parser refuses it) -->
+        <map key="started">parseWithNull(@started, parseISODT, "")</map>
+        <map key="ended">parseWithNull(@ended, parseISODT, "")</map>
+      </rowmaker>
+    </make>
+  </data>
+  <data id="import_run_inputs">
+    <sources>run_inputs.csv</sources>
+    <csvGrammar/>
+    <make table="run_inputs"/>
+  </data>
+  <data id="import_qc">
+    <sources>qc.csv</sources>
+    <csvGrammar/>
+    <make table="qc"/>
+  </data>
+
   <service id="dl" allowed="dlmeta,dlget,static">
     <meta name="title">MUSE consortium release products: DataLink</meta>
     <property name="staticData">releases</property>

@@ -37,6 +37,7 @@ from ..exceptions import InvalidArgumentError, PermissionDeniedError, ReleaseVer
 from ..products.catalog import SOURCE_CATALOG
 from ..release import export_release, list_releases, manifest_of, notebook_path, obscore_rows, verify_folder
 from .dachs import RESDIR, DachsServer
+from .tables import archive_tables, digest
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +88,22 @@ class Publication:
     n_products: int
     n_sources: int
     removed: list[str]
+    #: Rows of each archive table (:data:`musewise.vo.tables.ARCHIVE_TABLES`) it serves.
+    n_archive_rows: dict[str, int]
+    #: What it was published from (:func:`published_state`).
+    state: tuple
 
 
 def published_state(arch, audience: str) -> tuple:
-    """A cheap fingerprint of what ``audience`` may see: (release id, manifest sha256) pairs."""
+    """A fingerprint of what ``audience`` may see: its releases' (id, manifest sha256) and the digest of its
+    archive tables (:func:`musewise.vo.tables.digest`). The same fingerprint, nothing to publish again."""
     reader = audience_archive(arch, audience)
-    return tuple(sorted((r.id, r.manifest_sha256) for r in list_releases(reader)))
+    releases = tuple(sorted((r.id, r.manifest_sha256) for r in list_releases(reader)))
+    return releases, digest(archive_tables(reader))
 
 
 def publish(arch, server: DachsServer, audience: str) -> Publication:
-    """Give a data centre the releases its audience may see, and import their rows.
+    """Give a data centre the releases its audience may see and the archive tables, and import their rows.
 
     Parameters
     ----------
@@ -139,11 +146,17 @@ def publish(arch, server: DachsServer, audience: str) -> Publication:
             if p["category"] == SOURCE_CATALOG:
                 sources += [{**src, "catalog_did": o["obs_publisher_did"], "release": f"{rel.name} {rel.version}"}
                             for src in reader.sources(dataset_id=o["dataset_id"])]
-    server.write_rows(rows, sources)
+    tables = archive_tables(reader)
+    state = (tuple(sorted((r.id, r.manifest_sha256) for r in releases)), digest(tables))
+    released = {r["dataset_id"]: r["obs_publisher_did"] for r in rows}  # a product released twice: the latest
+    for d in tables["datasets"]:
+        d["released_did"] = released.get(d["dataset_id"])
+    server.write_tables({"products": rows, "sources": sources, **tables})
     server.load()
-    pub = Publication(audience, [f"{r.name} {r.version}" for r in releases], len(rows), len(sources), removed)
-    log.info("VO %s: %d releases, %d products, %d catalogue sources%s", audience, len(releases), len(rows),
-             len(sources),
+    pub = Publication(audience, [f"{r.name} {r.version}" for r in releases], len(rows), len(sources), removed,
+                      {name: len(t) for name, t in tables.items()}, state)
+    log.info("VO %s: %d releases, %d products, %d catalogue sources, %d archive datasets%s", audience,
+             len(releases), len(rows), len(sources), len(tables["datasets"]),
              f"; removed {', '.join(removed)}" if removed else "")
     return pub
 
