@@ -62,7 +62,7 @@ def test_a_verdict_or_a_qc_number_changes_the_digest(archive, tables):
     archive.add_qc(ids["master"], {"median": 1000.2}, ifu=1, units={"median": "adu"})
     measured = archive_tables(reader)
     assert digest(measured) != digest(flagged)
-    assert {"dataset_id": ids["master"], "ifu": 1, "name": "median", "value": 1000.2, "unit": "adu",
+    assert {"dataset_id": ids["master"], "ifu": 1, "name": "median", "qc_value": 1000.2, "unit": "adu",
             "run_id": None} in measured["qc"]
     # The public's tables did not change: neither dataset is public.
     assert digest(archive_tables(audience_archive(archive, "public"))) == digest(t["public"])

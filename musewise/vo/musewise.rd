@@ -206,7 +206,7 @@ which musewise.vo.publish writes from the archive's releases. Edit here, not in 
     <column name="dataset_id" type="bigint" required="True"/>
     <column name="ifu" type="integer"/>
     <column name="name" type="text" description="QC parameter (ESO QC keyword or musewise measurement)."/>
-    <column name="value" type="double precision"/>
+    <column name="qc_value" type="double precision" description="Its value (VALUE is an ADQL reserved word)."/>
     <column name="unit" type="text"/>
     <column name="run_id" type="bigint" description="The run that measured it."/>
   </table>

@@ -35,7 +35,7 @@ ARCHIVE_TABLES = {
     "runs": ("run_id", "recipe", "night", "ifu", "mode", "status", "is_reference", "pipeline_version",
              "musewise_version", "started", "ended", "parameters", "collection", "notebook_id"),
     "run_inputs": ("run_id", "dataset_id", "tag", "reason"),
-    "qc": ("dataset_id", "ifu", "name", "value", "unit", "run_id"),
+    "qc": ("dataset_id", "ifu", "name", "qc_value", "unit", "run_id"),  # VALUE is reserved in ADQL
 }
 
 
@@ -92,7 +92,7 @@ def archive_tables(reader) -> dict[str, list[dict]]:
         rows["run_inputs"] += [{"run_id": r.id, "dataset_id": i.dataset_id, "tag": i.tag, "reason": i.reason}
                                for i in r.inputs if i.dataset_id in seen]
     for name in sorted({n for n, _category, _count in reader.qc_names()}):  # a name once per category
-        rows["qc"] += [{"dataset_id": v["dataset_id"], "ifu": v["ifu"], "name": name, "value": v["value"],
+        rows["qc"] += [{"dataset_id": v["dataset_id"], "ifu": v["ifu"], "name": name, "qc_value": v["value"],
                         "unit": v["unit"], "run_id": v["run_id"]} for v in reader.qc_values(name)]
     return rows
 
