@@ -98,8 +98,11 @@ def published_state(arch, audience: str) -> tuple:
     """A fingerprint of what ``audience`` may see: its releases' (id, manifest sha256) and the digest of its
     archive tables (:func:`musewise.vo.tables.digest`). The same fingerprint, nothing to publish again."""
     reader = audience_archive(arch, audience)
-    releases = tuple(sorted((r.id, r.manifest_sha256) for r in list_releases(reader)))
-    return releases, digest(archive_tables(reader))
+    return _fingerprint(list_releases(reader), archive_tables(reader))
+
+
+def _fingerprint(releases, tables: dict[str, list[dict]]) -> tuple:
+    return tuple(sorted((r.id, r.manifest_sha256) for r in releases)), digest(tables)
 
 
 def publish(arch, server: DachsServer, audience: str) -> Publication:
@@ -147,7 +150,7 @@ def publish(arch, server: DachsServer, audience: str) -> Publication:
                 sources += [{**src, "catalog_did": o["obs_publisher_did"], "release": f"{rel.name} {rel.version}"}
                             for src in reader.sources(dataset_id=o["dataset_id"])]
     tables = archive_tables(reader)
-    state = (tuple(sorted((r.id, r.manifest_sha256) for r in releases)), digest(tables))
+    state = _fingerprint(releases, tables)
     released = {r["dataset_id"]: r["obs_publisher_did"] for r in rows}  # a product released twice: the latest
     for d in tables["datasets"]:
         d["released_did"] = released.get(d["dataset_id"])
