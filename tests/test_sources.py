@@ -3,7 +3,7 @@
 A small synthetic cube (``write_synthetic_cube``: a line source and a continuum source) is
 catalogued once for the module (``small_catalog``, ~1 min: MUSELET runs SExtractor on every
 plane); the catalogue is archived on SQLite and PostgreSQL (``archive`` fixture) to check
-the ``sources`` table and its privileges. The field's exp_combine cube (real pipeline,
+the ``sources`` table and its privileges. The field's combined cube (real pipeline,
 ``field`` session fixture) is catalogued once (``field_catalog``) to find the simulated
 Lyman-alpha emitter.
 """
@@ -223,7 +223,10 @@ def test_the_catalogs_page_lists_its_sources_with_their_spectrum_and_image(popul
 # ------------------------------------------------------------------------------ the real pipeline's field
 @pytest.fixture(scope="module")
 def field_catalog(field, tmp_path_factory):
-    """(archive copy of the field, exp_combine cube record, SOURCE_CATALOG record, seconds) after one run."""
+    """(archive copy of the field, its combined cube's record, SOURCE_CATALOG record, seconds) after one run.
+
+    ``sources`` of the target, as a user asks for it: one run, on the field's combined cube.
+    """
     import time
 
     from fieldfixture import field_copy
@@ -234,17 +237,10 @@ def field_catalog(field, tmp_path_factory):
     with fixture_tmp(tmp_path_factory, "field_sources") as root:
         arch = field_copy(field, root)
         arch.add_user("eve", member=False)  # an outside user, who sees public data only
-        cube = field["exp_cube"]
-        specs = api.prepare("sources", None, commit=True, archive=arch, target=field["programme"].field.name,
-                            p={"n_cpu": 2})
-        spec = next((s for s in specs if any(i.dataset_id == cube.id for i in s.inputs)), None)
-        if spec is None:  # the planner groups cubes by exposure: run it on the combined cube itself
-            import dataclasses
-
-            from musewise.dpu import RunInput
-
-            spec = dataclasses.replace(specs[0], inputs=[RunInput(cube.id, "DATACUBE_FINAL",
-                                                                  "the field's exp_combine cube", arch.path(cube.id))])
+        cube = field["list_cube"]  # combine_cubes': the preferred combination
+        (spec,) = api.prepare("sources", None, commit=True, archive=arch, target=field["programme"].field.name,
+                              p={"n_cpu": 2})
+        assert [i.dataset_id for i in spec.inputs] == [cube.id]
         t0 = time.perf_counter()
         (outcome,) = api.execute([spec], arch, progress=False)
         seconds = time.perf_counter() - t0
@@ -274,7 +270,7 @@ def test_the_lyman_alpha_emitter_is_in_the_catalog_where_and_when_it_was_simulat
     sep = where.separation(SkyCoord(ra * u.deg, dec * u.deg)).arcsec
     k = int(np.argmin(sep))
     found = lines[k]
-    print(f"sources on the exp_combine cube: {len(lines)} line, {len(table) - len(lines)} continuum in {seconds:.0f} s; "
+    print(f"sources on the combined cube: {len(lines)} line, {len(table) - len(lines)} continuum in {seconds:.0f} s; "
           f"LAE found {sep[k]:.3f} arcsec from its simulated position, line at {found['wavelength']:.2f} A "
           f"(simulated {lae.line_wavelength:.2f} A, {found['wavelength'] - lae.line_wavelength:+.2f} A), "
           f"S/N {found['snr']:.1f}")
@@ -291,7 +287,7 @@ def test_the_field_catalog_is_archived_with_provenance_rows_and_its_notebook(fie
     run = arch.get_run(cat.run_id)
     assert run.recipe == "muselet" and run.status == "succeeded"
     graph = arch.provenance(cat.id)
-    assert cube.id in graph.datasets and {"muselet", "muse_exp_combine", "muse_scipost"} <= {
+    assert cube.id in graph.datasets and {"muselet", "combine_cubes", "muse_scipost"} <= {
         r.recipe for r in graph.runs.values()}
     rows = arch.sources(dataset_id=cat.id)
     assert rows and any(r["kind"] == "line" for r in rows)

@@ -299,3 +299,55 @@ def test_the_field_grid_covers_every_exposure_of_the_target_and_follows_new_nigh
         got = choose_calibration(archive, "OUTPUT_WCS", ifu=1, mjd=rec.mjd_obs, mode=None, night=rec.night,
                                  field=FIELD, window=0)
         assert got.dataset_id == newest.id, rec.night
+
+
+def _archive_cube(arch, recipe, path, *, like, inputs=(), night):
+    """A small DATACUBE_FINAL archived as made by ``recipe``, dated as the raw frame ``like``."""
+    from astropy.io import fits
+
+    from musewise.products.testing import write_cube
+
+    write_cube(path, like.date_obs.replace(tzinfo=None), object=FIELD, size=8)
+    fits.setval(path, "MJD-OBS", value=like.mjd_obs)  # to the millisecond: one exposure's key
+    run = arch.begin_run(recipe, {}, night=night, inputs=list(inputs), privilege=2)
+    (cube,) = arch.finish_run(run, [(str(path), "DATACUBE_FINAL", None)])
+    return cube
+
+
+def test_sources_of_a_target_read_its_combined_cube_and_of_a_night_each_exposures_cube(archive, two_nights,
+                                                                                       tmp_path):
+    """A combined cube carries its first exposure's MJD-OBS: it must not stand in for that exposure."""
+    from musewise.exceptions import NotFoundError
+
+    _ingest(archive, two_nights)
+    raw = archive.query(kind="raw", category="OBJECT", object=FIELD, order_by="mjd_obs")
+    cubes = [_archive_cube(archive, "muse_scipost", tmp_path / f"exp{k}.fits", like=r, night=r.night)
+             for k, r in enumerate(raw)]
+    assert len(cubes) == 4
+    with pytest.raises(NotFoundError, match="made by combine_cubes or muse_exp_combine; combine the field first"):
+        dpu.prepare("sources", None, archive=archive, target=FIELD)
+    pl = dpu.plan("sources", target=FIELD, ifus=[1], archive=archive)
+    (src,) = [i for i in pl.items if i.step == "sources"]
+    assert src.where == "all nights" and src.status == "missing"
+    assert "combine_cubes" in pl.steps and pl.steps.index("combine_cubes") < pl.steps.index("sources")
+
+    combined = _archive_cube(archive, "combine_cubes", tmp_path / "combined.fits", like=raw[0], night=NIGHT1,
+                             inputs=[(c.id, "DATACUBE_FINAL", "an exposure") for c in cubes])
+    (spec,) = dpu.prepare("sources", None, archive=archive, target=FIELD)
+    assert [i.dataset_id for i in spec.inputs] == [combined.id] and spec.nights == [NIGHT1]
+    # A night's sources: each of its exposures' cubes, the first exposure's included
+    night = dpu.prepare("sources", NIGHT1, archive=archive)
+    assert sorted(i.dataset_id for s in night for i in s.inputs) == sorted(c.id for c in cubes[:2])
+    # Nor does the combined cube become an input of a new combination, or of ZAP of a night
+    (comb,) = dpu.prepare("combine_cubes", None, archive=archive, target=FIELD)
+    assert sorted(i.dataset_id for i in comb.inputs) == sorted(c.id for c in cubes)
+    assert combined.id not in {i.dataset_id for s in dpu.prepare("zap", NIGHT1, archive=archive) for i in s.inputs}
+    (zap,) = dpu.prepare("zap", None, archive=archive, target=FIELD)
+    assert [i.dataset_id for i in zap.inputs] == [combined.id]
+    # A newer combination of the field is what its catalogue reads next
+    newer = _archive_cube(archive, "muse_exp_combine", tmp_path / "exp_combined.fits", like=raw[0], night=NIGHT1)
+    (spec,) = dpu.prepare("sources", None, archive=archive, target=FIELD)
+    assert [i.dataset_id for i in spec.inputs] == [combined.id], "combine_cubes' cube is preferred"
+    archive.set_validity(combined.id, is_valid=False, comment="a bad combination")
+    (spec,) = dpu.prepare("sources", None, archive=archive, target=FIELD)
+    assert [i.dataset_id for i in spec.inputs] == [newer.id]

@@ -40,8 +40,8 @@ from ..exceptions import NotFoundError
 from ..vocabulary import DatasetKind, kind_of_category
 from .config import DpuConfig
 from .diskneed import DiskNeed, check_free_disk, plan_disk_need
-from .selection import exposure_key, ifus_of_night, raw_frames, target_exposures, target_nights
-from .steps import PER_EXPOSURE, PER_IFU, PER_TARGET, PRODUCER, STEPS, Step, get_step, split_of
+from .selection import exposure_key, ifus_of_night, made_by_preferred, raw_frames, target_exposures, target_nights
+from .steps import PER_EXPOSURE, PER_IFU, PER_TARGET, PRODUCER, STEPS, Step, get_step, input_step, split_of
 
 #: Steps always built on the way to a cube; others only when listed in DpuConfig.optional_steps.
 #: lsf is one: the default sky subtraction (muse_scipost skymethod=model) needs LSF_PROFILE.
@@ -186,13 +186,8 @@ def cascade(target: str, dcfg: DpuConfig, for_target: bool = False) -> list[Step
         if step.name in wanted:
             return
         wanted.add(step.name)
-        cats = list(step.calibrations) + list(step.optional)
-        if step.input_kind == "product":
-            cats.insert(0, step.input_tag)
-        for cat in cats:
-            prod = PRODUCER.get(cat)
-            if prod and prod != step.name and (prod in enabled or cat == step.input_tag):
-                visit(STEPS[prod])
+        for prod in _deps(step, enabled, for_target):
+            visit(STEPS[prod])
 
     visit(target_step)
     order = list(STEPS)
@@ -200,14 +195,14 @@ def cascade(target: str, dcfg: DpuConfig, for_target: bool = False) -> list[Step
                   key=lambda s: order.index(s.name) if s.name in order else len(order))
 
 
-def _deps(step: Step, steps: dict[str, Step]) -> list[str]:
-    cats = list(step.calibrations) + list(step.optional)
-    if step.input_kind == "product":
-        cats.insert(0, step.input_tag)
-    out = []
-    for c in cats:
+def _deps(step: Step, known, target=None) -> list[str]:
+    # The steps making what ``step`` reads: its input's (for ``target`` or a night, always) and
+    # its calibrations' (those of ``known``, the enabled steps or the cascade).
+    first = input_step(step, target)
+    out = [first] if first and first != step.name else []
+    for c in step.calibrations + step.optional:
         p = PRODUCER.get(c)
-        if p and p in steps and p != step.name and p not in out:
+        if p and p in known and p != step.name and p not in out:
             out.append(p)
     return out
 
@@ -246,6 +241,10 @@ class _Planner:
         if self._runs.get(run_id) is None:
             raise NotFoundError(f"no run {run_id} visible to user {self.arch.user_name!r}")
         return self._runs[run_id]
+
+    def recipe_of(self, rec):
+        """The recipe of the run that made ``rec`` (None: ingested, not made by a run)."""
+        return None if rec.run_id is None else self.run_of(rec.run_id).recipe
 
     def _load_runs(self, run_ids) -> None:
         # The runs of a step's products and the records of all their inputs, in one batch each:
@@ -404,17 +403,24 @@ class _Planner:
 
     def _inputs_changed(self, step: Step, run, night) -> str:
         nights = [night] if night is not None else self.target_nights()
+        recipes = step.input_recipes_for(self.target)
+        single = bool(self.target and step.target_inputs)
         now: dict = {}
-        for n in nights:
-            keys = set(self.target_exposures(n)) if self.target else None
-            ifus = set(self.ifus_of(n)) | {None}
-            for rec in reversed(self.found(step.input_tag, n)):  # best first, as selection takes them
-                k = (exposure_key(rec.mjd_obs), rec.ifu)
-                if rec.kind == DatasetKind.RAW.value or rec.ifu not in ifus or (keys is not None and k[0] not in keys):
-                    continue
-                if step.input_recipe and (rec.run_id is None or self.run_of(rec.run_id).recipe != step.input_recipe):
-                    continue  # a combined cube is a DATACUBE_FINAL too, but no exposure's input
-                now.setdefault(k, rec.id)
+        # One run on the field's combined cube reads the first found over all the target's nights
+        # (as selection.select_runs chooses it); a combination, the first of each exposure and IFU.
+        for n in ([nights] if single else nights):
+            keys = set(self.target_exposures(None if single else n)) if self.target else None
+            ifus = {i for m in ([n] if isinstance(n, str) else n) for i in self.ifus_of(m)} | {None}
+            cands = [rec for rec in reversed(self.found(step.input_tag, n))  # best first, as selection takes them
+                     if rec.kind != DatasetKind.RAW.value and rec.ifu in ifus
+                     and (keys is None or exposure_key(rec.mjd_obs) in keys)]
+            # a combined cube is a DATACUBE_FINAL too, but no exposure's input (and the other way round)
+            for rec in made_by_preferred(cands, self.recipe_of, recipes):
+                now.setdefault((exposure_key(rec.mjd_obs), rec.ifu), rec.id)
+        if single and now:
+            first = next(iter(now.values()))
+            used_ids = {i.dataset_id for i in run.inputs if i.tag == step.input_tag}
+            return "" if used_ids == {first} else f"a newer {step.input_tag} #{first} exists"
         used = {}
         for inp in run.inputs:
             if inp.tag == step.input_tag:
@@ -485,7 +491,7 @@ class _Planner:
         else:
             lacking = ""
         dep_items = []
-        for dname in _deps(step, steps):
+        for dname in [d for d in _deps(step, steps, self.target) if d in steps]:
             dstep = steps[dname]
             dnights = [night] if night is not None else self.target_nights()
             if split_of(dstep, self.target) == PER_TARGET:

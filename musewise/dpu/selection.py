@@ -249,13 +249,32 @@ def _effective(step: Step, params) -> dict:
     return get_recipe(step.recipe).effective_params(dict(params or {}))
 
 
-def latest_products(arch, category: str, night: str, ifus=None, collections=None,
-                    recipe: str | None = None) -> dict:
+def made_by_preferred(recs, recipe_of, recipes) -> list:
+    """Those of ``recs`` made by the first of ``recipes`` that made any of them, in their order.
+
+    ``recipe_of`` gives the recipe of the run that made a record (None: made by none, e.g.
+    ingested). Without ``recipes``, every record. The one rule of
+    :attr:`Step.input_recipes` and :attr:`Step.target_inputs`, for the selection of a
+    run's inputs and for the planner judging whether a product is current.
+    """
+    recs = list(recs)
+    if not recipes:
+        return recs
+    made = [(r, recipe_of(r)) for r in recs]
+    for recipe in recipes:
+        mine = [r for r, name in made if name == recipe]
+        if mine:
+            return mine
+    return []
+
+
+def latest_products(arch, category: str, night, ifus=None, collections=None, recipes=()) -> dict:
     """The usable product of a category per (exposure, IFU) in a night, found through a search path.
 
     The first found wins: the earliest collection of the path, then the newest
-    (see :meth:`Archive.find`). ``recipe``: only products made by a run of that recipe
-    (a combined cube is a DATACUBE_FINAL too, but no exposure's).
+    (see :meth:`Archive.find`). ``recipes``: only products made by the first of these
+    recipes that made any (a combined cube is a DATACUBE_FINAL too, but no exposure's).
+    ``night``: a night ``YYYY-MM-DD``, or a list of them.
 
     Returns
     -------
@@ -265,9 +284,9 @@ def latest_products(arch, category: str, night: str, ifus=None, collections=None
     found: dict = {}
     recs = [r for r in arch.find(category, collections=collections, night=night)
             if r.kind != DatasetKind.RAW.value and (ifus is None or r.ifu in ifus)]
-    if recipe:
+    if recipes:
         runs = arch.get_runs({r.run_id for r in recs if r.run_id is not None})
-        recs = [r for r in recs if r.run_id in runs and runs[r.run_id].recipe == recipe]
+        recs = made_by_preferred(recs, lambda r: runs[r.run_id].recipe if r.run_id in runs else None, recipes)
     for rec in recs:
         found.setdefault((exposure_key(rec.mjd_obs), rec.ifu), rec)
     return found
@@ -411,22 +430,36 @@ def select_runs(arch, step: Step, night: str | None, ifus=None, mode: str | None
         return [RunSpec(night=night, ifu=None, inputs=_dedupe(inputs), ifus=ifus, choices=choices,
                         nights=sorted({f.night for f in frames if f.night}) if mine else [], **base)]
     # Steps reducing products of other runs (scipost, standard, exp_combine).
-    by_exposure: dict = defaultdict(dict)
-    for n in nights:
-        wanted = set(target_exposures(arch, target, n)) if target and step.input_tag != "PIXTABLE_STD" else None
-        products = latest_products(arch, step.input_tag, n, ifus=set(ifus) | {None}, collections=path,
-                                   recipe=step.input_recipe or None)
-        for (key, ifu), rec in products.items():
-            if wanted is None or key in wanted:
-                by_exposure[(n, key)][ifu] = rec
+    recipes = step.input_recipes_for(target)
     where = f"target {target!r} (nights {', '.join(nights)})" if target else f"night {night}"
-    if not by_exposure:
-        how = f"target='{target}'" if target else f"date='{night}'"
-        raise NotFoundError(
-            f"no valid {step.input_tag} of {where} for IFUs {ifus}; reduce them first "
-            f"(dpu.make('{step.name}', {how}) builds what is missing)"
-        )
-    groups = [dict(sorted(v.items(), key=lambda kv: kv[0] or 0)) for _, v in sorted(by_exposure.items())]
+    how = f"target='{target}'" if target else f"date='{night}'"
+    if target and step.target_inputs:
+        # One run on the field's combined cube that is found first (the search path's earliest
+        # collection, then the newest), whichever of the target's nights it is filed under.
+        wanted = set(target_exposures(arch, target))
+        newest = [rec for (key, _ifu), rec in latest_products(arch, step.input_tag, nights, ifus=set(ifus) | {None},
+                                                              collections=path, recipes=recipes).items()
+                  if key in wanted]
+        if not newest:
+            raise NotFoundError(
+                f"no valid {step.input_tag} of {where} made by {' or '.join(recipes)}; combine the field first "
+                f"(dpu.make('{step.name}', {how}) builds what is missing; date=... takes each exposure's cube)")
+        groups = [{newest[0].ifu: newest[0]}]
+    else:
+        by_exposure: dict = defaultdict(dict)
+        for n in nights:
+            wanted = set(target_exposures(arch, target, n)) if target and step.input_tag != "PIXTABLE_STD" else None
+            products = latest_products(arch, step.input_tag, n, ifus=set(ifus) | {None}, collections=path,
+                                       recipes=recipes)
+            for (key, ifu), rec in products.items():
+                if wanted is None or key in wanted:
+                    by_exposure[(n, key)][ifu] = rec
+        if not by_exposure:
+            raise NotFoundError(
+                f"no valid {step.input_tag} of {where} for IFUs {ifus}; reduce them first "
+                f"(dpu.make('{step.name}', {how}) builds what is missing)"
+            )
+        groups = [dict(sorted(v.items(), key=lambda kv: kv[0] or 0)) for _, v in sorted(by_exposure.items())]
     if split in (PER_NIGHT, PER_TARGET):
         merged = {}
         for g in groups:
@@ -470,4 +503,4 @@ def _dedupe(inputs: list[RunInput]) -> list[RunInput]:
 
 
 __all__ = ["RunInput", "RunSpec", "attached_frame", "choose_calibration", "ifus_of_night", "latest_products",
-           "night_mode", "raw_frames", "select_runs", "target_exposures", "target_nights"]
+           "made_by_preferred", "night_mode", "raw_frames", "select_runs", "target_exposures", "target_nights"]

@@ -13,8 +13,9 @@ The chain for a science cube is::
                                                         field_grid (a target's) -^
 
 (brackets: optional, switched on in :class:`~musewise.dpu.config.DpuConfig`; ``zap``, the
-ZAP sky-residual cleaner on each exposure's cube, and ``sources``, the source catalogue of a cube,
-run when asked for: ``dpu.make('zap')``). ``lsf`` is
+ZAP sky-residual cleaner, and ``sources``, the source catalogue of a cube, run when asked for:
+``dpu.make('zap')``, on each exposure's cube of a night or on a target's combined cube,
+:attr:`Step.target_inputs`). ``lsf`` is
 always built: muse_scipost's default sky subtraction (``skymethod=model``) fits the
 sky lines with the LSF of every slice (``LSF_PROFILE``), starting from the static
 ``SKY_LINES`` list. ``twilight`` is built when the night has (3+) twilight sky flats:
@@ -53,6 +54,10 @@ ATTACHED_WINDOW_DAYS = 1.0 / 24.0
 #: grid they are combined on. They are chosen only for that field, whatever the time range they
 #: are certified for (two fields observed in one night never share them).
 FIELD_CATEGORIES = frozenset({"OFFSET_LIST", "OUTPUT_WCS"})
+
+#: The recipes that combine a field's exposures into its cube, the preferred first: mpdaf-style
+#: combine_cubes (exposures on one grid, sigma-clipped), else muse_exp_combine.
+FIELD_CUBE_RECIPES = ("combine_cubes", "muse_exp_combine")
 
 #: How a step is split into runs.
 PER_IFU = "ifu"            #: one run per IFU (``--nifu=N``), all matching raw frames of the night
@@ -100,10 +105,17 @@ class Step:
         ``(parameter, values, categories)``: optional calibrations that become required
         when the recipe's effective ``parameter`` is one of ``values`` (muse_scipost
         needs SKY_LINES and LSF_PROFILE for ``skymethod=model``).
-    input_recipe : str
-        For steps reducing products: only products made by this recipe are inputs
-        (``exp_combine`` combines scipost's cubes, never an earlier combined cube of the
-        same category). Empty: any.
+    input_recipes : tuple of str
+        For steps reducing products: only products made by these recipes are inputs, those
+        of the first that made any (``exp_combine`` combines scipost's cubes, never an earlier
+        combined cube of the same category: a combined cube carries the MJD-OBS of its first
+        exposure, so it would stand in for that exposure). Empty: any.
+    target_inputs : tuple of str
+        Recipes whose product the step reads when reduced for a target (an ``OBJECT``): then
+        one run (:data:`PER_TARGET`) on the target's newest product made by the first of them
+        that made one. ``sources`` and ``zap`` catalogue and clean the field's combined cube
+        (combine_cubes', else muse_exp_combine's); reduced for a night, each exposure's cube.
+        Empty: a target is reduced as its nights are.
     attached : tuple of str
         Raw frame types taken with the science OB that the recipe takes one of, when the
         night has one (muse_scibasic's ``ILLUM``): the one of the frames' OB (``ESO OBS
@@ -126,7 +138,8 @@ class Step:
     skip_without_input: bool = False
     fallback: str = ""
     required_when: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
-    input_recipe: str = ""
+    input_recipes: tuple[str, ...] = ()
+    target_inputs: tuple[str, ...] = ()
     attached: tuple[str, ...] = ()
     per_frame: bool = False
 
@@ -135,6 +148,10 @@ class Step:
         extra = [c for name, values, cats in self.required_when if params.get(name) in values
                  for c in cats]
         return self.calibrations + tuple(c for c in dict.fromkeys(extra) if c not in self.calibrations)
+
+    def input_recipes_for(self, target: str | None = None) -> tuple[str, ...]:
+        """The recipes whose products are inputs, in order of preference, reduced for ``target`` or a night."""
+        return self.target_inputs if target and self.target_inputs else self.input_recipes
 
     @property
     def main_product(self) -> str:
@@ -186,21 +203,22 @@ STEPS: dict[str, Step] = {s.name: s for s in (
     # per= stays a field: planning across the nights of a target may switch these to per target.
     Step("exp_align", "muse_exp_align", "IMAGE_FOV", input_kind="product",
          products=("OFFSET_LIST", "SOURCE_LIST", "PREVIEW_FOV"), per=PER_NIGHT, min_inputs=2,
-         input_recipe="muse_scipost"),
+         input_recipes=("muse_scipost",)),
     Step("exp_combine", "muse_exp_combine", "PIXTABLE_REDUCED", input_kind="product",
          calibrations=("OFFSET_LIST",), optional=("FILTER_LIST", "OUTPUT_WCS"),
          products=("DATACUBE_FINAL", "IMAGE_FOV"), per=PER_NIGHT, min_inputs=2,
-         input_recipe="muse_scipost"),
+         input_recipes=("muse_scipost",)),
     Step("combine_cubes", "combine_cubes", "DATACUBE_FINAL", input_kind="product",
-         products=("DATACUBE_FINAL",), per=PER_NIGHT, min_inputs=2, input_recipe="muse_scipost"),
-    # Not a pipeline recipe: ZAP (musewise.recipes.zapclean) cleans a cube (one exposure's or
-    # a combined one) of its sky-line residuals; its product is a cube of its own category.
+         products=("DATACUBE_FINAL",), per=PER_NIGHT, min_inputs=2,
+         input_recipes=("muse_scipost",)),
+    # Not a pipeline recipe: ZAP (musewise.recipes.zapclean) cleans a cube of its sky-line residuals
+    # (each exposure's of a night; a target's combined cube); its product is a cube of its own category.
     Step("zap", "zap", "DATACUBE_FINAL", input_kind="product", products=("DATACUBE_ZAP",),
-         per=PER_EXPOSURE),
+         per=PER_EXPOSURE, input_recipes=("muse_scipost",), target_inputs=FIELD_CUBE_RECIPES),
     # Not a pipeline recipe: MUSELET and photutils (musewise.recipes.sources) catalogue the emission-line
-    # and continuum sources of a cube (an exposure's or a combined one) in a SOURCE_CATALOG.
+    # and continuum sources of a cube (each exposure's of a night; a target's combined cube).
     Step("sources", "muselet", "DATACUBE_FINAL", input_kind="product", products=("SOURCE_CATALOG",),
-         per=PER_EXPOSURE),
+         per=PER_EXPOSURE, input_recipes=("muse_scipost",), target_inputs=FIELD_CUBE_RECIPES),
 )}
 
 #: Categories a step's runs archive besides its :attr:`Step.products`, with musewise's default
@@ -228,15 +246,31 @@ def split_of(step: Step, target: str | None = None) -> str:
     """How ``step`` is split into runs when reduced for ``target`` (an ``OBJECT``; None: one night).
 
     For a target, a step reducing products once per night (exp_combine) takes the
-    products of every night of the target: :data:`PER_TARGET`. A raw-frame step stays
+    products of every night of the target: :data:`PER_TARGET`; so does a step with
+    :attr:`Step.target_inputs` (one run on the field's combined cube). A raw-frame step stays
     as it is (twilight flats are combined per night). Without a target a
     :data:`PER_TARGET` step takes the target's exposures of the one night: :data:`PER_NIGHT`.
     """
-    if target and step.per == PER_NIGHT and step.input_kind == "product":
+    if target and step.input_kind == "product" and (step.per == PER_NIGHT or step.target_inputs):
         return PER_TARGET
     if not target and step.per == PER_TARGET:
         return PER_NIGHT
     return step.per
+
+
+def input_step(step: Step, target: str | None = None) -> str | None:
+    """The name of the step whose products ``step`` reduces, for ``target`` or a night (None: raw frames).
+
+    That of the first of its preferred recipes (:meth:`Step.input_recipes_for`) making its
+    input category, else the category's producer (:data:`PRODUCER`).
+    """
+    if step.input_kind != "product":
+        return None
+    for recipe in step.input_recipes_for(target)[:1]:
+        for s in STEPS.values():
+            if s.recipe == recipe and step.input_tag in s.products:
+                return s.name
+    return PRODUCER.get(step.input_tag)
 
 
 def get_step(name: str) -> Step:
@@ -271,5 +305,5 @@ def get_step(name: str) -> Step:
     raise NotFoundError(f"No reduction step named {name!r}; known: {', '.join(STEPS)}")
 
 
-__all__ = ["ATTACHED_WINDOW_DAYS", "FIELD_CATEGORIES", "PER_EXPOSURE", "PER_IFU", "PER_NIGHT", "PER_TARGET", "PRODUCER", "SAVED_BESIDES", "STEPS", "Step", "get_step",
+__all__ = ["ATTACHED_WINDOW_DAYS", "FIELD_CATEGORIES", "FIELD_CUBE_RECIPES", "input_step", "PER_EXPOSURE", "PER_IFU", "PER_NIGHT", "PER_TARGET", "PRODUCER", "SAVED_BESIDES", "STEPS", "Step", "get_step",
            "split_of"]
