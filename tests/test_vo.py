@@ -300,6 +300,39 @@ def test_a_killed_data_centre_is_a_clear_error_then_comes_back(vo, hub):  # noqa
     assert len(vo["public"].search("SELECT obs_publisher_did FROM ivoa.obscore")) == 2
 
 
+def test_a_killed_vo_service_leaves_nothing_running_once_the_hub_has_started_it_again(vo, hub):  # noqa: F811
+    """SIGKILL cannot stop the data centres: the next start stops what the killed one left."""
+    import psutil
+
+    state = hub["root"] / "vo"
+
+    def running(what):
+        out = []
+        for p in psutil.process_iter(["cmdline", "cwd"]):
+            cmd = p.info["cmdline"] or []
+            if what == "dachs" and "serve" in cmd and str(p.info["cwd"] or "").startswith(str(state)):
+                out.append(p.pid)
+            elif what == "postgres" and any(a == str(state / "postgres" / "data") for a in cmd):
+                out.append(p.pid)  # the postmaster (its children name no folder)
+            elif what == "service" and cmd[1:3] == ["-m", "musewise.vo"]:
+                out.append(p.pid)
+        return set(out)
+
+    before, postmaster = running("dachs"), running("postgres")
+    assert len(before) == 2 and len(postmaster) == 1
+    (service,) = running("service")
+    psutil.Process(service).kill()
+    psutil.Process(service).wait(30)
+    assert running("dachs") == before  # what SIGKILL leaves behind
+    _wait_for(lambda: running("service") - {service}, timeout=60, what="the hub starting the VO service again")
+    _wait_for(lambda: len(vo["public"].search("SELECT obs_publisher_did FROM ivoa.obscore")) == 2,
+              timeout=240, what="the VO service started again by the hub")
+    assert len(vo["consortium"].search("SELECT obs_publisher_did FROM ivoa.obscore")) == 4
+    after = running("dachs")
+    assert len(after) == 2 and not after & before, (before, after)
+    assert len(running("postgres")) == 1 and running("postgres") != postmaster
+
+
 def test_the_archives_tables_are_served_as_each_audience_may_see_them(vo, hub):  # noqa: F811
     """musewise.datasets, runs, run_inputs, dataset_ifus and qc in ADQL: the archive's privilege rule holds,
     and a reviewer's verdict reaches the data centre at its next check."""

@@ -290,10 +290,12 @@ class DachsServer:
         ------
         ServiceStartError
         """
+        self.stop_leftover()
         log = open(self.base / "server.log", "ab")
         self.proc = subprocess.Popen([DACHS, "serve", "debug"], env=self.env(), stdout=log,
                                      stderr=subprocess.STDOUT, cwd=self.base, start_new_session=True)
         log.close()
+        self.pidfile.write_text(f"{self.proc.pid}\n")
         import urllib.request
 
         deadline = time.monotonic() + timeout
@@ -312,18 +314,56 @@ class DachsServer:
                 raise ServiceStartError(f"DaCHS ({self.name}) did not answer on {self.url} in {timeout:.0f} s")
             time.sleep(0.5)
 
+    @property
+    def pidfile(self) -> Path:
+        """Where the server's process ID is kept while it runs (its own process group's leader)."""
+        return self.base / "server.pid"
+
     def stop(self) -> None:
         """Stop the HTTP server (its whole process group)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
+        if self.proc is not None and self.proc.poll() is None:
+            _stop_group(self.proc.pid, self.proc.wait)
+        self.pidfile.unlink(missing_ok=True)
+
+    def stop_leftover(self) -> int | None:
+        """Stop a server of this folder left running by a process that was killed; returns its ID.
+
+        A VO service killed with SIGKILL cannot stop its data centres; the next start finds
+        their process by :attr:`pidfile` (only a ``dachs`` process counts: IDs are reused).
+        """
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+            pid = int(self.pidfile.read_text().split()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            self.pidfile.unlink(missing_ok=True)
+            return None
+        if not any(Path(os.fsdecode(a)).name == "dachs" for a in cmdline[:2]) or b"serve" not in cmdline:
+            self.pidfile.unlink(missing_ok=True)
+            return None
+
+        def gone(timeout):
+            deadline = time.monotonic() + timeout
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if Path(f"/proc/{pid}").exists():
+                raise subprocess.TimeoutExpired("dachs serve", timeout)
+
+        _stop_group(pid, gone)
+        self.pidfile.unlink(missing_ok=True)
+        return pid
+
+
+def _stop_group(pid: int, wait) -> None:
+    # SIGTERM to the process group of ``pid``, SIGKILL if it is still there after 20 s.
+    for sig, timeout in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(pid, sig)
+            wait(timeout)
+            return
         except ProcessLookupError:
-            pass
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _field(value):

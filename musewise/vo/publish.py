@@ -90,22 +90,31 @@ class Publication:
     removed: list[str]
     #: Rows of each archive table (:data:`musewise.vo.tables.ARCHIVE_TABLES`) it serves.
     n_archive_rows: dict[str, int]
-    #: What it was published from (:func:`published_state`).
+    #: What it was published from (:attr:`AudienceView.state`).
     state: tuple
 
 
-def published_state(arch, audience: str) -> tuple:
-    """A fingerprint of what ``audience`` may see: its releases' (id, manifest sha256) and the digest of its
-    archive tables (:func:`musewise.vo.tables.digest`). The same fingerprint, nothing to publish again."""
+@dataclass(frozen=True)
+class AudienceView:
+    """What an audience may see at one moment: its releases and the archive's tables as its reader reads them.
+
+    ``state`` is their fingerprint: the releases' (id, manifest sha256) and the digest of the
+    tables (:func:`musewise.vo.tables.digest`). The same fingerprint, nothing to publish again.
+    """
+
+    releases: list
+    tables: dict
+    state: tuple
+
+
+def audience_view(arch, audience: str) -> AudienceView:
+    """Read what ``audience`` may see now (its reader's releases and archive tables)."""
     reader = audience_archive(arch, audience)
-    return _fingerprint(list_releases(reader), archive_tables(reader))
+    releases, tables = list_releases(reader), archive_tables(reader)
+    return AudienceView(releases, tables, (tuple(sorted((r.id, r.manifest_sha256) for r in releases)), digest(tables)))
 
 
-def _fingerprint(releases, tables: dict[str, list[dict]]) -> tuple:
-    return tuple(sorted((r.id, r.manifest_sha256) for r in releases)), digest(tables)
-
-
-def publish(arch, server: DachsServer, audience: str) -> Publication:
+def publish(arch, server: DachsServer, audience: str, view: AudienceView | None = None) -> Publication:
     """Give a data centre the releases its audience may see and the archive tables, and import their rows.
 
     Parameters
@@ -116,13 +125,16 @@ def publish(arch, server: DachsServer, audience: str) -> Publication:
         The audience's data centre (prepared).
     audience : str
         ``public`` or ``consortium``.
+    view : AudienceView, optional
+        What the audience may see, read already (:func:`audience_view`); default: read now.
 
     Returns
     -------
     Publication
     """
     reader = audience_archive(arch, audience)
-    releases = list_releases(reader)
+    view = view or audience_view(arch, audience)
+    releases = view.releases
     # Release folders are <name>-<version>: "previews" (no dash) can never be one.
     keep = {folder_name(r) for r in releases} | {PREVIEWS}
     removed = []
@@ -149,8 +161,8 @@ def publish(arch, server: DachsServer, audience: str) -> Publication:
             if p["category"] == SOURCE_CATALOG:
                 sources += [{**src, "catalog_did": o["obs_publisher_did"], "release": f"{rel.name} {rel.version}"}
                             for src in reader.sources(dataset_id=o["dataset_id"])]
-    tables = archive_tables(reader)
-    state = _fingerprint(releases, tables)
+    tables = {**view.tables, "datasets": [dict(d) for d in view.tables["datasets"]]}  # the view stays as read
+    state = view.state
     released = {r["dataset_id"]: r["obs_publisher_did"] for r in rows}  # a product released twice: the latest
     for d in tables["datasets"]:
         d["released_did"] = released.get(d["dataset_id"])

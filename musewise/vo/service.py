@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 
 from ..exceptions import PermissionDeniedError, ServiceStartError
 from .dachs import DachsServer, database_name, role_names
-from .publish import AUDIENCES, publish, published_state
+from .publish import AUDIENCES, audience_view, publish
 
 log = logging.getLogger("musewise.vo")
 
@@ -83,6 +83,10 @@ class VOService:
         self.state.mkdir(parents=True, exist_ok=True)
         try:
             self._go_on()
+            if self.postgres.running():
+                # Left by a VO service that was killed: its TCP password lived only in that process.
+                log.warning("the PostgreSQL server of a VO service that was killed is still running: restarting it")
+                self.postgres.stop()
             self.postgres.start()
             for audience, server in self.servers.items():
                 for step in (server.prepare, lambda: self.refresh(audience), server.start):
@@ -106,9 +110,9 @@ class VOService:
         """Publish again for the audiences whose visible releases changed; returns those audiences."""
         changed = []
         for a in ([audience] if audience else list(self.servers)):
-            state = published_state(self.archive, a)
-            if self.published.get(a) != state:
-                self.published[a] = publish(self.archive, self.servers[a], a).state
+            view = audience_view(self.archive, a)
+            if self.published.get(a) != view.state:
+                self.published[a] = publish(self.archive, self.servers[a], a, view).state
                 changed.append(a)
         return changed
 
