@@ -20,7 +20,7 @@ STAMP := $(VENV)/.stamps
 # (musewise.vo); its init needs both extensions (without q3c it rolls back pgSphere too);
 # nodejs/npm: configurable-http-proxy.
 APT_PACKAGES := esorex cpl-plugin-muse postgresql chromium graphviz source-extractor python3-gavo \
-	postgresql-15-pgsphere postgresql-15-q3c
+	postgresql-15-pgsphere postgresql-15-q3c slurm-wlm munge
 # Installed only when the command is missing (a machine may have its own Python or Node.js).
 APT_IF_MISSING := "$(PYTHON) -c 'import ensurepip'":python3-venv "npm --version":npm
 

@@ -180,3 +180,21 @@ def output_dir(request) -> Path:
     d = REPO / "test-output" / request.node.name.replace("/", "_").replace("[", "_").replace("]", "")
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+@contextlib.contextmanager
+def another_cluster(kind: str, tmp_path):
+    """A cluster musewise did not start, as configuration: ``(MusewiseConfig settings, DpuConfig
+    settings, cluster)``. ``site``: a site's ``dask scheduler`` and ``dask worker`` processes, given by
+    address; ``slurm``: a one-node Slurm cluster whose batch jobs dask-jobqueue starts as workers."""
+    from musewise.testing import TemporaryDaskCluster, TemporarySlurm
+
+    if kind == "site":
+        with TemporaryDaskCluster(2, dir=tmp_path / "dask") as site:
+            yield {"dask_scheduler": site.address}, {}, site
+        return
+    need(shutil.which("slurmctld", path=os.environ.get("PATH", "") + ":/usr/sbin") is not None,
+         "Slurm not installed (apt-get install slurm-wlm munge)")
+    pytest.importorskip("dask_jobqueue")
+    with TemporarySlurm(dir=tmp_path / "slurm") as slurm:
+        yield {"dask_scheduler": "jobqueue:slurm"}, slurm.dpu_settings(tmp_path / "jobs"), slurm

@@ -248,6 +248,93 @@ def test_cascade_cube_provenance_reaches_the_raw_biases(cascade):
     assert flat_inputs and "IFU 1 valid" in flat_inputs[0].reason
 
 
+def _first_products(arch) -> dict:
+    """``{(category, ifu, mjd_obs): record}``: each product's first version (the cascade's own; later
+    tests of this module rebuild some)."""
+    out: dict = {}
+    for r in sorted(arch.query(kind="calibration") + arch.query(kind="science"), key=lambda r: r.id):
+        out.setdefault((r.category, r.ifu, round(r.mjd_obs or 0.0, 5)), r)
+    return out
+
+
+def _data_difference(a, b) -> float:
+    """The largest relative difference between the data of two FITS files, extension by extension
+    (0.0: the same numbers); their extensions must match by name and shape."""
+    from astropy.io import fits
+
+    worst = 0.0
+    with fits.open(a, memmap=True) as fa, fits.open(b, memmap=True) as fb:
+        assert [h.name for h in fa] == [h.name for h in fb], (a, b)
+        for ha, hb in zip(fa, fb):
+            if ha.data is None:
+                assert hb.data is None
+                continue
+            if isinstance(ha, fits.BinTableHDU):
+                assert ha.columns.names == hb.columns.names and len(ha.data) == len(hb.data), ha.name
+                cols = [(np.asarray(ha.data[c]), np.asarray(hb.data[c])) for c in ha.columns.names]
+            else:
+                cols = [(np.asarray(ha.data), np.asarray(hb.data))]
+            for x, y in cols:
+                assert x.shape == y.shape, ha.name
+                if x.dtype.kind not in "fc":
+                    assert np.array_equal(x, y), ha.name
+                    continue
+                x, y = x.astype(np.float64), y.astype(np.float64)
+                assert np.array_equal(np.isnan(x), np.isnan(y)), ha.name
+                ok = ~np.isnan(x)
+                scale = max(float(np.nanmax(np.abs(x))) if ok.any() else 0.0, 1e-30)
+                worst = max(worst, float(np.max(np.abs(x[ok] - y[ok]), initial=0.0)) / scale)
+    return worst
+
+
+@pipeline
+@pytest.mark.parametrize("kind", ["site", "slurm"])
+def test_the_cascade_on_another_cluster_makes_the_same_products(cascade, dpu_night, tmp_path, kind):
+    """A site's Dask cluster given by address, and Slurm batch jobs through dask-jobqueue, reduce the same
+    night to the same products as musewise's own cluster, every run executing in the cluster's workers;
+    on Slurm each recipe's job asks for its own memory and cores."""
+    from traitlets.config import Config
+
+    from musewise.archive import Archive
+    from musewise.config import MusewiseConfig
+    from musewise.dpu.engine import close_clients
+
+    from conftest import another_cluster
+
+    here, _ = cascade
+    with another_cluster(kind, tmp_path) as (settings, dpu_settings, cluster):
+        cfg = MusewiseConfig.load(root=str(tmp_path / "root"), user="admin", project="consortium", **settings)
+        cfg.config = Config({"DpuConfig": dpu_settings})
+        arch = Archive(cfg, user="admin")
+        try:
+            _ingest(arch, dpu_night, "BIAS", "FLAT", "ARC", "OBJECT", "static")
+            dpu.make("scipost", NIGHT, [1], dry_run=False, commit=True, archive=arch, p={"crsigma": 20},
+                     engine="dask", progress=False)
+            assert {r.status for r in arch.runs()} == {"succeeded"}
+            runs = [r for r in arch.runs() if r.recipe.startswith("muse_")]
+            assert {r.recipe for r in runs} == {"muse_bias", "muse_flat", "muse_wavecal", "muse_lsf",
+                                                "muse_scibasic", "muse_scipost"}
+            if kind == "site":
+                workers = set(cluster.worker_pids().values())
+                assert {r.details["pid"] for r in runs} <= workers, "a run executed outside the site's workers"
+            else:
+                heavy = set(dpu.DpuConfig.from_config(cfg).heavy_recipes)
+                jobs = {f"slurm:{j['JobId']}": j for j in cluster.jobs()}
+                for r in runs:
+                    job = jobs[r.details.get("batch_job")]  # KeyError: a run outside the batch jobs
+                    big = r.recipe in heavy
+                    assert job["JobName"] == ("musewise-heavy" if big else "musewise"), (r.recipe, job)
+                    assert (job["NumCPUs"], job["MinMemoryNode"]) == (("2", "6G") if big else ("1", "3G")), job
+            theirs, ours = _first_products(arch), _first_products(here)
+            assert set(theirs) == set(ours)
+            for key, record in theirs.items():
+                diff = _data_difference(arch.path(record.id), here.path(ours[key].id))
+                assert diff <= 1e-6, f"{key}: data differ by {diff:.2e} of their largest value"
+        finally:
+            close_clients()
+            arch.close()
+
+
 def test_night_without_standard_star_plans_no_standard(archive, dpu_night):
     _ingest(archive, dpu_night, "BIAS", "FLAT", "ARC", "OBJECT", "static")
     pl = dpu.plan("scipost", NIGHT, [1], archive=archive)

@@ -11,6 +11,7 @@ modes run the real pipeline on one IFU (``pipeline`` mark), each in its own arch
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -163,15 +164,20 @@ def bias_night(tmp_path_factory):
         yield [Path(p) for p in paths]
 
 
-def _open(root: Path, **kw):
+def _open(root: Path, dpu_settings: dict | None = None, **kw):
+    from traitlets.config import Config
+
     from musewise.archive import Archive
     from musewise.config import MusewiseConfig
 
-    return Archive(MusewiseConfig.load(root=str(root), user="admin", project="consortium", **kw), user="admin")
+    cfg = MusewiseConfig.load(root=str(root), user="admin", project="consortium", **kw)
+    if dpu_settings:
+        cfg.config = Config({"DpuConfig": dpu_settings})
+    return Archive(cfg, user="admin")
 
 
-def _ingested(root: Path, frames, **kw):
-    arch = _open(root, **kw)
+def _ingested(root: Path, frames, dpu_settings: dict | None = None, **kw):
+    arch = _open(root, dpu_settings, **kw)
     rep = arch.ingest_many(frames, progress=False)
     assert not rep.refused, rep.refused
     return arch
@@ -373,52 +379,105 @@ def test_full_work_dir_fails_the_run_with_the_reason(tmp_path, bias_night, small
     arch.close()
 
 
-@pipeline
-def test_dead_dask_worker_fails_its_run_and_the_others_go_on(tmp_path, bias_night):
-    """(d) The Dask worker running one IFU's run is killed (as the OOM killer would): its run is closed as
-    failed with the reason, the other IFU's run goes on, and Dask's retry on a fresh worker makes the product."""
-    import threading
-
+def _esorex_of(run, timeout: float = 300.0):
+    """The esorex process of a running run of a batch job (it runs under slurmstepd, not below us)."""
     import psutil
 
+    job = run.details.get("batch_job", "").partition(":")[2]
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        for p in psutil.process_iter(["name"]):
+            try:
+                if p.info["name"] == "esorex" and p.environ().get("SLURM_JOB_ID") == job:
+                    return p
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        time.sleep(0.2)
+    raise AssertionError(f"no esorex in batch job {job}")
+
+
+@pipeline
+@pytest.mark.parametrize("cluster", ["local", "site", "slurm"])
+def test_dead_dask_worker_fails_its_run_and_the_others_go_on(tmp_path, bias_night, cluster):
+    """(d) The Dask worker running one IFU's run dies: killed as the OOM killer would, or its Slurm batch
+    job cancelled (``scancel``). Its run is closed as failed with the reason, the other IFU's run goes on,
+    and Dask's retry on a fresh worker makes the product. On musewise's own LocalCluster; on a site's
+    scheduler given by address, whose nanny starts the dead worker again; on Slurm, where dask-jobqueue
+    submits a new job."""
+    import psutil
+
+    from conftest import another_cluster
     from musewise.dpu.engine import close_clients
 
     _need_esorex()
-    arch = _ingested(tmp_path / "root", bias_night, n_workers=2)
-    killed: dict = {}
+    with contextlib.ExitStack() as stack:
+        if cluster == "local":
+            settings, dpu_settings, site = {"n_workers": 2}, {}, None
+        else:
+            settings, dpu_settings, site = stack.enter_context(another_cluster(cluster, tmp_path))
+        arch = _ingested(tmp_path / "root", bias_night, dpu_settings, **settings)
+        workers_before = set(site.worker_pids().values()) if cluster == "site" else set()
+        killed: dict = {}
 
-    def kill_one_worker():
+        def kill_one_worker():
+            try:
+                run, _ = _wait_for_esorex(arch, psutil.Process(os.getpid())) if cluster != "slurm" else (
+                    _wait_for_batch_run(arch), None)
+                if cluster == "slurm":
+                    _esorex_of(run)  # mid-way through the reduction
+                    site.cancel(run.details["batch_job"].partition(":")[2])
+                    killed.update(run=run, pid=run.details["pid"])
+                    return
+                worker = psutil.Process(run.details["pid"])
+                tree = [worker] + worker.children(recursive=True)
+                for p in tree:
+                    try:
+                        p.send_signal(signal.SIGKILL)
+                    except psutil.NoSuchProcess:
+                        pass
+                killed.update(run=run, pid=worker.pid)
+            except Exception as exc:  # reported by the assertions below
+                killed["error"] = exc
+
+        killer = threading.Thread(target=kill_one_worker)
+        killer.start()
         try:
-            run, _ = _wait_for_esorex(arch, psutil.Process(os.getpid()))
-            worker = psutil.Process(run.details["pid"])
-            tree = [worker] + worker.children(recursive=True)
-            for p in tree:
-                try:
-                    p.send_signal(signal.SIGKILL)
-                except psutil.NoSuchProcess:
-                    pass
-            killed.update(run=run, pid=worker.pid)
-        except Exception as exc:  # reported by the assertions below
-            killed["error"] = exc
+            dpu.make("bias", NIGHT, [1, 2], dry_run=False, archive=arch, engine="dask", progress=False)
+        finally:
+            killer.join()
+            close_clients()
+        assert "error" not in killed, killed
+        run = arch.get_run(killed["run"].id)
+        assert run.status == "failed"
+        assert f"process {killed['pid']} on host {host_name()} is gone" in run.error, run.error
+        _assert_nothing_half_made(arch, run.id)
+        biases = arch.query(category="MASTER_BIAS")
+        assert sorted(b.ifu for b in biases) == [1, 2]  # the other run went on; the killed one was run again
+        assert all(arch.get_run(b.run_id).status == "succeeded" for b in biases)
+        assert run.id not in {b.run_id for b in biases}
+        assert dpu.plan("bias", NIGHT, [1, 2], archive=arch).todo == []
+        if cluster == "site":  # the site's nanny replaced the dead worker: two workers again, one of them new
+            assert killed["pid"] in workers_before
+            site.wait_for_workers(2, time.time() + 60)
+            workers_after = set(site.worker_pids().values())
+            assert len(workers_after) == 2 and killed["pid"] not in workers_after
+        if cluster == "slurm":  # the retry ran in another batch job
+            again = arch.get_run(next(b.run_id for b in biases if b.ifu == run.ifu))
+            assert again.details["batch_job"] != run.details["batch_job"]
+            states = {f"slurm:{j['JobId']}": j["JobState"] for j in site.jobs()}
+            assert states[run.details["batch_job"]] == "CANCELLED", states
+        arch.close()
 
-    killer = threading.Thread(target=kill_one_worker)
-    killer.start()
-    try:
-        dpu.make("bias", NIGHT, [1, 2], dry_run=False, archive=arch, engine="dask", progress=False)
-    finally:
-        killer.join()
-        close_clients()
-    assert "error" not in killed, killed
-    run = arch.get_run(killed["run"].id)
-    assert run.status == "failed"
-    assert f"process {killed['pid']} on host {host_name()} is gone" in run.error
-    _assert_nothing_half_made(arch, run.id)
-    biases = arch.query(category="MASTER_BIAS")
-    assert sorted(b.ifu for b in biases) == [1, 2]  # the other run went on; the killed one was run again
-    assert all(arch.get_run(b.run_id).status == "succeeded" for b in biases)
-    assert run.id not in {b.run_id for b in biases}
-    assert dpu.plan("bias", NIGHT, [1, 2], archive=arch).todo == []
-    arch.close()
+
+def _wait_for_batch_run(arch, timeout: float = 300.0):
+    """The first running run that records its batch job."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        runs = [r for r in _running(arch) if r.details.get("batch_job")]
+        if runs:
+            return runs[0]
+        time.sleep(0.2)
+    raise AssertionError("no run started in a batch job")
 
 
 # ------------------------------------------------------------------------------ logged errors

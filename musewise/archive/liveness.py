@@ -77,10 +77,26 @@ def process_started(pid: int) -> float | None:
         return float("nan")
 
 
+#: Where a batch system tells a job its ID (the only way it tells it): ``{variable: system}``.
+BATCH_JOB_VARIABLES = {"SLURM_JOB_ID": "slurm", "PBS_JOBID": "pbs", "LSB_JOBID": "lsf", "JOB_ID": "sge"}
+
+
+def batch_job() -> str:
+    """``system:id`` of the batch job this process runs in (``slurm:1234``), or ``""``."""
+    for variable, system in BATCH_JOB_VARIABLES.items():
+        if os.environ.get(variable):
+            return f"{system}:{os.environ[variable]}"
+    return ""
+
+
 def process_identity(pid: int | None = None) -> dict:
-    """What a run records of the process that runs it (``host``, ``pid``, ``pid_started``, ``boot_id``)."""
+    """What a run records of the process that runs it (``host``, ``pid``, ``pid_started``, ``boot_id``,
+    and ``batch_job`` when it runs in one: the job an operator cancels or whose log one reads)."""
     pid = os.getpid() if pid is None else int(pid)
-    return {"host": host_name(), "pid": pid, "pid_started": process_started(pid), "boot_id": boot_id()}
+    ident = {"host": host_name(), "pid": pid, "pid_started": process_started(pid), "boot_id": boot_id()}
+    if pid == os.getpid() and batch_job():
+        ident["batch_job"] = batch_job()
+    return ident
 
 
 def now_text() -> str:

@@ -104,14 +104,28 @@ def execute(specs: list[RunSpec], archive, *, engine: str | None = None, progres
                                                   "heartbeat_interval")}
     heavy = [s.recipe in dcfg.heavy_recipes for s in specs]
     name = engine_name(engine or dcfg.engine, len(specs), archive.config)
-    dpu_settings["recipe_threads"] = dcfg.threads_per_run(
-        runs_at_once(name, heavy, int(archive.config.n_workers), int(dcfg.heavy_concurrency)))
+    dpu_settings["recipe_threads"] = recipe_threads(name, heavy, archive.config, dcfg)
     outcomes = run_all(archive, execute_run, specs, engine=name, progress=progress,
                        desc=desc or (specs[0].step if specs else "run"), heavy=heavy, dpu_settings=dpu_settings,
                        on_error=lost_run)
     if hooks:
         hooks.after(outcomes, engine=name)
     return outcomes
+
+
+def recipe_threads(engine: str, heavy, config, dcfg) -> int:
+    """OpenMP threads of each pipeline call of a batch of runs (``heavy``: which are heavy_recipes).
+
+    On a batch cluster, the cores each job asks for (``job_cpu`` of
+    :meth:`DpuConfig.batch_job_kwargs`): a job runs one call at a time. Elsewhere this
+    host's cores shared by the runs executing at once (:func:`runs_at_once`); a site's
+    ``DpuConfig.recipe_threads`` wins over both.
+    """
+    from .engine import is_batch_cluster
+
+    if engine == "dask" and is_batch_cluster(config) and not int(dcfg.recipe_threads):
+        return int(dcfg.batch_job_kwargs(heavy=any(heavy))["job_cpu"])
+    return dcfg.threads_per_run(runs_at_once(engine, heavy, int(config.n_workers), int(dcfg.heavy_concurrency)))
 
 
 def runs_at_once(engine: str, heavy, n_workers: int, heavy_concurrency: int) -> int:
@@ -230,4 +244,5 @@ def run(recipe: str, date: str | None = None, ifu=None, commit: bool = False, p:
 
 
 # ReductionFailed is imported from here by the planner; it lives in musewise.exceptions.
-__all__ = ["ReductionFailed", "execute", "prepare", "run", "runs_at_once", "validate_parameters"]
+__all__ = ["ReductionFailed", "execute", "prepare", "recipe_threads", "run", "runs_at_once",
+           "validate_parameters"]

@@ -5,17 +5,22 @@ They are read from the same traitlets config file as
 
 Execution clusters
 ------------------
-Runs are Dask tasks. With ``MusewiseConfig.dask_scheduler`` empty, a
-``distributed.LocalCluster`` with ``MusewiseConfig.n_workers`` worker processes
-(one thread each) is started. A running scheduler is used by address
-(``tcp://host:8786``). On a batch system, use dask-jobqueue
-(``pip install dask-jobqueue``) with ``dask_scheduler = "jobqueue:slurm"`` and,
-in the site config::
+Runs are Dask tasks, one run (one pipeline call) at a time in each worker process. With
+``MusewiseConfig.dask_scheduler`` empty, a ``distributed.LocalCluster`` with
+``MusewiseConfig.n_workers`` worker processes (one thread each) is started. A site's running
+scheduler is used by address (``tcp://host:8786``; start its workers with ``--nthreads 1``).
+On a batch system, dask-jobqueue (``pip install 'musewise[jobqueue]'``) submits the workers
+as batch jobs, and the memory-heavy recipes (``heavy_recipes``) get jobs of their own size::
 
     c.MusewiseConfig.dask_scheduler = "jobqueue:slurm"
-    c.DpuConfig.cluster_kwargs = {"queue": "muse", "cores": 2, "memory": "24GB",
-                                  "walltime": "04:00:00", "processes": 1}
-    c.DpuConfig.cluster_jobs = 12      # batch jobs to start (scale)
+    c.DpuConfig.cluster_kwargs = {"queue": "muse", "memory": "8GB", "walltime": "04:00:00"}
+    c.DpuConfig.cluster_jobs = 12                  # at most 12 jobs for the light runs
+    c.DpuConfig.heavy_cluster_kwargs = {"memory": "64GB", "job_cpu": 8}   # scipost, exp_combine...
+
+Each job is one Dask worker of one thread (``cores`` and ``processes`` 1); ``job_cpu`` is
+what the job asks of the batch system, and the OpenMP threads of its pipeline calls. Jobs
+are started as runs wait and ended when idle (Dask's adaptive scaling), at most
+``cluster_jobs`` light ones and ``heavy_concurrency`` heavy ones.
 
 Workers must see the archive database, the datastore and ``scratch`` at the
 same paths as the submitting session.
@@ -108,12 +113,23 @@ class DpuConfig(Configurable):
 
     cluster_kwargs = Dict(
         {},
-        help="Keyword arguments of the dask-jobqueue cluster class when "
-        "MusewiseConfig.dask_scheduler is 'jobqueue:<system>' (queue, cores, memory, walltime...).",
+        help="Keyword arguments of the dask-jobqueue cluster class when MusewiseConfig.dask_scheduler "
+        "is 'jobqueue:<system>': queue, memory, walltime, job_cpu (the cores each batch job asks for, "
+        "and the OpenMP threads of its pipeline calls; default 1), python, log_directory... Each job "
+        "is one worker of one thread: cores and processes are 1.",
+    ).tag(config=True)
+
+    heavy_cluster_kwargs = Dict(
+        {},
+        help="What differs in the batch jobs that run heavy_recipes, e.g. {'memory': '64GB', "
+        "'job_cpu': 8}: with any, those runs go to jobs of their own (at most heavy_concurrency), "
+        "so that the batch system gives them the memory and cores they need; empty: they share the "
+        "jobs of the other runs.",
     ).tag(config=True)
 
     cluster_jobs = Int(
-        1, help="Number of batch jobs a dask-jobqueue cluster is scaled to."
+        1, help="Most batch jobs of a dask-jobqueue cluster for the runs other than heavy_recipes "
+        "(started as runs wait, ended when idle).",
     ).tag(config=True)
 
     local_cluster_dask_config = Dict(
@@ -225,6 +241,34 @@ class DpuConfig(Configurable):
              "as 'module.path:function' (see musewise.dpu.hooks). The default runs the QC notebook "
              "of every new product on the engine the runs used; [] turns automatic QC off.",
     ).tag(config=True)
+
+    def batch_job_kwargs(self, heavy: bool = False) -> dict:
+        """Keyword arguments of the dask-jobqueue cluster whose jobs run heavy_recipes (``heavy``)
+        or the other recipes: ``cluster_kwargs``, overlaid for heavy runs with
+        ``heavy_cluster_kwargs``; one worker of one thread per job.
+
+        Raises
+        ------
+        ConfigurationError
+            ``cores`` or ``processes`` other than 1 (two runs would share a job's cores and
+            memory unseen by the batch system), or a ``job_cpu`` below 1.
+        """
+        from ..exceptions import ConfigurationError
+
+        kw = dict(self.cluster_kwargs)
+        if heavy:
+            kw.update(self.heavy_cluster_kwargs)
+        for key in ("cores", "processes"):
+            if int(kw.get(key, 1)) != 1:
+                raise ConfigurationError(
+                    f"DpuConfig {'heavy_cluster_kwargs or ' if heavy else ''}cluster_kwargs {key}={kw[key]!r}: "
+                    "each batch job runs one pipeline call at a time (cores and processes 1); give the "
+                    "cores a job asks for, and its calls' OpenMP threads, as job_cpu")
+        kw["cores"] = kw["processes"] = 1
+        kw["job_cpu"] = int(kw.get("job_cpu") or 1)
+        if kw["job_cpu"] < 1:
+            raise ConfigurationError(f"DpuConfig cluster_kwargs job_cpu={kw['job_cpu']}: at least 1")
+        return kw
 
     def threads_per_run(self, at_once: int, cores: int | None = None) -> int:
         """OpenMP threads of one pipeline call when ``at_once`` runs share this host (``recipe_threads``).

@@ -8,14 +8,18 @@ it under a name that ``DpuConfig.engine`` can select.
 * ``dask`` - runs as Dask tasks on the cluster given by
   ``MusewiseConfig.dask_scheduler``: empty starts a ``distributed.LocalCluster``
   with ``MusewiseConfig.n_workers`` processes of one thread (kept for the
-  session and reused by later calls); ``tcp://host:8786`` connects to a running
-  scheduler; ``jobqueue:slurm`` (or ``pbs``, ``sge``, ``lsf``, ``htcondor``)
-  starts a dask-jobqueue cluster with ``DpuConfig.cluster_kwargs`` scaled to
-  ``DpuConfig.cluster_jobs`` jobs (``pip install dask-jobqueue``), e.g.::
+  session and reused by later calls); ``tcp://host:8786`` connects to a site's
+  running scheduler (its workers started with ``--nthreads 1``); ``jobqueue:slurm``
+  (or ``pbs``, ``sge``, ``lsf``, ``htcondor``, ``oar``) starts dask-jobqueue
+  clusters whose batch jobs are the workers, one worker of one thread per job,
+  scaled to the runs waiting (``pip install 'musewise[jobqueue]'``): the jobs of
+  ``DpuConfig.heavy_recipes`` ask for ``heavy_cluster_kwargs`` (their own memory and
+  cores) when a site gives them, the others for ``cluster_kwargs``
+  (:meth:`DpuConfig.batch_job_kwargs`), e.g.::
 
       c.MusewiseConfig.dask_scheduler = "jobqueue:slurm"
-      c.DpuConfig.cluster_kwargs = {"queue": "muse", "cores": 2, "memory": "24GB",
-                                    "walltime": "04:00:00"}
+      c.DpuConfig.cluster_kwargs = {"queue": "muse", "memory": "8GB", "walltime": "04:00:00"}
+      c.DpuConfig.heavy_cluster_kwargs = {"memory": "64GB", "job_cpu": 8}
       c.DpuConfig.cluster_jobs = 12
 
 Workers receive settings, never archive objects: each opens its own archive.
@@ -76,19 +80,25 @@ class DaskEngine(Engine):
         self.dpu_config = dpu_config
 
     def map(self, func, items, *, progress=True, desc="", heavy=None, on_error=None, priority=0):
-        from distributed import as_completed
+        import queue
+
         from tqdm.auto import tqdm
 
-        client = get_client(self.config, self.dpu_config)
-        heavy = list(heavy) if heavy is not None else [False] * len(items)
+        heavy = [bool(h) for h in heavy] if heavy is not None else [False] * len(items)
+        # on a batch cluster heavy runs may have jobs (so a scheduler) of their own
+        clients = {h: get_client(self.config, self.dpu_config, heavy=h) for h in set(heavy)}
         limit = int(getattr(self.dpu_config, "heavy_concurrency", 1) or 1)
-        futures = [client.submit(_under_lease if h else func, *((func, item, limit) if h else (item,)),
-                                 pure=False, key=f"{desc or 'run'}-{i}-{id(item)}", priority=priority)
+        futures = [clients[h].submit(_under_lease if h else func, *((func, item, limit) if h else (item,)),
+                                     pure=False, key=f"{desc or 'run'}-{i}-{id(item)}", priority=priority)
                    for i, (item, h) in enumerate(zip(items, heavy))]
         index = {f.key: i for i, f in enumerate(futures)}
+        finished: queue.Queue = queue.Queue()  # futures of one or two clients, as each ends
+        for fut in futures:
+            fut.add_done_callback(finished.put)
         results: list = [None] * len(futures)
         with tqdm(total=len(futures), desc=desc, disable=not progress) as bar:
-            for fut in as_completed(futures):
+            for _ in futures:
+                fut = finished.get()
                 i = index[fut.key]
                 try:
                     results[i] = fut.result()
@@ -138,8 +148,20 @@ _CLIENT_LOCK = threading.Lock()
 _CLIENTS: dict = {}
 
 
-def _client_key(config) -> tuple:
-    return (config.dask_scheduler or "", int(config.n_workers))
+def is_batch_cluster(config) -> bool:
+    """Whether ``config.dask_scheduler`` names a batch system (``jobqueue:<system>``)."""
+    return (config.dask_scheduler or "").startswith("jobqueue:")
+
+
+def _job_class(config, dpu_config, heavy: bool) -> str:
+    from .config import DpuConfig
+
+    own = heavy and is_batch_cluster(config) and (dpu_config or DpuConfig()).heavy_cluster_kwargs
+    return "heavy" if own else ""
+
+
+def _client_key(config, job_class: str = "") -> tuple:
+    return (config.dask_scheduler or "", int(config.n_workers), job_class)
 
 
 def has_client(config) -> bool:
@@ -149,11 +171,16 @@ def has_client(config) -> bool:
         return client is not None and client.status == "running"
 
 
-def get_client(config, dpu_config=None):
-    """The Dask client for ``config.dask_scheduler`` (started once per process and kept)."""
+def get_client(config, dpu_config=None, *, heavy: bool = False):
+    """The Dask client for ``config.dask_scheduler`` (started once per process and kept).
+
+    ``heavy``: the client of the runs of ``DpuConfig.heavy_recipes``, which on a batch
+    cluster with ``heavy_cluster_kwargs`` is a cluster of its own; elsewhere the same client.
+    """
     from distributed import Client
 
-    key = _client_key(config)
+    job_class = _job_class(config, dpu_config, heavy)
+    key = _client_key(config, job_class)
     address = key[0]
     with _CLIENT_LOCK:
         client = _CLIENTS.get(key)
@@ -173,27 +200,46 @@ def get_client(config, dpu_config=None):
                 cluster = LocalCluster(n_workers=int(config.n_workers), threads_per_worker=1, processes=True,
                                        dashboard_address=None, host="127.0.0.1")
             client = Client(cluster)
-        elif address.startswith("jobqueue:"):
-            client = _jobqueue_client(address.split(":", 1)[1], dpu_config)
+        elif is_batch_cluster(config):
+            client = _jobqueue_client(address.split(":", 1)[1], dpu_config, heavy=job_class == "heavy")
         else:
             client = Client(address)
         _CLIENTS[key] = client
         return client
 
 
-def _jobqueue_client(system: str, dpu_config):
-    from distributed import Client
+def batch_cluster(system: str, dpu_config=None, *, heavy: bool = False):
+    """A dask-jobqueue cluster for ``system`` (``slurm``, ``pbs``...) whose jobs run the heavy or the
+    other runs, from :meth:`DpuConfig.batch_job_kwargs`; no job is submitted yet.
 
+    Raises
+    ------
+    ConfigurationError
+        An unknown system, or job settings that would put two runs in one job.
+    """
     from ..optional import require
+    from .config import DpuConfig
 
     dask_jobqueue = require("dask_jobqueue", f"MusewiseConfig.dask_scheduler 'jobqueue:{system}'")
     classes = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster",
                "lsf": "LSFCluster", "htcondor": "HTCondorCluster", "oar": "OARCluster"}
     if system not in classes:
         raise ConfigurationError(f"unknown dask-jobqueue system {system!r}; one of {sorted(classes)}")
-    kwargs = dict(getattr(dpu_config, "cluster_kwargs", {}) or {})
-    cluster = getattr(dask_jobqueue, classes[system])(**kwargs)
-    cluster.scale(jobs=int(getattr(dpu_config, "cluster_jobs", 1)))
+    kwargs = (dpu_config or DpuConfig()).batch_job_kwargs(heavy)
+    kwargs.setdefault("job_name", "musewise-heavy" if heavy else "musewise")
+    return getattr(dask_jobqueue, classes[system])(**kwargs)
+
+
+def _jobqueue_client(system: str, dpu_config, *, heavy: bool):
+    from distributed import Client
+
+    from .config import DpuConfig
+
+    dcfg = dpu_config or DpuConfig()
+    cluster = batch_cluster(system, dcfg, heavy=heavy)
+    # jobs start as runs wait and end when idle: a batch system's nodes are not held for nothing
+    most = int(dcfg.heavy_concurrency if heavy else dcfg.cluster_jobs)
+    cluster.adapt(minimum_jobs=0, maximum_jobs=max(1, most))
     return Client(cluster)
 
 
@@ -215,5 +261,5 @@ import atexit  # noqa: E402
 
 atexit.register(close_clients)
 
-__all__ = ["DaskEngine", "Engine", "LocalEngine", "close_clients", "get_client", "get_engine",
-           "has_client", "register_engine"]
+__all__ = ["DaskEngine", "Engine", "LocalEngine", "batch_cluster", "close_clients", "get_client", "get_engine",
+           "has_client", "is_batch_cluster", "register_engine"]

@@ -40,8 +40,9 @@ def handle_runs(args) -> int:
         where = f"IFU {r.ifu:02d}" if r.ifu else "-"
         host = r.details.get("host", "?")
         pid = r.details.get("pid", "?")
+        job = f" ({r.details['batch_job']})" if r.details.get("batch_job") else ""
         print(f"run {r.id:>6} {r.recipe:<16} {r.night or '-':<10} {where:<6} {r.status:<9} "
-              f"{r.started:%Y-%m-%d %H:%M:%S}  {r.user:<8} {host}:{pid}")
+              f"{r.started:%Y-%m-%d %H:%M:%S}  {r.user:<8} {host}:{pid}{job}")
         if r.error:
             print("    " + r.error.splitlines()[0][:200])
     if not runs:
