@@ -69,6 +69,22 @@ class MusewiseConfig(Configurable):
     def _datastore_default(self):
         return str(Path(self.root) / "datastore")
 
+    datastore_options = Dict(
+        help="fsspec storage options of the datastore, e.g. {'endpoint_url': "
+        "'https://s3.example.org'} for an S3 store. Keep credentials out of it: s3fs reads "
+        "them from the AWS chain (AWS_ACCESS_KEY_ID..., ~/.aws/credentials)."
+    ).tag(config=True)
+
+    datastore_cache = Unicode(
+        help="Folder of the local copies of an object-store datastore's files, which the "
+        "pipeline reads (one sub-folder per user, private to that user). Default: "
+        "<scratch>/cache/datastore. Unused for a datastore on a local or shared filesystem."
+    ).tag(config=True)
+
+    @default("datastore_cache")
+    def _datastore_cache_default(self):
+        return str(Path(self.scratch) / "cache" / "datastore")
+
     scratch = Unicode(
         help="Folder for per-user scratch space and reduction working directories."
     ).tag(config=True)

@@ -504,3 +504,77 @@ class TemporarySlurm(_Daemons):
                     pass
         self.conf = None
         self._remove_dir()
+
+
+class TemporaryS3(_Daemons):
+    """A real S3 server on 127.0.0.1 (moto's standalone server) with one empty bucket.
+
+    ``url(prefix)`` is what ``MusewiseConfig.datastore_url`` takes and ``options`` what
+    ``MusewiseConfig.datastore_options`` takes. The server accepts any credentials; the
+    test ones are put in this process's environment (where s3fs looks for them, as at a
+    site) while it runs, and taken out at :meth:`stop`.
+
+    Parameters
+    ----------
+    bucket : str
+        Name of the bucket created at start.
+    dir : path-like, optional
+        Folder of the server's log (default: a temporary folder, removed at :meth:`stop`).
+    timeout : float
+        Longest wait for the server to answer (s).
+    """
+
+    #: Credentials moto accepts (any would do); s3fs reads them from the environment.
+    CREDENTIALS = {"AWS_ACCESS_KEY_ID": "musewise-test", "AWS_SECRET_ACCESS_KEY": "musewise-test",
+                   "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def __init__(self, bucket: str = "musewise", *, dir=None, timeout: float = 60.0):
+        super().__init__(dir)
+        self.bucket, self.timeout = bucket, float(timeout)
+        self.endpoint = ""
+        self._saved_env: dict = {}
+
+    @property
+    def options(self) -> dict:
+        """fsspec storage options of the server (the endpoint; credentials come from the environment)."""
+        return {"endpoint_url": self.endpoint}
+
+    def url(self, prefix: str = "datastore") -> str:
+        """``s3://<bucket>/<prefix>``."""
+        return f"s3://{self.bucket}/{prefix.strip('/')}"
+
+    def filesystem(self):
+        """An s3fs filesystem on the server (fresh: no listings cached)."""
+        import s3fs
+
+        return s3fs.S3FileSystem(endpoint_url=self.endpoint, skip_instance_cache=True)
+
+    def start(self) -> "TemporaryS3":
+        import sys
+        import time
+
+        self._make_dir("musewise-s3-")
+        port = free_port()
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self._saved_env = {k: os.environ.get(k) for k in self.CREDENTIALS}
+        os.environ.update(self.CREDENTIALS)
+        env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
+        server = self._spawn("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env)
+        self._wait_until(lambda: _listening(port), server, "moto", time.time() + self.timeout)
+        try:
+            self.filesystem().mkdir(self.bucket)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (its buckets live in its memory and go with it); restore the environment."""
+        self._stop_processes()
+        self._remove_dir()
+        for k, v in self._saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        self._saved_env = {}

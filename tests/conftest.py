@@ -97,11 +97,51 @@ def db_url(request, tmp_path):
     return request.getfixturevalue("postgres_server").create_database()
 
 
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 server on 127.0.0.1 (a :class:`TemporaryS3`: moto's standalone server)."""
+    pytest.importorskip("moto.server", reason="moto not installed (make test installs it: pip install -e .[test])")
+    pytest.importorskip("s3fs", reason="s3fs not installed (make test installs it: pip install -e .[test])")
+    from musewise.testing import TemporaryS3
+
+    with TemporaryS3() as s3:
+        yield s3
+
+
 @pytest.fixture
-def archive_config(tmp_path, db_url):
+def datastore_settings():
+    """MusewiseConfig settings of the datastore: a local folder under the root.
+
+    A test module that must hold on every kind of store overrides it with
+    :func:`each_datastore`.
+    """
+    return {}
+
+
+def each_datastore(request, tmp_path) -> dict:
+    """Datastore settings for ``request.param``: "folder" (under the root) or "s3" (a fresh
+    prefix of a bucket of the session's S3 server)."""
+    if request.param == "folder":
+        return {}
+    return s3_settings(request.getfixturevalue("s3_server"), tmp_path)
+
+
+def s3_settings(s3, tmp_path) -> dict:
+    """Datastore settings of a fresh prefix of the S3 server ``s3``'s bucket, for one test."""
+    return {"datastore_url": s3.url(f"{tmp_path.name}-{os.getpid()}"), "datastore_options": s3.options}
+
+
+@pytest.fixture
+def archive_config(tmp_path, db_url, datastore_settings):
     from musewise.config import MusewiseConfig
 
-    return MusewiseConfig.load(root=str(tmp_path / "root"), db_url=db_url, user="admin", project="consortium")
+    root = tmp_path / "root"
+    if datastore_settings:
+        # as a site keeps it: in the root's config file, which the CLI and every process read
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "musewise_config.py").write_text("".join(
+            f"c.MusewiseConfig.{k} = {v!r}\n" for k, v in datastore_settings.items()))
+    return MusewiseConfig.load(root=str(root), db_url=db_url, user="admin", project="consortium")
 
 
 @pytest.fixture

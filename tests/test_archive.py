@@ -28,6 +28,14 @@ from musewise.vocabulary import Privilege
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(params=["folder", "s3"])
+def datastore_settings(request, tmp_path):
+    """The ingest guarantees hold on a local folder and on an S3 object store alike."""
+    from conftest import each_datastore
+
+    return each_datastore(request, tmp_path)
+
+
 def snapshot(arch: Archive):
     """Everything stored: rows visible to an admin and files in the datastore."""
     admin = arch.as_user("admin")
@@ -65,7 +73,8 @@ def test_duplicate_ingest_is_recognised(archive, sim_frames):
     f = sim_frames["BIAS"][0]
     first = archive.ingest(f)
     before = snapshot(archive)
-    copy = Path(archive.config.root) / "renamed-copy.fits"
+    copy = Path(archive.config.scratch) / "renamed-copy.fits"
+    copy.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(f, copy)
     again = archive.ingest(copy)
     assert first.created and not again.created
@@ -117,7 +126,9 @@ def _crash_ingest(archive: Archive, path: Path, crash_at: str | None = None, kil
     """Ingest in a separate process that is killed with SIGKILL mid-way."""
     code = (
         "import sys\nfrom musewise.config import MusewiseConfig\nfrom musewise.archive import Archive\n"
-        f"a = Archive(MusewiseConfig.load(root={archive.config.root!r}, db_url={archive.config.db_url!r}), user='admin')\n"
+        f"a = Archive(MusewiseConfig.load(root={archive.config.root!r}, db_url={archive.config.db_url!r}, "
+        f"datastore_url={archive.config.datastore_url!r}, datastore_options={dict(archive.config.datastore_options)!r}), "
+        "user='admin')\n"
         f"a.ingest({str(path)!r})\n"
     )
     env = dict(os.environ)

@@ -30,6 +30,14 @@ from musewise.release import (
 from musewise.archive.schema_review import Release
 
 
+@pytest.fixture(params=["folder", "s3"])
+def datastore_settings(request, tmp_path):
+    """The release guarantees hold on a local folder and on an S3 object store alike."""
+    from conftest import each_datastore
+
+    return each_datastore(request, tmp_path)
+
+
 @pytest.fixture
 def products(archive, tmp_path):
     """A master bias (made from 3 raw frames) and a cube made from it; returns (bias, cube, raw ids)."""
@@ -92,15 +100,26 @@ def test_only_valid_reviewable_products_are_released(archive, products):
         create_release(archive, "DR2", "1", [cube.id])
 
 
+def _flip_a_stored_bit(archive, relpath: str, at: int) -> None:
+    """Change one bit of a stored file where it is stored (as a disk fault or a hand edit would)."""
+    ds = archive.datastore
+    if ds.is_local:
+        with open(ds.local_path(relpath), "r+b") as f:
+            f.seek(at)
+            b = f.read(1)
+            f.seek(at)
+            f.write(bytes([b[0] ^ 1]))
+        return
+    with ds.open(relpath) as f:
+        data = bytearray(f.read())
+    data[at] ^= 1
+    ds.fs.pipe_file(f"{ds.root}/{relpath}", bytes(data))
+
+
 def test_changed_product_file_is_detected(archive, dr1, products, tmp_path):
     bias = products[0]
     assert release_status(archive, "DR1", "1.0")["files"].ok
-    stored = archive.datastore.local_path(bias.storage_path)
-    with open(stored, "r+b") as f:
-        f.seek(5000)
-        b = f.read(1)
-        f.seek(5000)
-        f.write(bytes([b[0] ^ 1]))
+    _flip_a_stored_bit(archive, bias.storage_path, 5000)
     st = release_status(archive, "DR1", "1.0")
     assert not st["files"].ok and f"#{bias.id}" in st["files"].problems[0]
     with pytest.raises(ReleaseVerificationError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -287,20 +288,28 @@ def test_no_spectral_wcs_is_refused(tmp_path):
 
 # ---------------------------------------------------------------- sources
 class _FakeArchive:
-    """Stands in for musewise.archive.Archive: only ``path(id)`` is used."""
+    """Stands in for musewise.archive.Archive: ``get``, ``path`` and ``file`` of datasets not made by a run."""
 
     def __init__(self, paths):
         self.paths = paths
+
+    def get(self, dataset_id):
+        self.path(dataset_id)
+        return _Record(dataset_id, "DATACUBE_FINAL")
 
     def path(self, dataset_id):
         if dataset_id not in self.paths:
             raise NotFoundError(f"no dataset {dataset_id}")
         return str(self.paths[dataset_id])
 
+    def file(self, dataset_id):
+        return Path(self.path(dataset_id))
+
 
 class _Record:
     def __init__(self, id, category, is_valid=True):
         self.id, self.category, self.is_valid = id, category, is_valid
+        self.run_id = self.exposure = None
 
 
 def test_archive_ids_and_records_open_the_dataset_file(cube_file, cache_dir, raw):

@@ -84,7 +84,10 @@ class Archive:
         self.collections = list(collections) if collections else (list(config.collections) or None)
         self.engine = make_engine(peer_database_url(config.db_url))
         self._Session = sessionmaker(self.engine, expire_on_commit=False)
-        self.datastore = Datastore(config.datastore_url)
+        # Local copies of an object store's files are the user's own: a private dataset
+        # fetched for one member is never a file another member's process can open.
+        self.datastore = Datastore(config.datastore_url, options=config.datastore_options,
+                                   cache=Path(config.datastore_cache) / self.user_name)
         #: The database role of a user's connection (PostgreSQL, not the schema owner): the
         #: identity, fixed by the server (peer authentication); None for the service or SQLite.
         self.db_role: str | None = None
@@ -514,12 +517,30 @@ class Archive:
                 if ids else {}
 
     def path(self, dataset_id: int) -> str:
-        """Local filesystem path from which the dataset's file can be read."""
+        """Local filesystem path from which the dataset's file can be read.
+
+        For an object-store datastore this is a local copy in the user's cache folder,
+        fetched once and checked against the recorded checksum.
+        """
         rec = self.get(dataset_id)
-        p = self.datastore.local_path(rec.storage_path)
-        if self.config.checksum_on_read:
+        p = self.datastore.local_path(rec.storage_path, None if self.datastore.is_local else rec.sha256)
+        if self.config.checksum_on_read and self.datastore.is_local:
             self.datastore.verify(rec.storage_path, rec.sha256)
         return p
+
+    def file(self, dataset_id: int):
+        """The dataset's file where it is stored, for readers that take only the bytes they need.
+
+        Returns
+        -------
+        pathlib.Path or fsspec.core.OpenFile
+            The stored file of a local datastore; an unopened remote file of an object
+            store (read in byte ranges: nothing is copied whole, nor checksummed).
+        """
+        rec = self.get(dataset_id)
+        if self.datastore.is_local:
+            return Path(self.path(dataset_id))
+        return self.datastore.remote_file(rec.storage_path)
 
     def open_fits(self, dataset_id: int, **kw):
         """Open a dataset as an astropy HDUList (memory-mapped by default)."""

@@ -5,7 +5,10 @@ to their final location (a template over the data ID, see
 :func:`musewise.archive.templates.path_for`). A file once stored is never
 overwritten: a second write to the same location must carry identical bytes.
 Any fsspec filesystem works (a local folder by default; a shared filesystem or
-an object store for multi-site installations).
+an object store such as S3 for multi-site installations). Files of an object
+store are read by the pipeline from local copies kept in a cache folder, each
+checked against its recorded checksum when it is fetched; viewers read them in
+byte ranges (:meth:`Datastore.remote_file`) without fetching them whole.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import posixpath
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 
 import fsspec
 
@@ -48,14 +52,21 @@ class Datastore:
     ----------
     url : str
         Local folder or fsspec URL (``file:///data/musewise``, ``s3://bucket/prefix``).
+    options : dict, optional
+        fsspec storage options of the filesystem (for S3 e.g. ``{"endpoint_url":
+        "https://s3.example.org"}``; credentials come from the usual AWS chain).
+    cache : path-like, optional
+        Folder of the local copies of an object store's files (private to the
+        process's user). Required to read files of a store that is not local.
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, options: dict | None = None, cache=None):
         self.url = str(url)
-        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        self.fs, self.root = fsspec.core.url_to_fs(self.url, **(options or {}))
         self.is_local = "file" in (
             self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
         )
+        self.cache = Path(cache) if cache is not None else None
         self.fs.makedirs(self.root, exist_ok=True)
 
     def __repr__(self):
@@ -67,6 +78,9 @@ class Datastore:
         return posixpath.join(self.root, relpath)
 
     def exists(self, relpath: str) -> bool:
+        # Another process may have written it since this one listed the folder (object stores
+        # cache listings), and write-once decisions rest on the answer.
+        self.fs.invalidate_cache()
         return self.fs.exists(self._abs(relpath))
 
     def put(self, source, relpath: str, *, move: bool = False) -> "PendingFile":
@@ -152,15 +166,60 @@ class Datastore:
             modified = modified.replace(tzinfo=timezone.utc)
         return (datetime.now(timezone.utc) - modified).total_seconds()
 
-    def local_path(self, relpath: str) -> str:
-        """A local filesystem path with the file's bytes (cached locally for remote stores)."""
+    def local_path(self, relpath: str, sha256: str | None = None) -> str:
+        """A local filesystem path with the file's bytes.
+
+        A local store gives the stored file itself. An object store's file is copied
+        once into :attr:`cache` (stored files never change, so a copy is never stale),
+        checksummed on the way when ``sha256`` is given: a copy that differs is refused
+        and not kept. Concurrent readers each write their own temporary copy; the
+        first to finish is kept.
+
+        Raises
+        ------
+        DatastoreError
+            The file is not in the store, or a remote store has no cache folder.
+        IntegrityError
+            The fetched bytes differ from ``sha256``.
+        """
         if self.is_local:
             p = self._abs(relpath)
             if not os.path.exists(p):
                 raise DatastoreError(f"file missing from the datastore: {relpath}")
             return p
-        cache = fsspec.filesystem("filecache", fs=self.fs)
-        return cache.open(self._abs(relpath)).name
+        if self.cache is None:
+            raise DatastoreError(f"{self.url} is not a local folder: reading its files needs a "
+                                 "cache folder (MusewiseConfig.datastore_cache)")
+        self._abs(relpath)  # refuses paths outside the store
+        local = self.cache / relpath
+        if local.exists():
+            return str(local)
+        local.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.fs.invalidate_cache()  # an object's cached details (its ETag) may be out of date
+        tmp = local.with_name(f"{local.name}{TMP_MARK}{uuid.uuid4().hex}")
+        h = hashlib.sha256()
+        try:
+            with self.open(relpath) as src, open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as dst:
+                for block in iter(lambda: src.read(CHUNK), b""):
+                    h.update(block)
+                    dst.write(block)
+            if sha256 is not None and h.hexdigest() != sha256:
+                raise IntegrityError(f"{relpath}: checksum {h.hexdigest()[:12]}... of the copy fetched from "
+                                     f"{self.url} differs from recorded {sha256[:12]}...")
+            os.replace(tmp, local)
+        except FileNotFoundError as exc:
+            raise DatastoreError(f"file missing from the datastore: {relpath}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        return str(local)
+
+    def remote_file(self, relpath: str):
+        """The stored file as an :class:`fsspec.core.OpenFile`, to be read in byte ranges.
+
+        A viewer reads the planes and spectra it shows from it instead of a whole
+        local copy. Nothing is fetched until it is opened.
+        """
+        return fsspec.core.OpenFile(self.fs, self._abs(relpath), mode="rb")
 
     def open(self, relpath: str, mode: str = "rb"):
         """Open a stored file for reading (write modes are refused: the store is write-once)."""
@@ -179,6 +238,7 @@ class Datastore:
         if self.is_local:
             got, _ = sha256_file(self._abs(relpath))
         else:
+            self.fs.invalidate_cache()
             h = hashlib.sha256()
             with self.open(relpath) as f:
                 for block in iter(lambda: f.read(CHUNK), b""):
@@ -191,6 +251,7 @@ class Datastore:
 
     def temporaries(self) -> list[str]:
         """Leftover temporary files of interrupted writes (relative paths)."""
+        self.fs.invalidate_cache()
         out = []
         for p in self.fs.find(self.root):
             if TMP_MARK in posixpath.basename(p):
@@ -199,6 +260,7 @@ class Datastore:
 
     def walk(self) -> list[str]:
         """Every committed file in the store (relative paths)."""
+        self.fs.invalidate_cache()
         return [
             posixpath.relpath(p, self.root)
             for p in self.fs.find(self.root)
@@ -229,7 +291,7 @@ class PendingFile:
         bytes are refused, since stored files are never overwritten.
         """
         final = self.store._abs(self.relpath)
-        if self.store.fs.exists(final):
+        if self.store.exists(self.relpath):
             try:
                 self.store.verify(self.relpath, self.sha256)
             except IntegrityError as exc:

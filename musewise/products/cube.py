@@ -10,6 +10,10 @@ reads whatever the cube size, and each operation reads only the bytes it needs.
   the page cache this is a few ms; cold, the mapping is advised ``MADV_RANDOM``
   so each plane costs one 4 KB page, not a 128 KB read-ahead
   (``benchmarks/bench_widgets.py`` measures both);
+* a cube in an object store (an :class:`fsspec.core.OpenFile`, e.g. from
+  ``Archive.file``) is read the same way through byte ranges
+  (:class:`musewise.products.remote.RangedArray`): a plane is one range, a
+  spectrum one short range per plane, and the file is never fetched whole;
 * the white-light image is the pipeline's ``IMAGE_FOV`` if one is given or
   lies next to the cube with the same shape, otherwise it is computed by a
   chunked NaN-aware mean over wavelength (:func:`white_light`, float32 blocks
@@ -43,6 +47,7 @@ from ..exceptions import (InvalidArgumentError, InvalidFrameError, MusewiseError
                           UnsupportedTypeError)
 from .fitsio import open_fits
 from .image import Image
+from .remote import RangedArray
 from .spectrum import Spectrum
 from .wcs import celestial_header, spectral_axis
 
@@ -137,6 +142,38 @@ def filter_image(data, throughput, *, chunk_bytes: int = CHUNK_BYTES) -> np.ndar
     return _nanmean_planes(_chunks(data, 0, None, chunk_bytes), data.shape[1:], weights=throughput)
 
 
+def _is_remote(obj) -> bool:
+    """An unopened fsspec file (``fsspec.open(url)``, ``Archive.file``): read in byte ranges."""
+    return hasattr(obj, "fs") and hasattr(obj, "path") and hasattr(obj, "open") and not isinstance(obj, os.PathLike)
+
+
+class _open_remote:
+    """The HDUList of a remote FITS file, headers only: closes the file with the list."""
+
+    #: Read-ahead of header reads (bytes): a header is a few 2880-byte blocks.
+    BLOCK = 2**16
+
+    def __init__(self, remote):
+        self.remote = remote
+
+    def __enter__(self) -> fits.HDUList:
+        name = Path(self.remote.path)
+        try:
+            self.file = self.remote.fs.open(self.remote.path, "rb", block_size=self.BLOCK)
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"no such file: {self.remote.path}") from exc
+        try:
+            self.hdul = fits.open(self.file, lazy_load_hdus=False)
+        except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+            self.file.close()
+            raise InvalidFrameError(name, f"not a readable FITS file ({exc})") from exc
+        return self.hdul
+
+    def __exit__(self, *exc):
+        self.hdul.close()
+        self.file.close()
+
+
 def _is_mpdaf(obj) -> bool:
     return type(obj).__module__.startswith("mpdaf.") and hasattr(obj, "wave")
 
@@ -210,9 +247,10 @@ class MuseCube:
 
         Parameters
         ----------
-        source : str, os.PathLike, MuseCube or mpdaf.obj.Cube
-            A ``DATACUBE`` FITS file or a cube object (archived datasets are
-            resolved to a path by the caller, e.g. ``archive.path(id)``). An
+        source : str, os.PathLike, fsspec.core.OpenFile, MuseCube or mpdaf.obj.Cube
+            A ``DATACUBE`` FITS file (a local path, or a remote file read in byte
+            ranges) or a cube object (archived datasets are resolved by the
+            caller, e.g. ``archive.file(id)``). An
             mpdaf cube whose data were not loaded yet is re-opened from its file
             (memory-mapped); a loaded one is wrapped as it is.
         white_light : path-like or Image, optional
@@ -240,16 +278,22 @@ class MuseCube:
             return source
         if _is_mpdaf(source):
             return cls._from_mpdaf(source, white_light=white_light, cache_dir=cache_dir)
+        if _is_remote(source):
+            return cls._from_fits(source, white_light=white_light, cache_dir=cache_dir,
+                                  find_image_fov=False)
         if not isinstance(source, Path):
             raise UnsupportedTypeError(f"cannot open a cube from {type(source).__name__}: give a FITS "
-                            "path, a MuseCube or an mpdaf Cube")
+                            "path, a remote file (fsspec OpenFile), a MuseCube or an mpdaf Cube")
         return cls._from_fits(source, white_light=white_light, cache_dir=cache_dir,
                               find_image_fov=find_image_fov)
 
     @classmethod
     def _from_fits(cls, path, *, white_light=None, cache_dir=None, find_image_fov=True,
                    data_ext="DATA", stat_ext="STAT"):
-        with open_fits(path, memmap=True) as hdul:
+        remote = path if _is_remote(path) else None
+        if remote is not None:
+            path = Path(remote.path)  # its name, for labels and errors
+        with (_open_remote(remote) if remote is not None else open_fits(path, memmap=True)) as hdul:
             names = [h.name for h in hdul]
             if isinstance(hdul[0], fits.CompImageHDU) or any(
                     isinstance(h, fits.CompImageHDU) for h in hdul):
@@ -272,8 +316,8 @@ class MuseCube:
             shape = tuple(int(hd[f"NAXIS{k}"]) for k in (3, 2, 1))
             if tuple(int(hs.get(f"NAXIS{k}", -1)) for k in (3, 2, 1)) != shape:
                 raise InvalidFrameError(path, f"{stat_ext} shape differs from {data_ext} {shape}")
-            data = cls._map(path, hdul, data_i, shape)
-            stat = cls._map(path, hdul, stat_i, shape)
+            data = cls._map(path, hdul, data_i, shape, remote)
+            stat = cls._map(path, hdul, stat_i, shape, remote)
             wave, air = spectral_axis(hd, shape[0], axis=3, path=path)
             primary = hdul[0].header.copy()
             wcs = celestial_header(hd)
@@ -284,7 +328,7 @@ class MuseCube:
                    path=path, white_light=white_light, cache_dir=cache_dir)
 
     @staticmethod
-    def _map(path, hdul, index, shape):
+    def _map(path, hdul, index, shape, remote=None):
         h = hdul[index].header
         bitpix = int(h["BITPIX"])
         if bitpix not in (-32, -64):
@@ -295,10 +339,12 @@ class MuseCube:
         offset = int(hdul.fileinfo(index)["datLoc"])
         dtype = np.dtype(">f4" if bitpix == -32 else ">f8")
         need = offset + dtype.itemsize * int(np.prod(shape))
-        size = path.stat().st_size
+        size = remote.fs.size(remote.path) if remote is not None else path.stat().st_size
         if size < need:
             raise InvalidFrameError(path, f"is truncated: extension {index} needs {need} bytes, "
                                     f"the file has {size}")
+        if remote is not None:
+            return RangedArray(remote.fs, remote.path, offset, dtype, shape)
         arr = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
         # Spectra are strided reads (one value per plane): read-ahead would fetch
         # 128 KB per 4-byte value from a cold disk, so ask for single pages.
@@ -665,10 +711,18 @@ class MuseCube:
         return self._white is not None or (self._cache_file() or Path("/nonexistent")).exists()
 
     def _cache_file(self) -> Path | None:
-        if self.path is None or self._cache_dir is None or not isinstance(self._data, np.memmap):
+        if self.path is None or self._cache_dir is None:
             return None
-        st = self.path.stat()
-        key = f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.shape}"
+        if isinstance(self._data, RangedArray):
+            # an object store's files are write-once: their name and size say which cube it is
+            fs = self._data.fs
+            protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+            key = f"{protocol}://{self._data.path}|{self._data.offset}|{self._data.nbytes}|{self.shape}"
+        elif isinstance(self._data, np.memmap):
+            st = self.path.stat()
+            key = f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.shape}"
+        else:
+            return None
         digest = hashlib.sha256(key.encode()).hexdigest()[:20]
         return self._cache_dir / f"{self.path.stem}-{digest}.white.fits"
 

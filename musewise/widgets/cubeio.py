@@ -14,7 +14,7 @@ import numpy as np
 
 from ..products.cube import MuseCube
 
-__all__ = ["default_cache_dir", "open_cube", "resolve_source"]
+__all__ = ["default_cache_dir", "open_cube", "resolve_source", "run_white_light"]
 
 
 def default_cache_dir() -> Path:
@@ -28,7 +28,7 @@ def default_cache_dir() -> Path:
     return Path(MusewiseConfig.load().scratch) / "cache" / "white-light"
 
 
-def resolve_source(source, archive=None):
+def resolve_source(source, archive=None, *, in_place: bool = False):
     """Turn what a user hands a viewer into a path, a :class:`MuseCube` or an mpdaf object.
 
     Parameters
@@ -39,11 +39,17 @@ def resolve_source(source, archive=None):
         open cube.
     archive : musewise.archive.Archive, optional
         Archive used to resolve ids. Default: ``Archive.open()``.
+    in_place : bool
+        For an archive dataset, the stored file itself (``Archive.file``: an
+        object store's file is then read in byte ranges, not copied whole)
+        instead of a local copy.
 
     Returns
     -------
     object
-        A ``pathlib.Path`` for files and archive datasets, ``source`` unchanged otherwise.
+        A ``pathlib.Path`` for files and archive datasets (an ``fsspec`` OpenFile
+        for a dataset in an object store with ``in_place``), ``source`` unchanged
+        otherwise.
     """
     if isinstance(source, (str, os.PathLike)):
         return Path(source)
@@ -54,8 +60,26 @@ def resolve_source(source, archive=None):
 
             archive = Archive.open()
         dataset_id = int(source.id if is_record else source)
-        return Path(archive.path(dataset_id))
+        return archive.file(dataset_id) if in_place else Path(archive.path(dataset_id))
     return source
+
+
+def run_white_light(source, archive):
+    """The white-light image (``IMAGE_FOV``) the run that made an archived cube made beside it.
+
+    Returns a local path, or None when ``source`` is not an archive dataset or its run
+    made no single ``IMAGE_FOV``: the viewer then computes the white light (reading the
+    whole DATA extension once, then from its cache).
+    """
+    is_record = hasattr(source, "id") and hasattr(source, "category")
+    if not (isinstance(source, (int, np.integer)) or is_record) or archive is None:
+        return None
+    record = source if is_record else archive.get(int(source))
+    if record.run_id is None:
+        return None
+    images = archive.query(run_id=record.run_id, category="IMAGE_FOV")
+    same = [im for im in images if im.exposure == record.exposure] or images
+    return archive.path(same[0].id) if len(same) == 1 else None
 
 
 def open_cube(source, *, archive=None, white_light=None, cache_dir=None,
@@ -67,7 +91,13 @@ def open_cube(source, *, archive=None, white_light=None, cache_dir=None,
     white-light cache defaults to :func:`default_cache_dir`. The other
     arguments and the errors are those of :meth:`MuseCube.open`.
     """
-    source = resolve_source(source, archive)
+    if white_light is None and (isinstance(source, (int, np.integer)) or hasattr(source, "category")):
+        if archive is None:
+            from ..archive import Archive
+
+            archive = Archive.open()
+        white_light = run_white_light(source, archive)
+    source = resolve_source(source, archive, in_place=True)
     if isinstance(source, MuseCube):
         return source
     return MuseCube.open(source, white_light=white_light,

@@ -151,7 +151,7 @@ class SpaxelOriginViewer(widgets.VBox):
         self.archive = archive
         self.cube_id = int(getattr(cube, "id", cube))
         self.web_url = web_url
-        self.cube = MuseCube.open(resolve_source(self.cube_id, archive), cache_dir=cache_dir)
+        self.cube = MuseCube.open(resolve_source(self.cube_id, archive, in_place=True), cache_dir=cache_dir)
         self._origin: SpaxelOrigin | None = None
         self._notebook_cache: dict[int, str] = {}
         self.image_viewer = ImageViewer(width=420, height=420)
