@@ -12,6 +12,8 @@ import threading
 
 import numpy as np
 
+from ..exceptions import InvalidArgumentError, InvalidFrameError, OutsideCubeError, UnsupportedTypeError
+
 __all__ = ["RangedArray"]
 
 #: Ranges closer than this (bytes) are fetched as one: a request costs more than a few KB.
@@ -62,14 +64,14 @@ class RangedArray:
     def __getitem__(self, key) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
         if len(key) > 3 or any(k is Ellipsis or k is None for k in key):
-            raise IndexError("a RangedArray takes up to 3 ints or slices")
+            raise InvalidArgumentError("a RangedArray takes up to 3 ints or slices")
         key = key + (slice(None),) * (3 - len(key))
         nl, ny, nx = self.shape
         planes = self._axis(key[0], nl)
         ys, xs = (self._axis(k, n) for k, n in zip(key[1:], (ny, nx)))
         for idx, axis in ((ys, "y"), (xs, "x")):
             if idx.size > 1 and np.any(np.diff(idx) != 1):
-                raise IndexError(f"the {axis} slice of a RangedArray must have step 1")
+                raise InvalidArgumentError(f"the {axis} slice of a RangedArray must have step 1")
         item = self.dtype.itemsize
         out = np.empty((planes.size, ys.size, nx), dtype=self.dtype)
         if planes.size and ys.size:
@@ -86,11 +88,11 @@ class RangedArray:
         if isinstance(k, (int, np.integer)):
             i = int(k) + (n if k < 0 else 0)
             if not 0 <= i < n:
-                raise IndexError(f"index {k} is out of range 0-{n - 1}")
+                raise OutsideCubeError(f"index {k} is out of range 0-{n - 1}")
             return np.array([i])
         if isinstance(k, slice):
             return np.arange(*k.indices(n))
-        raise IndexError(f"a RangedArray takes ints and slices, not {type(k).__name__}")
+        raise UnsupportedTypeError(f"a RangedArray takes ints and slices, not {type(k).__name__}")
 
     def _fetch(self, starts: np.ndarray, length: int, dest: np.ndarray) -> None:
         """Fill ``dest[i]`` with ``length`` bytes from ``starts[i]``: nearby ranges in one request."""
@@ -107,7 +109,7 @@ class RangedArray:
             if isinstance(block, Exception):
                 raise block
             if len(block) != hi - lo:
-                raise OSError(f"{self.path}: short read at byte {lo} (the file is truncated)")
+                raise InvalidFrameError(self.path, f"is truncated: short read at byte {lo}")
             buf = np.frombuffer(block, dtype=np.uint8)
             for i in range(a, b):
                 at = int(starts[i]) - lo
