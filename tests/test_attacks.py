@@ -9,6 +9,8 @@ still works (so a test cannot pass by refusing everything). Fixtures ``populated
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from test_release import dr1, products  # noqa: F401  (fixtures)
@@ -153,10 +155,17 @@ def test_header_text_is_escaped_in_the_viewers(tmp_path):
 
     class Record:  # a record whose category was written by someone else
         id, category, is_valid = 42, XSS, True
+        run_id = exposure = None
 
     class Source:
+        def get(self, dataset_id):
+            return Record()
+
         def path(self, dataset_id):
             return str(cube)
+
+        def file(self, dataset_id):
+            return Path(cube)
 
     viewer = CubeViewer(Record(), archive=Source(), cache_dir=tmp_path / "cache", prefetch=False)
     _assert_escaped(_html_values(viewer), "cube viewer")
