@@ -143,13 +143,11 @@ def voila_server(folder, target: str = ".", timeout: float = 60.0):
         while True:
             if proc.poll() is not None:
                 raise ServiceStartError("voila exited:\n" + log_path.read_text())
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            if _listening(port):
                 break
-            except OSError:
-                if time.time() > deadline:
-                    raise ServiceStartError("voila did not start:\n" + log_path.read_text())
-                time.sleep(0.3)
+            if time.time() > deadline:
+                raise ServiceStartError("voila did not start:\n" + log_path.read_text())
+            time.sleep(0.3)
         yield f"http://127.0.0.1:{port}", token
     finally:
         if proc.poll() is None:
@@ -177,6 +175,7 @@ class _Daemons:
         self._given_dir = None if dir is None else Path(dir)
         self.dir: Path | None = None
         self.processes: list[subprocess.Popen] = []
+        self._saved_environ: dict = {}  # variable -> its value before _export (None: unset)
 
     def _make_dir(self, prefix: str) -> Path:
         self.dir = (Path(tempfile.mkdtemp(prefix=prefix)) if self._given_dir is None else self._given_dir)
@@ -229,6 +228,21 @@ class _Daemons:
                     pass
                 proc.wait(10)
         self.processes.clear()
+
+    def _export(self, values: dict) -> None:
+        """Set environment variables of this process while the daemons run (undone by :meth:`_unexport`):
+        what the clients it starts (Slurm commands, s3fs) read to find them."""
+        for k, v in values.items():
+            self._saved_environ.setdefault(k, os.environ.get(k))
+            os.environ[k] = v
+
+    def _unexport(self) -> None:
+        for k, v in self._saved_environ.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        self._saved_environ = {}
 
     def _remove_dir(self) -> None:
         if self.dir is not None and self._given_dir is None:
@@ -333,7 +347,7 @@ class TemporarySlurm(_Daemons):
     ``slurm-wlm`` and ``munge``) with their own key, ports, configuration and state in a
     temporary folder, run as a site runs them but by this process.
 
-    While it is entered, ``SLURM_CONF`` names its configuration, so the Slurm commands this
+    While it runs, ``SLURM_CONF`` names its configuration, so the Slurm commands this
     process runs (``sbatch``, ``squeue``, ``scancel`` of dask-jobqueue's SLURMCluster) reach it;
     ``env`` is that setting for other processes. Its one partition is ``partition``; the node
     offers ``cpus`` cores and ``memory_mb`` MB, and Slurm holds jobs to what they asked for
@@ -356,7 +370,7 @@ class TemporarySlurm(_Daemons):
     def __init__(self, *, cpus: int | None = None, memory_mb: int | None = None, dir=None, timeout: float = 60.0):
         import psutil
 
-        if shutil.which("slurmctld", path=os.environ.get("PATH", "") + ":/usr/sbin") is None:
+        if not self.installed():
             raise ConfigurationError("Slurm not installed: apt-get install -y slurm-wlm munge")
         super().__init__(dir)
         self.cpus = int(cpus or os.cpu_count() or 1)
@@ -364,7 +378,11 @@ class TemporarySlurm(_Daemons):
         self.timeout = float(timeout)
         self.conf: Path | None = None
         self.node = "musewise-node"
-        self._previous_conf: str | None = None
+
+    @staticmethod
+    def installed() -> bool:
+        """Whether Slurm's daemons are on this machine (Debian puts them in /usr/sbin)."""
+        return shutil.which("slurmctld", path=os.environ.get("PATH", "") + ":/usr/sbin") is not None
 
     @property
     def env(self) -> dict:
@@ -426,6 +444,7 @@ class TemporarySlurm(_Daemons):
         self._wait_until(lambda: "UP" in self._command("scontrol", "ping", check=False), ctld, "slurmctld", deadline)
         slurmd = self._spawn("slurmd", [self._sbin("slurmd"), "-D", "-N", self.node, "-f", self.conf], env)
         self._wait_until(lambda: self.node_state() == "idle", slurmd, "slurmd", deadline)
+        self._export(self.env)
         return self
 
     def node_state(self) -> str:
@@ -469,19 +488,6 @@ class TemporarySlurm(_Daemons):
         """``scancel`` a job, as its owner or an operator would."""
         self._command("scancel", job_id)
 
-    def __enter__(self):
-        self.start()
-        self._previous_conf = os.environ.get("SLURM_CONF")
-        os.environ["SLURM_CONF"] = str(self.conf)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous_conf is None:
-            os.environ.pop("SLURM_CONF", None)
-        else:
-            os.environ["SLURM_CONF"] = self._previous_conf
-        self.stop()
-
     def stop(self) -> None:
         """Cancel the jobs, stop the daemons and what the jobs left running; remove a temporary folder."""
         import time
@@ -503,6 +509,7 @@ class TemporarySlurm(_Daemons):
                 except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                     pass
         self.conf = None
+        self._unexport()
         self._remove_dir()
 
 
@@ -532,7 +539,6 @@ class TemporaryS3(_Daemons):
         super().__init__(dir)
         self.bucket, self.timeout = bucket, float(timeout)
         self.endpoint = ""
-        self._saved_env: dict = {}
 
     @property
     def options(self) -> dict:
@@ -556,8 +562,7 @@ class TemporaryS3(_Daemons):
         self._make_dir("musewise-s3-")
         port = free_port()
         self.endpoint = f"http://127.0.0.1:{port}"
-        self._saved_env = {k: os.environ.get(k) for k in self.CREDENTIALS}
-        os.environ.update(self.CREDENTIALS)
+        self._export(self.CREDENTIALS)
         env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
         server = self._spawn("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env)
         self._wait_until(lambda: _listening(port), server, "moto", time.time() + self.timeout)
@@ -572,9 +577,4 @@ class TemporaryS3(_Daemons):
         """Stop the server (its buckets live in its memory and go with it); restore the environment."""
         self._stop_processes()
         self._remove_dir()
-        for k, v in self._saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        self._saved_env = {}
+        self._unexport()

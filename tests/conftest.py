@@ -233,8 +233,7 @@ def another_cluster(kind: str, tmp_path):
         with TemporaryDaskCluster(2, dir=tmp_path / "dask") as site:
             yield {"dask_scheduler": site.address}, {}, site
         return
-    need(shutil.which("slurmctld", path=os.environ.get("PATH", "") + ":/usr/sbin") is not None,
-         "Slurm not installed (apt-get install slurm-wlm munge)")
+    need(TemporarySlurm.installed(), "Slurm not installed (apt-get install slurm-wlm munge)")
     pytest.importorskip("dask_jobqueue")
     with TemporarySlurm(dir=tmp_path / "slurm") as slurm:
         yield {"dask_scheduler": "jobqueue:slurm"}, slurm.dpu_settings(tmp_path / "jobs"), slurm

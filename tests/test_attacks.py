@@ -158,9 +158,6 @@ def test_header_text_is_escaped_in_the_viewers(tmp_path):
         run_id = exposure = None
 
     class Source:
-        def get(self, dataset_id):
-            return Record()
-
         def path(self, dataset_id):
             return str(cube)
 

@@ -421,13 +421,13 @@ def test_dead_dask_worker_fails_its_run_and_the_others_go_on(tmp_path, bias_nigh
 
         def kill_one_worker():
             try:
-                run, _ = _wait_for_esorex(arch, psutil.Process(os.getpid())) if cluster != "slurm" else (
-                    _wait_for_batch_run(arch), None)
                 if cluster == "slurm":
+                    run = _wait_for_batch_run(arch)
                     _esorex_of(run)  # mid-way through the reduction
                     site.cancel(run.details["batch_job"].partition(":")[2])
                     killed.update(run=run, pid=run.details["pid"])
                     return
+                run, _ = _wait_for_esorex(arch, psutil.Process(os.getpid()))
                 worker = psutil.Process(run.details["pid"])
                 tree = [worker] + worker.children(recursive=True)
                 for p in tree:

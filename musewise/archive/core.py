@@ -522,7 +522,9 @@ class Archive:
         For an object-store datastore this is a local copy in the user's cache folder,
         fetched once and checked against the recorded checksum.
         """
-        rec = self.get(dataset_id)
+        return self._readable_copy(self.get(dataset_id))
+
+    def _readable_copy(self, rec: DatasetRecord) -> str:
         p = self.datastore.local_path(rec.storage_path, None if self.datastore.is_local else rec.sha256)
         if self.config.checksum_on_read and self.datastore.is_local:
             self.datastore.verify(rec.storage_path, rec.sha256)
@@ -539,7 +541,7 @@ class Archive:
         """
         rec = self.get(dataset_id)
         if self.datastore.is_local:
-            return Path(self.path(dataset_id))
+            return Path(self._readable_copy(rec))
         return self.datastore.remote_file(rec.storage_path)
 
     def open_fits(self, dataset_id: int, **kw):

@@ -29,20 +29,28 @@ CHUNK = 16 * 1024 * 1024
 TMP_MARK = ".tmp-"
 
 
-def sha256_file(path, chunk: int = CHUNK) -> tuple[str, int]:
-    """Return (sha256 hex digest, size in bytes) of a local file."""
+def copy_hashed(src, dst=None, chunk: int = CHUNK) -> tuple[str, int]:
+    """Read an open binary file to its end, writing it to ``dst`` if given, and return
+    (sha256 hex digest, size in bytes) of what was read: one pass over the bytes."""
     h = hashlib.sha256()
     size = 0
     buf = bytearray(chunk)
     view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            h.update(view[:n])
-            size += n
+    while True:
+        n = src.readinto(buf)
+        if not n:
+            break
+        h.update(view[:n])
+        if dst is not None:
+            dst.write(view[:n])
+        size += n
     return h.hexdigest(), size
+
+
+def sha256_file(path, chunk: int = CHUNK) -> tuple[str, int]:
+    """Return (sha256 hex digest, size in bytes) of a local file."""
+    with open(path, "rb", buffering=0) as f:
+        return copy_hashed(f, chunk=chunk)
 
 
 class Datastore:
@@ -123,23 +131,13 @@ class Datastore:
                 pending.times = (st.st_atime, st.st_mtime)
                 pending.mode = st.st_mode
                 return pending
-        h = hashlib.sha256()
-        size = 0
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
         try:
             with open(source, "rb", buffering=0) as src, self._create(tmp) as dst:
-                while True:
-                    n = src.readinto(buf)
-                    if not n:
-                        break
-                    h.update(view[:n])
-                    dst.write(view[:n])
-                    size += n
+                sha, size = copy_hashed(src, dst)
         except OSError as exc:
             self._discard(tmp)
             raise DatastoreError(f"cannot copy {source} into the datastore: {exc}") from exc
-        return PendingFile(self, relpath, tmp, h.hexdigest(), size)
+        return PendingFile(self, relpath, tmp, sha, size)
 
     def _create(self, abspath: str):
         # A local copy is readable by the service alone until its transaction has committed and
@@ -197,14 +195,11 @@ class Datastore:
         local.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.fs.invalidate_cache()  # an object's cached details (its ETag) may be out of date
         tmp = local.with_name(f"{local.name}{TMP_MARK}{uuid.uuid4().hex}")
-        h = hashlib.sha256()
         try:
             with self.open(relpath) as src, open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as dst:
-                for block in iter(lambda: src.read(CHUNK), b""):
-                    h.update(block)
-                    dst.write(block)
-            if sha256 is not None and h.hexdigest() != sha256:
-                raise IntegrityError(f"{relpath}: checksum {h.hexdigest()[:12]}... of the copy fetched from "
+                got, _ = copy_hashed(src, dst)
+            if sha256 is not None and got != sha256:
+                raise IntegrityError(f"{relpath}: checksum {got[:12]}... of the copy fetched from "
                                      f"{self.url} differs from recorded {sha256[:12]}...")
             os.replace(tmp, local)
         except FileNotFoundError as exc:
@@ -239,11 +234,8 @@ class Datastore:
             got, _ = sha256_file(self._abs(relpath))
         else:
             self.fs.invalidate_cache()
-            h = hashlib.sha256()
             with self.open(relpath) as f:
-                for block in iter(lambda: f.read(CHUNK), b""):
-                    h.update(block)
-            got = h.hexdigest()
+                got, _ = copy_hashed(f)
         if got != sha256:
             raise IntegrityError(
                 f"{relpath}: checksum {got[:12]}... differs from recorded {sha256[:12]}..."

@@ -94,8 +94,9 @@ def process_identity(pid: int | None = None) -> dict:
     and ``batch_job`` when it runs in one: the job an operator cancels or whose log one reads)."""
     pid = os.getpid() if pid is None else int(pid)
     ident = {"host": host_name(), "pid": pid, "pid_started": process_started(pid), "boot_id": boot_id()}
-    if pid == os.getpid() and batch_job():
-        ident["batch_job"] = batch_job()
+    job = batch_job() if pid == os.getpid() else ""
+    if job:
+        ident["batch_job"] = job
     return ident
 
 

@@ -53,15 +53,28 @@ def resolve_source(source, archive=None, *, in_place: bool = False):
     """
     if isinstance(source, (str, os.PathLike)):
         return Path(source)
-    is_record = hasattr(source, "id") and hasattr(source, "category")
-    if isinstance(source, (int, np.integer)) or is_record:
-        if archive is None:
-            from ..archive import Archive  # widgets read through the archive API
+    dataset_id = _dataset_id(source)
+    if dataset_id is None:
+        return source
+    archive = _archive(archive)
+    return archive.file(dataset_id) if in_place else Path(archive.path(dataset_id))
 
-            archive = Archive.open()
-        dataset_id = int(source.id if is_record else source)
-        return archive.file(dataset_id) if in_place else Path(archive.path(dataset_id))
-    return source
+
+def _dataset_id(source) -> int | None:
+    """The archive dataset id a viewer was handed (an int, or a record: ``.id`` and ``.category``), else None."""
+    if isinstance(source, (int, np.integer)):
+        return int(source)
+    if hasattr(source, "id") and hasattr(source, "category"):
+        return int(source.id)
+    return None
+
+
+def _archive(archive):
+    if archive is None:
+        from ..archive import Archive  # widgets read through the archive API
+
+        archive = Archive.open()
+    return archive
 
 
 def run_white_light(source, archive):
@@ -71,10 +84,10 @@ def run_white_light(source, archive):
     made no single ``IMAGE_FOV``: the viewer then computes the white light (reading the
     whole DATA extension once, then from its cache).
     """
-    is_record = hasattr(source, "id") and hasattr(source, "category")
-    if not (isinstance(source, (int, np.integer)) or is_record) or archive is None:
+    dataset_id = _dataset_id(source)
+    if dataset_id is None or archive is None:
         return None
-    record = source if is_record else archive.get(int(source))
+    record = source if not isinstance(source, (int, np.integer)) else archive.get(dataset_id)
     if record.run_id is None:
         return None
     images = archive.query(run_id=record.run_id, category="IMAGE_FOV")
@@ -91,11 +104,8 @@ def open_cube(source, *, archive=None, white_light=None, cache_dir=None,
     white-light cache defaults to :func:`default_cache_dir`. The other
     arguments and the errors are those of :meth:`MuseCube.open`.
     """
-    if white_light is None and (isinstance(source, (int, np.integer)) or hasattr(source, "category")):
-        if archive is None:
-            from ..archive import Archive
-
-            archive = Archive.open()
+    if white_light is None and _dataset_id(source) is not None:
+        archive = _archive(archive)
         white_light = run_white_light(source, archive)
     source = resolve_source(source, archive, in_place=True)
     if isinstance(source, MuseCube):
