@@ -3,7 +3,7 @@
 Every setting is a traitlet with help text. Values come, in increasing order of
 precedence, from the defaults below, a ``musewise_config.py`` in the data root
 (or the file named by ``$MUSEWISE_CONFIG``), environment variables
-(``MUSEWISE_ROOT``, ``MUSEWISE_DB_URL``, ``MUSEWISE_DATASTORE``,
+(``MUSEWISE_ROOT``, ``MUSEWISE_DB_URL``, ``MUSEWISE_DATASTORE``, ``MUSEWISE_DATASTORE_SERVICE``,
 ``MUSEWISE_USER``, ``MUSEWISE_DASK_SCHEDULER``, ``MUSEWISE_ESOREX``,
 ``MUSEWISE_RECIPE_CACHE``) and keyword arguments. Only this module reads them:
 the other modules are given the values.
@@ -30,6 +30,7 @@ _ENV = {
     "root": "MUSEWISE_ROOT",
     "db_url": "MUSEWISE_DB_URL",
     "datastore_url": "MUSEWISE_DATASTORE",
+    "datastore_service": "MUSEWISE_DATASTORE_SERVICE",
     "user": "MUSEWISE_USER",
     "dask_scheduler": "MUSEWISE_DASK_SCHEDULER",
     "esorex": "MUSEWISE_ESOREX",
@@ -84,6 +85,13 @@ class MusewiseConfig(Configurable):
     @default("datastore_cache")
     def _datastore_cache_default(self):
         return str(Path(self.scratch) / "cache" / "datastore")
+
+    datastore_service = Unicode(
+        help="Unix socket of the datastore's writer service (python -m musewise.archive.storeservice), "
+        "through which members' processes, connected to PostgreSQL as their own roles, store the "
+        "files of their ingests and runs: at a site the datastore is the service's and members "
+        "may only read it. Empty: each process writes the datastore itself."
+    ).tag(config=True)
 
     scratch = Unicode(
         help="Folder for per-user scratch space and reduction working directories."

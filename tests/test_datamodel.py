@@ -321,7 +321,7 @@ def test_migration_0004_adds_the_sources_table_to_an_archive_of_0003(db_url, tmp
     eng.dispose()
     arch = Archive(MusewiseConfig.load(root=str(tmp_path / "root"), db_url=db_url, user="admin"), user="admin")
     with arch.engine.connect() as conn:
-        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0004"
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0005"
         assert conn.scalar(text("SELECT count(*) FROM sources")) == 0
         assert conn.scalar(text("SELECT count(*) FROM datasets")) == n_datasets
     assert arch.sources() == [] and arch.get(3).category == "MASTER_BIAS"

@@ -18,7 +18,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import MusewiseConfig
-from ..exceptions import NotFoundError, PermissionDeniedError
+from ..exceptions import MusewiseError, NotFoundError, PermissionDeniedError
 from ..ingest import FrameInfo
 from ..vocabulary import CollectionType, Privilege, QualityFlag
 from . import calibrations, lineage, liveness, qcvalues, queries, storage, users, validity
@@ -84,15 +84,18 @@ class Archive:
         self.collections = list(collections) if collections else (list(config.collections) or None)
         self.engine = make_engine(peer_database_url(config.db_url))
         self._Session = sessionmaker(self.engine, expire_on_commit=False)
-        # Local copies of an object store's files are the user's own: a private dataset
-        # fetched for one member is never a file another member's process can open.
-        self.datastore = Datastore(config.datastore_url, options=config.datastore_options,
-                                   cache=Path(config.datastore_cache) / self.user_name)
         #: The database role of a user's connection (PostgreSQL, not the schema owner): the
         #: identity, fixed by the server (peer authentication); None for the service or SQLite.
         self.db_role: str | None = None
         if self.engine.dialect.name == "postgresql":
             self._take_database_identity(user)
+        # Local copies of an object store's files are the user's own: a private dataset
+        # fetched for one member is never a file another member's process can open. A
+        # member's own role writes through the site's writer service (it may only read the
+        # datastore); the service's connection writes the datastore itself.
+        self.datastore = Datastore(config.datastore_url, options=config.datastore_options,
+                                   cache=Path(config.datastore_cache) / self.user_name,
+                                   service=(config.datastore_service or None) if self.db_role else None)
         if self.db_role is None:
             upgrade(self.engine)
             if self.engine.dialect.name == "postgresql":
@@ -233,8 +236,16 @@ class Archive:
 
     def _protect_files(self, **which) -> None:
         # The bytes get the owner, group and mode of their datasets' privileges (the service
-        # only: a user's session neither sees every dataset over a file nor may chown).
+        # only: a user's session neither sees every dataset over a file nor may chown; it asks
+        # the writer service, which reads the rows itself).
         if self.db_role is not None:
+            if self.datastore.writer is not None and which.get("file_ids"):
+                try:
+                    self.datastore.writer.protect(which["file_ids"])
+                except MusewiseError as exc:
+                    import warnings
+
+                    warnings.warn(f"could not set the modes of stored files: {exc}", stacklevel=3)
             return
         from . import filemodes
 

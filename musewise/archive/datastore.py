@@ -53,6 +53,13 @@ def sha256_file(path, chunk: int = CHUNK) -> tuple[str, int]:
         return copy_hashed(f, chunk=chunk)
 
 
+def _hint(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return (" (this account may only read the datastore: a site's members write through its "
+                "writer service, MusewiseConfig.datastore_service)")
+    return ""
+
+
 class Datastore:
     """A write-once file store rooted at an fsspec URL.
 
@@ -66,21 +73,39 @@ class Datastore:
     cache : path-like, optional
         Folder of the local copies of an object store's files (private to the
         process's user). Required to read files of a store that is not local.
+    service : str, optional
+        Unix socket of the datastore's writer service
+        (:mod:`musewise.archive.storeservice`): a member's process, which may only read
+        the datastore, writes through it.
     """
 
-    def __init__(self, url: str, *, options: dict | None = None, cache=None):
+    def __init__(self, url: str, *, options: dict | None = None, cache=None, service: str | None = None):
         self.url = str(url)
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **(options or {}))
         self.is_local = "file" in (
             self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
         )
         self.cache = Path(cache) if cache is not None else None
-        self.fs.makedirs(self.root, exist_ok=True)
+        #: The writer service's client, or None when this process writes the store itself.
+        self.writer = None
+        if service:
+            from .storeservice import StoreClient
+
+            self.writer = StoreClient(service)
+        else:
+            self.fs.makedirs(self.root, exist_ok=True)
 
     def __repr__(self):
         return f"Datastore({self.url!r})"
 
-    def _abs(self, relpath: str) -> str:
+    def location(self, relpath: str) -> str:
+        """Where ``relpath`` is in the store (a path, or a bucket's key); refuses a path outside it.
+
+        Raises
+        ------
+        DatastoreError
+            ``relpath`` is absolute or climbs out of the store (``..``).
+        """
         if relpath.startswith("/") or ".." in relpath.split("/"):
             raise DatastoreError(f"datastore paths must be relative and inside the store: {relpath!r}")
         return posixpath.join(self.root, relpath)
@@ -89,7 +114,7 @@ class Datastore:
         # Another process may have written it since this one listed the folder (object stores
         # cache listings), and write-once decisions rest on the answer.
         self.fs.invalidate_cache()
-        return self.fs.exists(self._abs(relpath))
+        return self.fs.exists(self.location(relpath))
 
     def put(self, source, relpath: str, *, move: bool = False) -> "PendingFile":
         """Copy (or move) a local file into the store under a temporary name, checksumming it.
@@ -99,23 +124,40 @@ class Datastore:
 
         Parameters
         ----------
-        source : path-like
-            Local file to copy.
+        source : path-like or binary file
+            Local file to copy (or a file open for reading: the writer service reads what
+            its caller opened).
         relpath : str
             Final location relative to the store root.
         move : bool
             Move the file instead of copying it when the store is a local folder on the
             same filesystem (no second copy on disk); it is put back where it was if the
-            transaction is undone. Elsewhere the file is copied.
+            transaction is undone. Elsewhere (and through the writer service) the file is copied.
 
         Returns
         -------
         PendingFile
             With ``sha256`` and ``size`` (bytes) of what was stored.
         """
-        final = self._abs(relpath)
+        final = self.location(relpath)
+        if self.writer is not None:
+            got = self.writer.put(source, relpath)
+            pending = PendingFile(self, relpath, got["token"], got["sha256"], int(got["size"]), via_writer=True)
+            pending.known_file_id = got.get("file_id")
+            return pending
         tmp = f"{final}{TMP_MARK}{uuid.uuid4().hex}"
-        self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        try:
+            self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        except OSError as exc:
+            raise DatastoreError(f"cannot write into the datastore at {relpath}: {exc}{_hint(exc)}") from exc
+        if hasattr(source, "readinto"):
+            try:
+                with self._create(tmp) as dst:
+                    sha, size = copy_hashed(source, dst)
+            except OSError as exc:
+                self._discard(tmp)
+                raise DatastoreError(f"cannot copy into the datastore at {relpath}: {exc}{_hint(exc)}") from exc
+            return PendingFile(self, relpath, tmp, sha, size)
         if move and self.is_local:
             sha, size = sha256_file(source)
             try:
@@ -136,7 +178,7 @@ class Datastore:
                 sha, size = copy_hashed(src, dst)
         except OSError as exc:
             self._discard(tmp)
-            raise DatastoreError(f"cannot copy {source} into the datastore: {exc}") from exc
+            raise DatastoreError(f"cannot copy {source} into the datastore: {exc}{_hint(exc)}") from exc
         return PendingFile(self, relpath, tmp, sha, size)
 
     def _create(self, abspath: str):
@@ -155,11 +197,11 @@ class Datastore:
 
     def remove(self, relpath: str) -> None:
         """Delete a stored file (used only to undo a failed transaction)."""
-        self._discard(self._abs(relpath))
+        self._discard(self.location(relpath))
 
     def age(self, relpath: str) -> float:
         """Seconds since a file (committed or temporary) was last changed."""
-        modified = self.fs.modified(self._abs(relpath))
+        modified = self.fs.modified(self.location(relpath))
         if modified.tzinfo is None:
             modified = modified.replace(tzinfo=timezone.utc)
         return (datetime.now(timezone.utc) - modified).total_seconds()
@@ -181,14 +223,14 @@ class Datastore:
             The fetched bytes differ from ``sha256``.
         """
         if self.is_local:
-            p = self._abs(relpath)
+            p = self.location(relpath)
             if not os.path.exists(p):
                 raise DatastoreError(f"file missing from the datastore: {relpath}")
             return p
         if self.cache is None:
             raise DatastoreError(f"{self.url} is not a local folder: reading its files needs a "
                                  "cache folder (MusewiseConfig.datastore_cache)")
-        self._abs(relpath)  # refuses paths outside the store
+        self.location(relpath)  # refuses paths outside the store
         local = self.cache / relpath
         if local.exists():
             return str(local)
@@ -214,13 +256,13 @@ class Datastore:
         A viewer reads the planes and spectra it shows from it instead of a whole
         local copy. Nothing is fetched until it is opened.
         """
-        return fsspec.core.OpenFile(self.fs, self._abs(relpath), mode="rb")
+        return fsspec.core.OpenFile(self.fs, self.location(relpath), mode="rb")
 
     def open(self, relpath: str, mode: str = "rb"):
         """Open a stored file for reading (write modes are refused: the store is write-once)."""
         if "r" not in mode or any(c in mode for c in "wa+"):
             raise DatastoreError("the datastore is write-once: files can only be opened for reading")
-        return self.fs.open(self._abs(relpath), mode)
+        return self.fs.open(self.location(relpath), mode)
 
     def verify(self, relpath: str, sha256: str) -> None:
         """Re-read a stored file and check its checksum.
@@ -231,7 +273,7 @@ class Datastore:
             If the bytes on disk differ from the recorded checksum.
         """
         if self.is_local:
-            got, _ = sha256_file(self._abs(relpath))
+            got, _ = sha256_file(self.location(relpath))
         else:
             self.fs.invalidate_cache()
             with self.open(relpath) as f:
@@ -261,16 +303,24 @@ class Datastore:
 
 
 class PendingFile:
-    """A file copied into the store but not yet visible under its final name."""
+    """A file copied into the store but not yet visible under its final name.
+
+    ``via_writer``: it was handed to the writer service, ``tmp`` is the service's token
+    for it, and committing, discarding and undoing are asked of the service.
+    """
 
     def __init__(self, store: Datastore, relpath: str, tmp: str, sha256: str, size: int,
-                 moved_from: str | None = None):
+                 moved_from: str | None = None, via_writer: bool = False):
         self.store, self.relpath, self.tmp = store, relpath, tmp
+        self.via_writer = via_writer
         self.sha256, self.size = sha256, size
         #: Where a moved file came from (it goes back there if the write is undone).
         self.moved_from = moved_from
         self.committed = False
         self.adopted = False
+        #: The stored file with these bytes, as the writer service found it by checksum
+        #: (the caller then holds a file claim on it), else None.
+        self.known_file_id: int | None = None
         #: Permissions and (atime, mtime) of a moved file before it arrived (restored if the move is undone).
         self.mode: int | None = None
         self.times: tuple[float, float] | None = None
@@ -282,7 +332,11 @@ class PendingFile:
         before its database commit) with identical bytes it is adopted; different
         bytes are refused, since stored files are never overwritten.
         """
-        final = self.store._abs(self.relpath)
+        if self.via_writer:
+            self.adopted = self.store.writer.commit(self.tmp, self.relpath)
+            self.committed = True
+            return
+        final = self.store.location(self.relpath)
         if self.store.exists(self.relpath):
             try:
                 self.store.verify(self.relpath, self.sha256)
@@ -306,6 +360,9 @@ class PendingFile:
 
     def discard(self) -> None:
         """Remove the temporary copy (a moved file goes back where it came from)."""
+        if self.via_writer:
+            self.store.writer.discard(self.tmp)
+            return
         if self.moved_from is not None and os.path.exists(self.tmp):
             os.rename(self.tmp, self.moved_from)
             self._restore()
@@ -320,9 +377,15 @@ class PendingFile:
 
     def undo(self) -> None:
         """Remove whatever this write left behind (temporary or final file); a moved file goes back."""
+        if self.via_writer:
+            if self.committed and not self.adopted:
+                self.store.writer.undo(self.tmp)
+            elif not self.committed:
+                self.store.writer.discard(self.tmp)
+            return
         if self.committed and not self.adopted:
             if self.moved_from is not None:
-                os.rename(self.store._abs(self.relpath), self.moved_from)
+                os.rename(self.store.location(self.relpath), self.moved_from)
                 self._restore()
             else:
                 self.store.remove(self.relpath)

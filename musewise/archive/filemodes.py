@@ -13,12 +13,15 @@ any public                    root                                       0444
 any consortium                ``<prefix>`` (every consortium member)     0440
 all of one project            ``<prefix>-<project>`` (its members)       0440
 all private, of one owner     the owner's personal group (their name)    0440
-anything else                 root (read through the service only)       0400
+several of the two above      root, and each group by an access ACL      0440
+no dataset                    root (read through the service only)       0400
 ============================  ========================================  ======
 
 ``<prefix>`` is :attr:`MusewiseConfig.unix_group_prefix`. A group that does not exist
-gives 0400 (never wider than the rule): :func:`sync_unix_groups` creates the groups
-and their members from the registry. New files are written 0600 until their
+is left out (never wider than the rule; none left gives 0400): :func:`sync_unix_groups`
+creates the groups and their members from the registry. Several groups (identical bytes
+archived privately by two members, or in two projects) are granted by a POSIX access
+ACL, so each keeps reading the bytes of their own dataset. New files are written 0600 until their
 transaction commits, then get their final mode. Only root can change a file's owner
 and group: a process of another account (an astronomer alone) only drops the write
 bits and keeps non-public files to itself (0400).
@@ -26,9 +29,11 @@ bits and keeps non-public files to itself (0400).
 
 from __future__ import annotations
 
+import errno
 import grp
 import os
 import pwd
+import struct
 import subprocess
 from dataclasses import dataclass
 
@@ -40,10 +45,12 @@ from .schema import Dataset, Membership, Project, StoredFile, User
 
 @dataclass(frozen=True)
 class FileAccess:
-    """Who may read a stored file: a unix group (None: root only) and a mode."""
+    """Who may read a stored file: a unix group (None: root only), a mode, and further groups by ACL."""
 
     group: str | None
     mode: int
+    #: Groups that read the file through its access ACL (when one group is not enough).
+    acl_groups: tuple[str, ...] = ()
 
 
 def plan(audiences, prefix: str) -> FileAccess:
@@ -64,8 +71,12 @@ def plan(audiences, prefix: str) -> FileAccess:
         return FileAccess(prefix, 0o440)
     groups = {f"{prefix}-{proj}" if Privilege(int(p)) == Privilege.PROJECT else owner
               for p, owner, proj in audiences}
-    if len(groups) == 1 and None not in groups and f"{prefix}-None" not in groups:
+    groups.discard(None)
+    groups.discard(f"{prefix}-None")
+    if len(groups) == 1:
         return FileAccess(groups.pop(), 0o440)
+    if groups:
+        return FileAccess(None, 0o440, tuple(sorted(groups)))
     return FileAccess(None, 0o400)
 
 
@@ -78,16 +89,50 @@ def _gid(name: str | None) -> int | None:
         return None
 
 
+#: The extended attribute of a file's POSIX access ACL (Linux), and its binary layout:
+#: a version word, then (tag, permissions, id) entries sorted by tag and id.
+_ACL_XATTR = "system.posix_acl_access"
+_ACL_VERSION, _USER_OBJ, _GROUP, _GROUP_OBJ, _MASK, _OTHER = 2, 0x01, 0x08, 0x04, 0x10, 0x20
+_UNDEFINED_ID = 0xFFFFFFFF
+
+
+def _acl_blob(gids) -> bytes:
+    """A read-only access ACL: the owner and the groups ``gids`` read, nobody else does."""
+    entries = [(_USER_OBJ, 4, _UNDEFINED_ID), (_GROUP_OBJ, 0, _UNDEFINED_ID)]
+    entries += [(_GROUP, 4, g) for g in sorted(set(gids))]
+    entries += [(_MASK, 4, _UNDEFINED_ID), (_OTHER, 0, _UNDEFINED_ID)]
+    entries.sort(key=lambda e: (e[0], e[2]))
+    return struct.pack("<I", _ACL_VERSION) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+def _drop_acl(path: str) -> None:
+    try:
+        os.removexattr(path, _ACL_XATTR)
+    except OSError as exc:
+        if exc.errno not in (errno.ENODATA, errno.ENOTSUP):
+            raise
+
+
 def apply(path: str, access: FileAccess) -> None:
-    """Give the local file ``path`` the owner, group and mode of ``access`` (see the module's table)."""
+    """Give the local file ``path`` the owner, group, mode and ACL of ``access`` (see the module's table)."""
     if os.geteuid() != 0:
         os.chmod(path, 0o444 if access.mode == 0o444 else 0o400)
         return
-    gid = _gid(access.group)
-    if access.group is not None and gid is None:
-        access = FileAccess(None, 0o400)  # the group is not there: nobody but the service
-    os.chown(path, 0, 0 if gid is None else gid)
-    os.chmod(path, access.mode)
+    if access.mode == 0o444:
+        gids = []
+    else:
+        # Groups that do not exist are left out: never wider than the rule.
+        named = ((access.group,) if access.group is not None else ()) + access.acl_groups
+        gids = [g for g in map(_gid, named) if g is not None]
+    os.chown(path, 0, gids[0] if len(gids) == 1 else 0)
+    if len(gids) > 1:
+        try:
+            os.setxattr(path, _ACL_XATTR, _acl_blob(gids))  # the mode bits follow it (0440)
+            return
+        except OSError:
+            gids = []  # a filesystem without ACLs: the service only
+    _drop_acl(path)
+    os.chmod(path, 0o444 if access.mode == 0o444 else 0o440 if gids else 0o400)
 
 
 def protect(arch, s, *, file_ids=None, dataset_ids=None) -> int:
@@ -115,7 +160,7 @@ def protect(arch, s, *, file_ids=None, dataset_ids=None) -> int:
     prefix = arch.config.unix_group_prefix
     n = 0
     for fid, relpath in files.items():
-        local = arch.datastore.local_path(relpath)
+        local = arch.datastore.location(relpath)  # a local folder: the stored file itself
         if os.path.exists(local):
             apply(local, plan(audiences.get(fid, []), prefix))
             n += 1

@@ -50,12 +50,14 @@ def viewer_of(user: User) -> Viewer:
                   _projects(user.id), _projects(user.id, REVIEW_ROLES), _projects(user.id, MANAGE_ROLES))
 
 
-def current_role_viewer() -> Viewer:
+def current_role_viewer(role: str = "current_user") -> Viewer:
     """The :class:`Viewer` of the database role running the statement (``current_user``).
 
-    A role with no archive user row has no ID, and sees only public data.
+    A role with no archive user row has no ID, and sees only public data. ``role``:
+    ``"session_user"`` in a SECURITY DEFINER function (where ``current_user`` is its
+    owner), the role that logged in.
     """
-    me = User.name == literal_column("current_user")
+    me = User.name == literal_column(role)
     uid = select(User.id).where(me).scalar_subquery()
     admin = func.coalesce(select(User.is_admin).where(me).scalar_subquery(), false())
     member = func.coalesce(select(User.is_member).where(me).scalar_subquery(), false())

@@ -23,7 +23,9 @@ what it has the right to change:
 * **collections and chains** (the reference chain of a project): the owner of a personal
   collection, the project's managers (:func:`~musewise.archive.privileges.manage_right`);
 * **files** (checksum, storage path, original name): seen with a dataset over them (or
-  while no dataset claims them, during an ingest); any role may add one;
+  while no dataset claims them, during an ingest); any role may add one, and a dataset
+  only over a file it sees or has a **file claim** on (it showed the writer service the
+  bytes: identical bytes archived by someone else, :mod:`.storeservice`);
 * **users, projects, memberships, releases**: read-only; administration goes through
   the service account.
 
@@ -49,6 +51,7 @@ from .schema import (
     CollectionChain,
     Dataset,
     DatasetIfu,
+    FileClaim,
     QCParameter,
     Run,
     RunInput,
@@ -65,6 +68,27 @@ _UNCLAIMED = f"""
 CREATE OR REPLACE FUNCTION {UNCLAIMED_FN}(f integer) RETURNS boolean
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS
 $body$ SELECT NOT EXISTS (SELECT 1 FROM datasets WHERE file_id = f) $body$
+"""
+
+
+#: Whether the logged-in role may add a dataset over a stored file: no dataset claims the
+#: file yet (its own ingest), a dataset it may see is over it, or it showed the writer
+#: service the bytes (a file claim). SECURITY DEFINER (it reads every dataset, as the
+#: datasets policy cannot: a policy of datasets reading datasets would recurse), judging
+#: ``session_user``, the role that logged in, which a member cannot change.
+ADDABLE_FN = "musewise_file_addable"
+
+
+def _addable() -> str:
+    v = current_role_viewer("session_user")
+    d = Dataset
+    seen = select(d.id).where(d.file_id == literal_column("f"), visibility(d.privilege, d.owner_id, d.project_id, v))
+    claimed = select(FileClaim.file_id).where(FileClaim.file_id == literal_column("f"), FileClaim.user_id == v.id)
+    return f"""
+CREATE OR REPLACE FUNCTION {ADDABLE_FN}(f integer) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS
+$body$ SELECT NOT EXISTS (SELECT 1 FROM datasets WHERE file_id = f)
+    OR EXISTS ({_sql(seen)}) OR EXISTS ({_sql(claimed)}) $body$
 """
 
 
@@ -98,10 +122,13 @@ def _rules() -> dict[str, list[tuple[str, str, str | None, str | None]]]:
     rules: dict[str, list] = {
         "datasets": [
             ("see", "SELECT", _sql(see_ds), None),
+            # Over a file the role may see (the files policy: a dataset it sees is over it, or
+            # none yet, in its own ingest) or has shown the writer service: never over a file
+            # it merely names, which would open another's private bytes to it.
             ("add", "INSERT", None, _sql(and_(
                 d.owner_id == me,
                 or_(d.project_id.is_(None), v.is_admin, d.project_id.in_(v.projects)),
-                d.collection_id.in_(writable_coll_ids)))),
+                d.collection_id.in_(writable_coll_ids))) + f" AND {ADDABLE_FN}(file_id)"),
             ("review", "UPDATE", _sql(review_ds), _sql(review_ds)),
             ("remove", "DELETE", _sql(or_(v.is_admin, d.owner_id == me)), None),
         ],
@@ -122,6 +149,10 @@ def _rules() -> dict[str, list[tuple[str, str, str | None, str | None]]]:
         "files": [
             ("see", "SELECT", f"id IN (SELECT file_id FROM datasets) OR {UNCLAIMED_FN}(id)", None),
             ("add", "INSERT", None, "true"),
+        ],
+        # Written by the writer service only; a role sees its own claims (the datasets policy reads them).
+        "file_claims": [
+            ("see", "SELECT", _sql(FileClaim.user_id == me), None),
         ],
         "runs": [
             ("see", "SELECT", _sql(see_run), None),
@@ -221,7 +252,7 @@ def script(service: str) -> list[str]:
            f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {USERS_ROLE}",
            f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {USERS_ROLE}"]
     out += [f"GRANT {what} ON {table} TO {USERS_ROLE}" for table, what in WRITES.items()]
-    out.append(_UNCLAIMED)
+    out += [_UNCLAIMED, _addable()]
     for table, policies in _rules().items():
         out.append(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
         out.append(f"SELECT musewise_drop_policies('{table}')")

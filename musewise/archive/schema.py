@@ -170,6 +170,21 @@ class StoredFile(Base):
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class FileClaim(Base):
+    """A user who showed the datastore's writer service the bytes of a stored file.
+
+    Written only by the writer service (:mod:`musewise.archive.storeservice`), which
+    checksummed the bytes the caller's process handed over: proof that the user holds
+    them. It lets the user add a dataset over a file whose row their privileges do not
+    show (identical bytes archived by someone else), never over one they merely name.
+    """
+
+    __tablename__ = "file_claims"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Dataset(Base):
     """A raw frame, static calibration, product or executed notebook."""
 

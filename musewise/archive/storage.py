@@ -121,6 +121,11 @@ def store_file(arch, tx, path: Path, info: FrameInfo, run_id: int | None = None,
     relpath = path_for(info, path.name, run_id=run_id)
     pending = arch.datastore.put(path, relpath + ".incoming", move=move)
     existing = s.scalar(select(StoredFile).where(StoredFile.sha256 == pending.sha256))
+    if existing is None and pending.known_file_id is not None:
+        # Identical bytes archived under datasets this user may not see: the writer service
+        # saw the bytes come from this user (a file claim), so their dataset may share the
+        # file. Only its ID is needed: the row becomes visible with the user's dataset.
+        existing = StoredFile(id=int(pending.known_file_id), sha256=pending.sha256, size=pending.size)
     if existing is not None:
         pending.discard()
         return existing, False
