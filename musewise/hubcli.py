@@ -45,7 +45,7 @@ from traitlets.config import Config, Configurable
 
 from .config import MusewiseConfig
 from .exceptions import ConfigurationError
-from .hubdb import is_managed
+from .hubdb import datastore_socket, is_managed, writes_through_service
 from .kernel import ensure_kernelspec
 from .resources import shared_folder
 
@@ -56,6 +56,8 @@ DEMO_ADMIN_PASSWORD = "muse-demo-admin-password-change-me"
 SERVICE_NAME = "archive"
 #: The hub service of VO access to the releases (musewise.vo).
 VO_SERVICE_NAME = "vo"
+#: The datastore's writer service (musewise.archive.storeservice), managed by the hub when members have database roles.
+DATASTORE_SERVICE_NAME = "musewise-datastore"
 
 #: Secrets that may come from the environment rather than a file or a command line
 #: (where other users could read them): trait -> variable.
@@ -471,6 +473,19 @@ def configure(c, hub: MusewiseHub | None = None) -> MusewiseHub:
         "oauth_no_confirm": True,
         "display": True,
     }]
+    if c.MusewiseSpawner.database_roles and writes_through_service(mw):
+        # Members' roles may only read the datastore: what their kernels archive is stored
+        # by the writer service (root), which knows each caller from the kernel.
+        sock = datastore_socket(mw.root)
+        sock.parent.mkdir(parents=True, exist_ok=True)
+        sock.parent.chmod(0o755)
+        c.JupyterHub.services.append({
+            "name": DATASTORE_SERVICE_NAME,
+            "command": [sys.executable, "-m", "musewise.archive.storeservice", "--socket", str(sock)],
+            "environment": {**archive_env, "MUSEWISE_USER": hub.archive_admin},
+            "display": False,
+        })
+        c.MusewiseSpawner.archive_env = {**archive_env, "MUSEWISE_DATASTORE_SERVICE": str(sock)}
     scopes = {f"access:services!service={SERVICE_NAME}"}
     if hub.vo:
         # Public releases need no login: the gateway itself decides who sees what (musewise.vo.gateway).

@@ -55,6 +55,19 @@ def server_dir(root: str | os.PathLike) -> Path:
     return Path(root) / "postgres"
 
 
+def datastore_socket(root: str | os.PathLike) -> Path:
+    """The unix socket of the datastore's writer service (:mod:`musewise.archive.storeservice`)
+    for data root ``root``: where members' processes store what they archive."""
+    return Path(root) / "run" / "datastore.sock"
+
+
+def writes_through_service(config: MusewiseConfig) -> bool:
+    """Whether members of a hub with its own PostgreSQL archive through the writer service:
+    their roles may only read a datastore that is a local folder (an object store is written
+    with credentials of its own)."""
+    return "://" not in config.datastore_url or config.datastore_url.startswith("file://")
+
+
 def is_managed(db_url: str, root: str | os.PathLike) -> bool:
     """Whether ``db_url`` is the socket of the server :func:`start` runs for ``root``."""
     if not db_url.startswith("postgresql"):
@@ -132,7 +145,8 @@ def start(config: MusewiseConfig, *, admin: str, site_config: str | os.PathLike)
         arch.close()
     if sqlite_file:
         close_stale_sqlite(sqlite_file)
-    write_site_config(site_config, url)
+    service = str(datastore_socket(config.root)) if writes_through_service(config) else None
+    write_site_config(site_config, url, datastore_service=service)
     return managed
 
 
@@ -157,11 +171,13 @@ def close_stale_sqlite(sqlite_file: str | os.PathLike) -> None:
             f.chmod(0o600)
 
 
-def write_site_config(path: str | os.PathLike, db_url: str) -> Path:
-    """Put ``db_url`` into the site config file ``path`` (between marker lines; the rest is kept).
+def write_site_config(path: str | os.PathLike, db_url: str, datastore_service: str | None = None) -> Path:
+    """Put ``db_url`` (and the writer service's socket) into the site config file ``path``
+    (between marker lines; the rest is kept).
 
     The file stays readable by everyone (users' processes read it for the data root's
-    settings): the URL names a socket and a role, no secret.
+    settings): the URL names a socket and a role, no secret. With the socket there, a
+    member's process outside the hub (a terminal, a batch job) archives as the hub's do.
     """
     path = Path(path)
     old = path.read_text() if path.exists() else ""
@@ -171,7 +187,10 @@ def write_site_config(path: str | os.PathLike, db_url: str) -> Path:
     else:
         head, tail = (old + ("\n" if old and not old.endswith("\n") else "")), ""
     block = (f"{BLOCK_BEGIN}\n# The archive is the hub's own PostgreSQL server: `musewise --root ...` on this "
-             f"machine uses it too.\nc.MusewiseConfig.db_url = {db_url!r}\n{BLOCK_END}\n")
+             f"machine uses it too.\nc.MusewiseConfig.db_url = {db_url!r}\n"
+             + (f"# Members' processes store files through the datastore's writer service.\n"
+                f"c.MusewiseConfig.datastore_service = {datastore_service!r}\n" if datastore_service else "")
+             + f"{BLOCK_END}\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(head + block + tail)
     path.chmod(0o644)
@@ -211,7 +230,8 @@ def main(argv=None) -> int:
     return 0
 
 
-__all__ = ["close_stale_sqlite", "is_managed", "server_dir", "start", "stop", "wanted", "write_site_config"]
+__all__ = ["close_stale_sqlite", "datastore_socket", "is_managed", "server_dir", "start", "stop", "wanted", "write_site_config",
+           "writes_through_service"]
 
 
 if __name__ == "__main__":

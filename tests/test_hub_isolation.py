@@ -119,6 +119,9 @@ attempt("publish_bobs", lambda: me.publish([a["bob_project"]], privilege=Privile
 attempt("qc_of_private", lambda: me.add_qc(private_id, {"QC.ALICE.CHECK": 1.0}))
 attempt("chain_reference", lambda: me.define_chain("galaxies/reference", []))
 attempt("search", lambda: sorted(r.id for r in me.query(category="BIAS")))
+# Her own frame: stored by the hub's writer service (she may not write the datastore herself).
+out["writer"] = os.environ.get("MUSEWISE_DATASTORE_SERVICE")
+attempt("ingest_own", lambda: me.ingest(a["alice_frame"], privilege=Privilege.PRIVATE, project="galaxies").record.id)
 print(json.dumps(out))
 '''
 
@@ -145,6 +148,8 @@ def alice_tries(hub):
 
     with arch.session() as s:
         private_file = s.get(Dataset, private).file_id
+    alice_frame = fits_raw(root / "alice-frame.fits", dpr_type="DARK", mjd=61366.5, seed=11)
+    os.chmod(alice_frame, 0o644)
     account = ensure_account(bob, root / "home" / bob, hub["group"])  # what the hub does at his first start
     # An account the hub made before (another data root on this machine) keeps its home: bob's is that one.
     bob_home = Path(account.pw_dir)
@@ -164,7 +169,7 @@ def alice_tries(hub):
                        "datastore": arch.config.datastore_url, "db_file": hub["sqlite_url"][len("sqlite:///"):],
                        "private": private, "private_path": arch.path(private), "private_file": private_file,
                        "private_run": hub["ids"]["private_run"], "bob_project": bob_project,
-                       "own": hub["ids"]["master"]})
+                       "own": hub["ids"]["master"], "alice_frame": str(alice_frame)})
     stdout = asyncio.run(_run_in_kernel(ws, token, f"ARGS = {args!r}\n" + ATTEMPTS))
     out = json.loads(stdout.strip().splitlines()[-1])
     print(f"alice's kernel tried {len(out)} ways in: {time.monotonic() - t0:.1f} s with the spawn")
@@ -246,6 +251,17 @@ def test_a_member_writes_what_she_may_from_her_kernel_and_the_database_refuses_t
     assert out["qc_of_private"].startswith("refused: NotFoundError"), out["qc_of_private"]
     assert out["chain_reference"].startswith("refused: PermissionDeniedError"), out["chain_reference"]
     assert list(arch.collection("galaxies/reference").members) == ["MUSE/raw"]
+    # Her own frame, archived from her kernel: stored by the hub's writer service, root's,
+    # read-only, readable by her group alone.
+    assert out["writer"] and out["writer"].endswith("datastore.sock"), out["writer"]
+    assert out["ingest_own"].startswith("ok: "), out["ingest_own"]
+    mine = arch.get(int(out["ingest_own"][4:]))
+    assert (mine.owner, mine.privilege) == ("alice", Privilege.PRIVATE)
+    import grp
+
+    st = os.stat(arch.path(mine.id))
+    assert (st.st_uid, grp.getgrgid(st.st_gid).gr_name, st.st_mode & 0o777) == (0, "alice", 0o440)
+    arch.verify(mine.id)
     # ... and her searches find her project's frame, never bob's private one.
     found = out["search"]
     assert str(ids["bob_project"]) in found and str(ids["private"]) not in found.replace(",", " ").split(), found

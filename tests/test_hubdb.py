@@ -137,6 +137,8 @@ def test_the_hub_copies_sqlite_into_its_postgresql_once_and_reuses_it(sqlite_sit
     # ... and so does a restart from the site config alone (the URL is the managed server's).
     from_site = MusewiseConfig.load(root=str(root))
     assert from_site.db_url == url and hubdb.wanted(from_site, system_users=True)
+    # A member's process outside the hub (a terminal, a batch job) finds the writer service there.
+    assert from_site.datastore_service == str(hubdb.datastore_socket(root))
     assert _digest(db_file) == before
 
 
