@@ -15,6 +15,7 @@ The tree::
     ├── NotFoundError (LookupError)
     │   └── CalibrationNotFoundError
     ├── DuplicateError (ValueError)
+    │   └── BytesStoredAlready
     ├── PermissionDeniedError (PermissionError)
     │   ├── IdentityError
     │   ├── ReferenceInputError
@@ -41,6 +42,8 @@ The tree::
 """
 
 from __future__ import annotations
+
+import os
 
 
 class MusewiseError(Exception):
@@ -92,6 +95,19 @@ class NotFoundError(MusewiseError, LookupError):
 
 class DuplicateError(MusewiseError, ValueError):
     """An object with the same identity already exists."""
+
+
+class BytesStoredAlready(DuplicateError):
+    """The registry holds the bytes of ``path`` already, in a file row the acting user cannot
+    see: just stored by another process (a retry finds it), or under other members' datasets
+    only. A member's own dataset may share such a file only when the datastore's writer
+    service saw the bytes come from them (``MusewiseConfig.datastore_service``)."""
+
+    def __init__(self, path, sha256: str):
+        self.path, self.sha256 = str(path), sha256
+        super().__init__(f"{os.path.basename(self.path)}: the archive holds these bytes already (sha256 {sha256[:16]}...), "
+                         "under datasets you may not see; archive them through the datastore's writer service "
+                         "(MusewiseConfig.datastore_service), which lets your dataset share the stored file")
 
 
 class PermissionDeniedError(MusewiseError, PermissionError):

@@ -375,6 +375,69 @@ def test_raw_sql_sees_the_file_rows_of_the_datasets_it_may_see_only(site, accoun
         assert conn.scalar(text("SELECT count(*) FROM files WHERE id = :i"), {"i": secret}) == 1
 
 
+HIDDEN_BYTES = r'''
+import json, sys
+from musewise.archive import Archive
+from musewise.exceptions import DuplicateError
+args = json.loads(sys.argv[1])
+arch = Archive.open(root=args["root"], db_url=args["url"], project="galaxies")
+out = {"before": arch.count()}
+try:
+    out["ingest"] = "stored %d" % arch.ingest(args["frame"], project="galaxies").record.id
+except DuplicateError as exc:
+    out["ingest"] = "%s: %s" % (type(exc).__name__, exc)
+out["after"] = arch.count()
+print(json.dumps(out))
+'''
+
+
+def test_a_member_storing_bytes_archived_under_anothers_private_dataset_gets_a_clear_refusal(
+        site, accounts, postgres_server, open_tmp):
+    """Without the writer service, a member's role cannot see the file row of identical bytes
+    under another member's private dataset: the ingest is refused with a message that says why
+    and what to do, and what is stored is unchanged."""
+    from test_web import fits_raw
+
+    from musewise.archive.datastore import sha256_file
+    from musewise.archive.schema import Dataset, StoredFile
+
+    arch, a, b = site["arch"], accounts["a"], accounts["b"]
+    frame = fits_raw(open_tmp / "same-bytes.fits", mjd=61371.2, seed=77)
+    os.chmod(frame, 0o644)
+    sha, size = sha256_file(frame)
+    secret = site["ids"][("b", "galaxies", Privilege.PRIVATE)]
+    with arch.transaction() as tx:
+        s = tx.session
+        theirs = s.get(Dataset, secret)
+        f = StoredFile(sha256=sha, size=size, path=f"t/{SUFFIX}/same.fits", original_name="b.fits")
+        s.add(f)
+        s.flush()
+        ds = Dataset(kind="raw", category="BIAS", file_id=f.id, owner_id=theirs.owner_id,
+                     project_id=theirs.project_id, privilege=int(Privilege.PRIVATE),
+                     collection_id=theirs.collection_id, object="b's frame", header={})
+        s.add(ds)
+        s.flush()
+        file_id, ds_id, owner_id = f.id, ds.id, theirs.owner_id
+    try:
+        root = user_root(open_tmp, a)
+        r = _as_account(a, HIDDEN_BYTES, json.dumps({"root": str(root), "frame": str(frame),
+                                                     "url": postgres_server.socket_url(site["db"], a)}))
+        assert r.returncode == 0, r.stderr
+        got = json.loads(r.stdout)
+        assert got["ingest"].startswith("BytesStoredAlready: same-bytes.fits: the archive holds these bytes "
+                                        "already"), got
+        assert "writer service" in got["ingest"] and "b.fits" not in got["ingest"]
+        assert got["after"] == got["before"]
+        with arch.session() as s:
+            kept = s.get(Dataset, ds_id)
+            assert (kept.file_id, kept.privilege, kept.owner_id) == (file_id, int(Privilege.PRIVATE), owner_id)
+            assert s.scalar(select(StoredFile.id).where(StoredFile.sha256 == sha)) == file_id
+    finally:
+        with arch.engine.begin() as conn:
+            conn.execute(text("DELETE FROM datasets WHERE id = :i"), {"i": ds_id})
+            conn.execute(text("DELETE FROM files WHERE id = :i"), {"i": file_id})
+
+
 ARCHIVE_AS = r'''
 import json, sys, os
 from musewise.archive import Archive

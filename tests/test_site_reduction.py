@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pytest
 from conftest import need
+from test_rls import READ_WRITE  # per path: "read", "read+written" or "denied"
 
+from musewise.archive.schema import Dataset
 from musewise.vocabulary import Privilege
 
 NIGHT = "2026-11-20"
@@ -304,15 +306,14 @@ def test_identical_bytes_of_two_members_are_one_file_read_by_both_and_nobody_els
     assert ra.sha256 == rb.sha256 and ra.storage_path == rb.storage_path  # one stored file
     assert got_a["sees"] == [ra.id] and got_b["sees"] == [rb.id]  # neither sees the other's dataset
     path = arch.path(ra.id)
-    reads = {n: _run_as(site, n, READS, json.dumps({"f": path}))["f"] for n in (a, b, c)}
+    reads = {n: _run_as(site, n, READ_WRITE, json.dumps({"f": path}))["f"] for n in (a, b, c)}
     assert reads == {a: "read", b: "read", c: "denied"}
     with arch.session() as s:
-        file_id = s.execute(__import__("sqlalchemy").text(
-            "SELECT file_id FROM datasets WHERE id = :i"), {"i": ra.id}).scalar()
+        file_id = s.get(Dataset, ra.id).file_id
     hostile = _run_as(site, c, SHARE, json.dumps({"file_id": file_id}))
     assert hostile["insert"].startswith("refused:") and "row-level security" in hostile["insert"], hostile
     assert hostile["sees_file"] == 0
-    assert _run_as(site, c, READS, json.dumps({"f": path}))["f"] == "denied"
+    assert _run_as(site, c, READ_WRITE, json.dumps({"f": path}))["f"] == "denied"
     arch.verify(ra.id)
 
 
@@ -329,19 +330,6 @@ mine = arch.query(category="MASTER_BIAS")
 print(json.dumps({"user": arch.user_name, "runs": [[o.run_id, o.status, o.products, o.notebook_id, o.error]
                                                    for o in out],
                   "sees": sorted(r.id for r in mine), "path": arch.path(out[0].products[0]) if out[0].ok else None}))
-'''
-
-READS = r'''
-import json, sys
-out = {}
-for label, path in json.loads(sys.argv[1]).items():
-    try:
-        with open(path, "rb") as f:
-            f.read(10)
-        out[label] = "read"
-    except PermissionError:
-        out[label] = "denied"
-print(json.dumps(out))
 '''
 
 
@@ -399,7 +387,7 @@ def test_ten_members_reducing_at_once_lose_and_duplicate_nothing(site):
                for p in arch.datastore.walk())
     first = names[0]
     sha = {n: arch.get(got["runs"][0][2][0]).sha256 for n, got in results.items()}
-    reads = _run_as(site, first, READS, json.dumps({n: got["path"] for n, got in results.items()}))
+    reads = _run_as(site, first, READ_WRITE, json.dumps({n: got["path"] for n, got in results.items()}))
     assert reads == {n: "read" if sha[n] == sha[first] else "denied" for n in names}
     assert reads[first] == "read" and "denied" in reads.values()
     # They ran at once: the runs' recorded intervals overlap.

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DataError as SADataError
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
-from ..exceptions import DuplicateError, InvalidFrameError, MusewiseError, PermissionDeniedError
+from ..exceptions import BytesStoredAlready, DuplicateError, InvalidFrameError, MusewiseError, PermissionDeniedError
 from ..ingest import FrameInfo, find_fits, inspect_file
 from ..vocabulary import (
     RAW_COLLECTION,
@@ -67,9 +67,10 @@ def ingest(arch, path, *, privilege: Privilege | int = Privilege.CONSORTIUM, pro
     try:
         try:
             did, created = _ingest_once(arch, Path(path), info, privilege, project, valid_from, valid_to, move)
-        except SAIntegrityError:
-            # Another process stored the same bytes between our check and our commit: the retry
-            # finds them stored and goes through the same rule as any duplicate.
+        except (BytesStoredAlready, SAIntegrityError):
+            # Another process stored the same bytes (or made the same collection) between our
+            # check and our insert: the retry finds them and goes through the same rule as any
+            # duplicate.
             did, created = _ingest_once(arch, Path(path), info, privilege, project, valid_from, valid_to, move)
     except SADataError as exc:
         # inspect_file checks what it knows of the registry; whatever else the database refuses
@@ -133,8 +134,16 @@ def store_file(arch, tx, path: Path, info: FrameInfo, run_id: int | None = None,
     tx.files.append(pending)
     sf = StoredFile(sha256=pending.sha256, size=pending.size, path=pending.relpath, original_name=path.name)
     s.add(sf)
-    s.flush()
+    try:
+        s.flush()
+    except SAIntegrityError as exc:
+        if "sha256" not in str(exc.orig):
+            raise
+        # The unique checksum holds a row this transaction could not see: another process's
+        # that has just committed, or a file under datasets this user may not see.
+        raise BytesStoredAlready(path, pending.sha256) from exc
     return sf, True
+
 
 def add_dataset(arch, s: Session, stored: StoredFile, info: FrameInfo, *, owner: User, project_id: int | None,
                 privilege, collection: Collection, run_id: int | None = None) -> Dataset:
