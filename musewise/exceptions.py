@@ -103,11 +103,18 @@ class BytesStoredAlready(DuplicateError):
     only. A member's own dataset may share such a file only when the datastore's writer
     service saw the bytes come from them (``MusewiseConfig.datastore_service``)."""
 
-    def __init__(self, path, sha256: str):
+    def __init__(self, path, sha256: str, *, through_writer_service: bool = False):
         self.path, self.sha256 = str(path), sha256
-        super().__init__(f"{os.path.basename(self.path)}: the archive holds these bytes already (sha256 {sha256[:16]}...), "
-                         "under datasets you may not see; archive them through the datastore's writer service "
-                         "(MusewiseConfig.datastore_service), which lets your dataset share the stored file")
+        where = f"{os.path.basename(self.path)}: the archive holds these bytes already (sha256 {sha256[:16]}...)"
+        if through_writer_service:
+            # The service lets a member's dataset share a file it saw come from them, once that
+            # file is committed: what it could not yet tell is another process's file of this instant.
+            super().__init__(f"{where}, in a file not yet visible to you (another process was committing the "
+                             "same bytes at the same time); archiving again lets your dataset share it")
+        else:
+            super().__init__(f"{where}, under datasets you may not see; archive them through the datastore's "
+                             "writer service (MusewiseConfig.datastore_service), which lets your dataset "
+                             "share the stored file")
 
 
 class PermissionDeniedError(MusewiseError, PermissionError):

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from .. import __version__
 from ..exceptions import NotFoundError, PermissionDeniedError, ReferenceInputError, RunStateError
@@ -40,6 +39,7 @@ from .privileges import visible_runs
 from .records import DatasetRecord, RunInputRecord, RunRecord
 from .schema import Collection, CollectionChain, Dataset, Project, Run, RunInput, User, utcnow
 from .sources import record_sources
+from .storage import once_more_if_raced
 
 
 def _run_record(s, run: Run, output_ids=(), notebooks: set[int] = frozenset()) -> RunRecord:
@@ -190,11 +190,8 @@ def finish_run(arch, run_id, outputs, *, notebook, details, move=False) -> list[
         infos.append((Path(path), info))
     # A catalogue's table is read now too: an unreadable one refuses the run, and a moved file is gone later.
     tables = {p: read_sources(p) for p, info in infos if info.category == SOURCE_CATALOG}
-    try:
-        return _finish(arch, run_id, infos, notebook, details, move, tables)
-    except SAIntegrityError:
-        # Two runs stored identical new bytes at the same instant: the retry finds them stored.
-        return _finish(arch, run_id, infos, notebook, details, move, tables)
+    # Two runs may store identical new bytes at the same instant: the retry finds them stored.
+    return once_more_if_raced(_finish, arch, run_id, infos, notebook, details, move, tables)
 
 
 def _finish(arch, run_id, infos, notebook, details, move, tables) -> list[DatasetRecord]:

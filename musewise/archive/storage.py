@@ -59,19 +59,32 @@ class IngestReport:
         )
 
 
+def once_more_if_raced(transaction, *args, **kwargs):
+    """Call ``transaction(*args, **kwargs)``, an archive transaction that stores files, and call
+    it once more if it lost a race.
+
+    Another process may store the same bytes, or make the same collection, between this one's
+    check and its insert. The unique keys refuse the second insert: as
+    :class:`~musewise.exceptions.BytesStoredAlready` when the other file's row cannot be
+    seen yet, or as the database's IntegrityError. The retry finds what the other process
+    committed and follows the same rule as for any duplicate. A refusal that is not a race
+    (bytes held only under other members' datasets) fails the retry too, and that error is
+    the one raised.
+    """
+    try:
+        return transaction(*args, **kwargs)
+    except (BytesStoredAlready, SAIntegrityError):
+        return transaction(*args, **kwargs)
+
+
 def ingest(arch, path, *, privilege: Privilege | int = Privilege.CONSORTIUM, project: str | None = None,
            ifu: int | None = None, info: FrameInfo | None = None, valid_from: float | None = None,
            valid_to: float | None = None, move: bool = False) -> IngestResult:
     """See :meth:`Archive.ingest`."""
     info = info or inspect_file(path, ifu=ifu)
     try:
-        try:
-            did, created = _ingest_once(arch, Path(path), info, privilege, project, valid_from, valid_to, move)
-        except (BytesStoredAlready, SAIntegrityError):
-            # Another process stored the same bytes (or made the same collection) between our
-            # check and our insert: the retry finds them and goes through the same rule as any
-            # duplicate.
-            did, created = _ingest_once(arch, Path(path), info, privilege, project, valid_from, valid_to, move)
+        did, created = once_more_if_raced(_ingest_once, arch, Path(path), info, privilege, project,
+                                          valid_from, valid_to, move)
     except SADataError as exc:
         # inspect_file checks what it knows of the registry; whatever else the database refuses
         # (a value out of a column's range) refuses this file, not an ingest of many.
@@ -141,7 +154,7 @@ def store_file(arch, tx, path: Path, info: FrameInfo, run_id: int | None = None,
             raise
         # The unique checksum holds a row this transaction could not see: another process's
         # that has just committed, or a file under datasets this user may not see.
-        raise BytesStoredAlready(path, pending.sha256) from exc
+        raise BytesStoredAlready(path, pending.sha256, through_writer_service=pending.via_writer) from exc
     return sf, True
 
 
