@@ -343,6 +343,8 @@ def test_ten_members_reducing_at_once_lose_and_duplicate_nothing(site):
     arch = site["arch"]
     names = [member(i) for i in range(MEMBERS)]
     params = {n: ({"combine": "median"} if i % 2 else {"combine": "sigclip"}) for i, n in enumerate(names)}
+    # Pending files the module's earlier tests abandoned on purpose (fsck --repair removes them).
+    abandoned = set(arch.fsck()["temporaries"])
     procs = {n: _start_as(site, n, REDUCE, json.dumps({"night": NIGHT, "p": params[n]})) for n in names}
     results = {}
     for n, proc in procs.items():
@@ -381,7 +383,9 @@ def test_ten_members_reducing_at_once_lose_and_duplicate_nothing(site):
     assert len({f.sha256 for f in files[MEMBERS:]}) == MEMBERS  # each notebook records its own run
     for i in product_ids + notebooks:
         arch.verify(i)
-    assert arch.fsck(verify_checksums=True) == {"orphans": [], "temporaries": [], "missing": [], "corrupt": []}
+    report = arch.fsck(verify_checksums=True)
+    report["temporaries"] = sorted(set(report["temporaries"]) - abandoned)
+    assert report == {"orphans": [], "temporaries": [], "missing": [], "corrupt": []}
     store = site["root"] / "datastore"
     assert all(os.stat(store / p).st_uid == 0 and not os.stat(store / p).st_mode & 0o222
                for p in arch.datastore.walk())
