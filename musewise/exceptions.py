@@ -107,8 +107,8 @@ class BytesStoredAlready(DuplicateError):
         self.path, self.sha256 = str(path), sha256
         where = f"{os.path.basename(self.path)}: the archive holds these bytes already (sha256 {sha256[:16]}...)"
         if through_writer_service:
-            # The service lets a member's dataset share a file it saw come from them, once that
-            # file is committed: what it could not yet tell is another process's file of this instant.
+            # Through the service a committed file of the same bytes is shared (a file claim):
+            # only a file another process has not committed yet can refuse the insert.
             super().__init__(f"{where}, in a file not yet visible to you (another process was committing the "
                              "same bytes at the same time); archiving again lets your dataset share it")
         else:
