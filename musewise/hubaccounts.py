@@ -77,7 +77,8 @@ def ensure_account(name: str, home: str | os.PathLike, group: str) -> pwd.struct
     name : str
         Hub user name, also the account's name.
     home : path
-        Its home folder (created mode 0700, owned by the account).
+        Its home folder (created mode 0700, owned by the account). An account this function made
+        earlier with another home is given this one; the former home's files are not moved.
     group : str
         The hub's group (created if missing), added to the account's groups: its members
         may read the archive's files.
@@ -110,6 +111,14 @@ def ensure_account(name: str, home: str | os.PathLike, group: str) -> pwd.struct
             # without the group their kernels could not read the consortium's files.
             subprocess.run(["usermod", "--append", "--groups", group, name], check=True, capture_output=True)
             log.info("added unix account %s to group %s", name, group)
+        if account.pw_gecos == ACCOUNT_COMMENT and Path(account.pw_dir) != Path(home):
+            # An account a hub made with another home (the site moved its homes, or another hub on
+            # this machine, e.g. a demo's, made it): the home is this hub's. The old folder is left
+            # as it is: moving it could carry a user's files into a folder that is later removed.
+            subprocess.run(["usermod", "--home", str(home), name], check=True, capture_output=True)
+            log.warning("unix account %s now has its home in %s; its former home %s was left as it was",
+                        name, home, account.pw_dir)
+            account = pwd.getpwnam(name)
     home = Path(account.pw_dir)
     home.mkdir(parents=True, exist_ok=True)
     os.chown(home, account.pw_uid, account.pw_gid)

@@ -251,6 +251,32 @@ def test_a_hub_users_account_made_under_another_group_joins_the_hubs(tmp_path):
             subprocess.run(["groupdel", g], capture_output=True)
 
 
+@needs_root
+def test_a_hub_users_account_made_by_another_hub_gets_this_hubs_home_and_keeps_the_old_files(tmp_path):
+    """A demo's hub made alice with a home in its data root, since removed; the next hub's alice
+    lives in that hub's homes, and a former home that still exists is left as it was."""
+    import shutil
+    import subprocess
+
+    group = "mwt" + os.urandom(4).hex()
+    name = "mwu" + os.urandom(3).hex()
+    demo_home, site_home, third_home = (tmp_path / d / "home" / name for d in ("demo", "site", "third"))
+    try:
+        made = hubaccounts.ensure_account(name, demo_home, group)
+        shutil.rmtree(tmp_path / "demo")
+        moved = hubaccounts.ensure_account(name, site_home, group)
+        assert moved.pw_uid == made.pw_uid and moved.pw_dir == str(site_home)
+        assert site_home.stat().st_uid == made.pw_uid and site_home.stat().st_mode & 0o777 == 0o700
+        assert not demo_home.exists()  # the removed home is not made again
+        (site_home / "analysis.ipynb").write_text("{}")
+        again = hubaccounts.ensure_account(name, third_home, group)
+        assert again.pw_dir == str(third_home) and third_home.is_dir()
+        assert (site_home / "analysis.ipynb").read_text() == "{}"  # nothing moved or removed
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
+        subprocess.run(["groupdel", group], capture_output=True)
+
+
 def test_configure_refuses_to_run_users_code_as_root(tmp_path, monkeypatch):
     from traitlets.config import Config
 
