@@ -88,6 +88,9 @@ def ensure_account(name: str, home: str | os.PathLike, group: str) -> pwd.struct
     PermissionDeniedError
         If ``name`` is an existing account that is not a hub user's (not created by this
         function and not in ``group``): a system or person's account is never taken over.
+    ConfigurationError
+        If the account has another home and runs processes (another hub's server), so that
+        its home cannot be changed; nothing is changed then.
     """
     check_name(name)
     gid = ensure_group(group)
@@ -115,7 +118,14 @@ def ensure_account(name: str, home: str | os.PathLike, group: str) -> pwd.struct
             # An account a hub made with another home (the site moved its homes, or another hub on
             # this machine, e.g. a demo's, made it): the home is this hub's. The old folder is left
             # as it is: moving it could carry a user's files into a folder that is later removed.
-            subprocess.run(["usermod", "--home", str(home), name], check=True, capture_output=True)
+            done = subprocess.run(["usermod", "--home", str(home), name], capture_output=True, text=True)
+            if done.returncode:
+                # usermod refuses while the account runs processes: another hub's server on this machine.
+                raise ConfigurationError(
+                    f"unix account {name!r} has its home in {account.pw_dir}, not in this hub's {home}, and "
+                    f"cannot be moved now ({done.stderr.strip() or 'usermod status ' + str(done.returncode)}): "
+                    "another hub on this machine may be running a server for it; stop that server, or give "
+                    "both hubs the same homes")
             log.warning("unix account %s now has its home in %s; its former home %s was left as it was",
                         name, home, account.pw_dir)
             account = pwd.getpwnam(name)

@@ -272,6 +272,15 @@ def test_a_hub_users_account_made_by_another_hub_gets_this_hubs_home_and_keeps_t
         again = hubaccounts.ensure_account(name, third_home, group)
         assert again.pw_dir == str(third_home) and third_home.is_dir()
         assert (site_home / "analysis.ipynb").read_text() == "{}"  # nothing moved or removed
+        # While the account runs a process (the other hub's server), its home stays, with a clear error.
+        server = subprocess.Popen(["sleep", "60"], user=again.pw_uid, group=again.pw_gid)
+        try:
+            with pytest.raises(ConfigurationError, match="another hub on this machine"):
+                hubaccounts.ensure_account(name, site_home, group)
+        finally:
+            server.kill()
+            server.wait()
+        assert pwd.getpwnam(name).pw_dir == str(third_home)
     finally:
         subprocess.run(["userdel", name], capture_output=True)
         subprocess.run(["groupdel", group], capture_output=True)
